@@ -1,0 +1,1 @@
+"""Driven adapters: PostgreSQL, Redis, in-memory fakes and the embedded servers."""

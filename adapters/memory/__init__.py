@@ -1,0 +1,5 @@
+"""In-memory implementations of every port; they pass the same contract suite as the real ones."""
+
+from adapters.memory.store import InMemoryLedgerAudit, InMemoryStore, InMemoryUnitOfWork
+
+__all__ = ["InMemoryLedgerAudit", "InMemoryStore", "InMemoryUnitOfWork"]

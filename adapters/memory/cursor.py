@@ -1,0 +1,26 @@
+"""Opaque keyset cursors shared by the memory and PostgreSQL adapters."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from core.errors import FieldError, ValidationFailed
+
+
+def encode_cursor(*values: Any) -> str:
+    """An opaque, URL-safe cursor holding the sort key of the last row of a page."""
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    """The sort key inside a cursor; `ValidationFailed` for anything not made by `encode_cursor`."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeError):
+        values = None
+    if not isinstance(values, list) or len(values) != arity:
+        raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")])
+    return values

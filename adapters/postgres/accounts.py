@@ -1,0 +1,131 @@
+"""Accounts in PostgreSQL: row locks in id order, keyset listing, buffered inserts and updates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import asyncpg
+
+from adapters.memory.cursor import decode_cursor, encode_cursor
+from core.accounts import Account
+from core.ids import new_id
+from core.ports import Page
+
+if TYPE_CHECKING:
+    from adapters.postgres.uow import Fragment, PgUnitOfWork
+
+COLUMNS = "id, tenant_id, kind, user_id, currency, balance, version, status, metadata, created_at, updated_at"
+
+GET = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2"
+
+# ORDER BY below FOR UPDATE: rows are locked in ascending id order, so no two
+# transactions can wait on each other's rows in opposite orders.
+LOCK = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE"
+
+LOCK_SYSTEM = f"""SELECT {COLUMNS} FROM accounts
+WHERE tenant_id = $1 AND kind = $2 AND currency = $3 AND kind <> 'user' FOR UPDATE"""
+
+CREATE_SYSTEM = """INSERT INTO accounts (id, tenant_id, kind, currency, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (tenant_id, kind, currency) WHERE kind <> 'user' DO NOTHING"""
+
+LIST = f"""SELECT {COLUMNS} FROM accounts
+WHERE tenant_id = $1 AND kind = 'user' AND ($2::text IS NULL OR user_id = $2)
+  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+ORDER BY created_at DESC, id DESC LIMIT $5"""
+
+INSERT = f"""INSERT INTO accounts ({COLUMNS})
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+                     $8::text[], $9::jsonb[], $10::timestamptz[], $11::timestamptz[])"""
+
+UPDATE = """UPDATE accounts a SET balance = v.balance, version = v.version, updated_at = v.updated_at
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS v(id, balance, version, updated_at)
+WHERE a.id = v.id"""
+
+
+def to_account(row: asyncpg.Record) -> Account:
+    return Account(
+        id=row["id"], tenant_id=row["tenant_id"], kind=row["kind"], user_id=row["user_id"],
+        currency=row["currency"], balance=row["balance"], version=row["version"], status=row["status"],
+        metadata=row["metadata"], created_at=row["created_at"], updated_at=row["updated_at"],
+    )
+
+
+class PgAccounts:
+    """The `Accounts` port on PostgreSQL."""
+
+    def __init__(self, uow: PgUnitOfWork) -> None:
+        self._uow = uow
+        self._new: dict[UUID, Account] = {}
+        self._dirty: dict[UUID, Account] = {}
+
+    async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
+        row = await self._uow.fetchrow(GET, tenant_id, account_id)
+        return to_account(row) if row else None
+
+    async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]:
+        rows = await self._uow.fetch(LOCK, tenant_id, sorted(set(account_ids)))
+        return {row["id"]: to_account(row) for row in rows}
+
+    async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
+        row = await self._uow.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
+        if row is None:
+            await self._uow.fetch(CREATE_SYSTEM, new_id(), tenant_id, kind, currency, datetime.now(UTC))
+            row = await self._uow.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
+        assert row is not None
+        return to_account(row)
+
+    async def list(self, tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None) -> Page[Account]:
+        after: list[Any] = [None, None]
+        if cursor is not None:
+            created, last_id = decode_cursor(cursor, 2)
+            after = [_parse_time(created), _parse_uuid(last_id)]
+        rows = await self._uow.fetch(LIST, tenant_id, user_id, *after, limit + 1)
+        items = [to_account(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor(items[-1].created_at.isoformat(), str(items[-1].id)) if more else None)
+
+    def add(self, account: Account) -> None:
+        self._new[account.id] = account
+
+    def save(self, account: Account) -> None:
+        if account.id not in self._new:
+            self._dirty[account.id] = account
+
+    def flush(self) -> list[Fragment]:
+        fragments: list[Fragment] = []
+        if self._new:
+            rows = list(self._new.values())
+            fragments.append((INSERT, [
+                [a.id for a in rows], [a.tenant_id for a in rows], [a.kind for a in rows],
+                [a.user_id for a in rows], [a.currency for a in rows], [a.balance for a in rows],
+                [a.version for a in rows], [a.status for a in rows], [a.metadata for a in rows],
+                [a.created_at for a in rows], [a.updated_at for a in rows],
+            ]))
+        if self._dirty:
+            rows = list(self._dirty.values())
+            fragments.append((UPDATE, [
+                [a.id for a in rows], [a.balance for a in rows], [a.version for a in rows],
+                [a.updated_at for a in rows],
+            ]))
+        return fragments
+
+
+def _parse_time(value: Any) -> datetime:
+    from core.errors import FieldError, ValidationFailed
+
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")]) from None
+
+
+def _parse_uuid(value: Any) -> UUID:
+    from core.errors import FieldError, ValidationFailed
+
+    try:
+        return UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")]) from None

@@ -1,0 +1,101 @@
+"""Ledger entries in PostgreSQL (append-only) and the audit of API.md §4's invariants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import asyncpg
+
+from adapters.memory.cursor import decode_cursor, encode_cursor
+from adapters.postgres.pool import translate_errors
+from core.errors import FieldError, ValidationFailed
+from core.ledger import Entry
+from core.ports import Page
+
+if TYPE_CHECKING:
+    from adapters.postgres.uow import Fragment, PgUnitOfWork
+
+COLUMNS = ("id, tenant_id, account_id, posting_id, payment_id, refund_id, seq, type, amount, balance_after,"
+           " currency, created_at")
+
+INSERT = f"""INSERT INTO account_transactions ({COLUMNS})
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::bigint[],
+                     $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::timestamptz[])"""
+
+LIST = f"""SELECT {COLUMNS} FROM account_transactions
+WHERE tenant_id = $1 AND account_id = $2 AND ($3::bigint IS NULL OR seq < $3)
+ORDER BY seq DESC LIMIT $4"""
+
+# Each query returns one line per broken invariant.
+AUDIT = {
+    "balance equals the sum of entries": """
+        SELECT 'account ' || a.id || ': balance ' || a.balance || ' but entries sum to ' || coalesce(t.total, 0)
+        FROM accounts a LEFT JOIN (SELECT account_id, sum(amount) AS total FROM account_transactions
+                                   GROUP BY account_id) t ON t.account_id = a.id
+        WHERE a.balance <> coalesce(t.total, 0) OR a.version <> coalesce((SELECT max(seq) FROM account_transactions
+                                                                           WHERE account_id = a.id), 0)""",
+    "balance_after chains": """
+        SELECT 'account ' || account_id || ': entry ' || id || ' (seq ' || seq || ') does not chain'
+        FROM (SELECT id, account_id, seq, balance_after,
+                     sum(amount) OVER w AS running, row_number() OVER w AS position
+              FROM account_transactions WINDOW w AS (PARTITION BY account_id ORDER BY seq)) x
+        WHERE balance_after <> running OR seq <> position""",
+    "a tenant's balances sum to zero per currency": """
+        SELECT 'tenant ' || tenant_id || ' ' || currency || ': balances sum to ' || sum(balance)
+        FROM accounts GROUP BY tenant_id, currency HAVING sum(balance) <> 0""",
+    "every posting balances": """
+        SELECT 'posting ' || posting_id || ': entries sum to ' || sum(amount)
+        FROM account_transactions GROUP BY posting_id HAVING sum(amount) <> 0 OR count(DISTINCT currency) <> 1""",
+}
+
+
+def to_entry(row: asyncpg.Record) -> Entry:
+    return Entry(**{key: row[key] for key in COLUMNS.replace(" ", "").split(",")})
+
+
+class PgLedger:
+    """The `Ledger` port on PostgreSQL."""
+
+    def __init__(self, uow: PgUnitOfWork) -> None:
+        self._uow = uow
+        self._new: list[Entry] = []
+
+    def add(self, entries: Sequence[Entry]) -> None:
+        self._new.extend(entries)
+
+    async def list(self, tenant_id: UUID, account_id: UUID, *, limit: int, cursor: str | None) -> Page[Entry]:
+        before = None
+        if cursor is not None:
+            (before,) = decode_cursor(cursor, 1)
+            if not isinstance(before, int) or isinstance(before, bool):
+                raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")])
+        rows = await self._uow.fetch(LIST, tenant_id, account_id, before, limit + 1)
+        items = [to_entry(row) for row in rows[:limit]]
+        return Page(items, encode_cursor(items[-1].seq) if len(rows) > limit else None)
+
+    def flush(self) -> list[Fragment]:
+        if not self._new:
+            return []
+        e = self._new
+        return [(INSERT, [
+            [x.id for x in e], [x.tenant_id for x in e], [x.account_id for x in e], [x.posting_id for x in e],
+            [x.payment_id for x in e], [x.refund_id for x in e], [x.seq for x in e], [x.type for x in e],
+            [x.amount for x in e], [x.balance_after for x in e], [x.currency for x in e], [x.created_at for x in e],
+        ])]
+
+
+class PgLedgerAudit:
+    """The `LedgerAudit` port: reads the whole ledger in one REPEATABLE READ snapshot."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def drift(self) -> list[str]:
+        problems: list[str] = []
+        with translate_errors():
+            async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                for sql in AUDIT.values():
+                    problems += [row[0] for row in await conn.fetch(sql)]
+        return problems

@@ -1,0 +1,47 @@
+"""The asyncpg pool and the translation of driver errors into core errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import asyncpg
+
+from core.errors import ConcurrencyConflict, Unavailable
+
+#: SQLSTATEs after which the whole transaction may simply be run again.
+RETRYABLE = {"40001", "40P01"}
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int, command_timeout: float) -> asyncpg.Pool:
+    """A lazily-connecting pool: the API starts even while the database is down (and answers 503)."""
+    pool = asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+        command_timeout=command_timeout, max_inactive_connection_lifetime=300,
+    )
+    with translate_errors():
+        await pool
+    return pool
+
+
+class translate_errors:  # noqa: N801 - used as a context manager, like contextlib's helpers
+    """Turn asyncpg's serialization, deadlock and connection errors into core errors."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in RETRYABLE:
+            raise ConcurrencyConflict("the transaction lost a race; retry it") from exc
+        if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                            asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError,
+                            asyncpg.exceptions.ConnectionFailureError, asyncpg.exceptions.AdminShutdownError,
+                            asyncpg.exceptions.QueryCanceledError)):
+            raise Unavailable("the database is unavailable; retry later") from exc
+        return False

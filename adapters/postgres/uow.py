@@ -1,0 +1,107 @@
+"""The PostgreSQL unit of work: one transaction; buffered writes flushed as one statement at commit."""
+
+from __future__ import annotations
+
+import re
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+
+from adapters.postgres.accounts import PgAccounts
+from adapters.postgres.ledger import PgLedger
+from adapters.postgres.misc import PgIdempotencyKeys, PgOutbox, PgTenants
+from adapters.postgres.payments import PgPayments
+from adapters.postgres.pool import translate_errors
+from core.errors import IdempotencyRequestInProgress
+
+_PARAM = re.compile(r"\$(\d+)")
+
+Fragment = tuple[str, list[Any]]
+
+
+def compose(fragments: list[Fragment]) -> Fragment:
+    """Join data-modifying statements into one `WITH` statement (one round trip).
+
+    Each fragment numbers its own parameters from $1; they are renumbered here.
+    Foreign keys are checked at the end of the statement, so the order of the
+    fragments only has to be a valid one for readers.
+    """
+    parts, args = [], []
+    for index, (sql, values) in enumerate(fragments):
+        offset = len(args)
+        parts.append(f"w{index} AS ({_PARAM.sub(lambda m: f'${int(m.group(1)) + offset}', sql)})")
+        args.extend(values)
+    return "WITH " + ",\n".join(parts) + "\nSELECT 1", args
+
+
+class PgUnitOfWork:
+    """One pooled connection and, unless read-only, one transaction (READ COMMITTED + row locks)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, read_only: bool, acquire_timeout: float) -> None:
+        self._pool, self._read_only, self._timeout = pool, read_only, acquire_timeout
+        self._conn: Any = None
+        self._tx: Any = None
+        self.accounts = PgAccounts(self)
+        self.ledger = PgLedger(self)
+        self.payments = PgPayments(self)
+        self.outbox = PgOutbox()
+        self.idempotency = PgIdempotencyKeys(self)
+        self.tenants = PgTenants(self)
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        return self._conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        with translate_errors():
+            return list(await self._conn.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        with translate_errors():
+            return await self._conn.fetchrow(sql, *args)
+
+    async def __aenter__(self) -> PgUnitOfWork:
+        with translate_errors():
+            self._conn = await self._pool.acquire(timeout=self._timeout)
+            if not self._read_only:
+                try:
+                    self._tx = self._conn.transaction()
+                    await self._tx.start()
+                except BaseException:
+                    await self._pool.release(self._conn)
+                    raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._tx is not None and not self._conn.is_closed():
+                with translate_errors():
+                    await self._tx.rollback()
+        finally:
+            self._tx = None
+            await self._pool.release(self._conn)
+
+    async def commit(self) -> None:
+        """Write everything buffered in one statement, then COMMIT."""
+        fragments = [
+            *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(),
+            *self.ledger.flush(), *self.outbox.flush(), *self.idempotency.flush(),
+        ]
+        try:
+            with translate_errors():
+                if fragments:
+                    await self._conn.execute(*_unpack(compose(fragments)))
+                await self._tx.commit()
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == "idempotency_keys_pkey":
+                raise IdempotencyRequestInProgress("this Idempotency-Key was stored by a concurrent request") from error
+            raise
+        self._tx = None
+
+
+def _unpack(fragment: Fragment) -> list[Any]:
+    sql, args = fragment
+    return [sql, *args]

@@ -1,0 +1,1 @@
+"""Redis adapters: rate limiting (and, later, locks and caches)."""

@@ -1,0 +1,189 @@
+"""The `payments` command: serve, migrate, dev, keys create, ledger check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from loguru import logger
+
+from app.container import Endpoints, build_container, data_dir, resolve_endpoints
+from app.logs import configure_logging
+from app.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        sys.exit(f"payments: invalid configuration: {error}")
+
+
+def cmd_serve(settings: Settings, endpoints: Endpoints) -> int:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from app.http.app import create_app
+
+    loader = AppLoader(factory=partial(create_app, settings, endpoints.database_url, endpoints.redis_url))
+    app = loader.load()
+    workers = max(1, settings.server.workers)
+    app.prepare(host=settings.server.host, port=settings.server.port, workers=workers, access_log=False,
+                motd=False, single_process=workers == 1)
+    if workers == 1:
+        Sanic.serve_single(primary=app)
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
+def cmd_migrate(settings: Settings, endpoints: Endpoints) -> int:
+    from adapters.postgres.migrate import apply_migrations
+
+    applied = apply_migrations(endpoints.database_url)
+    print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+    return 0
+
+
+async def _create_key(settings: Settings, endpoints: Endpoints, tenant: str, scopes: Sequence[str],
+                      plain: str | None = None) -> str:
+    from core.usecases.keys import CreateApiKey, create_api_key
+
+    container = await build_container(settings, endpoints.database_url, endpoints.redis_url)
+    try:
+        async with container.uow() as uow:
+            key, _ = await create_api_key(CreateApiKey(tenant=tenant, scopes=tuple(scopes), plain_key=plain),
+                                          uow=uow, clock=container.clock)
+    finally:
+        await container.close()
+    return key
+
+
+def cmd_keys_create(settings: Settings, endpoints: Endpoints, args: argparse.Namespace) -> int:
+    from core.errors import ValidationFailed
+
+    scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
+    try:
+        key = asyncio.run(_create_key(settings, endpoints, args.tenant, scopes))
+    except ValidationFailed as error:
+        print(f"payments keys create: {error.detail}", file=sys.stderr)
+        return 2
+    print(f"created an API key for tenant {args.tenant!r} with scopes {','.join(sorted(set(scopes)))}; "
+          "it is shown once:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def cmd_ledger_check(settings: Settings, endpoints: Endpoints) -> int:
+    async def run() -> list[str]:
+        container = await build_container(settings, endpoints.database_url, endpoints.redis_url)
+        try:
+            return await container.audit().drift()
+        finally:
+            await container.close()
+
+    problems = asyncio.run(run())
+    for line in problems:
+        print(f"DRIFT {line}")
+    print("ledger ok: every balance equals its entries, balance_after chains, every tenant's currencies sum to 0"
+          if not problems else f"ledger drift: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _dev_key(settings: Settings, endpoints: Endpoints) -> str:
+    """PAYMENTS_DEV_API_KEY, or the key kept in the data directory from an earlier run, or a new one."""
+    from core.tenants import generate_key
+
+    path = data_dir(settings) / "dev_api_key"
+    plain = settings.dev_api_key or (path.read_text().strip() if path.exists() else "") or generate_key()
+    asyncio.run(_create_key(settings, endpoints, "dev", ["read", "write"], plain))
+    if not settings.dev_api_key:
+        path.write_text(plain + "\n")
+        path.chmod(0o600)
+    return plain
+
+
+def cmd_dev(settings: Settings, endpoints: Endpoints) -> int:
+    """Migrate, then run the API (and every background process) until Ctrl-C or SIGTERM."""
+    cmd_migrate(settings, endpoints)
+    key = _dev_key(settings, endpoints)
+    env = {**os.environ, "PAYMENTS_DATABASE_URL": endpoints.database_url, "PAYMENTS_REDIS_URL": endpoints.redis_url}
+    children = [subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env)]
+    url = f"http://{settings.server.host}:{settings.server.port}"
+    stopping = False
+
+    def stop(signum: int, _: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"\n  Payments API   {url}\n  API docs       {url}/docs\n  Dev API key    {key}\n"
+          f"  Try it         curl -H 'Authorization: Bearer {key}' {url}/api/v1/accounts\n", flush=True)
+    code = 0
+    while not stopping:
+        for child in children:
+            if child.poll() is not None:
+                logger.error("process {} exited with {}; stopping", child.args, child.returncode)
+                stopping, code = True, 1
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + settings.server.shutdown_timeout + 5
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="payments", description="The payments API and its tools.")
+    sub = root.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP API")
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("dev", help="everything in one command (embedded PostgreSQL and Redis when no URL is set)")
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create an API key (printed alone on the last line)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--scopes", default="read,write", help="comma-separated: read, write")
+    ledger = sub.add_parser("ledger", help="ledger tools").add_subparsers(dest="ledger_command", required=True)
+    ledger.add_parser("check", help="verify the ledger invariants; exits 1 on drift")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = _settings()
+    configure_logging(settings.observability.log_level, settings.observability.log_format,
+                      process=args.command)
+    endpoints = resolve_endpoints(settings, redis=args.command in {"serve", "dev"})
+    if not endpoints.redis_url:
+        endpoints.redis_url = "redis://127.0.0.1:6379/0"  # unused by commands that do not touch Redis
+    try:
+        if args.command == "serve":
+            return cmd_serve(settings, endpoints)
+        if args.command == "migrate":
+            return cmd_migrate(settings, endpoints)
+        if args.command == "dev":
+            return cmd_dev(settings, endpoints)
+        if args.command == "keys":
+            return cmd_keys_create(settings, endpoints, args)
+        return cmd_ledger_check(settings, endpoints)
+    finally:
+        endpoints.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

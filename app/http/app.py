@@ -1,0 +1,96 @@
+"""The Sanic app factory: middleware (request id, logs, metrics), problem+json errors, routes."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from loguru import logger
+from sanic import HTTPResponse, Request, Sanic
+from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, SanicException
+
+from app.container import build_container
+from app.http import metrics
+from app.http.auth import KeyCache
+from app.http.docs import configure_sanic_ext, install_docs
+from app.http.operations import openapi_document
+from app.http.problems import PROBLEM_JSON, ApiError, problem, problem_for
+from app.http.routes import accounts, health, payments
+from app.logs import correlation_id
+from app.settings import Settings
+from core.errors import CoreError
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def create_app(settings: Settings, database_url: str, redis_url: str, *, name: str = "payments") -> Sanic[Any, Any]:
+    """A configured app; its adapters connect when the server starts."""
+    app: Sanic[Any, Any] = Sanic(name, configure_logging=False)
+    app.config.REQUEST_MAX_SIZE = settings.server.max_body_size
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.server.shutdown_timeout
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.TOUCHUP = False
+    configure_sanic_ext(app)
+    app.ctx.keys = KeyCache()
+
+    @app.before_server_start
+    async def connect(app: Sanic[Any, Any]) -> None:
+        app.ctx.container = await build_container(settings, database_url, redis_url)
+
+    @app.after_server_stop
+    async def disconnect(app: Sanic[Any, Any]) -> None:
+        await app.ctx.container.close()
+
+    app.on_request(_start, priority=100)
+    app.on_response(_finish, priority=100)
+    app.error_handler.add(Exception, _error)
+    for module in (accounts, payments, health):
+        app.blueprint(module.bp)
+    install_docs(app, lambda: openapi_document(health.VERSION), title="Payments API")
+    return app
+
+
+async def _start(request: Request) -> None:
+    supplied = request.headers.get("x-request-id", "")
+    request.ctx.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request.ctx.started = time.perf_counter()
+    correlation_id.set(request.ctx.request_id)
+
+
+async def _finish(request: Request, response: HTTPResponse) -> None:
+    request_id = getattr(request.ctx, "request_id", None)
+    if request_id is not None:
+        response.headers["X-Request-ID"] = request_id
+    started = getattr(request.ctx, "started", None)
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    route = request.route.path if request.route is not None else "unmatched"
+    metrics.observe(request.method, "/" + route.lstrip("/"), response.status, seconds)
+    logger.bind(method=request.method, path=request.path, status=response.status,
+                duration_ms=round(seconds * 1000, 2)).info("request completed")
+
+
+def _error(request: Request, exception: Exception) -> HTTPResponse:
+    request_id = getattr(request.ctx, "request_id", None) if request is not None else None
+    headers: dict[str, str] = {}
+    if isinstance(exception, CoreError):
+        stored = problem_for(exception, request_id)
+        if isinstance(exception, ApiError) and exception.retry_after is not None:
+            headers["Retry-After"] = str(int(exception.retry_after))
+    elif isinstance(exception, PayloadTooLarge):
+        stored = problem("payload_too_large", "the request body is larger than 64 KiB", request_id)
+    elif isinstance(exception, NotFound):
+        stored = problem("not_found", "no such resource", request_id)
+    elif isinstance(exception, MethodNotAllowed):
+        stored = problem("method_not_allowed", f"{request.method} is not allowed here", request_id)
+        headers["Allow"] = ", ".join(sorted(getattr(exception, "allowed_methods", None) or []))
+    elif isinstance(exception, SanicException) and 400 <= exception.status_code < 500:
+        stored = problem("malformed_json" if exception.status_code == 400 else "validation_error",
+                         str(exception), request_id)
+    else:
+        logger.opt(exception=exception).error("unhandled error")
+        stored = problem("internal_error", "an unexpected error occurred; it has been logged", request_id)
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return HTTPResponse(stored.body, status=stored.status, headers=headers, content_type=PROBLEM_JSON)

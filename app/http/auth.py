@@ -1,0 +1,72 @@
+"""Bearer API-key authentication with a short in-process cache, scopes and the per-key rate limit."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from sanic import Request
+
+from app.http.problems import ApiError
+from core.tenants import ApiKey
+from core.usecases.keys import authenticate
+
+Handler = Callable[..., Awaitable[Any]]
+
+#: Found keys are trusted this long (a revoked key stops working within it); misses are re-read sooner.
+HIT_TTL, MISS_TTL = 10.0, 1.0
+
+
+class KeyCache:
+    """Key hash -> stored key, refreshed from the database after a few seconds."""
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, tuple[float, ApiKey | None]] = {}
+
+    async def lookup(self, key_hash: bytes, load: Callable[[bytes], Awaitable[ApiKey | None]]) -> ApiKey | None:
+        now = time.monotonic()
+        cached = self._entries.get(key_hash)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key = await load(key_hash)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key_hash] = (now + (HIT_TTL if key else MISS_TTL), key)
+        return key
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def secured(scope: str) -> Callable[[Handler], Handler]:
+    """Authenticate the caller, require `scope`, apply the rate limit; sets `request.ctx.principal`."""
+
+    def decorate(handler: Handler) -> Handler:
+        @wraps(handler)
+        async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+            container = request.app.ctx.container
+
+            async def load(key_hash: bytes) -> ApiKey | None:
+                async with container.uow(read_only=True) as uow:
+                    key: ApiKey | None = await uow.tenants.key_by_hash(key_hash)
+                    return key
+
+            principal = await authenticate(
+                bearer(request), scope, lookup=lambda h: request.app.ctx.keys.lookup(h, load))
+            if container.rate_limiter is not None:
+                wait = await container.rate_limiter.retry_after(str(principal.key_id))
+                if wait > 0:
+                    raise ApiError("rate_limited", "too many requests for this API key; slow down",
+                                   retry_after=max(1, math.ceil(wait)))
+            request.ctx.principal = principal
+            return await handler(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate

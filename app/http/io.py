@@ -1,0 +1,115 @@
+"""Request reading and response writing shared by the route modules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+from sanic import HTTPResponse, Request
+
+from app.http.problems import ApiError, problem_for
+from core.errors import FieldError, ValidationFailed
+from core.idempotency import IdempotentRequest, StoredResponse
+from core.ports import Page, UnitOfWork
+from core.usecases.idempotency import run_idempotent
+
+T = TypeVar("T")
+_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json(request: Request) -> Any:
+    """The body parsed as JSON, numbers as exact Decimals; `malformed_json` if it is not JSON."""
+    try:
+        return json.loads(request.body or b"", parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise ApiError("malformed_json", f"the request body is not valid JSON: {error}") from None
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def ok(status: int, view: Any) -> StoredResponse:
+    return StoredResponse(status=status, body=dumps(view))
+
+
+def send(response: StoredResponse) -> HTTPResponse:
+    """An HTTP response from a (possibly replayed) stored response."""
+    content_type = "application/problem+json" if response.status >= 400 else "application/json"
+    headers = {"Idempotent-Replayed": "true"} if response.replayed else None
+    return HTTPResponse(response.body, status=response.status, headers=headers, content_type=content_type)
+
+
+def page_view(page: Page[T], view: Callable[[T], Any]) -> dict[str, Any]:
+    return {"data": [view(item) for item in page.items], "next_cursor": page.next_cursor}
+
+
+def idempotent_request(request: Request, *, required: bool) -> IdempotentRequest | None:
+    """The Idempotency-Key of the request with the fingerprint of method, path and body."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        if required:
+            raise ApiError("idempotency_key_missing", "this operation requires an Idempotency-Key header")
+        return None
+    if not _KEY.match(key):
+        raise ValidationFailed([FieldError("Idempotency-Key", "must be 1 to 255 printable ASCII characters")])
+    try:  # equal JSON documents are the same request, whatever their spacing or key order
+        canonical = json.dumps(json.loads(request.body or b"null", parse_float=Decimal), sort_keys=True, default=str)
+    except ValueError:
+        canonical = (request.body or b"").decode("latin-1")
+    digest = hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).digest()
+    return IdempotentRequest(tenant_id=request.ctx.principal.tenant_id, key=key, fingerprint=digest)
+
+
+async def execute(
+    request: Request,
+    work: Callable[[UnitOfWork], Awaitable[T]],
+    render: Callable[[T], StoredResponse],
+    *,
+    idempotency: str,
+) -> HTTPResponse:
+    """Run a write use case in one unit of work, under the request's idempotency key."""
+    container = request.app.ctx.container
+    response = await run_idempotent(
+        work,
+        request=idempotent_request(request, required=idempotency == "required"),
+        render=render,
+        render_error=lambda error: problem_for(error, request.ctx.request_id),
+        uow_factory=container.uow,
+        clock=container.clock,
+        ttl=timedelta(seconds=container.settings.idempotency.ttl),
+    )
+    return send(response)
+
+
+def parse_uuid(value: Any, field: str) -> UUID:
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise ValidationFailed([FieldError(field, "must be a UUID")])
+
+
+def list_params(request: Request) -> tuple[int, str | None]:
+    """`limit` (1-100, default 20) and the opaque `cursor` of a list request."""
+    raw = request.args.get("limit")
+    limit = 20
+    if raw is not None:
+        if not raw.isdigit() or not 1 <= int(raw) <= 100:
+            raise ValidationFailed([FieldError("limit", "must be an integer from 1 to 100")])
+        limit = int(raw)
+    cursor = request.args.get("cursor")
+    if cursor is not None and not cursor:
+        raise ValidationFailed([FieldError("cursor", "must not be empty")])
+    return limit, cursor

@@ -1,0 +1,44 @@
+"""The OpenAPI description of every /api/v1 operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.http import schemas as s
+from app.http.openapi import Operation, Parameter, build_openapi
+
+_LIST = (Parameter(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
+         Parameter(name="cursor", schema={"type": "string", "minLength": 1}))
+_ACCOUNT = "/api/v1/accounts/{account_id}"
+_PAYMENT = "/api/v1/payments/{payment_id}"
+_COMMON = (429, 503)
+
+OPERATIONS = (
+    Operation(method="post", path="/api/v1/accounts", summary="Open an account", tag="accounts",
+              operation_id="createAccount", request=s.CreateAccountRequest, response=s.Account, response_status=201,
+              idempotency="optional", errors=(409, *_COMMON)),
+    Operation(method="get", path="/api/v1/accounts", summary="List accounts", tag="accounts",
+              operation_id="listAccounts", response=s.Account, list_response=True,
+              query=(Parameter(name="user_id", schema={"type": "string"}), *_LIST), errors=(422, *_COMMON)),
+    Operation(method="get", path=_ACCOUNT, summary="Get an account", tag="accounts", operation_id="getAccount",
+              response=s.Account, errors=(404, *_COMMON)),
+    Operation(method="get", path=f"{_ACCOUNT}/balance", summary="Get an account's balance", tag="accounts",
+              operation_id="getBalance", response=s.Balance, errors=(404, *_COMMON)),
+    Operation(method="get", path=f"{_ACCOUNT}/transactions", summary="List an account's ledger entries",
+              tag="accounts", operation_id="listTransactions", response=s.LedgerEntry, list_response=True,
+              query=_LIST, errors=(404, 422, *_COMMON)),
+    Operation(method="post", path="/api/v1/transfers", summary="Transfer between two accounts", tag="transfers",
+              operation_id="createTransfer", request=s.TransferRequest, response=s.Payment, response_status=201,
+              idempotency="required", errors=(404, 409, *_COMMON)),
+    Operation(method="post", path="/api/v1/payments", summary="Create a payment", tag="payments",
+              operation_id="createPayment", request=s.PaymentRequest, response=s.Payment, response_status=201,
+              idempotency="required", errors=(404, 409, *_COMMON)),
+    Operation(method="get", path=_PAYMENT, summary="Get a payment", tag="payments", operation_id="getPayment",
+              response=s.Payment, errors=(404, *_COMMON)),
+    Operation(method="get", path=f"{_PAYMENT}/events", summary="A payment's event history", tag="payments",
+              operation_id="listPaymentEvents", response=s.PaymentEvents, errors=(404, *_COMMON)),
+)
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    return build_openapi(OPERATIONS, title="Payments API", version=version)

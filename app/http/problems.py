@@ -1,0 +1,85 @@
+"""RFC 9457 problem details: the one mapping from error codes to HTTP statuses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core.errors import CoreError, ValidationFailed
+from core.idempotency import StoredResponse
+
+STATUS: dict[str, int] = {
+    "malformed_json": 400,
+    "validation_error": 422,
+    "idempotency_key_missing": 400,
+    "idempotency_key_reused": 422,
+    "idempotency_request_in_progress": 409,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "insufficient_funds": 422,
+    "currency_mismatch": 422,
+    "same_account": 422,
+    "invalid_state_transition": 409,
+    "refund_exceeds_payment": 422,
+    "payload_too_large": 413,
+    "rate_limited": 429,
+    "internal_error": 500,
+    "service_unavailable": 503,
+}
+
+TITLES: dict[str, str] = {
+    "malformed_json": "Malformed JSON",
+    "validation_error": "Validation error",
+    "idempotency_key_missing": "Idempotency-Key missing",
+    "idempotency_key_reused": "Idempotency-Key reused",
+    "idempotency_request_in_progress": "Request in progress",
+    "unauthorized": "Unauthorized",
+    "forbidden": "Forbidden",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "insufficient_funds": "Insufficient funds",
+    "currency_mismatch": "Currency mismatch",
+    "same_account": "Same account",
+    "invalid_state_transition": "Invalid state transition",
+    "refund_exceeds_payment": "Refund exceeds payment",
+    "payload_too_large": "Payload too large",
+    "rate_limited": "Too many requests",
+    "internal_error": "Internal server error",
+    "service_unavailable": "Service unavailable",
+}
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ApiError(CoreError):
+    """An HTTP-level failure that has no place in core (bad JSON, missing header, rate limit)."""
+
+    def __init__(self, code: str, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.retry_after = retry_after
+
+
+def problem(code: str, detail: str, request_id: str | None, errors: list[dict[str, str]] | None = None) -> StoredResponse:
+    """A problem+json body for `code`; the status comes from the one table above."""
+    status = STATUS.get(code, 500)
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": TITLES.get(code, "Error"),
+        "status": status,
+        "detail": detail,
+        "request_id": request_id,
+    }
+    if errors:
+        body["errors"] = errors
+    return StoredResponse(status=status, body=json.dumps(body, separators=(",", ":")).encode())
+
+
+def problem_for(error: CoreError, request_id: str | None) -> StoredResponse:
+    """The problem response for a core or API error."""
+    errors = None
+    if isinstance(error, ValidationFailed):
+        errors = [{"field": e.field, "message": e.message} for e in error.errors]
+    return problem(error.code, error.detail, request_id, errors)

@@ -1,0 +1,90 @@
+"""/api/v1/accounts: open accounts, read them, their balance and their ledger entries."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sanic import Blueprint, HTTPResponse, Request
+
+from app.http.auth import secured
+from app.http.io import execute, list_params, ok, page_view, read_json, send
+from app.http.schemas import CreateAccountRequest, parse_body
+from core.accounts import check_metadata
+from core.errors import FieldError, ValidationFailed
+from core.money import check_currency, parse_amount
+from core.ports import UnitOfWork
+from core.usecases.accounts import CreateAccount, create_account, get_account, list_accounts, list_transactions
+from core.views import account_view, balance_view, entry_view
+
+bp = Blueprint("accounts", url_prefix="/api/v1/accounts")
+
+
+def create_command(request: Request) -> CreateAccount:
+    body: CreateAccountRequest = parse_body(read_json(request), CreateAccountRequest)
+    errors = []
+    try:
+        currency = check_currency(body.currency)
+        initial = None
+        if body.initial_balance is not None:
+            initial = parse_amount(body.initial_balance, currency, field="initial_balance", allow_zero=True)
+    except ValidationFailed as error:
+        errors += error.errors
+    try:
+        metadata = check_metadata(body.metadata)
+    except ValidationFailed as error:
+        errors += error.errors
+    if not 1 <= len(body.user_id) <= 255:
+        errors.append(FieldError("user_id", "must be 1 to 255 characters"))
+    if errors:
+        raise ValidationFailed(errors)
+    return CreateAccount(
+        tenant_id=request.ctx.principal.tenant_id, user_id=body.user_id, currency=currency,
+        initial_balance=initial, metadata=metadata, correlation_id=request.ctx.request_id,
+    )
+
+
+@bp.post("")
+@secured("write")
+async def create(request: Request) -> HTTPResponse:
+    cmd = create_command(request)
+    clock = request.app.ctx.container.clock
+
+    async def work(uow: UnitOfWork) -> object:
+        return await create_account(cmd, uow=uow, clock=clock)
+
+    return await execute(request, work, lambda account: ok(201, account_view(account)), idempotency="optional")
+
+
+@bp.get("")
+@secured("read")
+async def index(request: Request) -> HTTPResponse:
+    limit, cursor = list_params(request)
+    user_id = request.args.get("user_id")
+    async with request.app.ctx.container.uow(read_only=True) as uow:
+        page = await list_accounts(request.ctx.principal.tenant_id, user_id=user_id, limit=limit, cursor=cursor, uow=uow)
+    return send(ok(200, page_view(page, account_view)))
+
+
+@bp.get("/<account_id:uuid>")
+@secured("read")
+async def show(request: Request, account_id: UUID) -> HTTPResponse:
+    async with request.app.ctx.container.uow(read_only=True) as uow:
+        account = await get_account(request.ctx.principal.tenant_id, account_id, uow=uow)
+    return send(ok(200, account_view(account)))
+
+
+@bp.get("/<account_id:uuid>/balance")
+@secured("read")
+async def balance(request: Request, account_id: UUID) -> HTTPResponse:
+    async with request.app.ctx.container.uow(read_only=True) as uow:
+        account = await get_account(request.ctx.principal.tenant_id, account_id, uow=uow)
+    return send(ok(200, balance_view(account)))
+
+
+@bp.get("/<account_id:uuid>/transactions")
+@secured("read")
+async def transactions(request: Request, account_id: UUID) -> HTTPResponse:
+    limit, cursor = list_params(request)
+    async with request.app.ctx.container.uow(read_only=True) as uow:
+        page = await list_transactions(request.ctx.principal.tenant_id, account_id, limit=limit, cursor=cursor, uow=uow)
+    return send(ok(200, page_view(page, entry_view)))

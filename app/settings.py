@@ -1,0 +1,192 @@
+"""PAYMENTS_* environment variables and an optional YAML file, parsed into typed, validated settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `500ms`, `30s`, `2m`, `24h`, `1d` or a bare number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("expected a duration such as 500ms, 30s, 2m or 24h")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _duration(default: float) -> Any:
+    return attrs.field(default=default, metadata={"duration": True})
+
+
+@attrs.frozen(kw_only=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    shutdown_timeout: float = _duration(30.0)
+    max_body_size: int = 65536
+
+
+@attrs.frozen(kw_only=True)
+class DatabaseSettings:
+    url: str = ""
+    host: str = ""
+    port: int = 5432
+    user: str = "postgres"
+    password: str = ""
+    name: str = "payments"
+    pool_min: int = 1
+    pool_max: int = 20
+    acquire_timeout: float = _duration(5.0)
+    statement_timeout: float = _duration(10.0)
+
+    def dsn(self) -> str:
+        """The configured URL, or one built from host/port/user/password/name; "" means embedded."""
+        if self.url or not self.host:
+            return self.url
+        auth = self.user + (f":{self.password}" if self.password else "")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.name}"
+
+
+@attrs.frozen(kw_only=True)
+class RedisSettings:
+    url: str = ""
+    host: str = ""
+    port: int = 6379
+    db: int = 0
+
+    def dsn(self) -> str:
+        """The configured URL, or one built from host/port/db; "" means embedded."""
+        if self.url or not self.host:
+            return self.url
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+@attrs.frozen(kw_only=True)
+class PaymentSettings:
+    max_retries: int = 5
+    min_backoff: float = _duration(1.0)
+    max_backoff: float = _duration(30.0)
+    provider_timeout: float = _duration(10.0)
+    lock_ttl: float = _duration(30.0)
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencySettings:
+    ttl: float = _duration(86400.0)
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitSettings:
+    requests_per_second: int = 0  # per API key; 0 turns the limiter off
+    burst: int = 0  # bucket size; 0 means equal to requests_per_second
+
+
+@attrs.frozen(kw_only=True)
+class ObservabilitySettings:
+    log_level: str = attrs.field(default="info", validator=attrs.validators.in_(
+        ["trace", "debug", "info", "success", "warning", "error", "critical"]))
+    log_format: str = attrs.field(default="json", validator=attrs.validators.in_(["json", "text"]))
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    payment: PaymentSettings = PaymentSettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    data_dir: str = ""
+    dev_api_key: str = ""
+
+
+def _convert(key: str, value: object, field: attrs.Attribute[Any], hint: Any) -> object:
+    try:
+        if field.metadata.get("duration"):
+            return parse_duration(value)
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in {"1", "true", "yes", "on"}:
+                return True
+            if str(value).lower() in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError("expected true or false")
+        if hint is int:
+            number = int(str(value), 10)
+            if number < 0:
+                raise ValueError("must not be negative")
+            return number
+        if hint is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError("expected a string")
+            return str(value).lower() if key.endswith(("_LOG_LEVEL", "_LOG_FORMAT")) else str(value)
+    except ValueError as error:
+        raise SettingsError(f"{key}: {error} (got {value!r})") from None
+    raise SettingsError(f"{key}: unsupported type")
+
+
+def _build(cls: type[Any], prefix: str, env: Mapping[str, str], yaml_data: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in attrs.fields(cls):
+        key = f"{prefix}_{field.name.upper()}"
+        hint = hints[field.name]
+        if attrs.has(hint):
+            section = yaml_data.get(field.name) or {}
+            if not isinstance(section, dict):
+                raise SettingsError(f"{key}: expected a mapping in the YAML file")
+            values[field.name] = _build(hint, key, env, section)
+        elif key in env:
+            values[field.name] = _convert(key, env[key], field, hint)
+        elif field.name in yaml_data:
+            values[field.name] = _convert(key, yaml_data[field.name], field, hint)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise SettingsError(f"{prefix}: {error}") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment, over the YAML file named by PAYMENTS_CONFIG, over defaults."""
+    env = os.environ if env is None else env
+    yaml_data: dict[str, Any] = {}
+    if path := env.get("PAYMENTS_CONFIG"):
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise SettingsError(f"PAYMENTS_CONFIG: cannot read {path}: {error}") from None
+        if not isinstance(loaded, dict):
+            raise SettingsError("PAYMENTS_CONFIG: the YAML file must hold a mapping")
+        yaml_data = loaded
+    settings: Settings = _build(Settings, "PAYMENTS", env, yaml_data)
+    return settings
+
+
+def default_data_dir() -> Path:
+    """`.data` in the source checkout (beside `app/`), else in the working directory."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "setup.cfg").exists():
+        return checkout / ".data"
+    return Path.cwd() / ".data"
+
+

@@ -1,0 +1,1 @@
+"""Framework-free domain core: entities, rules, ports and use cases (stdlib + attrs only)."""

@@ -1,0 +1,49 @@
+"""Outbox messages: domain events committed with the change that caused them, relayed later."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+from core.ids import new_id
+
+#: Event types a webhook subscription may name (API.md §7); "*" matches all.
+CATALOGUE = (
+    "account.created",
+    "transfer.completed",
+    "payment.created",
+    "payment.processing",
+    "payment.completed",
+    "payment.failed",
+    "payment.cancelled",
+    "refund.created",
+    "refund.succeeded",
+    "refund.failed",
+)
+
+
+@attrs.frozen(kw_only=True)
+class OutboxMessage:
+    """An event to publish at least once after its transaction commits."""
+
+    id: UUID
+    tenant_id: UUID
+    topic: str
+    aggregate_id: UUID
+    payload: dict[str, Any]
+    correlation_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def new(
+        cls, *, tenant_id: UUID, topic: str, aggregate_id: UUID, payload: dict[str, Any],
+        correlation_id: str | None, at: datetime,
+    ) -> OutboxMessage:
+        """A fresh message with a new id (the id is the event id receivers deduplicate on)."""
+        return cls(
+            id=new_id(), tenant_id=tenant_id, topic=topic, aggregate_id=aggregate_id,
+            payload=payload, correlation_id=correlation_id, created_at=at,
+        )

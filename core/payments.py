@@ -1,0 +1,125 @@
+"""Payments, their state machine and the events that record every change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+from core.clock import timestamp
+from core.errors import InvalidStateTransition
+from core.ids import new_id
+
+INTERNAL_TRANSFER = "internal_transfer"
+EXTERNAL_PAYMENT = "external_payment"
+PROVIDERS = ("stripe", "paypal")
+
+PENDING, PROCESSING, COMPLETED, FAILED = "pending", "processing", "completed", "failed"
+CANCELLED, PARTIALLY_REFUNDED, REFUNDED = "cancelled", "partially_refunded", "refunded"
+
+#: API.md §6: every allowed move of a payment's status; anything else is a 409.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({PROCESSING, CANCELLED}),
+    PROCESSING: frozenset({COMPLETED, FAILED}),
+    COMPLETED: frozenset({PARTIALLY_REFUNDED, REFUNDED}),
+    PARTIALLY_REFUNDED: frozenset({PARTIALLY_REFUNDED, REFUNDED}),
+    FAILED: frozenset(),
+    CANCELLED: frozenset(),
+    REFUNDED: frozenset(),
+}
+
+
+@attrs.frozen(kw_only=True)
+class PaymentEvent:
+    """One entry of a payment's history (`payment.created`, `payment.completed`, ...)."""
+
+    id: UUID
+    tenant_id: UUID
+    payment_id: UUID
+    sequence: int
+    type: str
+    data: dict[str, Any]
+    correlation_id: str | None
+    created_at: datetime
+
+
+@attrs.define(kw_only=True)
+class Payment:
+    """A movement of money between accounts, internal or through a provider."""
+
+    id: UUID
+    tenant_id: UUID
+    payment_type: str
+    status: str
+    source_account_id: UUID
+    destination_account_id: UUID | None
+    amount: int
+    currency: str
+    provider: str | None = None
+    provider_reference: str | None = None
+    refunded_amount: int = 0
+    failure_reason: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = attrs.field(factory=dict)
+    version: int = 0
+    correlation_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    events: list[PaymentEvent] = attrs.field(factory=list, eq=False, repr=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The fields an event records, so folding events rebuilds the payment's state."""
+        return {
+            "status": self.status,
+            "refunded_amount": self.refunded_amount,
+            "provider_reference": self.provider_reference,
+            "failure_reason": self.failure_reason,
+            "updated_at": timestamp(self.updated_at),
+            "completed_at": timestamp(self.completed_at),
+        }
+
+    def record(self, event_type: str, at: datetime) -> PaymentEvent:
+        """Append an event carrying the payment's new state to its pending history."""
+        event = PaymentEvent(
+            id=new_id(),
+            tenant_id=self.tenant_id,
+            payment_id=self.id,
+            sequence=self.version,
+            type=event_type,
+            data=self.snapshot(),
+            correlation_id=self.correlation_id,
+            created_at=at,
+        )
+        self.events.append(event)
+        return event
+
+    def complete_internal(self, at: datetime) -> PaymentEvent:
+        """An internal transfer settles in the transaction that creates it."""
+        if self.payment_type != INTERNAL_TRANSFER or self.status != PENDING:
+            raise InvalidStateTransition(f"payment {self.id} cannot complete synchronously")
+        self.status = COMPLETED
+        self.version += 1
+        self.updated_at = self.completed_at = at
+        return self.record("payment.completed", at)
+
+    def transition(self, status: str, at: datetime, event_type: str | None = None) -> PaymentEvent:
+        """Move to `status` if the state machine allows it, recording the event."""
+        if status not in TRANSITIONS[self.status]:
+            raise InvalidStateTransition(f"payment {self.id} cannot go from {self.status} to {status}")
+        self.status = status
+        self.version += 1
+        self.updated_at = at
+        if status == COMPLETED:
+            self.completed_at = at
+        return self.record(event_type or f"payment.{status}", at)
+
+
+def fold(events: list[PaymentEvent]) -> dict[str, Any]:
+    """Replay a payment's events in order; the result must equal the payment's stored state."""
+    state: dict[str, Any] = {}
+    for event in sorted(events, key=lambda e: e.sequence):
+        state.update(event.data)
+    return state

@@ -1,0 +1,152 @@
+"""Ports: the Protocols core needs from the outside world. Adapters fit them structurally."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Generic, Protocol, TypeVar
+from uuid import UUID
+
+import attrs
+
+from core.accounts import Account
+from core.events import OutboxMessage
+from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
+from core.ledger import Entry
+from core.payments import Payment, PaymentEvent
+from core.tenants import ApiKey, Tenant
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a newest-first keyset listing; `next_cursor` is opaque, None at the end."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class Clock(Protocol):
+    """The current time, in UTC."""
+
+    def now(self) -> datetime: ...
+
+
+class Accounts(Protocol):
+    """User and system accounts of every tenant.
+
+    Reads never return another tenant's account. `lock` takes row locks that last
+    until the unit of work ends, in ascending id order, so two units of work that
+    lock overlapping sets can never deadlock. `add` and `save` are buffered and
+    written by `UnitOfWork.commit`.
+    """
+
+    async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None: ...
+
+    async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]: ...
+
+    async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
+        """Lock the tenant's system account of `kind` in `currency`, creating it if needed."""
+        ...
+
+    async def list(
+        self, tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None
+    ) -> Page[Account]:
+        """User accounts, newest first. Raises `ValidationFailed` for a malformed cursor."""
+        ...
+
+    def add(self, account: Account) -> None: ...
+
+    def save(self, account: Account) -> None: ...
+
+
+class Ledger(Protocol):
+    """Append-only ledger entries. `add` is buffered until commit."""
+
+    def add(self, entries: Sequence[Entry]) -> None: ...
+
+    async def list(self, tenant_id: UUID, account_id: UUID, *, limit: int, cursor: str | None) -> Page[Entry]:
+        """An account's entries, newest first. Raises `ValidationFailed` for a malformed cursor."""
+        ...
+
+
+class Payments(Protocol):
+    """Payments and their event history; `add`/`save` write the payment's pending events too."""
+
+    async def get(self, tenant_id: UUID, payment_id: UUID) -> Payment | None: ...
+
+    def add(self, payment: Payment) -> None: ...
+
+    async def events(self, tenant_id: UUID, payment_id: UUID) -> list[PaymentEvent]: ...
+
+
+class Outbox(Protocol):
+    """Messages committed with their change and published afterwards, at least once."""
+
+    def add(self, message: OutboxMessage) -> None: ...
+
+
+class IdempotencyKeys(Protocol):
+    """Stored first responses per (tenant, key).
+
+    `claim` makes the unit of work the only one working on the key until it ends
+    (raising `IdempotencyRequestInProgress` if another one holds it) and returns
+    the live stored response, if any. `add` is buffered and written by commit;
+    committing a second record for a live key raises `IdempotencyRequestInProgress`
+    and writes nothing.
+    """
+
+    async def claim(self, request: IdempotentRequest, now: datetime) -> IdempotencyRecord | None: ...
+
+    def add(self, record: IdempotencyRecord) -> None: ...
+
+
+class Tenants(Protocol):
+    """Tenants and API keys."""
+
+    async def get_or_create(self, name: str, now: datetime) -> Tenant: ...
+
+    async def key_by_hash(self, key_hash: bytes) -> ApiKey | None: ...
+
+    def add_key(self, key: ApiKey) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction and the repositories that use it.
+
+    Used as `async with factory() as uow:`; it rolls back unless `commit` ran.
+    `commit` raises `ConcurrencyConflict` on a serialization failure or deadlock
+    (the whole unit of work may then be retried) and `Unavailable` when the store
+    cannot be reached.
+    """
+
+    accounts: Accounts
+    ledger: Ledger
+    payments: Payments
+    outbox: Outbox
+    idempotency: IdempotencyKeys
+    tenants: Tenants
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    """Makes units of work; `read_only` ones may skip the transaction and cannot commit."""
+
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+
+
+class LedgerAudit(Protocol):
+    """Verifies the invariants of API.md §4 over the whole store."""
+
+    async def drift(self) -> list[str]:
+        """One human-readable line per broken invariant; empty when the ledger is sound."""
+        ...

@@ -1,0 +1,82 @@
+"""Run a use case at most once per idempotency key, storing its response with its effect (API.md §1)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from core.errors import ConcurrencyConflict, CoreError, IdempotencyKeyReused
+from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
+from core.ports import Clock, UnitOfWork, UnitOfWorkFactory
+
+T = TypeVar("T")
+ATTEMPTS = 5
+
+
+async def run_idempotent(
+    work: Callable[[UnitOfWork], Awaitable[T]],
+    *,
+    request: IdempotentRequest | None,
+    render: Callable[[T], StoredResponse],
+    render_error: Callable[[CoreError], StoredResponse],
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    ttl: timedelta,
+) -> StoredResponse:
+    """Run `work` in one unit of work and commit its effect together with its response.
+
+    With a key: a live stored response for the same request is replayed, one for a
+    different request raises `IdempotencyKeyReused`, and a key held by a running
+    request raises `IdempotencyRequestInProgress`. A business error (4xx) rolls the
+    effect back and is stored for the key in a second transaction. A serialization
+    failure or deadlock retries the whole unit of work.
+    """
+    for attempt in range(ATTEMPTS):
+        try:
+            async with uow_factory() as uow:
+                if request is not None and (stored := await uow.idempotency.claim(request, clock.now())):
+                    return _replay(stored, request)
+                try:
+                    result = await work(uow)
+                except CoreError as error:
+                    if isinstance(error, ConcurrencyConflict):
+                        raise
+                    response = render_error(error)
+                else:
+                    response = render(result)
+                    if request is not None:
+                        uow.idempotency.add(_record(request, response, clock, ttl))
+                    await uow.commit()
+                    return response
+            break
+        except ConcurrencyConflict:
+            if attempt == ATTEMPTS - 1:
+                raise
+    if request is not None and response.status < 500:
+        return await _remember_error(request, response, uow_factory=uow_factory, clock=clock, ttl=ttl)
+    return response
+
+
+async def _remember_error(
+    request: IdempotentRequest, response: StoredResponse, *, uow_factory: UnitOfWorkFactory, clock: Clock, ttl: timedelta
+) -> StoredResponse:
+    """Store a 4xx outcome for the key, unless a concurrent request already stored one."""
+    async with uow_factory() as uow:
+        stored = await uow.idempotency.claim(request, clock.now())
+        if stored is not None:
+            return _replay(stored, request)
+        uow.idempotency.add(_record(request, response, clock, ttl))
+        await uow.commit()
+    return response
+
+
+def _record(request: IdempotentRequest, response: StoredResponse, clock: Clock, ttl: timedelta) -> IdempotencyRecord:
+    now = clock.now()
+    return IdempotencyRecord(request=request, response=response, created_at=now, expires_at=now + ttl)
+
+
+def _replay(stored: IdempotencyRecord, request: IdempotentRequest) -> StoredResponse:
+    if stored.request.fingerprint != request.fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request")
+    return StoredResponse(status=stored.response.status, body=stored.response.body, replayed=True)

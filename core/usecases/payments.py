@@ -1,0 +1,23 @@
+"""Read payments and their event history."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from core.errors import NotFound
+from core.payments import Payment, PaymentEvent
+from core.ports import UnitOfWork
+
+
+async def get_payment(tenant_id: UUID, payment_id: UUID, *, uow: UnitOfWork) -> Payment:
+    """The caller's payment or `NotFound`."""
+    payment = await uow.payments.get(tenant_id, payment_id)
+    if payment is None:
+        raise NotFound(f"payment {payment_id} not found")
+    return payment
+
+
+async def list_payment_events(tenant_id: UUID, payment_id: UUID, *, uow: UnitOfWork) -> list[PaymentEvent]:
+    """The payment's full, ordered event history; `NotFound` for a payment not the caller's."""
+    await get_payment(tenant_id, payment_id, uow=uow)
+    return await uow.payments.events(tenant_id, payment_id)

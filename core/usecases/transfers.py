@@ -1,0 +1,65 @@
+"""Synchronous internal transfers between two accounts of one tenant (API.md §5)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import attrs
+
+from core.errors import CurrencyMismatch, NotFound, SameAccount
+from core.events import OutboxMessage
+from core.ids import new_id
+from core.ledger import post
+from core.money import Money
+from core.payments import INTERNAL_TRANSFER, PENDING, Payment
+from core.ports import Clock, UnitOfWork
+from core.views import payment_view
+
+
+@attrs.frozen(kw_only=True)
+class MakeTransfer:
+    """Move `amount` from one user account to another."""
+
+    tenant_id: UUID
+    source_account_id: UUID
+    destination_account_id: UUID
+    amount: Money
+    description: str | None = None
+    metadata: dict[str, str] = attrs.field(factory=dict)
+    correlation_id: str | None = None
+
+
+async def make_transfer(cmd: MakeTransfer, *, uow: UnitOfWork, clock: Clock) -> Payment:
+    """Lock both accounts (ascending id order), post the entries and record a completed payment.
+
+    Raises `SameAccount`, `NotFound`, `CurrencyMismatch` or `InsufficientFunds`.
+    """
+    if cmd.source_account_id == cmd.destination_account_id:
+        raise SameAccount("source and destination must be different accounts")
+    locked = await uow.accounts.lock(cmd.tenant_id, [cmd.source_account_id, cmd.destination_account_id])
+    source, destination = (locked.get(cmd.source_account_id), locked.get(cmd.destination_account_id))
+    for account_id, account in ((cmd.source_account_id, source), (cmd.destination_account_id, destination)):
+        if account is None or not account.is_user:
+            raise NotFound(f"account {account_id} not found")
+    assert source is not None and destination is not None
+    for account in (source, destination):
+        if account.currency != cmd.amount.currency:
+            raise CurrencyMismatch(f"account {account.id} holds {account.currency}, not {cmd.amount.currency}")
+    now = clock.now()
+    payment = Payment(
+        id=new_id(), tenant_id=cmd.tenant_id, payment_type=INTERNAL_TRANSFER, status=PENDING,
+        source_account_id=source.id, destination_account_id=destination.id, amount=cmd.amount.minor,
+        currency=cmd.amount.currency, description=cmd.description, metadata=cmd.metadata,
+        correlation_id=cmd.correlation_id, created_at=now, updated_at=now,
+    )
+    payment.record("payment.created", now)
+    uow.ledger.add(post([(source, -cmd.amount.minor), (destination, cmd.amount.minor)], at=now, payment_id=payment.id))
+    payment.complete_internal(now)
+    uow.accounts.save(source)
+    uow.accounts.save(destination)
+    uow.payments.add(payment)
+    uow.outbox.add(OutboxMessage.new(
+        tenant_id=cmd.tenant_id, topic="transfer.completed", aggregate_id=payment.id,
+        payload=payment_view(payment), correlation_id=cmd.correlation_id, at=now,
+    ))
+    return payment

@@ -1,0 +1,85 @@
+"""Public representations of entities (API.md shapes), shared by HTTP responses and event payloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.accounts import Account
+from core.clock import timestamp
+from core.ledger import Entry
+from core.money import format_minor
+from core.payments import Payment, PaymentEvent
+
+
+def account_view(account: Account) -> dict[str, Any]:
+    """API.md §3 Account."""
+    return {
+        "id": str(account.id),
+        "user_id": account.user_id,
+        "currency": account.currency,
+        "balance": format_minor(account.balance, account.currency),
+        "status": account.status,
+        "version": account.version,
+        "metadata": account.metadata,
+        "created_at": timestamp(account.created_at),
+        "updated_at": timestamp(account.updated_at),
+    }
+
+
+def balance_view(account: Account) -> dict[str, Any]:
+    """API.md §3 balance."""
+    return {
+        "account_id": str(account.id),
+        "currency": account.currency,
+        "balance": format_minor(account.balance, account.currency),
+        "version": account.version,
+    }
+
+
+def entry_view(entry: Entry) -> dict[str, Any]:
+    """API.md §3 ledger entry; `amount` is signed."""
+    return {
+        "id": str(entry.id),
+        "account_id": str(entry.account_id),
+        "payment_id": str(entry.payment_id) if entry.payment_id else None,
+        "type": entry.type,
+        "amount": format_minor(entry.amount, entry.currency),
+        "balance_after": format_minor(entry.balance_after, entry.currency),
+        "currency": entry.currency,
+        "created_at": timestamp(entry.created_at),
+    }
+
+
+def payment_view(payment: Payment) -> dict[str, Any]:
+    """API.md §6 Payment."""
+    return {
+        "id": str(payment.id),
+        "payment_type": payment.payment_type,
+        "status": payment.status,
+        "source_account_id": str(payment.source_account_id),
+        "destination_account_id": str(payment.destination_account_id) if payment.destination_account_id else None,
+        "amount": format_minor(payment.amount, payment.currency),
+        "currency": payment.currency,
+        "provider": payment.provider,
+        "provider_reference": payment.provider_reference,
+        "refunded_amount": format_minor(payment.refunded_amount, payment.currency),
+        "failure_reason": payment.failure_reason,
+        "description": payment.description,
+        "metadata": payment.metadata,
+        "created_at": timestamp(payment.created_at),
+        "updated_at": timestamp(payment.updated_at),
+        "completed_at": timestamp(payment.completed_at),
+    }
+
+
+def event_view(event: PaymentEvent) -> dict[str, Any]:
+    """One entry of `GET /payments/{id}/events`."""
+    return {
+        "id": str(event.id),
+        "payment_id": str(event.payment_id),
+        "sequence": event.sequence,
+        "type": event.type,
+        "data": event.data,
+        "correlation_id": event.correlation_id,
+        "created_at": timestamp(event.created_at),
+    }

@@ -1,0 +1,1 @@
+"""Dramatiq actors and the outbox relay (external payments, refunds, webhooks)."""
