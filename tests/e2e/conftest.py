@@ -1,0 +1,122 @@
+"""The whole stack as processes: `payments serve` on a free port, talking to the session's database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import attrs
+import httpx
+import pytest
+
+from app.container import Container
+from tests.conftest import new_api_key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@attrs.define
+class Process:
+    """A `payments` subcommand running in the background, with its output in a file."""
+
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *self.args], env=self.env,
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int | None:
+        if self.popen is None or self.popen.poll() is not None:
+            return self.popen.returncode if self.popen else None
+        self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def stack_env(database_url: str, redis_url: str, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
+    env.update(
+        PAYMENTS_DATABASE_URL=database_url, PAYMENTS_REDIS_URL=redis_url, PAYMENTS_SERVER_PORT=str(port),
+        PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning", PAYMENTS_DATABASE_POOL_MAX="30", **extra,
+    )
+    return env
+
+
+def wait_ready(base_url: str, process: Process, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.popen is not None
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{process.output()[-4000:]}")
+        try:
+            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not ready in {timeout}s:\n{process.output()[-4000:]}")
+
+
+@attrs.define
+class Stack:
+    base_url: str
+    process: Process
+    container: Container
+
+
+def start_api(database_url: str, redis_url: str, log: Path, **extra: str) -> tuple[str, Process]:
+    port = free_port()
+    process = Process(["serve"], stack_env(database_url, redis_url, port, **extra), log).start()
+    base_url = f"http://127.0.0.1:{port}"
+    wait_ready(base_url, process)
+    return base_url, process
+
+
+@pytest.fixture(scope="session")
+def api_process(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Process]]:
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    base_url, process = start_api(database_url, redis_url, log)
+    yield base_url, process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(api_process: tuple[str, Process], container: Container) -> Stack:
+    return Stack(api_process[0], api_process[1], container)
+
+
+@pytest.fixture
+async def api_key(container: Container) -> str:
+    """A read/write key of a brand-new tenant."""
+    return await new_api_key(container)
+
+
+@pytest.fixture
+async def client(stack: Stack, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client authenticated as a fresh tenant."""
+    limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+    async with httpx.AsyncClient(base_url=stack.base_url, headers={"Authorization": f"Bearer {api_key}"},
+                                 timeout=30, limits=limits) as http:
+        yield http
