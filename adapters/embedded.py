@@ -22,7 +22,7 @@ class EmbeddedPostgres:
 
         self.path = data_dir / "postgres"
         self.path.mkdir(parents=True, exist_ok=True)
-        self._server: Any = pgserver.get_server(self.path, cleanup_mode="stop")
+        self._server: Any = pgserver.get_server(self.path, cleanup_mode="stop")  # type: ignore[attr-defined]
         self.url = self._ensure_database(self._server.get_uri(DATABASE))
 
     def _ensure_database(self, url: str) -> str:

@@ -104,7 +104,8 @@ def parse_amount(value: object, currency: str, *, field: str = "amount", allow_z
         raise ValidationFailed([FieldError(field, f"{currency} allows at most {exponent} decimal places")])
     minor = int(scaled)
     if minor < 0 or (minor == 0 and not allow_zero):
-        raise ValidationFailed([FieldError(field, "must be greater than zero" if not allow_zero else "must not be negative")])
+        message = "must not be negative" if allow_zero else "must be greater than zero"
+        raise ValidationFailed([FieldError(field, message)])
     if minor > MAX_MINOR:
         raise ValidationFailed([FieldError(field, "is too large (at most 2^53-1 minor units)")])
     return Money(minor, currency)

@@ -12,7 +12,7 @@ import attrs
 
 from core.accounts import Account
 from core.events import OutboxMessage
-from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
+from core.idempotency import IdempotencyRecord, IdempotentRequest
 from core.ledger import Entry
 from core.payments import Payment, PaymentEvent
 from core.tenants import ApiKey, Tenant
@@ -122,12 +122,24 @@ class UnitOfWork(Protocol):
     cannot be reached.
     """
 
-    accounts: Accounts
-    ledger: Ledger
-    payments: Payments
-    outbox: Outbox
-    idempotency: IdempotencyKeys
-    tenants: Tenants
+    @property
+    def accounts(self) -> Accounts: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def payments(self) -> Payments: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def idempotency(self) -> IdempotencyKeys: ...
+
+    @property
+    def tenants(self) -> Tenants: ...
+
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -15,10 +15,10 @@ import attrs
 
 from adapters.memory.cursor import decode_cursor, encode_cursor
 from core.accounts import Account
-from core.errors import FieldError, IdempotencyRequestInProgress, ValidationFailed
+from core.errors import IdempotencyRequestInProgress
 from core.events import OutboxMessage
-from core.ids import new_id
 from core.idempotency import IdempotencyRecord, IdempotentRequest
+from core.ids import new_id
 from core.ledger import Entry
 from core.payments import Payment, PaymentEvent
 from core.ports import Page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -94,8 +95,8 @@ class PgAccounts:
         if account.id not in self._new:
             self._dirty[account.id] = account
 
-    def flush(self) -> list[Fragment]:
-        fragments: list[Fragment] = []
+    def flush(self) -> builtins.list[Fragment]:
+        fragments: builtins.list[Fragment] = []
         if self._new:
             rows = list(self._new.values())
             fragments.append((INSERT, [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -75,7 +76,7 @@ class PgLedger:
         items = [to_entry(row) for row in rows[:limit]]
         return Page(items, encode_cursor(items[-1].seq) if len(rows) > limit else None)
 
-    def flush(self) -> list[Fragment]:
+    def flush(self) -> builtins.list[Fragment]:
         if not self._new:
             return []
         e = self._new

@@ -12,16 +12,40 @@ from core.payments import Payment, PaymentEvent
 if TYPE_CHECKING:
     from adapters.postgres.uow import Fragment, PgUnitOfWork
 
-COLUMNS = ("id, tenant_id, payment_type, status, source_account_id, destination_account_id, amount, currency,"
-           " provider, provider_reference, refunded_amount, failure_reason, description, metadata, version,"
-           " correlation_id, created_at, updated_at, completed_at")
-_TYPES = ("uuid uuid text text uuid uuid bigint text text text bigint text text jsonb bigint text"
-          " timestamptz timestamptz timestamptz").split()
+COLUMNS = (
+    "id, tenant_id, payment_type, status, source_account_id, destination_account_id, amount, currency,"
+    " provider, provider_reference, refunded_amount, failure_reason, description, metadata, version,"
+    " correlation_id, created_at, updated_at, completed_at"
+)
+_TYPES = [
+    "uuid",
+    "uuid",
+    "text",
+    "text",
+    "uuid",
+    "uuid",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "bigint",
+    "text",
+    "text",
+    "jsonb",
+    "bigint",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+]
 
 GET = f"SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
 
-INSERT = f"INSERT INTO payments ({COLUMNS}) SELECT * FROM unnest(" + ", ".join(
-    f"${i}::{t}[]" for i, t in enumerate(_TYPES, 1)) + ")"
+INSERT = (
+    f"INSERT INTO payments ({COLUMNS}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, 1))
+    + ")"
+)
 
 EVENT_COLUMNS = "id, tenant_id, payment_id, sequence, type, data, correlation_id, created_at"
 

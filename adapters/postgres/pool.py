@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Literal
+
 import asyncpg
 
 from core.errors import ConcurrencyConflict, Unavailable
@@ -34,7 +36,7 @@ class translate_errors:  # noqa: N801 - used as a context manager, like contextl
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
         if exc is None:
             return False
         if isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in RETRYABLE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -27,10 +28,10 @@ def compose(fragments: list[Fragment]) -> Fragment:
     Foreign keys are checked at the end of the statement, so the order of the
     fragments only has to be a valid one for readers.
     """
-    parts, args = [], []
+    parts: list[str] = []
+    args: list[Any] = []
     for index, (sql, values) in enumerate(fragments):
-        offset = len(args)
-        parts.append(f"w{index} AS ({_PARAM.sub(lambda m: f'${int(m.group(1)) + offset}', sql)})")
+        parts.append(f"w{index} AS ({_PARAM.sub(partial(_shift, len(args)), sql)})")
         args.extend(values)
     return "WITH " + ",\n".join(parts) + "\nSELECT 1", args
 
@@ -55,11 +56,13 @@ class PgUnitOfWork:
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with translate_errors():
-            return list(await self._conn.fetch(sql, *args))
+            rows: list[asyncpg.Record] = await self._conn.fetch(sql, *args)
+        return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         with translate_errors():
-            return await self._conn.fetchrow(sql, *args)
+            row: asyncpg.Record | None = await self._conn.fetchrow(sql, *args)
+        return row
 
     async def __aenter__(self) -> PgUnitOfWork:
         with translate_errors():
@@ -100,6 +103,10 @@ class PgUnitOfWork:
                 raise IdempotencyRequestInProgress("this Idempotency-Key was stored by a concurrent request") from error
             raise
         self._tx = None
+
+
+def _shift(offset: int, match: re.Match[str]) -> str:
+    return f"${int(match.group(1)) + offset}"
 
 
 def _unpack(fragment: Fragment) -> list[Any]:

@@ -32,7 +32,9 @@ class RedisRateLimiter:
     async def retry_after(self, key: str) -> float:
         """0 if the request may proceed, else the seconds to wait before the next one."""
         try:
-            wait_ms = await self._script(keys=[f"ratelimit:{key}"], args=[self._rate, self._burst, int(time.time() * 1000)])
+            wait_ms = await self._script(
+                keys=[f"ratelimit:{key}"], args=[self._rate, self._burst, int(time.time() * 1000)]
+            )
         except (aioredis.RedisError, OSError) as error:
             logger.warning("rate limiter unavailable, allowing the request: {}", error)
             return 0.0

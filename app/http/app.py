@@ -44,7 +44,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
         await app.ctx.container.close()
 
     app.on_request(_start, priority=100)
-    app.on_response(_finish, priority=100)
+    app.on_response(_finish, priority=100)  # type: ignore[no-untyped-call]
     app.error_handler.add(Exception, _error)
     for module in (accounts, payments, health):
         app.blueprint(module.bp)

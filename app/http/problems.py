@@ -62,7 +62,9 @@ class ApiError(CoreError):
         self.retry_after = retry_after
 
 
-def problem(code: str, detail: str, request_id: str | None, errors: list[dict[str, str]] | None = None) -> StoredResponse:
+def problem(
+    code: str, detail: str, request_id: str | None, errors: list[dict[str, str]] | None = None
+) -> StoredResponse:
     """A problem+json body for `code`; the status comes from the one table above."""
     status = STATUS.get(code, 500)
     body: dict[str, Any] = {

@@ -181,7 +181,7 @@ def _field_errors(error: BaseException, path: str = "") -> list[FieldError]:
     if isinstance(error, BaseExceptionGroup):
         found: list[FieldError] = []
         for sub in error.exceptions:
-            name = next((str(getattr(n, "name")) for n in getattr(sub, "__notes__", []) if hasattr(n, "name")), "")
+            name = next((str(n.name) for n in getattr(sub, "__notes__", []) if hasattr(n, "name")), "")
             found += _field_errors(sub, f"{path}.{name}" if path and name else (name or path))
         return found
     return [_leaf(error, path or "body")]

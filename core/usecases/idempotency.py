@@ -59,7 +59,12 @@ async def run_idempotent(
 
 
 async def _remember_error(
-    request: IdempotentRequest, response: StoredResponse, *, uow_factory: UnitOfWorkFactory, clock: Clock, ttl: timedelta
+    request: IdempotentRequest,
+    response: StoredResponse,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    ttl: timedelta,
 ) -> StoredResponse:
     """Store a 4xx outcome for the key, unless a concurrent request already stored one."""
     async with uow_factory() as uow:

@@ -9,7 +9,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from app.http.auth import secured
 from app.http.io import execute, list_params, ok, page_view, read_json, send
 from app.http.schemas import CreateAccountRequest, parse_body
-from core.accounts import check_metadata
+from core.accounts import Account, check_metadata
 from core.errors import FieldError, ValidationFailed
 from core.money import check_currency, parse_amount
 from core.ports import UnitOfWork
@@ -38,8 +38,12 @@ def create_command(request: Request) -> CreateAccount:
     if errors:
         raise ValidationFailed(errors)
     return CreateAccount(
-        tenant_id=request.ctx.principal.tenant_id, user_id=body.user_id, currency=currency,
-        initial_balance=initial, metadata=metadata, correlation_id=request.ctx.request_id,
+        tenant_id=request.ctx.principal.tenant_id,
+        user_id=body.user_id,
+        currency=currency,
+        initial_balance=initial,
+        metadata=metadata,
+        correlation_id=request.ctx.request_id,
     )
 
 
@@ -49,7 +53,7 @@ async def create(request: Request) -> HTTPResponse:
     cmd = create_command(request)
     clock = request.app.ctx.container.clock
 
-    async def work(uow: UnitOfWork) -> object:
+    async def work(uow: UnitOfWork) -> Account:
         return await create_account(cmd, uow=uow, clock=clock)
 
     return await execute(request, work, lambda account: ok(201, account_view(account)), idempotency="optional")
@@ -61,7 +65,9 @@ async def index(request: Request) -> HTTPResponse:
     limit, cursor = list_params(request)
     user_id = request.args.get("user_id")
     async with request.app.ctx.container.uow(read_only=True) as uow:
-        page = await list_accounts(request.ctx.principal.tenant_id, user_id=user_id, limit=limit, cursor=cursor, uow=uow)
+        page = await list_accounts(
+            request.ctx.principal.tenant_id, user_id=user_id, limit=limit, cursor=cursor, uow=uow
+        )
     return send(ok(200, page_view(page, account_view)))
 
 

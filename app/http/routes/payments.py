@@ -12,6 +12,7 @@ from app.http.schemas import PaymentRequest, TransferRequest, parse_body
 from core.accounts import check_metadata
 from core.errors import FieldError, ValidationFailed
 from core.money import check_currency, parse_amount
+from core.payments import Payment
 from core.ports import UnitOfWork
 from core.usecases.payments import get_payment, list_payment_events
 from core.usecases.transfers import MakeTransfer, make_transfer
@@ -50,7 +51,7 @@ def transfer_command(request: Request, body: TransferRequest | PaymentRequest) -
 async def _transfer(request: Request, cmd: MakeTransfer) -> HTTPResponse:
     clock = request.app.ctx.container.clock
 
-    async def work(uow: UnitOfWork) -> object:
+    async def work(uow: UnitOfWork) -> Payment:
         return await make_transfer(cmd, uow=uow, clock=clock)
 
     return await execute(request, work, lambda payment: ok(201, payment_view(payment)), idempotency="required")
