@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ class EmbeddedPostgres:
     """A PostgreSQL server in `<data_dir>/postgres`, reused across runs; stopped when its last user exits."""
 
     def __init__(self, data_dir: Path) -> None:
-        import pgserver
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; /tmp is fine
+            warnings.simplefilter("ignore")
+            import pgserver
 
         self.path = data_dir / "postgres"
         self.path.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The `payments` command: serve, migrate, dev, keys create, ledger check."""
+"""The `payments` command: serve, worker, migrate, dev, keys create, ledger check."""
 
 from __future__ import annotations
 
@@ -42,6 +42,13 @@ def cmd_serve(settings: Settings, endpoints: Endpoints) -> int:
         Sanic.serve_single(primary=app)
     else:
         Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
+def cmd_worker(settings: Settings, endpoints: Endpoints) -> int:
+    from workers.main import run
+
+    asyncio.run(run(settings, endpoints.database_url, endpoints.redis_url))
     return 0
 
 
@@ -116,7 +123,7 @@ def cmd_dev(settings: Settings, endpoints: Endpoints) -> int:
     cmd_migrate(settings, endpoints)
     key = _dev_key(settings, endpoints)
     env = {**os.environ, "PAYMENTS_DATABASE_URL": endpoints.database_url, "PAYMENTS_REDIS_URL": endpoints.redis_url}
-    children = [subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env)]
+    children = [subprocess.Popen([sys.executable, "-m", "app.cli", command], env=env) for command in ("serve", "worker")]
     url = f"http://{settings.server.host}:{settings.server.port}"
     stopping = False
 
@@ -151,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="payments", description="The payments API and its tools.")
     sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP API")
+    sub.add_parser("worker", help="run the background worker (outbox relay, task consumers, housekeeping)")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("dev", help="everything in one command (embedded PostgreSQL and Redis when no URL is set)")
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
@@ -167,12 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _settings()
     configure_logging(settings.observability.log_level, settings.observability.log_format,
                       process=args.command)
-    endpoints = resolve_endpoints(settings, redis=args.command in {"serve", "dev"})
+    endpoints = resolve_endpoints(settings, redis=args.command in {"serve", "worker", "dev"})
     if not endpoints.redis_url:
         endpoints.redis_url = "redis://127.0.0.1:6379/0"  # unused by commands that do not touch Redis
     try:
         if args.command == "serve":
             return cmd_serve(settings, endpoints)
+        if args.command == "worker":
+            return cmd_worker(settings, endpoints)
         if args.command == "migrate":
             return cmd_migrate(settings, endpoints)
         if args.command == "dev":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
@@ -154,6 +155,48 @@ class UnitOfWorkFactory(Protocol):
     """Makes units of work; `read_only` ones may skip the transaction and cannot commit."""
 
     def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+
+
+class ClaimedOutbox(Protocol):
+    """A batch of unpublished outbox messages, locked so no other relay takes them."""
+
+    @property
+    def messages(self) -> Sequence[OutboxMessage]: ...
+
+    def mark_published(self) -> None:
+        """Record the batch as published when the claim ends without error."""
+        ...
+
+
+class OutboxFeed(Protocol):
+    """Unpublished outbox messages, oldest first.
+
+    `claim(limit)` is an async context manager holding up to `limit` rows that no
+    concurrent claim can see (rows a crashed claimer held become visible again);
+    rows marked published are never claimed again.
+    """
+
+    def claim(self, limit: int) -> AbstractAsyncContextManager[ClaimedOutbox]: ...
+
+
+class TaskQueue(Protocol):
+    """The message broker the workers consume; delivery is at least once."""
+
+    async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
+        """Enqueue one task per message, identified by the message id. Raises `Unavailable`."""
+        ...
+
+
+class Lease(Protocol):
+    """A named lease in the database, so one process at a time runs a periodic job."""
+
+    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> int | None:
+        """The fencing token if `owner` holds (or now takes) the lease, else None."""
+        ...
+
+    async def reap_idempotency_keys(self, name: str, owner: str, token: int, limit: int) -> int:
+        """Delete up to `limit` expired idempotency records while the lease is still ours; how many went."""
+        ...
 
 
 class LedgerAudit(Protocol):

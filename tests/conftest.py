@@ -88,10 +88,14 @@ async def container(database_url: str, redis_url: str) -> AsyncIterator[Containe
     await built.close()
 
 
-async def new_api_key(container: Container, *, tenant: str | None = None, scopes: tuple[str, ...] = ("read", "write")) -> str:
+async def new_api_key(
+    container: Container, *, tenant: str | None = None, scopes: tuple[str, ...] = ("read", "write")
+) -> str:
     """A fresh key for a new (or the named) tenant."""
     async with container.uow() as uow:
         plain, _ = await create_api_key(
-            CreateApiKey(tenant=tenant or f"tenant-{secrets.token_hex(4)}", scopes=scopes), uow=uow, clock=container.clock
+            CreateApiKey(tenant=tenant or f"tenant-{secrets.token_hex(4)}", scopes=scopes),
+            uow=uow,
+            clock=container.clock,
         )
     return plain

@@ -28,11 +28,47 @@ def _reject_constant(name: str) -> None:
 
 
 def read_json(request: Request) -> Any:
-    """The body parsed as JSON, numbers as exact Decimals; `malformed_json` if it is not JSON."""
+    """The body parsed as JSON, numbers as exact Decimals; `malformed_json` if it is not JSON.
+
+    Strings PostgreSQL cannot store (NUL characters, lone surrogates) are a `validation_error`.
+    """
     try:
-        return json.loads(request.body or b"", parse_float=Decimal, parse_constant=_reject_constant)
+        body = json.loads(request.body or b"", parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise ApiError("malformed_json", f"the request body is not valid JSON: {error}") from None
+    if errors := unstorable_strings(body):
+        raise ValidationFailed(errors)
+    return body
+
+
+def storable(text: str) -> bool:
+    """False for text PostgreSQL rejects: a NUL character, or a lone surrogate (not encodable as UTF-8)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unstorable_strings(value: Any) -> list[FieldError]:
+    """One error per field of a parsed JSON document holding text that cannot be stored (iterative: no depth limit)."""
+    errors: list[FieldError] = []
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str) and not storable(item):
+            errors.append(FieldError(path or "body", "must not contain NUL characters or unpaired surrogates"))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not storable(key):
+                    errors.append(FieldError(path or "body", "keys must not contain NUL or unpaired surrogates"))
+                else:
+                    stack.append((f"{path}.{key}" if path else key, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{index}]", child) for index, child in enumerate(item))
+    return errors
 
 
 def dumps(value: Any) -> bytes:
@@ -106,7 +142,7 @@ def list_params(request: Request) -> tuple[int, str | None]:
     raw = request.args.get("limit")
     limit = 20
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100:  # "²".isdigit() but int("²") fails
             raise ValidationFailed([FieldError("limit", "must be an integer from 1 to 100")])
         limit = int(raw)
     cursor = request.args.get("cursor")

@@ -36,8 +36,10 @@ class Process:
 
     def start(self) -> Process:
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *self.args], env=self.env,
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "app.cli", *self.args],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -58,9 +60,15 @@ class Process:
 def stack_env(database_url: str, redis_url: str, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
     env.update(
-        PAYMENTS_DATABASE_URL=database_url, PAYMENTS_REDIS_URL=redis_url, PAYMENTS_SERVER_PORT=str(port),
-        PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning", PAYMENTS_DATABASE_POOL_MAX="30", **extra,
+        {
+            "PAYMENTS_DATABASE_URL": database_url,
+            "PAYMENTS_REDIS_URL": redis_url,
+            "PAYMENTS_SERVER_PORT": str(port),
+            "PAYMENTS_OBSERVABILITY_LOG_LEVEL": "warning",
+            "PAYMENTS_DATABASE_POOL_MAX": "30",
+        }
     )
+    env.update(extra)
     return env
 
 
@@ -95,7 +103,9 @@ def start_api(database_url: str, redis_url: str, log: Path, **extra: str) -> tup
 
 
 @pytest.fixture(scope="session")
-def api_process(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Process]]:
+def api_process(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Process]]:
     log = tmp_path_factory.mktemp("api") / "api.log"
     base_url, process = start_api(database_url, redis_url, log)
     yield base_url, process
@@ -117,6 +127,26 @@ async def api_key(container: Container) -> str:
 async def client(stack: Stack, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client authenticated as a fresh tenant."""
     limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
-    async with httpx.AsyncClient(base_url=stack.base_url, headers={"Authorization": f"Bearer {api_key}"},
-                                 timeout=30, limits=limits) as http:
+    async with httpx.AsyncClient(
+        base_url=stack.base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30, limits=limits
+    ) as http:
         yield http
+
+
+def _server_errors(base_url: str) -> float:
+    """5xx responses the API process has answered so far, from its /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "http_requests_total" and sample.labels.get("status", "").startswith("5"))
+
+
+@pytest.fixture
+def no_server_errors(stack: Stack, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if the API process answered any 5xx while it ran (tests marked xfail are exempt)."""
+    before = _server_errors(stack.base_url)
+    yield
+    if request.node.get_closest_marker("xfail") is None:
+        after = _server_errors(stack.base_url)
+        assert after == before, f"the API answered {after - before:g} 5xx response(s); see {stack.process.log}"

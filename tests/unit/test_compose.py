@@ -18,7 +18,10 @@ def test_compose_services_ports_and_volumes() -> None:
     for name in ("migrate", "api"):
         assert services[name]["build"] == "."
         env = services[name]["environment"]
-        assert env["PAYMENTS_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["PAYMENTS_DATABASE_URL"]
+        assert (
+            env["PAYMENTS_DATABASE_URL"].startswith("postgresql://")
+            and "@postgres:5432/" in env["PAYMENTS_DATABASE_URL"]
+        )
         assert env["PAYMENTS_REDIS_URL"] == "redis://redis:6379/0"
     declared = set(compose["volumes"])
     for service in services.values():

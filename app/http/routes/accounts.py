@@ -7,7 +7,7 @@ from uuid import UUID
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.auth import secured
-from app.http.io import execute, list_params, ok, page_view, read_json, send
+from app.http.io import execute, list_params, ok, page_view, read_json, send, storable
 from app.http.schemas import CreateAccountRequest, parse_body
 from core.accounts import Account, check_metadata
 from core.errors import FieldError, ValidationFailed
@@ -64,6 +64,8 @@ async def create(request: Request) -> HTTPResponse:
 async def index(request: Request) -> HTTPResponse:
     limit, cursor = list_params(request)
     user_id = request.args.get("user_id")
+    if user_id is not None and not storable(user_id):
+        raise ValidationFailed([FieldError("user_id", "must not contain NUL characters")])
     async with request.app.ctx.container.uow(read_only=True) as uow:
         page = await list_accounts(
             request.ctx.principal.tenant_id, user_id=user_id, limit=limit, cursor=cursor, uow=uow

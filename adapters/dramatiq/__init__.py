@@ -1,0 +1,1 @@
+"""Dramatiq on Redis: the broker set-up and the `TaskQueue` port."""

@@ -1,0 +1,90 @@
+"""In-memory outbox feed, task queue and lease, with the semantics of their real adapters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import attrs
+
+from adapters.memory.store import InMemoryStore
+from core.events import OutboxMessage
+
+
+@attrs.define
+class _Claim:
+    messages: Sequence[OutboxMessage]
+    published: bool = False
+
+    def mark_published(self) -> None:
+        self.published = True
+
+
+class InMemoryOutboxFeed:
+    """The `OutboxFeed` port over `InMemoryStore.outbox`; claimed rows are hidden from other claims."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.published: set[UUID] = set()
+        self._claimed: set[UUID] = set()
+
+    @asynccontextmanager
+    async def claim(self, limit: int) -> AsyncIterator[_Claim]:
+        pending = [m for m in self._store.outbox if m.id not in self.published and m.id not in self._claimed]
+        claim = _Claim(sorted(pending, key=lambda m: (m.created_at, m.id))[:limit])
+        ids = {m.id for m in claim.messages}
+        self._claimed |= ids
+        try:
+            yield claim
+            if claim.published:
+                self.published |= ids
+        finally:
+            self._claimed -= ids
+
+
+class InMemoryTaskQueue:
+    """The `TaskQueue` port: remembers what was enqueued, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[OutboxMessage] = []
+
+    async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
+        await asyncio.sleep(0)
+        self.events.extend(messages)
+
+
+@attrs.define
+class _Held:
+    owner: str
+    token: int
+    expires_at: datetime
+
+
+class InMemoryLease:
+    """The `Lease` port: fenced leases and reaping over `InMemoryStore.idempotency`."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self._leases: dict[str, _Held] = {}
+
+    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> int | None:
+        now = datetime.now(UTC)
+        held = self._leases.get(name)
+        if held is not None and held.owner != owner and held.expires_at >= now:
+            return None
+        token = held.token if held is not None and held.owner == owner else (held.token + 1 if held else 1)
+        self._leases[name] = _Held(owner, token, now + timedelta(seconds=ttl_seconds))
+        return token
+
+    async def reap_idempotency_keys(self, name: str, owner: str, token: int, limit: int) -> int:
+        now = datetime.now(UTC)
+        held = self._leases.get(name)
+        if held is None or (held.owner, held.token) != (owner, token) or held.expires_at <= now:
+            return 0
+        expired = [slot for slot, record in self._store.idempotency.items() if record.expires_at <= now][:limit]
+        for slot in expired:
+            del self._store.idempotency[slot]
+        return len(expired)

@@ -1,0 +1,80 @@
+"""The outbox feed and leases on PostgreSQL: SKIP LOCKED batches and fenced singleton leases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import asyncpg
+import attrs
+
+from adapters.postgres.pool import translate_errors
+from core.events import OutboxMessage
+
+# Rows another relay holds are skipped, not waited for; a crashed relay's rows unlock with its connection.
+CLAIM = """SELECT id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at FROM outbox
+WHERE published_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"""
+
+MARK = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::uuid[])"
+
+
+@attrs.define
+class _Claim:
+    messages: Sequence[OutboxMessage]
+    published: bool = False
+
+    def mark_published(self) -> None:
+        self.published = True
+
+
+class PgOutboxFeed:
+    """The `OutboxFeed` port on PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def claim(self, limit: int) -> AsyncIterator[_Claim]:
+        with translate_errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(CLAIM, limit)
+                claim = _Claim([OutboxMessage(**dict(row)) for row in rows])
+                yield claim
+                if claim.published and claim.messages:
+                    await conn.execute(MARK, [m.id for m in claim.messages])
+
+
+# Take the lease if it is free or expired, or renew it if it is ours. A new holder
+# gets a larger fencing token; a renewal keeps the token.
+ACQUIRE = """INSERT INTO distributed_locks AS l (name, owner, fencing_token, acquired_at, expires_at)
+VALUES ($1, $2, 1, now(), now() + $3::interval)
+ON CONFLICT (name) DO UPDATE SET
+    fencing_token = CASE WHEN l.owner = EXCLUDED.owner THEN l.fencing_token ELSE l.fencing_token + 1 END,
+    acquired_at = CASE WHEN l.owner = EXCLUDED.owner THEN l.acquired_at ELSE now() END,
+    owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+WHERE l.owner = EXCLUDED.owner OR l.expires_at < now()
+RETURNING fencing_token"""
+
+# The delete only happens while the lease is still ours with the same token (fencing).
+REAP = """DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM idempotency_keys WHERE expires_at <= now() LIMIT $4))
+  AND EXISTS (SELECT 1 FROM distributed_locks
+              WHERE name = $1 AND owner = $2 AND fencing_token = $3 AND expires_at > now())"""
+
+
+class PgLease:
+    """The `Lease` port on PostgreSQL (`distributed_locks`)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> int | None:
+        with translate_errors():
+            token: int | None = await self._pool.fetchval(ACQUIRE, name, owner, timedelta(seconds=ttl_seconds))
+        return token
+
+    async def reap_idempotency_keys(self, name: str, owner: str, token: int, limit: int) -> int:
+        with translate_errors():
+            status: str = await self._pool.execute(REAP, name, owner, token, limit)
+        return int(status.split()[-1])

@@ -1,0 +1,591 @@
+"""Load benchmark of POST /api/v1/transfers, side by side with pgbench running the same SQL.
+
+    .venv/bin/python bench/run.py                          # everything (about 6 minutes at --duration 10)
+    .venv/bin/python bench/run.py --duration 8 --markdown /tmp/bench.md
+    .venv/bin/python bench/run.py --api-workers 2 --clients 32 --pgbench-scripts none
+
+What it does (see docs/benchmarks.md for how to read the output):
+  1. creates a fresh database on the --database-url server and applies the migrations;
+  2. creates the pgbench tenant, its accounts and the bench_transfer() function (bench/pgbench/setup.sql);
+  3. starts `payments serve` (a free port, rate limit off, log level warning), creates an API key
+     with `payments keys create --tenant bench` and N accounts over HTTP;
+  4. for each scenario (uniform: random distinct pairs; hot: one source, random destinations) and
+     each client count: POST /api/v1/transfers for --duration seconds with wrk (bench/transfers.lua)
+     or, without wrk, bench/aioload.py; then pgbench -M prepared with each --pgbench-scripts script
+     at the same client count on the same database;
+  5. prints one row per run (rate, p50/p99, status codes, CPU) and the API/pgbench ratios, then
+     stops the server and drops the database (unless --keep-database).
+Everything is bounded in time: each load run stops by itself after --duration seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+PGBENCH = BENCH / "pgbench"
+sys.path.insert(0, str(ROOT))
+
+#: pgbench scripts by short name (bench/pgbench/transfer_<name>.sql), in the order they run.
+SCRIPTS = {
+    "7": ("transfer_7.sql", "pgbench 7 statements"),
+    "fn": ("transfer_fn.sql", "pgbench 1 call (function)"),
+    "api": ("transfer_api.sql", "pgbench API's own SQL"),
+    "bare": ("calibrate_7_bare.sql", "pgbench 7 bare (calibration)"),
+}
+BALANCE = 100_000_000_000  # minor units per account: 1,000,000,000.00 USD, far more than any run moves
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------------------------- CPU
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot (/proc/stat)."""
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, utime + stime ticks) of a live process."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            rest = handle.read().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(rest[1]), int(rest[11]) + int(rest[12])
+
+
+def tree_ticks(root: int) -> int:
+    """CPU ticks used by a process and all its live descendants (the API server and its workers)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _proc_stat(int(entry))) is not None:
+            stats[int(entry)] = stat
+    wanted, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _) in stats.items() if ppid == parent and pid not in wanted]
+        wanted.update(children)
+        frontier.extend(children)
+    return sum(stats[pid][1] for pid in wanted if pid in stats)
+
+
+class CpuMeter:
+    """Machine-wide and API-process CPU over an interval, in % of one core."""
+
+    def __init__(self, api_pid: int | None) -> None:
+        self.api_pid = api_pid
+        self.started = time.monotonic()
+        self.machine = machine_ticks()
+        self.api = tree_ticks(api_pid) if api_pid else 0
+
+    def stop(self) -> dict[str, float]:
+        seconds = time.monotonic() - self.started
+        busy, total = machine_ticks()
+        cores = os.cpu_count() or 1
+        machine = 100.0 * cores * (busy - self.machine[0]) / max(1, total - self.machine[1])
+        api = 100.0 * (tree_ticks(self.api_pid) - self.api) / CLK / seconds if self.api_pid else 0.0
+        return {"machine_cpu": machine, "api_cpu": api}
+
+
+def run_measured(argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                 cwd: str | None = None) -> tuple[int, str, float, float]:
+    """Run a load generator; return (exit code, output, its CPU seconds, wall seconds)."""
+    with tempfile.TemporaryFile() as out:
+        started = time.monotonic()
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(popen.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                popen.kill()
+                pid, status, usage = os.wait4(popen.pid, 0)
+                break
+            time.sleep(0.05)
+        popen.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - started
+        out.seek(0)
+        return popen.returncode, out.read().decode(errors="replace"), usage.ru_utime + usage.ru_stime, wall
+
+
+# ------------------------------------------------------------------------------------------ database
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def sql(url: str, statement: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(statement, params)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def create_database(admin_url: str) -> tuple[str, str]:
+    name = time.strftime("bench_%Y%m%d_%H%M%S_") + str(os.getpid())
+    sql(admin_url, f'CREATE DATABASE "{name}"')
+    return name, with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def prepare_database(url: str, accounts: int) -> None:
+    from adapters.postgres.migrate import apply_migrations
+
+    apply_migrations(url)
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute((PGBENCH / "setup.sql").read_text())  # type: ignore[arg-type]
+        conn.execute("SELECT bench_seed(%s, %s)", (accounts, BALANCE))
+        conn.execute("VACUUM ANALYZE")
+
+
+def server_facts(url: str) -> dict[str, str]:
+    rows = sql(url, "SELECT current_setting('server_version'), current_setting('synchronous_commit'), "
+                    "current_setting('shared_buffers'), current_setting('max_connections'), "
+                    "current_setting('fsync')")
+    version, sync, buffers, conns, fsync = rows[0]
+    return {"postgres": version, "synchronous_commit": sync, "shared_buffers": buffers,
+            "max_connections": conns, "fsync": fsync}
+
+
+# ------------------------------------------------------------------------------------------- the API
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def api_env(args: argparse.Namespace, database_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
+    env.update(
+        PAYMENTS_DATABASE_URL=database_url, PAYMENTS_REDIS_URL=args.redis_url, PAYMENTS_SERVER_PORT=str(port),
+        PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning", PAYMENTS_SERVER_WORKERS=str(args.api_workers),
+        PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND="0",
+    )
+    if args.pool_max:
+        env["PAYMENTS_DATABASE_POOL_MAX"] = str(args.pool_max)
+    return env
+
+
+def create_key(env: dict[str, str]) -> str:
+    done = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create", "--tenant", "bench"], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip().splitlines()[-1].strip()
+
+
+def start_server(env: dict[str, str], log: Path, base_url: str) -> subprocess.Popen[bytes]:
+    popen = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT,
+                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise RuntimeError(f"payments serve exited early:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/health/ready", timeout=1) as response:  # noqa: S310
+                if response.status == 200:
+                    return popen
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    popen.kill()
+    raise RuntimeError(f"payments serve not ready in 60 s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def stop_server(popen: subprocess.Popen[bytes] | None) -> None:
+    if popen is None or popen.poll() is not None:
+        return
+    popen.send_signal(signal.SIGTERM)
+    try:
+        popen.wait(40)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+
+
+async def create_accounts(base_url: str, key: str, count: int) -> list[str]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"}
+    ids: list[str | None] = [None] * count
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(count):
+        queue.put_nowait(index)
+    major, minor = divmod(BALANCE, 100)
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            index = queue.get_nowait()
+            body = {"user_id": f"bench-{index}", "currency": "USD", "initial_balance": f"{major}.{minor:02d}"}
+            response = await http.post("/api/v1/accounts", json=body)
+            if response.status_code != 201:
+                raise RuntimeError(f"creating an account answered {response.status_code}: {response.text}")
+            ids[index] = response.json()["id"]
+
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as http:
+        await asyncio.gather(*(worker(http) for _ in range(8)))
+    return [i for i in ids if i is not None]
+
+
+# ----------------------------------------------------------------------------------- load generators
+
+
+def wrk_script(accounts: list[str], hot: str | None, key: str, run: str, directory: Path) -> Path:
+    destinations = [a for a in accounts if a != hot]
+    prelude = ("ACCOUNTS = {" + ",".join(f'"{a}"' for a in destinations) + "}\n"
+               + (f'HOT = "{hot}"\n' if hot else "HOT = nil\n") + f'API_KEY = "{key}"\nRUN = "{run}"\n')
+    path = directory / f"{run}.lua"
+    path.write_text(prelude + (BENCH / "transfers.lua").read_text())
+    return path
+
+
+def run_api_load(args: argparse.Namespace, ctx: dict[str, Any], scenario: str, clients: int,
+                 duration: float) -> dict[str, Any]:
+    hot = ctx["accounts"][0] if scenario == "hot" else None
+    run = f"{scenario}-{clients}-{secrets.token_hex(4)}"
+    if ctx["wrk"]:
+        script = wrk_script(ctx["accounts"], hot, ctx["key"], run, ctx["tmp"])
+        argv = [ctx["wrk"], "-t", str(min(args.wrk_threads, clients)), "-c", str(clients), "-d", f"{duration:g}s",
+                "--timeout", "10s", "-s", str(script), ctx["base_url"]]
+        generator = "wrk"
+    else:
+        port = urllib.parse.urlsplit(ctx["base_url"]).port
+        config = {"host": "127.0.0.1", "port": port, "clients": clients, "duration": duration,
+                  "accounts": [a for a in ctx["accounts"] if a != hot], "hot": hot, "api_key": ctx["key"],
+                  "run": run}
+        path = ctx["tmp"] / f"{run}.json"
+        path.write_text(json.dumps(config))
+        argv = [sys.executable, str(BENCH / "aioload.py"), str(path)]
+        generator = "aioload"
+    meter = CpuMeter(ctx["server"].pid)
+    code, output, cpu_seconds, wall = run_measured(argv, timeout=duration + 30)
+    usage = meter.stop()
+    match = re.search(r"^BENCH_RESULT (\{.*\})$", output, re.MULTILINE)
+    if code != 0 or match is None:
+        raise RuntimeError(f"{generator} failed ({code}):\n{output[-3000:]}")
+    data = json.loads(match.group(1))
+    seconds = data["duration_us"] / 1e6
+    statuses = {int(s): n for s, n in data["statuses"].items()}
+    errors = {k: v for k, v in data["errors"].items() if k != "status" and v}
+    return {
+        "scenario": scenario, "clients": clients, "target": "api", "label": f"API ({generator})",
+        "rate": data["requests"] / seconds, "p50": data["p50_us"] / 1000, "p99": data["p99_us"] / 1000,
+        "mean": data["mean_us"] / 1000, "statuses": statuses, "errors": errors,
+        "gen_cpu": 100.0 * cpu_seconds / wall, **usage,
+    }
+
+
+def run_pgbench(args: argparse.Namespace, ctx: dict[str, Any], script: str, scenario: str, clients: int,
+                duration: float) -> dict[str, Any]:
+    filename, label = SCRIPTS[script]
+    logdir = Path(tempfile.mkdtemp(dir=ctx["tmp"], prefix=f"pgb-{script}-{scenario}-{clients}-"))
+    argv = [ctx["pgbench"], "-n", "-M", "prepared", "-f", str(PGBENCH / filename),
+            "-D", f"accounts={args.accounts}", "-D", f"hot={int(scenario == 'hot')}",
+            "-c", str(clients), "-j", str(min(2, clients)), "-T", f"{max(1, round(duration))}",
+            "--log", "--log-prefix", str(logdir / "log"), ctx["database_url"]]
+    meter = CpuMeter(None)
+    code, output, cpu_seconds, wall = run_measured(argv, timeout=duration + 60)
+    usage = meter.stop()
+    tps = re.search(r"^tps = ([\d.]+)", output, re.MULTILINE)
+    if tps is None:
+        raise RuntimeError(f"pgbench failed ({code}):\n{output[-3000:]}")
+    latencies = []
+    for log in logdir.iterdir():
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[2].isdigit():
+                latencies.append(int(fields[2]))
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p / 100))] / 1000 if latencies else 0.0
+
+    failed = re.search(r"^number of failed transactions: (\d+)", output, re.MULTILINE)
+    aborted = len(re.findall(r"aborted", output))
+    errors = {}
+    if failed and int(failed.group(1)):
+        errors["failed"] = int(failed.group(1))
+    if aborted:
+        errors["aborted clients"] = aborted
+    shutil.rmtree(logdir, ignore_errors=True)
+    return {
+        "scenario": scenario, "clients": clients, "target": script, "label": label,
+        "rate": float(tps.group(1)), "p50": pct(50), "p99": pct(99),
+        "mean": sum(latencies) / len(latencies) / 1000 if latencies else 0.0,
+        "statuses": {}, "errors": errors, "gen_cpu": 100.0 * cpu_seconds / wall, **usage,
+    }
+
+
+def checkpoint(url: str) -> None:
+    """Start every run from the same place: no dirty buffers left over from the previous one."""
+    sql(url, "CHECKPOINT")
+
+
+# ----------------------------------------------------------------------------------------- profiling
+
+
+def profile(args: argparse.Namespace, ctx: dict[str, Any]) -> None:
+    """py-spy on the server during an extra uniform run (not one of the measured runs)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("py-spy not found (pip install py-spy); skipping the profile", file=sys.stderr)
+        return
+    out = Path(args.profile_out)
+    seconds = args.profile
+    argv = [spy, "record", "--format", "raw", "--rate", "200", "-d", str(seconds), "-o", str(out),
+            "--pid", str(ctx["server"].pid)]
+    if args.api_workers > 1:
+        argv.append("--subprocesses")
+    spy_proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    result = run_api_load(args, ctx, "uniform", args.profile_clients, seconds + 1.5)
+    try:
+        spy_proc.wait(seconds + 30)
+    except subprocess.TimeoutExpired:
+        spy_proc.kill()
+    print(f"\nprofile: py-spy {seconds}s at {args.profile_clients} clients (uniform), "
+          f"{result['rate']:.0f} req/s while sampled; raw stacks in {out}")
+    if out.exists():
+        print(summarize_profile(out, seconds * 200 * max(1, args.api_workers)))
+
+
+def summarize_profile(path: Path, possible: int, top: int = 25) -> str:
+    """Self and inclusive time per function from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        leaf = frames[-1]
+        own[leaf] = own.get(leaf, 0) + count
+        for frame in set(frames[1:] if frames and frames[0].startswith("process") else frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    if not total:
+        return "(no samples)"
+    lines = [f"{total} samples with the GIL-holding thread active (of {possible} possible: "
+             f"{100.0 * total / max(1, possible):.0f}% busy)", "", "self %  function (file:line)"]
+    for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100.0 * count / total:6.1f}  {frame}")
+    lines += ["", "total % function (file:line)"]
+    for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100.0 * count / total:6.1f}  {frame}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- reports
+
+
+def status_text(row: dict[str, Any]) -> str:
+    parts = [f"{s}:{n}" for s, n in sorted(row["statuses"].items())]
+    parts += [f"{k}:{v}" for k, v in row["errors"].items()]
+    return " ".join(parts) or "-"
+
+
+def ratio_text(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    if row["target"] == "api":
+        return ""
+    api = next((r for r in rows if r["target"] == "api" and r["scenario"] == row["scenario"]
+                and r["clients"] == row["clients"]), None)
+    return f"{api['rate'] / row['rate']:.2f}" if api and row["rate"] else ""
+
+
+COLUMNS = ("scenario", "clients", "target", "rate/s", "p50 ms", "p99 ms", "avg ms", "API/this",
+           "statuses / errors", "gen CPU%", "API CPU%", "machine CPU%")
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [[r["scenario"], str(r["clients"]), r["label"], f"{r['rate']:.0f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}",
+             f"{r['mean']:.1f}", ratio_text(r, rows), status_text(r), f"{r['gen_cpu']:.0f}",
+             f"{r['api_cpu']:.0f}" if r["target"] == "api" else "-", f"{r['machine_cpu']:.0f}"] for r in rows]
+
+
+def render_text(rows: list[dict[str, Any]]) -> str:
+    body = table_rows(rows)
+    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(COLUMNS)]
+    line = "  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))
+    out = [line, "-" * len(line)]
+    previous = None
+    for r in body:
+        if previous is not None and (r[0], r[1]) != previous:
+            out.append("")
+        previous = (r[0], r[1])
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    return "\n".join(out)
+
+
+def render_markdown(rows: list[dict[str, Any]]) -> str:
+    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
+    return "\n".join(out)
+
+
+def verdicts(rows: list[dict[str, Any]], clients: int = 32) -> list[str]:
+    """The issue's targets at 32 clients."""
+
+    def find(scenario: str, target: str) -> dict[str, Any] | None:
+        return next((r for r in rows if r["scenario"] == scenario and r["clients"] == clients
+                     and r["target"] == target), None)
+
+    out = []
+    api, seven = find("uniform", "api"), find("uniform", "7")
+    if api and seven:
+        share = api["rate"] / seven["rate"]
+        out.append(f"uniform, {clients} clients: API {api['rate']:.0f}/s = {share:.0%} of pgbench 7-statement "
+                   f"{seven['rate']:.0f} tps (target >= 50%: {'MET' if share >= 0.5 else 'NOT MET'}); "
+                   f"p99 {api['p99']:.1f} ms (target < 100 ms: {'MET' if api['p99'] < 100 else 'NOT MET'})")
+    api, seven = find("hot", "api"), find("hot", "7")
+    if api and seven:
+        unexpected = {s: n for s, n in api["statuses"].items() if s >= 400 and s != 422}
+        unexpected_text = ", ".join(f"{s}:{n}" for s, n in unexpected.items())
+        out.append(f"hot, {clients} clients: API {api['rate']:.0f}/s vs pgbench 7-statement hot {seven['rate']:.0f} tps "
+                   f"(target >=: {'MET' if api['rate'] >= seven['rate'] else 'NOT MET'}); errors other than 422: "
+                   f"{unexpected_text or 'none'}{' (' + str(api['errors']) + ')' if api['errors'] else ''}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default="postgresql://root@127.0.0.1:5432/postgres",
+                        help="server to benchmark; a fresh database is created on it (default: %(default)s)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (default: %(default)s)")
+    parser.add_argument("--clients", default="1,8,32,64", help="concurrent clients, comma-separated")
+    parser.add_argument("--scenarios", default="uniform,hot", help="uniform and/or hot")
+    parser.add_argument("--accounts", type=int, default=1000, help="accounts created (API and pgbench each)")
+    parser.add_argument("--api-workers", type=int, default=1, help="PAYMENTS_SERVER_WORKERS")
+    parser.add_argument("--pool-max", type=int, default=0,
+                        help="PAYMENTS_DATABASE_POOL_MAX (default: the product's default)")
+    parser.add_argument("--pgbench-scripts", default="7,fn,api",
+                        help=f"comma-separated, from {', '.join(SCRIPTS)}; 'none' for no pgbench")
+    parser.add_argument("--no-api", action="store_true", help="pgbench only")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "aioload"), default="auto",
+                        help="auto: wrk if installed, else bench/aioload.py")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load before the runs")
+    parser.add_argument("--profile", type=float, default=0.0,
+                        help="after the runs, py-spy the server for this many seconds under load")
+    parser.add_argument("--profile-clients", type=int, default=32)
+    parser.add_argument("--profile-out", default="/tmp/payments-bench-profile.txt")
+    parser.add_argument("--markdown", help="also write the results table as Markdown to this file")
+    parser.add_argument("--json", help="also write the raw results as JSON to this file")
+    parser.add_argument("--keep-database", action="store_true", help="do not drop the bench database at the end")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    clients = [int(c) for c in args.clients.split(",") if c.strip()]
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    scripts = [] if args.pgbench_scripts == "none" else [s.strip() for s in args.pgbench_scripts.split(",")]
+    for s in scripts:
+        if s not in SCRIPTS:
+            sys.exit(f"unknown pgbench script {s!r}; choose from {', '.join(SCRIPTS)}")
+    wrk = shutil.which("wrk") if args.loadgen in {"auto", "wrk"} else None
+    if args.loadgen == "wrk" and not wrk:
+        sys.exit("wrk is not installed (apt-get install -y wrk), or use --loadgen aioload")
+    pgbench = shutil.which("pgbench") or "/usr/bin/pgbench"
+    if scripts and not Path(pgbench).exists():
+        sys.exit("pgbench is not installed (apt-get install -y postgresql-client), or use --pgbench-scripts none")
+
+    name, database_url = create_database(args.database_url)
+    tmp = Path(tempfile.mkdtemp(prefix="payments-bench-"))
+    ctx: dict[str, Any] = {"database_url": database_url, "tmp": tmp, "wrk": wrk, "pgbench": pgbench, "server": None}
+    rows: list[dict[str, Any]] = []
+    try:
+        print(f"database {name}: migrating and seeding {args.accounts} pgbench accounts", flush=True)
+        prepare_database(database_url, args.accounts)
+        facts = server_facts(database_url)
+        if not args.no_api:
+            port = free_port()
+            env = api_env(args, database_url, port)
+            ctx["base_url"] = f"http://127.0.0.1:{port}"
+            ctx["key"] = create_key(env)
+            ctx["server"] = start_server(env, tmp / "api.log", ctx["base_url"])
+            started = time.monotonic()
+            ctx["accounts"] = asyncio.run(create_accounts(ctx["base_url"], ctx["key"], args.accounts))
+            print(f"API on {ctx['base_url']} (pid {ctx['server'].pid}, {args.api_workers} worker(s)); "
+                  f"{len(ctx['accounts'])} accounts created over HTTP in {time.monotonic() - started:.1f}s; "
+                  f"load generator: {'wrk' if wrk else 'bench/aioload.py'}", flush=True)
+            if args.warmup > 0:
+                run_api_load(args, ctx, "uniform", max(clients), args.warmup)
+        for scenario in scenarios:
+            for count in clients:
+                if not args.no_api:
+                    checkpoint(database_url)
+                    rows.append(run_api_load(args, ctx, scenario, count, args.duration))
+                    print(render_text(rows[-1:]).splitlines()[-1], flush=True)
+                for script in scripts:
+                    checkpoint(database_url)
+                    rows.append(run_pgbench(args, ctx, script, scenario, count, args.duration))
+                    print(render_text(rows[-1:]).splitlines()[-1], flush=True)
+        if args.profile > 0 and not args.no_api:
+            profile(args, ctx)
+    finally:
+        stop_server(ctx["server"])
+        if args.keep_database:
+            print(f"kept database {name}: {database_url}")
+        else:
+            drop_database(args.database_url, name)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"\n{os.cpu_count()} CPUs; PostgreSQL {facts['postgres']}, synchronous_commit={facts['synchronous_commit']}, "
+          f"fsync={facts['fsync']}, shared_buffers={facts['shared_buffers']}; API workers={args.api_workers}; "
+          f"{args.duration:g}s per run\n")
+    print(render_text(rows))
+    print("\nAPI/this: the API's rate divided by this row's rate (same scenario and clients).")
+    print("gen CPU%: the load generator's own CPU, in % of one core (wrk or pgbench).")
+    warnings = [r for r in rows if r["target"] == "api" and r["gen_cpu"] > 40]
+    for r in warnings:
+        print(f"WARNING: the load generator used {r['gen_cpu']:.0f}% of a core in {r['scenario']}/{r['clients']}: "
+              "it competes with the API for the 2 cores; treat that row as a lower bound")
+    for line in verdicts(rows):
+        print(line)
+    if args.markdown:
+        Path(args.markdown).write_text(render_markdown(rows) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"facts": facts, "args": vars(args), "rows": rows}, indent=1,
+                                              default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Relay committed outbox messages to the task queue, and keep the idempotency table small."""
+
+from __future__ import annotations
+
+from core.ports import Lease, OutboxFeed, TaskQueue
+
+HOUSEKEEPING = "housekeeping"
+
+
+async def relay_outbox(*, outbox: OutboxFeed, queue: TaskQueue, batch: int = 100) -> int:
+    """Publish one batch of unpublished messages; how many were published.
+
+    A message is marked published only after the queue accepted it, in the same
+    claim: a crash in between publishes it again (at least once; consumers
+    deduplicate on the message id).
+    """
+    async with outbox.claim(batch) as claimed:
+        if claimed.messages:
+            await queue.publish_events(claimed.messages)
+            claimed.mark_published()
+        return len(claimed.messages)
+
+
+async def reap_idempotency_keys(
+    *, lease: Lease, owner: str, ttl_seconds: float, batch: int = 1000, name: str = HOUSEKEEPING
+) -> int | None:
+    """Delete expired idempotency records if this process holds the housekeeping lease.
+
+    Returns how many were deleted, or None when another process holds the lease.
+    """
+    token = await lease.acquire(name, owner, ttl_seconds)
+    if token is None:
+        return None
+    deleted = 0
+    while (count := await lease.reap_idempotency_keys(name, owner, token, batch)) > 0:
+        deleted += count
+        if count < batch:
+            break
+    return deleted

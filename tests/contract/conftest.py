@@ -1,0 +1,127 @@
+"""The contract suite's backends: every test runs on the in-memory fakes and on PostgreSQL.
+
+`uow_factory` is the `UnitOfWorkFactory` under test, `audit` the matching `LedgerAudit`.
+`probe` reads and breaks what no port exposes (outbox rows, raw balances), so that
+tests can check effects and prove the audit is able to fail.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from adapters.memory import InMemoryLedgerAudit, InMemoryStore
+from app.container import Container
+from core.accounts import Account
+from core.clock import SystemClock
+from core.money import Money
+from core.payments import Payment
+from core.ports import LedgerAudit, UnitOfWorkFactory
+from core.tenants import Tenant
+from core.usecases.accounts import CreateAccount, create_account
+from core.usecases.transfers import MakeTransfer, make_transfer
+
+BACKENDS = ["memory", "postgres"]
+
+
+class MemoryProbe:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+
+    async def outbox(self, tenant_id: UUID) -> list[tuple[str, UUID]]:
+        return [(m.topic, m.aggregate_id) for m in self._store.outbox if m.tenant_id == tenant_id]
+
+    async def shift(self, account_id: UUID, *, balance: int = 0, version: int = 0) -> None:
+        account = self._store.accounts[account_id]
+        account.balance += balance
+        account.version += version
+
+
+class PostgresProbe:
+    def __init__(self, container: Container) -> None:
+        self._pool = container.pool
+
+    async def outbox(self, tenant_id: UUID) -> list[tuple[str, UUID]]:
+        rows = await self._pool.fetch(
+            "SELECT topic, aggregate_id FROM outbox WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id)
+        return [(row["topic"], row["aggregate_id"]) for row in rows]
+
+    async def shift(self, account_id: UUID, *, balance: int = 0, version: int = 0) -> None:
+        await self._pool.execute("UPDATE accounts SET balance = balance + $2, version = version + $3 WHERE id = $1",
+                                 account_id, balance, version)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def uow_factory(backend: str, container: Container) -> UnitOfWorkFactory:
+    """A fresh in-memory store, or the session's PostgreSQL unit-of-work factory."""
+    return InMemoryStore() if backend == "memory" else container.uow
+
+
+@pytest.fixture
+def audit(backend: str, uow_factory: Any, container: Container) -> LedgerAudit:
+    return InMemoryLedgerAudit(uow_factory) if backend == "memory" else container.audit()
+
+
+@pytest.fixture
+def probe(backend: str, uow_factory: Any, container: Container) -> MemoryProbe | PostgresProbe:
+    return MemoryProbe(uow_factory) if backend == "memory" else PostgresProbe(container)
+
+
+@pytest.fixture
+def clock() -> SystemClock:
+    return SystemClock()
+
+
+async def new_tenant(uow_factory: UnitOfWorkFactory, clock: SystemClock) -> Tenant:
+    async with uow_factory() as uow:
+        tenant = await uow.tenants.get_or_create(f"contract-{secrets.token_hex(6)}", clock.now())
+        await uow.commit()
+    return tenant
+
+
+@pytest.fixture
+async def tenant(uow_factory: UnitOfWorkFactory, clock: SystemClock) -> Tenant:
+    """A new tenant, committed, so every test sees only its own rows."""
+    return await new_tenant(uow_factory, clock)
+
+
+async def open_account(
+    uow_factory: UnitOfWorkFactory, clock: SystemClock, tenant_id: UUID, balance: int = 0, *,
+    currency: str = "USD", user_id: str = "alice",
+) -> Account:
+    async with uow_factory() as uow:
+        account = await create_account(
+            CreateAccount(tenant_id=tenant_id, user_id=user_id, currency=currency,
+                          initial_balance=Money(balance, currency) if balance else None),
+            uow=uow, clock=clock,
+        )
+        await uow.commit()
+    return account
+
+
+async def transfer(
+    uow_factory: UnitOfWorkFactory, clock: SystemClock, tenant_id: UUID, source: UUID, destination: UUID,
+    minor: int, currency: str = "USD",
+) -> Payment:
+    async with uow_factory() as uow:
+        payment = await make_transfer(
+            MakeTransfer(tenant_id=tenant_id, source_account_id=source, destination_account_id=destination,
+                         amount=Money(minor, currency)),
+            uow=uow, clock=clock,
+        )
+        await uow.commit()
+    return payment
+
+
+async def balance(uow_factory: UnitOfWorkFactory, tenant_id: UUID, account_id: UUID) -> int | None:
+    async with uow_factory() as uow:
+        account = await uow.accounts.get(tenant_id, account_id)
+    return None if account is None else account.balance

@@ -1,0 +1,224 @@
+"""Accounts: tenant scoping, row locks that serialise units of work, system accounts, keyset listing."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import uuid4
+
+import pytest
+
+from adapters.memory.cursor import encode_cursor
+from core.accounts import CLEARING, FUNDING, USER, settlement
+from core.errors import ValidationFailed
+from core.money import Money
+from core.usecases.accounts import CreateAccount, create_account
+from core.usecases.transfers import MakeTransfer, make_transfer
+from tests.contract.conftest import balance, new_tenant, open_account, transfer
+
+pytestmark = pytest.mark.timeout(60)
+
+STILL_BLOCKED = 0.2  # seconds a blocked unit of work is watched to show it does not get through
+
+
+async def test_get_is_scoped_by_tenant(uow_factory, clock, tenant) -> None:
+    other = await new_tenant(uow_factory, clock)
+    async with uow_factory() as uow:
+        created = await create_account(CreateAccount(tenant_id=tenant.id, user_id="alice", currency="KWD",
+                                                     initial_balance=Money(1_500, "KWD"),
+                                                     metadata={"note": "é ☃"}), uow=uow, clock=clock)
+        await uow.commit()
+    async with uow_factory() as uow:
+        account = await uow.accounts.get(tenant.id, created.id)
+        assert await uow.accounts.get(other.id, created.id) is None
+        assert await uow.accounts.get(tenant.id, uuid4()) is None
+    assert account is not None
+    assert (account.id, account.tenant_id, account.kind, account.user_id, account.currency) == (
+        created.id, tenant.id, USER, "alice", "KWD")
+    assert (account.balance, account.version, account.status, account.metadata) == (1_500, 1, "active", {"note": "é ☃"})
+    assert (account.created_at, account.updated_at) == (created.created_at, created.updated_at)
+
+
+async def test_lock_returns_only_the_tenants_accounts(uow_factory, clock, tenant) -> None:
+    other = await new_tenant(uow_factory, clock)
+    mine = await open_account(uow_factory, clock, tenant.id, 10)
+    theirs = await open_account(uow_factory, clock, other.id, 20)
+    async with uow_factory() as uow:
+        locked = await uow.accounts.lock(tenant.id, [theirs.id, uuid4(), mine.id, mine.id])
+        assert list(locked) == [mine.id]
+        assert (locked[mine.id].balance, locked[mine.id].tenant_id) == (10, tenant.id)
+        assert await uow.accounts.lock(tenant.id, []) == {}
+
+
+async def test_lock_serialises_two_units_of_work_on_one_account(uow_factory, clock, tenant) -> None:
+    a = await open_account(uow_factory, clock, tenant.id, 1_000)
+    b = await open_account(uow_factory, clock, tenant.id)
+    waiting, acquired = asyncio.Event(), asyncio.Event()
+    seen: list[int] = []
+
+    async def second() -> None:
+        async with uow_factory() as uow:
+            waiting.set()
+            locked = await uow.accounts.lock(tenant.id, [a.id])
+            acquired.set()
+            seen.append(locked[a.id].balance)
+
+    async with uow_factory() as first:
+        await make_transfer(MakeTransfer(tenant_id=tenant.id, source_account_id=a.id, destination_account_id=b.id,
+                                         amount=Money(400, "USD")), uow=first, clock=clock)
+        task = asyncio.create_task(second())
+        await waiting.wait()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(acquired.wait(), STILL_BLOCKED)
+        assert not task.done()
+        await first.commit()
+    await asyncio.wait_for(task, 10)
+    assert seen == [600]  # the second unit of work read the balance the first committed
+
+
+async def test_a_rolled_back_lock_lets_the_waiter_through(uow_factory, clock, tenant) -> None:
+    a = await open_account(uow_factory, clock, tenant.id, 1_000)
+    acquired = asyncio.Event()
+
+    async def second() -> int:
+        async with uow_factory() as uow:
+            locked = await uow.accounts.lock(tenant.id, [a.id])
+            acquired.set()
+            return locked[a.id].balance
+
+    async with uow_factory() as first:
+        await first.accounts.lock(tenant.id, [a.id])
+        task = asyncio.create_task(second())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(acquired.wait(), STILL_BLOCKED)
+    assert await asyncio.wait_for(task, 10) == 1_000
+
+
+async def test_opposite_transfers_never_deadlock_and_conserve_money(uow_factory, clock, tenant, audit) -> None:
+    a = await open_account(uow_factory, clock, tenant.id, 1_000)
+    b = await open_account(uow_factory, clock, tenant.id, 1_000, user_id="bob")
+    moves = [(a.id, b.id, 3) if i % 2 else (b.id, a.id, 2) for i in range(50)]
+
+    payments = await asyncio.wait_for(asyncio.gather(*(
+        transfer(uow_factory, clock, tenant.id, source, destination, amount)
+        for source, destination, amount in moves)), 20)
+
+    assert len({p.id for p in payments}) == 50
+    final_a, final_b = await balance(uow_factory, tenant.id, a.id), await balance(uow_factory, tenant.id, b.id)
+    assert final_a + final_b == 2_000
+    assert (final_a, final_b) == (1_000 - 25 * 3 + 25 * 2, 1_000 + 25 * 3 - 25 * 2)
+    async with uow_factory() as uow:
+        entries = (await uow.ledger.list(tenant.id, a.id, limit=100, cursor=None)).items
+    assert [e.seq for e in entries] == list(range(51, 0, -1))
+    assert entries[0].balance_after == final_a
+    assert await audit.drift() == []
+
+
+async def test_lock_system_creates_one_account_per_tenant_kind_and_currency(uow_factory, clock, tenant) -> None:
+    other = await new_tenant(uow_factory, clock)
+
+    async def lock_system(tenant_id, kind, currency):
+        async with uow_factory() as uow:
+            account = await uow.accounts.lock_system(tenant_id, kind, currency)
+            await asyncio.sleep(0)  # hold the lock across a switch, as real work would
+            await uow.commit()
+        return account
+
+    accounts = await asyncio.wait_for(asyncio.gather(*(
+        lock_system(tenant.id, CLEARING, "USD") for _ in range(10))), 20)
+    assert len({account.id for account in accounts}) == 1
+    account = accounts[0]
+    assert (account.tenant_id, account.kind, account.currency, account.user_id, account.balance) == (
+        tenant.id, CLEARING, "USD", None, 0)
+    assert not account.is_user
+
+    others = [
+        await lock_system(tenant.id, CLEARING, "EUR"),
+        await lock_system(tenant.id, FUNDING, "USD"),
+        await lock_system(tenant.id, settlement("stripe"), "USD"),
+        await lock_system(other.id, CLEARING, "USD"),
+    ]
+    assert len({account.id, *(o.id for o in others)}) == 5
+    assert (await lock_system(tenant.id, CLEARING, "USD")).id == account.id
+    async with uow_factory() as uow:
+        assert (await uow.accounts.get(tenant.id, account.id)).kind == CLEARING
+        assert (await uow.accounts.list(tenant.id, user_id=None, limit=100, cursor=None)).items == []
+
+
+async def test_lock_system_locks_the_account(uow_factory, clock, tenant) -> None:
+    acquired = asyncio.Event()
+
+    async def second() -> None:
+        async with uow_factory() as uow:
+            await uow.accounts.lock_system(tenant.id, FUNDING, "CHF")
+            acquired.set()
+
+    async with uow_factory() as first:
+        await first.accounts.lock_system(tenant.id, FUNDING, "CHF")
+        task = asyncio.create_task(second())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(acquired.wait(), STILL_BLOCKED)
+        await first.commit()
+    await asyncio.wait_for(task, 10)
+
+
+async def create_many(uow_factory, clock, tenant_id, users):
+    made = []
+    for user in users:
+        made.append(await open_account(uow_factory, clock, tenant_id, 5 if user == "bob" else 0, user_id=user))
+    return made
+
+
+async def test_list_is_newest_first_and_keyset_paginated(uow_factory, clock, tenant) -> None:
+    other = await new_tenant(uow_factory, clock)
+    await open_account(uow_factory, clock, other.id, user_id="alice")
+    made = await create_many(uow_factory, clock, tenant.id, ["alice", "bob", "alice", "alice", "bob", "alice", "alice"])
+    newest_first = [a.id for a in reversed(made)]
+
+    seen, cursor, sizes = [], None, []
+    async with uow_factory() as uow:
+        while True:
+            page = await uow.accounts.list(tenant.id, user_id=None, limit=3, cursor=cursor)
+            seen += [a.id for a in page.items]
+            sizes.append(len(page.items))
+            if page.next_cursor is None:
+                break
+            assert isinstance(page.next_cursor, str)
+            cursor = page.next_cursor
+        assert seen == newest_first  # no system account (bob's funding) and no other tenant's account
+        assert sizes == [3, 3, 1]
+
+        exact = await uow.accounts.list(tenant.id, user_id=None, limit=7, cursor=None)
+        assert ([a.id for a in exact.items], exact.next_cursor) == (newest_first, None)
+        bobs = await uow.accounts.list(tenant.id, user_id="bob", limit=1, cursor=None)
+        assert [a.id for a in bobs.items] == [made[4].id]
+        bobs = await uow.accounts.list(tenant.id, user_id="bob", limit=1, cursor=bobs.next_cursor)
+        assert ([a.id for a in bobs.items], bobs.next_cursor) == ([made[1].id], None)
+        assert (await uow.accounts.list(tenant.id, user_id="nobody", limit=5, cursor=None)).items == []
+
+
+async def test_list_is_stable_while_rows_are_inserted(uow_factory, clock, tenant) -> None:
+    made = await create_many(uow_factory, clock, tenant.id, ["a", "b", "c", "d"])
+    async with uow_factory() as uow:
+        first = await uow.accounts.list(tenant.id, user_id=None, limit=2, cursor=None)
+    newer = await open_account(uow_factory, clock, tenant.id, user_id="e")
+    async with uow_factory() as uow:
+        second = await uow.accounts.list(tenant.id, user_id=None, limit=2, cursor=first.next_cursor)
+    assert [a.id for a in first.items] == [made[3].id, made[2].id]
+    assert ([a.id for a in second.items], second.next_cursor) == ([made[1].id, made[0].id], None)
+    assert newer.id not in [a.id for a in second.items]
+
+
+MALFORMED_ACCOUNT_CURSORS = [
+    "garbage!!", "", "e30", encode_cursor("x"), encode_cursor(1, 2), encode_cursor(None, None),
+    encode_cursor("yesterday", str(uuid4())), encode_cursor("2025-01-01T00:00:00+00:00", "not-a-uuid"),
+    encode_cursor(["2025-01-01T00:00:00+00:00"], str(uuid4())), encode_cursor("2025-01-01T00:00:00+00:00", 7),
+]
+
+
+@pytest.mark.parametrize("cursor", MALFORMED_ACCOUNT_CURSORS)
+async def test_list_refuses_a_malformed_cursor(uow_factory, clock, tenant, cursor) -> None:
+    await open_account(uow_factory, clock, tenant.id)
+    async with uow_factory() as uow:
+        with pytest.raises(ValidationFailed) as caught:
+            await uow.accounts.list(tenant.id, user_id=None, limit=5, cursor=cursor)
+    assert [e.field for e in caught.value.errors] == ["cursor"]

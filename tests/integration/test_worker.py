@@ -1,0 +1,69 @@
+"""The worker as a real process: the relay publishes committed outbox rows through Redis to the actor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+from pathlib import Path
+
+from app.container import Container
+from core.money import Money
+from core.usecases.accounts import CreateAccount, create_account
+from tests.e2e.conftest import Process, stack_env
+
+
+async def _published(container: Container, ids: list[object]) -> int:
+    return int(await container.pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE aggregate_id = ANY($1::uuid[]) AND published_at IS NOT NULL", ids))
+
+
+async def _wait_for(predicate: object, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_worker_relays_events_with_their_correlation_id_and_stops_cleanly(
+    container: Container, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    worker = Process(["worker"], stack_env(database_url, redis_url, 0, PAYMENTS_OBSERVABILITY_LOG_LEVEL="info"),
+                     tmp_path / "worker.log").start()
+    try:
+        tenant = f"relay-{secrets.token_hex(4)}"
+        ids = []
+        async with container.uow() as uow:
+            tenant_id = (await uow.tenants.get_or_create(tenant, container.clock.now())).id
+            await uow.commit()
+        for n in range(5):
+            async with container.uow() as uow:
+                account = await create_account(
+                    CreateAccount(tenant_id=tenant_id, user_id=f"u{n}", currency="USD",
+                                  initial_balance=Money(100, "USD"), correlation_id=f"corr-{tenant}-{n}"),
+                    uow=uow, clock=container.clock)
+                await uow.commit()
+            ids.append(account.id)
+
+        async def all_published() -> bool:
+            return await _published(container, ids) == len(ids)
+
+        await _wait_for(all_published)
+
+        def dispatched() -> list[dict[str, object]]:
+            lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+            return [line for line in lines if line.get("message") == "event dispatched"
+                    and str(line.get("correlation_id", "")).startswith(f"corr-{tenant}-")]
+
+        async def all_dispatched() -> bool:
+            return len(dispatched()) >= len(ids)
+
+        await _wait_for(all_dispatched)
+        lines = dispatched()
+        assert {line["correlation_id"] for line in lines} == {f"corr-{tenant}-{n}" for n in range(5)}
+        assert all(line["actor"] == "dispatch_event" and line["event_type"] == "account.created" for line in lines)
+    finally:
+        code = worker.stop(signal.SIGTERM)
+    assert code == 0, worker.output()[-3000:]
+    assert "worker stopped" in worker.output()

@@ -1,0 +1,91 @@
+"""The worker process: Dramatiq consumers, the outbox relay (LISTEN/NOTIFY + poll) and housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+
+import asyncpg
+import dramatiq
+from loguru import logger
+
+from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
+from adapters.postgres.outbox_feed import PgLease, PgOutboxFeed
+from adapters.postgres.pool import create_pool
+from app.settings import Settings
+from core.errors import CoreError
+from core.usecases.outbox import reap_idempotency_keys, relay_outbox
+
+POLL_INTERVAL = 1.0  # a missed notification costs at most this much delay
+HOUSEKEEPING_INTERVAL = 60.0
+
+
+async def relay_forever(pool: asyncpg.Pool, queue: DramatiqTaskQueue, database_url: str, stop: asyncio.Event) -> None:
+    """Publish outbox rows as they commit: woken by NOTIFY, polling as a safety net."""
+    feed = PgOutboxFeed(pool)
+    wake = asyncio.Event()
+    listener: asyncpg.Connection | None = None
+    while not stop.is_set():
+        if listener is None or listener.is_closed():
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+                listener = await asyncpg.connect(database_url, timeout=5)
+                await listener.add_listener("outbox", lambda *_: wake.set())
+        try:
+            while not stop.is_set() and await relay_outbox(outbox=feed, queue=queue) > 0:
+                pass
+        except CoreError as error:
+            logger.warning("outbox relay paused: {}", error.detail)
+        wake.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(_first(wake, stop), POLL_INTERVAL)
+    if listener is not None:
+        with contextlib.suppress(Exception):
+            await listener.close()
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+
+
+async def housekeeping_forever(pool: asyncpg.Pool, stop: asyncio.Event, owner: str) -> None:
+    """Reap expired idempotency records, one worker at a time (a lease with a fencing token)."""
+    lease = PgLease(pool)
+    while not stop.is_set():
+        try:
+            deleted = await reap_idempotency_keys(lease=lease, owner=owner, ttl_seconds=HOUSEKEEPING_INTERVAL * 2)
+            if deleted:
+                logger.info("reaped {} expired idempotency keys", deleted)
+        except CoreError as error:
+            logger.warning("housekeeping skipped: {}", error.detail)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), HOUSEKEEPING_INTERVAL)
+
+
+async def run(settings: Settings, database_url: str, redis_url: str) -> None:
+    broker = make_broker(redis_url)
+    import workers.actors  # noqa: F401 - registers the actors on the broker
+
+    worker = dramatiq.Worker(broker, worker_threads=4)
+    worker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(database_url, min_size=0, max_size=4, command_timeout=settings.database.statement_timeout)
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    logger.bind(process="worker").info("worker started")
+    try:
+        await asyncio.gather(relay_forever(pool, DramatiqTaskQueue(broker), database_url, stop),
+                             housekeeping_forever(pool, stop, owner))
+    finally:
+        logger.info("worker stopping: finishing current messages")
+        await asyncio.to_thread(worker.stop, int(settings.server.shutdown_timeout * 1000))
+        broker.close()
+        await pool.close()
+        logger.info("worker stopped")
