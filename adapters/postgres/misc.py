@@ -38,12 +38,13 @@ class PgOutbox:
         ])]
 
 
-# A transaction-scoped advisory lock per (tenant, key): a second request with the
-# key fails to take it while the first runs (409) and sees the stored response after.
-TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
-
-GET_KEY = """SELECT fingerprint, status_code, response_body, created_at, expires_at
-FROM idempotency_keys WHERE tenant_id = $1 AND key = $2"""
+# A transaction-scoped advisory lock per (tenant, key) taken together with the
+# lookup: a second request with the key fails to take it while the first runs (409)
+# and sees the stored response after it commits. A record committed between this
+# statement's snapshot and the lock is caught by the primary key at commit.
+CLAIM = """SELECT pg_try_advisory_xact_lock($1) AS locked, k.fingerprint, k.status_code, k.response_body,
+       k.created_at, k.expires_at
+FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.tenant_id = $2 AND k.key = $3"""
 
 DELETE_EXPIRED = "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expires_at <= $3"
 
@@ -66,11 +67,10 @@ class PgIdempotencyKeys:
         self._new: list[IdempotencyRecord] = []
 
     async def claim(self, request: IdempotentRequest, now: datetime) -> IdempotencyRecord | None:
-        locked = await self._uow.fetchrow(TRY_LOCK, lock_id(request))
-        if locked is None or not locked[0]:
+        row = await self._uow.fetchrow(CLAIM, lock_id(request), request.tenant_id, request.key)
+        if row is None or not row["locked"]:
             raise IdempotencyRequestInProgress("a request with this Idempotency-Key is still in progress")
-        row = await self._uow.fetchrow(GET_KEY, request.tenant_id, request.key)
-        if row is None:
+        if row["fingerprint"] is None:
             return None
         if row["expires_at"] <= now:
             await self._uow.fetch(DELETE_EXPIRED, request.tenant_id, request.key, now)
