@@ -31,6 +31,9 @@ def parse_duration(value: object) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+_PORT = attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(65535))
+
+
 def _duration(default: float) -> Any:
     return attrs.field(default=default, metadata={"duration": True})
 
@@ -38,7 +41,7 @@ def _duration(default: float) -> Any:
 @attrs.frozen(kw_only=True)
 class ServerSettings:
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = attrs.field(default=8080, validator=_PORT)
     workers: int = 1
     shutdown_timeout: float = _duration(30.0)
     max_body_size: int = 65536
@@ -48,7 +51,7 @@ class ServerSettings:
 class DatabaseSettings:
     url: str = ""
     host: str = ""
-    port: int = 5432
+    port: int = attrs.field(default=5432, validator=_PORT)
     user: str = "postgres"
     password: str = ""
     name: str = "payments"
@@ -69,7 +72,7 @@ class DatabaseSettings:
 class RedisSettings:
     url: str = ""
     host: str = ""
-    port: int = 6379
+    port: int = attrs.field(default=6379, validator=_PORT)
     db: int = 0
 
     def dsn(self) -> str:
@@ -156,10 +159,14 @@ def _build(cls: type[Any], prefix: str, env: Mapping[str, str], yaml_data: Mappi
             if not isinstance(section, dict):
                 raise SettingsError(f"{key}: expected a mapping in the YAML file")
             values[field.name] = _build(hint, key, env, section)
-        elif key in env:
-            values[field.name] = _convert(key, env[key], field, hint)
-        elif field.name in yaml_data:
-            values[field.name] = _convert(key, yaml_data[field.name], field, hint)
+        elif key in env or field.name in yaml_data:
+            value = _convert(key, env[key] if key in env else yaml_data[field.name], field, hint)
+            if field.validator is not None:
+                try:
+                    field.validator(None, field, value)
+                except (TypeError, ValueError) as error:  # attrs puts its message first in args
+                    raise SettingsError(f"{key}: {error.args[0] if error.args else error}") from None
+            values[field.name] = value
     try:
         return cls(**values)
     except (TypeError, ValueError) as error:

@@ -59,7 +59,7 @@ async def client(index: int, config: dict, deadline: float, latencies: list[int]
                 await reader.readexactly(length)
             latencies.append((time.perf_counter_ns() - started) // 1000)
             statuses[int(header[9:12])] += 1
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         errors["timeout"] += 1
     except (OSError, asyncio.IncompleteReadError, ValueError):
         errors["read"] += 1

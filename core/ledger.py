@@ -9,7 +9,7 @@ from uuid import UUID
 import attrs
 
 from core.accounts import Account
-from core.errors import CurrencyMismatch
+from core.errors import CurrencyMismatch, InsufficientFunds
 from core.ids import new_id
 
 
@@ -49,6 +49,9 @@ def post(
         raise CurrencyMismatch("a posting's accounts must share one currency")
     if sum(amount for _, amount in legs) != 0 or any(amount == 0 for _, amount in legs):
         raise ValueError("a posting's entries must be non-zero and sum to zero")
+    for account, amount in legs:  # check every leg before changing any account
+        if account.is_user and account.balance + amount < 0:
+            raise InsufficientFunds(f"account {account.id} has insufficient funds")
     posting_id = new_id()
     entries = []
     for account, amount in legs:

@@ -99,10 +99,10 @@ def parse_amount(value: object, currency: str, *, field: str = "amount", allow_z
     if number.adjusted() > 20:
         raise ValidationFailed([FieldError(field, "is too large (at most 2^53-1 minor units)")])
     exponent = MINOR_UNITS[currency]
-    scaled = number.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
+    places = -int(number.as_tuple().exponent)
+    if places > exponent:  # "10.000" USD counts as three places too: the contract caps the digits sent
         raise ValidationFailed([FieldError(field, f"{currency} allows at most {exponent} decimal places")])
-    minor = int(scaled)
+    minor = int(number.scaleb(exponent))  # exact: at most 21 integer digits + 4 places fit the 28-digit context
     if minor < 0 or (minor == 0 and not allow_zero):
         message = "must not be negative" if allow_zero else "must be greater than zero"
         raise ValidationFailed([FieldError(field, message)])

@@ -11,6 +11,7 @@ import attrs
 from core.clock import timestamp
 from core.errors import InvalidStateTransition
 from core.ids import new_id
+from core.money import format_minor
 
 INTERNAL_TRANSFER = "internal_transfer"
 EXTERNAL_PAYMENT = "external_payment"
@@ -74,7 +75,7 @@ class Payment:
         """The fields an event records, so folding events rebuilds the payment's state."""
         return {
             "status": self.status,
-            "refunded_amount": self.refunded_amount,
+            "refunded_amount": format_minor(self.refunded_amount, self.currency),
             "provider_reference": self.provider_reference,
             "failure_reason": self.failure_reason,
             "updated_at": timestamp(self.updated_at),

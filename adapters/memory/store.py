@@ -1,30 +1,31 @@
-"""The in-memory store and unit of work: per-account locks, buffered writes applied at commit."""
+"""The in-memory store and unit of work: per-row locks, buffered writes applied at commit."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeVar
 from uuid import UUID
 
 import attrs
 
 from adapters.memory.cursor import decode_cursor, encode_cursor
+from adapters.memory.paging import account_key, entry_key, page
+from adapters.memory.repositories import MemoryIdempotencyKeys, MemoryOutbox, MemoryPayments, MemoryTenants
 from core.accounts import Account
 from core.errors import IdempotencyRequestInProgress
 from core.events import OutboxMessage
-from core.idempotency import IdempotencyRecord, IdempotentRequest
+from core.idempotency import IdempotencyRecord
 from core.ids import new_id
 from core.ledger import Entry
 from core.payments import Payment, PaymentEvent
 from core.ports import Page
 from core.tenants import ApiKey, Tenant
 
-_T = TypeVar("_T")
+SystemSlot = tuple[UUID, str, str]
 
 
 @attrs.define
@@ -39,8 +40,13 @@ class InMemoryStore:
     idempotency: dict[tuple[UUID, str], IdempotencyRecord] = attrs.field(factory=dict)
     tenants: dict[str, Tenant] = attrs.field(factory=dict)
     keys: dict[bytes, ApiKey] = attrs.field(factory=dict)
-    row_locks: dict[UUID, asyncio.Lock] = attrs.field(factory=lambda: defaultdict(asyncio.Lock))
+    #: Row locks by account id, and by ("tenant", name) for tenants being inserted.
+    row_locks: dict[Hashable, asyncio.Lock] = attrs.field(factory=lambda: defaultdict(asyncio.Lock))
     key_locks: set[tuple[UUID, str]] = attrs.field(factory=set)
+    #: Rows inserted by a unit of work still open: invisible to the others, which wait for
+    #: it to end before inserting the same key (as PostgreSQL waits on a unique index).
+    pending_system: dict[SystemSlot, Account] = attrs.field(factory=dict)
+    pending_tenants: dict[str, Tenant] = attrs.field(factory=dict)
 
     def __call__(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
         """The `UnitOfWorkFactory`."""
@@ -52,37 +58,53 @@ class _Accounts:
         self._uow, self._store = uow, uow.store
         self.new: dict[UUID, Account] = {}
         self.dirty: dict[UUID, Account] = {}
+        self.created: dict[SystemSlot, Account] = {}  # system accounts this unit of work inserted
+
+    def _row(self, account_id: UUID) -> Account | None:
+        """The row as this unit of work sees it: committed, or a system account it inserted itself."""
+        account = self._store.accounts.get(account_id)
+        return account or next((a for a in self.created.values() if a.id == account_id), None)
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
-        account = self._store.accounts.get(account_id)
+        account = self._row(account_id)
         return copy.deepcopy(account) if account is not None and account.tenant_id == tenant_id else None
 
     async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]:
         found = {}
         for account_id in sorted(set(account_ids)):
-            if account_id in self.new:
-                found[account_id] = self.new[account_id]
-                continue
-            account = self._store.accounts.get(account_id)
+            account = self._row(account_id)
             if account is None or account.tenant_id != tenant_id:
                 continue
-            await self._uow.hold(self._store.row_locks[account_id])
-            found[account_id] = self.dirty.get(account_id) or copy.deepcopy(self._store.accounts[account_id])
+            await self._uow.hold(account_id)
+            current = self._row(account_id) or account  # re-read: a commit may have replaced it while we waited
+            found[account_id] = self.dirty.get(account_id) or copy.deepcopy(current)
         return found
 
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
-        for account in list(self._store.accounts.values()) + list(self.new.values()):
-            if (account.tenant_id, account.kind, account.currency) == (tenant_id, kind, currency):
-                return (await self.lock(tenant_id, [account.id]))[account.id]
-        now = datetime.now(UTC)
-        account = Account(id=new_id(), tenant_id=tenant_id, kind=kind, currency=currency, created_at=now, updated_at=now)
-        self._store.accounts[account.id] = account  # system accounts exist once created, as with ON CONFLICT
-        return (await self.lock(tenant_id, [account.id]))[account.id]
+        slot = (tenant_id, kind, currency)
+        while True:
+            if slot in self.created:
+                return (await self.lock(tenant_id, [self.created[slot].id]))[self.created[slot].id]
+            committed = next((a.id for a in self._store.accounts.values()
+                              if not a.is_user and (a.tenant_id, a.kind, a.currency) == slot), None)
+            if committed is not None:
+                return (await self.lock(tenant_id, [committed]))[committed]
+            pending = self._store.pending_system.get(slot)
+            if pending is None:
+                now = datetime.now(UTC)
+                account = Account(id=new_id(), tenant_id=tenant_id, kind=kind, currency=currency,
+                                  created_at=now, updated_at=now)
+                self._store.pending_system[slot] = self.created[slot] = account
+                await self._uow.hold(account.id)
+                return copy.deepcopy(account)
+            await self._uow.wait_for(pending.id)
 
     async def list(self, tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None) -> Page[Account]:
         rows = [a for a in self._store.accounts.values() if a.tenant_id == tenant_id and a.is_user]
         rows = [a for a in rows if user_id is None or a.user_id == user_id]
-        return _page(rows, limit, cursor, key=lambda a: (a.created_at.isoformat(), str(a.id)), arity=2)
+        after = account_key(decode_cursor(cursor, 2)) if cursor is not None else None
+        items, more = page(rows, limit, after, key=lambda a: (a.created_at, a.id))
+        return Page(items, encode_cursor(items[-1].created_at.isoformat(), str(items[-1].id)) if more else None)
 
     def add(self, account: Account) -> None:
         self.new[account.id] = account
@@ -102,83 +124,37 @@ class _Ledger:
 
     async def list(self, tenant_id: UUID, account_id: UUID, *, limit: int, cursor: str | None) -> Page[Entry]:
         rows = [e for e in self._store.entries if e.account_id == account_id and e.tenant_id == tenant_id]
-        return _page(rows, limit, cursor, key=lambda e: (e.seq,), arity=1)
-
-
-class _Payments:
-    def __init__(self, store: InMemoryStore) -> None:
-        self._store = store
-        self.new: list[Payment] = []
-
-    async def get(self, tenant_id: UUID, payment_id: UUID) -> Payment | None:
-        payment = self._store.payments.get(payment_id)
-        return copy.deepcopy(payment) if payment is not None and payment.tenant_id == tenant_id else None
-
-    def add(self, payment: Payment) -> None:
-        self.new.append(payment)
-
-    async def events(self, tenant_id: UUID, payment_id: UUID) -> list[PaymentEvent]:
-        return [e for e in self._store.events.get(payment_id, []) if e.tenant_id == tenant_id]
-
-
-class _Outbox:
-    def __init__(self) -> None:
-        self.new: list[OutboxMessage] = []
-
-    def add(self, message: OutboxMessage) -> None:
-        self.new.append(message)
-
-
-class _Idempotency:
-    def __init__(self, uow: InMemoryUnitOfWork) -> None:
-        self._uow, self._store = uow, uow.store
-        self.new: list[IdempotencyRecord] = []
-
-    async def claim(self, request: IdempotentRequest, now: datetime) -> IdempotencyRecord | None:
-        slot = (request.tenant_id, request.key)
-        if slot in self._store.key_locks:
-            raise IdempotencyRequestInProgress("a request with this Idempotency-Key is still in progress")
-        self._store.key_locks.add(slot)
-        self._uow.on_exit.append(lambda: self._store.key_locks.discard(slot))
-        record = self._store.idempotency.get(slot)
-        return record if record is not None and record.expires_at > now else None
-
-    def add(self, record: IdempotencyRecord) -> None:
-        self.new.append(record)
-
-
-class _Tenants:
-    def __init__(self, store: InMemoryStore) -> None:
-        self._store = store
-        self.new_keys: list[ApiKey] = []
-
-    async def get_or_create(self, name: str, now: datetime) -> Tenant:
-        return self._store.tenants.setdefault(name, Tenant(id=new_id(), name=name, created_at=now))
-
-    async def key_by_hash(self, key_hash: bytes) -> ApiKey | None:
-        return self._store.keys.get(key_hash)
-
-    def add_key(self, key: ApiKey) -> None:
-        self.new_keys.append(key)
+        after = entry_key(decode_cursor(cursor, 1)) if cursor is not None else None
+        items, more = page(rows, limit, after, key=lambda e: (e.seq,))
+        return Page(items, encode_cursor(items[-1].seq) if more else None)
 
 
 class InMemoryUnitOfWork:
-    """A unit of work over `InMemoryStore`; commit applies every buffered write at once."""
+    """A unit of work over `InMemoryStore`; commit applies every buffered write at once and ends it."""
 
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
         self.accounts = _Accounts(self)
         self.ledger = _Ledger(store)
-        self.payments = _Payments(store)
-        self.outbox = _Outbox()
-        self.idempotency = _Idempotency(self)
-        self.tenants = _Tenants(store)
+        self.payments = MemoryPayments(store)
+        self.outbox = MemoryOutbox()
+        self.idempotency = MemoryIdempotencyKeys(self)
+        self.tenants = MemoryTenants(self)
         self.on_exit: list[Callable[[], None]] = []
-        self._held: list[asyncio.Lock] = []
+        self._held: dict[Hashable, asyncio.Lock] = {}
+        self._ended = False
 
-    async def hold(self, lock: asyncio.Lock) -> None:
-        await lock.acquire()
-        self._held.append(lock)
+    async def hold(self, key: Hashable) -> None:
+        """Take a row lock until the unit of work ends; taking one it already holds is a no-op."""
+        if key not in self._held:
+            lock = self.store.row_locks[key]
+            await lock.acquire()
+            self._held[key] = lock
+
+    async def wait_for(self, key: Hashable) -> None:
+        """Wait until whoever holds the row lock `key` has ended."""
+        async with self.store.row_locks[key]:
+            pass
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
         return self
@@ -186,65 +162,48 @@ class InMemoryUnitOfWork:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        """Drop what was not committed and release every lock, as COMMIT or ROLLBACK does."""
+        if self._ended:
+            return
+        self._ended = True
+        for slot in self.accounts.created:
+            self.store.pending_system.pop(slot, None)
+        for name in self.tenants.created:
+            self.store.pending_tenants.pop(name, None)
+        self.store.key_locks.difference_update(self.idempotency.claimed)
         for release in self.on_exit:
             release()
-        for lock in reversed(self._held):
+        for lock in reversed(self._held.values()):
             lock.release()
         self._held.clear()
 
     async def commit(self) -> None:
+        if self._ended:
+            raise RuntimeError("this unit of work has already ended")
         store = self.store
         for record in self.idempotency.new:
-            slot = (record.request.tenant_id, record.request.key)
-            live = store.idempotency.get(slot)
+            live = store.idempotency.get((record.request.tenant_id, record.request.key))
             if live is not None and live.expires_at > record.created_at:
                 raise IdempotencyRequestInProgress("this Idempotency-Key was stored by a concurrent request")
-        for account in [*self.accounts.new.values(), *self.accounts.dirty.values()]:
+        store.tenants.update(self.tenants.created)
+        created = {account.id: account for account in self.accounts.created.values()}
+        for account in [*created.values(), *self.accounts.new.values(), *self.accounts.dirty.values()]:
             store.accounts[account.id] = copy.deepcopy(account)
         store.entries.extend(self.ledger.new)
         for payment in self.payments.new:
             store.events[payment.id].extend(payment.events)
-            payment.events = []
-            store.payments[payment.id] = copy.deepcopy(payment)
+            stored = copy.deepcopy(payment)
+            stored.events = []
+            store.payments[payment.id] = stored
         store.outbox.extend(self.outbox.new)
+        for slot, record in self.idempotency.expired.items():
+            if store.idempotency.get(slot) is record:
+                del store.idempotency[slot]
         for record in self.idempotency.new:
             store.idempotency[(record.request.tenant_id, record.request.key)] = record
         for key in self.tenants.new_keys:
             store.keys[key.key_hash] = key
-
-
-class InMemoryLedgerAudit:
-    """The `LedgerAudit` port over the memory store."""
-
-    def __init__(self, store: InMemoryStore) -> None:
-        self._store = store
-
-    async def drift(self) -> list[str]:
-        problems = []
-        by_account: dict[UUID, list[Entry]] = defaultdict(list)
-        for entry in self._store.entries:
-            by_account[entry.account_id].append(entry)
-        totals: dict[tuple[UUID, str], int] = defaultdict(int)
-        for account in self._store.accounts.values():
-            entries = sorted(by_account[account.id], key=lambda e: e.seq)
-            running = 0
-            for entry in entries:
-                running += entry.amount
-                if entry.balance_after != running:
-                    problems.append(f"account {account.id}: entry {entry.id} balance_after does not chain")
-                    break
-            if account.balance != sum(e.amount for e in entries):
-                problems.append(f"account {account.id}: balance differs from the sum of its entries")
-            totals[(account.tenant_id, account.currency)] += account.balance
-        problems += [f"tenant {t} {c}: balances sum to {s}, not 0" for (t, c), s in totals.items() if s]
-        return problems
-
-
-def _page(rows: list[_T], limit: int, cursor: str | None, *, key: Callable[[_T], tuple[Any, ...]], arity: int) -> Page[_T]:
-    """Newest first by `key`, resuming strictly after the cursor's key."""
-    rows = sorted(rows, key=key, reverse=True)
-    if cursor is not None:
-        after = tuple(decode_cursor(cursor, arity))
-        rows = [r for r in rows if key(r) < after]
-    page = rows[:limit]
-    return Page(page, encode_cursor(*key(page[-1])) if len(rows) > limit else None)
+        self._end()

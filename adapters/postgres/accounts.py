@@ -12,6 +12,7 @@ import asyncpg
 
 from adapters.memory.cursor import decode_cursor, encode_cursor
 from core.accounts import Account
+from core.errors import FieldError, ValidationFailed
 from core.ids import new_id
 from core.ports import Page
 
@@ -68,7 +69,7 @@ class PgAccounts:
 
     async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]:
         rows = await self._uow.fetch(LOCK, tenant_id, sorted(set(account_ids)))
-        return {row["id"]: to_account(row) for row in rows}
+        return {row["id"]: self._current(to_account(row)) for row in rows}
 
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
         row = await self._uow.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
@@ -76,7 +77,11 @@ class PgAccounts:
             await self._uow.fetch(CREATE_SYSTEM, new_id(), tenant_id, kind, currency, datetime.now(UTC))
             row = await self._uow.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
         assert row is not None
-        return to_account(row)
+        return self._current(to_account(row))
+
+    def _current(self, stored: Account) -> Account:
+        """This unit of work's own changes win over the stored row (two postings on one account)."""
+        return self._dirty.get(stored.id, stored)
 
     async def list(self, tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None) -> Page[Account]:
         after: list[Any] = [None, None]
@@ -115,17 +120,16 @@ class PgAccounts:
 
 
 def _parse_time(value: Any) -> datetime:
-    from core.errors import FieldError, ValidationFailed
-
     try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError):
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("a cursor's time is always zoned")
+        return parsed.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):
         raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")]) from None
 
 
 def _parse_uuid(value: Any) -> UUID:
-    from core.errors import FieldError, ValidationFailed
-
     try:
         return UUID(value)
     except (TypeError, ValueError, AttributeError):

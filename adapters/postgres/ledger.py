@@ -70,7 +70,7 @@ class PgLedger:
         before = None
         if cursor is not None:
             (before,) = decode_cursor(cursor, 1)
-            if not isinstance(before, int) or isinstance(before, bool):
+            if not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**63:
                 raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")])
         rows = await self._uow.fetch(LIST, tenant_id, account_id, before, limit + 1)
         items = [to_entry(row) for row in rows[:limit]]

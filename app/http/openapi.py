@@ -171,12 +171,16 @@ def _problem_schemas() -> dict[str, dict[str, Any]]:
 
 
 _COMPONENT_HEADERS: dict[str, dict[str, Any]] = {
-    "X-Request-ID": {"description": "Identifier of this request.", "schema": {"type": "string"}},
+    "X-Request-ID": {
+        "description": "Identifier of this request: the client's X-Request-ID if valid, else a generated one.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"},
+    },
     "Idempotent-Replayed": {
         "description": "'true' when the response is a replay of a stored one.",
         "schema": {"type": "string", "enum": ["true"]},
     },
-    "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer", "minimum": 0}},
+    "Retry-After": {"description": "Seconds to wait.", "required": True, "schema": {"type": "integer", "minimum": 0}},
 }
 _IDEMPOTENCY_KEY_SCHEMA = {
     "type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x20-\x7E]+$",

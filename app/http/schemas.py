@@ -11,12 +11,15 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from core.errors import FieldError, ValidationFailed
+from core.money import MINOR_UNITS
 
 _AMOUNT = {"openapi": {"description": "Decimal amount as a string or JSON number, e.g. \"10.50\"",
                        "examples": ["10.50"]}}
-_CURRENCY = {"openapi": {"pattern": "^[A-Z]{3}$", "examples": ["USD"],
+_CURRENCY = {"openapi": {"type": "string", "enum": sorted(MINOR_UNITS), "examples": ["USD"],
                          "description": "Active ISO 4217 code, upper case"}}
-_METADATA = {"openapi": {"maxProperties": 20, "description": "≤ 20 string keys (≤ 40 chars) to string values (≤ 500 chars)"}}
+_METADATA = {"openapi": {"type": "object", "maxProperties": 20, "propertyNames": {"minLength": 1, "maxLength": 40},
+                         "additionalProperties": {"type": "string", "maxLength": 500},
+                         "description": "≤ 20 string keys (1–40 chars) to string values (≤ 500 chars)"}}
 _MONEY_OUT = {"openapi": {"pattern": r"^-?\d+(\.\d+)?$", "examples": ["100.00"]}}
 _UUID = {"openapi": {"format": "uuid"}}
 

@@ -1,14 +1,14 @@
--- The API's own statement sequence for POST /api/v1/transfers (adapters/postgres/*.py), so that
--- pgbench shows the database's ceiling for exactly what the API sends. SIX statements in the
--- transaction (the API adds a seventh round trip after it: asyncpg's pool reset on release,
--- "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;", not reproduced here):
+-- The API's own statement sequence for POST /api/v1/transfers (adapters/postgres/*.py as of
+-- commit 3e0ee11), so that pgbench shows the database's ceiling for exactly what the API sends.
+-- FIVE statements in the transaction; the API adds a sixth round trip after it, asyncpg's pool
+-- reset on release ("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;"), which
+-- pgbench cannot send in -M prepared mode and which is not reproduced here:
 --   1 BEGIN
---   2 SELECT pg_try_advisory_xact_lock(key)                 (misc.TRY_LOCK)
---   3 SELECT ... FROM idempotency_keys WHERE tenant, key    (misc.GET_KEY)
---   4 SELECT ... FROM accounts ... ORDER BY id FOR UPDATE   (accounts.LOCK; here folded into one row for \gset)
---   5 WITH w0 UPDATE accounts, w1 INSERT payments, w2 INSERT payment_events, w3 INSERT account_transactions,
+--   2 SELECT pg_try_advisory_xact_lock(key), the stored idempotency record    (misc.CLAIM)
+--   3 SELECT ... FROM accounts ... ORDER BY id FOR UPDATE   (accounts.LOCK; here folded into one row for \gset)
+--   4 WITH w0 UPDATE accounts, w1 INSERT payments, w2 INSERT payment_events, w3 INSERT account_transactions,
 --     w4 INSERT outbox, w5 INSERT idempotency_keys SELECT 1  (uow.compose)
---   6 COMMIT
+--   5 COMMIT
 --
 --   pgbench -n -M prepared -f bench/pgbench/transfer_api.sql -D accounts=1000 -D hot=0 -c 32 -j 2 -T 10 "$DB"
 \set amount random(1, 100)
@@ -22,9 +22,9 @@
 \set dst CASE WHEN :dst >= :src THEN :dst + 1 ELSE :dst END
 \endif
 BEGIN;
-SELECT pg_try_advisory_xact_lock(:key::bigint);
-SELECT fingerprint, status_code, response_body, created_at, expires_at
-FROM idempotency_keys WHERE tenant_id = bench_tenant() AND key = 'pgb-' || :key;
+SELECT pg_try_advisory_xact_lock(:key::bigint) AS locked, k.fingerprint, k.status_code, k.response_body,
+       k.created_at, k.expires_at
+FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.tenant_id = bench_tenant() AND k.key = 'pgb-' || :key;
 WITH locked AS (
     SELECT id, tenant_id, kind, user_id, currency, balance, version, status, metadata, created_at, updated_at
     FROM accounts WHERE tenant_id = bench_tenant() AND id = ANY(ARRAY[bench_account(:src), bench_account(:dst)])

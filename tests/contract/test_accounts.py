@@ -144,21 +144,43 @@ async def test_lock_system_creates_one_account_per_tenant_kind_and_currency(uow_
         assert (await uow.accounts.list(tenant.id, user_id=None, limit=100, cursor=None)).items == []
 
 
-async def test_lock_system_locks_the_account(uow_factory, clock, tenant) -> None:
+@pytest.mark.parametrize("ending", ["commit", "rollback"])
+async def test_lock_system_locks_the_account_it_creates(uow_factory, clock, tenant, ending) -> None:
     acquired = asyncio.Event()
 
-    async def second() -> None:
+    async def second():
         async with uow_factory() as uow:
-            await uow.accounts.lock_system(tenant.id, FUNDING, "CHF")
+            account = await uow.accounts.lock_system(tenant.id, FUNDING, "CHF")
             acquired.set()
+            await uow.commit()
+        return account
 
     async with uow_factory() as first:
-        await first.accounts.lock_system(tenant.id, FUNDING, "CHF")
+        created = await first.accounts.lock_system(tenant.id, FUNDING, "CHF")
+        async with uow_factory() as other:
+            assert await other.accounts.get(tenant.id, created.id) is None  # not committed yet
         task = asyncio.create_task(second())
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(acquired.wait(), STILL_BLOCKED)
-        await first.commit()
-    await asyncio.wait_for(task, 10)
+        if ending == "commit":
+            await first.commit()
+    found = await asyncio.wait_for(task, 10)
+    # the waiter gets the account the first committed, or makes its own if the first rolled back
+    assert (found.id == created.id) is (ending == "commit")
+    async with uow_factory() as uow:
+        assert (await uow.accounts.lock_system(tenant.id, FUNDING, "CHF")).id == found.id
+
+
+async def test_lock_system_twice_in_one_unit_of_work(uow_factory, clock, tenant) -> None:
+    async with uow_factory() as uow:
+        first = await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)
+        again = await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)
+        assert again.id == first.id
+        assert (await uow.accounts.get(tenant.id, first.id)).kind == CLEARING  # its own insert is visible to it
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert (await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)).id == first.id
+        assert (await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)).id == first.id
 
 
 async def create_many(uow_factory, clock, tenant_id, users):
@@ -222,3 +244,13 @@ async def test_list_refuses_a_malformed_cursor(uow_factory, clock, tenant, curso
         with pytest.raises(ValidationFailed) as caught:
             await uow.accounts.list(tenant.id, user_id=None, limit=5, cursor=cursor)
     assert [e.field for e in caught.value.errors] == ["cursor"]
+
+
+async def test_list_refuses_a_cursor_time_outside_the_database_range(
+    request, backend, uow_factory, clock, tenant
+) -> None:
+    await open_account(uow_factory, clock, tenant.id)
+    async with uow_factory() as uow:
+        with pytest.raises(ValidationFailed):
+            await uow.accounts.list(tenant.id, user_id=None, limit=5,
+                                    cursor=encode_cursor("0001-01-01T00:00:00+05:00", str(uuid4())))

@@ -60,10 +60,6 @@ async def test_list_refuses_a_malformed_cursor(uow_factory, clock, tenant, curso
 
 
 async def test_list_refuses_a_cursor_outside_bigint(request, backend, uow_factory, clock, tenant) -> None:
-    if backend == "postgres":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG adapters/postgres/ledger.py PgLedger.list: an integer cursor outside BIGINT passes the isinstance "
-            "check and asyncpg raises DataError ('value out of int64 range'), which is not translated: a 500")))
     a = await open_account(uow_factory, clock, tenant.id, 1_000)
     async with uow_factory() as uow:
         with pytest.raises(ValidationFailed):

@@ -48,6 +48,9 @@ async def test_commit_makes_every_write_visible(uow_factory, clock, tenant, prob
     async with uow_factory() as uow:
         created, payment, funding, request, key = await write_everything(uow, clock, tenant, a, b)
         await uow.commit()
+    # commit leaves the objects it was handed as they were
+    assert (created.balance, payment.status, [e.type for e in payment.events]) == (
+        700, COMPLETED, ["payment.created", "payment.completed"])
 
     async with uow_factory() as uow:
         assert (await uow.accounts.get(tenant.id, created.id)).balance == 700
@@ -125,12 +128,6 @@ async def test_two_postings_on_one_account_in_one_unit_of_work(
     request, backend, uow_factory, clock, tenant, audit
 ) -> None:
     """The second posting must see the first: a re-locked account carries the unit of work's own changes."""
-    if backend == "postgres":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG adapters/postgres/accounts.py PgAccounts.lock/lock_system return the row as stored, ignoring the "
-            "unit of work's buffered saves (_dirty): a second posting on the same account in one unit of work "
-            "reuses its old balance and version, and commit fails with a raw UniqueViolationError on "
-            "one_entry_per_version (or silently loses the first posting's balance change)")))
 
     async def two_accounts() -> tuple:
         async with uow_factory() as uow:
@@ -148,6 +145,22 @@ async def test_two_postings_on_one_account_in_one_unit_of_work(
     assert await balance(uow_factory, tenant.id, first.id) == 100
     assert await balance(uow_factory, tenant.id, second.id) == 50
     assert await audit.drift() == []
+
+
+async def test_commit_ends_the_transaction_and_releases_its_locks(uow_factory, clock, tenant) -> None:
+    a = await open_account(uow_factory, clock, tenant.id, 300)
+    request = IdempotentRequest(tenant_id=tenant.id, key=f"k-{secrets.token_hex(4)}", fingerprint=b"fp")
+    async with uow_factory() as first:
+        await first.accounts.lock(tenant.id, [a.id])
+        await first.idempotency.claim(request, clock.now())
+        await first.commit()
+
+        async def second() -> None:
+            async with uow_factory() as uow:
+                assert list(await uow.accounts.lock(tenant.id, [a.id])) == [a.id]
+                assert await uow.idempotency.claim(request, clock.now()) is None
+
+        await asyncio.wait_for(second(), 5)
 
 
 async def test_other_tenants_rows_are_untouched_by_a_rollback(uow_factory, clock, tenant) -> None:

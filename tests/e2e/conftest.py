@@ -135,9 +135,12 @@ async def client(stack: Stack, api_key: str) -> AsyncIterator[httpx.AsyncClient]
 
 def _server_errors(base_url: str) -> float:
     """5xx responses the API process has answered so far, from its /metrics."""
+    import urllib.request
+
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:  # no TLS setup: much faster than httpx
+        text = response.read().decode()
     return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
                if sample.name == "http_requests_total" and sample.labels.get("status", "").startswith("5"))
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +31,31 @@ PAYMENT_KEYS = {
     "completed_at",
 }
 MINOR_DIGITS = {"USD": 2, "EUR": 2, "JPY": 0, "KWD": 3}
+
+
+@contextlib.contextmanager
+def case(label: object) -> Iterator[None]:
+    """Prefix an assertion failure inside the block with the case it checked."""
+    try:
+        yield
+    except AssertionError as error:
+        raise AssertionError(f"[{label}] {error}") from error
+
+
+async def raw_http(base_url: str, request: bytes) -> httpx.Response:
+    """Send `request` as raw bytes on a new connection; the response it gets, read until the server closes."""
+    url = httpx.URL(base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        data = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(part.strip() for part in line.split(":", 1)) for line in header_lines]
+    return httpx.Response(int(status_line.split()[1]), headers=headers, content=body)
 
 
 def key() -> str:
@@ -69,7 +96,7 @@ def assert_money(text: object, currency: str) -> Decimal:
 
 
 async def open_account(
-    client: httpx.AsyncClient, balance: str | None = None, *, currency: str = "USD", user_id: str = "user",
+    client: httpx.AsyncClient, balance: object = None, *, currency: str = "USD", user_id: str = "user",
     metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"user_id": user_id, "currency": currency}

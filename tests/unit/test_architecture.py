@@ -24,12 +24,16 @@ def foreign_imports(source: str, filename: str = "<source>") -> list[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)
-              and (getattr(node.func, "id", None) == "__import__" or getattr(node.func, "attr", None) == "import_module")):
+        elif isinstance(node, ast.Call) and _dynamic_import(node):
             names = [node.args[0].value]  # importlib.import_module("sanic") and __import__("redis")
         found += [f"{name} (line {node.lineno})" for name in names if name.split(".")[0] not in ALLOWED]
     return found
+
+
+def _dynamic_import(call: ast.Call) -> bool:
+    callee = getattr(call.func, "id", None) or getattr(call.func, "attr", None)
+    literal = bool(call.args) and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)
+    return literal and callee in {"__import__", "import_module"}
 
 
 def core_files() -> list[Path]:

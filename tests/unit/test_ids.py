@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 
@@ -25,7 +26,7 @@ def test_new_id_carries_the_unix_time_in_milliseconds() -> None:
 
 def test_new_id_is_strictly_increasing_in_a_tight_loop() -> None:
     ids = [new_id() for _ in range(10_000)]
-    assert all(a < b for a, b in zip(ids, ids[1:], strict=False))
-    assert all(a.bytes < b.bytes for a, b in zip(ids, ids[1:], strict=False))  # byte order, as PostgreSQL sorts
+    assert all(a < b for a, b in itertools.pairwise(ids))
+    assert all(a.bytes < b.bytes for a, b in itertools.pairwise(ids))  # byte order, as PostgreSQL sorts
     assert all(a.version == 7 and a.variant == uuid.RFC_4122 for a in ids)
     assert len(set(ids)) == len(ids)

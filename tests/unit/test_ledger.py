@@ -30,7 +30,8 @@ def test_post_moves_money_and_records_each_leg() -> None:
     assert (source.balance, source.version, destination.balance, destination.version) == (700, 4, 305, 2)
     assert sum(e.amount for e in entries) == 0
     debit, credit = entries
-    assert (debit.account_id, debit.amount, debit.type, debit.balance_after, debit.seq) == (source.id, -300, "debit", 700, 4)
+    assert (debit.account_id, debit.amount, debit.type, debit.balance_after, debit.seq) == (
+        source.id, -300, "debit", 700, 4)
     assert (credit.account_id, credit.amount, credit.type, credit.balance_after, credit.seq) == (
         destination.id, 300, "credit", 305, 2)
     assert debit.posting_id == credit.posting_id
@@ -92,10 +93,7 @@ def test_a_user_account_can_be_emptied_exactly() -> None:
     assert source.balance == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG core/ledger.py post: legs are applied one by one, so when a later leg raises InsufficientFunds "
-    "the earlier accounts are already credited and their versions bumped (not all-or-nothing)"
-))
+
 def test_insufficient_funds_on_a_later_leg_changes_no_account() -> None:
     destination, source = account(), account(balance=10)
     with pytest.raises(InsufficientFunds):

@@ -91,7 +91,7 @@ def test_folding_the_events_gives_the_current_state() -> None:
     assert [e.type for e in p.events] == [
         "payment.created", "payment.processing", "payment.completed", "payment.partially_refunded", "payment.refunded"]
     expected = {
-        "status": REFUNDED, "refunded_amount": 1000, "provider_reference": "ch_123", "failure_reason": None,
+        "status": REFUNDED, "refunded_amount": "10.00", "provider_reference": "ch_123", "failure_reason": None,
         "updated_at": timestamp(T0 + timedelta(seconds=4)), "completed_at": timestamp(T0 + timedelta(seconds=2)),
     }
     assert fold(p.events) == p.snapshot() == expected

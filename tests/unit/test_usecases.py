@@ -43,7 +43,8 @@ async def test_create_account_without_initial_balance(store, clock, audit, tenan
     account = await open_account(store, clock, tenant_id)
 
     stored = store.accounts[account.id]
-    assert (stored.kind, stored.user_id, stored.currency, stored.balance, stored.version) == (USER, "alice", "USD", 0, 0)
+    assert (stored.kind, stored.user_id, stored.currency, stored.balance, stored.version) == (
+        USER, "alice", "USD", 0, 0)
     assert stored.metadata == {"tier": "gold"}
     assert stored.created_at == stored.updated_at
     assert store.entries == []

@@ -1,0 +1,46 @@
+"""The ledger audit over the in-memory store: the invariants of API.md §4, as `PgLedgerAudit` checks them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from core.ledger import Entry
+
+if TYPE_CHECKING:
+    from adapters.memory.store import InMemoryStore
+
+
+class InMemoryLedgerAudit:
+    """The `LedgerAudit` port over the memory store: the same invariants `PgLedgerAudit` checks."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+
+    async def drift(self) -> list[str]:
+        problems = []
+        by_account: dict[UUID, list[Entry]] = defaultdict(list)
+        by_posting: dict[UUID, list[Entry]] = defaultdict(list)
+        for entry in self._store.entries:
+            by_account[entry.account_id].append(entry)
+            by_posting[entry.posting_id].append(entry)
+        for account in self._store.accounts.values():
+            entries = by_account[account.id]
+            if account.balance != sum(e.amount for e in entries) or account.version != max(
+                    (e.seq for e in entries), default=0):
+                problems.append(f"account {account.id}: balance or version differs from its entries")
+        for account_id, entries in by_account.items():
+            running = 0
+            for position, entry in enumerate(sorted(entries, key=lambda e: e.seq), 1):
+                running += entry.amount
+                if entry.balance_after != running or entry.seq != position:
+                    problems.append(f"account {account_id}: entry {entry.id} (seq {entry.seq}) does not chain")
+        totals: dict[tuple[UUID, str], int] = defaultdict(int)
+        for account in self._store.accounts.values():
+            totals[(account.tenant_id, account.currency)] += account.balance
+        problems += [f"tenant {t} {c}: balances sum to {s}" for (t, c), s in totals.items() if s]
+        for posting_id, entries in by_posting.items():
+            if sum(e.amount for e in entries) or len({e.currency for e in entries}) != 1:
+                problems.append(f"posting {posting_id}: entries do not balance in one currency")
+        return problems
