@@ -54,7 +54,7 @@ async def raw_http(base_url: str, request: bytes) -> httpx.Response:
         writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = [tuple(part.strip() for part in line.split(":", 1)) for line in header_lines]
+    headers = [(name.strip(), value.strip()) for name, _, value in (line.partition(":") for line in header_lines)]
     return httpx.Response(int(status_line.split()[1]), headers=headers, content=body)
 
 
@@ -67,7 +67,7 @@ def assert_problem(response: httpx.Response, slug: str, status: int, *fields: st
     """`response` is the RFC 9457 problem `slug` with `status`; `fields` must be named in its `errors`."""
     assert response.status_code == status, f"expected {status} {slug}, got {response.status_code}: {response.text}"
     assert response.headers["content-type"].split(";")[0].strip() == PROBLEM_JSON, response.headers
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["type"] == f"/problems/{slug}", body
     assert isinstance(body["title"], str) and body["title"], body
     assert body["status"] == status, body

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.helpers import API, assert_money, assert_problem, balance, key, ledger_of, open_account, transfer
+from tests.e2e.helpers import API, assert_money, assert_problem, balance, ledger_of, open_account, transfer
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
@@ -113,12 +113,17 @@ async def test_concurrent_account_creation_and_reads(client: httpx.AsyncClient) 
     assert {account["id"] for account in listed} == ids and len(listed) == 60
 
 
-def test_ledger_check_passes_after_the_concurrency_tests(database_url: str) -> None:
-    """`payments ledger check` audits the whole database (every tenant of this session) and exits 0."""
+def _ledger_check(database_url: str) -> subprocess.CompletedProcess[str]:
+    """Run `payments ledger check` against the session's database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
     env["PAYMENTS_DATABASE_URL"] = database_url
-    result = subprocess.run([sys.executable, "-m", "app.cli", "ledger", "check"], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "app.cli", "ledger", "check"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_ledger_check_passes_after_the_concurrency_tests(database_url: str) -> None:
+    """`payments ledger check` audits the whole database (every tenant of this session) and exits 0."""
+    result = _ledger_check(database_url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ledger ok" in result.stdout
 
@@ -131,14 +136,10 @@ async def test_ledger_check_detects_drift(database_url: str, client: httpx.Async
     import asyncpg
 
     account = await open_account(client, "5.00")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
-    env["PAYMENTS_DATABASE_URL"] = database_url
     connection = await asyncpg.connect(database_url)
     try:
         await connection.execute("UPDATE accounts SET balance = balance + 1 WHERE id = $1", account["id"])
-        result = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "app.cli", "ledger", "check"], env=env, cwd=ROOT,
-            capture_output=True, text=True, timeout=120)
+        result = await asyncio.to_thread(_ledger_check, database_url)
     finally:
         await connection.execute("UPDATE accounts SET balance = balance - 1 WHERE id = $1", account["id"])
         await connection.close()

@@ -64,6 +64,9 @@ ACCOUNT_CASES: list[tuple[str, Any, tuple[str, ...]]] = [
     ("too many decimals USD", {"user_id": "a", "currency": "USD", "initial_balance": "1.001"}, ("initial_balance",)),
     ("decimals in JPY", {"user_id": "a", "currency": "JPY", "initial_balance": "1.5"}, ("initial_balance",)),
     ("too many decimals KWD", {"user_id": "a", "currency": "KWD", "initial_balance": "1.0001"}, ("initial_balance",)),
+    ("three places of USD, even zeros", {"user_id": "a", "currency": "USD", "initial_balance": "10.100"},
+     ("initial_balance",)),
+    ("a decimal point in JPY", {"user_id": "a", "currency": "JPY", "initial_balance": "100.0"}, ("initial_balance",)),
     ("float noise", {"user_id": "a", "currency": "USD", "initial_balance": 0.30000000000000004}, ("initial_balance",)),
     ("negative balance", {"user_id": "a", "currency": "USD", "initial_balance": "-1.00"}, ("initial_balance",)),
     ("over 2^53-1 cents", {"user_id": "a", "currency": "USD", "initial_balance": "90071992547409.92"},
@@ -176,20 +179,23 @@ async def test_bad_limit_and_cursor(client: httpx.AsyncClient) -> None:
             assert_problem(await client.get(lists[1], params={"cursor": cursor}), "validation_error", 422, "cursor")
 
 
-                   "datetime; one PostgreSQL cannot bind (year 1 or 9999 after the offset) is a 500, not a 422")
 async def test_account_cursor_outside_the_database_range(client: httpx.AsyncClient) -> None:
-    for moment in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+12:00"):
+    """Was a 500: a cursor time PostgreSQL cannot bind (year 1 or 9999 after the offset) failed in asyncpg."""
+    for moment in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+12:00", "2024-01-01T00:00:00"):
         cursor = _cursor([moment, str(uuid.uuid4())])
         with case(moment):
             response = await client.get(f"{API}/accounts", params={"cursor": cursor})
             assert_problem(response, "validation_error", 422, "cursor")
 
 
-                   "cursor holds an int; one beyond int64 fails to bind (asyncpg DataError) and is a 500, not a 422")
 async def test_transactions_cursor_beyond_int64(client: httpx.AsyncClient) -> None:
+    """Was a 500: a sequence number beyond int64 failed to bind in asyncpg."""
     account = await open_account(client, "1.00")
-    response = await client.get(f"{API}/accounts/{account['id']}/transactions", params={"cursor": _cursor([10**20])})
-    assert_problem(response, "validation_error", 422, "cursor")
+    for position in (10**20, 2**63, -(2**63) - 1):
+        with case(position):
+            response = await client.get(f"{API}/accounts/{account['id']}/transactions",
+                                        params={"cursor": _cursor([position])})
+            assert_problem(response, "validation_error", 422, "cursor")
 
 
 async def test_user_id_filter_with_nul_is_a_validation_error(client: httpx.AsyncClient) -> None:
@@ -201,7 +207,7 @@ async def test_invalid_idempotency_key(client: httpx.AsyncClient) -> None:
     body = transfer_body(source["id"], destination["id"], "1.00")
     for idempotency_key in (b"x" * 256, b"", "caf\u00e9".encode(), "\u2603".encode(), b"tab\there"):
         with case(idempotency_key[:20]):
-            response = await client.post(f"{API}/transfers", json=body, headers={"Idempotency-Key": idempotency_key})
+            response = await client.post(f"{API}/transfers", json=body, headers={b"Idempotency-Key": idempotency_key})
             assert_problem(response, "validation_error", 422, "Idempotency-Key")
     assert await balance(client, source["id"]) == "10.00"
     response = await transfer(client, source["id"], destination["id"], "1.00", idempotency_key="k" * 255)
@@ -243,12 +249,13 @@ async def test_unauthorized(stack: Stack, api_key: str) -> None:
         for authorization in (None, "", "Bearer", "Bearer pk_unknown_key", "Basic dXNlcjpwYXNz", f"Token {api_key}",
                               api_key, f"Bearer {api_key}x", f"Bearer{api_key}"):
             headers = {} if authorization is None else {"Authorization": authorization}
-            for method, path, options in (
+            requests: tuple[tuple[str, str, dict[str, Any]], ...] = (
                 ("GET", f"{API}/accounts", {}),
                 ("GET", f"{API}/accounts/{uuid.uuid4()}", {}),
                 ("POST", f"{API}/accounts", {"json": {"user_id": "a", "currency": "USD"}}),
                 ("POST", f"{API}/transfers", {"content": b"{", "headers": {**headers, "Idempotency-Key": key()}}),
-            ):
+            )
+            for method, path, options in requests:
                 with case((authorization, method, path)):
                     response = await anonymous.request(method, path, **{"headers": headers, **options})
                     assert_problem(response, "unauthorized", 401)
@@ -329,7 +336,7 @@ async def test_wrong_method_is_a_problem(client: httpx.AsyncClient) -> None:
 # -- business rules: insufficient_funds, currency_mismatch, same_account 422 ----------------------------------------
 
 async def test_insufficient_funds(client: httpx.AsyncClient) -> None:
-    source, destination, empty = await open_account(client, "10.00"), await open_account(client), await open_account(client)
+    source, destination, empty = [await open_account(client, opening) for opening in ("10.00", None, None)]
     assert_problem(await transfer(client, source["id"], destination["id"], "10.01"), "insufficient_funds", 422)
     assert_problem(await transfer(client, empty["id"], destination["id"], "0.01"), "insufficient_funds", 422)
     assert await balance(client, source["id"]) == "10.00"
@@ -396,7 +403,8 @@ ODD_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/api/v1/accounts", {"content": b'{"user_id": "a", "currency": "USD"}',
                                   "headers": {"Content-Type": "text/plain"}}),
     ("POST", "/api/v1/transfers", {"content": b'{"amount": "1"}', "headers": {"Idempotency-Key": "odd-1"}}),
-    ("POST", "/api/v1/transfers", {"content": b'{"source_account_id": "\\u0000"}', "headers": {"Idempotency-Key": "o"}}),
+    ("POST", "/api/v1/transfers", {"content": b'{"source_account_id": "\\u0000"}',
+                                   "headers": {"Idempotency-Key": "odd-0"}}),
     ("POST", "/api/v1/payments", {"json": {"payment_type": "teleport"}, "headers": {"Idempotency-Key": "odd-2"}}),
     ("POST", "/api/v1/payments", {"json": [], "headers": {"Idempotency-Key": "odd-3"}}),
     ("GET", "/api/v1/accounts?limit=%ZZ&cursor=%FF", {}),

@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import (
-    API, assert_problem, balance, key, ledger_of, open_account, transfer, transfer_body,
+    API,
+    assert_problem,
+    balance,
+    key,
+    ledger_of,
+    open_account,
+    transfer,
+    transfer_body,
 )
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")

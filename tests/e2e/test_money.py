@@ -9,7 +9,17 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import (
-    ACCOUNT_KEYS, API, BALANCE_KEYS, TIMESTAMP, UUID_TEXT, assert_money, balance, case, key, ledger_of, open_account,
+    ACCOUNT_KEYS,
+    API,
+    BALANCE_KEYS,
+    TIMESTAMP,
+    UUID_TEXT,
+    assert_money,
+    balance,
+    case,
+    key,
+    ledger_of,
+    open_account,
     transfer,
 )
 

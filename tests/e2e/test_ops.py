@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
+from typing import Any
 
 import httpx
 import pytest
@@ -142,12 +143,14 @@ async def test_request_ids(client: httpx.AsyncClient, anonymous: httpx.AsyncClie
             response = await client.get(f"{API}/accounts", headers={"X-Request-ID": supplied})
             assert response.status_code == 200 and response.headers["x-request-id"] == supplied
     generated = set()
-    for supplied in (None, "", "A" * 129, "has space", "slash/es", "semi;colon", "é".encode()):
-        with case(supplied):
-            headers = {} if supplied is None else {"X-Request-ID": supplied}
+    rejected: tuple[str | bytes | None, ...] = (None, "", "A" * 129, "has space", "slash/es", "semi;colon",
+                                                "é".encode())
+    for bad in rejected:
+        with case(bad):
+            headers: dict[str, Any] = {} if bad is None else {"X-Request-ID": bad}
             response = await client.get(f"{API}/accounts", headers=headers)
             echoed = response.headers["x-request-id"]
-            assert REQUEST_ID.match(echoed) and echoed != supplied
+            assert REQUEST_ID.match(echoed) and echoed != bad
             generated.add(echoed)
     assert len(generated) == 7, "generated request ids must be unique"
     for response in (

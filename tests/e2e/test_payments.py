@@ -8,7 +8,17 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import (
-    API, PAYMENT_KEYS, TIMESTAMP, UUID_TEXT, assert_problem, balance, case, key, open_account, transfer, transfer_body,
+    API,
+    PAYMENT_KEYS,
+    TIMESTAMP,
+    UUID_TEXT,
+    assert_problem,
+    balance,
+    case,
+    key,
+    open_account,
+    transfer,
+    transfer_body,
 )
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
@@ -30,7 +40,7 @@ def _check_completed_transfer(payment: dict[str, Any], source: str, destination:
 
 async def test_payment_of_type_internal_transfer_answers_like_a_transfer(client: httpx.AsyncClient) -> None:
     source, destination = await open_account(client, "100.00"), await open_account(client)
-    extra = {"description": "dinner", "metadata": {"split": "2"}}
+    extra: dict[str, Any] = {"description": "dinner", "metadata": {"split": "2"}}
     via_transfer = await transfer(client, source["id"], destination["id"], "12.34", **extra)
     via_payment = await client.post(
         f"{API}/payments", headers={"Idempotency-Key": key()},
@@ -96,10 +106,8 @@ async def test_get_payment_and_its_events(client: httpx.AsyncClient) -> None:
         assert state.get(field, payment[field]) == payment[field], field
 
 
-                   "integer minor units, so GET /payments/{id}/events shows \"refunded_amount\": 0 (API.md §1: every "
-                   "amount in a response is a string such as \"0.00\") and folding the events does not give the "
-                   "payment's refunded_amount")
 async def test_folding_the_events_gives_the_payment(client: httpx.AsyncClient) -> None:
+    """Every field the events carry equals the payment's (was: refunded_amount as integer minor units, not "0.00")."""
     source, destination = await open_account(client, "10.00"), await open_account(client)
     payment = (await transfer(client, source["id"], destination["id"], "4.00")).json()
     state: dict[str, Any] = {}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import attrs
@@ -29,6 +29,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import Case, CheckContext, GenerationMode, HookContext, Response
+from schemathesis.core.result import Ok
+from schemathesis.generation.hypothesis.builder import ApiOperationMark
 from schemathesis.generation.meta import TestPhase
 
 from app.container import Container
@@ -37,7 +39,7 @@ from app.http.routes.health import VERSION
 from tests.conftest import new_api_key
 from tests.e2e.conftest import Stack
 
-MAX_EXAMPLES = 200
+MAX_EXAMPLES = 300
 
 SCHEMA = schemathesis.openapi.from_dict(openapi_document(VERSION))
 SCHEMA.config.generation.update(modes=list(GenerationMode))
@@ -112,7 +114,7 @@ def real_data(stack: Stack, api_key: str, foreign_key: str) -> Iterator[RealData
     CURRENT.clear()
 
 
-def _use_real_data(case: Case, choice: int) -> Case:
+def _use_real_data(case: Case[Any], choice: int) -> Case[Any]:
     """Put real ids, currencies, amounts and cursors into `case`; `choice` (drawn by Hypothesis) picks which."""
     real = CURRENT[0]
     own, foreign = real.accounts, real.foreign_accounts
@@ -120,18 +122,18 @@ def _use_real_data(case: Case, choice: int) -> Case:
         case.path_parameters["account_id"] = [*own, foreign[0]][choice % (len(own) + 1)]["id"]
     if "payment_id" in case.path_parameters:
         case.path_parameters["payment_id"] = [*real.payments, *real.foreign_payments][choice % 2]["id"]
-    if "user_id" in case.query and choice % 2:
-        case.query["user_id"] = own[choice % len(own)]["user_id"]
-    if "cursor" in case.query and choice % 3:
+    if "user_id" in case.query and choice % 3 != 2:
+        case.query["user_id"] = [*own, foreign[0]][choice % (len(own) + 1)]["user_id"]
+    if "cursor" in case.query and choice % 3 != 2:
         case.query["cursor"] = real.cursors[case.path]
     if isinstance(case.body, dict):
         case.body = _real_body(dict(case.body), real, choice)
-        if "Idempotency-Key" in case.headers and choice % 5:
+        if "Idempotency-Key" in case.headers and choice % 5 != 4:
             _unique_idempotency_key(case)
     return case
 
 
-def _unique_idempotency_key(case: Case) -> None:
+def _unique_idempotency_key(case: Case[Any]) -> None:
     """One key per distinct request: fresh effects, and a replay when the same request recurs."""
     request = json.dumps([case.path, case.path_parameters, case.body], sort_keys=True, default=str)
     case.headers["Idempotency-Key"] = "st-" + hashlib.sha256(request.encode()).hexdigest()[:40]
@@ -145,7 +147,7 @@ def _real_body(body: dict[str, Any], real: RealData, choice: int) -> dict[str, A
         pairs = [*good, *good, (own[2], own[2]), (own[2], own[0]), (own[0], foreign[1])]
         source, destination = pairs[choice % len(pairs)]
         body["source_account_id"] = source["id"]
-        if "payment_type" in body and choice % 4:
+        if "payment_type" in body and choice % 4 != 3:
             body["payment_type"] = "internal_transfer"
             body.pop("provider", None)
         if "destination_account_id" in body or body.get("payment_type") == "internal_transfer":
@@ -160,15 +162,15 @@ def _real_body(body: dict[str, Any], real: RealData, choice: int) -> dict[str, A
 
 
 @SCHEMA.hook
-def flatmap_case(context: HookContext, case: Case) -> st.SearchStrategy[Case]:
+def flatmap_case(context: HookContext, case: Case[Any]) -> st.SearchStrategy[Case[Any]]:
     meta = case.meta
     if not CURRENT or meta is None or meta.generation.mode is not GenerationMode.POSITIVE:
         return st.just(case)
-    # Hypothesis favours 0, so 0 means real data (of the commonest kind) and one choice in five keeps the case.
-    return st.integers(0, 99).map(lambda choice: case if choice % 5 == 4 else _use_real_data(case, choice))
+    # One case in five is kept as generated. Hypothesis favours 0: it picks the commonest real data.
+    return st.integers(0, 99).map(lambda choice: case if choice >= 80 else _use_real_data(case, choice))
 
 
-def _prepare_coverage_case(case: Case, real: RealData) -> None:
+def _prepare_coverage_case(case: Case[Any], real: RealData) -> None:
     """Coverage phase: its valid boundary values reach the database too, under real ids and unique keys.
 
     (Its cases are built when the test is collected, before any data exists, so not in a hook.)
@@ -188,7 +190,7 @@ def _prepare_coverage_case(case: Case, real: RealData) -> None:
 
 
 @SCHEMA.hook
-def filter_case(context: HookContext, case: Case) -> bool:
+def filter_case(context: HookContext, case: Case[Any]) -> bool:
     # BUG: `?cursor=` and `?limit=` (blank) are answered 200 as if absent, not 422: list_params
     # (app/http/io.py) reads `request.args`, and Sanic drops blank query values by default.
     if any(_blank(case.query.get(name)) for name in ("cursor", "limit")):
@@ -205,17 +207,20 @@ def _blank(value: Any) -> bool:
     return any(item in ("", {}, []) for item in values)
 
 
-def never_serves_another_tenant(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """API.md §1: another tenant's resource is answered exactly as a missing one."""
+def never_serves_another_tenant(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
+    """API.md §1: another tenant's resource is answered exactly as a missing one, and never listed."""
+    foreign_ids = CURRENT[0].foreign_ids
+    if 200 <= response.status_code < 300:
+        assert not any(foreign in response.text for foreign in foreign_ids), "another tenant's resource served"
     sent = json.dumps([case.path_parameters, case.body], default=str)
-    if any(foreign in sent for foreign in CURRENT[0].foreign_ids):
+    if any(foreign in sent for foreign in foreign_ids):
         assert response.status_code >= 400, f"another tenant's resource answered {response.status_code}"
-        if case.path_parameters and set(case.path_parameters.values()) & CURRENT[0].foreign_ids:
+        if set(case.path_parameters.values()) & foreign_ids:
             assert response.status_code in (404, 422), f"another tenant's {case.path} answered {response.status_code}"
     return None
 
 
-def errors_are_consistent_problems(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+def errors_are_consistent_problems(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
     """API.md §1: an error's problem document repeats its status and the request id, under a /problems/ slug."""
     if response.status_code < 400 or not response.headers.get("content-type", [""])[0].startswith(
             "application/problem+json"):
@@ -223,7 +228,8 @@ def errors_are_consistent_problems(ctx: CheckContext, response: Response, case: 
     problem = response.json()
     assert problem["status"] == response.status_code, f"problem status {problem['status']} on a {response.status_code}"
     assert problem["type"].startswith("/problems/") and problem["type"] != "/problems/internal_error", problem
-    assert problem["request_id"] == response.headers["x-request-id"][0], "request_id differs from X-Request-ID"
+    if response.headers.get("idempotent-replayed") != ["true"]:  # a replay repeats the first body byte for byte
+        assert problem["request_id"] == response.headers["x-request-id"][0], "request_id differs from X-Request-ID"
     return None
 
 
@@ -237,10 +243,16 @@ class Exercised:
 
 
 @pytest.fixture
-def exercised(no_server_errors: None) -> Iterator[Exercised]:
+async def ledger_balanced(container: Container) -> AsyncIterator[None]:
+    """API.md §4: whatever was thrown at the API, the ledger's invariants hold afterwards."""
+    yield
+    assert await container.audit().drift() == []
+
+
+@pytest.fixture
+def exercised(no_server_errors: None, ledger_balanced: None) -> Iterator[Exercised]:
     record = Exercised()
     yield record
-    print(record)
     if record.failed:
         return  # the failure is reported by the test itself
     assert sum(record.statuses.values()) >= MAX_EXAMPLES // 2, record
@@ -248,15 +260,25 @@ def exercised(no_server_errors: None) -> Iterator[Exercised]:
     assert success, f"{record.operation} never succeeded, so its success response was never checked: {record}"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Gives each operation's item a node id of its own, `test_api[createAccount]`: schemathesis 4.32 names
+    # the items `test_api[POST /api/v1/accounts]`, but pytest 9.2 builds node ids from the original name.
+    operation = ApiOperationMark.get(metafunc.function)
+    if operation is not None and "operation_id" in metafunc.fixturenames:
+        operation_id = operation.definition.raw["operationId"]
+        metafunc.parametrize("operation_id", [operation_id], ids=[operation_id])
+
+
 @SCHEMA.parametrize()
 @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
-def test_api(case: Case, real_data: RealData, exercised: Exercised) -> None:
+def test_api(case: Case[Any], operation_id: str, real_data: RealData, exercised: Exercised) -> None:
     exercised.operation = case.operation.label
     _prepare_coverage_case(case, real_data)
     try:
-        response = case.call_and_validate(base_url=real_data.base_url, headers={"Authorization": f"Bearer {real_data.key}"},
-                                          additional_checks=[never_serves_another_tenant, errors_are_consistent_problems])
+        response = case.call_and_validate(
+            base_url=real_data.base_url, headers={"Authorization": f"Bearer {real_data.key}"},
+            additional_checks=[never_serves_another_tenant, errors_are_consistent_problems])
     except BaseException:
         exercised.failed = True
         raise
@@ -267,6 +289,6 @@ def test_the_served_document_is_the_one_under_test(stack: Stack) -> None:
     served = httpx.get(f"{stack.base_url}/openapi.json", timeout=10).json()
     assert served == json.loads(json.dumps(openapi_document(VERSION)))
     documented = {f"{method.upper()} {path}" for path, item in served["paths"].items() for method in item}
-    tested = {result.ok().label for result in SCHEMA.get_all_operations()}
+    tested = {result.ok().label for result in SCHEMA.get_all_operations() if isinstance(result, Ok)}
     assert tested == documented
     assert len(documented) == len(OPERATIONS)

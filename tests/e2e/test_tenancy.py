@@ -37,7 +37,8 @@ async def test_another_tenant_sees_nothing(client: httpx.AsyncClient, intruder: 
         assert own.status_code == 200, own.text
         foreign = await intruder.get(f"{API}/{path}")
         absent_account, absent_payment = str(uuid.uuid4()), str(uuid.uuid4())
-        missing = await intruder.get(f"{API}/{path.replace(mine['id'], absent_account).replace(payment_id, absent_payment)}")
+        missing = await intruder.get(f"{API}/" + path.replace(mine["id"], absent_account).replace(payment_id,
+                                                                                                  absent_payment))
         with case(path):
             assert_problem(foreign, "not_found", 404)
             assert_problem(missing, "not_found", 404)
@@ -72,7 +73,9 @@ async def test_transfers_touching_a_foreign_account_are_not_found(
     assert len((await client.get(f"{API}/accounts/{mine['id']}/transactions")).json()["data"]) == 1
 
 
-async def test_idempotency_keys_are_scoped_to_the_tenant(client: httpx.AsyncClient, intruder: httpx.AsyncClient) -> None:
+async def test_idempotency_keys_are_scoped_to_the_tenant(
+    client: httpx.AsyncClient, intruder: httpx.AsyncClient
+) -> None:
     shared = key()
     mine, mine_too = await open_account(client, "10.00"), await open_account(client)
     theirs, theirs_too = await open_account(intruder, "10.00"), await open_account(intruder)
