@@ -123,7 +123,7 @@ def cmd_dev(settings: Settings, endpoints: Endpoints) -> int:
     cmd_migrate(settings, endpoints)
     key = _dev_key(settings, endpoints)
     env = {**os.environ, "PAYMENTS_DATABASE_URL": endpoints.database_url, "PAYMENTS_REDIS_URL": endpoints.redis_url}
-    children = [subprocess.Popen([sys.executable, "-m", "app.cli", command], env=env) for command in ("serve", "worker")]
+    children = [subprocess.Popen([sys.executable, "-m", "app.cli", name], env=env) for name in ("serve", "worker")]
     url = f"http://{settings.server.host}:{settings.server.port}"
     stopping = False
 

@@ -23,7 +23,7 @@ def make_broker(redis_url: str) -> RedisBroker:
     """A Redis broker made the global one. Dramatiq's Prometheus middleware is left out:
     it would listen on 0.0.0.0; the worker exposes metrics itself."""
     middleware = [AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(), AsyncIO()]
-    broker = RedisBroker(url=redis_url, middleware=middleware)
+    broker = RedisBroker(url=redis_url, middleware=middleware)  # type: ignore[no-untyped-call]
     dramatiq.set_broker(broker)
     return broker
 

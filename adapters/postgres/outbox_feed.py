@@ -77,4 +77,4 @@ class PgLease:
     async def reap_idempotency_keys(self, name: str, owner: str, token: int, limit: int) -> int:
         with translate_errors():
             status: str = await self._pool.execute(REAP, name, owner, token, limit)
-        return int(status.split()[-1])
+        return int(status.rsplit(maxsplit=1)[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -21,20 +22,36 @@ HIT_TTL, MISS_TTL = 10.0, 1.0
 
 
 class KeyCache:
-    """Key hash -> stored key, refreshed from the database after a few seconds."""
+    """Key hash -> stored key, refreshed from the database after a few seconds.
+
+    Concurrent misses for one key share a single lookup, so a burst of requests
+    with a new key costs one query, not one connection each.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[bytes, tuple[float, ApiKey | None]] = {}
+        self._loading: dict[bytes, asyncio.Future[ApiKey | None]] = {}
 
     async def lookup(self, key_hash: bytes, load: Callable[[bytes], Awaitable[ApiKey | None]]) -> ApiKey | None:
-        now = time.monotonic()
         cached = self._entries.get(key_hash)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        key = await load(key_hash)
+        if (pending := self._loading.get(key_hash)) is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ApiKey | None] = asyncio.get_running_loop().create_future()
+        self._loading[key_hash] = future
+        try:
+            key = await load(key_hash)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        finally:
+            del self._loading[key_hash]
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[key_hash] = (now + (HIT_TTL if key else MISS_TTL), key)
+        self._entries[key_hash] = (time.monotonic() + (HIT_TTL if key else MISS_TTL), key)
+        future.set_result(key)
         return key
 
 

@@ -139,13 +139,14 @@ def parse_uuid(value: Any, field: str) -> UUID:
 
 def list_params(request: Request) -> tuple[int, str | None]:
     """`limit` (1-100, default 20) and the opaque `cursor` of a list request."""
-    raw = request.args.get("limit")
+    args = request.get_args(keep_blank_values=True)  # "?limit=" is an error, not the default
+    raw = args.get("limit")
     limit = 20
     if raw is not None:
         if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100:  # "²".isdigit() but int("²") fails
             raise ValidationFailed([FieldError("limit", "must be an integer from 1 to 100")])
         limit = int(raw)
-    cursor = request.args.get("cursor")
+    cursor = args.get("cursor")
     if cursor is not None and not cursor:
         raise ValidationFailed([FieldError("cursor", "must not be empty")])
     return limit, cursor

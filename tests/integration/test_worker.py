@@ -6,6 +6,7 @@ import asyncio
 import json
 import secrets
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from app.container import Container
@@ -19,17 +20,17 @@ async def _published(container: Container, ids: list[object]) -> int:
         "SELECT count(*) FROM outbox WHERE aggregate_id = ANY($1::uuid[]) AND published_at IS NOT NULL", ids))
 
 
-async def _wait_for(predicate: object, timeout: float = 20) -> None:
+async def _wait_for(predicate: Callable[[], Awaitable[bool]], message: Callable[[], str], timeout: float = 30) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"condition not met in time:\n{message()[-3000:]}"
         await asyncio.sleep(0.05)
 
 
 async def test_worker_relays_events_with_their_correlation_id_and_stops_cleanly(
     container: Container, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    worker = Process(["worker"], stack_env(database_url, redis_url, 0, PAYMENTS_OBSERVABILITY_LOG_LEVEL="info"),
+    worker = Process(["worker"], stack_env(database_url, redis_url, 8080, PAYMENTS_OBSERVABILITY_LOG_LEVEL="info"),
                      tmp_path / "worker.log").start()
     try:
         tenant = f"relay-{secrets.token_hex(4)}"
@@ -47,9 +48,10 @@ async def test_worker_relays_events_with_their_correlation_id_and_stops_cleanly(
             ids.append(account.id)
 
         async def all_published() -> bool:
+            assert worker.popen is not None and worker.popen.poll() is None, worker.output()[-3000:]
             return await _published(container, ids) == len(ids)
 
-        await _wait_for(all_published)
+        await _wait_for(all_published, message=worker.output)
 
         def dispatched() -> list[dict[str, object]]:
             lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
@@ -59,7 +61,7 @@ async def test_worker_relays_events_with_their_correlation_id_and_stops_cleanly(
         async def all_dispatched() -> bool:
             return len(dispatched()) >= len(ids)
 
-        await _wait_for(all_dispatched)
+        await _wait_for(all_dispatched, message=worker.output)
         lines = dispatched()
         assert {line["correlation_id"] for line in lines} == {f"corr-{tenant}-{n}" for n in range(5)}
         assert all(line["actor"] == "dispatch_event" and line["event_type"] == "account.created" for line in lines)
