@@ -12,6 +12,7 @@ from typing import Any
 from sanic import Request
 
 from app.http.problems import ApiError
+from core.errors import FieldError, ValidationFailed
 from core.tenants import ApiKey
 from core.usecases.keys import authenticate
 
@@ -61,8 +62,12 @@ def bearer(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def secured(scope: str) -> Callable[[Handler], Handler]:
-    """Authenticate the caller, require `scope`, apply the rate limit; sets `request.ctx.principal`."""
+def secured(scope: str, *, query: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+    """Authenticate the caller, require `scope`, apply the rate limit; sets `request.ctx.principal`.
+
+    Query parameters other than `query` are refused (422), like unknown body
+    fields: a typo such as `?userid=` must not silently widen a listing.
+    """
 
     def decorate(handler: Handler) -> Handler:
         @wraps(handler)
@@ -82,6 +87,9 @@ def secured(scope: str) -> Callable[[Handler], Handler]:
                     raise ApiError("rate_limited", "too many requests for this API key; slow down",
                                    retry_after=max(1, math.ceil(wait)))
             request.ctx.principal = principal
+            unknown = sorted(set(request.get_args(keep_blank_values=True)) - set(query))
+            if unknown:
+                raise ValidationFailed([FieldError(name, "is not a known query parameter") for name in unknown])
             return await handler(request, *args, **kwargs)
 
         return wrapper

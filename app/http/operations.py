@@ -19,7 +19,7 @@ OPERATIONS = (
               idempotency="optional", errors=(409, *_COMMON)),
     Operation(method="get", path="/api/v1/accounts", summary="List accounts", tag="accounts",
               operation_id="listAccounts", response=s.Account, list_response=True,
-              query=(Parameter(name="user_id", schema={"type": "string"}), *_LIST), errors=(422, *_COMMON)),
+              query=(Parameter(name="user_id", schema={"type": "string", "minLength": 1, "maxLength": 255}), *_LIST), errors=(422, *_COMMON)),
     Operation(method="get", path=_ACCOUNT, summary="Get an account", tag="accounts", operation_id="getAccount",
               response=s.Account, errors=(404, *_COMMON)),
     Operation(method="get", path=f"{_ACCOUNT}/balance", summary="Get an account's balance", tag="accounts",

@@ -429,3 +429,21 @@ async def test_odd_requests_never_get_a_server_error(client: httpx.AsyncClient) 
             if response.status_code >= 400 and method != "HEAD":
                 assert response.headers["content-type"].startswith("application/problem+json"), response.headers
                 assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(("path", "params", "bad"), [
+    ("/api/v1/accounts", {"userid": "alice"}, ["userid"]),
+    ("/api/v1/accounts", {"user_id": ""}, ["user_id"]),
+    ("/api/v1/accounts", {"limit": "5", "page": "2", "offset": "3"}, ["offset", "page"]),
+])
+async def test_unknown_or_blank_query_parameters_are_refused(
+    client: httpx.AsyncClient, path: str, params: dict[str, str], bad: list[str]
+) -> None:
+    response = await client.get(path, params=params)
+    assert_problem(response, "validation_error", 422, *bad)
+
+
+async def test_unknown_query_parameter_on_a_single_resource(client: httpx.AsyncClient) -> None:
+    account = await open_account(client, "1.00")
+    response = await client.get(f"{API}/accounts/{account['id']}", params={"expand": "ledger"})
+    assert_problem(response, "validation_error", 422, "expand")

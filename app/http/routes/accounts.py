@@ -60,12 +60,12 @@ async def create(request: Request) -> HTTPResponse:
 
 
 @bp.get("")
-@secured("read")
+@secured("read", query=("user_id", "limit", "cursor"))
 async def index(request: Request) -> HTTPResponse:
     limit, cursor = list_params(request)
-    user_id = request.args.get("user_id")
-    if user_id is not None and not storable(user_id):
-        raise ValidationFailed([FieldError("user_id", "must not contain NUL characters")])
+    user_id = request.get_args(keep_blank_values=True).get("user_id")
+    if user_id is not None and not (storable(user_id) and 1 <= len(user_id) <= 255):
+        raise ValidationFailed([FieldError("user_id", "must be 1 to 255 characters, without NUL")])
     async with request.app.ctx.container.uow(read_only=True) as uow:
         page = await list_accounts(
             request.ctx.principal.tenant_id, user_id=user_id, limit=limit, cursor=cursor, uow=uow
@@ -90,7 +90,7 @@ async def balance(request: Request, account_id: UUID) -> HTTPResponse:
 
 
 @bp.get("/<account_id:uuid>/transactions")
-@secured("read")
+@secured("read", query=("limit", "cursor"))
 async def transactions(request: Request, account_id: UUID) -> HTTPResponse:
     limit, cursor = list_params(request)
     async with request.app.ctx.container.uow(read_only=True) as uow:
