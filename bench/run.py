@@ -54,6 +54,9 @@ SCRIPTS = {
     "api": ("transfer_api.sql", "pgbench API's own SQL"),
     "bare": ("calibrate_7_bare.sql", "pgbench 7 bare (calibration)"),
 }
+#: Experiments (--what-if): changes suggested to the product, applied from outside to measure them.
+SERVER_WHAT_IFS = {"no-pool-reset": "asyncpg pool without the reset query on release (bench/whatif_serve.py)"}
+DATABASE_WHAT_IFS = {"no-outbox-notify": "outbox's NOTIFY trigger disabled (migrations/0002_outbox_notify.sql)"}
 BALANCE = 100_000_000_000  # minor units per account: 1,000,000,000.00 USD, far more than any run moves
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -227,7 +230,7 @@ def drop_database(admin_url: str, name: str) -> None:
     sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def prepare_database(url: str, accounts: int) -> None:
+def prepare_database(url: str, accounts: int, what_if: list[str]) -> None:
     from adapters.postgres.migrate import apply_migrations
 
     apply_migrations(url)
@@ -236,6 +239,8 @@ def prepare_database(url: str, accounts: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute((PGBENCH / "setup.sql").read_text())  # type: ignore[arg-type]
         conn.execute("SELECT bench_seed(%s, %s)", (accounts, BALANCE))
+        if "no-outbox-notify" in what_if:
+            conn.execute("ALTER TABLE outbox DISABLE TRIGGER outbox_inserted")
         conn.execute("VACUUM ANALYZE")
 
 
@@ -266,6 +271,9 @@ def api_env(args: argparse.Namespace, database_url: str, port: int) -> dict[str,
     )
     if args.pool_max:
         env["PAYMENTS_DATABASE_POOL_MAX"] = str(args.pool_max)
+    server_changes = [c for c in args.what_if if c in SERVER_WHAT_IFS]
+    if server_changes:
+        env["BENCH_WHATIF"] = ",".join(server_changes)
     return env
 
 
@@ -276,8 +284,10 @@ def create_key(env: dict[str, str]) -> str:
 
 
 def start_server(env: dict[str, str], log: Path, base_url: str) -> subprocess.Popen[bytes]:
-    popen = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT,
-                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    argv = [sys.executable, "-m", "app.cli", "serve"]
+    if env.get("BENCH_WHATIF"):
+        argv = [sys.executable, str(BENCH / "whatif_serve.py")]
+    popen = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if popen.poll() is not None:
@@ -612,6 +622,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="after the runs, py-spy the server for this many seconds under load")
     parser.add_argument("--profile-clients", type=int, default=32)
     parser.add_argument("--profile-out", default="/tmp/payments-bench-profile.txt")
+    parser.add_argument("--what-if", default="", type=lambda v: [c.strip() for c in v.split(",") if c.strip()],
+                        help="comma-separated experiments: " + "; ".join(
+                            f"{k}: {v}" for k, v in {**SERVER_WHAT_IFS, **DATABASE_WHAT_IFS}.items()))
     parser.add_argument("--markdown", help="also write the results table as Markdown to this file")
     parser.add_argument("--json", help="also write the raw results as JSON to this file")
     parser.add_argument("--keep-database", action="store_true", help="do not drop the bench database at the end")
@@ -623,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
     clients = [int(c) for c in args.clients.split(",") if c.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     scripts = [] if args.pgbench_scripts == "none" else [s.strip() for s in args.pgbench_scripts.split(",")]
+    for change in args.what_if:
+        if change not in SERVER_WHAT_IFS and change not in DATABASE_WHAT_IFS:
+            sys.exit(f"unknown --what-if {change!r}")
     for s in scripts:
         if s not in SCRIPTS:
             sys.exit(f"unknown pgbench script {s!r}; choose from {', '.join(SCRIPTS)}")
@@ -640,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     try:
         print(f"database {name}: migrating and seeding {args.accounts} pgbench accounts", flush=True)
-        prepare_database(database_url, args.accounts)
+        prepare_database(database_url, args.accounts, args.what_if)
         facts = server_facts(database_url)
         if not args.no_api:
             port = free_port()
@@ -675,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{os.cpu_count()} CPUs; PostgreSQL {facts['postgres']}, synchronous_commit={facts['synchronous_commit']}, "
           f"fsync={facts['fsync']}, shared_buffers={facts['shared_buffers']}; API workers={args.api_workers}; "
-          f"{args.duration:g}s per run\n")
+          f"{args.duration:g}s per run" + (f"; WHAT-IF: {', '.join(args.what_if)}" if args.what_if else "") + "\n")
     print(render_text(rows))
     print("\nAPI/this: the API's rate divided by this row's rate (same scenario and clients).")
     print("CPU columns in % of one core over the run: gen = the load generator (wrk or pgbench), API = the server's\n"

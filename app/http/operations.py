@@ -9,6 +9,7 @@ from app.http.openapi import Operation, Parameter, build_openapi
 
 _LIST = (Parameter(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
          Parameter(name="cursor", schema={"type": "string", "minLength": 1}))
+_USER_ID = Parameter(name="user_id", schema={"type": "string", "minLength": 1, "maxLength": 255})
 _ACCOUNT = "/api/v1/accounts/{account_id}"
 _PAYMENT = "/api/v1/payments/{payment_id}"
 _COMMON = (429, 503)
@@ -19,7 +20,7 @@ OPERATIONS = (
               idempotency="optional", errors=(409, *_COMMON)),
     Operation(method="get", path="/api/v1/accounts", summary="List accounts", tag="accounts",
               operation_id="listAccounts", response=s.Account, list_response=True,
-              query=(Parameter(name="user_id", schema={"type": "string", "minLength": 1, "maxLength": 255}), *_LIST), errors=(422, *_COMMON)),
+              query=(_USER_ID, *_LIST), errors=(422, *_COMMON)),
     Operation(method="get", path=_ACCOUNT, summary="Get an account", tag="accounts", operation_id="getAccount",
               response=s.Account, errors=(404, *_COMMON)),
     Operation(method="get", path=f"{_ACCOUNT}/balance", summary="Get an account's balance", tag="accounts",
