@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,6 +24,17 @@ CATALOGUE = (
     "refund.succeeded",
     "refund.failed",
 )
+
+
+@attrs.define
+class ClaimedBatch:
+    """Outbox messages a relay holds; `mark_published` before the claim ends records them as sent."""
+
+    messages: Sequence[OutboxMessage]
+    published: bool = False
+
+    def mark_published(self) -> None:
+        self.published = True
 
 
 @attrs.frozen(kw_only=True)

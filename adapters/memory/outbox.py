@@ -11,16 +11,7 @@ from uuid import UUID
 import attrs
 
 from adapters.memory.store import InMemoryStore
-from core.events import OutboxMessage
-
-
-@attrs.define
-class _Claim:
-    messages: Sequence[OutboxMessage]
-    published: bool = False
-
-    def mark_published(self) -> None:
-        self.published = True
+from core.events import ClaimedBatch, OutboxMessage
 
 
 class InMemoryOutboxFeed:
@@ -32,9 +23,9 @@ class InMemoryOutboxFeed:
         self._claimed: set[UUID] = set()
 
     @asynccontextmanager
-    async def claim(self, limit: int) -> AsyncIterator[_Claim]:
+    async def claim(self, limit: int) -> AsyncIterator[ClaimedBatch]:
         pending = [m for m in self._store.outbox if m.id not in self.published and m.id not in self._claimed]
-        claim = _Claim(sorted(pending, key=lambda m: (m.created_at, m.id))[:limit])
+        claim = ClaimedBatch(sorted(pending, key=lambda m: (m.created_at, m.id))[:limit])
         ids = {m.id for m in claim.messages}
         self._claimed |= ids
         try:

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import asyncpg
-import attrs
 
 from adapters.postgres.pool import translate_errors
-from core.events import OutboxMessage
+from core.events import ClaimedBatch, OutboxMessage
 
 # Rows another relay holds are skipped, not waited for; a crashed relay's rows unlock with its connection.
 CLAIM = """SELECT id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at FROM outbox
 WHERE published_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"""
 
 MARK = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::uuid[])"
-
-
-@attrs.define
-class _Claim:
-    messages: Sequence[OutboxMessage]
-    published: bool = False
-
-    def mark_published(self) -> None:
-        self.published = True
 
 
 class PgOutboxFeed:
@@ -35,11 +25,11 @@ class PgOutboxFeed:
         self._pool = pool
 
     @asynccontextmanager
-    async def claim(self, limit: int) -> AsyncIterator[_Claim]:
+    async def claim(self, limit: int) -> AsyncIterator[ClaimedBatch]:
         with translate_errors():
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(CLAIM, limit)
-                claim = _Claim([OutboxMessage(**dict(row)) for row in rows])
+                claim = ClaimedBatch([OutboxMessage(**dict(row)) for row in rows])
                 yield claim
                 if claim.published and claim.messages:
                     await conn.execute(MARK, [m.id for m in claim.messages])

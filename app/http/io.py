@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from sanic import HTTPResponse, Request
@@ -20,6 +20,7 @@ from core.ports import Page, UnitOfWork
 from core.usecases.idempotency import run_idempotent
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 
 
@@ -126,6 +127,40 @@ async def execute(
         ttl=timedelta(seconds=container.settings.idempotency.ttl),
     )
     return send(response)
+
+
+async def query(
+    request: Request, read: Callable[[UnitOfWork], Awaitable[T]], view: Callable[[T], Any]
+) -> HTTPResponse:
+    """Run a read-only use case (no transaction) and answer 200 with its view."""
+    async with request.app.ctx.container.uow(read_only=True) as uow:
+        result = await read(uow)
+    return send(ok(200, view(result)))
+
+
+class FieldChecks:
+    """Runs field parsers and collects their errors, so a request reports all its problems at once.
+
+    `check(parse, ...)` returns the parsed value, or None after recording the
+    failure; `done()` raises `ValidationFailed` with everything recorded.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def check(self, parse: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+        try:
+            return parse(*args, **kwargs)
+        except ValidationFailed as error:
+            self.errors.extend(error.errors)
+            return None
+
+    def fail(self, field: str, message: str) -> None:
+        self.errors.append(FieldError(field, message))
+
+    def done(self) -> None:
+        if self.errors:
+            raise ValidationFailed(self.errors)
 
 
 def parse_uuid(value: Any, field: str) -> UUID:

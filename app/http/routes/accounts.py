@@ -7,7 +7,7 @@ from uuid import UUID
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.auth import secured
-from app.http.io import execute, list_params, ok, page_view, read_json, send, storable
+from app.http.io import FieldChecks, execute, list_params, ok, page_view, query, read_json, storable
 from app.http.schemas import CreateAccountRequest, parse_body
 from core.accounts import Account, check_metadata
 from core.errors import FieldError, ValidationFailed
@@ -21,29 +21,19 @@ bp = Blueprint("accounts", url_prefix="/api/v1/accounts")
 
 def create_command(request: Request) -> CreateAccount:
     body: CreateAccountRequest = parse_body(read_json(request), CreateAccountRequest)
-    errors = []
-    try:
-        currency = check_currency(body.currency)
-        initial = None
-        if body.initial_balance is not None:
-            initial = parse_amount(body.initial_balance, currency, field="initial_balance", allow_zero=True)
-    except ValidationFailed as error:
-        errors += error.errors
-    try:
-        metadata = check_metadata(body.metadata)
-    except ValidationFailed as error:
-        errors += error.errors
+    checks = FieldChecks()
+    currency = checks.check(check_currency, body.currency)
+    initial = None
+    if currency and body.initial_balance is not None:
+        initial = checks.check(parse_amount, body.initial_balance, currency, field="initial_balance", allow_zero=True)
+    metadata = checks.check(check_metadata, body.metadata)
     if not 1 <= len(body.user_id) <= 255:
-        errors.append(FieldError("user_id", "must be 1 to 255 characters"))
-    if errors:
-        raise ValidationFailed(errors)
+        checks.fail("user_id", "must be 1 to 255 characters")
+    checks.done()
+    assert currency and metadata is not None
     return CreateAccount(
-        tenant_id=request.ctx.principal.tenant_id,
-        user_id=body.user_id,
-        currency=currency,
-        initial_balance=initial,
-        metadata=metadata,
-        correlation_id=request.ctx.request_id,
+        tenant_id=request.ctx.principal.tenant_id, user_id=body.user_id, currency=currency,
+        initial_balance=initial, metadata=metadata, correlation_id=request.ctx.request_id,
     )
 
 
@@ -66,33 +56,35 @@ async def index(request: Request) -> HTTPResponse:
     user_id = request.get_args(keep_blank_values=True).get("user_id")
     if user_id is not None and not (storable(user_id) and 1 <= len(user_id) <= 255):
         raise ValidationFailed([FieldError("user_id", "must be 1 to 255 characters, without NUL")])
-    async with request.app.ctx.container.uow(read_only=True) as uow:
-        page = await list_accounts(
-            request.ctx.principal.tenant_id, user_id=user_id, limit=limit, cursor=cursor, uow=uow
-        )
-    return send(ok(200, page_view(page, account_view)))
+    tenant_id = request.ctx.principal.tenant_id
+    return await query(
+        request,
+        lambda uow: list_accounts(tenant_id, user_id=user_id, limit=limit, cursor=cursor, uow=uow),
+        lambda page: page_view(page, account_view),
+    )
 
 
 @bp.get("/<account_id:uuid>")
 @secured("read")
 async def show(request: Request, account_id: UUID) -> HTTPResponse:
-    async with request.app.ctx.container.uow(read_only=True) as uow:
-        account = await get_account(request.ctx.principal.tenant_id, account_id, uow=uow)
-    return send(ok(200, account_view(account)))
+    tenant_id = request.ctx.principal.tenant_id
+    return await query(request, lambda uow: get_account(tenant_id, account_id, uow=uow), account_view)
 
 
 @bp.get("/<account_id:uuid>/balance")
 @secured("read")
 async def balance(request: Request, account_id: UUID) -> HTTPResponse:
-    async with request.app.ctx.container.uow(read_only=True) as uow:
-        account = await get_account(request.ctx.principal.tenant_id, account_id, uow=uow)
-    return send(ok(200, balance_view(account)))
+    tenant_id = request.ctx.principal.tenant_id
+    return await query(request, lambda uow: get_account(tenant_id, account_id, uow=uow), balance_view)
 
 
 @bp.get("/<account_id:uuid>/transactions")
 @secured("read", query=("limit", "cursor"))
 async def transactions(request: Request, account_id: UUID) -> HTTPResponse:
     limit, cursor = list_params(request)
-    async with request.app.ctx.container.uow(read_only=True) as uow:
-        page = await list_transactions(request.ctx.principal.tenant_id, account_id, limit=limit, cursor=cursor, uow=uow)
-    return send(ok(200, page_view(page, entry_view)))
+    tenant_id = request.ctx.principal.tenant_id
+    return await query(
+        request,
+        lambda uow: list_transactions(tenant_id, account_id, limit=limit, cursor=cursor, uow=uow),
+        lambda page: page_view(page, entry_view),
+    )

@@ -7,7 +7,7 @@ from uuid import UUID
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.auth import secured
-from app.http.io import execute, ok, parse_uuid, read_json, send
+from app.http.io import FieldChecks, execute, ok, parse_uuid, query, read_json
 from app.http.schemas import PaymentRequest, TransferRequest, parse_body
 from core.accounts import check_metadata
 from core.errors import FieldError, ValidationFailed
@@ -23,28 +23,19 @@ bp = Blueprint("payments", url_prefix="/api/v1")
 
 def transfer_command(request: Request, body: TransferRequest | PaymentRequest) -> MakeTransfer:
     """Validate every field, reporting all problems at once."""
-    errors: list[FieldError] = []
-
-    def check(parse: object, *args: object, **kwargs: object) -> object:
-        try:
-            return parse(*args, **kwargs)  # type: ignore[operator]
-        except ValidationFailed as error:
-            errors.extend(error.errors)
-            return None
-
-    source = check(parse_uuid, body.source_account_id, "source_account_id")
-    destination = check(parse_uuid, body.destination_account_id, "destination_account_id")
-    currency = check(check_currency, body.currency)
-    amount = check(parse_amount, body.amount, currency) if currency else None
-    metadata = check(check_metadata, body.metadata)
+    checks = FieldChecks()
+    source = checks.check(parse_uuid, body.source_account_id, "source_account_id")
+    destination = checks.check(parse_uuid, body.destination_account_id, "destination_account_id")
+    currency = checks.check(check_currency, body.currency)
+    amount = checks.check(parse_amount, body.amount, currency) if currency else None
+    metadata = checks.check(check_metadata, body.metadata)
     if body.description is not None and len(body.description) > 1000:
-        errors.append(FieldError("description", "must be at most 1000 characters"))
-    if errors:
-        raise ValidationFailed(errors)
+        checks.fail("description", "must be at most 1000 characters")
+    checks.done()
+    assert source and destination and amount and metadata is not None
     return MakeTransfer(
-        tenant_id=request.ctx.principal.tenant_id, source_account_id=source,  # type: ignore[arg-type]
-        destination_account_id=destination, amount=amount, description=body.description,  # type: ignore[arg-type]
-        metadata=metadata, correlation_id=request.ctx.request_id,  # type: ignore[arg-type]
+        tenant_id=request.ctx.principal.tenant_id, source_account_id=source, destination_account_id=destination,
+        amount=amount, description=body.description, metadata=metadata, correlation_id=request.ctx.request_id,
     )
 
 
@@ -80,14 +71,16 @@ async def create_payment(request: Request) -> HTTPResponse:
 @bp.get("/payments/<payment_id:uuid>")
 @secured("read")
 async def show(request: Request, payment_id: UUID) -> HTTPResponse:
-    async with request.app.ctx.container.uow(read_only=True) as uow:
-        payment = await get_payment(request.ctx.principal.tenant_id, payment_id, uow=uow)
-    return send(ok(200, payment_view(payment)))
+    tenant_id = request.ctx.principal.tenant_id
+    return await query(request, lambda uow: get_payment(tenant_id, payment_id, uow=uow), payment_view)
 
 
 @bp.get("/payments/<payment_id:uuid>/events")
 @secured("read")
 async def events(request: Request, payment_id: UUID) -> HTTPResponse:
-    async with request.app.ctx.container.uow(read_only=True) as uow:
-        history = await list_payment_events(request.ctx.principal.tenant_id, payment_id, uow=uow)
-    return send(ok(200, {"data": [event_view(event) for event in history]}))
+    tenant_id = request.ctx.principal.tenant_id
+    return await query(
+        request,
+        lambda uow: list_payment_events(tenant_id, payment_id, uow=uow),
+        lambda history: {"data": [event_view(event) for event in history]},
+    )
