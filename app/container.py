@@ -11,6 +11,7 @@ import attrs
 import redis.asyncio as aioredis
 
 from adapters.postgres.ledger import PgLedgerAudit
+from adapters.postgres.local_locks import LocalLocks
 from adapters.postgres.pool import create_pool
 from adapters.postgres.uow import PgUnitOfWork
 from adapters.redis.rate_limit import RedisRateLimiter
@@ -68,10 +69,12 @@ class Container:
     redis: aioredis.Redis
     clock: SystemClock = attrs.field(factory=SystemClock)
     rate_limiter: RedisRateLimiter | None = None
+    local_locks: LocalLocks = attrs.field(factory=LocalLocks)
 
     def uow(self, *, read_only: bool = False) -> PgUnitOfWork:
         """The `UnitOfWorkFactory`."""
-        return PgUnitOfWork(self.pool, read_only=read_only, acquire_timeout=self.settings.database.acquire_timeout)
+        return PgUnitOfWork(self.pool, read_only=read_only, acquire_timeout=self.settings.database.acquire_timeout,
+                            local_locks=self.local_locks)
 
     def audit(self) -> PgLedgerAudit:
         return PgLedgerAudit(self.pool)

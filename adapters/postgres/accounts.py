@@ -68,6 +68,8 @@ class PgAccounts:
         return to_account(row) if row else None
 
     async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]:
+        wanted = set(account_ids) - set(self._uow.held)
+        self._uow.held += await self._uow.local_locks.acquire(wanted)
         rows = await self._uow.fetch(LOCK, tenant_id, sorted(set(account_ids)))
         return {row["id"]: self._current(to_account(row)) for row in rows}
 

@@ -6,11 +6,13 @@ import re
 from functools import partial
 from types import TracebackType
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
 from adapters.postgres.accounts import PgAccounts
 from adapters.postgres.ledger import PgLedger
+from adapters.postgres.local_locks import LocalLocks
 from adapters.postgres.misc import PgIdempotencyKeys, PgOutbox, PgTenants
 from adapters.postgres.payments import PgPayments
 from adapters.postgres.pool import translate_errors
@@ -39,8 +41,12 @@ def compose(fragments: list[Fragment]) -> Fragment:
 class PgUnitOfWork:
     """One pooled connection and, unless read-only, one transaction (READ COMMITTED + row locks)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, read_only: bool, acquire_timeout: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, read_only: bool, acquire_timeout: float, local_locks: LocalLocks | None = None
+    ) -> None:
         self._pool, self._read_only, self._timeout = pool, read_only, acquire_timeout
+        self.local_locks = local_locks or LocalLocks()
+        self.held: list[UUID] = []
         self._conn: Any = None
         self._tx: Any = None
         self.accounts = PgAccounts(self)
@@ -86,6 +92,7 @@ class PgUnitOfWork:
         finally:
             self._tx = None
             await self._pool.release(self._conn)
+            self._release_local()
 
     async def commit(self) -> None:
         """Write everything buffered in one statement, then COMMIT."""
@@ -103,6 +110,11 @@ class PgUnitOfWork:
                 raise IdempotencyRequestInProgress("this Idempotency-Key was stored by a concurrent request") from error
             raise
         self._tx = None
+        self._release_local()
+
+    def _release_local(self) -> None:
+        self.local_locks.release(self.held)
+        self.held = []
 
 
 def _shift(offset: int, match: re.Match[str]) -> str:
