@@ -16,5 +16,6 @@ def timestamp(value: datetime | None) -> str | None:
     """RFC 3339 in UTC with a `Z`, millisecond precision."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from functools import partial
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -30,12 +30,18 @@ def compose(fragments: list[Fragment]) -> Fragment:
     Foreign keys are checked at the end of the statement, so the order of the
     fragments only has to be a valid one for readers.
     """
-    parts: list[str] = []
-    args: list[Any] = []
-    for index, (sql, values) in enumerate(fragments):
-        parts.append(f"w{index} AS ({_PARAM.sub(partial(_shift, len(args)), sql)})")
-        args.extend(values)
-    return "WITH " + ",\n".join(parts) + "\nSELECT 1", args
+    args = [value for _, values in fragments for value in values]
+    return _statement(tuple((sql, len(values)) for sql, values in fragments)), args
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(shape: tuple[tuple[str, int], ...]) -> str:
+    """The composed SQL for a sequence of (fragment, parameter count); few shapes recur."""
+    parts, offset = [], 0
+    for index, (sql, count) in enumerate(shape):
+        parts.append(f"w{index} AS ({_PARAM.sub(functools.partial(_shift, offset), sql)})")
+        offset += count
+    return "WITH " + ",\n".join(parts) + "\nSELECT 1"
 
 
 class PgUnitOfWork:

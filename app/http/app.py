@@ -31,7 +31,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
     app.config.REQUEST_MAX_SIZE = settings.server.max_body_size
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.server.shutdown_timeout
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    app.config.TOUCHUP = False
+    # Server-to-server API with secret keys: no CORS (browsers must never hold a key).
+    app.config.CORS = False
     configure_sanic_ext(app)
     app.ctx.keys = KeyCache()
 
