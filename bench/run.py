@@ -241,7 +241,6 @@ def prepare_database(url: str, accounts: int, what_if: list[str]) -> None:
         conn.execute("SELECT bench_seed(%s, %s)", (accounts, BALANCE))
         if "no-outbox-notify" in what_if:
             conn.execute("ALTER TABLE outbox DISABLE TRIGGER outbox_inserted")
-        conn.execute("VACUUM ANALYZE")
 
 
 def server_facts(url: str) -> dict[str, str]:
@@ -448,7 +447,14 @@ def measure(args: argparse.Namespace, database_url: str, run: Callable[[], dict[
 
 
 def checkpoint(url: str) -> None:
-    """Start every run from the same place: no dirty buffers left over from the previous one."""
+    """Start every run from the same place: fresh statistics, no dead rows, no dirty buffers.
+
+    VACUUM ANALYZE does what autovacuum would between runs (this server may run with
+    autovacuum=off): without it the planner keeps believing that `payments` is as empty as it
+    was after the migrations, and every foreign-key check against it becomes a sequential scan
+    (see docs/benchmarks.md). It also invalidates the plans cached in the API's connections.
+    """
+    sql(url, "VACUUM ANALYZE")
     sql(url, "CHECKPOINT")
 
 
@@ -467,6 +473,8 @@ def profile(args: argparse.Namespace, ctx: dict[str, Any]) -> None:
             "--pid", str(ctx["server"].pid)]
     if args.api_workers > 1:
         argv.append("--subprocesses")
+    if args.profile_native:
+        argv.append("--native")
     spy_log = ctx["tmp"] / "py-spy.log"
     spy_proc = subprocess.Popen(argv, stdout=spy_log.open("wb"), stderr=subprocess.STDOUT)
     time.sleep(0.5)
@@ -621,6 +629,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", type=float, default=0.0,
                         help="after the runs, py-spy the server for this many seconds under load")
     parser.add_argument("--profile-clients", type=int, default=32)
+    parser.add_argument("--profile-native", action="store_true", help="py-spy --native: show C extension frames")
     parser.add_argument("--profile-out", default="/tmp/payments-bench-profile.txt")
     parser.add_argument("--what-if", default="", type=lambda v: [c.strip() for c in v.split(",") if c.strip()],
                         help="comma-separated experiments: " + "; ".join(
@@ -670,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(ctx['accounts'])} accounts created over HTTP in {time.monotonic() - started:.1f}s; "
                   f"load generator: {'wrk' if wrk else 'bench/aioload.py'}", flush=True)
             if args.warmup > 0:
+                checkpoint(database_url)
                 run_api_load(args, ctx, "uniform", max(clients), args.warmup)
         for scenario in scenarios:
             for count in clients:
@@ -683,6 +693,11 @@ def main(argv: list[str] | None = None) -> int:
             profile(args, ctx)
     finally:
         stop_server(ctx["server"])
+        log = tmp / "api.log"
+        if log.exists() and log.stat().st_size:
+            lines = log.read_text(errors="replace").splitlines()
+            print(f"\nthe API logged {len(lines)} line(s) at warning level or above; the last ones:")
+            print("\n".join(line[:400] for line in lines[-12:]))
         if args.keep_database:
             print(f"kept database {name}: {database_url}")
         else:
