@@ -1,21 +1,24 @@
 """Load benchmark of POST /api/v1/transfers, side by side with pgbench running the same SQL.
 
-    .venv/bin/python bench/run.py                          # everything (about 6 minutes at --duration 10)
-    .venv/bin/python bench/run.py --duration 8 --markdown /tmp/bench.md
-    .venv/bin/python bench/run.py --api-workers 2 --clients 32 --pgbench-scripts none
+    .venv/bin/python bench/run.py                          # everything: ~8 min on a quiet machine
+    .venv/bin/python bench/run.py --duration 8 --profile 10 --markdown /tmp/bench.md
+    .venv/bin/python bench/run.py --api-workers 2 --clients 32 --pgbench-scripts 7
+    .venv/bin/python bench/run.py --no-api --pgbench-scripts bare,7 --clients 32 --scenarios uniform
 
-What it does (see docs/benchmarks.md for how to read the output):
+What it does (docs/benchmarks.md explains how to read the output):
   1. creates a fresh database on the --database-url server and applies the migrations;
-  2. creates the pgbench tenant, its accounts and the bench_transfer() function (bench/pgbench/setup.sql);
-  3. starts `payments serve` (a free port, rate limit off, log level warning), creates an API key
-     with `payments keys create --tenant bench` and N accounts over HTTP;
+  2. creates the pgbench tenant, its accounts and bench_transfer() (bench/pgbench/setup.sql);
+  3. starts `payments serve` (free port, rate limit off, log level warning), creates an API key
+     with `payments keys create --tenant bench` and --accounts accounts over HTTP;
   4. for each scenario (uniform: random distinct pairs; hot: one source, random destinations) and
      each client count: POST /api/v1/transfers for --duration seconds with wrk (bench/transfers.lua)
      or, without wrk, bench/aioload.py; then pgbench -M prepared with each --pgbench-scripts script
-     at the same client count on the same database;
-  5. prints one row per run (rate, p50/p99, status codes, CPU) and the API/pgbench ratios, then
-     stops the server and drops the database (unless --keep-database).
-Everything is bounded in time: each load run stops by itself after --duration seconds.
+     at the same client count on the same database. Before every run: VACUUM ANALYZE, CHECKPOINT,
+     and a wait (at most --quiet-wait s) for other work on the machine to stop; a run during which
+     other processes took more than --noise % of a core is repeated (at most --retries times);
+  5. prints one row per run (rate, p50/p99, status codes, CPU split) and the API/pgbench ratios,
+     optionally py-spy's hot spots (--profile), then stops the server and drops the database.
+Every load run stops by itself after --duration seconds (and is killed 30-60 s after that).
 """
 
 from __future__ import annotations
@@ -54,9 +57,8 @@ SCRIPTS = {
     "api": ("transfer_api.sql", "pgbench API's own SQL"),
     "bare": ("calibrate_7_bare.sql", "pgbench 7 bare (calibration)"),
 }
-#: Experiments (--what-if): changes suggested to the product, applied from outside to measure them.
-SERVER_WHAT_IFS = {"no-pool-reset": "asyncpg pool without the reset query on release (bench/whatif_serve.py)"}
-DATABASE_WHAT_IFS = {"no-outbox-notify": "outbox's NOTIFY trigger disabled (migrations/0002_outbox_notify.sql)"}
+#: Experiments (--what-if): changes to the product's schema, applied to the bench database to measure them.
+WHAT_IFS = {"no-outbox-notify": "outbox's NOTIFY trigger disabled (migrations/0002_outbox_notify.sql)"}
 BALANCE = 100_000_000_000  # minor units per account: 1,000,000,000.00 USD, far more than any run moves
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -270,9 +272,6 @@ def api_env(args: argparse.Namespace, database_url: str, port: int) -> dict[str,
     )
     if args.pool_max:
         env["PAYMENTS_DATABASE_POOL_MAX"] = str(args.pool_max)
-    server_changes = [c for c in args.what_if if c in SERVER_WHAT_IFS]
-    if server_changes:
-        env["BENCH_WHATIF"] = ",".join(server_changes)
     return env
 
 
@@ -283,10 +282,8 @@ def create_key(env: dict[str, str]) -> str:
 
 
 def start_server(env: dict[str, str], log: Path, base_url: str) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "app.cli", "serve"]
-    if env.get("BENCH_WHATIF"):
-        argv = [sys.executable, str(BENCH / "whatif_serve.py")]
-    popen = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    popen = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT,
+                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if popen.poll() is not None:
@@ -599,6 +596,26 @@ def verdicts(rows: list[dict[str, Any]], clients: int = 32) -> list[str]:
     return out
 
 
+def report_api_log(log: Path) -> None:
+    """Summarize what the server logged (at --log-level warning: its warnings and errors)."""
+    if not log.exists() or not log.stat().st_size:
+        return
+    counts: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+            key = f"{record.get('level')}: {record.get('message')}"
+            if record.get("exception"):
+                key += " | " + record["exception"].strip().splitlines()[-1][:200]
+            key = re.sub(r" at 0x[0-9a-f]+", "", key)
+        except (ValueError, AttributeError):
+            key = re.sub(r"^\S+ \S+ \| ", "", line)[:200]
+        counts[key] = counts.get(key, 0) + 1
+    print(f"\nthe API's log ({sum(counts.values())} lines; it runs at log level warning):")
+    for key, count in sorted(counts.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  {count:6d} x {key}")
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -633,7 +650,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-out", default="/tmp/payments-bench-profile.txt")
     parser.add_argument("--what-if", default="", type=lambda v: [c.strip() for c in v.split(",") if c.strip()],
                         help="comma-separated experiments: " + "; ".join(
-                            f"{k}: {v}" for k, v in {**SERVER_WHAT_IFS, **DATABASE_WHAT_IFS}.items()))
+                            f"{k}: {v}" for k, v in WHAT_IFS.items()))
+    parser.add_argument("--api-log", help="keep the server's log (stdout and stderr) in this file")
     parser.add_argument("--markdown", help="also write the results table as Markdown to this file")
     parser.add_argument("--json", help="also write the raw results as JSON to this file")
     parser.add_argument("--keep-database", action="store_true", help="do not drop the bench database at the end")
@@ -646,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     scripts = [] if args.pgbench_scripts == "none" else [s.strip() for s in args.pgbench_scripts.split(",")]
     for change in args.what_if:
-        if change not in SERVER_WHAT_IFS and change not in DATABASE_WHAT_IFS:
+        if change not in WHAT_IFS:
             sys.exit(f"unknown --what-if {change!r}")
     for s in scripts:
         if s not in SCRIPTS:
@@ -693,11 +711,9 @@ def main(argv: list[str] | None = None) -> int:
             profile(args, ctx)
     finally:
         stop_server(ctx["server"])
-        log = tmp / "api.log"
-        if log.exists() and log.stat().st_size:
-            lines = log.read_text(errors="replace").splitlines()
-            print(f"\nthe API logged {len(lines)} line(s) at warning level or above; the last ones:")
-            print("\n".join(line[:400] for line in lines[-12:]))
+        report_api_log(tmp / "api.log")
+        if args.api_log and (tmp / "api.log").exists():
+            shutil.copy(tmp / "api.log", args.api_log)
         if args.keep_database:
             print(f"kept database {name}: {database_url}")
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from types import TracebackType
@@ -93,7 +94,9 @@ class PgUnitOfWork:
     ) -> None:
         try:
             if self._tx is not None and not self._conn.is_closed():
-                with translate_errors():
+                # A transaction interrupted mid-statement (client gone, timeout) may refuse a
+                # clean rollback; the pool's reset rolls it back, or drops a broken connection.
+                with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
                     await self._tx.rollback()
         finally:
             self._tx = None

@@ -18,7 +18,7 @@ from app.http.docs import configure_sanic_ext, install_docs
 from app.http.operations import openapi_document
 from app.http.problems import PROBLEM_JSON, ApiError, problem, problem_for
 from app.http.routes import accounts, health, payments
-from app.logs import correlation_id
+from app.logs import configure_logging, correlation_id
 from app.settings import Settings
 from core.errors import CoreError
 
@@ -27,6 +27,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 def create_app(settings: Settings, database_url: str, redis_url: str, *, name: str = "payments") -> Sanic[Any, Any]:
     """A configured app; its adapters connect when the server starts."""
+    # Each Sanic worker process runs this factory: configure its logs here, not only in the CLI.
+    configure_logging(settings.observability.log_level, settings.observability.log_format, process="api")
     app: Sanic[Any, Any] = Sanic(name, configure_logging=False)
     app.config.REQUEST_MAX_SIZE = settings.server.max_body_size
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.server.shutdown_timeout

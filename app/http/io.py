@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -39,6 +40,7 @@ def read_json(request: Request) -> Any:
         raise ApiError("malformed_json", f"the request body is not valid JSON: {error}") from None
     if errors := unstorable_strings(body):
         raise ValidationFailed(errors)
+    request.ctx.json = body  # reused for the idempotency fingerprint
     return body
 
 
@@ -101,7 +103,9 @@ def idempotent_request(request: Request, *, required: bool) -> IdempotentRequest
     if not _KEY.match(key):
         raise ValidationFailed([FieldError("Idempotency-Key", "must be 1 to 255 printable ASCII characters")])
     try:  # equal JSON documents are the same request, whatever their spacing or key order
-        canonical = json.dumps(json.loads(request.body or b"null", parse_float=Decimal), sort_keys=True, default=str)
+        parsed = request.ctx.json if hasattr(request.ctx, "json") else json.loads(request.body or b"null",
+                                                                                     parse_float=Decimal)
+        canonical = json.dumps(parsed, sort_keys=True, default=str)
     except ValueError:
         canonical = (request.body or b"").decode("latin-1")
     digest = hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).digest()
@@ -117,7 +121,10 @@ async def execute(
 ) -> HTTPResponse:
     """Run a write use case in one unit of work, under the request's idempotency key."""
     container = request.app.ctx.container
-    response = await run_idempotent(
+    # Shielded: a client that disconnects mid-request cancels the handler, but the unit of
+    # work still finishes (commit or rollback) instead of being torn down halfway; a retry
+    # with the same key then replays its outcome.
+    response = await asyncio.shield(run_idempotent(
         work,
         request=idempotent_request(request, required=idempotency == "required"),
         render=render,
@@ -125,7 +132,7 @@ async def execute(
         uow_factory=container.uow,
         clock=container.clock,
         ttl=timedelta(seconds=container.settings.idempotency.ttl),
-    )
+    ))
     return send(response)
 
 

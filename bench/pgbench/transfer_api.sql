@@ -1,8 +1,7 @@
 -- The API's own statement sequence for POST /api/v1/transfers (adapters/postgres/*.py as of
--- commit 3e0ee11), so that pgbench shows the database's ceiling for exactly what the API sends.
--- FIVE statements in the transaction; the API adds a sixth round trip after it, asyncpg's pool
--- reset on release ("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;"), which
--- pgbench cannot send in -M prepared mode and which is not reproduced here:
+-- commit 39877f0), so that pgbench shows the database's ceiling for exactly what the API sends:
+-- FIVE statements, five round trips (since 478a823 the pool's reset on release sends nothing
+-- after a committed transaction):
 --   1 BEGIN
 --   2 SELECT pg_try_advisory_xact_lock(key), the stored idempotency record    (misc.CLAIM)
 --   3 SELECT ... FROM accounts ... ORDER BY id FOR UPDATE   (accounts.LOCK; here folded into one row for \gset)
