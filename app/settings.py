@@ -8,6 +8,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import yaml
@@ -34,15 +35,16 @@ def parse_duration(value: object) -> float:
 _PORT = attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(65535))
 
 
-def _duration(default: float) -> Any:
-    return attrs.field(default=default, metadata={"duration": True})
+def _duration(default: float, *, positive: bool = False) -> Any:
+    validator = attrs.validators.gt(0.0) if positive else None
+    return attrs.field(default=default, metadata={"duration": True}, validator=validator)
 
 
 @attrs.frozen(kw_only=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8080, validator=_PORT)
-    workers: int = 1
+    workers: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     shutdown_timeout: float = _duration(30.0)
     max_body_size: int = 65536
 
@@ -56,15 +58,15 @@ class DatabaseSettings:
     password: str = ""
     name: str = "payments"
     pool_min: int = 1
-    pool_max: int = 20
-    acquire_timeout: float = _duration(5.0)
-    statement_timeout: float = _duration(10.0)
+    pool_max: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+    acquire_timeout: float = _duration(5.0, positive=True)
+    statement_timeout: float = _duration(10.0, positive=True)
 
     def dsn(self) -> str:
         """The configured URL, or one built from host/port/user/password/name; "" means embedded."""
         if self.url or not self.host:
             return self.url
-        auth = self.user + (f":{self.password}" if self.password else "")
+        auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
         return f"postgresql://{auth}@{self.host}:{self.port}/{self.name}"
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 import attrs
 
 from core.accounts import Account
-from core.errors import CurrencyMismatch, InsufficientFunds
+from core.errors import CurrencyMismatch, FieldError, InsufficientFunds, ValidationFailed
 from core.ids import new_id
 
 
@@ -29,6 +29,10 @@ class Entry:
     balance_after: int
     currency: str
     created_at: datetime
+
+
+#: Balances are BIGINT; funding accounts grow with every initial balance, so cap them well inside it.
+MAX_BALANCE = 2**62
 
 
 def post(
@@ -52,6 +56,8 @@ def post(
     for account, amount in legs:  # check every leg before changing any account
         if account.is_user and account.balance + amount < 0:
             raise InsufficientFunds(f"account {account.id} has insufficient funds")
+        if abs(account.balance + amount) > MAX_BALANCE:
+            raise ValidationFailed([FieldError("amount", "would take a balance beyond the supported range")])
     posting_id = new_id()
     entries = []
     for account, amount in legs:

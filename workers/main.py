@@ -39,18 +39,20 @@ async def relay_forever(pool: asyncpg.Pool, queue: DramatiqTaskQueue, database_u
         except CoreError as error:
             logger.warning("outbox relay paused: {}", error.detail)
         wake.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(_first(wake, stop), POLL_INTERVAL)
+        await _first(wake, stop, seconds=POLL_INTERVAL)
     if listener is not None:
         with contextlib.suppress(Exception):
             await listener.close()
 
 
-async def _first(*events: asyncio.Event) -> None:
+async def _first(*events: asyncio.Event, seconds: float) -> None:
+    """Return when any event is set or `timeout` passes; leaves no waiter behind."""
     waits = [asyncio.ensure_future(event.wait()) for event in events]
-    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
 
 
 async def housekeeping_forever(pool: asyncpg.Pool, stop: asyncio.Event, owner: str) -> None:

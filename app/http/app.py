@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 from loguru import logger
@@ -81,6 +82,8 @@ def _error(request: Request, exception: Exception) -> HTTPResponse:
         stored = problem_for(exception, request_id)
         if isinstance(exception, ApiError) and exception.retry_after is not None:
             headers["Retry-After"] = str(int(exception.retry_after))
+    elif isinstance(exception, PayloadTooLarge) and "header" in str(exception).lower():
+        stored = problem("request_header_fields_too_large", "the request headers are too large", request_id)
     elif isinstance(exception, PayloadTooLarge):
         stored = problem("payload_too_large", "the request body is larger than 64 KiB", request_id)
     elif isinstance(exception, NotFound):
@@ -89,8 +92,9 @@ def _error(request: Request, exception: Exception) -> HTTPResponse:
         stored = problem("method_not_allowed", f"{request.method} is not allowed here", request_id)
         headers["Allow"] = ", ".join(sorted(getattr(exception, "allowed_methods", None) or []))
     elif isinstance(exception, SanicException) and 400 <= exception.status_code < 500:
-        stored = problem("malformed_json" if exception.status_code == 400 else "validation_error",
-                         str(exception), request_id)
+        status = HTTPStatus(exception.status_code)
+        slug = "malformed_json" if status == 400 else status.phrase.lower().replace(" ", "_").replace("-", "_")
+        stored = problem(slug, str(exception), request_id, status=status)
     else:
         logger.opt(exception=exception).error("unhandled error")
         stored = problem("internal_error", "an unexpected error occurred; it has been logged", request_id)

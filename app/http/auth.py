@@ -49,8 +49,9 @@ class KeyCache:
             raise
         finally:
             del self._loading[key_hash]
-        if len(self._entries) > 10_000:
-            self._entries.clear()
+        if len(self._entries) >= 10_000:  # drop the oldest tenth, not the live keys with it
+            for stale in list(self._entries)[:1_000]:
+                del self._entries[stale]
         self._entries[key_hash] = (time.monotonic() + (HIT_TTL if key else MISS_TTL), key)
         future.set_result(key)
         return key

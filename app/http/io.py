@@ -93,6 +93,12 @@ def page_view(page: Page[T], view: Callable[[T], Any]) -> dict[str, Any]:
     return {"data": [view(item) for item in page.items], "next_cursor": page.next_cursor}
 
 
+def require_idempotency_key(request: Request) -> None:
+    """`idempotency_key_missing` before anything else is looked at, so the client learns it first."""
+    if "idempotency-key" not in request.headers:
+        raise ApiError("idempotency_key_missing", "this operation requires an Idempotency-Key header")
+
+
 def idempotent_request(request: Request, *, required: bool) -> IdempotentRequest | None:
     """The Idempotency-Key of the request with the fingerprint of method, path and body."""
     key = request.headers.get("idempotency-key")
@@ -170,12 +176,13 @@ class FieldChecks:
             raise ValidationFailed(self.errors)
 
 
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 def parse_uuid(value: Any, field: str) -> UUID:
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
+    """A UUID in its canonical hyphenated form (not `{...}`, `urn:uuid:` or bare hex)."""
+    if isinstance(value, str) and _UUID.match(value):
+        return UUID(value)
     raise ValidationFailed([FieldError(field, "must be a UUID")])
 
 

@@ -17,8 +17,12 @@ HTTP_LATENCY = Histogram(
 )
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    labels = (method, route, str(status))
+    # Label values come from a closed set: a client inventing methods must not create series.
+    labels = (method if method in _METHODS else "OTHER", route, str(status))
     HTTP_REQUESTS.labels(*labels).inc()
     HTTP_LATENCY.labels(*labels).observe(seconds)
 

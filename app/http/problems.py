@@ -24,6 +24,7 @@ STATUS: dict[str, int] = {
     "invalid_state_transition": 409,
     "refund_exceeds_payment": 422,
     "payload_too_large": 413,
+    "request_header_fields_too_large": 431,
     "rate_limited": 429,
     "internal_error": 500,
     "service_unavailable": 503,
@@ -45,6 +46,7 @@ TITLES: dict[str, str] = {
     "invalid_state_transition": "Invalid state transition",
     "refund_exceeds_payment": "Refund exceeds payment",
     "payload_too_large": "Payload too large",
+    "request_header_fields_too_large": "Request headers too large",
     "rate_limited": "Too many requests",
     "internal_error": "Internal server error",
     "service_unavailable": "Service unavailable",
@@ -63,13 +65,18 @@ class ApiError(CoreError):
 
 
 def problem(
-    code: str, detail: str, request_id: str | None, errors: list[dict[str, str]] | None = None
+    code: str,
+    detail: str,
+    request_id: str | None,
+    errors: list[dict[str, str]] | None = None,
+    *,
+    status: int | None = None,
 ) -> StoredResponse:
-    """A problem+json body for `code`; the status comes from the one table above."""
-    status = STATUS.get(code, 500)
+    """A problem+json body for `code`; the status comes from the table above unless given."""
+    status = status or STATUS.get(code, 500)
     body: dict[str, Any] = {
         "type": f"/problems/{code}",
-        "title": TITLES.get(code, "Error"),
+        "title": TITLES.get(code) or code.replace("_", " ").capitalize(),
         "status": status,
         "detail": detail,
         "request_id": request_id,

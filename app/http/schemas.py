@@ -133,7 +133,7 @@ class Health:
 
 
 converter = cattrs.Converter(forbid_extra_keys=True)
-_DECIMAL = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")
+_DECIMAL = re.compile(r"^[ ]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[ ]*$")  # ASCII digits only
 
 
 def _structure_str(value: Any, _: type) -> str:

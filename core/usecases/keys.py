@@ -55,6 +55,8 @@ async def authenticate(
     """
     if not plain:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    if len(plain) > 256 or not plain.isascii() or not plain.isprintable():
+        raise Unauthorized("unknown or revoked API key")  # no lookup for what cannot be a key
     key = await lookup(hash_key(plain))
     if key is None or key.revoked_at is not None:
         raise Unauthorized("unknown or revoked API key")

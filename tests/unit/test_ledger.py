@@ -158,3 +158,22 @@ def test_check_metadata_reports_every_bad_entry_under_the_given_field() -> None:
     with pytest.raises(ValidationFailed) as caught:
         check_metadata({"ok": "v", "a": 1, "b": 2}, field="payment.metadata")
     assert sorted(e.field for e in caught.value.errors) == ["payment.metadata.a", "payment.metadata.b"]
+
+
+def test_a_posting_cannot_take_a_balance_beyond_the_supported_range() -> None:
+    from datetime import UTC, datetime
+
+    from core.accounts import Account
+    from core.errors import ValidationFailed
+    from core.ids import new_id
+    from core.ledger import MAX_BALANCE, post
+
+    now = datetime.now(UTC)
+    tenant = new_id()
+    funding = Account(id=new_id(), tenant_id=tenant, kind="funding", currency="JPY", balance=-MAX_BALANCE + 5,
+                      created_at=now, updated_at=now)
+    user = Account(id=new_id(), tenant_id=tenant, kind="user", user_id="u", currency="JPY", created_at=now,
+                   updated_at=now)
+    with pytest.raises(ValidationFailed):
+        post([(funding, -10), (user, 10)], at=now)
+    assert (funding.balance, funding.version, user.balance, user.version) == (-MAX_BALANCE + 5, 0, 0, 0)

@@ -7,7 +7,7 @@ from uuid import UUID
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.auth import secured
-from app.http.io import FieldChecks, execute, ok, parse_uuid, query, read_json
+from app.http.io import FieldChecks, execute, ok, parse_uuid, query, read_json, require_idempotency_key
 from app.http.schemas import PaymentRequest, TransferRequest, parse_body
 from core.accounts import check_metadata
 from core.errors import FieldError, ValidationFailed
@@ -51,6 +51,7 @@ async def _transfer(request: Request, cmd: MakeTransfer) -> HTTPResponse:
 @bp.post("/transfers")
 @secured("write")
 async def create_transfer(request: Request) -> HTTPResponse:
+    require_idempotency_key(request)
     body: TransferRequest = parse_body(read_json(request), TransferRequest)
     return await _transfer(request, transfer_command(request, body))
 
@@ -58,6 +59,7 @@ async def create_transfer(request: Request) -> HTTPResponse:
 @bp.post("/payments")
 @secured("write")
 async def create_payment(request: Request) -> HTTPResponse:
+    require_idempotency_key(request)
     body: PaymentRequest = parse_body(read_json(request), PaymentRequest)
     if body.payment_type == "internal_transfer":
         if body.provider is not None:
