@@ -11,13 +11,15 @@ from uuid import UUID
 import asyncpg
 
 from adapters.memory.cursor import decode_cursor, encode_cursor
+from adapters.postgres.rows import insert_rows, update_rows
 from core.accounts import Account
 from core.errors import FieldError, ValidationFailed
 from core.ids import new_id
 from core.ports import Page
 
 if TYPE_CHECKING:
-    from adapters.postgres.uow import Fragment, PgUnitOfWork
+    from adapters.postgres.rows import Fragment
+    from adapters.postgres.uow import PgUnitOfWork
 
 COLUMNS = "id, tenant_id, kind, user_id, currency, balance, version, status, metadata, created_at, updated_at"
 
@@ -38,13 +40,7 @@ WHERE tenant_id = $1 AND kind = 'user' AND ($2::text IS NULL OR user_id = $2)
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
 ORDER BY created_at DESC, id DESC LIMIT $5"""
 
-INSERT = f"""INSERT INTO accounts ({COLUMNS})
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-                     $8::text[], $9::jsonb[], $10::timestamptz[], $11::timestamptz[])"""
-
-UPDATE = """UPDATE accounts a SET balance = v.balance, version = v.version, updated_at = v.updated_at
-FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS v(id, balance, version, updated_at)
-WHERE a.id = v.id"""
+_UPDATED = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"))
 
 
 def to_account(row: asyncpg.Record) -> Account:
@@ -105,20 +101,14 @@ class PgAccounts:
     def flush(self) -> builtins.list[Fragment]:
         fragments: builtins.list[Fragment] = []
         if self._new:
-            rows = list(self._new.values())
-            fragments.append((INSERT, [
-                [a.id for a in rows], [a.tenant_id for a in rows], [a.kind for a in rows],
-                [a.user_id for a in rows], [a.currency for a in rows], [a.balance for a in rows],
-                [a.version for a in rows], [a.status for a in rows], [a.metadata for a in rows],
-                [a.created_at for a in rows], [a.updated_at for a in rows],
-            ]))
+            fragments.append(insert_rows("accounts", COLUMNS, [
+                (a.id, a.tenant_id, a.kind, a.user_id, a.currency, a.balance, a.version, a.status, a.metadata,
+                 a.created_at, a.updated_at) for a in self._new.values()]))
         if self._dirty:
-            rows = list(self._dirty.values())
-            fragments.append((UPDATE, [
-                [a.id for a in rows], [a.balance for a in rows], [a.version for a in rows],
-                [a.updated_at for a in rows],
-            ]))
+            fragments.append(update_rows("accounts", _UPDATED, [
+                (a.id, a.balance, a.version, a.updated_at) for a in self._dirty.values()]))
         return fragments
+
 
 
 def _parse_time(value: Any) -> datetime:

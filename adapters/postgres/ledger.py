@@ -11,19 +11,18 @@ import asyncpg
 
 from adapters.memory.cursor import decode_cursor, encode_cursor
 from adapters.postgres.pool import translate_errors
+from adapters.postgres.rows import insert_rows
 from core.errors import FieldError, ValidationFailed
 from core.ledger import Entry
 from core.ports import Page
 
 if TYPE_CHECKING:
-    from adapters.postgres.uow import Fragment, PgUnitOfWork
+    from adapters.postgres.rows import Fragment
+    from adapters.postgres.uow import PgUnitOfWork
 
 COLUMNS = ("id, tenant_id, account_id, posting_id, payment_id, refund_id, seq, type, amount, balance_after,"
            " currency, created_at")
 
-INSERT = f"""INSERT INTO account_transactions ({COLUMNS})
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::bigint[],
-                     $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::timestamptz[])"""
 
 LIST = f"""SELECT {COLUMNS} FROM account_transactions
 WHERE tenant_id = $1 AND account_id = $2 AND ($3::bigint IS NULL OR seq < $3)
@@ -79,12 +78,9 @@ class PgLedger:
     def flush(self) -> builtins.list[Fragment]:
         if not self._new:
             return []
-        e = self._new
-        return [(INSERT, [
-            [x.id for x in e], [x.tenant_id for x in e], [x.account_id for x in e], [x.posting_id for x in e],
-            [x.payment_id for x in e], [x.refund_id for x in e], [x.seq for x in e], [x.type for x in e],
-            [x.amount for x in e], [x.balance_after for x in e], [x.currency for x in e], [x.created_at for x in e],
-        ])]
+        return [insert_rows("account_transactions", COLUMNS, [
+            (x.id, x.tenant_id, x.account_id, x.posting_id, x.payment_id, x.refund_id, x.seq, x.type, x.amount,
+             x.balance_after, x.currency, x.created_at) for x in self._new])]
 
 
 class PgLedgerAudit:

@@ -6,6 +6,7 @@ import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from adapters.postgres.rows import insert_rows
 from core.errors import IdempotencyRequestInProgress
 from core.events import OutboxMessage
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
@@ -13,10 +14,10 @@ from core.ids import new_id
 from core.tenants import ApiKey, Tenant
 
 if TYPE_CHECKING:
-    from adapters.postgres.uow import Fragment, PgUnitOfWork
+    from adapters.postgres.rows import Fragment
+    from adapters.postgres.uow import PgUnitOfWork
 
-INSERT_OUTBOX = """INSERT INTO outbox (id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::jsonb[], $6::text[], $7::timestamptz[])"""
+OUTBOX_COLUMNS = "id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at"
 
 
 class PgOutbox:
@@ -31,11 +32,9 @@ class PgOutbox:
     def flush(self) -> list[Fragment]:
         if not self._new:
             return []
-        m = self._new
-        return [(INSERT_OUTBOX, [
-            [x.id for x in m], [x.tenant_id for x in m], [x.topic for x in m], [x.aggregate_id for x in m],
-            [x.payload for x in m], [x.correlation_id for x in m], [x.created_at for x in m],
-        ])]
+        rows = [(x.id, x.tenant_id, x.topic, x.aggregate_id, x.payload, x.correlation_id, x.created_at)
+                for x in self._new]
+        return [insert_rows("outbox", OUTBOX_COLUMNS, rows)]
 
 
 # A transaction-scoped advisory lock per (tenant, key) taken together with the

@@ -7,53 +7,26 @@ from uuid import UUID
 
 import asyncpg
 
+from adapters.postgres.rows import insert_rows
 from core.payments import Payment, PaymentEvent
 
 if TYPE_CHECKING:
-    from adapters.postgres.uow import Fragment, PgUnitOfWork
+    from adapters.postgres.rows import Fragment
+    from adapters.postgres.uow import PgUnitOfWork
 
 COLUMNS = (
     "id, tenant_id, payment_type, status, source_account_id, destination_account_id, amount, currency,"
     " provider, provider_reference, refunded_amount, failure_reason, description, metadata, version,"
     " correlation_id, created_at, updated_at, completed_at"
 )
-_TYPES = [
-    "uuid",
-    "uuid",
-    "text",
-    "text",
-    "uuid",
-    "uuid",
-    "bigint",
-    "text",
-    "text",
-    "text",
-    "bigint",
-    "text",
-    "text",
-    "jsonb",
-    "bigint",
-    "text",
-    "timestamptz",
-    "timestamptz",
-    "timestamptz",
-]
 
 GET = f"SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
 
-INSERT = (
-    f"INSERT INTO payments ({COLUMNS}) SELECT * FROM unnest("
-    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, 1))
-    + ")"
-)
 
 EVENT_COLUMNS = "id, tenant_id, payment_id, sequence, type, data, correlation_id, created_at"
 
 EVENTS = f"SELECT {EVENT_COLUMNS} FROM payment_events WHERE tenant_id = $1 AND payment_id = $2 ORDER BY sequence"
 
-INSERT_EVENTS = f"""INSERT INTO payment_events ({EVENT_COLUMNS})
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::jsonb[], $7::text[],
-                     $8::timestamptz[])"""
 
 _FIELDS = COLUMNS.replace(" ", "").split(",")
 _EVENT_FIELDS = EVENT_COLUMNS.replace(" ", "").split(",")
@@ -84,8 +57,9 @@ class PgPayments:
     def flush(self) -> list[Fragment]:
         if not self._new:
             return []
-        fragments: list[Fragment] = [(INSERT, [[getattr(p, f) for p in self._new] for f in _FIELDS])]
+        fragments = [insert_rows("payments", COLUMNS, [[getattr(p, f) for f in _FIELDS] for p in self._new])]
         events = [event for payment in self._new for event in payment.events]
         if events:
-            fragments.append((INSERT_EVENTS, [[getattr(e, f) for e in events] for f in _EVENT_FIELDS]))
+            fragments.append(insert_rows("payment_events", EVENT_COLUMNS,
+                                         [[getattr(e, f) for f in _EVENT_FIELDS] for e in events]))
         return fragments

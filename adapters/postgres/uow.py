@@ -17,11 +17,11 @@ from adapters.postgres.local_locks import LocalLocks
 from adapters.postgres.misc import PgIdempotencyKeys, PgOutbox, PgTenants
 from adapters.postgres.payments import PgPayments
 from adapters.postgres.pool import translate_errors
+from adapters.postgres.rows import Fragment
 from core.errors import IdempotencyRequestInProgress
 
 _PARAM = re.compile(r"\$(\d+)")
 
-Fragment = tuple[str, list[Any]]
 
 
 def compose(fragments: list[Fragment]) -> Fragment:
