@@ -198,6 +198,10 @@ class Lease(Protocol):
         """Delete up to `limit` expired idempotency records while the lease is still ours; how many went."""
         ...
 
+    async def purge_published_outbox(self, name: str, owner: str, token: int, before: datetime, limit: int) -> int:
+        """Delete up to `limit` outbox rows published before `before` while the lease is ours; how many went."""
+        ...
+
 
 class LedgerAudit(Protocol):
     """Verifies the invariants of API.md §4 over the whole store."""

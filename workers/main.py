@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import dramatiq
@@ -17,10 +18,11 @@ from adapters.postgres.outbox_feed import PgLease, PgOutboxFeed
 from adapters.postgres.pool import create_pool
 from app.settings import Settings
 from core.errors import CoreError
-from core.usecases.outbox import reap_idempotency_keys, relay_outbox
+from core.usecases.outbox import housekeep, relay_outbox
 
 POLL_INTERVAL = 1.0  # a missed notification costs at most this much delay
 HOUSEKEEPING_INTERVAL = 60.0
+OUTBOX_RETENTION = timedelta(days=7)  # published events are kept a week for inspection and replay
 
 
 async def relay_forever(pool: asyncpg.Pool, queue: DramatiqTaskQueue, database_url: str, stop: asyncio.Event) -> None:
@@ -56,13 +58,15 @@ async def _first(*events: asyncio.Event, seconds: float) -> None:
 
 
 async def housekeeping_forever(pool: asyncpg.Pool, stop: asyncio.Event, owner: str) -> None:
-    """Reap expired idempotency records, one worker at a time (a lease with a fencing token)."""
+    """Reap expired idempotency records and week-old published outbox rows, one worker at a time
+    (a lease with a fencing token)."""
     lease = PgLease(pool)
     while not stop.is_set():
         try:
-            deleted = await reap_idempotency_keys(lease=lease, owner=owner, ttl_seconds=HOUSEKEEPING_INTERVAL * 2)
-            if deleted:
-                logger.info("reaped {} expired idempotency keys", deleted)
+            done = await housekeep(lease=lease, owner=owner, ttl_seconds=HOUSEKEEPING_INTERVAL * 2,
+                                   now=datetime.now(UTC), outbox_retention=OUTBOX_RETENTION)
+            if done and any(done.values()):
+                logger.bind(**done).info("housekeeping deleted expired idempotency keys and old outbox rows")
         except CoreError as error:
             logger.warning("housekeeping skipped: {}", error.detail)
         with contextlib.suppress(asyncio.TimeoutError):

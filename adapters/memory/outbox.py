@@ -20,6 +20,7 @@ class InMemoryOutboxFeed:
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
         self.published: set[UUID] = set()
+        self.published_at: dict[UUID, datetime] = {}
         self._claimed: set[UUID] = set()
 
     @asynccontextmanager
@@ -32,6 +33,7 @@ class InMemoryOutboxFeed:
             yield claim
             if claim.published:
                 self.published |= ids
+                self.published_at.update(dict.fromkeys(ids, datetime.now(UTC)))
         finally:
             self._claimed -= ids
 
@@ -57,8 +59,9 @@ class _Held:
 class InMemoryLease:
     """The `Lease` port: fenced leases and reaping over `InMemoryStore.idempotency`."""
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: InMemoryStore, feed: InMemoryOutboxFeed | None = None) -> None:
         self._store = store
+        self._feed = feed
         self._leases: dict[str, _Held] = {}
 
     async def acquire(self, name: str, owner: str, ttl_seconds: float) -> int | None:
@@ -70,10 +73,23 @@ class InMemoryLease:
         self._leases[name] = _Held(owner, token, now + timedelta(seconds=ttl_seconds))
         return token
 
+    def _holds(self, name: str, owner: str, token: int) -> bool:
+        held = self._leases.get(name)
+        return held is not None and (held.owner, held.token) == (owner, token) and held.expires_at > datetime.now(UTC)
+
+    async def purge_published_outbox(self, name: str, owner: str, token: int, before: datetime, limit: int) -> int:
+        if not self._holds(name, owner, token) or self._feed is None:
+            return 0
+        old = [m for m in self._store.outbox if m.id in self._feed.published
+               and self._feed.published_at.get(m.id, datetime.max.replace(tzinfo=UTC)) < before][:limit]
+        for message in old:
+            self._store.outbox.remove(message)
+            self._feed.published.discard(message.id)
+        return len(old)
+
     async def reap_idempotency_keys(self, name: str, owner: str, token: int, limit: int) -> int:
         now = datetime.now(UTC)
-        held = self._leases.get(name)
-        if held is None or (held.owner, held.token) != (owner, token) or held.expires_at <= now:
+        if not self._holds(name, owner, token):
             return 0
         expired = [slot for slot, record in self._store.idempotency.items() if record.expires_at <= now][:limit]
         for slot in expired:

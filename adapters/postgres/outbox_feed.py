@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -53,6 +53,12 @@ REAP = """DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
               WHERE name = $1 AND owner = $2 AND fencing_token = $3 AND expires_at > now())"""
 
 
+PURGE_OUTBOX = """DELETE FROM outbox WHERE id = ANY(ARRAY(
+    SELECT id FROM outbox WHERE published_at < $4 LIMIT $5))
+  AND EXISTS (SELECT 1 FROM distributed_locks
+              WHERE name = $1 AND owner = $2 AND fencing_token = $3 AND expires_at > now())"""
+
+
 class PgLease:
     """The `Lease` port on PostgreSQL (`distributed_locks`)."""
 
@@ -65,6 +71,12 @@ class PgLease:
         return token
 
     async def reap_idempotency_keys(self, name: str, owner: str, token: int, limit: int) -> int:
+        return await self._delete(REAP, name, owner, token, limit)
+
+    async def purge_published_outbox(self, name: str, owner: str, token: int, before: datetime, limit: int) -> int:
+        return await self._delete(PURGE_OUTBOX, name, owner, token, before, limit)
+
+    async def _delete(self, sql: str, *args: object) -> int:
         with translate_errors():
-            status: str = await self._pool.execute(REAP, name, owner, token, limit)
+            status: str = await self._pool.execute(sql, *args)
         return int(status.rsplit(maxsplit=1)[-1])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
 from core.ports import Lease, OutboxFeed, TaskQueue
 
 HOUSEKEEPING = "housekeeping"
@@ -31,9 +34,30 @@ async def reap_idempotency_keys(
     token = await lease.acquire(name, owner, ttl_seconds)
     if token is None:
         return None
-    deleted = 0
-    while (count := await lease.reap_idempotency_keys(name, owner, token, batch)) > 0:
-        deleted += count
+    return await _drain(lambda: lease.reap_idempotency_keys(name, owner, token, batch), batch)
+
+
+async def housekeep(
+    *, lease: Lease, owner: str, ttl_seconds: float, now: datetime, outbox_retention: timedelta,
+    batch: int = 1000, name: str = HOUSEKEEPING,
+) -> dict[str, int] | None:
+    """Under the housekeeping lease: reap expired idempotency keys and purge outbox rows
+    published longer ago than `outbox_retention`. None when another process holds the lease."""
+    token = await lease.acquire(name, owner, ttl_seconds)
+    if token is None:
+        return None
+    before = now - outbox_retention
+    return {
+        "idempotency_keys": await _drain(lambda: lease.reap_idempotency_keys(name, owner, token, batch), batch),
+        "outbox": await _drain(lambda: lease.purge_published_outbox(name, owner, token, before, batch), batch),
+    }
+
+
+async def _drain(step: Callable[[], Awaitable[int]], batch: int) -> int:
+    """Repeat a batched delete until a batch comes back short."""
+    total = 0
+    while (count := await step()) > 0:
+        total += count
         if count < batch:
             break
-    return deleted
+    return total

@@ -18,7 +18,7 @@ from app.container import Container
 from core.events import OutboxMessage
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
 from core.ids import new_id
-from core.usecases.outbox import reap_idempotency_keys, relay_outbox
+from core.usecases.outbox import housekeep, reap_idempotency_keys, relay_outbox
 
 
 @attrs.define
@@ -38,7 +38,7 @@ async def backend(request: pytest.FixtureRequest, container: Container) -> Async
         async def published_memory(ids: set[Any]) -> set[Any]:
             return feed.published & ids
 
-        yield Backend(store, feed, InMemoryLease(store), published_memory)
+        yield Backend(store, feed, InMemoryLease(store, feed), published_memory)
         return
 
     async def published_pg(ids: set[Any]) -> set[Any]:
@@ -133,3 +133,22 @@ async def test_reaping_deletes_only_expired_keys_under_the_lease(backend: Backen
         fresh = IdempotentRequest(tenant_id=tenant.id, key="fresh", fingerprint=b"x" * 32)
         assert await uow.idempotency.claim(fresh, datetime.now(UTC)) is not None
     assert await reap_idempotency_keys(lease=backend.lease, owner="someone-else", ttl_seconds=30, name=name) is None
+
+
+async def test_housekeeping_purges_only_old_published_rows(backend: Backend) -> None:
+    ids = await add_messages(backend, 4)
+    async with backend.feed.claim(2) as claim:
+        claim.mark_published()
+    published = {m.id for m in claim.messages}
+    owner, name = f"keeper-{secrets.token_hex(3)}", f"housekeeping-{secrets.token_hex(3)}"
+    kept = await housekeep(lease=backend.lease, owner=owner, ttl_seconds=30, now=datetime.now(UTC),
+                           outbox_retention=timedelta(days=7), name=name)
+    assert kept is not None and kept["outbox"] == 0
+    purged = await housekeep(lease=backend.lease, owner=owner, ttl_seconds=30,
+                             now=datetime.now(UTC) + timedelta(days=8), outbox_retention=timedelta(days=7), name=name)
+    assert purged is not None and purged["outbox"] >= 2
+    async with backend.feed.claim(100) as rest:
+        remaining = {m.id for m in rest.messages}
+    assert remaining == ids - published  # unpublished rows are never purged
+    assert await housekeep(lease=backend.lease, owner="another", ttl_seconds=30, now=datetime.now(UTC),
+                           outbox_retention=timedelta(days=7), name=name) is None
