@@ -103,9 +103,3 @@ class ConcurrencyConflict(CoreError):
     """A serialization failure or deadlock aborted the transaction; the whole unit of work may be retried."""
 
     code = "service_unavailable"
-
-
-class LedgerDrift(CoreError):
-    """A ledger invariant of API.md §4 does not hold."""
-
-    code = "ledger_drift"

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import attrs
 
-from adapters.memory.cursor import decode_cursor, encode_cursor
+from adapters.cursor import decode_cursor, encode_cursor
 from adapters.memory.paging import account_key, entry_key, page
 from adapters.memory.repositories import MemoryIdempotencyKeys, MemoryOutbox, MemoryPayments, MemoryTenants
 from core.accounts import Account

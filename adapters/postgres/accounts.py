@@ -10,7 +10,7 @@ from uuid import UUID
 
 import asyncpg
 
-from adapters.memory.cursor import decode_cursor, encode_cursor
+from adapters.cursor import decode_cursor, encode_cursor
 from adapters.postgres.rows import insert_rows, update_rows
 from core.accounts import Account
 from core.errors import FieldError, ValidationFailed

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from adapters.memory.cursor import decode_cursor, encode_cursor
+from adapters.cursor import decode_cursor, encode_cursor
 from adapters.postgres.pool import translate_errors
 from adapters.postgres.rows import insert_rows
 from core.errors import FieldError, ValidationFailed

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from adapters.memory.cursor import encode_cursor
+from adapters.cursor import encode_cursor
 from core.accounts import CLEARING, FUNDING, USER, settlement
 from core.errors import ValidationFailed
 from core.money import Money

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import pytest
 
-from adapters.memory.cursor import encode_cursor
+from adapters.cursor import encode_cursor
 from core.errors import ValidationFailed
 from tests.contract.conftest import new_tenant, open_account, transfer
 

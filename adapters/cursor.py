@@ -1,4 +1,4 @@
-"""Opaque keyset cursors shared by the memory and PostgreSQL adapters."""
+"""Opaque keyset cursors, shared by the memory and PostgreSQL adapters."""
 
 from __future__ import annotations
 
