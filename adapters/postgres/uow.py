@@ -63,10 +63,6 @@ class PgUnitOfWork:
         self.idempotency = PgIdempotencyKeys(self)
         self.tenants = PgTenants(self)
 
-    @property
-    def conn(self) -> asyncpg.Connection:
-        return self._conn
-
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with translate_errors():
             rows: list[asyncpg.Record] = await self._conn.fetch(sql, *args)
@@ -112,7 +108,8 @@ class PgUnitOfWork:
         try:
             with translate_errors():
                 if fragments:
-                    await self._conn.execute(*_unpack(compose(fragments)))
+                    sql, args = compose(fragments)
+                    await self._conn.execute(sql, *args)
                 await self._tx.commit()
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name == "idempotency_keys_pkey":
@@ -128,8 +125,3 @@ class PgUnitOfWork:
 
 def _shift(offset: int, match: re.Match[str]) -> str:
     return f"${int(match.group(1)) + offset}"
-
-
-def _unpack(fragment: Fragment) -> list[Any]:
-    sql, args = fragment
-    return [sql, *args]

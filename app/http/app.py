@@ -85,7 +85,8 @@ def _error(request: Request, exception: Exception) -> HTTPResponse:
     elif isinstance(exception, PayloadTooLarge) and "header" in str(exception).lower():
         stored = problem("request_header_fields_too_large", "the request headers are too large", request_id)
     elif isinstance(exception, PayloadTooLarge):
-        stored = problem("payload_too_large", "the request body is larger than 64 KiB", request_id)
+        limit = request.app.config.REQUEST_MAX_SIZE
+        stored = problem("payload_too_large", f"the request body is larger than {limit} bytes", request_id)
     elif isinstance(exception, NotFound):
         stored = problem("not_found", "no such resource", request_id)
     elif isinstance(exception, MethodNotAllowed):

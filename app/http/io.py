@@ -14,7 +14,7 @@ from uuid import UUID
 
 from sanic import HTTPResponse, Request
 
-from app.http.problems import ApiError, problem_for
+from app.http.problems import PROBLEM_JSON, ApiError, problem_for
 from core.errors import FieldError, ValidationFailed
 from core.idempotency import IdempotentRequest, StoredResponse
 from core.ports import Page, UnitOfWork
@@ -84,7 +84,7 @@ def ok(status: int, view: Any) -> StoredResponse:
 
 def send(response: StoredResponse) -> HTTPResponse:
     """An HTTP response from a (possibly replayed) stored response."""
-    content_type = "application/problem+json" if response.status >= 400 else "application/json"
+    content_type = PROBLEM_JSON if response.status >= 400 else "application/json"
     headers = {"Idempotent-Replayed": "true"} if response.replayed else None
     return HTTPResponse(response.body, status=response.status, headers=headers, content_type=content_type)
 
@@ -101,10 +101,10 @@ def require_idempotency_key(request: Request) -> None:
 
 def idempotent_request(request: Request, *, required: bool) -> IdempotentRequest | None:
     """The Idempotency-Key of the request with the fingerprint of method, path and body."""
+    if required:
+        require_idempotency_key(request)
     key = request.headers.get("idempotency-key")
     if key is None:
-        if required:
-            raise ApiError("idempotency_key_missing", "this operation requires an Idempotency-Key header")
         return None
     if not _KEY.match(key):
         raise ValidationFailed([FieldError("Idempotency-Key", "must be 1 to 255 printable ASCII characters")])
