@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from core.errors import FieldError, ValidationFailed
 
@@ -26,3 +28,20 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     if not isinstance(values, list) or len(values) != arity:
         raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")])
     return values
+
+
+def time_id_key(cursor: str) -> tuple[datetime, UUID]:
+    """The (created_at, id) inside a newest-first cursor; a time PostgreSQL could not hold is malformed too."""
+    created, last_id = decode_cursor(cursor, 2)
+    try:
+        at = datetime.fromisoformat(created)
+        at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)  # asyncpg reads naive times as UTC
+        if not 1 <= at.year <= 9999:
+            raise ValueError("out of range")
+        return at, UUID(last_id)
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")]) from None
+
+
+def time_id_cursor(created_at: datetime, row_id: UUID) -> str:
+    return encode_cursor(created_at.isoformat(), str(row_id))

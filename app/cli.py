@@ -1,4 +1,4 @@
-"""The `payments` command: serve, worker, migrate, dev, keys create, ledger check."""
+"""The `payments` command: serve, worker, mock-providers, migrate, dev, keys create, dlq, ledger check."""
 
 from __future__ import annotations
 
@@ -105,6 +105,53 @@ def cmd_ledger_check(settings: Settings, endpoints: Endpoints) -> int:
     return 1 if problems else 0
 
 
+def cmd_mock_providers(settings: Settings) -> int:
+    from adapters.providers.mock_server import serve_mock
+
+    serve_mock(settings.mock.host, settings.mock.port, settings.mock.latency, settings.mock.failure_rate)
+    return 0
+
+
+def cmd_dlq(settings: Settings, endpoints: Endpoints, args: argparse.Namespace) -> int:
+    """`dlq list`: one line per dead letter; `dlq retry ID`: re-drive it to the workers."""
+    from uuid import UUID
+
+    from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
+    from core.errors import CoreError
+    from core.usecases.dlq import list_dead_letters, retry_dead_letter
+
+    async def run() -> int:
+        container = await build_container(settings, endpoints.database_url, endpoints.redis_url)
+        try:
+            if args.dlq_command == "list":
+                async with container.uow(read_only=True) as uow:
+                    letters = await list_dead_letters(uow=uow, limit=args.limit)
+                print(f"{'ID':36}  {'KIND':7}  {'PAYMENT/REFUND ID':36}  {'ATTEMPTS':>8}  {'FAILED AT':25}  "
+                      f"{'RETRIED':7}  ERROR")
+                for x in letters:
+                    print(f"{x.id}  {x.kind:7}  {x.target_id}  {x.attempts:>8}  {x.created_at.isoformat():25}  "
+                          f"{'yes' if x.retried_at else 'no':7}  {x.error}")
+                print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+                return 0
+            queue = DramatiqTaskQueue(make_broker(endpoints.redis_url))
+            print(await retry_dead_letter(UUID(args.id), uow_factory=container.uow, queue=queue,
+                                          clock=container.clock))
+            return 0
+        except CoreError as error:
+            print(f"payments dlq {args.dlq_command}: {error.detail}", file=sys.stderr)
+            return 1
+        finally:
+            await container.close()
+
+    if args.dlq_command == "retry":
+        try:
+            UUID(args.id)
+        except ValueError:
+            print(f"payments dlq retry: {args.id!r} is not a dead letter id (a UUID)", file=sys.stderr)
+            return 2
+    return asyncio.run(run())
+
+
 def _dev_key(settings: Settings, endpoints: Endpoints) -> str:
     """PAYMENTS_DEV_API_KEY, or the key kept in the data directory from an earlier run, or a new one."""
     from core.tenants import generate_key
@@ -123,7 +170,10 @@ def cmd_dev(settings: Settings, endpoints: Endpoints) -> int:
     cmd_migrate(settings, endpoints)
     key = _dev_key(settings, endpoints)
     env = {**os.environ, "PAYMENTS_DATABASE_URL": endpoints.database_url, "PAYMENTS_REDIS_URL": endpoints.redis_url}
-    children = [subprocess.Popen([sys.executable, "-m", "app.cli", name], env=env) for name in ("serve", "worker")]
+    names = ["serve", "worker"]
+    if not (settings.providers.stripe_url and settings.providers.paypal_url):
+        names.append("mock-providers")  # the providers' default base URLs point at it
+    children = [subprocess.Popen([sys.executable, "-m", "app.cli", name], env=env) for name in names]
     url = f"http://{settings.server.host}:{settings.server.port}"
     stopping = False
 
@@ -133,7 +183,8 @@ def cmd_dev(settings: Settings, endpoints: Endpoints) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"\n  Payments API   {url}\n  API docs       {url}/docs\n  Dev API key    {key}\n"
+    mock = f"http://{settings.mock.host}:{settings.mock.port}/_mock/charges" if "mock-providers" in names else "-"
+    print(f"\n  Payments API   {url}\n  API docs       {url}/docs\n  Mock providers {mock}\n  Dev API key    {key}\n"
           f"  Try it         curl -H 'Authorization: Bearer {key}' {url}/api/v1/accounts\n", flush=True)
     code = 0
     while not stopping:
@@ -167,6 +218,12 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--scopes", default="read,write", help="comma-separated: read, write")
     ledger = sub.add_parser("ledger", help="ledger tools").add_subparsers(dest="ledger_command", required=True)
     ledger.add_parser("check", help="verify the ledger invariants; exits 1 on drift")
+    dlq = sub.add_parser("dlq", help="the dead letter queue").add_subparsers(dest="dlq_command", required=True)
+    listing = dlq.add_parser("list", help="payments and refunds whose processing failed, newest first")
+    listing.add_argument("--limit", type=int, default=100)
+    retry = dlq.add_parser("retry", help="re-drive one dead letter's work to the workers")
+    retry.add_argument("id", help="the dead letter's id (first column of `dlq list`)")
+    sub.add_parser("mock-providers", help="run the mock Stripe-like and PayPal-like provider server")
     return root
 
 
@@ -175,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _settings()
     configure_logging(settings.observability.log_level, settings.observability.log_format,
                       process=args.command)
-    endpoints = resolve_endpoints(settings, redis=args.command in {"serve", "worker", "dev"})
+    if args.command == "mock-providers":
+        return cmd_mock_providers(settings)
+    endpoints = resolve_endpoints(settings, redis=args.command in {"serve", "worker", "dev", "dlq"})
     if not endpoints.redis_url:
         endpoints.redis_url = "redis://127.0.0.1:6379/0"  # unused by commands that do not touch Redis
     try:
@@ -189,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_dev(settings, endpoints)
         if args.command == "keys":
             return cmd_keys_create(settings, endpoints, args)
+        if args.command == "dlq":
+            return cmd_dlq(settings, endpoints, args)
         return cmd_ledger_check(settings, endpoints)
     finally:
         endpoints.close()

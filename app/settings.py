@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import typing
@@ -84,13 +85,46 @@ class RedisSettings:
         return f"redis://{self.host}:{self.port}/{self.db}"
 
 
+_RATE = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0))
+
+
 @attrs.frozen(kw_only=True)
 class PaymentSettings:
-    max_retries: int = 5
+    max_retries: int = attrs.field(default=5, validator=attrs.validators.ge(1))  # attempts per provider call
     min_backoff: float = _duration(1.0)
     max_backoff: float = _duration(30.0)
-    provider_timeout: float = _duration(10.0)
-    lock_ttl: float = _duration(30.0)
+    provider_timeout: float = _duration(10.0, positive=True)
+    lock_ttl: float = _duration(30.0, positive=True)
+    stuck_after: float = _duration(120.0, positive=True)  # untouched this long: housekeeping re-enqueues it
+    breaker_window: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    breaker_failure_rate: float = attrs.field(default=0.6, validator=_RATE)
+    breaker_recovery: float = _duration(30.0, positive=True)
+
+
+@attrs.frozen(kw_only=True)
+class ProvidersSettings:
+    """Base URLs and API keys of the providers; an empty URL means the bundled mock server."""
+
+    stripe_url: str = ""
+    stripe_api_key: str = "sk_test_mock"
+    paypal_url: str = ""
+    paypal_api_key: str = "paypal_test_mock"
+
+
+@attrs.frozen(kw_only=True)
+class MockSettings:
+    """The bundled mock provider server (`payments mock-providers`)."""
+
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8090, validator=_PORT)
+    latency: float = _duration(0.0)
+    failure_rate: float = attrs.field(default=0.0, validator=_RATE)
+
+
+@attrs.frozen(kw_only=True)
+class WorkerSettings:
+    concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))  # messages in flight per process
+    housekeeping_interval: float = _duration(60.0, positive=True)
 
 
 @attrs.frozen(kw_only=True)
@@ -117,11 +151,19 @@ class Settings:
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     payment: PaymentSettings = PaymentSettings()
+    providers: ProvidersSettings = ProvidersSettings()
+    mock: MockSettings = MockSettings()
+    worker: WorkerSettings = WorkerSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     data_dir: str = ""
     dev_api_key: str = ""
+
+    def provider_url(self, name: str) -> str:
+        """The provider's configured base URL, or the bundled mock server's route for it."""
+        configured: str = getattr(self.providers, f"{name}_url")
+        return configured or f"http://{self.mock.host}:{self.mock.port}/{name}"
 
 
 def _convert(key: str, value: object, field: attrs.Attribute[Any], hint: Any) -> object:
@@ -141,6 +183,13 @@ def _convert(key: str, value: object, field: attrs.Attribute[Any], hint: Any) ->
             if number < 0:
                 raise ValueError("must not be negative")
             return number
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            real = float(str(value))
+            if not math.isfinite(real):
+                raise ValueError("expected a finite number")
+            return real
         if hint is str:
             if not isinstance(value, (str, int, float)):
                 raise ValueError("expected a string")

@@ -10,6 +10,19 @@ from uuid import UUID
 import attrs
 
 from core.ids import new_id
+from core.work import PAYMENT, REFUND, WorkItem
+
+#: Events that ask a worker to do something besides telling subscribers.
+_WORK = {"payment.created": PAYMENT, "refund.created": REFUND}
+
+
+def work_for(message: OutboxMessage) -> WorkItem | None:
+    """The work a committed event starts: processing a new external payment or refund."""
+    kind = _WORK.get(message.topic)
+    if kind is None or (kind == PAYMENT and message.payload.get("payment_type") != "external_payment"):
+        return None
+    return WorkItem(kind=kind, tenant_id=message.tenant_id, target_id=message.aggregate_id,
+                    correlation_id=message.correlation_id)
 
 #: Event types a webhook subscription may name (API.md §7); "*" matches all.
 CATALOGUE = (
@@ -17,9 +30,12 @@ CATALOGUE = (
     "transfer.completed",
     "payment.created",
     "payment.processing",
+    "payment.attempt_failed",
     "payment.completed",
     "payment.failed",
     "payment.cancelled",
+    "payment.partially_refunded",
+    "payment.refunded",
     "refund.created",
     "refund.succeeded",
     "refund.failed",

@@ -65,11 +65,22 @@ class Payment:
     description: str | None = None
     metadata: dict[str, str] = attrs.field(factory=dict)
     version: int = 0
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
     correlation_id: str | None = None
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None
     events: list[PaymentEvent] = attrs.field(factory=list, eq=False, repr=False)
+
+    @property
+    def stored_version(self) -> int:
+        """The version the payment had when it was read: its unsaved events came after it."""
+        return self.version - len(self.events)
+
+    @property
+    def is_external(self) -> bool:
+        return self.payment_type == EXTERNAL_PAYMENT
 
     def snapshot(self) -> dict[str, Any]:
         """The fields an event records, so folding events rebuilds the payment's state."""
@@ -82,15 +93,15 @@ class Payment:
             "completed_at": timestamp(self.completed_at),
         }
 
-    def record(self, event_type: str, at: datetime) -> PaymentEvent:
-        """Append an event carrying the payment's new state to its pending history."""
+    def record(self, event_type: str, at: datetime, **details: Any) -> PaymentEvent:
+        """Append an event carrying the payment's new state (and `details` of what happened)."""
         event = PaymentEvent(
             id=new_id(),
             tenant_id=self.tenant_id,
             payment_id=self.id,
             sequence=self.version,
             type=event_type,
-            data=self.snapshot(),
+            data={**details, **self.snapshot()},
             correlation_id=self.correlation_id,
             created_at=at,
         )
@@ -106,7 +117,7 @@ class Payment:
         self.updated_at = self.completed_at = at
         return self.record("payment.completed", at)
 
-    def transition(self, status: str, at: datetime, event_type: str | None = None) -> PaymentEvent:
+    def transition(self, status: str, at: datetime, event_type: str | None = None, **details: Any) -> PaymentEvent:
         """Move to `status` if the state machine allows it, recording the event."""
         if status not in TRANSITIONS[self.status]:
             raise InvalidStateTransition(f"payment {self.id} cannot go from {self.status} to {status}")
@@ -115,12 +126,54 @@ class Payment:
         self.updated_at = at
         if status == COMPLETED:
             self.completed_at = at
-        return self.record(event_type or f"payment.{status}", at)
+        if status not in (PENDING, PROCESSING):
+            self.next_attempt_at = None
+        return self.record(event_type or f"payment.{status}", at, **details)
+
+    def note(self, event_type: str, at: datetime, **details: Any) -> PaymentEvent:
+        """Record an event that changes no status (an attempt failed, a refund was asked for)."""
+        self.version += 1
+        self.updated_at = at
+        return self.record(event_type, at, **details)
+
+    def complete(self, reference: str, at: datetime) -> PaymentEvent:
+        """The provider charged the payment."""
+        self.provider_reference = reference
+        return self.transition(COMPLETED, at)
+
+    def fail(self, reason: str, at: datetime) -> PaymentEvent:
+        """A decline or the last failed attempt: the payment ends `failed`."""
+        if FAILED in TRANSITIONS[self.status]:
+            self.failure_reason = reason
+        return self.transition(FAILED, at)
+
+    def attempt_failed(self, error: str, at: datetime, retry_at: datetime | None) -> PaymentEvent:
+        """Attempt number `attempts` failed transiently; `retry_at` is when the next is due (None: none)."""
+        self.next_attempt_at = retry_at
+        return self.note("payment.attempt_failed", at, attempt=self.attempts, error=error)
+
+    @property
+    def refundable(self) -> bool:
+        return self.status in (COMPLETED, PARTIALLY_REFUNDED)
+
+    def refunded(self, amount: int, at: datetime, **details: Any) -> PaymentEvent:
+        """A refund of `amount` succeeded: partially or fully refunded."""
+        if self.refunded_amount + amount > self.amount or amount <= 0:
+            raise ValueError("a refund cannot exceed the payment")
+        if not self.refundable:
+            raise InvalidStateTransition(f"payment {self.id} is {self.status}; it cannot be refunded")
+        self.refunded_amount += amount
+        status = REFUNDED if self.refunded_amount == self.amount else PARTIALLY_REFUNDED
+        return self.transition(status, at, **details)
+
+
+#: The payment fields an event's data carries; folding them in sequence order rebuilds the payment.
+STATE_KEYS = ("status", "refunded_amount", "provider_reference", "failure_reason", "updated_at", "completed_at")
 
 
 def fold(events: list[PaymentEvent]) -> dict[str, Any]:
     """Replay a payment's events in order; the result must equal the payment's stored state."""
     state: dict[str, Any] = {}
     for event in sorted(events, key=lambda e: e.sequence):
-        state.update(event.data)
+        state.update({key: event.data[key] for key in STATE_KEYS if key in event.data})
     return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -16,7 +17,9 @@ from core.events import OutboxMessage
 from core.idempotency import IdempotencyRecord, IdempotentRequest
 from core.ledger import Entry
 from core.payments import Payment, PaymentEvent
+from core.refunds import Refund
 from core.tenants import ApiKey, Tenant
+from core.work import DeadLetter, WorkItem
 
 T = TypeVar("T")
 
@@ -73,14 +76,71 @@ class Ledger(Protocol):
         ...
 
 
+@attrs.frozen(kw_only=True)
+class PaymentFilter:
+    """API.md §6 list filters; None means any."""
+
+    status: str | None = None
+    payment_type: str | None = None
+    account_id: UUID | None = None
+    provider: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
 class Payments(Protocol):
-    """Payments and their event history; `add`/`save` write the payment's pending events too."""
+    """Payments and their event history; `add`/`save` write the payment's pending events too.
+
+    `lock` takes the payment's row lock until the unit of work ends. `save` writes
+    the changed payment at commit only if its stored version is still the one it
+    was read at; otherwise commit raises `ConcurrencyConflict`.
+    """
 
     async def get(self, tenant_id: UUID, payment_id: UUID) -> Payment | None: ...
 
+    async def lock(self, tenant_id: UUID, payment_id: UUID) -> Payment | None: ...
+
+    async def list(
+        self, tenant_id: UUID, where: PaymentFilter, *, limit: int, cursor: str | None
+    ) -> Page[Payment]:
+        """Newest first. Raises `ValidationFailed` for a malformed cursor."""
+        ...
+
     def add(self, payment: Payment) -> None: ...
 
-    async def events(self, tenant_id: UUID, payment_id: UUID) -> list[PaymentEvent]: ...
+    def save(self, payment: Payment) -> None: ...
+
+    async def events(self, tenant_id: UUID, payment_id: UUID) -> builtins.list[PaymentEvent]: ...
+
+
+class Refunds(Protocol):
+    """Refunds of payments. `add`/`save` are buffered until commit; `for_payment` is newest first."""
+
+    async def lock(self, tenant_id: UUID, refund_id: UUID) -> Refund | None: ...
+
+    async def for_payment(self, tenant_id: UUID, payment_id: UUID) -> builtins.list[Refund]: ...
+
+    async def list(self, tenant_id: UUID, payment_id: UUID, *, limit: int, cursor: str | None) -> Page[Refund]:
+        """Newest first. Raises `ValidationFailed` for a malformed cursor."""
+        ...
+
+    def add(self, refund: Refund) -> None: ...
+
+    def save(self, refund: Refund) -> None: ...
+
+
+class DeadLetters(Protocol):
+    """Work that ended in failure, kept for inspection and re-drive (`payments dlq`)."""
+
+    def add(self, letter: DeadLetter) -> None: ...
+
+    async def list(self, *, limit: int) -> builtins.list[DeadLetter]:
+        """Newest first, every tenant (an operator's view)."""
+        ...
+
+    async def get(self, letter_id: UUID) -> DeadLetter | None: ...
+
+    def mark_retried(self, letter: DeadLetter) -> None: ...
 
 
 class Outbox(Protocol):
@@ -141,6 +201,11 @@ class UnitOfWork(Protocol):
     @property
     def tenants(self) -> Tenants: ...
 
+    @property
+    def refunds(self) -> Refunds: ...
+
+    @property
+    def dead_letters(self) -> DeadLetters: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 
@@ -183,7 +248,38 @@ class TaskQueue(Protocol):
     """The message broker the workers consume; delivery is at least once."""
 
     async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
-        """Enqueue one task per message, identified by the message id. Raises `Unavailable`."""
+        """Enqueue one event task per message, identified by the message id, and the work
+        (`core.events.work_for`) a message asks for. Raises `Unavailable`."""
+        ...
+
+    async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:
+        """Enqueue work, to run no sooner than `delay_seconds` from now. Raises `Unavailable`."""
+        ...
+
+
+class Locks(Protocol):
+    """Short-lived cross-process locks with an owner token and a time to live.
+
+    `acquire` returns a fresh token, or None while another owner holds the name.
+    `extend` and `release` act only if the token still owns the name (a lock
+    that expired and was taken by someone else is never extended or released by
+    its old owner) and say whether they did. They coordinate workers; they never
+    alone protect a balance. Raise `Unavailable` when the store cannot be reached.
+    """
+
+    async def acquire(self, name: str, ttl_seconds: float) -> str | None: ...
+
+    async def extend(self, name: str, token: str, ttl_seconds: float) -> bool: ...
+
+    async def release(self, name: str, token: str) -> bool: ...
+
+
+class InFlight(Protocol):
+    """Payments and refunds not yet finished, for the housekeeping job that re-enqueues stuck work."""
+
+    async def stuck(self, before: datetime, limit: int) -> list[WorkItem]:
+        """Pending/processing payments and pending refunds untouched since `before` (and not
+        scheduled for a later retry), oldest first."""
         ...
 
 

@@ -9,6 +9,7 @@ from core.clock import timestamp
 from core.ledger import Entry
 from core.money import format_minor
 from core.payments import Payment, PaymentEvent
+from core.refunds import Refund
 
 
 def account_view(account: Account) -> dict[str, Any]:
@@ -82,4 +83,21 @@ def event_view(event: PaymentEvent) -> dict[str, Any]:
         "data": event.data,
         "correlation_id": event.correlation_id,
         "created_at": timestamp(event.created_at),
+    }
+
+
+def refund_view(refund: Refund) -> dict[str, Any]:
+    """API.md §6 Refund."""
+    return {
+        "id": str(refund.id),
+        "payment_id": str(refund.payment_id),
+        "amount": format_minor(refund.amount, refund.currency),
+        "currency": refund.currency,
+        "status": refund.status,
+        "reason": refund.reason,
+        "provider_reference": refund.provider_reference,
+        "failure_reason": refund.failure_reason,
+        "created_at": timestamp(refund.created_at),
+        "updated_at": timestamp(refund.updated_at),
+        "completed_at": timestamp(refund.completed_at),
     }

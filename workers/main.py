@@ -11,17 +11,20 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import AsyncIO
 from loguru import logger
 
 from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
 from adapters.postgres.outbox_feed import PgLease, PgOutboxFeed
 from adapters.postgres.pool import create_pool
+from adapters.postgres.refunds import PgInFlight
 from app.settings import Settings
 from core.errors import CoreError
-from core.usecases.outbox import housekeep, relay_outbox
+from core.usecases.outbox import housekeep, relay_outbox, requeue_stuck
+from workers import runtime
 
 POLL_INTERVAL = 1.0  # a missed notification costs at most this much delay
-HOUSEKEEPING_INTERVAL = 60.0
 OUTBOX_RETENTION = timedelta(days=7)  # published events are kept a week for inspection and replay
 
 
@@ -57,27 +60,50 @@ async def _first(*events: asyncio.Event, seconds: float) -> None:
             task.cancel()
 
 
-async def housekeeping_forever(pool: asyncpg.Pool, stop: asyncio.Event, owner: str) -> None:
-    """Reap expired idempotency records and week-old published outbox rows, one worker at a time
-    (a lease with a fencing token)."""
-    lease = PgLease(pool)
+async def housekeeping_forever(
+    pool: asyncpg.Pool, queue: DramatiqTaskQueue, settings: Settings, stop: asyncio.Event, owner: str
+) -> None:
+    """One worker at a time (a lease with a fencing token): re-enqueue stuck payments and refunds,
+    reap expired idempotency records and week-old published outbox rows."""
+    lease, in_flight = PgLease(pool), PgInFlight(pool)
+    interval = settings.worker.housekeeping_interval
     while not stop.is_set():
         try:
-            done = await housekeep(lease=lease, owner=owner, ttl_seconds=HOUSEKEEPING_INTERVAL * 2,
-                                   now=datetime.now(UTC), outbox_retention=OUTBOX_RETENTION)
+            now = datetime.now(UTC)
+            requeued = await requeue_stuck(lease=lease, owner=owner, ttl_seconds=interval * 2, in_flight=in_flight,
+                                           queue=queue, now=now,
+                                           stuck_after=timedelta(seconds=settings.payment.stuck_after))
+            if requeued:
+                logger.bind(requeued=requeued).warning("housekeeping re-enqueued {} stuck payment(s)/refund(s)",
+                                                       requeued)
+            done = await housekeep(lease=lease, owner=owner, ttl_seconds=interval * 2,
+                                   now=now, outbox_retention=OUTBOX_RETENTION)
             if done and any(done.values()):
                 logger.bind(**done).info("housekeeping deleted expired idempotency keys and old outbox rows")
         except CoreError as error:
             logger.warning("housekeeping skipped: {}", error.detail)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), HOUSEKEEPING_INTERVAL)
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+class _CloseRuntime(dramatiq.Middleware):
+    """Closes the actors' connections on their event loop, after the last message and before the loop stops."""
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        thread = get_event_loop_thread()
+        if thread is not None:
+            with contextlib.suppress(Exception):
+                thread.run_coroutine(runtime.close())
 
 
 async def run(settings: Settings, database_url: str, redis_url: str) -> None:
     broker = make_broker(redis_url)
-    import workers.actors  # noqa: F401 - registers the actors on the broker
+    broker.add_middleware(_CloseRuntime(), before=AsyncIO)
+    runtime.configure(settings, database_url, redis_url, broker)
+    import workers.actors
+    import workers.payments  # noqa: F401
 
-    worker = dramatiq.Worker(broker, worker_threads=4)
+    worker = dramatiq.Worker(broker, worker_threads=settings.worker.concurrency)
     worker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,8 +113,9 @@ async def run(settings: Settings, database_url: str, redis_url: str) -> None:
     owner = f"{socket.gethostname()}:{os.getpid()}"
     logger.bind(process="worker").info("worker started")
     try:
-        await asyncio.gather(relay_forever(pool, DramatiqTaskQueue(broker), database_url, stop),
-                             housekeeping_forever(pool, stop, owner))
+        queue = DramatiqTaskQueue(broker)
+        await asyncio.gather(relay_forever(pool, queue, database_url, stop),
+                             housekeeping_forever(pool, queue, settings, stop, owner))
     finally:
         logger.info("worker stopping: finishing current messages")
         await asyncio.to_thread(worker.stop, int(settings.server.shutdown_timeout * 1000))

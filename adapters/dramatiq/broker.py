@@ -3,26 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import (
+    AgeLimit,
+    AsyncIO,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
 
 from core.clock import timestamp
 from core.errors import Unavailable
-from core.events import OutboxMessage
+from core.events import OutboxMessage, work_for
+from core.ids import new_id
+from core.work import PAYMENT, REFUND, WorkItem
 
 EVENTS_QUEUE = "events"
 DISPATCH_ACTOR = "dispatch_event"
+WORK_QUEUE = "payments"
+WORK_ACTORS = {PAYMENT: "process_payment", REFUND: "process_refund"}
+_WORK_IDS = uuid.UUID("6f1c1d1e-4b0a-4c55-9a53-1f0b4d1c7a10")
 
 
 def make_broker(redis_url: str) -> RedisBroker:
     """A Redis broker made the global one. Dramatiq's Prometheus middleware is left out:
     it would listen on 0.0.0.0; the worker exposes metrics itself."""
-    middleware = [AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(), AsyncIO()]
+    middleware = [AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(), AsyncIO(),
+                  CurrentMessage()]
     broker = RedisBroker(url=redis_url, middleware=middleware)  # type: ignore[no-untyped-call]
     dramatiq.set_broker(broker)
     return broker
@@ -39,6 +55,19 @@ def event_message(message: OutboxMessage) -> dramatiq.Message[Any]:
                             options={}, message_id=str(message.id))
 
 
+def work_message(item: WorkItem, message_id: str | None = None) -> dramatiq.Message[Any]:
+    """The task that processes one payment or refund."""
+    task = {"kind": item.kind, "tenant_id": str(item.tenant_id), "target_id": str(item.target_id),
+            "correlation_id": item.correlation_id}
+    return dramatiq.Message(queue_name=WORK_QUEUE, actor_name=WORK_ACTORS[item.kind], args=(task,), kwargs={},
+                            options={}, message_id=message_id or str(new_id()))
+
+
+def work_item(task: dict[str, Any]) -> WorkItem:
+    return WorkItem(kind=task["kind"], tenant_id=uuid.UUID(task["tenant_id"]),
+                    target_id=uuid.UUID(task["target_id"]), correlation_id=task.get("correlation_id"))
+
+
 class DramatiqTaskQueue:
     """The `TaskQueue` port: enqueues on the Redis broker from a thread (redis-py is blocking)."""
 
@@ -48,9 +77,20 @@ class DramatiqTaskQueue:
     async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
         await asyncio.to_thread(self._enqueue, messages)
 
+    async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:
+        delay = int(delay_seconds * 1000) or None
+        await asyncio.to_thread(self._send, [work_message(item) for item in items], delay)
+
     def _enqueue(self, messages: Sequence[OutboxMessage]) -> None:
+        tasks = [event_message(message) for message in messages]
+        for message in messages:  # the work a message starts; its id derives from the event's, so it is stable
+            if (item := work_for(message)) is not None:
+                tasks.append(work_message(item, str(uuid.uuid5(_WORK_IDS, str(message.id)))))
+        self._send(tasks, None)
+
+    def _send(self, tasks: Sequence[dramatiq.Message[Any]], delay: int | None) -> None:
         try:
-            for message in messages:
-                self._broker.enqueue(event_message(message))
+            for task in tasks:
+                self._broker.enqueue(task, delay=delay)
         except (redis.RedisError, OSError) as error:
             raise Unavailable(f"the task queue is unavailable: {error}") from error

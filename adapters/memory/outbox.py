@@ -11,7 +11,8 @@ from uuid import UUID
 import attrs
 
 from adapters.memory.store import InMemoryStore
-from core.events import ClaimedBatch, OutboxMessage
+from core.events import ClaimedBatch, OutboxMessage, work_for
+from core.work import PAYMENT, REFUND, WorkItem
 
 
 class InMemoryOutboxFeed:
@@ -39,14 +40,40 @@ class InMemoryOutboxFeed:
 
 
 class InMemoryTaskQueue:
-    """The `TaskQueue` port: remembers what was enqueued, in order."""
+    """The `TaskQueue` port: remembers what was enqueued, in order, with each work item's delay."""
 
     def __init__(self) -> None:
         self.events: list[OutboxMessage] = []
+        self.work: list[tuple[WorkItem, float]] = []
 
     async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
         await asyncio.sleep(0)
         self.events.extend(messages)
+        self.work += [(item, 0.0) for item in map(work_for, messages) if item is not None]
+
+    async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:
+        await asyncio.sleep(0)
+        self.work += [(item, delay_seconds) for item in items]
+
+
+class InMemoryInFlight:
+    """The `InFlight` port over `InMemoryStore`."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+
+    async def stuck(self, before: datetime, limit: int) -> list[WorkItem]:
+        found: list[tuple[datetime, WorkItem]] = []
+        for p in self._store.payments.values():
+            if p.is_external and p.status in ("pending", "processing") and max(
+                    p.updated_at, p.next_attempt_at or p.updated_at) < before:
+                found.append((p.updated_at, WorkItem(kind=PAYMENT, tenant_id=p.tenant_id, target_id=p.id,
+                                                     correlation_id=p.correlation_id)))
+        for r in self._store.refunds.values():
+            if r.status == "pending" and max(r.updated_at, r.next_attempt_at or r.updated_at) < before:
+                found.append((r.updated_at, WorkItem(kind=REFUND, tenant_id=r.tenant_id, target_id=r.id,
+                                                     correlation_id=r.correlation_id)))
+        return [item for _, item in sorted(found, key=lambda pair: pair[0])][:limit]
 
 
 @attrs.define

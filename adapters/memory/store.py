@@ -14,16 +14,25 @@ import attrs
 
 from adapters.cursor import decode_cursor, encode_cursor
 from adapters.memory.paging import account_key, entry_key, page
-from adapters.memory.repositories import MemoryIdempotencyKeys, MemoryOutbox, MemoryPayments, MemoryTenants
+from adapters.memory.repositories import (
+    MemoryDeadLetters,
+    MemoryIdempotencyKeys,
+    MemoryOutbox,
+    MemoryPayments,
+    MemoryRefunds,
+    MemoryTenants,
+)
 from core.accounts import Account
-from core.errors import IdempotencyRequestInProgress
+from core.errors import ConcurrencyConflict, IdempotencyRequestInProgress
 from core.events import OutboxMessage
 from core.idempotency import IdempotencyRecord
 from core.ids import new_id
 from core.ledger import Entry
 from core.payments import Payment, PaymentEvent
 from core.ports import Page
+from core.refunds import Refund
 from core.tenants import ApiKey, Tenant
+from core.work import DeadLetter
 
 SystemSlot = tuple[UUID, str, str]
 
@@ -40,6 +49,8 @@ class InMemoryStore:
     idempotency: dict[tuple[UUID, str], IdempotencyRecord] = attrs.field(factory=dict)
     tenants: dict[str, Tenant] = attrs.field(factory=dict)
     keys: dict[bytes, ApiKey] = attrs.field(factory=dict)
+    refunds: dict[UUID, Refund] = attrs.field(factory=dict)
+    dead_letters: dict[UUID, DeadLetter] = attrs.field(factory=dict)
     #: Row locks by account id, and by ("tenant", name) for tenants being inserted.
     row_locks: dict[Hashable, asyncio.Lock] = attrs.field(factory=lambda: defaultdict(asyncio.Lock))
     key_locks: set[tuple[UUID, str]] = attrs.field(factory=set)
@@ -136,7 +147,9 @@ class InMemoryUnitOfWork:
         self.store = store
         self.accounts = _Accounts(self)
         self.ledger = _Ledger(store)
-        self.payments = MemoryPayments(store)
+        self.payments = MemoryPayments(self)
+        self.refunds = MemoryRefunds(self)
+        self.dead_letters = MemoryDeadLetters(store)
         self.outbox = MemoryOutbox()
         self.idempotency = MemoryIdempotencyKeys(self)
         self.tenants = MemoryTenants(self)
@@ -188,16 +201,26 @@ class InMemoryUnitOfWork:
             live = store.idempotency.get((record.request.tenant_id, record.request.key))
             if live is not None and live.expires_at > record.created_at:
                 raise IdempotencyRequestInProgress("this Idempotency-Key was stored by a concurrent request")
+        for payment in self.payments.dirty.values():
+            stored = store.payments.get(payment.id)
+            if stored is None or stored.version != payment.stored_version or not payment.events:
+                raise ConcurrencyConflict("the payment changed since it was read; retry")
         store.tenants.update(self.tenants.created)
         created = {account.id: account for account in self.accounts.created.values()}
         for account in [*created.values(), *self.accounts.new.values(), *self.accounts.dirty.values()]:
             store.accounts[account.id] = copy.deepcopy(account)
         store.entries.extend(self.ledger.new)
-        for payment in self.payments.new:
+        for payment in [*self.payments.new, *self.payments.dirty.values()]:
             store.events[payment.id].extend(payment.events)
             stored = copy.deepcopy(payment)
             stored.events = []
             store.payments[payment.id] = stored
+        for refund in [*self.refunds.new.values(), *self.refunds.dirty.values()]:
+            store.refunds[refund.id] = copy.deepcopy(refund)
+        for letter in self.dead_letters.new:
+            store.dead_letters[letter.id] = letter
+        for letter in self.dead_letters.retried:
+            store.dead_letters[letter.id] = attrs.evolve(letter, retried_at=datetime.now(UTC))
         store.outbox.extend(self.outbox.new)
         for slot, record in self.idempotency.expired.items():
             if store.idempotency.get(slot) is record:

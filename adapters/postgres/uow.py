@@ -17,8 +17,9 @@ from adapters.postgres.local_locks import LocalLocks
 from adapters.postgres.misc import PgIdempotencyKeys, PgOutbox, PgTenants
 from adapters.postgres.payments import PgPayments
 from adapters.postgres.pool import translate_errors
+from adapters.postgres.refunds import PgDeadLetters, PgRefunds
 from adapters.postgres.rows import Fragment
-from core.errors import IdempotencyRequestInProgress
+from core.errors import ConcurrencyConflict, IdempotencyRequestInProgress
 
 _PARAM = re.compile(r"\$(\d+)")
 
@@ -62,6 +63,8 @@ class PgUnitOfWork:
         self.outbox = PgOutbox()
         self.idempotency = PgIdempotencyKeys(self)
         self.tenants = PgTenants(self)
+        self.refunds = PgRefunds(self)
+        self.dead_letters = PgDeadLetters(self)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with translate_errors():
@@ -102,8 +105,8 @@ class PgUnitOfWork:
     async def commit(self) -> None:
         """Write everything buffered in one statement, then COMMIT."""
         fragments = [
-            *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(),
-            *self.ledger.flush(), *self.outbox.flush(), *self.idempotency.flush(),
+            *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(), *self.refunds.flush(),
+            *self.ledger.flush(), *self.outbox.flush(), *self.idempotency.flush(), *self.dead_letters.flush(),
         ]
         try:
             with translate_errors():
@@ -114,6 +117,8 @@ class PgUnitOfWork:
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name == "idempotency_keys_pkey":
                 raise IdempotencyRequestInProgress("this Idempotency-Key was stored by a concurrent request") from error
+            if error.constraint_name == "one_event_per_version":
+                raise ConcurrencyConflict("the payment changed since it was read; retry") from error
             raise
         self._tx = None
         self._release_local()

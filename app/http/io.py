@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
@@ -199,3 +199,16 @@ def list_params(request: Request) -> tuple[int, str | None]:
     if cursor is not None and not cursor:
         raise ValidationFailed([FieldError("cursor", "must not be empty")])
     return limit, cursor
+
+
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def parse_time(value: str, field: str) -> datetime:
+    """An RFC 3339 timestamp with a zone (`2026-01-31T12:00:00Z`), as UTC."""
+    try:
+        if _TIME.match(value):
+            return datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        pass
+    raise ValidationFailed([FieldError(field, "must be an RFC 3339 time with a zone, e.g. 2026-01-31T12:00:00Z")])

@@ -57,6 +57,7 @@ class Operation:
     idempotency: str = "none"
     errors: tuple[int, ...] = ()
     secured: bool = True
+    also: tuple[int, ...] = ()  # other success statuses answering the same schema (201 and 202 of POST /payments)
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -251,6 +252,9 @@ def _operation(op: Operation, registry: _Registry) -> dict[str, Any]:
     if (schema := _success_schema(op, registry)) is not None:
         success["content"] = {"application/json": {"schema": schema}}
     responses = {str(op.response_status): success}
+    for status in op.also:
+        responses[str(status)] = {**success, "description": http.HTTPStatus(status).phrase,
+                                  "headers": _headers(op, status)}
     statuses = set(op.errors)
     statuses.update(_AUTH_ERRORS if op.secured else ())
     statuses.update(_BODY_ERRORS if op.request is not None else ())

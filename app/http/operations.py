@@ -10,6 +10,15 @@ from app.http.openapi import Operation, Parameter, build_openapi
 _LIST = (Parameter(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
          Parameter(name="cursor", schema={"type": "string", "minLength": 1}))
 _USER_ID = Parameter(name="user_id", schema={"type": "string", "minLength": 1, "maxLength": 255})
+_PAYMENT_FILTERS = (
+    Parameter(name="status", schema={"type": "string", "enum": ["pending", "processing", "completed", "failed",
+                                                               "cancelled", "partially_refunded", "refunded"]}),
+    Parameter(name="payment_type", schema={"type": "string", "enum": ["internal_transfer", "external_payment"]}),
+    Parameter(name="account_id", schema={"type": "string", "format": "uuid"}),
+    Parameter(name="provider", schema={"type": "string", "enum": ["stripe", "paypal"]}),
+    Parameter(name="created_after", schema={"type": "string", "format": "date-time"}),
+    Parameter(name="created_before", schema={"type": "string", "format": "date-time"}),
+)
 _ACCOUNT = "/api/v1/accounts/{account_id}"
 _PAYMENT = "/api/v1/payments/{payment_id}"
 _COMMON = (429, 503)
@@ -31,9 +40,23 @@ OPERATIONS = (
     Operation(method="post", path="/api/v1/transfers", summary="Transfer between two accounts", tag="transfers",
               operation_id="createTransfer", request=s.TransferRequest, response=s.Payment, response_status=201,
               idempotency="required", errors=(404, 409, *_COMMON)),
-    Operation(method="post", path="/api/v1/payments", summary="Create a payment", tag="payments",
+    Operation(method="post", path="/api/v1/payments",
+              summary="Create a payment (internal: 201 completed; external: 202 pending)", tag="payments",
               operation_id="createPayment", request=s.PaymentRequest, response=s.Payment, response_status=201,
-              idempotency="required", errors=(404, 409, *_COMMON)),
+              also=(202,), idempotency="required", errors=(404, 409, *_COMMON)),
+    Operation(method="get", path="/api/v1/payments", summary="List payments", tag="payments",
+              operation_id="listPayments", response=s.Payment, list_response=True,
+              query=(*_PAYMENT_FILTERS, *_LIST), errors=(422, *_COMMON)),
+    Operation(method="post", path=f"{_PAYMENT}/cancel", summary="Cancel a pending payment", tag="payments",
+              operation_id="cancelPayment", response=s.Payment, idempotency="optional",
+              errors=(404, 409, *_COMMON)),
+    Operation(method="post", path=f"{_PAYMENT}/refund",
+              summary="Refund a payment (external: 202 pending; internal transfer: 201 succeeded)", tag="payments",
+              operation_id="refundPayment", request=s.RefundRequest, response=s.Refund, response_status=202,
+              also=(201,), idempotency="required", errors=(404, 409, *_COMMON)),
+    Operation(method="get", path=f"{_PAYMENT}/refunds", summary="A payment's refunds", tag="payments",
+              operation_id="listRefunds", response=s.Refund, list_response=True, query=_LIST,
+              errors=(404, 422, *_COMMON)),
     Operation(method="get", path=_PAYMENT, summary="Get a payment", tag="payments", operation_id="getPayment",
               response=s.Payment, errors=(404, *_COMMON)),
     Operation(method="get", path=f"{_PAYMENT}/events", summary="A payment's event history", tag="payments",

@@ -58,6 +58,22 @@ class PaymentRequest:
 
 
 @attrs.frozen(kw_only=True)
+class CancelRequest:
+    """Cancel takes no fields; an empty body or `{}`."""
+
+    __openapi_strict__ = True
+
+
+@attrs.frozen(kw_only=True)
+class RefundRequest:
+    __openapi_strict__ = True
+    amount: Decimal | None = attrs.field(default=None, metadata={"openapi": {
+        "description": "Decimal amount in the payment's currency; absent: everything not yet refunded",
+        "examples": ["5.00"]}})
+    reason: str | None = attrs.field(default=None, metadata={"openapi": {"maxLength": 1000}})
+
+
+@attrs.frozen(kw_only=True)
 class Account:
     id: str = attrs.field(metadata=_UUID)
     user_id: str
@@ -105,6 +121,21 @@ class Payment:
     failure_reason: str | None
     description: str | None
     metadata: dict[str, str]
+    created_at: str = attrs.field(metadata={"openapi": {"format": "date-time"}})
+    updated_at: str = attrs.field(metadata={"openapi": {"format": "date-time"}})
+    completed_at: str | None = attrs.field(metadata={"openapi": {"format": "date-time"}})
+
+
+@attrs.frozen(kw_only=True)
+class Refund:
+    id: str = attrs.field(metadata=_UUID)
+    payment_id: str = attrs.field(metadata=_UUID)
+    amount: str = attrs.field(metadata=_MONEY_OUT)
+    currency: str
+    status: Literal["pending", "succeeded", "failed"]
+    reason: str | None
+    provider_reference: str | None
+    failure_reason: str | None
     created_at: str = attrs.field(metadata={"openapi": {"format": "date-time"}})
     updated_at: str = attrs.field(metadata={"openapi": {"format": "date-time"}})
     completed_at: str | None = attrs.field(metadata={"openapi": {"format": "date-time"}})

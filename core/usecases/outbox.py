@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from core.ports import Lease, OutboxFeed, TaskQueue
+from core.ports import InFlight, Lease, OutboxFeed, TaskQueue
 
 HOUSEKEEPING = "housekeeping"
 
@@ -51,6 +51,21 @@ async def housekeep(
         "idempotency_keys": await _drain(lambda: lease.reap_idempotency_keys(name, owner, token, batch), batch),
         "outbox": await _drain(lambda: lease.purge_published_outbox(name, owner, token, before, batch), batch),
     }
+
+
+async def requeue_stuck(
+    *, lease: Lease, owner: str, ttl_seconds: float, in_flight: InFlight, queue: TaskQueue, now: datetime,
+    stuck_after: timedelta, limit: int = 500, name: str = HOUSEKEEPING,
+) -> int | None:
+    """Under the housekeeping lease, enqueue again the payments and refunds nobody has touched for
+    `stuck_after` (their worker died, or their message was lost with a broker restart); how many.
+    A copy of work that was merely slow is harmless: processing is idempotent."""
+    if await lease.acquire(name, owner, ttl_seconds) is None:
+        return None
+    stuck = await in_flight.stuck(now - stuck_after, limit)
+    if stuck:
+        await queue.enqueue_work(stuck)
+    return len(stuck)
 
 
 async def _drain(step: Callable[[], Awaitable[int]], batch: int) -> int:

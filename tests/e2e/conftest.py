@@ -153,3 +153,69 @@ def no_server_errors(stack: Stack, request: pytest.FixtureRequest) -> Iterator[N
     if request.node.get_closest_marker("xfail") is None:
         after = _server_errors(stack.base_url)
         assert after == before, f"the API answered {after - before:g} 5xx response(s); see {stack.process.log}"
+
+
+#: Fast schedules so retries, stuck work and breakers play out in seconds (defaults are 1 s .. 30 s).
+FAST_WORKER = {
+    "PAYMENTS_PAYMENT_MIN_BACKOFF": "100ms",
+    "PAYMENTS_PAYMENT_MAX_BACKOFF": "400ms",
+    "PAYMENTS_PAYMENT_PROVIDER_TIMEOUT": "1s",
+    "PAYMENTS_PAYMENT_LOCK_TTL": "5s",
+    "PAYMENTS_PAYMENT_STUCK_AFTER": "3s",
+    "PAYMENTS_PAYMENT_BREAKER_RECOVERY": "2s",
+    "PAYMENTS_WORKER_HOUSEKEEPING_INTERVAL": "1s",
+    "PAYMENTS_OBSERVABILITY_LOG_LEVEL": "info",
+}
+
+
+def wait_http(url: str, process: Process, timeout: float = 30) -> None:
+    """Wait until `url` answers 200 (the process must stay up meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.popen is not None
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"{process.args} exited early:\n{process.output()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready in {timeout}s:\n{process.output()[-4000:]}")
+
+
+def start_mock(log: Path, **extra: str) -> tuple[int, Process]:
+    """`payments mock-providers` on a free port."""
+    port = free_port()
+    env = stack_env("", "", 8080, PAYMENTS_MOCK_PORT=str(port), **extra)
+    process = Process(["mock-providers"], env, log).start()
+    wait_http(f"http://127.0.0.1:{port}/health", process)
+    return port, process
+
+
+def start_worker(database_url: str, redis_url: str, mock_port: int, log: Path, **extra: str) -> Process:
+    env = stack_env(database_url, redis_url, 8080, PAYMENTS_MOCK_PORT=str(mock_port), **{**FAST_WORKER, **extra})
+    return Process(["worker"], env, log).start()
+
+
+@attrs.define
+class Payments:
+    """The whole stack for external payments: API, worker and mock providers."""
+
+    base_url: str
+    mock_url: str
+    worker: Process
+    mock: Process
+    container: Container
+
+
+@pytest.fixture(scope="session")
+def payments_stack(
+    stack: Stack, database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Payments]:
+    logs = tmp_path_factory.mktemp("payments")
+    port, mock = start_mock(logs / "mock.log")
+    worker = start_worker(database_url, redis_url, port, logs / "worker.log")
+    yield Payments(stack.base_url, f"http://127.0.0.1:{port}", worker, mock, stack.container)
+    worker.stop()
+    mock.stop()

@@ -1,0 +1,161 @@
+"""An in-memory payment provider with the mock server's semantics: idempotent by key, steered by metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import Counter
+
+import attrs
+
+from adapters.providers.outcomes import CHARGE_OUTCOME, REFUND_OUTCOME, Outcome, parse_outcome
+from core.money import MAX_MINOR, MINOR_UNITS
+from core.providers import ChargeRequest, ProviderDeclined, ProviderResult, ProviderUnavailable, RefundRequest
+
+SUCCEEDED = "succeeded"
+DECLINED = "declined"
+
+
+@attrs.define
+class RecordedCharge:
+    """A charge the fake made (`succeeded`) or declined, kept under its idempotency key."""
+
+    key: str
+    reference: str
+    amount: int
+    currency: str
+    status: str
+    description: str | None
+    metadata: dict[str, str]
+    requests: int = 1
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+
+@attrs.define
+class RecordedRefund:
+    """A refund the fake made (`succeeded`) or declined, kept under its idempotency key."""
+
+    key: str
+    reference: str
+    charge_reference: str
+    amount: int
+    currency: str
+    status: str
+    reason: str | None
+    metadata: dict[str, str]
+    requests: int = 1
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+
+class InMemoryProvider:
+    """The `PaymentProvider` port in memory, for unit tests of the core; passes the providers' contract suite.
+
+    Like the mock server: a repeated idempotency key returns the first result
+    (a success or a decline) and never charges twice; `metadata["mock_outcome"]`
+    (`mock_refund_outcome` for refunds, falling back to the charge's) picks
+    `succeed`, `decline`, `fail_transient:N` (the key's first N calls raise
+    `ProviderUnavailable`) or `timeout` (waits `timeout` seconds, then raises
+    `ProviderUnavailable`; nothing recorded). Refunds need a succeeded charge of
+    this provider and never exceed what is left of it.
+
+    Failure injection: `available = False` makes every call raise
+    `ProviderUnavailable`, and `fail_next = N` the next N calls, before anything
+    is looked at or recorded (like the server's failure rate). `calls` lists every
+    call as (kind, idempotency key), including the failed ones.
+    """
+
+    def __init__(self, name: str, *, timeout: float = 0.0) -> None:
+        self.name = name
+        self.timeout = timeout
+        self.available = True
+        self.fail_next = 0
+        self.charges: dict[str, RecordedCharge] = {}  # by idempotency key
+        self.refunds: dict[str, RecordedRefund] = {}  # by idempotency key
+        self.calls: list[tuple[str, str]] = []
+        self._requests: Counter[tuple[str, str]] = Counter()
+
+    async def charge(self, request: ChargeRequest) -> ProviderResult:
+        key = request.idempotency_key
+        await self._enter("charge", key, request.amount, request.currency)
+        if (charge := self.charges.get(key)) is not None:
+            charge.requests = self._requests["charge", key]
+            _same(charge.amount, request.amount, charge.currency, request.currency)
+            return _answer(charge.reference, charge.succeeded)
+        outcome = _parse(request.metadata.get(CHARGE_OUTCOME))
+        await self._proceed("charge", key, outcome)
+        status = DECLINED if outcome.kind == "decline" else SUCCEEDED
+        self.charges[key] = charge = RecordedCharge(
+            key, f"{self.name}_ch_{secrets.token_hex(8)}", request.amount, request.currency, status,
+            request.description, dict(request.metadata), self._requests["charge", key])
+        return _answer(charge.reference, charge.succeeded)
+
+    async def refund(self, request: RefundRequest) -> ProviderResult:
+        key = request.idempotency_key
+        await self._enter("refund", key, request.amount, request.currency)
+        if (refund := self.refunds.get(key)) is not None:
+            refund.requests = self._requests["refund", key]
+            _same(refund.amount, request.amount, refund.currency, request.currency)
+            if refund.charge_reference != request.charge_reference:
+                raise ProviderDeclined("This idempotency key was already used with different parameters.")
+            return _answer(refund.reference, refund.succeeded, "The refund was declined by the provider.")
+        charge = next((c for c in self.charges.values() if c.reference == request.charge_reference), None)
+        if charge is None or not charge.succeeded:
+            raise ProviderDeclined(f"No successful charge {request.charge_reference!r} to refund.")
+        if request.currency != charge.currency:
+            raise ProviderDeclined(f"The currency must be the charge's ({charge.currency}).")
+        left = charge.amount - sum(r.amount for r in self.refunds.values()
+                                   if r.charge_reference == charge.reference and r.succeeded)
+        if request.amount > left:
+            raise ProviderDeclined(f"The refund amount ({request.amount}) is greater than what is left ({left}).")
+        # a refund without its own steering follows the one its charge was made with
+        outcome = _parse(request.metadata.get(REFUND_OUTCOME) or charge.metadata.get(REFUND_OUTCOME))
+        await self._proceed("refund", key, outcome)
+        status = DECLINED if outcome.kind == "decline" else SUCCEEDED
+        self.refunds[key] = refund = RecordedRefund(
+            key, f"{self.name}_re_{secrets.token_hex(8)}", charge.reference, request.amount, charge.currency, status,
+            request.reason, dict(request.metadata), self._requests["refund", key])
+        return _answer(refund.reference, refund.succeeded, "The refund was declined by the provider.")
+
+    async def _enter(self, kind: str, key: str, amount: int, currency: str) -> None:
+        """Log the call, apply injected failures and validation (nothing recorded), then count it for its key."""
+        await asyncio.sleep(0)  # a real await point, as over the network, but the bookkeeping after it is atomic
+        self.calls.append((kind, key))
+        if not self.available or self.fail_next > 0:
+            self.fail_next = max(0, self.fail_next - 1)
+            raise ProviderUnavailable(f"{self.name} is unavailable (injected failure)")
+        if not 0 < amount <= MAX_MINOR or currency not in MINOR_UNITS:
+            raise ProviderDeclined(f"Invalid amount or currency: {amount} {currency}")
+        self._requests[kind, key] += 1
+
+    async def _proceed(self, kind: str, key: str, outcome: Outcome) -> None:
+        """Raise the transient failure or the timeout the outcome asks for, else return."""
+        count = self._requests[kind, key]
+        if outcome.kind == "fail_transient" and count <= outcome.failures:
+            raise ProviderUnavailable(f"{self.name}: transient failure {count} of {outcome.failures} (mock outcome)")
+        if outcome.kind == "timeout":
+            await asyncio.sleep(self.timeout)
+            raise ProviderUnavailable(f"{self.name} did not answer within {self.timeout:g} s")
+
+
+def _parse(value: str | None) -> Outcome:
+    try:
+        return parse_outcome(value)
+    except ValueError as error:
+        raise ProviderDeclined(str(error)) from None
+
+
+def _same(recorded_amount: int, amount: int, recorded_currency: str, currency: str) -> None:
+    if (recorded_amount, recorded_currency) != (amount, currency):
+        raise ProviderDeclined("This idempotency key was already used with different parameters.")
+
+
+def _answer(reference: str, succeeded: bool, declined: str = "Your card was declined.") -> ProviderResult:
+    if not succeeded:
+        raise ProviderDeclined(declined)
+    return ProviderResult(reference)

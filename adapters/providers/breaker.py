@@ -1,0 +1,199 @@
+"""A circuit breaker in front of a payment provider, built on the `circuitbreaker` library."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, ParamSpec, TypeVar
+
+import attrs
+import circuitbreaker
+from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN
+
+from core.providers import (
+    ChargeRequest,
+    CircuitOpen,
+    PaymentProvider,
+    ProviderResult,
+    ProviderUnavailable,
+    RefundRequest,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _counts_as_failure(exc_type: type[BaseException], _error: BaseException) -> bool:
+    """The provider did not answer. A decline is an answer, and so, for the breaker, a success."""
+    return issubclass(exc_type, (ProviderUnavailable, TimeoutError))
+
+
+@attrs.frozen
+class _Ticket:
+    """What a call was admitted as: the breaker's generation then, and whether it is the half-open probe."""
+
+    generation: int
+    probe: bool
+
+
+class RollingWindowBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]  # the library is untyped
+    """`circuitbreaker.CircuitBreaker` with a failure rate over a rolling window and one probe at a time.
+
+    The library opens after N consecutive failures, reads `time.monotonic` and lets
+    every call through once half-open. Here it opens when, among the last `window`
+    outcomes (and only once `window` have been seen), at least `failure_rate`
+    failed; time comes from `clock`; and half-open admits a single probe whose
+    outcome closes (success) or re-opens (failure) the circuit. The library keeps
+    the state names, the failure predicate, `state`/`opened`/`closed` and
+    `CircuitBreakerError`. Every state change starts a new generation, and an
+    outcome from an older generation (a call that began before the circuit
+    opened) is ignored. Use `call_async`; the library's `with` form cannot tell
+    the probe from other calls, so it is refused.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        window: int,
+        failure_rate: float,
+        recovery_timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
+        if window < 1 or not 0 < failure_rate <= 1 or recovery_timeout < 0:
+            raise ValueError("need window >= 1, 0 < failure_rate <= 1 and recovery_timeout >= 0")
+        super().__init__(
+            failure_threshold=window, recovery_timeout=recovery_timeout,
+            expected_exception=_counts_as_failure, name=name,
+        )
+        self._recovery_timeout = recovery_timeout  # the library turns a falsy 0 into its 30 s default
+        self._last_failure: Exception | None = None
+        self._clock = clock
+        self._opened = clock()
+        self._window = window
+        self._failure_rate = failure_rate
+        self._outcomes: deque[bool] = deque(maxlen=window)  # True: the call failed
+        self._generation = 0
+        self._probing = False
+
+    @property
+    def open_remaining(self) -> float:
+        """Seconds until an open circuit turns half-open (negative once it has); read from `clock`."""
+        return self._opened + self._recovery_timeout - self._clock()
+
+    @property
+    def failure_count(self) -> int:
+        return sum(self._outcomes)
+
+    def reset(self) -> None:
+        """Close the circuit and start a new, empty window."""
+        self._state = STATE_CLOSED
+        self._last_failure = None
+        self._new_generation()
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError("RollingWindowBreaker only supports call_async")
+
+    async def call_async(self, func: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await `func(*args, **kwargs)` if the circuit admits it, else raise `circuitbreaker.CircuitBreakerError`."""
+        ticket = self._admit()
+        try:
+            result = await func(*args, **kwargs)
+        except Exception as error:
+            self._record(ticket, error)
+            raise
+        except BaseException:
+            # Cancelled: no outcome, but a probe must not keep the half-open slot forever.
+            if ticket.probe and ticket.generation == self._generation:
+                self._probing = False
+            raise
+        self._record(ticket, None)
+        return result
+
+    def _admit(self) -> _Ticket:
+        state = self.state
+        if state == STATE_OPEN or (state == STATE_HALF_OPEN and self._probing):
+            raise circuitbreaker.CircuitBreakerError(self)
+        if state == STATE_HALF_OPEN:
+            self._probing = True
+        return _Ticket(self._generation, probe=state == STATE_HALF_OPEN)
+
+    def _record(self, ticket: _Ticket, error: Exception | None) -> None:
+        if ticket.generation != self._generation:
+            return
+        failed = error is not None and bool(self.is_failure(type(error), error))
+        if failed:
+            self._last_failure = error
+        if ticket.probe:
+            if failed:
+                self._trip()
+            else:
+                self.reset()
+            return
+        self._outcomes.append(failed)
+        if len(self._outcomes) == self._window and sum(self._outcomes) / self._window >= self._failure_rate:
+            self._trip()
+
+    def _trip(self) -> None:
+        self._state = STATE_OPEN
+        self._opened = self._clock()
+        self._new_generation()
+
+    def _new_generation(self) -> None:
+        self._generation += 1
+        self._outcomes.clear()
+        self._probing = False
+
+
+class BreakerProvider:
+    """A `PaymentProvider` that stops calling `inner` while it keeps failing, and raises `CircuitOpen` instead.
+
+    Only `ProviderUnavailable` and timeouts count as failures; a `ProviderDeclined`
+    means the provider answered. See `RollingWindowBreaker` for when the circuit
+    opens and how it recovers.
+    """
+
+    def __init__(
+        self,
+        inner: PaymentProvider,
+        *,
+        window: int = 10,
+        failure_rate: float = 0.6,
+        recovery_timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name: str = inner.name
+        self._inner = inner
+        self._breaker = RollingWindowBreaker(
+            f"provider:{inner.name}", window=window, failure_rate=failure_rate,
+            recovery_timeout=recovery_timeout, clock=clock,
+        )
+
+    @property
+    def state(self) -> str:
+        """`closed`, `open` or `half_open` (open, with its recovery timeout over)."""
+        state: str = self._breaker.state
+        return state
+
+    @property
+    def remaining_open_seconds(self) -> float:
+        """Seconds until the open circuit lets a probe through; 0 unless open."""
+        if self.state != STATE_OPEN:
+            return 0.0
+        remaining: float = self._breaker.open_remaining
+        return max(0.0, remaining)
+
+    async def charge(self, request: ChargeRequest) -> ProviderResult:
+        return await self._call(self._inner.charge, request)
+
+    async def refund(self, request: RefundRequest) -> ProviderResult:
+        return await self._call(self._inner.refund, request)
+
+    async def _call(self, method: Callable[[T], Awaitable[ProviderResult]], request: T) -> ProviderResult:
+        try:
+            result: ProviderResult = await self._breaker.call_async(method, request)
+        except circuitbreaker.CircuitBreakerError:
+            raise CircuitOpen(f"circuit open for provider {self.name}",
+                              retry_after=self.remaining_open_seconds) from None
+        return result

@@ -1,0 +1,91 @@
+"""The PayPal-like provider client: captured orders and capture refunds over JSON with PayPal-Request-Id."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from adapters.providers.transport import ProviderHttp, text
+from core.money import format_minor
+from core.providers import (
+    ChargeRequest,
+    ProviderDeclined,
+    ProviderResult,
+    ProviderUnavailable,
+    RefundRequest,
+)
+
+_ORDER_DECLINED = frozenset({"DECLINED", "VOIDED", "FAILED", "PAYER_ACTION_REQUIRED"})
+_REFUND_DONE = frozenset({"COMPLETED", "PENDING"})  # a pending refund has been accepted; it settles later
+_REFUND_FAILED = frozenset({"CANCELLED", "FAILED"})
+_DESCRIPTION_MAX = 127  # PayPal's limits on purchase_units[].description and note_to_payer
+_NOTE_MAX = 255
+
+
+class PayPalProvider:
+    """The `PaymentProvider` port over a PayPal-like API at `base_url` (the mock server's `/paypal` by default).
+
+    A charge is an order with intent CAPTURE keyed by the payment id, a refund refunds
+    the capture keyed by the refund id, both through the `PayPal-Request-Id` header.
+    Amounts travel as decimal strings. A 422 or any other final 4xx is
+    `ProviderDeclined` with PayPal's description; see `ProviderHttp` for what counts as
+    `ProviderUnavailable`.
+    """
+
+    name = "paypal"
+
+    def __init__(
+        self, base_url: str, api_key: str, *, client: httpx.AsyncClient | None = None, timeout: float = 10.0,
+    ) -> None:
+        self._http = ProviderHttp(
+            self.name, base_url, api_key, key_header="PayPal-Request-Id", client=client, timeout=timeout)
+
+    async def charge(self, request: ChargeRequest) -> ProviderResult:
+        unit: dict[str, Any] = {
+            "reference_id": str(request.payment_id),
+            "amount": _amount(request.amount, request.currency),
+            "custom_id": request.idempotency_key,
+        }
+        if request.description is not None:
+            unit["description"] = request.description[:_DESCRIPTION_MAX]
+        order = {"intent": "CAPTURE", "purchase_units": [unit], "metadata": dict(request.metadata)}
+        status, body = await self._http.post("/v2/checkout/orders", request.idempotency_key, body=order)
+        return _result(status, body, done=frozenset({"COMPLETED"}), failed=_ORDER_DECLINED)
+
+    async def refund(self, request: RefundRequest) -> ProviderResult:
+        refund: dict[str, Any] = {"amount": _amount(request.amount, request.currency),
+                                  "metadata": dict(request.metadata)}
+        if request.reason is not None:
+            refund["note_to_payer"] = request.reason[:_NOTE_MAX]
+        path = f"/v2/payments/captures/{quote(request.charge_reference, safe='')}/refund"
+        status, body = await self._http.post(path, request.idempotency_key, body=refund)
+        return _result(status, body, done=_REFUND_DONE, failed=_REFUND_FAILED)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client unless it was passed in."""
+        await self._http.aclose()
+
+
+def _amount(minor: int, currency: str) -> dict[str, str]:
+    try:
+        return {"currency_code": currency, "value": format_minor(minor, currency)}
+    except KeyError:
+        raise ProviderDeclined(f"paypal does not support the currency {currency!r}") from None
+
+
+def _result(status: int, body: dict[str, Any], *, done: frozenset[str], failed: frozenset[str]) -> ProviderResult:
+    if status >= 400:
+        details = body.get("details")
+        detail = details[0] if isinstance(details, list) and details and isinstance(details[0], dict) else {}
+        message = text(detail.get("description")) or text(body.get("message")) or text(body.get("name"))
+        raise ProviderDeclined(message or f"paypal refused the request (HTTP {status})")
+    reference, state = text(body.get("id")), text(body.get("status"))
+    if reference is None or state is None:
+        raise ProviderUnavailable(f"paypal sent an unparseable response (HTTP {status})")
+    if state in failed:
+        raise ProviderDeclined(f"paypal answered with status {state}")
+    if state not in done:  # e.g. PENDING or APPROVED: not final yet; the same key later returns the final state
+        raise ProviderUnavailable(f"paypal has not finished the request (status {state})")
+    return ProviderResult(reference)

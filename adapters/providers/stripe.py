@@ -1,0 +1,77 @@
+"""The Stripe-like provider client: PaymentIntents and Refunds over form-encoded HTTP with idempotency keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from adapters.providers.transport import ProviderHttp, text
+from core.providers import (
+    ChargeRequest,
+    ProviderDeclined,
+    ProviderResult,
+    ProviderUnavailable,
+    RefundRequest,
+)
+
+_CHARGE_DECLINED = frozenset({"requires_payment_method", "requires_action", "canceled"})
+_REFUND_DONE = frozenset({"succeeded", "pending"})  # a pending refund has been accepted; it settles later
+_REFUND_FAILED = frozenset({"failed", "canceled"})
+
+
+class StripeProvider:
+    """The `PaymentProvider` port over a Stripe-like API at `base_url` (the mock server's `/stripe` by default).
+
+    Charges are confirmed PaymentIntents keyed by the payment id, refunds are Refunds
+    keyed by the refund id, both through the `Idempotency-Key` header. A 402 or any
+    other final 4xx is `ProviderDeclined` with Stripe's message; see `ProviderHttp`
+    for what counts as `ProviderUnavailable`.
+    """
+
+    name = "stripe"
+
+    def __init__(
+        self, base_url: str, api_key: str, *, client: httpx.AsyncClient | None = None, timeout: float = 10.0,
+    ) -> None:
+        self._http = ProviderHttp(
+            self.name, base_url, api_key, key_header="Idempotency-Key", client=client, timeout=timeout)
+
+    async def charge(self, request: ChargeRequest) -> ProviderResult:
+        form = {"amount": str(request.amount), "currency": request.currency.lower(), "confirm": "true"}
+        if request.description is not None:
+            form["description"] = request.description
+        form.update(_metadata(request.metadata))
+        status, body = await self._http.post("/v1/payment_intents", request.idempotency_key, data=form)
+        return _result(status, body, done=frozenset({"succeeded"}), failed=_CHARGE_DECLINED)
+
+    async def refund(self, request: RefundRequest) -> ProviderResult:
+        form = {"payment_intent": request.charge_reference, "amount": str(request.amount)}
+        if request.reason is not None:
+            form["reason"] = request.reason
+        form.update(_metadata(request.metadata))
+        status, body = await self._http.post("/v1/refunds", request.idempotency_key, data=form)
+        return _result(status, body, done=_REFUND_DONE, failed=_REFUND_FAILED)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client unless it was passed in."""
+        await self._http.aclose()
+
+
+def _metadata(metadata: dict[str, str]) -> dict[str, str]:
+    return {f"metadata[{key}]": value for key, value in metadata.items()}
+
+
+def _result(status: int, body: dict[str, Any], *, done: frozenset[str], failed: frozenset[str]) -> ProviderResult:
+    if status >= 400:
+        error = body.get("error")
+        message = text(error.get("message")) if isinstance(error, dict) else None
+        raise ProviderDeclined(message or f"stripe refused the request (HTTP {status})")
+    reference, state = text(body.get("id")), text(body.get("status"))
+    if reference is None or state is None:
+        raise ProviderUnavailable(f"stripe sent an unparseable response (HTTP {status})")
+    if state in failed:
+        raise ProviderDeclined(f"stripe answered with status {state}")
+    if state not in done:  # e.g. "processing": not final yet; the same key later returns the final state
+        raise ProviderUnavailable(f"stripe has not finished the request (status {state})")
+    return ProviderResult(reference)

@@ -1,0 +1,89 @@
+"""The payment-provider port: charges and refunds through an external provider, and how they fail."""
+
+from __future__ import annotations
+
+from typing import Protocol
+from uuid import UUID
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class ChargeRequest:
+    """Charge `amount` minor units of `currency`; `idempotency_key` is the payment id, stable across retries."""
+
+    payment_id: UUID
+    amount: int
+    currency: str
+    description: str | None
+    metadata: dict[str, str]
+
+    @property
+    def idempotency_key(self) -> str:
+        return str(self.payment_id)
+
+
+@attrs.frozen(kw_only=True)
+class RefundRequest:
+    """Refund part or all of a charge; `idempotency_key` is the refund id, stable across retries."""
+
+    refund_id: UUID
+    payment_id: UUID
+    charge_reference: str
+    amount: int
+    currency: str
+    reason: str | None
+    metadata: dict[str, str]
+
+    @property
+    def idempotency_key(self) -> str:
+        return str(self.refund_id)
+
+
+@attrs.frozen
+class ProviderResult:
+    """The provider's reference for a charge or refund that succeeded."""
+
+    reference: str
+
+
+class ProviderError(Exception):
+    """A provider call that did not succeed; `reason` is safe to show to the payment's owner."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ProviderDeclined(ProviderError):
+    """A permanent refusal (card declined, insufficient funds at the provider): never retried."""
+
+
+class ProviderUnavailable(ProviderError):
+    """A transient failure (timeout, 5xx, connection refused): retried with backoff, same idempotency key."""
+
+
+class CircuitOpen(ProviderUnavailable):
+    """The provider's circuit breaker is open: the call was not made. The next call is worth
+    trying no sooner than `retry_after` seconds from now (when the breaker lets a probe through)."""
+
+    def __init__(self, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PaymentProvider(Protocol):
+    """One external provider (`stripe`, `paypal`).
+
+    Both calls are idempotent on the request's `idempotency_key`: repeating one
+    returns the first result and never charges or refunds twice. They raise
+    `ProviderDeclined` for a permanent refusal and `ProviderUnavailable` for
+    anything that may succeed if repeated (including a timeout, after which the
+    outcome is unknown until the call is repeated).
+    """
+
+    name: str
+
+    async def charge(self, request: ChargeRequest) -> ProviderResult: ...
+
+    async def refund(self, request: RefundRequest) -> ProviderResult: ...

@@ -1,0 +1,49 @@
+"""The dead letter queue: work that ended in failure, listed for operators and re-driven on demand."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from core.errors import InvalidStateTransition, NotFound
+from core.ports import Clock, TaskQueue, UnitOfWork, UnitOfWorkFactory
+from core.work import PAYMENT, DeadLetter
+
+_UNFINISHED = {PAYMENT: ("pending", "processing"), "refund": ("pending",)}
+
+
+async def list_dead_letters(*, uow: UnitOfWork, limit: int = 100) -> list[DeadLetter]:
+    """The newest dead letters of every tenant."""
+    return await uow.dead_letters.list(limit=limit)
+
+
+async def retry_dead_letter(letter_id: UUID, *, uow_factory: UnitOfWorkFactory, queue: TaskQueue, clock: Clock) -> str:
+    """Re-drive a dead letter's work to the workers; what it re-drove, as one line.
+
+    Work whose payment or refund is still unfinished (its message died on an
+    infrastructure error) is enqueued again and finishes as if never interrupted.
+    A payment or refund that already ended `failed` is final — its money is back
+    on the source and the ledger records it — so re-driving it raises
+    `InvalidStateTransition` with what to do instead; nothing changes.
+    Raises `NotFound` for an unknown id.
+    """
+    async with uow_factory() as uow:
+        letter = await uow.dead_letters.get(letter_id)
+        if letter is None:
+            raise NotFound(f"dead letter {letter_id} not found")
+        status = await _status(uow, letter)
+        if status not in _UNFINISHED[letter.kind]:
+            raise InvalidStateTransition(
+                f"{letter.kind} {letter.target_id} is {status}: it is final and its money is settled; "
+                f"create a new {letter.kind} to try again")
+        await queue.enqueue_work([letter.work()])
+        uow.dead_letters.mark_retried(letter)
+        await uow.commit()
+    return f"re-enqueued {letter.kind} {letter.target_id} ({status})"
+
+
+async def _status(uow: UnitOfWork, letter: DeadLetter) -> str | None:
+    if letter.kind == PAYMENT:
+        payment = await uow.payments.get(letter.tenant_id, letter.target_id)
+        return payment.status if payment else None
+    refund = await uow.refunds.lock(letter.tenant_id, letter.target_id)
+    return refund.status if refund else None

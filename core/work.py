@@ -1,0 +1,54 @@
+"""Background work: what a worker is asked to do, its retry schedule, and dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import attrs
+
+PAYMENT, REFUND = "payment", "refund"
+
+
+@attrs.frozen(kw_only=True)
+class WorkItem:
+    """Process one payment or refund (idempotent: doing it twice has the effect of once)."""
+
+    kind: str
+    tenant_id: UUID
+    target_id: UUID
+    correlation_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """Attempts and exponential backoff of provider calls (API.md §6: 1 s, 2 s, 4 s … capped, 5 attempts)."""
+
+    max_attempts: int = 5
+    min_backoff: float = 1.0
+    max_backoff: float = 30.0
+    provider_timeout: float = 10.0
+    lock_ttl: float = 30.0
+
+    def backoff(self, failed_attempts: int) -> float:
+        """Seconds to wait after the `failed_attempts`-th failure: min, 2 min, 4 min … capped at max."""
+        return float(min(self.max_backoff, self.min_backoff * 2 ** max(0, failed_attempts - 1)))
+
+
+@attrs.frozen(kw_only=True)
+class DeadLetter:
+    """A payment or refund whose work ended in failure (or could not be done), kept for inspection and re-drive."""
+
+    id: UUID
+    tenant_id: UUID
+    kind: str
+    target_id: UUID
+    error: str
+    attempts: int
+    correlation_id: str | None
+    created_at: datetime
+    retried_at: datetime | None = None
+
+    def work(self) -> WorkItem:
+        return WorkItem(kind=self.kind, tenant_id=self.tenant_id, target_id=self.target_id,
+                        correlation_id=self.correlation_id)

@@ -1,0 +1,178 @@
+"""The `Locks` port: one suite over the in-memory fake and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from adapters.memory.locks import InMemoryLocks
+from adapters.redis.locks import RedisLocks
+from core.errors import Unavailable
+
+pytestmark = pytest.mark.timeout(30)
+
+LONG = 30.0
+
+
+class FakeMonotonic:
+    """A monotonic clock moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class MemoryBackend:
+    short_ttl = 5.0
+
+    def __init__(self) -> None:
+        self.clock = FakeMonotonic()
+        self.locks = InMemoryLocks(self.clock)
+
+    async def wait_expired(self, name: str) -> None:
+        self.clock.advance(self.short_ttl + 0.001)
+
+
+class RedisBackend:
+    short_ttl = 0.2
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.prefix = f"test:lock:{secrets.token_hex(6)}:"
+        self.locks = RedisLocks(client, prefix=self.prefix)
+
+    async def wait_expired(self, name: str) -> None:
+        async def gone() -> None:
+            while await self.client.exists(self.prefix + name):
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(gone(), 5)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def locks_backend(request: pytest.FixtureRequest) -> AsyncIterator[MemoryBackend | RedisBackend]:
+    """A fresh fake with a hand-moved clock, or `RedisLocks` under a prefix of its own on the session's Redis."""
+    if request.param == "memory":
+        yield MemoryBackend()
+        return
+    client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    backend = RedisBackend(client)
+    try:
+        yield backend
+    finally:
+        keys = [key async for key in client.scan_iter(match=backend.prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_acquire_returns_a_token_and_the_name_is_then_busy(locks_backend) -> None:
+    token = await locks_backend.locks.acquire("job", LONG)
+    assert isinstance(token, str) and token
+    assert await locks_backend.locks.acquire("job", LONG) is None
+    assert await locks_backend.locks.acquire("other-job", LONG) not in {None, token}
+
+
+async def test_only_the_owner_releases(locks_backend) -> None:
+    token = await locks_backend.locks.acquire("job", LONG)
+    assert await locks_backend.locks.release("job", "not-the-token") is False
+    assert await locks_backend.locks.acquire("job", LONG) is None
+    assert await locks_backend.locks.release("job", token) is True
+    assert await locks_backend.locks.release("job", token) is False
+    again = await locks_backend.locks.acquire("job", LONG)
+    assert again is not None and again != token
+
+
+async def test_releasing_a_free_name_does_nothing(locks_backend) -> None:
+    assert await locks_backend.locks.release("never-taken", "token") is False
+    assert await locks_backend.locks.extend("never-taken", "token", LONG) is False
+
+
+async def test_only_the_owner_extends(locks_backend) -> None:
+    first_ttl = 3.0
+    token = await locks_backend.locks.acquire("job", first_ttl)
+    assert await locks_backend.locks.extend("job", "not-the-token", LONG) is False
+    assert await locks_backend.locks.extend("job", token, LONG) is True
+    # The extension outlives the first ttl: the lock is still held after it.
+    if isinstance(locks_backend, MemoryBackend):
+        locks_backend.clock.advance(first_ttl * 2)
+    else:
+        assert await locks_backend.client.pttl(locks_backend.prefix + "job") > first_ttl * 1000
+    assert await locks_backend.locks.acquire("job", LONG) is None
+    assert await locks_backend.locks.release("job", token) is True
+
+
+async def test_a_lock_expires_after_its_ttl(locks_backend) -> None:
+    token = await locks_backend.locks.acquire("job", locks_backend.short_ttl)
+    assert token is not None
+    await locks_backend.wait_expired("job")
+    assert await locks_backend.locks.extend("job", token, LONG) is False
+    assert await locks_backend.locks.acquire("job", LONG) is not None
+
+
+async def test_the_old_owner_cannot_touch_a_lock_taken_over_after_expiry(locks_backend) -> None:
+    old = await locks_backend.locks.acquire("job", locks_backend.short_ttl)
+    await locks_backend.wait_expired("job")
+    new = await locks_backend.locks.acquire("job", LONG)
+    assert new is not None and new != old
+    assert await locks_backend.locks.extend("job", old, LONG) is False
+    assert await locks_backend.locks.release("job", old) is False
+    assert await locks_backend.locks.acquire("job", LONG) is None
+    assert await locks_backend.locks.release("job", new) is True
+
+
+async def test_concurrent_acquires_give_exactly_one_token(locks_backend) -> None:
+    tokens = await asyncio.gather(*(locks_backend.locks.acquire("hot", LONG) for _ in range(50)))
+    assert len([token for token in tokens if token is not None]) == 1
+
+
+async def test_tokens_are_fresh_per_acquire(locks_backend) -> None:
+    tokens = set()
+    for index in range(20):
+        token = await locks_backend.locks.acquire(f"job-{index}", LONG)
+        assert token is not None
+        tokens.add(token)
+    assert len(tokens) == 20
+
+
+async def test_a_non_positive_ttl_is_refused(locks_backend) -> None:
+    with pytest.raises(ValueError):
+        await locks_backend.locks.acquire("job", 0)
+
+
+async def test_redis_down_raises_unavailable() -> None:
+    # Nothing listens on port 1; no retries, so the refusal surfaces at once.
+    client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    locks = RedisLocks(client)
+    try:
+        with pytest.raises(Unavailable):
+            await locks.acquire("job", LONG)
+        with pytest.raises(Unavailable):
+            await locks.extend("job", "token", LONG)
+        with pytest.raises(Unavailable):
+            await locks.release("job", "token")
+    finally:
+        await client.aclose()
+
+
+async def test_redis_keys_carry_the_prefix(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    prefix = f"test:lock:{secrets.token_hex(6)}:"
+    try:
+        token = await RedisLocks(client, prefix=prefix).acquire("job", LONG)
+        assert await client.get(prefix + "job") == token
+        assert 0 < await client.pttl(prefix + "job") <= LONG * 1000
+    finally:
+        await client.delete(prefix + "job")
+        await client.aclose()

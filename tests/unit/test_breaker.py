@@ -1,0 +1,254 @@
+"""BreakerProvider: a rolling failure-rate window, CircuitOpen while open, one half-open probe at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from uuid import uuid4
+
+import pytest
+
+from adapters.providers.breaker import BreakerProvider
+from core.providers import (
+    ChargeRequest,
+    CircuitOpen,
+    ProviderDeclined,
+    ProviderResult,
+    ProviderUnavailable,
+    RefundRequest,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+RECOVERY = 30.0
+
+
+class FakeMonotonic:
+    """A monotonic clock moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ScriptedProvider:
+    """A provider answering `outcome` ("ok", "down", "timeout", "declined"), read when each call starts."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.outcome = "ok"
+        self.calls = 0
+        self.gate: asyncio.Event | None = None  # when set, calls starting now wait on it before answering
+
+    async def _answer(self) -> ProviderResult:
+        self.calls += 1
+        number, outcome, gate = self.calls, self.outcome, self.gate
+        if gate is not None:
+            await gate.wait()
+        if outcome == "down":
+            raise ProviderUnavailable("503 from provider")
+        if outcome == "timeout":
+            raise TimeoutError
+        if outcome == "declined":
+            raise ProviderDeclined("card declined")
+        return ProviderResult(f"ref-{number}")
+
+    async def charge(self, request: ChargeRequest) -> ProviderResult:
+        return await self._answer()
+
+    async def refund(self, request: RefundRequest) -> ProviderResult:
+        return await self._answer()
+
+
+def charge_request() -> ChargeRequest:
+    return ChargeRequest(payment_id=uuid4(), amount=100, currency="USD", description=None, metadata={})
+
+
+class Rig:
+    """A breaker (window 10, rate 0.6) around a scripted provider, on a hand-moved clock."""
+
+    def __init__(self) -> None:
+        self.clock = FakeMonotonic()
+        self.inner = ScriptedProvider()
+        self.breaker = BreakerProvider(self.inner, window=10, failure_rate=0.6, recovery_timeout=RECOVERY,
+                                       clock=self.clock)
+
+    async def call(self, outcome: str) -> None:
+        """One charge the provider answers with `outcome`, whatever the breaker makes of it."""
+        self.inner.outcome = outcome
+        with contextlib.suppress(ProviderUnavailable, ProviderDeclined, TimeoutError):
+            await self.breaker.charge(charge_request())
+
+    async def calls(self, *outcomes: str) -> None:
+        for outcome in outcomes:
+            await self.call(outcome)
+
+    async def open_circuit(self) -> None:
+        await self.calls(*["down"] * 10)
+        assert self.breaker.state == "open"
+
+    async def started(self, count: int) -> None:
+        """Wait until `count` calls have reached the provider."""
+        while self.inner.calls < count:
+            await asyncio.sleep(0)
+
+
+@pytest.fixture
+def rig() -> Rig:
+    return Rig()
+
+
+async def test_it_passes_calls_and_answers_through(rig: Rig) -> None:
+    assert rig.breaker.name == "fake"
+    assert await rig.breaker.charge(charge_request()) == ProviderResult("ref-1")
+    rig.inner.outcome = "declined"
+    with pytest.raises(ProviderDeclined):
+        await rig.breaker.charge(charge_request())
+    rig.inner.outcome = "down"
+    with pytest.raises(ProviderUnavailable) as raised:
+        await rig.breaker.charge(charge_request())
+    assert not isinstance(raised.value, CircuitOpen)
+    assert rig.breaker.state == "closed"
+    assert rig.breaker.remaining_open_seconds == 0.0
+
+
+async def test_six_failures_in_ten_open_it(rig: Rig) -> None:
+    await rig.calls("ok", "down", "ok", "down", "timeout", "ok", "down", "ok", "down")
+    assert rig.breaker.state == "closed"
+    await rig.call("down")
+    assert rig.breaker.state == "open"
+    assert rig.breaker.remaining_open_seconds == RECOVERY
+
+
+async def test_five_failures_in_ten_do_not(rig: Rig) -> None:
+    await rig.calls(*["down", "ok"] * 5)
+    assert rig.breaker.state == "closed"
+
+
+async def test_it_never_opens_before_a_full_window(rig: Rig) -> None:
+    await rig.calls(*["down"] * 9)
+    assert rig.breaker.state == "closed"
+    assert rig.inner.calls == 9
+
+
+async def test_only_the_last_ten_calls_count(rig: Rig) -> None:
+    await rig.calls(*["down"] * 5, *["ok"] * 10, *["down"] * 5)
+    assert rig.breaker.state == "closed"  # the first five failures rolled out: 5 of the last 10
+    await rig.call("down")  # 6 of the last 10, though only 11 of all 21
+    assert rig.breaker.state == "open"
+
+
+async def test_declines_do_not_count(rig: Rig) -> None:
+    await rig.calls(*["declined"] * 20, *["down"] * 5, *["declined"] * 5)
+    assert rig.breaker.state == "closed"
+
+
+async def test_open_raises_circuit_open_without_calling(rig: Rig) -> None:
+    await rig.open_circuit()
+    before = rig.inner.calls
+    rig.inner.outcome = "ok"
+    rig.clock.advance(RECOVERY - 1)
+    with pytest.raises(CircuitOpen, match="circuit open for provider fake"):
+        await rig.breaker.charge(charge_request())
+    with pytest.raises(CircuitOpen):
+        await rig.breaker.refund(RefundRequest(refund_id=uuid4(), payment_id=uuid4(), charge_reference="ch_1",
+                                               amount=1, currency="USD", reason=None, metadata={}))
+    assert rig.inner.calls == before
+    assert rig.breaker.remaining_open_seconds == 1.0
+
+
+async def test_half_open_lets_one_probe_through(rig: Rig) -> None:
+    await rig.open_circuit()
+    rig.clock.advance(RECOVERY)
+    assert rig.breaker.state == "half_open"
+    assert rig.breaker.remaining_open_seconds == 0.0
+    rig.inner.outcome, rig.inner.gate = "ok", asyncio.Event()
+    before = rig.inner.calls
+    probe = asyncio.create_task(rig.breaker.charge(charge_request()))
+    await rig.started(before + 1)
+    with pytest.raises(CircuitOpen):
+        await rig.breaker.charge(charge_request())
+    assert rig.inner.calls == before + 1
+    rig.inner.gate.set()
+    assert isinstance(await probe, ProviderResult)
+    assert rig.breaker.state == "closed"
+
+
+async def test_a_successful_probe_closes_with_a_fresh_window(rig: Rig) -> None:
+    await rig.open_circuit()
+    rig.clock.advance(RECOVERY)
+    await rig.call("ok")
+    assert rig.breaker.state == "closed"
+    await rig.calls(*["down"] * 9)  # the failures before opening were forgotten
+    assert rig.breaker.state == "closed"
+    await rig.call("down")
+    assert rig.breaker.state == "open"
+
+
+async def test_a_failed_probe_reopens_for_another_timeout(rig: Rig) -> None:
+    await rig.open_circuit()
+    rig.clock.advance(RECOVERY)
+    await rig.call("timeout")
+    assert rig.breaker.state == "open"
+    assert rig.breaker.remaining_open_seconds == RECOVERY
+    rig.clock.advance(RECOVERY - 0.5)
+    before = rig.inner.calls
+    with pytest.raises(CircuitOpen):
+        await rig.breaker.charge(charge_request())
+    assert rig.inner.calls == before
+    rig.clock.advance(0.5)
+    assert rig.breaker.state == "half_open"
+    await rig.call("ok")
+    assert rig.breaker.state == "closed"
+
+
+async def test_a_declined_probe_closes(rig: Rig) -> None:
+    await rig.open_circuit()
+    rig.clock.advance(RECOVERY)
+    await rig.call("declined")
+    assert rig.breaker.state == "closed"
+
+
+async def test_a_cancelled_probe_frees_the_half_open_slot(rig: Rig) -> None:
+    await rig.open_circuit()
+    rig.clock.advance(RECOVERY)
+    rig.inner.gate = asyncio.Event()
+    before = rig.inner.calls
+    probe = asyncio.create_task(rig.breaker.charge(charge_request()))
+    await rig.started(before + 1)
+    probe.cancel()
+    await asyncio.wait([probe])
+    assert rig.breaker.state == "half_open"
+    rig.inner.gate = None
+    await rig.call("ok")
+    assert rig.breaker.state == "closed"
+
+
+async def test_calls_begun_before_opening_do_not_decide_the_probe(rig: Rig) -> None:
+    straggler_gate = asyncio.Event()
+    rig.inner.outcome, rig.inner.gate = "ok", straggler_gate
+    straggler = asyncio.create_task(rig.breaker.charge(charge_request()))
+    await rig.started(1)
+    rig.inner.gate = None
+    await rig.open_circuit()
+    rig.clock.advance(RECOVERY)
+    probe_gate = asyncio.Event()
+    rig.inner.outcome, rig.inner.gate = "down", probe_gate
+    probe = asyncio.create_task(rig.breaker.charge(charge_request()))
+    await rig.started(12)
+    straggler_gate.set()
+    assert isinstance(await straggler, ProviderResult)
+    assert rig.breaker.state == "half_open"  # the straggler's success did not close it...
+    with pytest.raises(CircuitOpen):  # ...nor free the probe's slot
+        await rig.breaker.charge(charge_request())
+    probe_gate.set()
+    with pytest.raises(ProviderUnavailable):
+        await probe
+    assert rig.breaker.state == "open"
+    assert rig.breaker.remaining_open_seconds == RECOVERY
