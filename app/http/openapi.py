@@ -57,6 +57,7 @@ class Operation:
     idempotency: str = "none"
     errors: tuple[int, ...] = ()
     secured: bool = True
+    body_optional: bool = False  # the request body may be left out (POST .../cancel)
     also: tuple[int, ...] = ()  # other success statuses answering the same schema (201 and 202 of POST /payments)
 
 
@@ -244,7 +245,7 @@ def _operation(op: Operation, registry: _Registry) -> dict[str, Any]:
         doc["parameters"] = params
     if op.request is not None:
         body = {"schema": registry.ref(op.request)}
-        doc["requestBody"] = {"required": True, "content": {"application/json": body}}
+        doc["requestBody"] = {"required": not op.body_optional, "content": {"application/json": body}}
     success: dict[str, Any] = {
         "description": http.HTTPStatus(op.response_status).phrase,
         "headers": _headers(op, op.response_status),
