@@ -4,14 +4,19 @@ cancel, refunds, listings, and event histories that fold into the payment."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from core.clock import timestamp
+from core.money import format_minor
 from tests.e2e.conftest import Payments
 from tests.e2e.helpers import API, assert_problem, key, open_account
 from tests.e2e.payflow import balance, charges, funded, pay, refund_settled, settled
+from tests.e2e.test_concurrency import _ledger_check
 
 pytestmark = pytest.mark.usefixtures("no_server_errors", "payments_stack")
 
@@ -114,6 +119,16 @@ async def test_cancel_only_while_pending(client: httpx.AsyncClient) -> None:
     slow = (await pay(client, source, "10.00", outcome="timeout")).json()
     processing = await settled(client, slow["id"], {"processing"})
     assert_problem(await client.post(f"{API}/payments/{processing['id']}/cancel"), "invalid_state_transition", 409)
+    assert_problem(await client.post(f"{API}/payments/{processing['id']}/refund", json={},
+                                     headers={"Idempotency-Key": key()}), "invalid_state_transition", 409)
+    pending = (await pay(client, source, "1.00")).json()
+    assert_problem(await client.post(f"{API}/payments/{pending['id']}/refund", json={},
+                                     headers={"Idempotency-Key": key()}), "invalid_state_transition", 409)
+    cancelled = (await pay(client, source, "1.00")).json()
+    if (await client.post(f"{API}/payments/{cancelled['id']}/cancel")).status_code == 200:
+        assert_problem(await client.post(f"{API}/payments/{cancelled['id']}/cancel"), "invalid_state_transition", 409)
+        assert_problem(await client.post(f"{API}/payments/{cancelled['id']}/refund", json={},
+                                         headers={"Idempotency-Key": key()}), "invalid_state_transition", 409)
     done = (await pay(client, source, "10.00")).json()
     await settled(client, done["id"])
     assert_problem(await client.post(f"{API}/payments/{done['id']}/cancel"), "invalid_state_transition", 409)
@@ -229,7 +244,9 @@ async def test_list_payments_filters_and_pages(client: httpx.AsyncClient) -> Non
         assert_problem(await client.get(f"{API}/payments", params=bad), "validation_error", 422, *bad)
 
 
-async def test_many_mixed_payments_conserve_money(client: httpx.AsyncClient) -> None:
+async def test_many_mixed_payments_conserve_money(
+    client: httpx.AsyncClient, payments_stack: Payments, database_url: str
+) -> None:
     accounts = [await funded(client, "1000.00") for _ in range(5)]
     outcomes = ["succeed", "decline", "fail_transient:1", "succeed"]
     created = await asyncio.gather(*[
@@ -241,3 +258,33 @@ async def test_many_mixed_payments_conserve_money(client: httpx.AsyncClient) -> 
     assert {p["status"] for p in finals} == {"completed", "failed"}
     total = sum([int((await balance(client, a)).split(".")[0]) for a in accounts])
     assert total == 5000 - spent
+    result = await asyncio.to_thread(_ledger_check, database_url)
+    assert result.returncode == 0 and "ledger ok" in result.stdout, result.stdout + result.stderr
+
+
+async def test_every_payment_in_the_database_folds_from_its_events(database_url: str) -> None:
+    """After everything above (and whatever ran before): each stored payment equals the fold of its events."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        payments = await connection.fetch(
+            "SELECT id, status, refunded_amount, currency, provider_reference, failure_reason, updated_at,"
+            " completed_at FROM payments")
+        events = await connection.fetch("SELECT payment_id, sequence, type, data FROM payment_events"
+                                        " ORDER BY payment_id, sequence")
+    finally:
+        await connection.close()
+    history: dict[Any, list[Any]] = {}
+    for event in events:
+        history.setdefault(event["payment_id"], []).append(event)
+    assert len(payments) > 100
+    for payment in payments:
+        state: dict[str, Any] = {}
+        for event in history[payment["id"]]:
+            data = json.loads(event["data"]) if isinstance(event["data"], str) else event["data"]
+            state.update({k: data[k] for k in STATE if k in data})
+        stored = {"status": payment["status"], "provider_reference": payment["provider_reference"],
+                  "failure_reason": payment["failure_reason"],
+                  "refunded_amount": format_minor(payment["refunded_amount"], payment["currency"]),
+                  "updated_at": timestamp(payment["updated_at"]), "completed_at": timestamp(payment["completed_at"])}
+        assert state == stored, (payment["id"], state, stored)
+        assert [e["sequence"] for e in history[payment["id"]]] == list(range(len(history[payment["id"]])))
