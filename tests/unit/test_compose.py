@@ -12,8 +12,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_compose_services_ports_and_volumes() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "migrate", "api", "worker"} <= set(services)
+    assert {"postgres", "redis", "migrate", "api", "worker", "mock-providers"} <= set(services)
     assert services["worker"]["command"] == ["payments", "worker"]
+    assert services["mock-providers"]["command"] == ["payments", "mock-providers"]
+    assert services["worker"]["environment"]["PAYMENTS_MOCK_HOST"] == "mock-providers"
+    assert services["worker"]["environment"]["PAYMENTS_MOCK_PORT"] == services["mock-providers"]["environment"][
+        "PAYMENTS_MOCK_PORT"]
     assert services["api"]["ports"] == ["127.0.0.1:8080:8080"]
     assert services["api"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     for name in ("migrate", "api", "worker"):

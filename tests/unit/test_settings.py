@@ -88,6 +88,17 @@ def test_log_level_and_format_are_case_insensitive() -> None:
         ("PAYMENTS_PAYMENT_LOCK_TTL", "5 weeks"),
         ("PAYMENTS_IDEMPOTENCY_TTL", "24hours"),
         ("PAYMENTS_DATABASE_ACQUIRE_TIMEOUT", "ms"),
+        ("PAYMENTS_PAYMENT_MAX_RETRIES", "0"),
+        ("PAYMENTS_PAYMENT_PROVIDER_TIMEOUT", "0s"),
+        ("PAYMENTS_PAYMENT_STUCK_AFTER", "0"),
+        ("PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE", "1.5"),
+        ("PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE", "nan"),
+        ("PAYMENTS_PAYMENT_BREAKER_WINDOW", "0"),
+        ("PAYMENTS_MOCK_FAILURE_RATE", "-0.1"),
+        ("PAYMENTS_MOCK_FAILURE_RATE", "often"),
+        ("PAYMENTS_MOCK_PORT", "0"),
+        ("PAYMENTS_WORKER_CONCURRENCY", "0"),
+        ("PAYMENTS_WORKER_HOUSEKEEPING_INTERVAL", "never"),
     ],
 )
 def test_a_bad_value_raises_settings_error_naming_the_key(key: str, value: str) -> None:
@@ -148,3 +159,19 @@ def test_database_and_redis_dsn() -> None:
     settings = load_settings({"PAYMENTS_DATABASE_URL": "postgresql://x/y", "PAYMENTS_DATABASE_HOST": "db"})
     assert settings.database.dsn() == "postgresql://x/y"
     assert load_settings({}).database.dsn() == ""  # embedded
+
+
+def test_payment_worker_and_provider_settings() -> None:
+    defaults = load_settings({})
+    p = defaults.payment
+    assert (p.max_retries, p.min_backoff, p.max_backoff, p.provider_timeout) == (5, 1.0, 30.0, 10.0)
+    assert (p.breaker_window, p.breaker_failure_rate, p.breaker_recovery, p.stuck_after) == (10, 0.6, 30.0, 120.0)
+    assert defaults.provider_url("stripe") == "http://127.0.0.1:8090/stripe"
+    assert defaults.provider_url("paypal") == "http://127.0.0.1:8090/paypal"
+    settings = load_settings({"PAYMENTS_MOCK_PORT": "9999", "PAYMENTS_PROVIDERS_PAYPAL_URL": "https://pp.example",
+                              "PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE": "0.75", "PAYMENTS_MOCK_LATENCY": "50ms",
+                              "PAYMENTS_WORKER_CONCURRENCY": "16"})
+    assert settings.provider_url("stripe") == "http://127.0.0.1:9999/stripe"
+    assert settings.provider_url("paypal") == "https://pp.example"
+    assert (settings.payment.breaker_failure_rate, settings.mock.latency, settings.worker.concurrency) == (
+        0.75, 0.05, 16)
