@@ -170,3 +170,44 @@ async def test_redis_restarted_while_payments_are_in_flight(admin_database_url: 
                 assert types.count("payment.completed") == 1
             assert await balance(client, source) == "960.00"
         ledger_ok(stack)
+
+
+async def test_work_that_fails_on_every_dramatiq_retry_lands_in_the_dlq(
+    admin_database_url: str, tmp_path: Path
+) -> None:
+    """The work actors hand a message whose retries ran out (`on_retry_exhausted`) to `dead_letter_work`,
+    which keeps it in PostgreSQL; here that hand-over is sent as Dramatiq's Retries middleware sends it."""
+    import dramatiq
+
+    from adapters.dramatiq.broker import WORK_QUEUE, work_message
+    from workers.payments import DEAD_LETTER_ACTOR, INFRA_RETRIES, process_payment_task
+
+    assert process_payment_task.options["on_retry_exhausted"] == DEAD_LETTER_ACTOR
+    with isolated_stack(admin_database_url, tmp_path, workers=1) as stack:
+        async with await client_for(stack) as client:
+            source = await funded(client, "10.00")
+            payment = (await pay(client, source, "1.00")).json()
+            await settled(client, payment["id"])
+        connection = await asyncpg.connect(stack.database_url)
+        tenant_id = await connection.fetchval("SELECT tenant_id FROM payments WHERE id = $1", UUID(payment["id"]))
+        failed = work_message(WorkItem(kind=PAYMENT, tenant_id=tenant_id, target_id=UUID(payment["id"]),
+                                       correlation_id="corr-dead"))
+        error = "asyncpg.exceptions.CannotConnectNowError: the database is starting"
+        failed.options["traceback"] = f"Traceback ...\n{error}"
+        broker = make_broker(stack.redis.url)
+        exhausted = {"retries": INFRA_RETRIES, "max_retries": INFRA_RETRIES}
+        broker.enqueue(dramatiq.Message(queue_name=WORK_QUEUE, actor_name=DEAD_LETTER_ACTOR,
+                                        args=(failed.asdict(), exhausted), kwargs={}, options={}))
+        broker.close()
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while (row := await connection.fetchrow("SELECT * FROM dead_letters WHERE target_id = $1",
+                                                    UUID(payment["id"]))) is None:
+                assert asyncio.get_running_loop().time() < deadline, stack.workers[0].output()[-3000:]
+                await asyncio.sleep(0.05)
+        finally:
+            await connection.close()
+        assert (row["kind"], row["attempts"], row["correlation_id"]) == ("payment", INFRA_RETRIES + 1, "corr-dead")
+        assert row["error"] == error
+        listing = cli(stack, "dlq", "list")
+        assert payment["id"] in listing.stdout and "CannotConnectNowError" in listing.stdout
