@@ -6,13 +6,18 @@ import asyncio
 import json
 import secrets
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from app.container import Container
+import pytest
+
+from app.container import Container, build_container
+from app.settings import load_settings
 from core.money import Money
 from core.usecases.accounts import CreateAccount, create_account
+from tests.conftest import fresh_database
 from tests.e2e.conftest import Process, stack_env
+from tests.e2e.isolated import PrivateRedis
 
 
 async def _published(container: Container, ids: list[object]) -> int:
@@ -27,9 +32,23 @@ async def _wait_for(predicate: Callable[[], Awaitable[bool]], message: Callable[
         await asyncio.sleep(0.05)
 
 
+@pytest.fixture
+async def own_stack(admin_database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Container, str, str]]:
+    """A database and a Redis of this test's own: no other worker (the e2e suite's) relays its events."""
+    with fresh_database(admin_database_url) as database_url:
+        private = PrivateRedis(tmp_path / "redis").start()
+        container = await build_container(load_settings({}), database_url, private.url)
+        try:
+            yield container, database_url, private.url
+        finally:
+            await container.close()
+            private.stop()
+
+
 async def test_worker_relays_events_with_their_correlation_id_and_stops_cleanly(
-    container: Container, database_url: str, redis_url: str, tmp_path: Path
+    own_stack: tuple[Container, str, str], tmp_path: Path
 ) -> None:
+    container, database_url, redis_url = own_stack
     worker = Process(["worker"], stack_env(database_url, redis_url, 8080, PAYMENTS_OBSERVABILITY_LOG_LEVEL="info"),
                      tmp_path / "worker.log").start()
     try:

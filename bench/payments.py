@@ -1,0 +1,1004 @@
+"""End-to-end benchmark of external payments: POST /api/v1/payments until the payment is `completed`.
+
+    .venv/bin/python bench/payments.py                                   # 0 and 50 ms, 1 and 2 workers, 15 s each
+    .venv/bin/python bench/payments.py --duration 15 --markdown /tmp/payments.md
+    .venv/bin/python bench/payments.py --rate 40 --latencies 50 --workers 2     # open loop at 40 payments/s
+    .venv/bin/python bench/payments.py --in-flight 16 --worker-concurrency 16   # 16 payments in flight end to end
+
+For each (mock provider latency, worker process count) it:
+  1. creates a fresh database on --database-url and applies the migrations, and takes a private Redis
+     database (the first empty one of --redis-dbs; flushed when the run ends);
+  2. starts `payments mock-providers` (PAYMENTS_MOCK_LATENCY), N `payments worker` processes and
+     `payments serve`, creates an API key (`payments keys create --tenant bench`) and --accounts funded
+     accounts over HTTP;
+  3. drives POST /api/v1/payments (external payments of 1.00 USD from random accounts, stripe and paypal
+     alternately, a fresh Idempotency-Key each) for --warmup seconds (not recorded), waits for them to
+     finish, VACUUM ANALYZE + CHECKPOINT, then for --duration seconds from an asyncio httpx client:
+       --clients N    N creators, each POSTing its next payment as soon as the previous POST answered
+                      (closed loop on the POST; the pipeline may fall behind, and the backlog is reported);
+       --in-flight N  N creators, each waiting until its payment is completed before the next POST
+                      (closed loop end to end: a steady state at N payments in flight);
+       --rate R       R POSTs per second whatever happens (open loop, at most --max-outstanding in flight);
+  4. watches completions by polling the database (one SELECT of `id, status, completed_at` of the oldest
+     <= 500 unfinished payments every --poll-ms), then waits (at most --drain-timeout s) for every
+     created payment to finish; runs `payments ledger check`;
+  5. reports created/s, completed/s, end-to-end p50/p90/p99/max, POST p50/p99, failures, the median
+     time in each stage, and the CPU of each process group (from /proc).
+Then it runs the raw baseline: the three transactions of a payment (creation, `processing`,
+completion) as the product's own SQL statements from an asyncpg loop, without HTTP, Redis, Dramatiq
+or a provider, on another fresh database, and prints the pipeline's completed/s as a ratio of it.
+
+Clocks: end-to-end time = the payment's `completed_at` (written by the worker from the host's wall
+clock, `datetime.now(UTC)`) minus the wall-clock time (`time.time()`) at which this script started the
+POST. Every process runs on this host, so both read the same clock; no database time is involved.
+Every load run stops by itself after --duration s; every wait is bounded; every process started is
+stopped (SIGTERM, then SIGKILL) and every database dropped, even on errors or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import importlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+base: Any = importlib.import_module("bench.run")  # bench/run.py: database, server and CPU helpers
+
+CLK = os.sysconf("SC_CLK_TCK")
+AMOUNT = 100  # minor units: every payment is 1.00 USD
+PROVIDERS = ("stripe", "paypal")
+FINAL = ("completed", "failed", "cancelled")
+
+
+# ---------------------------------------------------------------------------------------------- CPU
+
+
+class CpuSampler(threading.Thread):
+    """CPU ticks of every process on the machine, split by who they belong to.
+
+    Groups: the process trees of the API, the workers and the mock provider; `db` (this database's
+    postgres backends plus postgres's shared processes, as in bench/run.py); `redis` (redis-server);
+    `gen` (this script: load generator, poller and sampler); `other` (everything else: noise).
+    """
+
+    def __init__(self, roots: dict[str, list[int]], database: str, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.roots, self.database, self.interval = roots, database, interval
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        self.parent: dict[int, int] = {}
+        self.cmdline: dict[int, str] = {}
+        self.running = True
+        self.started = time.monotonic()
+        self.machine = base.machine_ticks()
+        self._sample(initial=True)
+
+    def _sample(self, initial: bool = False) -> None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            stat = base._proc_stat(pid)
+            if stat is None:
+                continue
+            self.parent[pid] = stat[0]
+            if pid not in self.first or self.cmdline.get(pid, "").startswith("/usr/lib/postgresql/"):
+                self.first.setdefault(pid, stat[1] if initial else 0)
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        self.cmdline[pid] = handle.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    self.cmdline[pid] = ""
+            self.last[pid] = stat[1]
+
+    def run(self) -> None:
+        while self.running:
+            time.sleep(self.interval)
+            self._sample()
+
+    def _tree(self, roots: list[int]) -> set[int]:
+        tree, frontier = set(roots), list(roots)
+        while frontier:
+            parent = frontier.pop()
+            children = [p for p, pp in self.parent.items() if pp == parent and p not in tree]
+            tree.update(children)
+            frontier.extend(children)
+        return tree
+
+    def stop(self) -> dict[str, float]:
+        self.running = False
+        self.join()
+        self._sample()
+        seconds = max(1e-6, time.monotonic() - self.started)
+        busy, total = base.machine_ticks()
+        trees = {name: self._tree(pids) for name, pids in self.roots.items()}
+        use = dict.fromkeys([*self.roots, "db", "redis", "gen", "other"], 0)
+        for pid, last in self.last.items():
+            ticks = last - self.first[pid]
+            cmd = self.cmdline.get(pid, "")
+            group = next((name for name, tree in trees.items() if pid in tree), None)
+            if group is None:
+                if pid == os.getpid():
+                    group = "gen"
+                elif (cmd.startswith("postgres: ") and (f" {self.database} " in cmd
+                                                        or not re.search(r"\(\d+\)", cmd))) \
+                        or cmd.startswith("/usr/lib/postgresql/"):
+                    group = "db"
+                elif cmd.startswith("redis-server"):
+                    group = "redis"
+                else:
+                    group = "other"
+            use[group] += ticks
+        cores = os.cpu_count() or 1
+        return {"seconds": seconds,
+                "machine": 100.0 * cores * (busy - self.machine[0]) / max(1, total - self.machine[1]),
+                **{name: 100.0 * ticks / CLK / seconds for name, ticks in use.items()}}
+
+
+# --------------------------------------------------------------------------------------------- Redis
+
+
+def claim_redis_db(url: str, candidates: list[int]) -> tuple[str, int]:
+    """The first empty Redis database among `candidates`, marked as ours; never one holding others' keys."""
+    import redis
+
+    for db in candidates:
+        client = redis.Redis.from_url(url, db=db)
+        try:
+            if client.dbsize() == 0 and client.set("payments-bench:owner", str(os.getpid()), nx=True):
+                return _redis_url(url, db), db
+        finally:
+            client.close()
+    raise RuntimeError(f"no empty Redis database among {candidates}: pass --redis-dbs with free indexes")
+
+
+def release_redis_db(url: str, db: int) -> None:
+    """FLUSHDB, if the database is still marked as ours."""
+    import redis
+
+    client = redis.Redis.from_url(url, db=db)
+    try:
+        if client.get("payments-bench:owner") == str(os.getpid()).encode():
+            client.flushdb()
+    finally:
+        client.close()
+
+
+def _redis_url(url: str, db: int) -> str:
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def redis_version(url: str) -> str:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return str(client.info("server").get("redis_version", "?"))
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+
+@dataclass
+class Stack:
+    """The processes of one run; `stop()` ends every one of them."""
+
+    tmp: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("ab")
+        popen = subprocess.Popen([sys.executable, "-m", "app.cli", command], env=env, cwd=ROOT,
+                                 stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs[name] = popen
+        return popen
+
+    def check(self) -> None:
+        for name, popen in self.procs.items():
+            if popen.poll() is not None:
+                raise RuntimeError(f"{name} exited with {popen.returncode}:\n{self.log_tail(name)}")
+
+    def log_tail(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def stop(self) -> list[str]:
+        """SIGTERM everything (the API first, the workers, the mock last); SIGKILL what is left after 30 s."""
+        problems = []
+        for popen in self.procs.values():
+            if popen.poll() is None:
+                popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for name, popen in self.procs.items():
+            try:
+                popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+                problems.append(f"{name} (pid {popen.pid}) did not stop within 30 s of SIGTERM: killed")
+        return problems
+
+
+def wait_http(url: str, stack: Stack, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.check()
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready in {timeout:.0f} s")
+
+
+def wait_workers(redis_url: str, count: int, stack: Stack, timeout: float = 60.0) -> None:
+    """Until `count` Dramatiq brokers have registered a heartbeat (each worker process is consuming)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stack.check()
+            if client.zcard("dramatiq:__heartbeats__") >= count:
+                return
+            time.sleep(0.2)
+    finally:
+        client.close()
+    raise RuntimeError(f"{count} worker(s) not consuming in {timeout:.0f} s")
+
+
+def summarize_log(path: Path) -> list[str]:
+    """One line per distinct message a process logged (they run at log level warning)."""
+    if not path.exists():
+        return []
+    counts: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            key = f"{record.get('level')}: {record.get('message')}"
+            if record.get("exception"):
+                key += " | " + str(record["exception"]).strip().splitlines()[-1][:200]
+        except (ValueError, AttributeError):
+            key = line[:200]
+        counts[re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", key)] += 1
+    return [f"{n:6d} x {key}" for key, n in counts.most_common(8)]
+
+
+# ------------------------------------------------------------------------------------- the load
+
+
+@dataclass
+class Sent:
+    """One POST: when it started (wall and monotonic clocks), how it ended, and its payment's fate."""
+
+    wall: float
+    start: float
+    end: float = 0.0
+    status: int = 0
+    error: str = ""
+    payment_id: str | None = None
+    seen: float = 0.0  # monotonic time at which the poller saw it final
+    done: asyncio.Future[None] | None = None
+
+
+@dataclass
+class Load:
+    accounts: list[str]
+    key: str
+    sent: list[Sent] = field(default_factory=list)
+    outstanding: dict[str, Sent] = field(default_factory=dict)  # POSTed, not yet seen final (oldest first)
+    skipped: int = 0  # open loop: ticks not sent because --max-outstanding POSTs were in flight
+    lag: float = 0.0  # open loop: the generator's worst delay behind schedule, s
+    counter: int = 0
+
+
+async def post_payment(http: Any, load: Load, *, wait: bool = False, deadline: float = 0.0) -> None:
+    load.counter += 1
+    body = {"payment_type": "external_payment", "source_account_id": random.choice(load.accounts),
+            "amount": f"{AMOUNT // 100}.{AMOUNT % 100:02d}", "currency": "USD",
+            "provider": PROVIDERS[load.counter % 2]}
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    sent = Sent(wall=time.time(), start=time.monotonic())
+    load.sent.append(sent)
+    try:
+        response = await http.post("/api/v1/payments", json=body, headers=headers)
+        sent.end, sent.status = time.monotonic(), response.status_code
+        if response.status_code == 202:
+            sent.payment_id = response.json()["id"]
+        else:
+            sent.error = response.text[:300]
+    except Exception as error:  # a transport error is a result, not a crash of the bench
+        sent.end, sent.error = time.monotonic(), f"{type(error).__name__}: {error}"[:300]
+    if sent.payment_id is None:
+        return
+    if wait:
+        sent.done = asyncio.get_running_loop().create_future()
+    load.outstanding[sent.payment_id] = sent
+    if sent.done is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(sent.done), timeout=max(0.0, deadline - time.monotonic()))
+
+
+async def drive(http: Any, load: Load, mode: str, value: float, seconds: float, max_outstanding: int) -> None:
+    """POST for `seconds`, then return (requests still in flight are awaited, bounded by the client timeout)."""
+    deadline = time.monotonic() + seconds
+    if mode == "rate":
+        tasks: set[asyncio.Task[None]] = set()
+        started, index = time.monotonic(), 0
+        while (due := started + index / value) < deadline:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                load.lag = max(load.lag, -delay)
+            index += 1
+            if len(tasks) >= max_outstanding:
+                load.skipped += 1
+                continue
+            task = asyncio.create_task(post_payment(http, load))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+        return
+
+    async def creator() -> None:
+        while time.monotonic() < deadline:
+            await post_payment(http, load, wait=mode == "in-flight", deadline=deadline)
+
+    await asyncio.gather(*(creator() for _ in range(int(value))))
+
+
+async def poll(conn: Any, load: Load, stop: asyncio.Event, interval: float) -> None:
+    """Mark payments final as the database shows them; returns when stopped and nothing is outstanding."""
+    while True:
+        if load.outstanding:
+            ids = list(islice(load.outstanding, 500))
+            rows = await conn.fetch("SELECT id::text, status, completed_at FROM payments WHERE id = ANY($1::uuid[])"
+                                    " AND status NOT IN ('pending', 'processing')", ids)
+            now = time.monotonic()
+            for row in rows:
+                sent = load.outstanding.pop(row["id"], None)
+                if sent is not None:
+                    sent.seen = now
+                    if sent.done is not None and not sent.done.done():
+                        sent.done.set_result(None)
+        if stop.is_set() and not load.outstanding:
+            return
+        await asyncio.sleep(interval)
+
+
+async def run_load(args: argparse.Namespace, ctx: dict[str, Any], seconds: float, drain_timeout: float,
+                   sampler_roots: dict[str, list[int]] | None) -> dict[str, Any]:
+    """One load run and its drain; the raw per-payment data and the CPU split."""
+    import asyncpg
+    import httpx
+
+    load = Load(accounts=ctx["accounts"], key=ctx["key"])
+    limits = httpx.Limits(max_connections=args.max_outstanding if args.mode == "rate" else int(args.load_value))
+    conn = await asyncpg.connect(ctx["database_url"])
+    sampler = None
+    try:
+        async with httpx.AsyncClient(base_url=ctx["base_url"], timeout=30, limits=limits,
+                                     headers={"Authorization": f"Bearer {ctx['key']}"}) as http:
+            stop = asyncio.Event()
+            poller = asyncio.create_task(poll(conn, load, stop, args.poll_ms / 1000))
+            if sampler_roots is not None:
+                sampler = CpuSampler(sampler_roots, ctx["database"])
+                sampler.start()
+            load_start = time.time()
+            await drive(http, load, args.mode, args.load_value, seconds, args.max_outstanding)
+            load_end = time.time()
+            stop.set()
+            drained = True
+            try:
+                await asyncio.wait_for(asyncio.shield(poller), timeout=drain_timeout)
+            except TimeoutError:
+                drained = False
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            drain_end = time.time()
+            usage = sampler.stop() if sampler else {}
+            sampler = None
+        ids = [s.payment_id for s in load.sent if s.payment_id]
+        rows = await conn.fetch("""
+            SELECT p.id::text, p.status, p.created_at, p.completed_at, p.attempts, p.next_attempt_at,
+                   p.failure_reason,
+                   (SELECT e.created_at FROM payment_events e
+                     WHERE e.payment_id = p.id AND e.type = 'payment.processing') AS processing_at
+            FROM payments p WHERE p.id = ANY($1::uuid[])""", ids)
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        await conn.close()
+    return {"load": load, "rows": {r["id"]: r for r in rows}, "load_start": load_start, "load_end": load_end,
+            "drain_end": drain_end, "drained": drained, "usage": usage}
+
+
+# ------------------------------------------------------------------------------------- statistics
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (0 for no values)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(len(ordered) * p / 100) - 1))]
+
+
+def summarize(result: dict[str, Any], latency: int, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    load: Load = result["load"]
+    rows: dict[str, Any] = result["rows"]
+    first = min((s.wall for s in load.sent), default=result["load_start"])
+    accepted = [s for s in load.sent if s.payment_id]
+    statuses = Counter(str(s.status) if s.status else s.error.split(":")[0] for s in load.sent)
+    e2e, api, queue, work, lag = [], [], [], [], []
+    completed_at: list[float] = []
+    fates: Counter[str] = Counter()
+    stuck: list[str] = []
+    for s in accepted:
+        row = rows.get(s.payment_id or "")
+        status = row["status"] if row else "missing"
+        fates[status] += 1
+        if status not in FINAL:
+            stuck.append(f"{s.payment_id} {status} attempts={row['attempts'] if row else '?'} "
+                         f"next_attempt_at={row['next_attempt_at'] if row else '?'}")
+        if row is None or status != "completed":
+            continue
+        done = row["completed_at"].timestamp()
+        completed_at.append(done)
+        e2e.append(1000 * (done - s.wall))
+        api.append(1000 * (row["created_at"].timestamp() - s.wall))
+        if row["processing_at"] is not None:
+            queue.append(1000 * (row["processing_at"].timestamp() - row["created_at"].timestamp()))
+            work.append(1000 * (done - row["processing_at"].timestamp()))
+        if s.seen:
+            lag.append(1000 * (s.seen - s.start) - 1000 * (done - s.wall))
+    post_ms = [1000 * (s.end - s.start) for s in load.sent if s.end]
+    load_seconds = max(1e-6, max((s.wall + s.end - s.start for s in load.sent), default=first) - first)
+    window = max(1e-6, (max(completed_at) if completed_at else first) - first)
+    in_load = sum(1 for t in completed_at if t <= result["load_end"])
+    failures = {k: v for k, v in statuses.items() if k != "202"}
+    failures.update({f"payment {k}": v for k, v in fates.items() if k != "completed"})
+    if load.skipped:
+        failures["not sent (max outstanding)"] = load.skipped
+    return {
+        "latency": latency, "workers": workers, "mode": args.mode_label,
+        "posted": len(load.sent), "accepted": len(accepted), "completed": fates["completed"],
+        "created_rate": len(accepted) / load_seconds, "completed_rate": fates["completed"] / window,
+        "completed_in_load_rate": in_load / load_seconds,
+        "backlog": len(accepted) - in_load, "drain": max(0.0, (max(completed_at) if completed_at else 0)
+                                                       - result["load_end"]),
+        "e2e": {p: pct(e2e, p) for p in (50, 90, 99, 100)}, "post": {p: pct(post_ms, p) for p in (50, 99)},
+        "stages": {name: (pct(v, 50), pct(v, 99)) for name, v in (("api", api), ("queue", queue), ("work", work))},
+        "poll_lag": (pct(lag, 50), pct(lag, 99)), "negative_api": sum(1 for v in api if v < 0),
+        "failures": failures, "stuck": stuck, "drained": result["drained"], "usage": result["usage"],
+        "lag": load.lag,
+    }
+
+
+# ------------------------------------------------------------------------------------ one pipeline run
+
+
+def pipeline_run(args: argparse.Namespace, latency: int, workers: int, tmp_root: Path) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f"lat{latency}-w{workers}-"))
+    name, database_url = base.create_database(args.database_url)
+    redis_url, redis_db = claim_redis_db(args.redis_url, args.redis_dbs)
+    stack = Stack(tmp)
+    problems: list[str] = []
+    try:
+        from adapters.postgres.migrate import apply_migrations
+
+        apply_migrations(database_url)
+        api_port, mock_port = base.free_port(), base.free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
+        env.update(
+            PAYMENTS_DATABASE_URL=database_url, PAYMENTS_REDIS_URL=redis_url, PAYMENTS_SERVER_PORT=str(api_port),
+            PAYMENTS_SERVER_WORKERS="1", PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning",
+            PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND="0", PAYMENTS_MOCK_PORT=str(mock_port),
+            PAYMENTS_MOCK_LATENCY=f"{latency}ms", PAYMENTS_SERVER_SHUTDOWN_TIMEOUT="10s",
+        )
+        if args.worker_concurrency:
+            env["PAYMENTS_WORKER_CONCURRENCY"] = str(args.worker_concurrency)
+        key = base.create_key(env)
+        stack.start("mock", "mock-providers", env)
+        wait_http(f"http://127.0.0.1:{mock_port}/health", stack, "payments mock-providers")
+        for index in range(workers):
+            stack.start(f"worker{index + 1}", "worker", env)
+        wait_workers(redis_url, workers, stack)
+        stack.start("api", "serve", env)
+        base_url = f"http://127.0.0.1:{api_port}"
+        wait_http(f"{base_url}/health/ready", stack, "payments serve")
+        accounts = asyncio.run(base.create_accounts(base_url, key, args.accounts))
+        ctx = {"database_url": database_url, "database": name, "base_url": base_url, "key": key,
+               "accounts": accounts}
+        print(f"\n== mock latency {latency} ms, {workers} worker process(es): database {name}, Redis db {redis_db}, "
+              f"{len(accounts)} accounts", flush=True)
+        if args.warmup > 0:
+            warm = asyncio.run(run_load(args, ctx, args.warmup, args.drain_timeout, None))
+            print(f"   warm-up: {len(warm['load'].sent)} POSTs, drained={warm['drained']}", flush=True)
+        roots = {"api": [stack.procs["api"].pid], "worker": [p.pid for n, p in stack.procs.items()
+                                                             if n.startswith("worker")],
+                 "mock": [stack.procs["mock"].pid]}
+        row = {}
+        for attempt in range(1 + args.retries):
+            base.checkpoint(database_url)
+            stack.check()
+            base.wait_for_quiet(args.quiet_wait)
+            result = asyncio.run(run_load(args, ctx, args.duration, args.drain_timeout, roots))
+            stack.check()
+            candidate = summarize(result, latency, workers, args)
+            candidate["attempts"] = attempt + 1
+            if not row or candidate["usage"]["other"] < row["usage"]["other"] or not candidate["drained"]:
+                row = candidate
+            if candidate["usage"]["other"] <= args.noise or not candidate["drained"]:
+                break  # a run that did not drain is reported as it is, never replaced by a luckier one
+            print(f"   (other processes used {candidate['usage']['other']:.0f}% of a core during the run"
+                  f"{': running it again' if attempt < args.retries else ''})", flush=True)
+        check = subprocess.run([sys.executable, "-m", "app.cli", "ledger", "check"], env=env, cwd=ROOT,
+                               capture_output=True, text=True, timeout=120, check=False)
+        row["ledger"] = "ok" if check.returncode == 0 else f"DRIFT: {check.stdout.strip()[-500:]}"
+        dead = base.sql(database_url, "SELECT count(*) FROM dead_letters")[0][0]
+        if dead:
+            row["failures"]["dead letters"] = dead
+        print(render_text([row], None).splitlines()[-1], flush=True)
+    finally:
+        problems += stack.stop()
+        logs = {n: summarize_log(tmp / f"{n}.log") for n in stack.procs}
+        base.drop_database(args.database_url, name)
+        release_redis_db(args.redis_url, redis_db)
+        if args.keep_logs:
+            print(f"   logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    row["logs"] = {n: lines for n, lines in logs.items() if lines}
+    row["problems"] = problems
+    for proc_name, lines in row["logs"].items():
+        print(f"   {proc_name} logged (level warning and above):")
+        for line in lines:
+            print(f"     {line}")
+    return row
+
+
+# ----------------------------------------------------------------------------------- the raw baseline
+
+
+def raw_sql() -> dict[str, Any]:
+    """The statements the API and the worker send for one external payment (adapters/postgres/*.py)."""
+    from adapters.postgres import accounts, ledger, misc, payments, rows, uow
+    from core.idempotency import IdempotentRequest
+
+    return {"insert_rows": rows.insert_rows, "update_rows": rows.update_rows, "compose": uow.compose,
+            "lock_id": lambda tenant, key, fp: misc.lock_id(IdempotentRequest(tenant_id=tenant, key=key,
+                                                                                fingerprint=fp)),
+            "claim": misc.CLAIM, "lock_accounts": accounts.LOCK, "lock_system": accounts.LOCK_SYSTEM,
+            "lock_payment": payments.LOCK, "update_payment": payments.UPDATE, "payment_columns": payments.COLUMNS,
+            "event_columns": payments.EVENT_COLUMNS, "entry_columns": ledger.COLUMNS,
+            "outbox_columns": misc.OUTBOX_COLUMNS, "insert_key": misc.INSERT_KEY}
+
+
+def payment_view(pid: uuid.UUID, source: uuid.UUID, provider: str, status: str, at: datetime,
+                 completed: datetime | None) -> dict[str, Any]:
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    return {"id": str(pid), "payment_type": "external_payment", "status": status, "source_account_id": str(source),
+            "destination_account_id": None, "amount": "1.00", "currency": "USD", "provider": provider,
+            "provider_reference": "pi_raw" if completed else None, "refunded_amount": "0.00",
+            "failure_reason": None, "description": None, "metadata": {}, "created_at": stamp, "updated_at": stamp,
+            "completed_at": stamp if completed else None}
+
+
+def snapshot(status: str, at: datetime, completed: bool) -> dict[str, Any]:
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    return {"status": status, "refunded_amount": "0.00", "provider_reference": "pi_raw" if completed else None,
+            "failure_reason": None, "updated_at": stamp, "completed_at": stamp if completed else None}
+
+
+async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: uuid.UUID, provider: str) -> None:
+    """Transaction 1 (POST): idempotency claim, lock source and clearing, one composed write (two account
+    updates, payment, event, two entries, outbox, idempotency record), COMMIT. Transaction 2 (worker
+    `_begin`): lock the payment, UPDATE it to processing with its event and outbox row. Transaction 3
+    (worker `_finish`): lock the payment, clearing and settlement, one composed write. 16 round trips."""
+    insert_rows, update_rows, compose = q["insert_rows"], q["update_rows"], q["compose"]
+    key = uuid.uuid4().hex
+    pid, now = uuid.uuid4(), datetime.now(UTC)
+    correlation = uuid.uuid4().hex
+    updated = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"))
+    fingerprint = hashlib.sha256(key.encode()).digest()
+    async with conn.transaction():
+        await conn.fetchrow(q["claim"], q["lock_id"](tenant, key, fingerprint), tenant, key)
+        (src,) = await conn.fetch(q["lock_accounts"], tenant, [source])
+        clearing = await conn.fetchrow(q["lock_system"], tenant, "clearing", "USD")
+        posting = uuid.uuid4()
+        view = payment_view(pid, source, provider, "pending", now, None)
+        body = json.dumps(view).encode()
+        sql, params = compose([
+            update_rows("accounts", updated, [(src["id"], src["balance"] - AMOUNT, src["version"] + 1, now),
+                                              (clearing["id"], clearing["balance"] + AMOUNT,
+                                               clearing["version"] + 1, now)]),
+            insert_rows("payments", q["payment_columns"], [[
+                pid, tenant, "external_payment", "pending", source, None, AMOUNT, "USD", provider, None, 0, None,
+                None, {}, 0, 0, None, correlation, now, now, None]]),
+            insert_rows("payment_events", q["event_columns"], [[
+                uuid.uuid4(), tenant, pid, 0, "payment.created", snapshot("pending", now, False), correlation, now]]),
+            insert_rows("account_transactions", q["entry_columns"], [
+                (uuid.uuid4(), tenant, src["id"], posting, pid, None, src["version"] + 1, "debit", -AMOUNT,
+                 src["balance"] - AMOUNT, "USD", now),
+                (uuid.uuid4(), tenant, clearing["id"], posting, pid, None, clearing["version"] + 1, "credit", AMOUNT,
+                 clearing["balance"] + AMOUNT, "USD", now)]),
+            insert_rows("outbox", q["outbox_columns"], [
+                (uuid.uuid4(), tenant, "payment.created", pid, view, correlation, now)]),
+            (q["insert_key"], [tenant, key, fingerprint, 202, body, now, now + timedelta(hours=24)]),
+        ])
+        await conn.execute(sql, *params)
+    now = datetime.now(UTC)
+    async with conn.transaction():
+        await conn.fetchrow(q["lock_payment"], tenant, pid)
+        sql, params = compose([
+            (q["update_payment"], [pid, 0, "processing", None, 0, None, 1, 0, None, now, None]),
+            insert_rows("payment_events", q["event_columns"], [[
+                uuid.uuid4(), tenant, pid, 1, "payment.processing", snapshot("processing", now, False), correlation,
+                now]]),
+            insert_rows("outbox", q["outbox_columns"], [
+                (uuid.uuid4(), tenant, "payment.processing", pid,
+                 payment_view(pid, source, provider, "processing", now, None), correlation, now)]),
+        ])
+        await conn.execute(sql, *params)
+    now = datetime.now(UTC)
+    async with conn.transaction():
+        await conn.fetchrow(q["lock_payment"], tenant, pid)
+        clearing = await conn.fetchrow(q["lock_system"], tenant, "clearing", "USD")
+        settled = await conn.fetchrow(q["lock_system"], tenant, f"settlement:{provider}", "USD")
+        posting = uuid.uuid4()
+        sql, params = compose([
+            update_rows("accounts", updated, [
+                (clearing["id"], clearing["balance"] - AMOUNT, clearing["version"] + 1, now),
+                (settled["id"], settled["balance"] + AMOUNT, settled["version"] + 1, now)]),
+            (q["update_payment"], [pid, 1, "completed", "pi_raw", 0, None, 2, 1, None, now, now]),
+            insert_rows("payment_events", q["event_columns"], [[
+                uuid.uuid4(), tenant, pid, 2, "payment.completed", snapshot("completed", now, True), correlation,
+                now]]),
+            insert_rows("account_transactions", q["entry_columns"], [
+                (uuid.uuid4(), tenant, clearing["id"], posting, pid, None, clearing["version"] + 1, "debit", -AMOUNT,
+                 clearing["balance"] - AMOUNT, "USD", now),
+                (uuid.uuid4(), tenant, settled["id"], posting, pid, None, settled["version"] + 1, "credit", AMOUNT,
+                 settled["balance"] + AMOUNT, "USD", now)]),
+            insert_rows("outbox", q["outbox_columns"], [
+                (uuid.uuid4(), tenant, "payment.completed", pid,
+                 payment_view(pid, source, provider, "completed", now, now), correlation, now)]),
+        ])
+        await conn.execute(sql, *params)
+
+
+RAW_SEED = """
+INSERT INTO tenants (id, name, created_at) VALUES ($1, 'raw', now());
+INSERT INTO accounts (id, tenant_id, kind, currency, balance, version, created_at, updated_at)
+SELECT gen_random_uuid(), $1, k, 'USD', 0, 0, now(), now()
+FROM unnest(ARRAY['funding', 'clearing', 'settlement:stripe', 'settlement:paypal']) k;
+INSERT INTO accounts (id, tenant_id, kind, user_id, currency, balance, version, created_at, updated_at)
+SELECT gen_random_uuid(), $1, 'user', 'raw-' || n, 'USD', 100000000000, 0, now(), now()
+FROM generate_series(1, $2) n;
+"""
+
+
+async def raw_load(database_url: str, database: str, clients: int, seconds: float, accounts: int,
+                   warmup: float, *, retries: int, noise: float, quiet_wait: float) -> dict[str, Any]:
+    import asyncpg
+
+    async def init(conn: Any) -> None:
+        for kind in ("json", "jsonb"):
+            await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+    tenant = uuid.uuid4()
+    q = raw_sql()
+    admin = await asyncpg.connect(database_url)
+    try:
+        for statement in RAW_SEED.strip().split(";\n"):
+            args = [tenant, accounts] if "$2" in statement else [tenant]
+            await admin.execute(statement, *args)
+        ids = [r["id"] for r in await admin.fetch("SELECT id FROM accounts WHERE tenant_id = $1 AND kind = 'user'",
+                                                  tenant)]
+    finally:
+        await admin.close()
+    conns = [await asyncpg.connect(database_url) for _ in range(clients)]
+    for conn in conns:
+        await init(conn)
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+
+    async def client(conn: Any, until: float, record: bool) -> None:
+        index = 0
+        while time.monotonic() < until:
+            index += 1
+            started = time.monotonic()
+            try:
+                await raw_payment(conn, q, tenant, random.choice(ids), PROVIDERS[index % 2])
+            except Exception as error:
+                errors[type(error).__name__] += 1
+                continue
+            if record:
+                latencies.append(1000 * (time.monotonic() - started))
+
+    try:
+        if warmup > 0:
+            until = time.monotonic() + warmup
+            await asyncio.gather(*(client(c, until, False) for c in conns))
+        base.checkpoint(database_url)
+        best: dict[str, Any] = {}
+        for attempt in range(1 + retries):
+            base.checkpoint(database_url)
+            base.wait_for_quiet(quiet_wait)
+            latencies.clear()
+            errors.clear()
+            sampler = CpuSampler({}, database)
+            sampler.start()
+            started = time.monotonic()
+            await asyncio.gather(*(client(c, started + seconds, True) for c in conns))
+            elapsed = time.monotonic() - started
+            usage = sampler.stop()
+            result = {"clients": clients, "rate": len(latencies) / elapsed, "p50": pct(latencies, 50),
+                      "p99": pct(latencies, 99), "count": len(latencies), "errors": dict(errors), "usage": usage,
+                      "attempts": attempt + 1}
+            if not best or usage["other"] < best["usage"]["other"]:
+                best = result
+            if usage["other"] <= noise:
+                break
+            print(f"   (other processes used {usage['other']:.0f}% of a core during the run"
+                  f"{': running it again' if attempt < retries else ''})", flush=True)
+    finally:
+        for conn in conns:
+            await conn.close()
+    return best
+
+
+def raw_run(args: argparse.Namespace) -> dict[str, Any]:
+    name, database_url = base.create_database(args.database_url)
+    try:
+        from adapters.postgres.migrate import apply_migrations
+
+        apply_migrations(database_url)
+        result = asyncio.run(raw_load(database_url, name, args.raw_clients, args.duration, args.accounts,
+                                      args.warmup, retries=args.retries, noise=args.noise,
+                                      quiet_wait=args.quiet_wait))
+        drift = base.sql(database_url, "SELECT count(*) FROM accounts a WHERE balance <> coalesce(("
+                                       "SELECT sum(amount) FROM account_transactions t WHERE t.account_id = a.id), 0)"
+                                       " AND kind IN ('clearing', 'settlement:stripe', 'settlement:paypal')")[0][0]
+        result["ledger"] = "ok" if not drift else f"{drift} system account(s) off their entries"
+    finally:
+        base.drop_database(args.database_url, name)
+    return result
+
+
+# ------------------------------------------------------------------------------------------- reports
+
+
+MAIN_COLUMNS = ("mock ms", "workers", "load", "created/s", "completed/s", "completed/s in load", "e2e p50 ms",
+                "e2e p90 ms", "e2e p99 ms", "e2e max ms", "POST p50 ms", "POST p99 ms", "backlog at stop",
+                "failures", "ledger", "÷ raw")
+DETAIL_COLUMNS = ("mock ms", "workers", "api p50/p99 ms", "queue p50/p99 ms", "work p50/p99 ms", "API CPU%",
+                  "worker CPU%", "mock CPU%", "DB CPU%", "Redis CPU%", "gen CPU%", "other CPU%",
+                  "CPU ms/payment", "poll lag p50/p99 ms", "runs")
+
+
+def main_cells(row: dict[str, Any], raw: dict[str, Any] | None) -> list[str]:
+    e2e, post = row["e2e"], row["post"]
+    failures = ", ".join(f"{k}: {v}" for k, v in row["failures"].items()) or "none"
+    return [str(row["latency"]), str(row["workers"]), row["mode"], f"{row['created_rate']:.0f}",
+            f"{row['completed_rate']:.0f}", f"{row['completed_in_load_rate']:.0f}", f"{e2e[50]:.0f}",
+            f"{e2e[90]:.0f}", f"{e2e[99]:.0f}", f"{e2e[100]:.0f}", f"{post[50]:.1f}", f"{post[99]:.1f}",
+            str(row["backlog"]), failures, "ok" if row.get("ledger") == "ok" else "DRIFT" if row.get("ledger") else "-",
+            f"{row['completed_rate'] / raw['rate']:.2f}" if raw and raw["rate"] else ""]
+
+
+def detail_cells(row: dict[str, Any]) -> list[str]:
+    u = row["usage"]
+    stages = [f"{row['stages'][s][0]:.0f} / {row['stages'][s][1]:.0f}" for s in ("api", "queue", "work")]
+    ours = sum(u.get(k, 0.0) for k in ("api", "worker", "mock", "db", "redis"))
+    per_payment = 10 * ours * u.get("seconds", 0.0) / max(1, row["completed"])
+    return [str(row["latency"]), str(row["workers"]), *stages,
+            *(f"{u.get(k, 0.0):.0f}" for k in ("api", "worker", "mock", "db", "redis", "gen", "other")),
+            f"{per_payment:.1f}", f"{row['poll_lag'][0]:.0f} / {row['poll_lag'][1]:.0f}",
+            str(row.get("attempts", 1))]
+
+
+def raw_cells(raw: dict[str, Any]) -> list[str]:
+    u = raw["usage"]
+    errors = ", ".join(f"{k}: {v}" for k, v in raw["errors"].items()) or "none"
+    return [str(raw["clients"]), f"{raw['rate']:.0f}", f"{raw['p50']:.1f}", f"{raw['p99']:.1f}", errors,
+            f"{u['db']:.0f}", f"{u['gen']:.0f}", f"{u['other']:.0f}", f"{10 * u['db'] / max(1e-9, raw['rate']):.2f}",
+            raw.get("ledger", "-")]
+
+
+RAW_COLUMNS = ("clients", "payments/s", "p50 ms (3 tx)", "p99 ms (3 tx)", "errors", "DB CPU%", "gen CPU%",
+               "other CPU%", "DB ms/payment", "ledger")
+
+
+def _text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    return "\n".join([line, "-" * len(line),
+                      *("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)])
+
+
+def _markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                      *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def render_text(rows: list[dict[str, Any]], raw: dict[str, Any] | None) -> str:
+    return _text(MAIN_COLUMNS, [main_cells(r, raw) for r in rows])
+
+
+def render_all(rows: list[dict[str, Any]], raw: dict[str, Any] | None, markdown: bool) -> str:
+    table = _markdown if markdown else _text
+    parts = [table(MAIN_COLUMNS, [main_cells(r, raw) for r in rows]), "",
+             table(DETAIL_COLUMNS, [detail_cells(r) for r in rows])]
+    if raw:
+        parts += ["", "Raw baseline (the same three transactions per payment, asyncpg, no API/queue/provider):", "",
+                  table(RAW_COLUMNS, [raw_cells(raw)])]
+    return "\n".join(parts)
+
+
+def machine_facts(args: argparse.Namespace) -> dict[str, str]:
+    model = ""
+    with contextlib.suppress(OSError):
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=False).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True, check=False).stdout.strip()
+    facts = base.server_facts(args.database_url)
+    return {"cpus": str(os.cpu_count()), "cpu": model, "commit": commit + (" (modified)" if dirty else ""),
+            "postgres": facts["postgres"], "synchronous_commit": facts["synchronous_commit"], "fsync": facts["fsync"],
+            "shared_buffers": facts["shared_buffers"], "redis": redis_version(args.redis_url),
+            "worker_concurrency": str(args.worker_concurrency or "8 (default)")}
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default="postgresql://root@127.0.0.1:5432/postgres",
+                        help="server to benchmark; a fresh database is created per run (default: %(default)s)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    parser.add_argument("--redis-dbs", default="8-13",
+                        help="Redis database indexes a run may take (the first empty one): 8-13 or 8,9,10")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per run (default: %(default)s)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--clients", type=int, help="closed loop on the POST: N creators (default 8)")
+    group.add_argument("--in-flight", type=int, help="closed loop end to end: N payments in flight")
+    group.add_argument("--rate", type=float, help="open loop: POSTs per second")
+    parser.add_argument("--max-outstanding", type=int, default=256, help="open loop: most POSTs in flight")
+    parser.add_argument("--latencies", default="0,50", help="mock provider latencies, ms, comma-separated")
+    parser.add_argument("--workers", default="1,2", help="worker process counts, comma-separated")
+    parser.add_argument("--worker-concurrency", type=int, default=0,
+                        help="PAYMENTS_WORKER_CONCURRENCY (default: the product's, 8)")
+    parser.add_argument("--accounts", type=int, default=200, help="funded source accounts (default: %(default)s)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load first")
+    parser.add_argument("--drain-timeout", type=float, default=60.0,
+                        help="after the load, wait at most this long for created payments to finish")
+    parser.add_argument("--poll-ms", type=float, default=20.0, help="completion poll interval")
+    parser.add_argument("--raw-clients", type=int, default=0,
+                        help="connections of the raw baseline (default: the load's clients, or 8)")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
+    parser.add_argument("--quiet-wait", type=float, default=60.0,
+                        help="before each run, wait at most this long for other work on the machine to stop")
+    parser.add_argument("--noise", type=float, default=15.0,
+                        help="a run during which other processes used more than this %% of a core is disturbed")
+    parser.add_argument("--retries", type=int, default=2, help="runs a disturbed run again at most this many times")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (printed path)")
+    parser.add_argument("--markdown", help="also write the tables as Markdown to this file")
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+    args = parser.parse_args(argv)
+    if args.rate is not None:
+        args.mode, args.load_value, args.mode_label = "rate", args.rate, f"rate {args.rate:g}/s"
+    elif args.in_flight is not None:
+        args.mode, args.load_value, args.mode_label = "in-flight", args.in_flight, f"{args.in_flight} in flight"
+    else:
+        clients = args.clients or 8
+        args.mode, args.load_value, args.mode_label = "clients", clients, f"{clients} clients"
+    args.raw_clients = args.raw_clients or (8 if args.mode == "rate" else int(args.load_value))
+    dbs: list[int] = []
+    for part in args.redis_dbs.split(","):
+        low, _, high = part.partition("-")
+        dbs += list(range(int(low), int(high or low) + 1))
+    args.redis_dbs = dbs
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    latencies = [int(x) for x in args.latencies.split(",") if x.strip()]
+    worker_counts = [int(x) for x in args.workers.split(",") if x.strip()]
+    facts = machine_facts(args)
+    tmp_root = Path(tempfile.mkdtemp(prefix="payments-bench-e2e-"))
+    rows: list[dict[str, Any]] = []
+    raw: dict[str, Any] | None = None
+    try:
+        for latency in latencies:
+            for workers in worker_counts:
+                rows.append(pipeline_run(args, latency, workers, tmp_root))
+        if not args.no_raw:
+            print(f"\n== raw baseline: {args.raw_clients} asyncpg connections", flush=True)
+            raw = raw_run(args)
+    finally:
+        if not args.keep_logs:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+    print(f"\n{facts['cpus']} CPUs ({facts['cpu']}); PostgreSQL {facts['postgres']} (synchronous_commit="
+          f"{facts['synchronous_commit']}, fsync={facts['fsync']}, shared_buffers={facts['shared_buffers']}); "
+          f"Redis {facts['redis']}; commit {facts['commit']}; worker concurrency {facts['worker_concurrency']}; "
+          f"{args.duration:g} s per run, load: {args.mode_label}\n")
+    print(render_all(rows, raw, markdown=False))
+    print("\ncreated/s: 202s per second of load; completed/s: completions / (last completion - first POST);\n"
+          "completed/s in load: completions during the load window / its length; backlog at stop: created but not\n"
+          "completed when the load stopped. e2e = completed_at - POST start (same host clock). Stages: api = POST\n"
+          "start -> created_at, queue = created_at -> payment.processing event, work = -> completed_at.\n"
+          "CPU in % of one core from the start of the load to the end of the drain; CPU ms/payment counts API,\n"
+          "workers, mock, DB and Redis. ÷ raw: completed/s divided by the raw baseline's payments/s.")
+    for row in rows:
+        where = f"mock {row['latency']} ms, {row['workers']} worker(s)"
+        if row["stuck"]:
+            print(f"WARNING {where}: {len(row['stuck'])} payment(s) not final after the drain "
+                  f"({args.drain_timeout:g} s), e.g. " + "; ".join(row["stuck"][:5]))
+        if row["negative_api"]:
+            print(f"WARNING {where}: {row['negative_api']} payment(s) created before their POST started: "
+                  "the clocks disagree, e2e times are suspect")
+        if row.get("ledger") not in (None, "ok"):
+            print(f"WARNING {where}: ledger check: {row['ledger']}")
+        for problem in row["problems"]:
+            print(f"WARNING {where}: {problem}")
+        if row["usage"].get("other", 0) > 15:
+            print(f"WARNING {where}: other processes used {row['usage']['other']:.0f}% of a core: a disturbed run")
+    if args.markdown:
+        Path(args.markdown).write_text(render_all(rows, raw, markdown=True) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"facts": facts, "args": vars(args), "rows": rows, "raw": raw},
+                                              indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
