@@ -24,7 +24,7 @@ from app.http.io import (
 from app.http.schemas import CancelRequest, PaymentRequest, RefundRequest, TransferRequest, parse_body
 from core.accounts import check_metadata
 from core.errors import FieldError, ValidationFailed
-from core.money import check_currency, parse_amount
+from core.money import Money, check_currency, parse_amount
 from core.payments import EXTERNAL_PAYMENT, INTERNAL_TRANSFER, PROVIDERS, Payment
 from core.ports import PaymentFilter, UnitOfWork
 from core.refunds import Refund
@@ -40,19 +40,27 @@ bp = Blueprint("payments", url_prefix="/api/v1")
 def transfer_command(request: Request, body: TransferRequest | PaymentRequest) -> MakeTransfer:
     """Validate every field, reporting all problems at once."""
     checks = FieldChecks()
-    source = checks.check(parse_uuid, body.source_account_id, "source_account_id")
+    source, amount, metadata = money_fields(checks, body)
     destination = checks.check(parse_uuid, body.destination_account_id, "destination_account_id")
-    currency = checks.check(check_currency, body.currency)
-    amount = checks.check(parse_amount, body.amount, currency) if currency else None
-    metadata = checks.check(check_metadata, body.metadata)
-    if body.description is not None and len(body.description) > 1000:
-        checks.fail("description", "must be at most 1000 characters")
     checks.done()
     assert source and destination and amount and metadata is not None
     return MakeTransfer(
         tenant_id=request.ctx.principal.tenant_id, source_account_id=source, destination_account_id=destination,
         amount=amount, description=body.description, metadata=metadata, correlation_id=request.ctx.request_id,
     )
+
+
+def money_fields(
+    checks: FieldChecks, body: TransferRequest | PaymentRequest
+) -> tuple[UUID | None, Money | None, dict[str, str] | None]:
+    """The source account, amount (in its currency) and metadata every movement of money carries."""
+    source = checks.check(parse_uuid, body.source_account_id, "source_account_id")
+    currency = checks.check(check_currency, body.currency)
+    amount = checks.check(parse_amount, body.amount, currency) if currency else None
+    metadata = checks.check(check_metadata, body.metadata)
+    if body.description is not None and len(body.description) > 1000:
+        checks.fail("description", "must be at most 1000 characters")
+    return source, amount, metadata
 
 
 async def _transfer(request: Request, cmd: MakeTransfer) -> HTTPResponse:
@@ -98,12 +106,7 @@ def external_command(request: Request, body: PaymentRequest) -> CreateExternalPa
         checks.fail("destination_account_id", "must be absent for an external payment")
     if body.provider is None:
         checks.fail("provider", "is required for an external payment (stripe or paypal)")
-    source = checks.check(parse_uuid, body.source_account_id, "source_account_id")
-    currency = checks.check(check_currency, body.currency)
-    amount = checks.check(parse_amount, body.amount, currency) if currency else None
-    metadata = checks.check(check_metadata, body.metadata)
-    if body.description is not None and len(body.description) > 1000:
-        checks.fail("description", "must be at most 1000 characters")
+    source, amount, metadata = money_fields(checks, body)
     checks.done()
     assert source and amount and metadata is not None and body.provider
     return CreateExternalPayment(
