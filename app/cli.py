@@ -205,6 +205,12 @@ def cmd_dev(settings: Settings, endpoints: Endpoints) -> int:
     return code
 
 
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="payments", description="The payments API and its tools.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -220,7 +226,7 @@ def parser() -> argparse.ArgumentParser:
     ledger.add_parser("check", help="verify the ledger invariants; exits 1 on drift")
     dlq = sub.add_parser("dlq", help="the dead letter queue").add_subparsers(dest="dlq_command", required=True)
     listing = dlq.add_parser("list", help="payments and refunds whose processing failed, newest first")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=_positive, default=100, help="at most this many (1 or more)")
     retry = dlq.add_parser("retry", help="re-drive one dead letter's work to the workers")
     retry.add_argument("id", help="the dead letter's id (first column of `dlq list`)")
     sub.add_parser("mock-providers", help="run the mock Stripe-like and PayPal-like provider server")

@@ -325,6 +325,7 @@ class Load:
     skipped: int = 0  # open loop: ticks not sent because --max-outstanding POSTs were in flight
     lag: float = 0.0  # open loop: the generator's worst delay behind schedule, s
     counter: int = 0
+    activity: list[tuple[int, int, int]] = field(default_factory=list)  # (lock waits, idle in tx, active)
 
 
 async def post_payment(http: Any, load: Load, *, wait: bool = False, deadline: float = 0.0) -> None:
@@ -384,9 +385,23 @@ async def drive(http: Any, load: Load, mode: str, value: float, seconds: float, 
     await asyncio.gather(*(creator() for _ in range(int(value))))
 
 
+ACTIVITY = """SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS lock_waits,
+       count(*) FILTER (WHERE state = 'idle in transaction') AS idle_in_tx,
+       count(*) FILTER (WHERE state = 'active') AS active
+FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+
+
 async def poll(conn: Any, load: Load, stop: asyncio.Event, interval: float) -> None:
-    """Mark payments final as the database shows them; returns when stopped and nothing is outstanding."""
+    """Mark payments final as the database shows them; returns when stopped and nothing is outstanding.
+
+    Every 10th tick, while the load runs, also samples pg_stat_activity: how many of this database's
+    backends wait for a lock (row locks: the clearing and settlement accounts) and how many sit idle in
+    a transaction (holding their locks while their client, a Python process, gets round to them)."""
+    tick = 0
     while True:
+        tick += 1
+        if tick % 10 == 0 and not stop.is_set():
+            load.activity.append(tuple(await conn.fetchrow(ACTIVITY)))
         if load.outstanding:
             ids = list(islice(load.outstanding, 500))
             rows = await conn.fetch("SELECT id::text, status, completed_at FROM payments WHERE id = ANY($1::uuid[])"
@@ -510,6 +525,7 @@ def summarize(result: dict[str, Any], latency: int, workers: int, args: argparse
         "poll_lag": (pct(lag, 50), pct(lag, 99)), "negative_api": sum(1 for v in api if v < 0),
         "failures": failures, "stuck": stuck, "drained": result["drained"], "usage": result["usage"],
         "lag": load.lag,
+        "activity": tuple(sum(a[i] for a in load.activity) / max(1, len(load.activity)) for i in range(3)),
     }
 
 
@@ -812,7 +828,7 @@ MAIN_COLUMNS = ("mock ms", "workers", "load", "created/s", "completed/s", "compl
                 "failures", "ledger", "÷ raw")
 DETAIL_COLUMNS = ("mock ms", "workers", "api p50/p99 ms", "queue p50/p99 ms", "work p50/p99 ms", "API CPU%",
                   "worker CPU%", "mock CPU%", "DB CPU%", "Redis CPU%", "gen CPU%", "other CPU%",
-                  "CPU ms/payment", "poll lag p50/p99 ms", "runs")
+                  "CPU ms/payment", "lock waits / idle in tx / active", "poll lag p50/p99 ms", "runs")
 
 
 def main_cells(row: dict[str, Any], raw: dict[str, Any] | None) -> list[str]:
@@ -832,7 +848,8 @@ def detail_cells(row: dict[str, Any]) -> list[str]:
     per_payment = 10 * ours * u.get("seconds", 0.0) / max(1, row["completed"])
     return [str(row["latency"]), str(row["workers"]), *stages,
             *(f"{u.get(k, 0.0):.0f}" for k in ("api", "worker", "mock", "db", "redis", "gen", "other")),
-            f"{per_payment:.1f}", f"{row['poll_lag'][0]:.0f} / {row['poll_lag'][1]:.0f}",
+            f"{per_payment:.1f}", " / ".join(f"{x:.1f}" for x in row["activity"]),
+            f"{row['poll_lag'][0]:.0f} / {row['poll_lag'][1]:.0f}",
             str(row.get("attempts", 1))]
 
 
@@ -849,7 +866,7 @@ RAW_COLUMNS = ("clients", "payments/s", "p50 ms (3 tx)", "p99 ms (3 tx)", "error
 
 
 def _text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     return "\n".join([line, "-" * len(line),
                       *("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)])
@@ -867,7 +884,7 @@ def render_text(rows: list[dict[str, Any]], raw: dict[str, Any] | None) -> str:
 def render_all(rows: list[dict[str, Any]], raw: dict[str, Any] | None, markdown: bool) -> str:
     table = _markdown if markdown else _text
     parts = [table(MAIN_COLUMNS, [main_cells(r, raw) for r in rows]), "",
-             table(DETAIL_COLUMNS, [detail_cells(r) for r in rows])]
+             table(DETAIL_COLUMNS, [detail_cells(r) for r in rows])] if rows else []
     if raw:
         parts += ["", "Raw baseline (the same three transactions per payment, asyncpg, no API/queue/provider):", "",
                   table(RAW_COLUMNS, [raw_cells(raw)])]
@@ -902,8 +919,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Redis database indexes a run may take (the first empty one): 8-13 or 8,9,10")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per run (default: %(default)s)")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--clients", type=int, help="closed loop on the POST: N creators (default 8)")
-    group.add_argument("--in-flight", type=int, help="closed loop end to end: N payments in flight")
+    group.add_argument("--clients", type=int, help="closed loop on the POST: N creators")
+    group.add_argument("--in-flight", type=int,
+                       help="closed loop end to end: N payments in flight (the default, 16)")
     group.add_argument("--rate", type=float, help="open loop: POSTs per second")
     parser.add_argument("--max-outstanding", type=int, default=256, help="open loop: most POSTs in flight")
     parser.add_argument("--latencies", default="0,50", help="mock provider latencies, ms, comma-separated")
@@ -915,8 +933,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=60.0,
                         help="after the load, wait at most this long for created payments to finish")
     parser.add_argument("--poll-ms", type=float, default=20.0, help="completion poll interval")
-    parser.add_argument("--raw-clients", type=int, default=0,
-                        help="connections of the raw baseline (default: the load's clients, or 8)")
+    parser.add_argument("--raw-clients", type=int, default=8,
+                        help="connections of the raw baseline (default: %(default)s, near its peak on 2 cores)")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="before each run, wait at most this long for other work on the machine to stop")
@@ -929,12 +947,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rate is not None:
         args.mode, args.load_value, args.mode_label = "rate", args.rate, f"rate {args.rate:g}/s"
-    elif args.in_flight is not None:
-        args.mode, args.load_value, args.mode_label = "in-flight", args.in_flight, f"{args.in_flight} in flight"
+    elif args.clients is not None:
+        args.mode, args.load_value, args.mode_label = "clients", args.clients, f"{args.clients} clients"
     else:
-        clients = args.clients or 8
-        args.mode, args.load_value, args.mode_label = "clients", clients, f"{clients} clients"
-    args.raw_clients = args.raw_clients or (8 if args.mode == "rate" else int(args.load_value))
+        in_flight = args.in_flight or 16
+        args.mode, args.load_value, args.mode_label = "in-flight", in_flight, f"{in_flight} in flight"
     dbs: list[int] = []
     for part in args.redis_dbs.split(","):
         low, _, high = part.partition("-")

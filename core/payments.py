@@ -147,10 +147,10 @@ class Payment:
             self.failure_reason = reason
         return self.transition(FAILED, at)
 
-    def attempt_failed(self, error: str, at: datetime, retry_at: datetime | None) -> PaymentEvent:
+    def attempt_failed(self, error: str, at: datetime, retry_at: datetime | None, **details: Any) -> PaymentEvent:
         """Attempt number `attempts` failed transiently; `retry_at` is when the next is due (None: none)."""
         self.next_attempt_at = retry_at
-        return self.note("payment.attempt_failed", at, attempt=self.attempts, error=error)
+        return self.note("payment.attempt_failed", at, attempt=self.attempts, error=error, **details)
 
     @property
     def refundable(self) -> bool:
@@ -177,3 +177,15 @@ def fold(events: list[PaymentEvent]) -> dict[str, Any]:
     for event in sorted(events, key=lambda e: e.sequence):
         state.update({key: event.data[key] for key in STATE_KEYS if key in event.data})
     return state
+
+
+def owed_reversals(events: list[PaymentEvent]) -> list[str]:
+    """Charges that arrived after the payment failed and are not refunded yet (their references)."""
+    reversed_ = {e.data.get("charge_reference") for e in events if e.type == "payment.late_charge_reversed"}
+    detected = [e.data.get("charge_reference") for e in events if e.type == "payment.late_charge_detected"]
+    return [ref for ref in dict.fromkeys(detected) if isinstance(ref, str) and ref not in reversed_]
+
+
+def ambiguous_attempts(events: list[PaymentEvent]) -> bool:
+    """Whether any failed attempt may have reached the provider and been processed."""
+    return any(e.data.get("ambiguous", True) for e in events if e.type == "payment.attempt_failed")

@@ -60,7 +60,16 @@ class ProviderDeclined(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """A transient failure (timeout, 5xx, connection refused): retried with backoff, same idempotency key."""
+    """A transient failure: retried with backoff, same idempotency key.
+
+    `ambiguous` says the request may have been processed (a timeout, a connection dropped after
+    sending, a 500): only the provider can tell whether money moved. It is False when the
+    provider certainly did nothing (connection refused, 502/503/504, 429, an open breaker).
+    """
+
+    def __init__(self, reason: str, *, ambiguous: bool = True) -> None:
+        super().__init__(reason)
+        self.ambiguous = ambiguous
 
 
 class CircuitOpen(ProviderUnavailable):
@@ -68,7 +77,7 @@ class CircuitOpen(ProviderUnavailable):
     trying no sooner than `retry_after` seconds from now (when the breaker lets a probe through)."""
 
     def __init__(self, reason: str, retry_after: float = 0.0) -> None:
-        super().__init__(reason)
+        super().__init__(reason, ambiguous=False)
         self.retry_after = retry_after
 
 
@@ -87,3 +96,13 @@ class PaymentProvider(Protocol):
     async def charge(self, request: ChargeRequest) -> ProviderResult: ...
 
     async def refund(self, request: RefundRequest) -> ProviderResult: ...
+
+    async def find_charge(self, request: ChargeRequest) -> ProviderResult | None:
+        """The succeeded charge the provider holds for `request` (found by its payment id), or None
+        if it holds none. Raises `ProviderUnavailable` when it cannot tell. Never charges."""
+        ...
+
+    async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
+        """The succeeded refund the provider holds for `request` (found by its refund id), or None.
+        Raises `ProviderUnavailable` when it cannot tell. Never refunds."""
+        ...

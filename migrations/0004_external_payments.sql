@@ -19,3 +19,4 @@ CREATE TABLE dead_letters (
     retried_at      timestamptz
 );
 CREATE INDEX dead_letters_newest ON dead_letters (created_at DESC, id DESC);
+CREATE INDEX dead_letters_open ON dead_letters (target_id) WHERE retried_at IS NULL;

@@ -87,9 +87,13 @@ async def housekeeping_forever(
 
 
 class _CloseRuntime(dramatiq.Middleware):
-    """Closes the actors' connections on their event loop, after the last message and before the loop stops."""
+    """Closes the actors' connections on their event loop, after the last message and before the loop stops.
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    Added after the AsyncIO middleware: `after_*` hooks run in reverse order, so this one runs once
+    the worker threads have finished their messages and before AsyncIO stops the loop.
+    """
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         thread = get_event_loop_thread()
         if thread is not None:
             with contextlib.suppress(Exception):
@@ -98,7 +102,7 @@ class _CloseRuntime(dramatiq.Middleware):
 
 async def run(settings: Settings, database_url: str, redis_url: str) -> None:
     broker = make_broker(redis_url)
-    broker.add_middleware(_CloseRuntime(), before=AsyncIO)
+    broker.add_middleware(_CloseRuntime(), after=AsyncIO)
     runtime.configure(settings, database_url, redis_url, broker)
     import workers.actors
     import workers.payments  # noqa: F401

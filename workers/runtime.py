@@ -71,10 +71,9 @@ def policy(settings: Settings) -> RetryPolicy:
 
 def build_providers(settings: Settings) -> dict[str, Any]:
     """Each provider's HTTP client behind its own failure-rate circuit breaker."""
+    from adapters.providers.breaker import BreakerProvider
     from adapters.providers.paypal import PayPalProvider
     from adapters.providers.stripe import StripeProvider
-
-    from adapters.providers.breaker import BreakerProvider
 
     timeout = settings.payment.provider_timeout
     clients: dict[str, PaymentProvider] = {

@@ -63,17 +63,20 @@ class InMemoryInFlight:
         self._store = store
 
     async def stuck(self, before: datetime, limit: int) -> list[WorkItem]:
-        found: list[tuple[datetime, WorkItem]] = []
-        for p in self._store.payments.values():
-            if p.is_external and p.status in ("pending", "processing") and max(
-                    p.updated_at, p.next_attempt_at or p.updated_at) < before:
-                found.append((p.updated_at, WorkItem(kind=PAYMENT, tenant_id=p.tenant_id, target_id=p.id,
-                                                     correlation_id=p.correlation_id)))
-        for r in self._store.refunds.values():
-            if r.status == "pending" and max(r.updated_at, r.next_attempt_at or r.updated_at) < before:
-                found.append((r.updated_at, WorkItem(kind=REFUND, tenant_id=r.tenant_id, target_id=r.id,
-                                                     correlation_id=r.correlation_id)))
-        return [item for _, item in sorted(found, key=lambda pair: pair[0])][:limit]
+        """As PostgreSQL's: up to `limit` of each kind, oldest first, skipping work waiting in the DLQ."""
+        waiting = {x.target_id for x in self._store.dead_letters.values() if x.retried_at is None}
+        payments = sorted((p for p in self._store.payments.values()
+                           if p.is_external and p.status in ("pending", "processing") and p.id not in waiting
+                           and max(p.updated_at, p.next_attempt_at or p.updated_at) < before),
+                          key=lambda p: p.updated_at)[:limit]
+        refunds = sorted((r for r in self._store.refunds.values()
+                          if r.status == "pending" and r.id not in waiting
+                          and max(r.updated_at, r.next_attempt_at or r.updated_at) < before),
+                         key=lambda r: r.updated_at)[:limit]
+        return [*(WorkItem(kind=PAYMENT, tenant_id=p.tenant_id, target_id=p.id, correlation_id=p.correlation_id)
+                  for p in payments),
+                *(WorkItem(kind=REFUND, tenant_id=r.tenant_id, target_id=r.id, correlation_id=r.correlation_id)
+                  for r in refunds)]
 
 
 @attrs.define

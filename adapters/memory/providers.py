@@ -60,14 +60,17 @@ class InMemoryProvider:
     (a success or a decline) and never charges twice; `metadata["mock_outcome"]`
     (`mock_refund_outcome` for refunds, falling back to the charge's) picks
     `succeed`, `decline`, `fail_transient:N` (the key's first N calls raise
-    `ProviderUnavailable`) or `timeout` (waits `timeout` seconds, then raises
-    `ProviderUnavailable`; nothing recorded). Refunds need a succeeded charge of
-    this provider and never exceed what is left of it.
+    `ProviderUnavailable`, not ambiguous: like the server's 503) or `timeout` (waits
+    `timeout` seconds, then raises an ambiguous `ProviderUnavailable`; nothing
+    recorded). Refunds need a succeeded charge of this provider and never exceed
+    what is left of it. `find_charge` / `find_refund` return the succeeded charge
+    or refund recorded under the payment's / refund's id, else None.
 
-    Failure injection: `available = False` makes every call raise
-    `ProviderUnavailable`, and `fail_next = N` the next N calls, before anything
-    is looked at or recorded (like the server's failure rate). `calls` lists every
-    call as (kind, idempotency key), including the failed ones.
+    Failure injection: `available = False` makes every call (lookups too) raise
+    `ProviderUnavailable` (not ambiguous), and `fail_next = N` the next N calls,
+    before anything is looked at or recorded (like the server's failure rate).
+    `calls` lists every call as (kind, idempotency key), including the failed ones;
+    lookups as `find_charge` / `find_refund` with the payment's / refund's id.
     """
 
     def __init__(self, name: str, *, timeout: float = 0.0) -> None:
@@ -122,13 +125,29 @@ class InMemoryProvider:
             request.reason, dict(request.metadata), self._requests["refund", key])
         return _answer(refund.reference, refund.succeeded, "The refund was declined by the provider.")
 
-    async def _enter(self, kind: str, key: str, amount: int, currency: str) -> None:
-        """Log the call, apply injected failures and validation (nothing recorded), then count it for its key."""
+    async def find_charge(self, request: ChargeRequest) -> ProviderResult | None:
+        key = str(request.payment_id)
+        await self._reach("find_charge", key)
+        charge = self.charges.get(key)
+        return ProviderResult(charge.reference) if charge is not None and charge.succeeded else None
+
+    async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
+        key = str(request.refund_id)
+        await self._reach("find_refund", key)
+        refund = self.refunds.get(key)
+        return ProviderResult(refund.reference) if refund is not None and refund.succeeded else None
+
+    async def _reach(self, kind: str, key: str) -> None:
+        """Log the call and apply injected failures (not ambiguous: nothing was looked at or recorded)."""
         await asyncio.sleep(0)  # a real await point, as over the network, but the bookkeeping after it is atomic
         self.calls.append((kind, key))
         if not self.available or self.fail_next > 0:
             self.fail_next = max(0, self.fail_next - 1)
-            raise ProviderUnavailable(f"{self.name} is unavailable (injected failure)")
+            raise ProviderUnavailable(f"{self.name} is unavailable (injected failure)", ambiguous=False)
+
+    async def _enter(self, kind: str, key: str, amount: int, currency: str) -> None:
+        """Log the call, apply injected failures and validation (nothing recorded), then count it for its key."""
+        await self._reach(kind, key)
         if not 0 < amount <= MAX_MINOR or currency not in MINOR_UNITS:
             raise ProviderDeclined(f"Invalid amount or currency: {amount} {currency}")
         self._requests[kind, key] += 1
@@ -137,10 +156,11 @@ class InMemoryProvider:
         """Raise the transient failure or the timeout the outcome asks for, else return."""
         count = self._requests[kind, key]
         if outcome.kind == "fail_transient" and count <= outcome.failures:
-            raise ProviderUnavailable(f"{self.name}: transient failure {count} of {outcome.failures} (mock outcome)")
+            raise ProviderUnavailable(
+                f"{self.name}: transient failure {count} of {outcome.failures} (mock outcome)", ambiguous=False)
         if outcome.kind == "timeout":
             await asyncio.sleep(self.timeout)
-            raise ProviderUnavailable(f"{self.name} did not answer within {self.timeout:g} s")
+            raise ProviderUnavailable(f"{self.name} did not answer within {self.timeout:g} s", ambiguous=True)
 
 
 def _parse(value: str | None) -> Outcome:

@@ -82,8 +82,8 @@ class MemoryRefunds:
         return self.dirty.get(refund_id) or copy.deepcopy(self._store.refunds[refund_id])
 
     async def for_payment(self, tenant_id: UUID, payment_id: UUID) -> builtins.list[Refund]:
-        return [copy.deepcopy(r) for r in self._store.refunds.values()
-                if r.tenant_id == tenant_id and r.payment_id == payment_id]
+        mine = [r for r in self._store.refunds.values() if r.tenant_id == tenant_id and r.payment_id == payment_id]
+        return [copy.deepcopy(r) for r in sorted(mine, key=lambda r: (r.created_at, r.id), reverse=True)]
 
     async def list(self, tenant_id: UUID, payment_id: UUID, *, limit: int, cursor: str | None) -> Page[Refund]:
         after = time_id_key(cursor) if cursor is not None else None

@@ -68,7 +68,9 @@ class PgPayments:
 
     async def lock(self, tenant_id: UUID, payment_id: UUID) -> Payment | None:
         row = await self._uow.fetchrow(LOCK, tenant_id, payment_id)
-        return to_payment(row) if row else None
+        if row is None:
+            return None
+        return self._dirty.get(payment_id) or to_payment(row)  # this unit of work's own changes win
 
     async def list(self, tenant_id: UUID, where: PaymentFilter, *, limit: int, cursor: str | None) -> Page[Payment]:
         after: builtins.list[Any] = [None, None] if cursor is None else builtins.list(time_id_key(cursor))

@@ -25,8 +25,9 @@ COLUMNS = ("id, tenant_id, payment_id, amount, currency, status, reason, provide
 _FIELDS = COLUMNS.replace(" ", "").split(",")
 
 LOCK = f"SELECT {COLUMNS} FROM refunds WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
-FOR_PAYMENT = f"SELECT {COLUMNS} FROM refunds WHERE tenant_id = $1 AND payment_id = $2"
-LIST = f"""{FOR_PAYMENT} AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+_OF_PAYMENT = f"SELECT {COLUMNS} FROM refunds WHERE tenant_id = $1 AND payment_id = $2"
+FOR_PAYMENT = _OF_PAYMENT + " ORDER BY created_at DESC, id DESC"
+LIST = f"""{_OF_PAYMENT} AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
 ORDER BY created_at DESC, id DESC LIMIT $5"""
 
 _UPDATED = (("id", "uuid"), ("status", "text"), ("provider_reference", "text"), ("failure_reason", "text"),
@@ -48,7 +49,9 @@ class PgRefunds:
 
     async def lock(self, tenant_id: UUID, refund_id: UUID) -> Refund | None:
         row = await self._uow.fetchrow(LOCK, tenant_id, refund_id)
-        return to_refund(row) if row else None
+        if row is None:
+            return None
+        return self._dirty.get(refund_id) or self._new.get(refund_id) or to_refund(row)
 
     async def for_payment(self, tenant_id: UUID, payment_id: UUID) -> builtins.list[Refund]:
         return [to_refund(row) for row in await self._uow.fetch(FOR_PAYMENT, tenant_id, payment_id)]
@@ -114,12 +117,16 @@ class PgDeadLetters:
         return fragments
 
 
+# Work already in the dead letter queue (and not re-driven since) waits for an operator, not for this.
 STUCK = """(SELECT 'payment' AS kind, tenant_id, id, correlation_id, coalesce(next_attempt_at, updated_at) AS since
-  FROM payments WHERE status IN ('pending', 'processing') AND payment_type = 'external_payment'
-   AND updated_at < $1 AND coalesce(next_attempt_at, updated_at) < $1 ORDER BY updated_at LIMIT $2)
+  FROM payments p WHERE status IN ('pending', 'processing') AND payment_type = 'external_payment'
+   AND updated_at < $1 AND coalesce(next_attempt_at, updated_at) < $1
+   AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.target_id = p.id AND d.retried_at IS NULL)
+  ORDER BY updated_at LIMIT $2)
 UNION ALL
 (SELECT 'refund', tenant_id, id, correlation_id, coalesce(next_attempt_at, updated_at)
-  FROM refunds WHERE status = 'pending' AND updated_at < $1 AND coalesce(next_attempt_at, updated_at) < $1
+  FROM refunds r WHERE status = 'pending' AND updated_at < $1 AND coalesce(next_attempt_at, updated_at) < $1
+   AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.target_id = r.id AND d.retried_at IS NULL)
   ORDER BY updated_at LIMIT $2)"""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -22,11 +23,13 @@ from core.providers import (
 
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _counts_as_failure(exc_type: type[BaseException], _error: BaseException) -> bool:
-    """The provider did not answer. A decline is an answer, and so, for the breaker, a success."""
-    return issubclass(exc_type, (ProviderUnavailable, TimeoutError))
+    """The provider did not answer: it failed, timed out, or the caller gave up waiting (cancelled the call,
+    as an outer `asyncio.timeout` does). A decline is an answer, and so, for the breaker, a success."""
+    return issubclass(exc_type, (ProviderUnavailable, TimeoutError, asyncio.CancelledError))
 
 
 @attrs.frozen
@@ -44,7 +47,9 @@ class RollingWindowBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
     every call through once half-open. Here it opens when, among the last `window`
     outcomes (and only once `window` have been seen), at least `failure_rate`
     failed; time comes from `clock`; and half-open admits a single probe whose
-    outcome closes (success) or re-opens (failure) the circuit. The library keeps
+    outcome closes (success) or re-opens (failure) the circuit. A call cancelled
+    while it waits for the provider (an outer timeout) is a failure, so a provider
+    that hangs opens the circuit, and a cancelled probe re-opens it. The library keeps
     the state names, the failure predicate, `state`/`opened`/`closed` and
     `CircuitBreakerError`. Every state change starts a new generation, and an
     outcome from an older generation (a call that began before the circuit
@@ -68,7 +73,7 @@ class RollingWindowBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
             expected_exception=_counts_as_failure, name=name,
         )
         self._recovery_timeout = recovery_timeout  # the library turns a falsy 0 into its 30 s default
-        self._last_failure: Exception | None = None
+        self._last_failure: BaseException | None = None
         self._clock = clock
         self._opened = clock()
         self._window = window
@@ -100,11 +105,11 @@ class RollingWindowBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
         ticket = self._admit()
         try:
             result = await func(*args, **kwargs)
-        except Exception as error:
+        except (Exception, asyncio.CancelledError) as error:
             self._record(ticket, error)
             raise
         except BaseException:
-            # Cancelled: no outcome, but a probe must not keep the half-open slot forever.
+            # KeyboardInterrupt and the like: no outcome, but a probe must not keep the half-open slot forever.
             if ticket.probe and ticket.generation == self._generation:
                 self._probing = False
             raise
@@ -119,7 +124,7 @@ class RollingWindowBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
             self._probing = True
         return _Ticket(self._generation, probe=state == STATE_HALF_OPEN)
 
-    def _record(self, ticket: _Ticket, error: Exception | None) -> None:
+    def _record(self, ticket: _Ticket, error: BaseException | None) -> None:
         if ticket.generation != self._generation:
             return
         failed = error is not None and bool(self.is_failure(type(error), error))
@@ -149,8 +154,9 @@ class RollingWindowBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
 class BreakerProvider:
     """A `PaymentProvider` that stops calling `inner` while it keeps failing, and raises `CircuitOpen` instead.
 
-    Only `ProviderUnavailable` and timeouts count as failures; a `ProviderDeclined`
-    means the provider answered. See `RollingWindowBreaker` for when the circuit
+    Lookups (`find_charge`, `find_refund`) go through the same breaker as charges and
+    refunds. Only `ProviderUnavailable`, timeouts and cancelled calls count as
+    failures; a `ProviderDeclined` means the provider answered. See `RollingWindowBreaker` for when the circuit
     opens and how it recovers.
     """
 
@@ -190,9 +196,15 @@ class BreakerProvider:
     async def refund(self, request: RefundRequest) -> ProviderResult:
         return await self._call(self._inner.refund, request)
 
-    async def _call(self, method: Callable[[T], Awaitable[ProviderResult]], request: T) -> ProviderResult:
+    async def find_charge(self, request: ChargeRequest) -> ProviderResult | None:
+        return await self._call(self._inner.find_charge, request)
+
+    async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
+        return await self._call(self._inner.find_refund, request)
+
+    async def _call(self, method: Callable[[R], Awaitable[T]], request: R) -> T:
         try:
-            result: ProviderResult = await self._breaker.call_async(method, request)
+            result: T = await self._breaker.call_async(method, request)
         except circuitbreaker.CircuitBreakerError:
             raise CircuitOpen(f"circuit open for provider {self.name}",
                               retry_after=self.remaining_open_seconds) from None

@@ -1,4 +1,9 @@
-"""The mock provider server: Stripe- and PayPal-like endpoints that remember every charge and refund by key."""
+"""The mock provider server: Stripe- and PayPal-like endpoints that remember every charge and refund by key.
+
+Each provider also answers lookups (Stripe's searches by `metadata[payment_id]` / `metadata[refund_id]`,
+PayPal's orders by `reference_id` and refunds by `invoice_id`); they obey the latency and failure rate
+like every provider route, and record and count nothing.
+"""
 
 from __future__ import annotations
 
@@ -46,15 +51,34 @@ class MockProviders:
             return await self._serve(request, wire, kind, capture_id)
         return handler
 
-    async def _serve(self, request: Request, wire: Wire, kind: Kind, charge_id: str | None) -> HTTPResponse:
+    def lookup(self, wire: Wire, kind: Kind) -> Callable[..., Awaitable[HTTPResponse]]:
+        """The handler of one provider's charge or refund lookup (a GET: it records and counts nothing)."""
+        async def handler(request: Request) -> HTTPResponse:
+            if (refused := await self._admit(request, wire)) is not None:
+                return _send(refused)
+            try:
+                value = wire.parse_lookup(kind, {name: values[0] for name, values in request.args.items()})
+            except Refused as error:
+                return _send(wire.error(error.problem, error.message, error.field))
+            return _send(wire.found(kind, self.state.find(kind, wire.provider, value)))
+        return handler
+
+    async def _admit(self, request: Request, wire: Wire) -> Answer | None:
+        """What every provider route does first: wait `latency`, fail at `failure_rate`, require a bearer key."""
         state = self.state
         if state.latency > 0:
             await asyncio.sleep(state.latency)
         if state.failure_rate > 0 and random.random() < state.failure_rate:
-            return _send(wire.error("unavailable", "The provider is temporarily unavailable (injected failure)."))
+            return wire.error("unavailable", "The provider is temporarily unavailable (injected failure).")
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return _send(wire.error("unauthorized", "A bearer API key is required in the Authorization header."))
+            return wire.error("unauthorized", "A bearer API key is required in the Authorization header.")
+        return None
+
+    async def _serve(self, request: Request, wire: Wire, kind: Kind, charge_id: str | None) -> HTTPResponse:
+        state = self.state
+        if (refused := await self._admit(request, wire)) is not None:
+            return _send(refused)
         key = request.headers.get(wire.key_header, "").strip()
         if not 0 < len(key) <= 255:
             return _send(wire.error("missing_key", f"The {wire.key_header} header is required (1-255 characters)."))
@@ -87,9 +111,9 @@ class MockProviders:
         declined = outcome.kind == "decline"
         record = Record(wire.provider, wire.new_id("charge"), slot[2], request.amount, request.currency,
                         "declined" if declined else "succeeded", request.metadata, _now(), fingerprint,
-                        description=request.description)
-        record.answer = wire.error("charge_declined", DECLINED["charge"]) if declined else wire.charged(record, request)
-        state.charges[slot[1:]] = state.charges_by_id[record.id] = record
+                        description=request.description, lookup=wire.lookup_value("charge", request))
+        record.answer = wire.error("charge_declined", DECLINED["charge"]) if declined else wire.charged(record)
+        state.add("charge", slot[1:], record)
         return record.answer
 
     def _refund(self, wire: Wire, slot: Slot, request: RefundIn) -> Answer | None:
@@ -115,9 +139,9 @@ class MockProviders:
         declined = outcome.kind == "decline"
         record = Record(wire.provider, wire.new_id("refund"), slot[2], amount, charge.currency,
                         "declined" if declined else "succeeded", request.metadata, _now(), fingerprint,
-                        charge_id=charge.id, reason=request.reason)
+                        charge_id=charge.id, reason=request.reason, lookup=wire.lookup_value("refund", request))
         record.answer = wire.error("refund_declined", DECLINED["refund"]) if declined else wire.refunded(record)
-        state.refunds[slot[1:]] = record
+        state.add("refund", slot[1:], record)
         state.refunded[charge.id] += 0 if declined else amount
         return record.answer
 
@@ -208,6 +232,10 @@ def create_mock_app(
         (handlers.endpoint(StripeWire(), "refund"), "/stripe/v1/refunds", "POST"),
         (handlers.endpoint(PayPalWire(), "charge"), "/paypal/v2/checkout/orders", "POST"),
         (handlers.endpoint(PayPalWire(), "refund"), "/paypal/v2/payments/captures/<capture_id:str>/refund", "POST"),
+        (handlers.lookup(StripeWire(), "charge"), "/stripe/v1/payment_intents/search", "GET"),
+        (handlers.lookup(StripeWire(), "refund"), "/stripe/v1/refunds/search", "GET"),
+        (handlers.lookup(PayPalWire(), "charge"), "/paypal/v2/checkout/orders", "GET"),
+        (handlers.lookup(PayPalWire(), "refund"), "/paypal/v2/payments/refunds", "GET"),
         (handlers.records, "/_mock/charges", "GET"),
         (handlers.records, "/_mock/refunds", "GET"),
         (handlers.get_config, "/_mock/config", "GET"),

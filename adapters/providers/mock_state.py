@@ -19,7 +19,11 @@ Slot = tuple[str, str, str]  # kind, provider, idempotency key
 
 @attrs.define
 class Record:
-    """A charge or refund the mock made or declined, with the answer every repeat of its key gets."""
+    """A charge or refund the mock made or declined, with the answer every repeat of its key gets.
+
+    `lookup` is what the provider's lookup finds it by: Stripe's `metadata[payment_id]` /
+    `metadata[refund_id]`, PayPal's `purchase_units[0].reference_id` / `invoice_id`.
+    """
 
     provider: str
     id: str
@@ -33,6 +37,7 @@ class Record:
     description: str | None = None
     charge_id: str | None = None
     reason: str | None = None
+    lookup: str | None = None
     answer: Answer = (200, {})
 
     def view(self, requests: int) -> dict[str, Any]:
@@ -68,9 +73,23 @@ class MockState:
     refunded: Counter[str] = attrs.field(factory=Counter)
     requests: Counter[Slot] = attrs.field(factory=Counter)
     locks: dict[Slot, asyncio.Lock] = attrs.field(factory=dict)
+    by_lookup: dict[Slot, list[Record]] = attrs.field(factory=dict)  # (kind, provider, record.lookup)
+
+    def add(self, kind: Kind, key: tuple[str, str], record: Record) -> None:
+        """Remember a new charge or refund under (provider, idempotency key), its id and its lookup value."""
+        if kind == "charge":
+            self.charges[key] = self.charges_by_id[record.id] = record
+        else:
+            self.refunds[key] = record
+        if record.lookup is not None:
+            self.by_lookup.setdefault((kind, record.provider, record.lookup), []).append(record)
+
+    def find(self, kind: Kind, provider: str, lookup: str) -> list[Record]:
+        """The provider's charges or refunds whose `lookup` is `lookup`, oldest first."""
+        return list(self.by_lookup.get((kind, provider, lookup), ()))
 
     def reset(self) -> None:
         """Forget every record and count; back to the latency and failure rate the server started with."""
         self.latency, self.failure_rate = self.initial
-        self.charges, self.refunds, self.charges_by_id = {}, {}, {}
+        self.charges, self.refunds, self.charges_by_id, self.by_lookup = {}, {}, {}, {}
         self.refunded, self.requests, self.locks = Counter(), Counter(), {}

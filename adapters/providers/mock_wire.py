@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 import attrs
 
-from adapters.providers.mock_state import Answer, Record
+from adapters.providers.mock_state import Answer, Kind, Record
 from core.money import MAX_MINOR, MINOR_UNITS, format_minor
 
 _DECIMAL = re.compile(r"[0-9]{1,20}(\.[0-9]{1,4})?")
@@ -47,6 +47,7 @@ class RefundIn:
     currency: str | None
     reason: str | None
     metadata: dict[str, str]
+    invoice_id: str | None = None
 
 
 def _currency(value: object, field: str) -> str:
@@ -108,6 +109,17 @@ def _form_metadata(form: dict[str, str]) -> dict[str, str]:
     return {key[9:-1]: value for key, value in form.items() if key.startswith("metadata[") and key.endswith("]")}
 
 
+def _required(args: dict[str, str], name: str) -> str:
+    value = args.get(name, "").strip()
+    if not value:
+        raise Refused("is required", name)
+    return value
+
+
+#: Stripe's search query, as far as the mock understands it: one metadata clause, `metadata['key']:'value'`.
+_SEARCH = re.compile(r"""\s*metadata\[(['"])(?P<key>[^'"]+)\1\]:(['"])(?P<value>[^'"]+)\3\s*""")
+
+
 class StripeWire:
     """Stripe-like: form-encoded PaymentIntents and Refunds, `{"error": {...}}` errors, Idempotency-Key."""
 
@@ -126,8 +138,27 @@ class StripeWire:
         "timeout": (504, "api_error", "gateway_timeout"),
     }
 
+    #: the metadata key a charge's / a refund's search finds it by (the mock searches by nothing else)
+    lookup_keys: ClassVar[dict[Kind, str]] = {"charge": "payment_id", "refund": "refund_id"}
+
     def new_id(self, kind: str) -> str:
         return ("pi_" if kind == "charge" else "re_") + secrets.token_hex(12)
+
+    def lookup_value(self, kind: Kind, request: ChargeIn | RefundIn) -> str | None:
+        return request.metadata.get(self.lookup_keys[kind]) or None
+
+    def parse_lookup(self, kind: Kind, args: dict[str, str]) -> str:
+        """The metadata value `GET /v1/payment_intents/search` or `/v1/refunds/search?query=...` looks for."""
+        key = self.lookup_keys[kind]
+        match = _SEARCH.fullmatch(_required(args, "query"))
+        if match is None or match["key"] != key:
+            raise Refused(f"the mock searches by metadata['{key}']:'<value>' only", "query")
+        return match["value"]
+
+    def found(self, kind: Kind, records: list[Record]) -> Answer:
+        path = "/v1/payment_intents/search" if kind == "charge" else "/v1/refunds/search"
+        data = [self._intent(r) if kind == "charge" else self._refund(r) for r in records]
+        return 200, {"object": "search_result", "url": path, "has_more": False, "next_page": None, "data": data}
 
     def parse_charge(self, raw: bytes) -> ChargeIn:
         form = _form(raw)
@@ -146,15 +177,29 @@ class StripeWire:
         error = {"type": kind, "code": code, "message": message} | ({"param": field} if field else {})
         return status, {"error": error}
 
-    def charged(self, record: Record, request: ChargeIn) -> Answer:
-        return 200, {"id": record.id, "object": "payment_intent", "amount": record.amount,
-                     "amount_received": record.amount, "currency": record.currency.lower(), "status": "succeeded",
-                     "description": record.description, "metadata": record.metadata, "livemode": False}
+    def charged(self, record: Record) -> Answer:
+        return 200, self._intent(record)
 
     def refunded(self, record: Record) -> Answer:
-        return 200, {"id": record.id, "object": "refund", "amount": record.amount,
-                     "currency": record.currency.lower(), "payment_intent": record.charge_id, "status": "succeeded",
-                     "reason": record.reason, "metadata": record.metadata}
+        return 200, self._refund(record)
+
+    def _intent(self, record: Record) -> dict[str, Any]:
+        succeeded = record.status == "succeeded"
+        intent = {"id": record.id, "object": "payment_intent", "amount": record.amount,
+                  "amount_received": record.amount if succeeded else 0, "currency": record.currency.lower(),
+                  "status": "succeeded" if succeeded else "requires_payment_method",
+                  "description": record.description, "metadata": record.metadata, "livemode": False}
+        if not succeeded:
+            intent["last_payment_error"] = {"type": "card_error", "code": "card_declined",
+                                            "message": "Your card was declined."}
+        return intent
+
+    def _refund(self, record: Record) -> dict[str, Any]:
+        succeeded = record.status == "succeeded"
+        refund = {"id": record.id, "object": "refund", "amount": record.amount, "currency": record.currency.lower(),
+                  "payment_intent": record.charge_id, "status": "succeeded" if succeeded else "failed",
+                  "reason": record.reason, "metadata": record.metadata}
+        return refund | ({} if succeeded else {"failure_reason": "declined"})
 
 
 class PayPalWire:
@@ -178,6 +223,19 @@ class PayPalWire:
     def new_id(self, kind: str) -> str:
         return secrets.token_hex(9).upper()[:17]
 
+    def lookup_value(self, kind: Kind, request: ChargeIn | RefundIn) -> str | None:
+        """An order's `purchase_units[0].reference_id`, a refund's `invoice_id`."""
+        return request.reference if isinstance(request, ChargeIn) else request.invoice_id
+
+    def parse_lookup(self, kind: Kind, args: dict[str, str]) -> str:
+        """What `GET /v2/checkout/orders?reference_id=` or `/v2/payments/refunds?invoice_id=` looks for."""
+        return _required(args, "reference_id" if kind == "charge" else "invoice_id")
+
+    def found(self, kind: Kind, records: list[Record]) -> Answer:
+        if kind == "charge":
+            return 200, {"orders": [self._order(r) for r in records]}
+        return 200, {"refunds": [self._refund(r) for r in records]}
+
     def parse_charge(self, raw: bytes) -> ChargeIn:
         data = _json(raw)
         if data.get("intent") != "CAPTURE":
@@ -194,24 +252,32 @@ class PayPalWire:
         data = _json(raw, empty_ok=True)  # an empty body refunds the whole capture
         amount, currency = _money(data["amount"], "/amount") if data.get("amount") is not None else (None, None)
         return RefundIn(charge_id or "", amount, currency, _optional_text(data.get("note_to_payer"), "/note_to_payer"),
-                        _metadata(data.get("metadata"), "/metadata"))
+                        _metadata(data.get("metadata"), "/metadata"), _optional_text(data.get("invoice_id"), "/invoice_id"))
 
     def error(self, problem: str, message: str, field: str | None = None) -> Answer:
         status, name, issue = self.problems[problem]
         detail = {"issue": issue, "description": message} | ({"field": field} if field else {})
         return status, {"name": name, "message": message, "debug_id": secrets.token_hex(6), "details": [detail]}
 
-    def charged(self, record: Record, request: ChargeIn) -> Answer:
-        amount = {"currency_code": record.currency, "value": format_minor(record.amount, record.currency)}
-        unit = {"reference_id": request.reference, "amount": amount, "description": record.description,
-                "payments": {"captures": [{"id": record.id, "status": "COMPLETED", "amount": amount}]}}
-        return 201, {"id": record.id, "intent": "CAPTURE", "status": "COMPLETED", "purchase_units": [unit],
-                     "metadata": record.metadata, "create_time": record.created_at}
+    def charged(self, record: Record) -> Answer:
+        return 201, self._order(record)
 
     def refunded(self, record: Record) -> Answer:
+        return 201, self._refund(record)
+
+    def _order(self, record: Record) -> dict[str, Any]:
+        status = "COMPLETED" if record.status == "succeeded" else "DECLINED"
         amount = {"currency_code": record.currency, "value": format_minor(record.amount, record.currency)}
-        return 201, {"id": record.id, "status": "COMPLETED", "amount": amount, "note_to_payer": record.reason,
-                     "metadata": record.metadata, "create_time": record.created_at}
+        unit = {"reference_id": record.lookup, "amount": amount, "description": record.description,
+                "payments": {"captures": [{"id": record.id, "status": status, "amount": amount}]}}
+        return {"id": record.id, "intent": "CAPTURE", "status": status, "purchase_units": [unit],
+                "metadata": record.metadata, "create_time": record.created_at}
+
+    def _refund(self, record: Record) -> dict[str, Any]:
+        amount = {"currency_code": record.currency, "value": format_minor(record.amount, record.currency)}
+        return {"id": record.id, "status": "COMPLETED" if record.status == "succeeded" else "FAILED",
+                "amount": amount, "invoice_id": record.lookup, "note_to_payer": record.reason,
+                "metadata": record.metadata, "create_time": record.created_at}
 
 
 Wire = StripeWire | PayPalWire

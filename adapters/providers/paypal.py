@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import httpx
 
-from adapters.providers.transport import ProviderHttp, text
+from adapters.providers.transport import ProviderHttp, found, text
 from core.money import format_minor
 from core.providers import (
     ChargeRequest,
@@ -29,7 +29,8 @@ class PayPalProvider:
 
     A charge is an order with intent CAPTURE keyed by the payment id, a refund refunds
     the capture keyed by the refund id, both through the `PayPal-Request-Id` header.
-    Amounts travel as decimal strings. A 422 or any other final 4xx is
+    The order's `purchase_units[0].reference_id` is the payment id and the refund's
+    `invoice_id` the refund id, which the lookups ask for. Amounts travel as decimal strings. A 422 or any other final 4xx is
     `ProviderDeclined` with PayPal's description; see `ProviderHttp` for what counts as
     `ProviderUnavailable`.
     """
@@ -56,12 +57,28 @@ class PayPalProvider:
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
         refund: dict[str, Any] = {"amount": _amount(request.amount, request.currency),
-                                  "metadata": dict(request.metadata)}
+                                  "invoice_id": str(request.refund_id), "metadata": dict(request.metadata)}
         if request.reason is not None:
             refund["note_to_payer"] = request.reason[:_NOTE_MAX]
         path = f"/v2/payments/captures/{quote(request.charge_reference, safe='')}/refund"
         status, body = await self._http.post(path, request.idempotency_key, body=refund)
         return _result(status, body, done=_REFUND_DONE, failed=_REFUND_FAILED)
+
+    async def find_charge(self, request: ChargeRequest) -> ProviderResult | None:
+        """The COMPLETED order whose purchase unit's `reference_id` is the request's payment id, or None."""
+        payment_id = str(request.payment_id)
+        body = await self._http.get("/v2/checkout/orders", {"reference_id": payment_id})
+        reference = found(self.name, body.get("orders"), payment_id, _reference_id,
+                          done=frozenset({"COMPLETED"}), failed=_ORDER_DECLINED)
+        return None if reference is None else ProviderResult(reference)
+
+    async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
+        """The completed (or pending) refund whose `invoice_id` is the request's refund id, or None."""
+        refund_id = str(request.refund_id)
+        body = await self._http.get("/v2/payments/refunds", {"invoice_id": refund_id})
+        reference = found(self.name, body.get("refunds"), refund_id, lambda item: item.get("invoice_id"),
+                          done=_REFUND_DONE, failed=_REFUND_FAILED)
+        return None if reference is None else ProviderResult(reference)
 
     async def aclose(self) -> None:
         """Close the HTTP client unless it was passed in."""
@@ -73,6 +90,11 @@ def _amount(minor: int, currency: str) -> dict[str, str]:
         return {"currency_code": currency, "value": format_minor(minor, currency)}
     except KeyError:
         raise ProviderDeclined(f"paypal does not support the currency {currency!r}") from None
+
+
+def _reference_id(order: dict[str, Any]) -> object:
+    units = order.get("purchase_units")
+    return units[0].get("reference_id") if isinstance(units, list) and units and isinstance(units[0], dict) else None
 
 
 def _result(status: int, body: dict[str, Any], *, done: frozenset[str], failed: frozenset[str]) -> ProviderResult:

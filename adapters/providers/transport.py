@@ -1,21 +1,34 @@
-"""The provider clients' shared HTTP plumbing: one POST, and transport failures mapped onto the port's errors."""
+"""The provider clients' shared HTTP plumbing: a POST or a lookup GET, and failures mapped onto the port's errors."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from core.providers import ProviderUnavailable
 
-#: 4xx answers that mean "try again later" rather than "never": request timeout, a concurrent request
-#: with the same idempotency key still running (Stripe answers 409), too early, rate limited.
-TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
+#: Answers after which the provider certainly did nothing, worth repeating later: bad gateway, unavailable,
+#: gateway timeout (the provider behind the gateway answered no one), rate limited, request timeout, too early.
+NOT_PROCESSED_STATUSES = frozenset({502, 503, 504, 429, 408, 425})
+#: 4xx answers after which the request may have been processed, worth repeating: a concurrent request with the
+#: same idempotency key is still running (Stripe answers 409). So is every 5xx not in `NOT_PROCESSED_STATUSES`.
+AMBIGUOUS_STATUSES = frozenset({409})
+#: The provider refused our API key (rotated, revoked): transient for us, never the payment's fault.
+AUTH_STATUSES = frozenset({401, 403})
 
 
 class ProviderHttp:
-    """POSTs to one provider's base URL with its bearer key and an idempotency header; owns the client it made."""
+    """Talks to one provider's base URL with its bearer key; owns the client it made.
+
+    Every failure worth repeating raises `ProviderUnavailable` with `ambiguous` saying
+    whether the provider may have processed the request: False when it certainly did
+    not (the connection was never made, 502/503/504, 429, 408, 425, our key refused
+    with 401/403), True otherwise (a timeout or a connection lost after sending, 409,
+    500 and any other 5xx, a body that is not a JSON object).
+    """
 
     def __init__(
         self, provider: str, base_url: str, api_key: str, *, key_header: str,
@@ -35,30 +48,53 @@ class ProviderHttp:
     async def post(
         self, path: str, idempotency_key: str, *, data: dict[str, str] | None = None, body: Any = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Status and JSON object of a final answer; ProviderUnavailable for anything worth repeating.
+        """Status and JSON object of a final answer (2xx, or a 4xx the caller reads as a refusal).
 
-        Timeouts, connection errors, 5xx, `TRANSIENT_STATUSES` and bodies that are not a
-        JSON object all raise `ProviderUnavailable`: the outcome is unknown, and repeating
-        the call with the same idempotency key is what settles it.
+        Raises `ProviderUnavailable` for anything worth repeating with the same idempotency key.
         """
         headers = {**self._headers, self._key_header: idempotency_key}
+        response = await self._send("POST", path, headers=headers, data=data, json=body)
+        return response.status_code, self._parse(response)
+
+    async def get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """The JSON object of a 2xx answer to a lookup (no idempotency key: it changes nothing).
+
+        Raises `ProviderUnavailable` for anything else: a lookup that was not answered cannot tell.
+        """
+        response = await self._send("GET", path, headers=self._headers, params=params)
+        status = response.status_code
+        if not 200 <= status < 300:
+            raise ProviderUnavailable(f"{self.provider} could not answer the lookup (HTTP {status})", ambiguous=False)
+        return self._parse(response)
+
+    async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
         try:
-            response = await self._client.post(
-                self._base + path, data=data, json=body, headers=headers, timeout=self._timeout)
+            response = await self._client.request(method, self._base + path, timeout=self._timeout, **options)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            # never left this process (PoolTimeout: no connection was free to send it on)
+            raise ProviderUnavailable(
+                f"{self.provider} is unreachable ({type(error).__name__})", ambiguous=False) from None
         except httpx.TimeoutException:
             raise ProviderUnavailable(f"{self.provider} did not answer within {self._timeout:g} s") from None
-        except httpx.HTTPError as error:
+        except httpx.HTTPError as error:  # the connection broke after (part of) the request went out
             raise ProviderUnavailable(f"{self.provider} is unreachable ({type(error).__name__})") from None
         status = response.status_code
-        if status >= 500 or status in TRANSIENT_STATUSES:
+        if status in AUTH_STATUSES:
+            raise ProviderUnavailable(f"{self.provider} refused our API key (HTTP {status})", ambiguous=False)
+        if status in NOT_PROCESSED_STATUSES:
+            raise ProviderUnavailable(f"{self.provider} is unavailable (HTTP {status})", ambiguous=False)
+        if status >= 500 or status in AMBIGUOUS_STATUSES:
             raise ProviderUnavailable(f"{self.provider} is unavailable (HTTP {status})")
+        return response
+
+    def _parse(self, response: httpx.Response) -> dict[str, Any]:
         try:
             parsed = json.loads(response.content)
         except (ValueError, RecursionError):
             parsed = None
         if not isinstance(parsed, dict):
-            raise ProviderUnavailable(f"{self.provider} sent an unparseable response (HTTP {status})")
-        return status, parsed
+            raise ProviderUnavailable(f"{self.provider} sent an unparseable response (HTTP {response.status_code})")
+        return parsed
 
     async def aclose(self) -> None:
         """Close the HTTP client if this object created it (a client passed in belongs to the caller)."""
@@ -69,3 +105,31 @@ class ProviderHttp:
 def text(value: object) -> str | None:
     """`value` if it is a non-empty string, else None (for picking fields out of untrusted JSON)."""
     return value if isinstance(value, str) and value else None
+
+
+def found(
+    provider: str, items: object, ours: str, owner: Callable[[dict[str, Any]], object], *,
+    done: frozenset[str], failed: frozenset[str],
+) -> str | None:
+    """The id of the finished item among a lookup's `items` that `owner(item)` says is `ours`, or None.
+
+    Items of someone else's are ignored. None when all of ours are `failed` (or there are none);
+    `ProviderUnavailable` when `items` is not a list, or one of ours is neither done nor failed yet
+    (the provider itself cannot tell yet).
+    """
+    if not isinstance(items, list):
+        raise ProviderUnavailable(f"{provider} sent an unparseable lookup response")
+    unfinished = None
+    for item in items:
+        if not isinstance(item, dict) or owner(item) != ours:
+            continue
+        reference, state = text(item.get("id")), text(item.get("status"))
+        if state in done:
+            if reference is None:
+                raise ProviderUnavailable(f"{provider} sent an unparseable lookup response")
+            return reference
+        if state not in failed:
+            unfinished = state or "unknown"
+    if unfinished is not None:
+        raise ProviderUnavailable(f"{provider} has not finished the request (status {unfinished})")
+    return None

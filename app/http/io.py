@@ -208,7 +208,9 @@ def parse_time(value: str, field: str) -> datetime:
     """An RFC 3339 timestamp with a zone (`2026-01-31T12:00:00Z`), as UTC."""
     try:
         if _TIME.match(value):
-            return datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
+            parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00")).astimezone(UTC)
+            if 1 <= parsed.year <= 9999:
+                return parsed
+    except (ValueError, OverflowError):  # year 1 at +01:00 is before datetime.min in UTC
         pass
     raise ValidationFailed([FieldError(field, "must be an RFC 3339 time with a zone, e.g. 2026-01-31T12:00:00Z")])

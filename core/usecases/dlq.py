@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from core.errors import InvalidStateTransition, NotFound
+from core.payments import owed_reversals
 from core.ports import Clock, TaskQueue, UnitOfWork, UnitOfWorkFactory
 from core.work import PAYMENT, DeadLetter
 
@@ -20,7 +21,8 @@ async def retry_dead_letter(letter_id: UUID, *, uow_factory: UnitOfWorkFactory, 
     """Re-drive a dead letter's work to the workers; what it re-drove, as one line.
 
     Work whose payment or refund is still unfinished (its message died on an
-    infrastructure error) is enqueued again and finishes as if never interrupted.
+    infrastructure error), or a failed payment that still owes the refund of a
+    late charge, is enqueued again and finishes as if never interrupted.
     A payment or refund that already ended `failed` is final — its money is back
     on the source and the ledger records it — so re-driving it raises
     `InvalidStateTransition` with what to do instead; nothing changes.
@@ -30,8 +32,10 @@ async def retry_dead_letter(letter_id: UUID, *, uow_factory: UnitOfWorkFactory, 
         letter = await uow.dead_letters.get(letter_id)
         if letter is None:
             raise NotFound(f"dead letter {letter_id} not found")
+        if await uow.payments.get(letter.tenant_id, letter.target_id) is None and letter.kind == PAYMENT:
+            raise NotFound(f"payment {letter.target_id} of dead letter {letter_id} no longer exists")
         status = await _status(uow, letter)
-        if status not in _UNFINISHED[letter.kind]:
+        if status not in _UNFINISHED[letter.kind] and not await _owes_reversal(uow, letter):
             raise InvalidStateTransition(
                 f"{letter.kind} {letter.target_id} is {status}: it is final and its money is settled; "
                 f"create a new {letter.kind} to try again")
@@ -39,6 +43,13 @@ async def retry_dead_letter(letter_id: UUID, *, uow_factory: UnitOfWorkFactory, 
         uow.dead_letters.mark_retried(letter)
         await uow.commit()
     return f"re-enqueued {letter.kind} {letter.target_id} ({status})"
+
+
+async def _owes_reversal(uow: UnitOfWork, letter: DeadLetter) -> bool:
+    """A failed payment whose late charge is not refunded yet still has work to re-drive."""
+    if letter.kind != PAYMENT:
+        return False
+    return bool(owed_reversals(await uow.payments.events(letter.tenant_id, letter.target_id)))
 
 
 async def _status(uow: UnitOfWork, letter: DeadLetter) -> str | None:

@@ -11,151 +11,99 @@ repeat the provider call under the same key and record its outcome only once.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from uuid import UUID
-
-import attrs
 
 from core.accounts import CLEARING, settlement
 from core.ids import new_id
 from core.locking import LockBusy, held_lock
-from core.payments import COMPLETED, FAILED, PENDING, PROCESSING, Payment
-from core.ports import Clock, Locks, UnitOfWork, UnitOfWorkFactory
-from core.providers import (
-    ChargeRequest,
-    PaymentProvider,
-    ProviderDeclined,
-    ProviderError,
-    ProviderResult,
-    ProviderUnavailable,
-    RefundRequest,
-)
+from core.payments import COMPLETED, FAILED, PENDING, PROCESSING, Payment, ambiguous_attempts
+from core.ports import UnitOfWork
+from core.providers import ProviderDeclined, ProviderError, ProviderUnavailable
 from core.usecases.external import move, publish, return_to_source
-from core.work import PAYMENT, DeadLetter, RetryPolicy, WorkItem
+from core.usecases.processing_base import BUSY, DONE, LATE, RETRY, SKIPPED, Deps, Outcome, call
+from core.usecases.reconcile import (
+    LATE_DETECTED,
+    Unconfirmed,
+    charge_request,
+    confirm,
+    reverse_late_charge,
+    reverse_late_charges,
+)
+from core.work import PAYMENT, DeadLetter, WorkItem
 
-DONE, RETRY, SKIPPED, BUSY, LATE = "done", "retry", "skipped", "busy", "late"
-
-
-@attrs.frozen
-class Outcome:
-    """What became of one delivery: `done`, `retry` (in `retry_in` seconds), `skipped`, `busy` or `late`
-    (the provider charged a payment that had already failed)."""
-
-    result: str
-    status: str | None = None
-    retry_in: float | None = None
-
-
-@attrs.frozen(kw_only=True)
-class Deps:
-    """The ports a worker's use cases need."""
-
-    uow: UnitOfWorkFactory
-    providers: Callable[[str], PaymentProvider]
-    locks: Locks
-    clock: Clock
-    policy: RetryPolicy
+__all__ = ["BUSY", "DONE", "LATE", "RETRY", "SKIPPED", "Deps", "Outcome", "process_payment"]
 
 
 async def process_payment(item: WorkItem, *, deps: Deps) -> Outcome:
     """Charge a pending (or retried) external payment through its provider, exactly once in effect."""
     try:
         async with held_lock(deps.locks, f"payment:{item.target_id}", deps.policy.lock_ttl) as held:
-            payment = await _begin(item.tenant_id, item.target_id, deps)
+            payment, wait = await _begin(item, deps)
             if payment is None:
-                return Outcome(SKIPPED)
+                return Outcome(RETRY, None, wait) if wait is not None else await reverse_late_charges(item, deps)
             provider = deps.providers(payment.provider or "")
-            request = ChargeRequest(payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-                                    description=payment.description, metadata=payment.metadata)
+            request = charge_request(payment)
             reference, error = await call(lambda: provider.charge(request), deps.policy)
             if error is not None and held.lost:
                 # Another worker may be calling under the same key right now: a failure seen here proves
                 # nothing about the payment, so it is neither counted nor final. Try again later.
                 return Outcome(RETRY, payment.status, deps.policy.min_backoff)
+            if isinstance(error, ProviderUnavailable) and payment.attempts + 1 >= deps.policy.max_attempts:
+                reference, error = await confirm(error, await _ambiguous_before(payment, deps),
+                                                 lambda: provider.find_charge(request), deps)
             outcome = await _finish(payment, reference, error, deps)
             if outcome.result == LATE:
                 assert reference is not None
                 await reverse_late_charge(payment, reference, provider, deps)
             return outcome
     except LockBusy:
-        return Outcome(BUSY)
+        return Outcome(BUSY, None, deps.policy.lock_ttl / 3)
 
 
-async def reverse_late_charge(payment: Payment, reference: str, provider: PaymentProvider, deps: Deps) -> None:
-    """A charge that succeeded after its payment had already failed (and its money gone back to the source)
-    is refunded in full at the provider, so the customer is not charged for a failed payment.
-
-    Idempotent (the refund's key derives from the payment id); a failure raises, so the delivery is
-    retried and, when retries run out, dead-lettered.
-    """
-    void = RefundRequest(refund_id=uuid.uuid5(payment.id, "late-charge"), payment_id=payment.id,
-                         charge_reference=reference, amount=payment.amount, currency=payment.currency,
-                         reason="charge arrived after the payment failed", metadata={})
-    _, error = await call(lambda: provider.refund(void), deps.policy)
-    if error is not None:
-        raise error
+async def _begin(item: WorkItem, deps: Deps) -> tuple[Payment | None, float | None]:
+    """Transaction 1: `pending -> processing`; a payment already processing is resumed. An early
+    duplicate of a scheduled retry gets the seconds still to wait; other payments are not ours."""
     async with deps.uow() as uow:
-        current = await uow.payments.lock(payment.tenant_id, payment.id)
-        if current is None or any(e.type == "payment.late_charge_reversed"
-                                  for e in await uow.payments.events(payment.tenant_id, payment.id)):
-            return
-        current.note("payment.late_charge_reversed", deps.clock.now(), charge_reference=reference)
-        uow.payments.save(current)
-        await uow.commit()
-
-
-async def call(
-    charge: Callable[[], Awaitable[ProviderResult]], policy: RetryPolicy
-) -> tuple[str | None, ProviderError | None]:
-    """The provider's reference, or the error it ended with (a timeout is transient)."""
-    try:
-        async with asyncio.timeout(policy.provider_timeout):
-            result = await charge()
-    except ProviderError as error:
-        return None, error
-    except TimeoutError:
-        return None, ProviderUnavailable(f"the provider did not answer within {policy.provider_timeout:g}s")
-    return result.reference, None
-
-
-async def _begin(tenant_id: UUID, payment_id: UUID, deps: Deps) -> Payment | None:
-    """Transaction 1: `pending -> processing`; a payment already processing is resumed; others skipped."""
-    async with deps.uow() as uow:
-        payment = await uow.payments.lock(tenant_id, payment_id)
+        payment = await uow.payments.lock(item.tenant_id, item.target_id)
         if payment is None or not payment.is_external or payment.status not in (PENDING, PROCESSING):
-            return None
-        if payment.next_attempt_at is not None and payment.next_attempt_at > deps.clock.now():
-            return None  # an early duplicate; the scheduled delivery (or housekeeping) resumes it
+            return None, None
+        now = deps.clock.now()
+        if payment.next_attempt_at is not None and payment.next_attempt_at > now:
+            return None, (payment.next_attempt_at - now).total_seconds()
         if payment.status == PENDING:
-            now = deps.clock.now()
             payment.transition(PROCESSING, now)
             uow.payments.save(payment)
             publish(uow, payment, "payment.processing", now)
             await uow.commit()
-        return payment
+        return payment, None
+
+
+async def _ambiguous_before(payment: Payment, deps: Deps) -> bool:
+    async with deps.uow(read_only=True) as uow:
+        return ambiguous_attempts(await uow.payments.events(payment.tenant_id, payment.id))
 
 
 async def _finish(begun: Payment, reference: str | None, error: ProviderError | None, deps: Deps) -> Outcome:
     """Transaction 2: record the provider's answer if the payment is still ours to finish.
 
-    A success is always recorded (or, on a payment that already failed, reversed: `LATE`). A failure
-    is recorded only if nobody changed the payment since this attempt began: otherwise another
-    worker's attempt overlapped this one and the next delivery asks the provider again.
+    A success is always recorded (on a payment that already failed, as a late charge to refund:
+    `LATE`). A failure is recorded only if nobody changed the payment since this attempt began:
+    otherwise another worker's attempt overlapped this one and the next delivery asks again.
     """
     async with deps.uow() as uow:
         payment = await uow.payments.lock(begun.tenant_id, begun.id)
         if payment is None:
             return Outcome(SKIPPED)
+        now = deps.clock.now()
         if reference is not None and payment.status == FAILED:
+            payment.note(LATE_DETECTED, now, charge_reference=reference)
+            uow.payments.save(payment)
+            await uow.commit()
             return Outcome(LATE, payment.status)
         if payment.status != PROCESSING:
             return Outcome(SKIPPED, payment.status)
         if error is not None and payment.version != begun.version:
             return Outcome(RETRY, payment.status, deps.policy.min_backoff)
-        now = deps.clock.now()
         payment.attempts += 1
         retry_in = None
         if reference is not None:
@@ -163,17 +111,27 @@ async def _finish(begun: Payment, reference: str | None, error: ProviderError | 
         elif isinstance(error, ProviderDeclined):
             await fail_payment(uow, payment, error.reason, now)
         else:
-            assert error is not None
-            last = payment.attempts >= deps.policy.max_attempts
-            retry_in = None if last else max(deps.policy.backoff(payment.attempts),
-                                             getattr(error, "retry_after", 0.0))
-            payment.attempt_failed(error.reason, now, None if retry_in is None else now + timedelta(seconds=retry_in))
+            assert isinstance(error, ProviderUnavailable)
+            retry_in = _retry_in(payment, error, deps)
+            payment.attempt_failed(error.reason, now, None if retry_in is None else now + timedelta(seconds=retry_in),
+                                   ambiguous=error.ambiguous)
             publish(uow, payment, "payment.attempt_failed", now)
-            if last:
+            if retry_in is None:
                 await fail_payment(uow, payment, f"{error.reason} (gave up after {payment.attempts} attempts)", now)
         uow.payments.save(payment)
         await uow.commit()
     return Outcome(RETRY if retry_in is not None else DONE, payment.status, retry_in)
+
+
+def _retry_in(payment: Payment, error: ProviderUnavailable, deps: Deps) -> float | None:
+    """Seconds until the next attempt, or None when this was the last one. An unconfirmed outcome is
+    never the last: it waits the longest backoff and asks again. An open breaker's refusal waits at
+    least until the breaker lets a call through, so attempts are not burned faster than it recovers."""
+    if isinstance(error, Unconfirmed):
+        return deps.policy.max_backoff
+    if payment.attempts >= deps.policy.max_attempts:
+        return None
+    return max(deps.policy.backoff(payment.attempts), getattr(error, "retry_after", 0.0))
 
 
 async def _settle(uow: UnitOfWork, payment: Payment, reference: str, now: datetime) -> None:
@@ -195,3 +153,5 @@ async def fail_payment(uow: UnitOfWork, payment: Payment, reason: str, now: date
         id=new_id(), tenant_id=payment.tenant_id, kind=PAYMENT, target_id=payment.id, error=reason,
         attempts=payment.attempts, correlation_id=payment.correlation_id, created_at=now,
     ))
+
+

@@ -7,10 +7,12 @@ from uuid import UUID
 
 from core.ids import new_id
 from core.locking import LockBusy, held_lock
+from core.payments import PaymentEvent
 from core.ports import UnitOfWork
-from core.providers import ProviderDeclined, ProviderError, RefundRequest
+from core.providers import ProviderDeclined, ProviderError, ProviderUnavailable, RefundRequest
 from core.refunds import PENDING, Refund
-from core.usecases.processing import BUSY, DONE, RETRY, SKIPPED, Deps, Outcome, call
+from core.usecases.processing_base import BUSY, DONE, RETRY, SKIPPED, Deps, Outcome, call
+from core.usecases.reconcile import Unconfirmed, confirm
 from core.usecases.refunds import announce, reverse_external
 from core.work import REFUND, DeadLetter, WorkItem
 
@@ -23,10 +25,12 @@ async def process_refund(item: WorkItem, *, deps: Deps) -> Outcome:
             async with deps.uow(read_only=True) as uow:
                 refund = await uow.refunds.lock(item.tenant_id, item.target_id)
                 payment = await uow.payments.get(item.tenant_id, refund.payment_id) if refund else None
+                history = await uow.payments.events(item.tenant_id, payment.id) if payment else []
             if refund is None or payment is None or refund.status != PENDING or payment.provider is None:
                 return Outcome(SKIPPED)
-            if refund.next_attempt_at is not None and refund.next_attempt_at > deps.clock.now():
-                return Outcome(SKIPPED)  # an early duplicate: the scheduled delivery resumes it
+            now = deps.clock.now()
+            if refund.next_attempt_at is not None and refund.next_attempt_at > now:  # an early duplicate
+                return Outcome(RETRY, refund.status, (refund.next_attempt_at - now).total_seconds())
             request = RefundRequest(
                 refund_id=refund.id, payment_id=payment.id, charge_reference=payment.provider_reference or "",
                 amount=refund.amount, currency=refund.currency, reason=refund.reason, metadata=payment.metadata,
@@ -35,9 +39,19 @@ async def process_refund(item: WorkItem, *, deps: Deps) -> Outcome:
             outcome = await call(lambda: provider.refund(request), deps.policy)
             if outcome[1] is not None and held.lost:  # an overlapping attempt may have succeeded: not final
                 return Outcome(RETRY, refund.status, deps.policy.min_backoff)
+            error = outcome[1]
+            if isinstance(error, ProviderUnavailable) and refund.attempts + 1 >= deps.policy.max_attempts:
+                outcome = await confirm(error, _ambiguous(history, refund), lambda: provider.find_refund(request),
+                                        deps)
             return await _finish(item.tenant_id, refund.payment_id, refund, outcome, deps)
     except LockBusy:
-        return Outcome(BUSY)
+        return Outcome(BUSY, None, deps.policy.lock_ttl / 3)
+
+
+def _ambiguous(history: list[PaymentEvent], refund: Refund) -> bool:
+    """Whether an earlier attempt of this refund may have been processed by the provider."""
+    return any(e.data.get("ambiguous", True) for e in history
+               if e.type == "refund.attempt_failed" and e.data.get("refund", {}).get("id") == str(refund.id))
 
 
 async def _finish(
@@ -59,7 +73,8 @@ async def _finish(
         retry_in = None
         if reference is not None:
             await reverse_external(uow, payment, refund, reference, now)
-        elif isinstance(error, ProviderDeclined) or refund.attempts >= deps.policy.max_attempts:
+        elif isinstance(error, ProviderDeclined) or (
+                refund.attempts >= deps.policy.max_attempts and not isinstance(error, Unconfirmed)):
             assert error is not None
             reason = error.reason if isinstance(error, ProviderDeclined) else (
                 f"{error.reason} (gave up after {refund.attempts} attempts)")
@@ -67,10 +82,12 @@ async def _finish(
             payment.note("refund.failed", now, refund=refund.summary())
         else:
             assert error is not None
-            retry_in = max(deps.policy.backoff(refund.attempts), getattr(error, "retry_after", 0.0))
+            assert isinstance(error, ProviderUnavailable)
+            retry_in = deps.policy.max_backoff if isinstance(error, Unconfirmed) else max(
+                deps.policy.backoff(refund.attempts), getattr(error, "retry_after", 0.0))
             refund.next_attempt_at = now + timedelta(seconds=retry_in)
             payment.note("refund.attempt_failed", now, refund=refund.summary(), attempt=refund.attempts,
-                         error=error.reason)
+                         error=error.reason, ambiguous=error.ambiguous)
         uow.refunds.save(refund)
         uow.payments.save(payment)
         await uow.commit()

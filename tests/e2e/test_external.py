@@ -96,6 +96,21 @@ async def test_the_last_failed_attempt_fails_the_payment(client: httpx.AsyncClie
     assert types.count("payment.attempt_failed") == 5 and types[-1] == "payment.failed"
 
 
+async def test_a_charge_whose_every_answer_timed_out_is_found_not_failed(
+    client: httpx.AsyncClient, payments_stack: Payments
+) -> None:
+    """The provider records the charge but answers after the client's timeout, every time: the attempts run
+    out, yet before failing the payment the worker asks the provider, finds the charge, and completes it."""
+    source = await funded(client, "50.00")
+    created = (await pay(client, source, "6.00", mock_delay_ms="1500")).json()  # provider timeout is 1 s here
+    done = await settled(client, created["id"], timeout=60)
+    assert done["status"] == "completed" and done["provider_reference"], done
+    types = await assert_folds(client, done)
+    assert types.count("payment.attempt_failed") == 4 and types[-1] == "payment.completed", types
+    assert len(await charges(payments_stack.mock_url, created["id"])) == 1
+    assert await balance(client, source) == "44.00"
+
+
 async def test_external_payment_rules(client: httpx.AsyncClient) -> None:
     source = await funded(client, "10.00")
     other = await open_account(client, "10.00", currency="EUR")
@@ -160,7 +175,10 @@ async def test_refunds_partial_then_full(client: httpx.AsyncClient, payments_sta
     payment = await settled(client, (await pay(client, source, "60.00")).json()["id"])
     path = f"{API}/payments/{payment['id']}/refund"
     assert_problem(await client.post(path, json={"amount": "10.00"}), "idempotency_key_missing", 400)
-    first = await client.post(path, json={"amount": "25.00", "reason": "damaged"}, headers={"Idempotency-Key": key()})
+    reused = key()  # a malformed amount is not stored under the key: the corrected request may reuse it
+    assert_problem(await client.post(path, json={"amount": "25.001"}, headers={"Idempotency-Key": reused}),
+                   "validation_error", 422, "amount")
+    first = await client.post(path, json={"amount": "25.00", "reason": "damaged"}, headers={"Idempotency-Key": reused})
     assert first.status_code == 202, first.text
     assert (first.json()["status"], first.json()["amount"], first.json()["reason"]) == ("pending", "25.00", "damaged")
     assert_problem(await client.post(path, json={"amount": "35.01"}, headers={"Idempotency-Key": key()}),
@@ -240,6 +258,7 @@ async def test_list_payments_filters_and_pages(client: httpx.AsyncClient) -> Non
                                                           "cursor": first["next_cursor"]})).json()
     assert [p["id"] for p in first["data"] + second["data"]] == [made[2]["id"], made[0]["id"]]
     for bad in ({"status": "done"}, {"provider": "venmo"}, {"account_id": "nope"}, {"created_after": "yesterday"},
+                {"created_after": "0001-01-01T00:00:00+01:00"}, {"created_before": "9999-12-31T23:59:59-01:00"},
                 {"payment_type": "x"}, {"cursor": "zzz"}, {"limit": "0"}, {"colour": "red"}):
         assert_problem(await client.get(f"{API}/payments", params=bad), "validation_error", 422, *bad)
 

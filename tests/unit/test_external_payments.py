@@ -168,9 +168,11 @@ async def test_transient_failures_are_retried_with_backoff_then_complete(world: 
     assert stored.next_attempt_at == stored.updated_at + timedelta(seconds=1)
     assert (world.balance(source.id), world.clearing(), world.settled()) == (7_500, 2_500, 0)
 
-    # an early duplicate (before next_attempt_at) neither calls the provider nor changes anything
+    # an early duplicate (before next_attempt_at) neither calls the provider nor changes anything: it is
+    # put back on the queue for when the attempt is due (in case it is the scheduled delivery, early)
     before = snapshot(world.store)
-    assert (await world.process(payment.id)).result == SKIPPED
+    early = await world.process(payment.id)
+    assert (early.result, early.retry_in) == (RETRY, pytest.approx(1.0, abs=1e-3))
     assert snapshot(world.store) == before
 
     world.clock.advance(timedelta(seconds=1))
@@ -325,7 +327,7 @@ async def test_a_held_lock_makes_the_delivery_busy_and_changes_nothing(world: Wo
 
     outcome = await world.process(payment.id)
 
-    assert (outcome.result, outcome.status, outcome.retry_in) == (BUSY, None, None)
+    assert (outcome.result, outcome.status, outcome.retry_in) == (BUSY, None, world.policy.lock_ttl / 3)
     assert snapshot(world.store) == before
     assert charges(world) == []
     # the holder keeps its lock; once it lets go the payment is processed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -295,3 +296,130 @@ async def test_refund_outcomes_are_steered_and_recorded(mock: Mock) -> None:
     assert paypal_error(await mock.paypal_refund(charge, declined, key="d"), 422)
     rows = {r["idempotency_key"]: r for r in await mock.listed("refunds")}
     assert {k: (r["status"], r["requests"]) for k, r in rows.items()} == {"r": ("succeeded", 3), "d": ("declined", 2)}
+
+
+# --- lookups ---------------------------------------------------------------------------------------
+
+STRIPE_SEARCH, STRIPE_REFUND_SEARCH = "/stripe/v1/payment_intents/search", "/stripe/v1/refunds/search"
+PAYPAL_ORDERS, PAYPAL_REFUNDS = "/paypal/v2/checkout/orders", "/paypal/v2/payments/refunds"
+
+
+def search(key: str, value: str) -> dict[str, str]:
+    return {"query": f"metadata['{key}']:'{value}'"}
+
+
+async def test_stripe_searches_charges_and_refunds_by_their_id_metadata(mock: Mock) -> None:
+    charged = (await mock.stripe("k1", payment_id="pay-1", order="7")).json()
+    declined = await mock.stripe("k2", payment_id="pay-1", mock_outcome="decline")
+    assert declined.status_code == 402
+    await mock.stripe("k3", payment_id="pay-2")
+    refunded = (await mock.stripe_refund(charged["id"], "r1", amount="100", **{"metadata[refund_id]": "ref-1"})).json()
+
+    answer = await mock.http.get(STRIPE_SEARCH, params=search("payment_id", "pay-1"), headers=AUTH)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["object"], body["has_more"]) == ("search_result", False)
+    assert [(pi["id"], pi["status"]) for pi in body["data"]] == [
+        (charged["id"], "succeeded"), (body["data"][1]["id"], "requires_payment_method")]
+    assert body["data"][0] == charged  # the same object the charge was answered with
+    assert body["data"][1]["metadata"] == {"payment_id": "pay-1", "mock_outcome": "decline"}
+
+    [found] = (await mock.http.get(STRIPE_REFUND_SEARCH, params=search("refund_id", "ref-1"), headers=AUTH)).json()[
+        "data"]
+    assert found == refunded and found["status"] == "succeeded"
+    for path, query in ((STRIPE_SEARCH, search("payment_id", "nope")), (STRIPE_REFUND_SEARCH, search("refund_id", "x"))):
+        assert (await mock.http.get(path, params=query, headers=AUTH)).json()["data"] == []
+
+
+async def test_paypal_finds_orders_by_reference_id_and_refunds_by_invoice_id(mock: Mock) -> None:
+    order = {"intent": "CAPTURE", "metadata": {"mock_refund_outcome": "decline"},
+             "purchase_units": [{"reference_id": "pay-9", "amount": {"currency_code": "USD", "value": "5.00"}}]}
+    created = await mock.http.post(PAYPAL, json=order, headers={**AUTH, "PayPal-Request-Id": "o1"})
+    assert created.status_code == 201
+    declined = await mock.paypal_refund(created.json()["id"], {"invoice_id": "ref-9"}, key="r1")
+    assert declined.status_code == 422
+
+    [found] = (await mock.http.get(PAYPAL_ORDERS, params={"reference_id": "pay-9"}, headers=AUTH)).json()["orders"]
+    assert found == created.json() and found["purchase_units"][0]["reference_id"] == "pay-9"
+    [refund] = (await mock.http.get(PAYPAL_REFUNDS, params={"invoice_id": "ref-9"}, headers=AUTH)).json()["refunds"]
+    assert (refund["status"], refund["invoice_id"]) == ("FAILED", "ref-9")
+    assert (await mock.http.get(PAYPAL_ORDERS, params={"reference_id": "p1"}, headers=AUTH)).json() == {"orders": []}
+
+    body = {"invoice_id": "ref-10", "metadata": {"mock_refund_outcome": "succeed"}}
+    accepted = await mock.paypal_refund(created.json()["id"], body)
+    assert accepted.status_code == 201 and accepted.json()["invoice_id"] == "ref-10"
+    [refund] = (await mock.http.get(PAYPAL_REFUNDS, params={"invoice_id": "ref-10"}, headers=AUTH)).json()["refunds"]
+    assert refund == accepted.json() and refund["status"] == "COMPLETED"
+
+
+async def test_declined_paypal_orders_are_listed_as_declined(mock: Mock) -> None:
+    order = {"intent": "CAPTURE", "metadata": {"mock_outcome": "decline"},
+             "purchase_units": [{"reference_id": "pay-d", "amount": {"currency_code": "USD", "value": "5.00"}}]}
+    assert (await mock.http.post(PAYPAL, json=order, headers={**AUTH, "PayPal-Request-Id": "d"})).status_code == 422
+    [found] = (await mock.http.get(PAYPAL_ORDERS, params={"reference_id": "pay-d"}, headers=AUTH)).json()["orders"]
+    assert found["status"] == "DECLINED"
+
+
+async def test_lookups_record_and_count_nothing(mock: Mock) -> None:
+    await mock.stripe("k", payment_id="pay-1")
+    for _ in range(3):
+        assert (await mock.http.get(STRIPE_SEARCH, params=search("payment_id", "pay-1"), headers=AUTH)).json()["data"]
+        await mock.http.get(PAYPAL_ORDERS, params={"reference_id": "pay-1"}, headers=AUTH)
+    [row] = await mock.listed()
+    assert row["requests"] == 1
+    assert await mock.listed("refunds") == []
+
+
+async def test_lookups_need_a_bearer_key_but_no_idempotency_header(mock: Mock) -> None:
+    query = search("payment_id", "x")
+    assert stripe_error(await mock.http.get(STRIPE_SEARCH, params=query), 401)
+    assert paypal_error(await mock.http.get(PAYPAL_ORDERS, params={"reference_id": "x"}), 401)
+    assert (await mock.http.get(STRIPE_SEARCH, params=query, headers=AUTH)).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "params"), [
+    (STRIPE_SEARCH, {}), (STRIPE_SEARCH, {"query": "status:'succeeded'"}),
+    (STRIPE_SEARCH, {"query": "metadata['refund_id']:'x'"}), (STRIPE_SEARCH, {"query": "metadata['payment_id']:''"}),
+    (STRIPE_REFUND_SEARCH, {"query": "metadata['payment_id']:'x'"}),
+    (PAYPAL_ORDERS, {}), (PAYPAL_ORDERS, {"reference_id": ""}), (PAYPAL_REFUNDS, {"reference_id": "x"}),
+])
+async def test_malformed_lookups_are_client_errors(mock: Mock, path: str, params: dict[str, str]) -> None:
+    answer = await mock.http.get(path, params=params, headers=AUTH)
+    assert answer.status_code == 400, answer.text
+
+
+async def test_a_timeout_charge_is_never_found_and_a_delayed_one_is_found_at_once(mock: Mock) -> None:
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(mock.stripe("slow", payment_id="pay-t", mock_outcome="timeout"), 0.2)
+    assert (await mock.http.get(STRIPE_SEARCH, params=search("payment_id", "pay-t"), headers=AUTH)).json()[
+        "data"] == []
+
+    delayed = asyncio.create_task(mock.stripe("late", payment_id="pay-l", mock_delay_ms="2000"))
+    deadline = time.monotonic() + 1.5
+    while not (await mock.http.get(STRIPE_SEARCH, params=search("payment_id", "pay-l"), headers=AUTH)).json()["data"]:
+        assert time.monotonic() < deadline, "the delayed charge was not found while its answer was on its way"
+        await asyncio.sleep(0.02)
+    assert not delayed.done()
+    delayed.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await delayed
+
+
+@pytest.mark.parametrize("mock", [{"failure_rate": 1.0}], indirect=True)
+async def test_lookups_obey_the_failure_rate(mock: Mock) -> None:
+    stripe_error(await mock.http.get(STRIPE_SEARCH, params=search("payment_id", "x"), headers=AUTH), 503)
+    paypal_error(await mock.http.get(PAYPAL_REFUNDS, params={"invoice_id": "x"}, headers=AUTH), 503)
+
+
+async def test_lookups_obey_the_latency(mock: Mock) -> None:
+    assert (await mock.configure(latency=0.2)).status_code == 200
+    started_at = time.monotonic()
+    assert (await mock.http.get(PAYPAL_ORDERS, params={"reference_id": "x"}, headers=AUTH)).status_code == 200
+    assert time.monotonic() - started_at >= 0.2
+
+
+async def test_reset_forgets_what_lookups_find(mock: Mock) -> None:
+    await mock.stripe("k", payment_id="pay-r")
+    assert (await mock.http.post("/_mock/reset")).status_code == 200
+    assert (await mock.http.get(STRIPE_SEARCH, params=search("payment_id", "pay-r"), headers=AUTH)).json()[
+        "data"] == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import uuid4
@@ -53,7 +53,28 @@ async def test_stripe_sends_a_form_encoded_confirmed_payment_intent() -> None:
     assert sent.headers["content-type"] == "application/x-www-form-urlencoded"
     assert dict(parse_qsl(sent.content.decode())) == {
         "amount": "1050", "currency": "eur", "confirm": "true", "description": "order 7",
-        "metadata[order]": "7", "metadata[mock_outcome]": "succeed"}
+        "metadata[order]": "7", "metadata[mock_outcome]": "succeed", "metadata[payment_id]": str(request.payment_id)}
+
+
+async def test_stripe_ids_override_caller_metadata_of_the_same_name() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"id": "x_1", "status": "succeeded"})
+
+    paid = ChargeRequest(payment_id=uuid4(), amount=1, currency="USD", description=None,
+                         metadata={"payment_id": "spoofed"})
+    back = RefundRequest(refund_id=uuid4(), payment_id=paid.payment_id, charge_reference="x_1", amount=1,
+                         currency="USD", reason=None, metadata={"refund_id": "spoofed"})
+    async with client_for(handler) as client:
+        provider = StripeProvider("http://stripe.test", SECRET, client=client)
+        await provider.charge(paid)
+        await provider.refund(back)
+
+    charged, refunded = (dict(parse_qsl(sent.content.decode())) for sent in seen)
+    assert (charged["metadata[payment_id]"], refunded["metadata[refund_id]"]) == (
+        str(paid.payment_id), str(back.refund_id))
 
 
 async def test_stripe_sends_a_refund_of_the_payment_intent_keyed_by_the_refund_id() -> None:
@@ -72,7 +93,8 @@ async def test_stripe_sends_a_refund_of_the_payment_intent_keyed_by_the_refund_i
     assert str(sent.url) == "http://stripe.test/v1/refunds"
     assert sent.headers["idempotency-key"] == str(request.refund_id)
     assert dict(parse_qsl(sent.content.decode())) == {
-        "payment_intent": "pi_1/x", "amount": "300", "reason": "damaged", "metadata[ticket]": "9"}
+        "payment_intent": "pi_1/x", "amount": "300", "reason": "damaged", "metadata[ticket]": "9",
+        "metadata[refund_id]": str(request.refund_id)}
 
 
 @pytest.mark.parametrize(("amount", "currency", "value"), [(1_050, "USD", "10.50"), (1_234, "JPY", "1234"),
@@ -115,7 +137,8 @@ async def test_paypal_refunds_the_capture_with_the_refund_id_as_request_id() -> 
     assert sent.url.raw_path == b"/v2/payments/captures/CAP%2F1/refund"
     assert sent.headers["paypal-request-id"] == str(request.refund_id)
     assert json.loads(sent.content) == {"amount": {"value": "10.00", "currency_code": "USD"},
-                                        "note_to_payer": "damaged", "metadata": {"ticket": "9"}}
+                                        "invoice_id": str(request.refund_id), "note_to_payer": "damaged",
+                                        "metadata": {"ticket": "9"}}
 
 
 STRIPE_DECLINE = {"error": {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}}
@@ -127,16 +150,18 @@ ANSWERS: list[tuple[str, int, Any, type[Exception], str]] = [
     ("paypal", 422, PAYPAL_DECLINE, ProviderDeclined, "Instrument declined."),
     ("stripe", 400, {"error": {"type": "invalid_request_error", "message": "Bad amount"}}, ProviderDeclined,
      "Bad amount"),
-    ("stripe", 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}, ProviderDeclined,
-     "Invalid API Key"),
-    ("paypal", 401, {"name": "AUTHENTICATION_FAILURE", "message": "Authentication failed"}, ProviderDeclined,
-     "Authentication failed"),
+    ("stripe", 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}},
+     ProviderUnavailable, "stripe refused our API key (HTTP 401)"),
+    ("paypal", 401, {"name": "AUTHENTICATION_FAILURE", "message": "Authentication failed"}, ProviderUnavailable,
+     "paypal refused our API key (HTTP 401)"),
+    ("paypal", 403, {"name": "NOT_AUTHORIZED"}, ProviderUnavailable, "paypal refused our API key (HTTP 403)"),
+    ("stripe", 403, {}, ProviderUnavailable, "stripe refused our API key (HTTP 403)"),
     ("paypal", 404, {"name": "RESOURCE_NOT_FOUND"}, ProviderDeclined, "RESOURCE_NOT_FOUND"),
-    ("stripe", 403, {}, ProviderDeclined, "HTTP 403"),
+    ("stripe", 410, {}, ProviderDeclined, "HTTP 410"),
     ("stripe", 200, {"id": "pi_1", "status": "requires_payment_method"}, ProviderDeclined, "requires_payment_method"),
     ("paypal", 201, {"id": "O1", "status": "DECLINED"}, ProviderDeclined, "DECLINED"),
     *[(p, s, {"error": {"message": "x"}}, ProviderUnavailable, f"HTTP {s}")
-      for p in ("stripe", "paypal") for s in (500, 502, 503, 504, 429, 409, 408)],
+      for p in ("stripe", "paypal") for s in (500, 501, 502, 503, 504, 507, 429, 409, 408, 425)],
     ("stripe", 200, "not json", ProviderUnavailable, "unparseable"),
     ("paypal", 422, "<html>", ProviderUnavailable, "unparseable"),
     ("stripe", 200, [1, 2], ProviderUnavailable, "unparseable"),
@@ -167,17 +192,69 @@ async def test_answers_map_onto_declined_or_unavailable(
         assert not isinstance(error.value, ProviderUnavailable)
 
 
+def every_call(provider: StripeProvider | PayPalProvider) -> list[Callable[[], Awaitable[object]]]:
+    """Each of the provider's four calls, ready to make."""
+    return [lambda: provider.charge(charge(currency="USD")), lambda: provider.refund(refund(currency="USD")),
+            lambda: provider.find_charge(charge()), lambda: provider.find_refund(refund())]
+
+
+#: Whether the provider may have processed a request answered with this status (True) or certainly did not.
+AMBIGUOUS_BY_STATUS = {401: False, 403: False, 408: False, 409: True, 425: False, 429: False,
+                       500: True, 501: True, 502: False, 503: False, 504: False, 507: True, 599: True}
+
+
 @pytest.mark.parametrize("name", ["stripe", "paypal"])
-@pytest.mark.parametrize("failure", [httpx.ConnectError, httpx.ReadTimeout, httpx.ConnectTimeout, httpx.ReadError,
-                                     httpx.RemoteProtocolError])
-async def test_transport_failures_are_unavailable(name: str, failure: type[httpx.TransportError]) -> None:
+@pytest.mark.parametrize(("status", "ambiguous"), AMBIGUOUS_BY_STATUS.items())
+async def test_unavailable_statuses_say_whether_the_request_may_have_been_processed(
+    name: str, status: int, ambiguous: bool,
+) -> None:
+    async with client_for(lambda _: httpx.Response(status, json={"error": {"message": "x"}})) as client:
+        provider = provider_for(name, client)
+        for call in every_call(provider):
+            with pytest.raises(ProviderUnavailable) as error:
+                await call()
+            assert error.value.ambiguous is ambiguous, error.value.reason
+
+
+@pytest.mark.parametrize("name", ["stripe", "paypal"])
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_api_key_is_transient_not_a_decline(name: str, status: int) -> None:
+    async with client_for(lambda _: httpx.Response(status, json={"error": {"message": "Invalid API Key"}})) as client:
+        with pytest.raises(ProviderUnavailable, match="refused our API key") as error:
+            await provider_for(name, client).charge(charge(currency="USD"))
+    assert error.value.ambiguous is False and not isinstance(error.value, ProviderDeclined)
+
+
+@pytest.mark.parametrize("name", ["stripe", "paypal"])
+@pytest.mark.parametrize("body", ["not json", "[1]", "[" * 100_000])
+async def test_an_unparseable_body_is_ambiguous(name: str, body: str) -> None:
+    async with client_for(lambda _: httpx.Response(200, content=body.encode())) as client:
+        provider = provider_for(name, client)
+        for call in every_call(provider):
+            with pytest.raises(ProviderUnavailable, match="unparseable") as error:
+                await call()
+            assert error.value.ambiguous is True
+
+
+@pytest.mark.parametrize("name", ["stripe", "paypal"])
+@pytest.mark.parametrize(("failure", "ambiguous"), [
+    (httpx.ConnectError, False), (httpx.ConnectTimeout, False), (httpx.PoolTimeout, False),
+    (httpx.ReadTimeout, True), (httpx.WriteTimeout, True), (httpx.ReadError, True), (httpx.WriteError, True),
+    (httpx.RemoteProtocolError, True),
+])
+async def test_transport_failures_are_unavailable(
+    name: str, failure: type[httpx.TransportError], ambiguous: bool,
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise failure("boom", request=request)
 
     async with client_for(handler) as client:
-        with pytest.raises(ProviderUnavailable) as error:
-            await provider_for(name, client).refund(refund(currency="USD"))
-    assert SECRET not in error.value.reason
+        provider = provider_for(name, client)
+        for call in every_call(provider):
+            with pytest.raises(ProviderUnavailable) as error:
+                await call()
+            assert SECRET not in error.value.reason
+            assert error.value.ambiguous is ambiguous, error.value.reason
 
 
 @pytest.mark.parametrize("kind", [StripeProvider, PayPalProvider])
@@ -186,9 +263,134 @@ async def test_a_refused_connection_is_unavailable(kind: type[StripeProvider | P
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again before the call: nothing listens there
     provider = kind(f"http://127.0.0.1:{port}", SECRET, timeout=2.0)
-    with pytest.raises(ProviderUnavailable, match="unreachable"):
+    with pytest.raises(ProviderUnavailable, match="unreachable") as error:
         await provider.charge(charge(currency="USD"))
+    assert error.value.ambiguous is False
+    with pytest.raises(ProviderUnavailable, match="unreachable") as error:
+        await provider.find_charge(charge(currency="USD"))
+    assert error.value.ambiguous is False
     await provider.aclose()
+
+
+# --- lookups ---------------------------------------------------------------------------------------
+
+
+def answering(body: Any, seen: list[httpx.Request]) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=body)
+    return handler
+
+
+async def test_stripe_finds_a_charge_by_searching_its_payment_id_metadata() -> None:
+    seen: list[httpx.Request] = []
+    request = charge()
+    ours = {"payment_id": str(request.payment_id)}
+    body = {"object": "search_result", "data": [
+        {"id": "pi_declined", "status": "requires_payment_method", "metadata": ours},
+        {"id": "pi_someone_else", "status": "succeeded", "metadata": {"payment_id": "other"}},
+        {"id": "pi_ok", "status": "succeeded", "metadata": ours}]}
+    async with client_for(answering(body, seen)) as client:
+        provider = StripeProvider("http://stripe.test/base/", SECRET, client=client)
+        assert await provider.find_charge(request) == ProviderResult("pi_ok")
+
+    [sent] = seen
+    assert (sent.method, sent.url.path) == ("GET", "/base/v1/payment_intents/search")
+    assert dict(sent.url.params) == {"query": f"metadata['payment_id']:'{request.payment_id}'"}
+    assert sent.headers["authorization"] == f"Bearer {SECRET}" and "idempotency-key" not in sent.headers
+    assert sent.content == b""
+
+
+async def test_stripe_finds_a_refund_by_searching_its_refund_id_metadata() -> None:
+    seen: list[httpx.Request] = []
+    request = refund()
+    body = {"object": "search_result",
+            "data": [{"id": "re_1", "status": "pending", "metadata": {"refund_id": str(request.refund_id)}}]}
+    async with client_for(answering(body, seen)) as client:
+        assert await StripeProvider("http://stripe.test", SECRET, client=client).find_refund(request) == (
+            ProviderResult("re_1"))
+
+    [sent] = seen
+    assert (sent.method, sent.url.path) == ("GET", "/v1/refunds/search")
+    assert dict(sent.url.params) == {"query": f"metadata['refund_id']:'{request.refund_id}'"}
+
+
+async def test_paypal_finds_an_order_by_reference_id_and_a_refund_by_invoice_id() -> None:
+    seen: list[httpx.Request] = []
+    paid, back = charge(), refund()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/v2/checkout/orders":
+            return httpx.Response(200, json={"orders": [
+                {"id": "O_DECLINED", "status": "DECLINED",
+                 "purchase_units": [{"reference_id": str(paid.payment_id)}]},
+                {"id": "O_OK", "status": "COMPLETED", "purchase_units": [{"reference_id": str(paid.payment_id)}]}]})
+        return httpx.Response(200, json={"refunds": [
+            {"id": "R_OK", "status": "COMPLETED", "invoice_id": str(back.refund_id)}]})
+
+    async with client_for(handler) as client:
+        provider = PayPalProvider("http://paypal.test", SECRET, client=client)
+        assert await provider.find_charge(paid) == ProviderResult("O_OK")
+        assert await provider.find_refund(back) == ProviderResult("R_OK")
+
+    orders, refunds = seen
+    assert (orders.method, orders.url.path, dict(orders.url.params)) == (
+        "GET", "/v2/checkout/orders", {"reference_id": str(paid.payment_id)})
+    assert (refunds.method, refunds.url.path, dict(refunds.url.params)) == (
+        "GET", "/v2/payments/refunds", {"invoice_id": str(back.refund_id)})
+    for sent in seen:
+        assert sent.headers["authorization"] == f"Bearer {SECRET}" and "paypal-request-id" not in sent.headers
+
+
+@pytest.mark.parametrize("name", ["stripe", "paypal"])
+async def test_nothing_found_or_only_failures_or_someone_elses_is_none(name: str) -> None:
+    paid, back = charge(), refund()
+    if name == "stripe":
+        charges = {"data": [{"id": "pi_1", "status": "canceled", "metadata": {"payment_id": str(paid.payment_id)}},
+                            {"id": "pi_2", "status": "succeeded", "metadata": {"payment_id": "other"}},
+                            {"id": "pi_3", "status": "succeeded"}, "junk"]}
+        refunds = {"data": [{"id": "re_1", "status": "failed", "metadata": {"refund_id": str(back.refund_id)}}]}
+        empty: dict[str, Any] = {"object": "search_result", "data": []}
+    else:
+        charges = {"orders": [{"id": "O1", "status": "VOIDED", "purchase_units": [
+            {"reference_id": str(paid.payment_id)}]}, {"id": "O2", "status": "COMPLETED", "purchase_units": []}]}
+        refunds = {"refunds": [{"id": "R1", "status": "CANCELLED", "invoice_id": str(back.refund_id)}]}
+        empty = {"orders": [], "refunds": []}
+    for charges_body, refunds_body in ((charges, refunds), (empty, empty)):
+        def handler(request: httpx.Request, c: Any = charges_body, r: Any = refunds_body) -> httpx.Response:
+            return httpx.Response(200, json=c if "refund" not in request.url.path else r)
+
+        async with client_for(handler) as client:
+            provider = provider_for(name, client)
+            assert await provider.find_charge(paid) is None
+            assert await provider.find_refund(back) is None
+
+
+@pytest.mark.parametrize(("name", "body", "reason"), [
+    ("stripe", {"object": "search_result"}, "unparseable"),
+    ("stripe", {"data": "nope"}, "unparseable"),
+    ("stripe", {"data": [{"status": "succeeded", "metadata": {"payment_id": "{id}"}}]}, "unparseable"),
+    ("stripe", {"data": [{"id": "pi_1", "status": "processing", "metadata": {"payment_id": "{id}"}}]}, "processing"),
+    ("paypal", {"refunds": []}, "unparseable"),
+    ("paypal", {"orders": [{"id": "O1", "status": "APPROVED", "purchase_units": [{"reference_id": "{id}"}]}]},
+     "APPROVED"),
+])
+async def test_a_lookup_that_cannot_tell_is_unavailable(name: str, body: Any, reason: str) -> None:
+    paid = charge()
+    content = json.dumps(body).replace("{id}", str(paid.payment_id)).encode()
+    async with client_for(lambda _: httpx.Response(200, content=content)) as client:
+        with pytest.raises(ProviderUnavailable, match=reason):
+            await provider_for(name, client).find_charge(paid)
+
+
+@pytest.mark.parametrize("name", ["stripe", "paypal"])
+@pytest.mark.parametrize("status", [400, 404, 422])
+async def test_a_refused_lookup_is_unavailable_never_declined(name: str, status: int) -> None:
+    async with client_for(lambda _: httpx.Response(status, json={"error": {"message": "bad query"}})) as client:
+        with pytest.raises(ProviderUnavailable, match=f"HTTP {status}") as error:
+            await provider_for(name, client).find_charge(charge())
+    assert not isinstance(error.value, ProviderDeclined) and error.value.ambiguous is False
 
 
 async def test_paypal_declines_a_currency_it_cannot_format_without_calling() -> None:

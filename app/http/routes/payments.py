@@ -170,6 +170,11 @@ async def refund(request: Request, payment_id: UUID) -> HTTPResponse:
     body: RefundRequest = parse_body(read_json(request) if request.body else {}, RefundRequest)
     if body.reason is not None and len(body.reason) > 1000:
         raise ValidationFailed([FieldError("reason", "must be at most 1000 characters")])
+    if body.amount is not None:  # a malformed amount is refused before the key is claimed: a fix may reuse it
+        async with request.app.ctx.container.uow(read_only=True) as uow:
+            payment = await uow.payments.get(request.ctx.principal.tenant_id, payment_id)
+        if payment is not None:
+            parse_amount(body.amount, payment.currency)
     cmd = RequestRefund(tenant_id=request.ctx.principal.tenant_id, payment_id=payment_id, amount=body.amount,
                         reason=body.reason, correlation_id=request.ctx.request_id)
     clock = request.app.ctx.container.clock
