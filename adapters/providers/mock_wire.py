@@ -252,7 +252,8 @@ class PayPalWire:
         data = _json(raw, empty_ok=True)  # an empty body refunds the whole capture
         amount, currency = _money(data["amount"], "/amount") if data.get("amount") is not None else (None, None)
         return RefundIn(charge_id or "", amount, currency, _optional_text(data.get("note_to_payer"), "/note_to_payer"),
-                        _metadata(data.get("metadata"), "/metadata"), _optional_text(data.get("invoice_id"), "/invoice_id"))
+                        _metadata(data.get("metadata"), "/metadata"),
+                        _optional_text(data.get("invoice_id"), "/invoice_id"))
 
     def error(self, problem: str, message: str, field: str | None = None) -> Answer:
         status, name, issue = self.problems[problem]

@@ -30,9 +30,9 @@ class PayPalProvider:
     A charge is an order with intent CAPTURE keyed by the payment id, a refund refunds
     the capture keyed by the refund id, both through the `PayPal-Request-Id` header.
     The order's `purchase_units[0].reference_id` is the payment id and the refund's
-    `invoice_id` the refund id, which the lookups ask for. Amounts travel as decimal strings. A 422 or any other final 4xx is
-    `ProviderDeclined` with PayPal's description; see `ProviderHttp` for what counts as
-    `ProviderUnavailable`.
+    `invoice_id` the refund id, which the lookups ask for. Amounts travel as decimal
+    strings. A 422 or any other final 4xx is `ProviderDeclined` with PayPal's
+    description; see `ProviderHttp` for what counts as `ProviderUnavailable`.
     """
 
     name = "paypal"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from core.providers import ChargeRequest, ProviderDeclined, ProviderResult, Prov
 ROOT = Path(__file__).resolve().parents[2]
 IMPLEMENTATIONS = ["memory", "stripe", "paypal"]
 SHORT_TIMEOUT = 0.3  # for `timeout` outcomes: the mock hangs for minutes
+LOOKUP_METADATA = ("payment_id", "refund_id")  # what the Stripe client adds to every charge / refund
 
 
 def free_port() -> int:
@@ -65,12 +67,31 @@ def mock_url() -> Iterator[str]:
 
 
 class Subject:
-    """One implementation under test, and a way to read what it recorded for an idempotency key."""
+    """One implementation under test, a way to read what it recorded for an idempotency key, a way to make
+    it fail every call (the mock's failure rate, the fake's `available`), and a copy of it nobody can reach."""
 
-    def __init__(self, make: Callable[[float], Any], records: Callable[[str, str], Any]) -> None:
-        self._make, self._records = make, records
+    def __init__(
+        self, make: Callable[[float], Any], records: Callable[[str, str], Any],
+        failing: Callable[[bool], Any], unreachable: Callable[[], Any],
+    ) -> None:
+        self._make, self._records, self._failing, self._unreachable = make, records, failing, unreachable
         self.made: list[Any] = []
         self.provider = self.make(5.0)
+
+    def unreachable(self) -> Any:
+        """A provider whose calls never reach the provider (connection refused)."""
+        provider = self._unreachable()
+        self.made.append(provider)
+        return provider
+
+    @contextlib.asynccontextmanager
+    async def failing(self) -> AsyncIterator[None]:
+        """Every call fails before the provider looks at it (an injected 503) while inside."""
+        await self._failing(True)
+        try:
+            yield
+        finally:
+            await self._failing(False)
 
     def make(self, timeout: float) -> Any:
         """A provider on the same records, with this client-side timeout."""
@@ -102,7 +123,15 @@ def memory_subject() -> Subject:
         fake.timeout = min(timeout, SHORT_TIMEOUT)
         return fake
 
-    return Subject(make, records)
+    async def failing(on: bool) -> None:
+        fake.available = not on
+
+    def unreachable() -> InMemoryProvider:
+        down = InMemoryProvider("memory")
+        down.available = False
+        return down
+
+    return Subject(make, records, failing, unreachable)
 
 
 def http_subject(implementation: str, mock_url: str) -> Subject:
@@ -114,7 +143,17 @@ def http_subject(implementation: str, mock_url: str) -> Subject:
         assert answer.status_code == 200
         return [row for row in answer.json()["data"] if row["provider"] == implementation]
 
-    return Subject(lambda timeout: kind(f"{mock_url}/{implementation}", "test_key", timeout=timeout), records)
+    async def failing(on: bool) -> None:
+        async with httpx.AsyncClient() as http:
+            answer = await http.put(f"{mock_url}/_mock/config", json={"failure_rate": 1.0 if on else 0.0})
+        assert answer.status_code == 200
+
+    def unreachable() -> StripeProvider | PayPalProvider:
+        port = free_port()  # closed again at once: nothing listens there
+        return kind(f"http://127.0.0.1:{port}/{implementation}", "test_key", timeout=5.0)
+
+    return Subject(lambda timeout: kind(f"{mock_url}/{implementation}", "test_key", timeout=timeout), records,
+                   failing, unreachable)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -139,6 +178,11 @@ def refund(charged: ProviderResult, paid: ChargeRequest, amount: int | None = No
                          reason="damaged", metadata=metadata)
 
 
+def caller_metadata(recorded: dict[str, Any]) -> dict[str, str]:
+    """A record's metadata without what a client adds for its lookups."""
+    return {key: value for key, value in recorded["metadata"].items() if key not in LOOKUP_METADATA}
+
+
 # --- charges ---------------------------------------------------------------------------------------
 
 
@@ -152,7 +196,7 @@ async def test_a_charge_succeeds_with_a_reference_and_is_recorded(subject: Subje
     [recorded] = await subject.charges(request.idempotency_key)
     assert (recorded["id"], recorded["status"], recorded["amount"], recorded["currency"], recorded["requests"]) == (
         result.reference, "succeeded", amount, currency, 1)
-    assert recorded["metadata"] == {"order": "42"}
+    assert caller_metadata(recorded) == {"order": "42"}
 
 
 async def test_the_same_key_twice_returns_the_first_reference_and_charges_once(subject: Subject) -> None:
@@ -218,6 +262,7 @@ async def test_a_timeout_is_unavailable_and_charges_nothing(subject: Subject) ->
         await provider.charge(request)
 
     assert unavailable.value.reason
+    assert unavailable.value.ambiguous is True  # only the provider could tell whether it charged
     assert await subject.charges(request.idempotency_key) == []
 
 
@@ -256,7 +301,7 @@ async def test_a_refund_succeeds_with_its_own_reference(subject: Subject) -> Non
     [recorded] = await subject.refunds(request.idempotency_key)
     assert (recorded["id"], recorded["status"], recorded["amount"], recorded["currency"], recorded["charge_id"]) == (
         result.reference, "succeeded", 400, "USD", charged.reference)
-    assert recorded["metadata"] == {"note": "partial"}
+    assert caller_metadata(recorded) == {"note": "partial"}
 
 
 async def test_the_same_refund_key_refunds_once(subject: Subject) -> None:
@@ -317,9 +362,10 @@ async def test_a_refund_timeout_is_unavailable_and_refunds_nothing(subject: Subj
     paid = charge()
     request = refund(await subject.provider.charge(paid), paid, mock_refund_outcome="timeout")
 
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as unavailable:
         await subject.make(SHORT_TIMEOUT).refund(request)
 
+    assert unavailable.value.ambiguous is True
     assert await subject.refunds(request.idempotency_key) == []
 
 
@@ -349,3 +395,146 @@ async def test_refunding_an_unknown_or_declined_charge_is_declined(subject: Subj
     [recorded] = await subject.charges(declined.idempotency_key)
     with pytest.raises(ProviderDeclined):
         await subject.provider.refund(refund(ProviderResult(recorded["id"]), declined))
+
+
+# --- lookups ---------------------------------------------------------------------------------------
+
+
+async def test_a_succeeded_charge_is_found_and_looking_changes_nothing(subject: Subject) -> None:
+    request = charge()
+    charged = await subject.provider.charge(request)
+
+    assert await subject.provider.find_charge(request) == charged
+    assert await subject.provider.find_charge(request) == charged
+
+    [recorded] = await subject.charges(request.idempotency_key)
+    assert (recorded["id"], recorded["status"], recorded["requests"]) == (charged.reference, "succeeded", 1)
+
+
+async def test_a_payment_never_charged_is_not_found_and_looking_charges_nothing(subject: Subject) -> None:
+    request = charge()
+
+    assert await subject.provider.find_charge(request) is None
+
+    assert await subject.charges(request.idempotency_key) == []
+
+
+async def test_a_declined_charge_is_not_found(subject: Subject) -> None:
+    request = charge(mock_outcome="decline")
+    with pytest.raises(ProviderDeclined):
+        await subject.provider.charge(request)
+
+    assert await subject.provider.find_charge(request) is None
+
+
+async def test_a_timed_out_charge_is_not_found(subject: Subject) -> None:
+    request = charge(mock_outcome="timeout")
+    with pytest.raises(ProviderUnavailable):
+        await subject.make(SHORT_TIMEOUT).charge(request)
+
+    assert await subject.provider.find_charge(request) is None
+
+
+async def test_a_charge_is_found_once_it_succeeded_after_transient_failures(subject: Subject) -> None:
+    request = charge(mock_outcome="fail_transient:1")
+    with pytest.raises(ProviderUnavailable):
+        await subject.provider.charge(request)
+    assert await subject.provider.find_charge(request) is None
+
+    charged = await subject.provider.charge(request)
+
+    assert await subject.provider.find_charge(request) == charged
+    [recorded] = await subject.charges(request.idempotency_key)
+    assert recorded["requests"] == 2  # the lookups were not counted as charges
+
+
+async def test_only_the_payments_own_charge_is_found(subject: Subject) -> None:
+    mine, other = charge(), charge()
+    charged = await subject.provider.charge(mine)
+    await subject.provider.charge(other)
+
+    assert await subject.provider.find_charge(mine) == charged
+    assert await subject.provider.find_charge(charge()) is None
+
+
+async def test_a_succeeded_refund_is_found(subject: Subject) -> None:
+    paid = charge(1_000)
+    charged = await subject.provider.charge(paid)
+    request = refund(charged, paid, 400)
+    assert await subject.provider.find_refund(request) is None
+
+    refunded = await subject.provider.refund(request)
+
+    assert await subject.provider.find_refund(request) == refunded
+    assert await subject.provider.find_refund(refund(charged, paid, 400)) is None  # another refund of it
+    [recorded] = await subject.refunds(request.idempotency_key)
+    assert recorded["requests"] == 1
+
+
+async def test_declined_and_timed_out_refunds_are_not_found(subject: Subject) -> None:
+    paid = charge()
+    charged = await subject.provider.charge(paid)
+    declined = refund(charged, paid, mock_refund_outcome="decline")
+    with pytest.raises(ProviderDeclined):
+        await subject.provider.refund(declined)
+    hung = refund(charged, paid, mock_refund_outcome="timeout")
+    with pytest.raises(ProviderUnavailable):
+        await subject.make(SHORT_TIMEOUT).refund(hung)
+
+    assert await subject.provider.find_refund(declined) is None
+    assert await subject.provider.find_refund(hung) is None
+
+
+async def test_a_refund_is_found_once_it_succeeded_after_transient_failures(subject: Subject) -> None:
+    paid = charge()
+    request = refund(await subject.provider.charge(paid), paid, mock_refund_outcome="fail_transient:1")
+    with pytest.raises(ProviderUnavailable):
+        await subject.provider.refund(request)
+    assert await subject.provider.find_refund(request) is None
+
+    refunded = await subject.provider.refund(request)
+
+    assert await subject.provider.find_refund(request) == refunded
+
+
+# --- ambiguity ---------------------------------------------------------------------------------------
+
+
+async def test_a_transient_failure_is_not_ambiguous(subject: Subject) -> None:
+    paid = charge(mock_outcome="fail_transient:1", mock_refund_outcome="fail_transient:1")
+    with pytest.raises(ProviderUnavailable) as unavailable:
+        await subject.provider.charge(paid)
+    assert unavailable.value.ambiguous is False
+    charged = await subject.provider.charge(paid)
+
+    with pytest.raises(ProviderUnavailable) as unavailable:
+        await subject.provider.refund(refund(charged, paid))
+    assert unavailable.value.ambiguous is False
+
+
+async def test_injected_failures_are_not_ambiguous_and_do_nothing(subject: Subject) -> None:
+    paid = charge()
+    charged = await subject.provider.charge(paid)
+    fresh, back = charge(), refund(charged, paid)
+
+    async with subject.failing():
+        for call in (lambda: subject.provider.charge(fresh), lambda: subject.provider.refund(back),
+                     lambda: subject.provider.find_charge(paid), lambda: subject.provider.find_refund(back)):
+            with pytest.raises(ProviderUnavailable) as unavailable:
+                await call()
+            assert unavailable.value.ambiguous is False, unavailable.value.reason
+
+    assert await subject.charges(fresh.idempotency_key) == []
+    assert await subject.refunds(back.idempotency_key) == []
+    assert await subject.provider.find_charge(paid) == charged  # and the provider answers again
+
+
+async def test_an_unreachable_provider_is_not_ambiguous(subject: Subject) -> None:
+    provider, paid = subject.unreachable(), charge()
+    back = refund(ProviderResult("ch_1"), paid)
+
+    for call in (lambda: provider.charge(paid), lambda: provider.refund(back),
+                 lambda: provider.find_charge(paid), lambda: provider.find_refund(back)):
+        with pytest.raises(ProviderUnavailable) as unavailable:
+            await call()
+        assert unavailable.value.ambiguous is False, unavailable.value.reason

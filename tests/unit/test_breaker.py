@@ -65,9 +65,20 @@ class ScriptedProvider:
     async def refund(self, request: RefundRequest) -> ProviderResult:
         return await self._answer()
 
+    async def find_charge(self, request: ChargeRequest) -> ProviderResult | None:
+        return None if self.outcome == "none" else await self._answer()
+
+    async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
+        return None if self.outcome == "none" else await self._answer()
+
 
 def charge_request() -> ChargeRequest:
     return ChargeRequest(payment_id=uuid4(), amount=100, currency="USD", description=None, metadata={})
+
+
+def refund_request() -> RefundRequest:
+    return RefundRequest(refund_id=uuid4(), payment_id=uuid4(), charge_reference="ch_1", amount=1, currency="USD",
+                         reason=None, metadata={})
 
 
 class Rig:
@@ -157,8 +168,7 @@ async def test_open_raises_circuit_open_without_calling(rig: Rig) -> None:
     with pytest.raises(CircuitOpen, match="circuit open for provider fake"):
         await rig.breaker.charge(charge_request())
     with pytest.raises(CircuitOpen):
-        await rig.breaker.refund(RefundRequest(refund_id=uuid4(), payment_id=uuid4(), charge_reference="ch_1",
-                                               amount=1, currency="USD", reason=None, metadata={}))
+        await rig.breaker.refund(refund_request())
     assert rig.inner.calls == before
     assert rig.breaker.remaining_open_seconds == 1.0
 
@@ -215,7 +225,7 @@ async def test_a_declined_probe_closes(rig: Rig) -> None:
     assert rig.breaker.state == "closed"
 
 
-async def test_a_cancelled_probe_frees_the_half_open_slot(rig: Rig) -> None:
+async def test_a_cancelled_probe_is_a_failed_probe_and_reopens(rig: Rig) -> None:
     await rig.open_circuit()
     rig.clock.advance(RECOVERY)
     rig.inner.gate = asyncio.Event()
@@ -224,9 +234,97 @@ async def test_a_cancelled_probe_frees_the_half_open_slot(rig: Rig) -> None:
     await rig.started(before + 1)
     probe.cancel()
     await asyncio.wait([probe])
-    assert rig.breaker.state == "half_open"
+    assert probe.cancelled()
+    assert rig.breaker.state == "open"
+    assert rig.breaker.remaining_open_seconds == RECOVERY
     rig.inner.gate = None
+    with pytest.raises(CircuitOpen):
+        await rig.breaker.charge(charge_request())
+    assert rig.inner.calls == before + 1
+    rig.clock.advance(RECOVERY)
     await rig.call("ok")
+    assert rig.breaker.state == "closed"
+
+
+async def test_a_probe_cut_short_by_an_outer_timeout_reopens(rig: Rig) -> None:
+    await rig.open_circuit()
+    rig.clock.advance(RECOVERY)
+    rig.inner.gate = asyncio.Event()  # never set: the provider hangs
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await rig.breaker.charge(charge_request())
+    assert rig.breaker.state == "open"
+
+
+@pytest.mark.parametrize("give_up", ["wait_for", "timeout"])
+async def test_calls_cut_short_by_an_outer_timeout_count_as_failures(rig: Rig, give_up: str) -> None:
+    rig.inner.gate = asyncio.Event()  # never set: the provider hangs
+    for number in range(1, 11):
+        with pytest.raises(TimeoutError):
+            if give_up == "wait_for":
+                await asyncio.wait_for(rig.breaker.charge(charge_request()), 0.01)
+            else:
+                async with asyncio.timeout(0.01):
+                    await rig.breaker.refund(refund_request())
+        assert rig.breaker.state == ("open" if number == 10 else "closed")
+    with pytest.raises(CircuitOpen):
+        await rig.breaker.charge(charge_request())
+    assert rig.inner.calls == 10
+
+
+async def test_a_timeout_error_from_the_call_counts_as_a_failure(rig: Rig) -> None:
+    await rig.calls(*["timeout"] * 9)
+    assert rig.breaker.state == "closed"
+    await rig.call("timeout")
+    assert rig.breaker.state == "open"
+
+
+async def test_a_cancelled_call_is_one_failure_in_the_window(rig: Rig) -> None:
+    rig.inner.gate = asyncio.Event()
+    for _ in range(5):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(rig.breaker.charge(charge_request()), 0.01)
+    rig.inner.gate = None
+    await rig.calls(*["ok"] * 5)
+    assert rig.breaker.state == "closed"  # 5 of 10 failed: below the 0.6 rate
+
+
+async def test_lookups_go_through_the_breaker(rig: Rig) -> None:
+    assert await rig.breaker.find_charge(charge_request()) == ProviderResult("ref-1")
+    rig.inner.outcome = "none"
+    assert await rig.breaker.find_refund(refund_request()) is None
+    rig.inner.outcome = "down"
+    for number in range(8):  # with the two answers above: 8 failures in a window of 10
+        assert rig.breaker.state == "closed"
+        with pytest.raises(ProviderUnavailable) as raised:
+            if number % 2:
+                await rig.breaker.find_charge(charge_request())
+            else:
+                await rig.breaker.find_refund(refund_request())
+        assert not isinstance(raised.value, CircuitOpen)
+    assert rig.breaker.state == "open"
+    before = rig.inner.calls
+    for lookup in (rig.breaker.find_charge(charge_request()), rig.breaker.find_refund(refund_request())):
+        with pytest.raises(CircuitOpen) as raised:
+            await lookup
+        assert raised.value.ambiguous is False and raised.value.retry_after == RECOVERY
+    assert rig.inner.calls == before
+
+
+async def test_lookups_and_charges_share_one_window(rig: Rig) -> None:
+    await rig.calls(*["down"] * 5)
+    rig.inner.outcome = "down"
+    with pytest.raises(ProviderUnavailable):
+        await rig.breaker.find_charge(charge_request())
+    await rig.calls(*["ok"] * 4)
+    assert rig.breaker.state == "open"  # 6 of the last 10, lookups included
+
+
+async def test_a_lookup_can_be_the_probe(rig: Rig) -> None:
+    await rig.open_circuit()
+    rig.clock.advance(RECOVERY)
+    rig.inner.outcome = "none"
+    assert await rig.breaker.find_charge(charge_request()) is None
     assert rig.breaker.state == "closed"
 
 

@@ -327,7 +327,7 @@ async def test_stripe_searches_charges_and_refunds_by_their_id_metadata(mock: Mo
     [found] = (await mock.http.get(STRIPE_REFUND_SEARCH, params=search("refund_id", "ref-1"), headers=AUTH)).json()[
         "data"]
     assert found == refunded and found["status"] == "succeeded"
-    for path, query in ((STRIPE_SEARCH, search("payment_id", "nope")), (STRIPE_REFUND_SEARCH, search("refund_id", "x"))):
+    for path, query in ((STRIPE_SEARCH, search("payment_id", "no")), (STRIPE_REFUND_SEARCH, search("refund_id", "x"))):
         assert (await mock.http.get(path, params=query, headers=AUTH)).json()["data"] == []
 
 
