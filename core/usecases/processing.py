@@ -43,14 +43,19 @@ async def process_payment(item: WorkItem, *, deps: Deps) -> Outcome:
                 return Outcome(RETRY, None, wait) if wait is not None else await reverse_late_charges(item, deps)
             provider = deps.providers(payment.provider or "")
             request = charge_request(payment)
-            reference, error = await call(lambda: provider.charge(request), deps.policy)
-            if error is not None and held.lost:
-                # Another worker may be calling under the same key right now: a failure seen here proves
-                # nothing about the payment, so it is neither counted nor final. Try again later.
-                return Outcome(RETRY, payment.status, deps.policy.min_backoff)
-            if isinstance(error, ProviderUnavailable) and payment.attempts + 1 >= deps.policy.max_attempts:
-                reference, error = await confirm(error, await _ambiguous_before(payment, deps),
-                                                 lambda: provider.find_charge(request), deps)
+            if payment.attempts >= deps.policy.max_attempts:
+                # Every attempt is spent and the last outcome is still unknown: only ask, never charge again.
+                reference, error = await confirm(Unconfirmed("the attempts ran out with the outcome unknown"),
+                                                 True, lambda: provider.find_charge(request), deps)
+            else:
+                reference, error = await call(lambda: provider.charge(request), deps.policy)
+                if error is not None and held.lost:
+                    # Another worker may be calling under the same key right now: a failure seen here proves
+                    # nothing about the payment, so it is neither counted nor final. Try again later.
+                    return Outcome(RETRY, payment.status, deps.policy.min_backoff)
+                if isinstance(error, ProviderUnavailable) and payment.attempts + 1 >= deps.policy.max_attempts:
+                    reference, error = await confirm(error, await _ambiguous_before(payment, deps),
+                                                     lambda: provider.find_charge(request), deps)
             outcome = await _finish(payment, reference, error, deps)
             if outcome.result == LATE:
                 assert reference is not None

@@ -36,7 +36,7 @@ class Unconfirmed(ProviderUnavailable):
 async def confirm(
     error: ProviderUnavailable, ambiguous_before: bool, find: Callable[[], Awaitable[ProviderResult | None]],
     deps: Deps,
-) -> tuple[str | None, ProviderError]:
+) -> tuple[str | None, ProviderError | None]:
     """Before the last failure becomes final: the provider's reference if it did charge (or refund)
     after all; the error itself if nothing can have moved; `Unconfirmed` if that cannot be known yet."""
     if not (error.ambiguous or ambiguous_before):

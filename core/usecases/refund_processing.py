@@ -36,6 +36,10 @@ async def process_refund(item: WorkItem, *, deps: Deps) -> Outcome:
                 amount=refund.amount, currency=refund.currency, reason=refund.reason, metadata=payment.metadata,
             )
             provider = deps.providers(payment.provider)
+            if refund.attempts >= deps.policy.max_attempts:  # attempts spent, outcome unknown: only ask
+                outcome = await confirm(Unconfirmed("the attempts ran out with the outcome unknown"), True,
+                                        lambda: provider.find_refund(request), deps)
+                return await _finish(item.tenant_id, refund.payment_id, refund, outcome, deps)
             outcome = await call(lambda: provider.refund(request), deps.policy)
             if outcome[1] is not None and held.lost:  # an overlapping attempt may have succeeded: not final
                 return Outcome(RETRY, refund.status, deps.policy.min_backoff)

@@ -34,7 +34,10 @@ async def settled(
         payment: dict[str, Any] = (await client.get(f"/api/v1/payments/{payment_id}")).json()
         if payment["status"] in wanted:
             return payment
-        assert asyncio.get_running_loop().time() < deadline, f"payment stuck: {payment}"
+        if asyncio.get_running_loop().time() > deadline:
+            history = (await client.get(f"/api/v1/payments/{payment_id}/events")).json()["data"]
+            steps = [(e["type"], e["data"].get("error")) for e in history]
+            raise AssertionError(f"payment stuck: {payment}\nevents: {steps}")
         await asyncio.sleep(0.05)
 
 

@@ -106,7 +106,8 @@ async def test_a_charge_whose_every_answer_timed_out_is_found_not_failed(
     done = await settled(client, created["id"], timeout=60)
     assert done["status"] == "completed" and done["provider_reference"], done
     types = await assert_folds(client, done)
-    assert types.count("payment.attempt_failed") == 4 and types[-1] == "payment.completed", types
+    # four timed-out attempts, then the fifth confirms by looking the charge up (more if the breaker was open)
+    assert types.count("payment.attempt_failed") >= 4 and types[-1] == "payment.completed", types
     assert len(await charges(payments_stack.mock_url, created["id"])) == 1
     assert await balance(client, source) == "44.00"
 
