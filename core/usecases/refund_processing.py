@@ -11,6 +11,7 @@ from core.payments import PaymentEvent
 from core.ports import UnitOfWork
 from core.providers import ProviderDeclined, ProviderError, ProviderUnavailable, RefundRequest
 from core.refunds import PENDING, Refund
+from core.usecases.processing import breaker_wait
 from core.usecases.processing_base import BUSY, DONE, RETRY, SKIPPED, Deps, Outcome, call
 from core.usecases.reconcile import Unconfirmed, confirm
 from core.usecases.refunds import announce, reverse_external
@@ -88,7 +89,7 @@ async def _finish(
             assert error is not None
             assert isinstance(error, ProviderUnavailable)
             retry_in = deps.policy.max_backoff if isinstance(error, Unconfirmed) else max(
-                deps.policy.backoff(refund.attempts), getattr(error, "retry_after", 0.0))
+                deps.policy.backoff(refund.attempts), breaker_wait(error, deps))
             refund.next_attempt_at = now + timedelta(seconds=retry_in)
             payment.note("refund.attempt_failed", now, refund=refund.summary(), attempt=refund.attempts,
                          error=error.reason, ambiguous=error.ambiguous)

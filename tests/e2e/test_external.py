@@ -90,10 +90,11 @@ async def test_the_last_failed_attempt_fails_the_payment(client: httpx.AsyncClie
     source = await funded(client, "50.00")
     created = (await pay(client, source, "7.00", outcome=outcome)).json()
     done = await settled(client, created["id"], timeout=60)
-    assert done["status"] == "failed" and "5 attempts" in done["failure_reason"]
+    assert done["status"] == "failed" and "gave up after" in done["failure_reason"], done
     assert await balance(client, source) == "50.00"
     types = await assert_folds(client, done)
-    assert types.count("payment.attempt_failed") == 5 and types[-1] == "payment.failed"
+    # 5 attempts; after a timeout the provider is asked before failing (more if the breaker was open)
+    assert types.count("payment.attempt_failed") >= 5 and types[-1] == "payment.failed", types
 
 
 async def test_a_charge_whose_every_answer_timed_out_is_found_not_failed(

@@ -95,7 +95,8 @@ async def test_dlq_retry_redrives_unfinished_work(admin_database_url: str, tmp_p
 
 async def test_duplicate_deliveries_and_two_workers_charge_once(admin_database_url: str, tmp_path: Path) -> None:
     mock_env = {"PAYMENTS_MOCK_LATENCY": "50ms"}
-    with isolated_stack(admin_database_url, tmp_path, workers=2, mock_env=mock_env) as stack:
+    worker_env = {"PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE": "1.0"}  # half the first attempts fail, by design
+    with isolated_stack(admin_database_url, tmp_path, workers=2, mock_env=mock_env, worker_env=worker_env) as stack:
         async with await client_for(stack) as client:
             source = await funded(client, "1000.00")
             created = [(await pay(client, source, "2.00", outcome=("succeed", "fail_transient:1")[n % 2])).json()
