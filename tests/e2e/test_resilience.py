@@ -65,6 +65,7 @@ async def test_a_provider_failing_every_call_opens_the_breaker_and_payments_fail
         refused = cli(stack, "dlq", "retry", letter)
         assert refused.returncode == 1 and "is failed" in refused.stderr, refused.stdout + refused.stderr
         assert cli(stack, "dlq", "retry", "not-a-uuid").returncode == 2
+        assert cli(stack, "dlq", "list", "--limit", "0").returncode == 2
         ledger_ok(stack)
 
 
