@@ -199,7 +199,8 @@ async def test_refunds_partial_then_full(client: httpx.AsyncClient, payments_sta
     listed = (await client.get(f"{API}/payments/{payment['id']}/refunds")).json()
     assert [r["amount"] for r in listed["data"]] == ["35.00", "25.00"] and listed["next_cursor"] is None
     types = await assert_folds(client, full)
-    assert types[-4:] == ["refund.created", "payment.partially_refunded", "refund.created", "payment.refunded"]
+    steps = [t for t in types if t in ("refund.created", "payment.partially_refunded", "payment.refunded")]
+    assert steps == ["refund.created", "payment.partially_refunded", "refund.created", "payment.refunded"], types
     async with httpx.AsyncClient() as http:
         refunds = (await http.get(f"{payments_stack.mock_url}/_mock/refunds")).json()["data"]
     assert {r["idempotency_key"] for r in refunds} >= {first.json()["id"], rest.json()["id"]}
