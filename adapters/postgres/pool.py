@@ -32,7 +32,7 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, command_timeout
     """A lazily-connecting pool: the API starts even while the database is down (and answers 503)."""
     pool = asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_reset,
-        command_timeout=command_timeout, max_inactive_connection_lifetime=300,
+        command_timeout=command_timeout, max_inactive_connection_lifetime=60,  # idle ones go back within a minute
     )
     with translate_errors():
         await pool

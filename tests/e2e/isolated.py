@@ -82,7 +82,9 @@ def isolated_stack(
     with fresh_database(admin_url) as database_url:
         private = PrivateRedis(logs / "redis").start()
         port, mock = start_mock(logs / "mock.log", **(mock_env or {}))
-        base_url, api = start_api(database_url, private.url, logs / "api.log", **(api_env or {}))
+        # a small pool: the session's own stack and the machine's other users share max_connections
+        base_url, api = start_api(database_url, private.url, logs / "api.log",
+                                  **{"PAYMENTS_DATABASE_POOL_MAX": "10", **(api_env or {})})
         stack = Isolated(database_url, private, base_url, f"http://127.0.0.1:{port}", port, api, mock, [], logs)
         try:
             for _ in range(workers):
