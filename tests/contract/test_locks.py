@@ -14,23 +14,11 @@ from redis.backoff import NoBackoff
 from adapters.memory.locks import InMemoryLocks
 from adapters.redis.locks import RedisLocks
 from core.errors import Unavailable
+from tests.fakes import FakeMonotonic
 
 pytestmark = pytest.mark.timeout(30)
 
 LONG = 30.0
-
-
-class FakeMonotonic:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class MemoryBackend:

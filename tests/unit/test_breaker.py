@@ -17,23 +17,11 @@ from core.providers import (
     ProviderUnavailable,
     RefundRequest,
 )
+from tests.fakes import FakeMonotonic
 
 pytestmark = pytest.mark.timeout(30)
 
 RECOVERY = 30.0
-
-
-class FakeMonotonic:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class ScriptedProvider:

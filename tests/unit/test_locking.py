@@ -9,23 +9,11 @@ import pytest
 from adapters.memory.locks import InMemoryLocks
 from core.errors import CoreError, Unavailable
 from core.locking import HeldLock, LockBusy, held_lock
+from tests.fakes import FakeMonotonic
 
 pytestmark = pytest.mark.timeout(30)
 
 TTL = 0.06  # the keeper extends every 20 ms of real time; expiry itself follows the fake clock
-
-
-class FakeMonotonic:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class WatchedLocks:
