@@ -216,7 +216,11 @@ def payments_stack(
 ) -> Iterator[Payments]:
     logs = tmp_path_factory.mktemp("payments")
     port, mock = start_mock(logs / "mock.log")
-    worker = start_worker(database_url, redis_url, port, logs / "worker.log")
+    # The session's tests run deliberate timeouts and transient failures one after another; a breaker tripped
+    # by one test must not fail the next test's payments. Only a long run of failures opens it here (the
+    # breaker's own behaviour is tested on isolated stacks and in tests/unit/test_breaker.py).
+    worker = start_worker(database_url, redis_url, port, logs / "worker.log",
+                          PAYMENTS_PAYMENT_BREAKER_WINDOW="30", PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE="1.0")
     yield Payments(stack.base_url, f"http://127.0.0.1:{port}", worker, mock, stack.container)
     worker.stop()
     mock.stop()

@@ -96,7 +96,8 @@ async def test_dlq_retry_redrives_unfinished_work(admin_database_url: str, tmp_p
 
 async def test_duplicate_deliveries_and_two_workers_charge_once(admin_database_url: str, tmp_path: Path) -> None:
     mock_env = {"PAYMENTS_MOCK_LATENCY": "50ms"}
-    worker_env = {"PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE": "1.0"}  # half the first attempts fail, by design
+    # half the first attempts fail, by design: the breaker must not open here
+    worker_env = {"PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE": "1.0", "PAYMENTS_PAYMENT_BREAKER_WINDOW": "1000"}
     with isolated_stack(admin_database_url, tmp_path, workers=2, mock_env=mock_env, worker_env=worker_env) as stack:
         async with await client_for(stack) as client:
             source = await funded(client, "1000.00")
@@ -149,9 +150,9 @@ async def test_a_worker_killed_between_the_provider_call_and_the_commit(
 
 async def test_redis_restarted_while_payments_are_in_flight(admin_database_url: str, tmp_path: Path) -> None:
     """Messages queued or scheduled in Redis are lost with it (this one keeps nothing on disk); housekeeping
-    finds the untouched payments and enqueues them again. (The breaker is set to open only on 100 % failures,
-    so that the scripted transient failures test the restart, not the breaker.)"""
-    worker_env = {"PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE": "1.0"}
+    finds the untouched payments and enqueues them again. (The breaker is set never to open, so that the
+    scripted transient failures test the restart, not the breaker.)"""
+    worker_env = {"PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE": "1.0", "PAYMENTS_PAYMENT_BREAKER_WINDOW": "1000"}
     with isolated_stack(admin_database_url, tmp_path, mock_env={"PAYMENTS_MOCK_LATENCY": "100ms"},
                         worker_env=worker_env) as stack:
         async with await client_for(stack) as client:
