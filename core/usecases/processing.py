@@ -18,9 +18,9 @@ from core.ids import new_id
 from core.locking import LockBusy, held_lock
 from core.payments import COMPLETED, FAILED, PENDING, PROCESSING, Payment, ambiguous_attempts
 from core.ports import UnitOfWork
-from core.providers import CircuitOpen, ProviderDeclined, ProviderError, ProviderUnavailable
+from core.providers import ProviderDeclined, ProviderError, ProviderUnavailable
 from core.usecases.external import move, publish, return_to_source
-from core.usecases.processing_base import BUSY, DONE, LATE, RETRY, SKIPPED, Deps, Outcome, call
+from core.usecases.processing_base import BUSY, DONE, LATE, RETRY, SKIPPED, Deps, Outcome, breaker_wait, call
 from core.usecases.reconcile import (
     LATE_DETECTED,
     Unconfirmed,
@@ -138,13 +138,6 @@ def _retry_in(payment: Payment, error: ProviderUnavailable, deps: Deps) -> float
         return None
     return max(deps.policy.backoff(payment.attempts), breaker_wait(error, deps))
 
-
-def breaker_wait(error: ProviderUnavailable, deps: Deps) -> float:
-    """After an open breaker's refusal: until it lets a call through, and at least as long as that
-    call (its probe) may take, so that a half-open breaker is not asked again before it has its answer."""
-    if not isinstance(error, CircuitOpen):
-        return 0.0
-    return max(error.retry_after, deps.policy.provider_timeout)
 
 
 async def _settle(uow: UnitOfWork, payment: Payment, reference: str, now: datetime) -> None:

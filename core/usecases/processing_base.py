@@ -9,7 +9,7 @@ from typing import TypeVar
 import attrs
 
 from core.ports import Clock, Locks, UnitOfWorkFactory
-from core.providers import PaymentProvider, ProviderError, ProviderResult, ProviderUnavailable
+from core.providers import CircuitOpen, PaymentProvider, ProviderError, ProviderResult, ProviderUnavailable
 from core.work import RetryPolicy
 
 DONE, RETRY, SKIPPED, BUSY, LATE = "done", "retry", "skipped", "busy", "late"
@@ -52,16 +52,17 @@ async def bounded(action: Callable[[], Awaitable[T]], policy: RetryPolicy) -> tu
 
 
 async def call(
-    action: Callable[[], Awaitable[ProviderResult]], policy: RetryPolicy
-) -> tuple[str | None, ProviderError | None]:
-    """A charge or refund: the provider's reference, or the error it ended with (a timeout is transient)."""
-    result, error = await bounded(action, policy)
-    return (result.reference if result is not None else None), error
-
-
-async def lookup(
     action: Callable[[], Awaitable[ProviderResult | None]], policy: RetryPolicy
 ) -> tuple[str | None, ProviderError | None]:
-    """A lookup: the reference found (None: the provider holds nothing), or why it could not tell."""
+    """A charge, refund or lookup: the provider's reference (None from a lookup that found nothing), or the
+    error it ended with (a timeout is transient)."""
     result, error = await bounded(action, policy)
     return (result.reference if result is not None else None), error
+
+
+def breaker_wait(error: ProviderUnavailable, deps: Deps) -> float:
+    """After an open breaker's refusal: until it lets a call through, and at least as long as that
+    call (its probe) may take, so that a half-open breaker is not asked again before it has its answer."""
+    if not isinstance(error, CircuitOpen):
+        return 0.0
+    return max(error.retry_after, deps.policy.provider_timeout)

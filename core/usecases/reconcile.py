@@ -22,7 +22,7 @@ from core.providers import (
     ProviderUnavailable,
     RefundRequest,
 )
-from core.usecases.processing_base import DONE, SKIPPED, Deps, Outcome, call, lookup
+from core.usecases.processing_base import DONE, SKIPPED, Deps, Outcome, call
 from core.work import WorkItem
 
 LATE_DETECTED, LATE_REVERSED = "payment.late_charge_detected", "payment.late_charge_reversed"
@@ -41,7 +41,7 @@ async def confirm(
     after all; the error itself if nothing can have moved; `Unconfirmed` if that cannot be known yet."""
     if not (error.ambiguous or ambiguous_before):
         return None, error
-    found, failure = await lookup(find, deps.policy)
+    found, failure = await call(find, deps.policy)
     if failure is not None:
         return None, Unconfirmed(f"{error.reason}; whether the provider acted is not known yet ({failure.reason})")
     if found is not None:

@@ -11,8 +11,7 @@ from core.payments import PaymentEvent
 from core.ports import UnitOfWork
 from core.providers import ProviderDeclined, ProviderError, ProviderUnavailable, RefundRequest
 from core.refunds import PENDING, Refund
-from core.usecases.processing import breaker_wait
-from core.usecases.processing_base import BUSY, DONE, RETRY, SKIPPED, Deps, Outcome, call
+from core.usecases.processing_base import BUSY, DONE, RETRY, SKIPPED, Deps, Outcome, breaker_wait, call
 from core.usecases.reconcile import Unconfirmed, confirm
 from core.usecases.refunds import announce, reverse_external
 from core.work import REFUND, DeadLetter, WorkItem
