@@ -9,12 +9,16 @@ from contextvars import ContextVar
 from typing import Any
 
 from loguru import logger
+from opentelemetry import trace
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
 def _patch(record: Any) -> None:
     record["extra"].setdefault("correlation_id", correlation_id.get())
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:  # inside a traced request or message: the line links to its trace
+        record["extra"].setdefault("trace_id", format(span.trace_id, "032x"))
 
 
 def _json_sink(message: Any) -> None:

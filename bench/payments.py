@@ -590,6 +590,7 @@ def pipeline_run(args: argparse.Namespace, latency: int, workers: int, tmp_root:
             PAYMENTS_SERVER_WORKERS="1", PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning",
             PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND="0", PAYMENTS_MOCK_PORT=str(mock_port),
             PAYMENTS_MOCK_LATENCY=f"{latency}ms", PAYMENTS_SERVER_SHUTDOWN_TIMEOUT="10s",
+            PAYMENTS_WORKER_METRICS_PORT="0",  # several workers on one host
         )
         if args.worker_concurrency:
             env["PAYMENTS_WORKER_CONCURRENCY"] = str(args.worker_concurrency)
@@ -723,7 +724,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
                 (uuid.uuid4(), tenant, clearing["id"], posting, pid, None, clearing["version"] + 1, "credit", AMOUNT,
                  clearing["balance"] + AMOUNT, "USD", now)]),
             insert_rows("outbox", q["outbox_columns"], [
-                (uuid.uuid4(), tenant, "payment.created", pid, view, correlation, now)]),
+                (uuid.uuid4(), tenant, "payment.created", pid, view, correlation, now, {})]),
             (q["insert_key"], [tenant, key, fingerprint, 202, body, now, now + timedelta(hours=24)]),
         ])
         await conn.execute(sql, *params)
@@ -737,7 +738,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
                 now]]),
             insert_rows("outbox", q["outbox_columns"], [
                 (uuid.uuid4(), tenant, "payment.processing", pid,
-                 payment_view(pid, source, provider, "processing", now, None), correlation, now)]),
+                 payment_view(pid, source, provider, "processing", now, None), correlation, now, {})]),
         ])
         await conn.execute(sql, *params)
     now = datetime.now(UTC)
@@ -761,7 +762,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
                  settled["balance"] + AMOUNT, "USD", now)]),
             insert_rows("outbox", q["outbox_columns"], [
                 (uuid.uuid4(), tenant, "payment.completed", pid,
-                 payment_view(pid, source, provider, "completed", now, now), correlation, now)]),
+                 payment_view(pid, source, provider, "completed", now, now), correlation, now, {})]),
         ])
         await conn.execute(sql, *params)
 

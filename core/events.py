@@ -64,6 +64,8 @@ class OutboxMessage:
     payload: dict[str, Any]
     correlation_id: str | None
     created_at: datetime
+    #: Opaque W3C trace context (`traceparent`...) of the work that wrote the message; adapters fill it.
+    trace_context: dict[str, str] = attrs.field(factory=dict)
 
     @classmethod
     def new(

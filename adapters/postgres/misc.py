@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from adapters.postgres.rows import insert_rows
+from adapters.telemetry import trace_carrier
 from core.errors import IdempotencyRequestInProgress
 from core.events import OutboxMessage
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from adapters.postgres.rows import Fragment
     from adapters.postgres.uow import PgUnitOfWork
 
-OUTBOX_COLUMNS = "id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at"
+OUTBOX_COLUMNS = "id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at, trace_context"
 
 
 class PgOutbox:
@@ -32,8 +33,9 @@ class PgOutbox:
     def flush(self) -> list[Fragment]:
         if not self._new:
             return []
-        rows = [(x.id, x.tenant_id, x.topic, x.aggregate_id, x.payload, x.correlation_id, x.created_at)
-                for x in self._new]
+        carrier = trace_carrier()  # the request's or message's trace: the work these events start joins it
+        rows = [(x.id, x.tenant_id, x.topic, x.aggregate_id, x.payload, x.correlation_id, x.created_at,
+                 x.trace_context or carrier) for x in self._new]
         return [insert_rows("outbox", OUTBOX_COLUMNS, rows)]
 
 

@@ -12,7 +12,7 @@ from adapters.postgres.pool import translate_errors
 from core.events import ClaimedBatch, OutboxMessage
 
 # Rows another relay holds are skipped, not waited for; a crashed relay's rows unlock with its connection.
-CLAIM = """SELECT id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at FROM outbox
+CLAIM = """SELECT id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at, trace_context FROM outbox
 WHERE published_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"""
 
 MARK = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::uuid[])"

@@ -202,6 +202,12 @@ class BreakerProvider:
     async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
         return await self._call(self._inner.find_refund, request)
 
+    async def aclose(self) -> None:
+        """Close the inner provider's HTTP client, if it has one."""
+        close: Callable[[], Awaitable[None]] | None = getattr(self._inner, "aclose", None)
+        if close is not None:
+            await close()
+
     async def _call(self, method: Callable[[R], Awaitable[T]], request: R) -> T:
         try:
             result: T = await self._breaker.call_async(method, request)

@@ -1,8 +1,21 @@
-"""Prometheus metrics of the HTTP API."""
+"""Prometheus metrics of the HTTP API, plus the cluster-wide families read at scrape time (Redis, PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from adapters.postgres.metrics import database_gauges
+from adapters.redis.metrics import RedisMetrics
+from core.payments import PROVIDERS
+
+if TYPE_CHECKING:
+    from app.container import Container
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -29,3 +42,20 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
 
 def render() -> bytes:
     return generate_latest(REGISTRY)
+
+
+class _Families(Collector):
+    """Families already collected (asynchronously, before rendering)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+async def render_all(container: Container) -> bytes:
+    """This process's HTTP metrics, the workers' cluster-wide counters (Redis) and the database gauges."""
+    cluster, database = await asyncio.gather(RedisMetrics(container.redis).families(PROVIDERS),
+                                             database_gauges(container.pool))
+    return render() + generate_latest(_Families([*cluster, *database]))

@@ -71,4 +71,5 @@ async def ready(request: Request) -> HTTPResponse:
 
 @bp.get("/metrics")
 async def prometheus(request: Request) -> HTTPResponse:
-    return HTTPResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    body = await metrics.render_all(request.app.ctx.container)
+    return HTTPResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,164 @@
+"""Cluster-wide counters in Redis: workers record provider calls, breaker states, final payments and webhook
+deliveries; the API reads them back as Prometheus families when `/metrics` is scraped.
+
+Every writer is one round trip and never raises: metrics must not fail a payment. A Redis error is logged
+at debug level and the sample is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from loguru import logger
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+#: Upper bounds (seconds) of the provider latency histogram's buckets; +Inf is implied.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: `circuit_breaker_state` values.
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+#: Final statuses counted by `payments_total`, by event type.
+FINAL_EVENTS = {"payment.completed": "completed", "payment.failed": "failed", "payment.cancelled": "cancelled",
+                "transfer.completed": "completed"}
+SEEN_SECONDS = 86400  # an event redelivered later than this would count twice (delivery retries stop far sooner)
+_SEP = "|"
+
+# Count a final payment once per event id, however often the event is delivered (at least once).
+_COUNT_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+return 0
+"""
+
+
+class RedisMetrics:
+    """Writers (workers) and the scrape-time reader (API) of the cluster-wide metrics, under `prefix`."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "payments:metrics:", timeout: float = 0.5) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._timeout = timeout
+        self._count_once = client.register_script(_COUNT_ONCE)
+
+    def _key(self, name: str) -> str:
+        return self._prefix + name
+
+    async def provider_call(
+        self, provider: str, operation: str, outcome: str, seconds: float, *, breaker: str | None = None,
+    ) -> None:
+        """One provider call's outcome and latency; `breaker` (a state) is reported in the same round trip."""
+        series = _SEP.join((provider, operation, outcome))
+        bucket = bisect.bisect_left(LATENCY_BUCKETS, seconds)  # index len(LATENCY_BUCKETS) is +Inf
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hincrby(self._key("provider_calls"), series, 1)
+        pipe.hincrbyfloat(self._key("provider_call_seconds"), series, seconds)
+        pipe.hincrby(self._key("provider_call_buckets"), f"{series}{_SEP}{bucket}", 1)
+        if breaker is not None:
+            pipe.hset(self._key("breaker_state"), provider, BREAKER_STATES.get(breaker, 0))
+        await self._quietly(pipe.execute(), "provider call")
+
+    async def breaker_state(self, provider: str, state: str) -> None:
+        """The provider's breaker state as this worker sees it: `closed`, `half_open` or `open`."""
+        await self._quietly(self._redis.hset(self._key("breaker_state"), provider, BREAKER_STATES.get(state, 0)),
+                            "breaker state")
+
+    async def payment_final(self, event_id: str, payment_type: str, status: str) -> None:
+        """A payment reached a final status; counted once per `event_id`."""
+        keys = [self._key(f"payment_seen:{event_id}"), self._key("payments")]
+        await self._quietly(self._count_once(keys=keys, args=[_SEP.join((payment_type, status)), SEEN_SECONDS]),
+                            "payment")
+
+    async def webhook_delivery(self, outcome: str) -> None:
+        """One webhook delivery attempt ended: `succeeded`, `retrying` or `failed`."""
+        await self._quietly(self._redis.hincrby(self._key("webhook_deliveries"), outcome, 1), "webhook delivery")
+
+    async def _quietly(self, command: Any, what: str) -> None:
+        try:
+            await asyncio.wait_for(command, self._timeout)
+        except Exception as error:  # a lost sample is better than a failed payment
+            logger.debug("metrics: could not record a {} in Redis: {!r}", what, error)
+
+    async def families(self, providers: Iterable[str] = ()) -> list[Metric]:
+        """The cluster-wide families for a scrape; each is present (maybe without samples) even if Redis is down.
+
+        `providers` get a `circuit_breaker_state` of 0 (closed) until a worker reports theirs.
+        """
+        names = ("provider_calls", "provider_call_seconds", "provider_call_buckets", "breaker_state", "payments",
+                 "webhook_deliveries")
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self._key(name))
+        try:
+            raw = await asyncio.wait_for(pipe.execute(), self._timeout)
+        except Exception as error:
+            logger.debug("metrics: could not read the cluster-wide metrics from Redis: {!r}", error)
+            raw = [{} for _ in names]
+        calls, seconds, buckets, breakers, payments, webhooks = ({_text(k): _text(v) for k, v in h.items()}
+                                                                 for h in raw)
+        return [*_provider_families(calls, seconds, buckets), _breaker_family(breakers, providers),
+                _counter("payments", "Payments that reached a final status, by payment type and status.",
+                         ["type", "status"], payments),
+                _counter("webhook_deliveries", "Webhook delivery attempts, by outcome (succeeded, retrying, failed).",
+                         ["outcome"], webhooks)]
+
+
+async def record_event_metrics(metrics: RedisMetrics, event: Mapping[str, Any]) -> None:
+    """Count a dispatched domain event in `payments_total` if it is a payment's final status."""
+    status = FINAL_EVENTS.get(str(event.get("type")))
+    if status is None:
+        return
+    payload = (event.get("data") or {}).get("object") or {}
+    default = "internal_transfer" if event.get("type") == "transfer.completed" else "external_payment"
+    await metrics.payment_final(str(event["id"]), str(payload.get("payment_type") or default), status)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _counter(name: str, documentation: str, labels: list[str], values: Mapping[str, str]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for series, value in sorted(values.items()):
+        parts = series.split(_SEP)
+        if len(parts) == len(labels):
+            family.add_metric(parts, float(value))
+    return family
+
+
+def _provider_families(
+    calls: Mapping[str, str], seconds: Mapping[str, str], buckets: Mapping[str, str],
+) -> list[Metric]:
+    labels = ["provider", "operation", "outcome"]
+    counter = _counter("provider_calls", "Provider calls made by the workers, by provider, operation and outcome "
+                       "(succeeded, declined, unavailable, circuit_open).", labels, calls)
+    histogram = HistogramMetricFamily("provider_call_duration_seconds", "Provider call latency as the workers "
+                                      "measured it, by provider, operation and outcome.", labels=labels)
+    per_bucket: dict[str, list[float]] = {}
+    for field, value in buckets.items():
+        series, _, index = field.rpartition(_SEP)
+        if index.isdigit() and int(index) <= len(LATENCY_BUCKETS):
+            per_bucket.setdefault(series, [0.0] * (len(LATENCY_BUCKETS) + 1))[int(index)] += float(value)
+    for series, count in sorted(calls.items()):
+        parts = series.split(_SEP)
+        if len(parts) != len(labels):
+            continue
+        counts = per_bucket.get(series, [0.0] * (len(LATENCY_BUCKETS) + 1))
+        cumulative, running = [], 0.0
+        for bound, n in zip((*map(str, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+            running += n
+            cumulative.append((bound, running))
+        cumulative[-1] = ("+Inf", max(running, float(count)))
+        histogram.add_metric(parts, cumulative, sum_value=float(seconds.get(series, 0.0)))
+    return [counter, histogram]
+
+
+def _breaker_family(reported: Mapping[str, str], providers: Iterable[str]) -> Metric:
+    family = GaugeMetricFamily("circuit_breaker_state", "Each provider's circuit breaker as a worker last reported "
+                               "it: 0 closed, 1 half-open, 2 open.", labels=["provider"])
+    for provider in sorted({*providers, *reported}):
+        family.add_metric([provider], float(reported.get(provider, 0)))
+    return family

@@ -1,0 +1,90 @@
+"""`RedisMetrics` against the real Redis: what workers write is what the API's scrape reads back."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from adapters.redis.metrics import RedisMetrics, record_event_metrics
+
+
+class _Families:
+    def __init__(self, families: list[object]) -> None:
+        self.families = families
+
+    def collect(self) -> list[object]:
+        return self.families
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    redis = aioredis.Redis.from_url(redis_url)
+    yield redis
+    await redis.aclose()
+
+
+def _parse(families: list[object]) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+    text = generate_latest(_Families(families)).decode()  # type: ignore[arg-type]
+    return {f.name: [(s.name, s.labels, s.value) for s in f.samples] for f in text_string_to_metric_families(text)}
+
+
+async def test_round_trip(client: aioredis.Redis) -> None:
+    prefix = f"test:metrics:{secrets.token_hex(4)}:"
+    metrics = RedisMetrics(client, prefix=prefix)
+    try:
+        await metrics.provider_call("stripe", "charge", "succeeded", 0.02, breaker="closed")
+        await metrics.provider_call("stripe", "charge", "succeeded", 3.0)
+        await metrics.provider_call("paypal", "charge", "unavailable", 0.2, breaker="open")
+        await metrics.breaker_state("stripe", "half_open")
+        event = {"id": "evt-1", "type": "payment.completed",
+                 "data": {"object": {"payment_type": "external_payment", "status": "completed"}}}
+        await record_event_metrics(metrics, event)
+        await record_event_metrics(metrics, event)  # redelivered: counted once
+        await record_event_metrics(metrics, {"id": "evt-2", "type": "transfer.completed",
+                                             "data": {"object": {"payment_type": "internal_transfer"}}})
+        await record_event_metrics(metrics, {"id": "evt-3", "type": "payment.processing", "data": {"object": {}}})
+        await metrics.webhook_delivery("succeeded")
+        await metrics.webhook_delivery("retrying")
+        await metrics.webhook_delivery("retrying")
+
+        parsed = _parse(await metrics.families(["stripe", "paypal", "adyen"]))
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+
+    calls = {(s[1]["provider"], s[1]["outcome"]): s[2] for s in parsed["provider_calls"] if s[0].endswith("_total")}
+    assert calls == {("stripe", "succeeded"): 2.0, ("paypal", "unavailable"): 1.0}
+    latency = {(s[0], s[1]["provider"], s[1].get("le")): s[2] for s in parsed["provider_call_duration_seconds"]}
+    assert latency[("provider_call_duration_seconds_bucket", "stripe", "0.025")] == 1
+    assert latency[("provider_call_duration_seconds_bucket", "stripe", "2.5")] == 1
+    assert latency[("provider_call_duration_seconds_bucket", "stripe", "5.0")] == 2
+    assert latency[("provider_call_duration_seconds_bucket", "stripe", "+Inf")] == 2
+    assert latency[("provider_call_duration_seconds_count", "stripe", None)] == 2
+    assert latency[("provider_call_duration_seconds_sum", "stripe", None)] == pytest.approx(3.02)
+    assert {s[1]["provider"]: s[2] for s in parsed["circuit_breaker_state"]} == {"stripe": 1, "paypal": 2, "adyen": 0}
+    assert {(s[1]["type"], s[1]["status"]): s[2] for s in parsed["payments"] if s[0].endswith("_total")} == {
+        ("external_payment", "completed"): 1.0, ("internal_transfer", "completed"): 1.0}
+    assert {s[1]["outcome"]: s[2] for s in parsed["webhook_deliveries"] if s[0].endswith("_total")} == {
+        "succeeded": 1.0, "retrying": 2.0}
+
+
+async def test_writers_never_raise_and_the_reader_keeps_every_family_when_redis_is_down() -> None:
+    down = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    metrics = RedisMetrics(down)
+    try:
+        await metrics.provider_call("stripe", "charge", "succeeded", 0.1, breaker="closed")
+        await metrics.breaker_state("stripe", "open")
+        await metrics.payment_final("evt", "external_payment", "completed")
+        await metrics.webhook_delivery("failed")
+        parsed = _parse(await metrics.families(["stripe", "paypal"]))
+    finally:
+        await down.aclose()
+    assert set(parsed) == {"provider_calls", "provider_call_duration_seconds", "circuit_breaker_state", "payments",
+                           "webhook_deliveries"}
+    assert {s[1]["provider"]: s[2] for s in parsed["circuit_breaker_state"]} == {"stripe": 0, "paypal": 0}
