@@ -15,6 +15,7 @@ from adapters.postgres.local_locks import LocalLocks
 from adapters.postgres.pool import create_pool
 from adapters.postgres.uow import PgUnitOfWork
 from adapters.redis.rate_limit import RedisRateLimiter
+from adapters.webhook_sender import SystemResolver
 from app.settings import Settings, default_data_dir
 from core.clock import SystemClock
 
@@ -70,6 +71,7 @@ class Container:
     clock: SystemClock = attrs.field(factory=SystemClock)
     rate_limiter: RedisRateLimiter | None = None
     local_locks: LocalLocks = attrs.field(factory=LocalLocks)
+    resolver: SystemResolver = attrs.field(factory=SystemResolver)
 
     def uow(self, *, read_only: bool = False) -> PgUnitOfWork:
         """The `UnitOfWorkFactory`."""

@@ -14,6 +14,8 @@ from urllib.parse import quote
 import attrs
 import yaml
 
+from core.webhooks import DeliveryPolicy
+
 
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the key."""
@@ -125,6 +127,27 @@ class MockSettings:
 class WorkerSettings:
     concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))  # messages in flight per process
     housekeeping_interval: float = _duration(60.0, positive=True)
+    # The worker's own Prometheus metrics (process, messages); port 0 turns them off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = attrs.field(default=9191, validator=attrs.validators.le(65535))
+
+
+@attrs.frozen(kw_only=True)
+class WebhooksSettings:
+    """Webhook deliveries: the defaults retry for about three days (21 attempts, 1 min doubling to 6 h)."""
+
+    max_attempts: int = attrs.field(default=21, validator=attrs.validators.ge(1))
+    min_backoff: float = _duration(60.0, positive=True)
+    max_backoff: float = _duration(6 * 3600.0, positive=True)
+    timeout: float = _duration(5.0, positive=True)
+    allow_private_urls: bool = False
+    poll_interval: float = _duration(1.0, positive=True)  # how often the scheduler looks for due retries
+    secret_overlap: float = _duration(86400.0)  # a rotated-out secret keeps signing this long
+
+    def policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(max_attempts=self.max_attempts, min_backoff=self.min_backoff,
+                              max_backoff=self.max_backoff, timeout=self.timeout,
+                              lease=max(60.0, self.timeout * 3), rotation_overlap=self.secret_overlap)
 
 
 @attrs.frozen(kw_only=True)
@@ -155,6 +178,7 @@ class Settings:
     mock: MockSettings = MockSettings()
     worker: WorkerSettings = WorkerSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     data_dir: str = ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
@@ -19,6 +19,7 @@ from core.ledger import Entry
 from core.payments import Payment, PaymentEvent
 from core.refunds import Refund
 from core.tenants import ApiKey, Tenant
+from core.webhooks import Delivery, DeliveryRef, SendResult, Subscription
 from core.work import DeadLetter, WorkItem
 
 T = TypeVar("T")
@@ -143,6 +144,76 @@ class DeadLetters(Protocol):
     def mark_retried(self, letter: DeadLetter) -> None: ...
 
 
+class Webhooks(Protocol):
+    """A tenant's webhook subscriptions and their deliveries.
+
+    `add`, `save`, `remove` and `save_delivery` are buffered until commit;
+    `lock`/`lock_delivery` take row locks until the unit of work ends; `fan_out`
+    writes at once, inside the unit of work's transaction.
+    """
+
+    async def get(self, tenant_id: UUID, subscription_id: UUID) -> Subscription | None: ...
+
+    async def lock(self, tenant_id: UUID, subscription_id: UUID) -> Subscription | None: ...
+
+    async def list(self, tenant_id: UUID, *, limit: int, cursor: str | None) -> Page[Subscription]:
+        """Newest first. Raises `ValidationFailed` for a malformed cursor."""
+        ...
+
+    def add(self, subscription: Subscription) -> None: ...
+
+    def save(self, subscription: Subscription) -> None: ...
+
+    def remove(self, subscription: Subscription) -> None:
+        """Delete the subscription and its delivery log at commit."""
+        ...
+
+    async def listening(self, tenant_id: UUID, event_type: str) -> builtins.list[Subscription]:
+        """The tenant's enabled subscriptions that hear `event_type`."""
+        ...
+
+    async def fan_out(self, deliveries: builtins.list[Delivery]) -> builtins.list[DeliveryRef]:
+        """Insert those of `deliveries` whose subscription has no delivery of that event yet (a
+        redelivered event fans out once); the refs of the ones inserted."""
+        ...
+
+    async def lock_delivery(self, tenant_id: UUID, delivery_id: UUID) -> Delivery | None: ...
+
+    async def deliveries(
+        self, tenant_id: UUID, subscription_id: UUID, *, limit: int, cursor: str | None
+    ) -> Page[Delivery]:
+        """Newest first. Raises `ValidationFailed` for a malformed cursor."""
+        ...
+
+    def save_delivery(self, delivery: Delivery) -> None: ...
+
+
+class DueDeliveries(Protocol):
+    """Pending webhook deliveries whose next attempt is due, for the scheduler."""
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> builtins.list[DeliveryRef]:
+        """Up to `limit` pending deliveries due by `now`, oldest first, each held until `lease_until`
+        (its next attempt time moves there, so concurrent schedulers never take the same one)."""
+        ...
+
+
+class WebhookSender(Protocol):
+    """POSTs a delivery. Never raises for the receiver's failures: they come back in `SendResult`."""
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, within: float) -> SendResult:
+        """A 2xx within `within` seconds is success; any other status, a timeout, a refused connection or
+        a destination the SSRF guard refuses is a `SendResult` with `error` set."""
+        ...
+
+
+class Resolver(Protocol):
+    """Name resolution for the SSRF guard."""
+
+    async def resolve(self, host: str) -> builtins.list[str]:
+        """The IP addresses `host` resolves to (itself if it is one); empty if it does not resolve."""
+        ...
+
+
 class Outbox(Protocol):
     """Messages committed with their change and published afterwards, at least once."""
 
@@ -207,6 +278,9 @@ class UnitOfWork(Protocol):
     @property
     def dead_letters(self) -> DeadLetters: ...
 
+    @property
+    def webhooks(self) -> Webhooks: ...
+
     async def __aenter__(self) -> UnitOfWork: ...
 
     async def __aexit__(
@@ -254,6 +328,10 @@ class TaskQueue(Protocol):
 
     async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:
         """Enqueue work, to run no sooner than `delay_seconds` from now. Raises `Unavailable`."""
+        ...
+
+    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef]) -> None:
+        """Enqueue one webhook delivery attempt per ref. Raises `Unavailable`."""
         ...
 
 

@@ -10,6 +10,7 @@ from core.ledger import Entry
 from core.money import format_minor
 from core.payments import Payment, PaymentEvent
 from core.refunds import Refund
+from core.webhooks import Delivery, Subscription
 
 
 def account_view(account: Account) -> dict[str, Any]:
@@ -100,4 +101,41 @@ def refund_view(refund: Refund) -> dict[str, Any]:
         "created_at": timestamp(refund.created_at),
         "updated_at": timestamp(refund.updated_at),
         "completed_at": timestamp(refund.completed_at),
+    }
+
+
+def webhook_view(subscription: Subscription, *, with_secret: bool = False) -> dict[str, Any]:
+    """API.md §7 webhook; the secret only when just created or rotated (it is shown once)."""
+    view: dict[str, Any] = {
+        "id": str(subscription.id),
+        "url": subscription.url,
+        "events": list(subscription.events),
+        "description": subscription.description,
+        "enabled": subscription.enabled,
+    }
+    if with_secret:
+        view["secret"] = subscription.secret
+    view.update({
+        "previous_secret_expires_at": timestamp(subscription.previous_secret_expires_at),
+        "created_at": timestamp(subscription.created_at),
+        "updated_at": timestamp(subscription.updated_at),
+    })
+    return view
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    """API.md §7 delivery log entry."""
+    return {
+        "id": str(delivery.id),
+        "webhook_id": str(delivery.subscription_id),
+        "event_id": str(delivery.event_id),
+        "event_type": delivery.event_type,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "next_attempt_at": timestamp(delivery.next_attempt_at),
+        "delivered_at": timestamp(delivery.delivered_at),
+        "created_at": timestamp(delivery.created_at),
+        "updated_at": timestamp(delivery.updated_at),
     }

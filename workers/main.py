@@ -16,9 +16,11 @@ from dramatiq.middleware import AsyncIO
 from loguru import logger
 
 from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
+from adapters.dramatiq.observe import serve_worker_metrics
 from adapters.postgres.outbox_feed import PgLease, PgOutboxFeed
 from adapters.postgres.pool import create_pool
 from adapters.postgres.refunds import PgInFlight
+from adapters.telemetry import configure_tracing
 from app.settings import Settings
 from core.errors import CoreError
 from core.usecases.outbox import housekeep, relay_outbox, requeue_stuck
@@ -100,18 +102,22 @@ class _CloseRuntime(dramatiq.Middleware):
                 thread.run_coroutine(runtime.close())
 
 
-async def run(settings: Settings, database_url: str, redis_url: str) -> None:
+async def run(settings: Settings, database_url: str, redis_url: str, stop: asyncio.Event | None = None) -> None:
+    """The worker until SIGTERM/SIGINT (or until `stop` is set, for callers that run it in-process)."""
+    configure_tracing("payments-worker")
+    serve_worker_metrics(settings.worker.metrics_host, settings.worker.metrics_port)
     broker = make_broker(redis_url)
     broker.add_middleware(_CloseRuntime(), after=AsyncIO)
     runtime.configure(settings, database_url, redis_url, broker)
     import workers.actors
-    import workers.payments  # noqa: F401
+    import workers.payments
+    import workers.webhooks
 
     # worker_timeout: how long an idle consumer waits between fetches (Dramatiq's default backs off to 1 s,
     # which adds up to a second between the relay's enqueue and the worker; measured in bench/payments.py)
     worker = dramatiq.Worker(broker, worker_threads=settings.worker.concurrency, worker_timeout=100)
     worker.start()
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -121,7 +127,9 @@ async def run(settings: Settings, database_url: str, redis_url: str) -> None:
     try:
         queue = DramatiqTaskQueue(broker)
         await asyncio.gather(relay_forever(pool, queue, database_url, stop),
-                             housekeeping_forever(pool, queue, settings, stop, owner))
+                             housekeeping_forever(pool, queue, settings, stop, owner),
+                             workers.webhooks.schedule_forever(pool, queue, settings.webhooks.policy(),
+                                                               settings.webhooks.poll_interval, stop))
     finally:
         logger.info("worker stopping: finishing current messages")
         await asyncio.to_thread(worker.stop, int(settings.server.shutdown_timeout * 1000))

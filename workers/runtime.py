@@ -14,13 +14,17 @@ from dramatiq.brokers.redis import RedisBroker
 from adapters.dramatiq.broker import DramatiqTaskQueue
 from adapters.postgres.pool import create_pool
 from adapters.postgres.uow import PgUnitOfWork
+from adapters.providers.metered import MeteredProvider
 from adapters.redis.locks import RedisLocks
+from adapters.redis.metrics import RedisMetrics
+from adapters.webhook_sender import HttpxWebhookSender
 from app.settings import Settings
 from core.clock import SystemClock
 from core.errors import Unavailable
 from core.payments import PROVIDERS
 from core.providers import PaymentProvider
 from core.usecases.processing import Deps
+from core.webhooks import DeliveryPolicy
 from core.work import RetryPolicy
 
 
@@ -32,9 +36,14 @@ class Runtime:
     queue: DramatiqTaskQueue
     pool: asyncpg.Pool
     redis: aioredis.Redis
+    metrics: RedisMetrics
     providers: dict[str, Any]
+    webhooks: HttpxWebhookSender
+    webhook_policy: DeliveryPolicy
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.webhooks.aclose()
         for provider in self.providers.values():
             with contextlib.suppress(Exception):
                 await provider.aclose()
@@ -104,7 +113,8 @@ async def _build(config: _Config) -> Runtime:
     pool = await create_pool(config.database_url, min_size=0, max_size=max(4, settings.worker.concurrency + 2),
                              command_timeout=settings.database.statement_timeout)
     client = aioredis.Redis.from_url(config.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
-    providers = build_providers(settings)
+    metrics = RedisMetrics(client)
+    providers = {name: MeteredProvider(each, metrics) for name, each in build_providers(settings).items()}
 
     def uow(*, read_only: bool = False) -> PgUnitOfWork:
         return PgUnitOfWork(pool, read_only=read_only, acquire_timeout=settings.database.acquire_timeout)
@@ -116,7 +126,10 @@ async def _build(config: _Config) -> Runtime:
         return found
 
     deps = Deps(uow=uow, providers=provider, locks=RedisLocks(client), clock=SystemClock(), policy=policy(settings))
-    return Runtime(deps=deps, queue=DramatiqTaskQueue(config.broker), pool=pool, redis=client, providers=providers)
+    webhooks = HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls)
+    return Runtime(deps=deps, queue=DramatiqTaskQueue(config.broker), pool=pool, redis=client, providers=providers,
+                   metrics=metrics,
+                   webhooks=webhooks, webhook_policy=settings.webhooks.policy())
 
 
 async def close() -> None:

@@ -21,24 +21,31 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from adapters.dramatiq.observe import TRACE_OPTION, Observe
+from adapters.telemetry import trace_carrier
 from core.clock import timestamp
 from core.errors import Unavailable
 from core.events import OutboxMessage, work_for
 from core.ids import new_id
+from core.webhooks import DeliveryRef
 from core.work import PAYMENT, REFUND, WorkItem
 
 EVENTS_QUEUE = "events"
 DISPATCH_ACTOR = "dispatch_event"
 WORK_QUEUE = "payments"
 WORK_ACTORS = {PAYMENT: "process_payment", REFUND: "process_refund"}
+WEBHOOKS_QUEUE = "webhooks"
+DELIVER_ACTOR = "deliver_webhook"
 _WORK_IDS = uuid.UUID("6f1c1d1e-4b0a-4c55-9a53-1f0b4d1c7a10")
 
 
 def make_broker(redis_url: str) -> RedisBroker:
     """A Redis broker made the global one. Dramatiq's Prometheus middleware is left out:
     it would listen on 0.0.0.0; the worker exposes metrics itself."""
-    middleware = [AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(), AsyncIO(),
-                  CurrentMessage()]
+    # Observe first: its `after_*` hooks run last, so a retry or dead-letter message sent by Retries still
+    # sees the message's span as current and joins its trace.
+    middleware = [Observe(), AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(),
+                  AsyncIO(), CurrentMessage()]
     broker = RedisBroker(url=redis_url, middleware=middleware)  # type: ignore[no-untyped-call]
     dramatiq.set_broker(broker)
     return broker
@@ -51,8 +58,9 @@ def event_message(message: OutboxMessage) -> dramatiq.Message[Any]:
         "aggregate_id": str(message.aggregate_id), "created_at": timestamp(message.created_at),
         "correlation_id": message.correlation_id, "data": {"object": message.payload},
     }
+    options: dict[str, Any] = {TRACE_OPTION: dict(message.trace_context)} if message.trace_context else {}
     return dramatiq.Message(queue_name=EVENTS_QUEUE, actor_name=DISPATCH_ACTOR, args=(event,), kwargs={},
-                            options={}, message_id=str(message.id))
+                            options=options, message_id=str(message.id))
 
 
 def work_message(item: WorkItem, message_id: str | None = None) -> dramatiq.Message[Any]:
@@ -61,6 +69,21 @@ def work_message(item: WorkItem, message_id: str | None = None) -> dramatiq.Mess
             "correlation_id": item.correlation_id}
     return dramatiq.Message(queue_name=WORK_QUEUE, actor_name=WORK_ACTORS[item.kind], args=(task,), kwargs={},
                             options={}, message_id=message_id or str(new_id()))
+
+
+def delivery_message(ref: DeliveryRef) -> dramatiq.Message[Any]:
+    """The task that makes attempt `ref.attempt + 1` of one webhook delivery (stale copies do nothing)."""
+    task = {"tenant_id": str(ref.tenant_id), "delivery_id": str(ref.id), "attempt": ref.attempt,
+            "correlation_id": ref.correlation_id}
+    # the trace of the event that caused it (a scheduler-sent retry has no current trace of its own)
+    options: dict[str, Any] = {TRACE_OPTION: dict(ref.trace_context)} if ref.trace_context else {}
+    return dramatiq.Message(queue_name=WEBHOOKS_QUEUE, actor_name=DELIVER_ACTOR, args=(task,), kwargs={},
+                            options=options, message_id=str(new_id()))
+
+
+def delivery_ref(task: dict[str, Any]) -> DeliveryRef:
+    return DeliveryRef(id=uuid.UUID(task["delivery_id"]), tenant_id=uuid.UUID(task["tenant_id"]),
+                       attempt=int(task["attempt"]), correlation_id=task.get("correlation_id"))
 
 
 def work_item(task: dict[str, Any]) -> WorkItem:
@@ -79,13 +102,23 @@ class DramatiqTaskQueue:
 
     async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:
         delay = int(delay_seconds * 1000) or None
-        await asyncio.to_thread(self._send, [work_message(item) for item in items], delay)
+        tasks = [work_message(item) for item in items]
+        if carrier := trace_carrier():  # a retry scheduled by an actor stays in the payment's trace
+            for task in tasks:
+                task.options.setdefault(TRACE_OPTION, carrier)
+        await asyncio.to_thread(self._send, tasks, delay)
+
+    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef]) -> None:
+        await asyncio.to_thread(self._send, [delivery_message(ref) for ref in refs], None)
 
     def _enqueue(self, messages: Sequence[OutboxMessage]) -> None:
         tasks = [event_message(message) for message in messages]
         for message in messages:  # the work a message starts; its id derives from the event's, so it is stable
             if (item := work_for(message)) is not None:
-                tasks.append(work_message(item, str(uuid.uuid5(_WORK_IDS, str(message.id)))))
+                task = work_message(item, str(uuid.uuid5(_WORK_IDS, str(message.id))))
+                if message.trace_context:
+                    task.options[TRACE_OPTION] = dict(message.trace_context)
+                tasks.append(task)
         self._send(tasks, None)
 
     def _send(self, tasks: Sequence[dramatiq.Message[Any]], delay: int | None) -> None:

@@ -12,6 +12,7 @@ import attrs
 
 from adapters.memory.store import InMemoryStore
 from core.events import ClaimedBatch, OutboxMessage, work_for
+from core.webhooks import DeliveryRef
 from core.work import PAYMENT, REFUND, WorkItem
 
 
@@ -45,6 +46,7 @@ class InMemoryTaskQueue:
     def __init__(self) -> None:
         self.events: list[OutboxMessage] = []
         self.work: list[tuple[WorkItem, float]] = []
+        self.deliveries: list[DeliveryRef] = []
 
     async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
         await asyncio.sleep(0)
@@ -54,6 +56,10 @@ class InMemoryTaskQueue:
     async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:
         await asyncio.sleep(0)
         self.work += [(item, delay_seconds) for item in items]
+
+    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef]) -> None:
+        await asyncio.sleep(0)
+        self.deliveries.extend(refs)
 
 
 class InMemoryInFlight:

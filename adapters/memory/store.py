@@ -22,6 +22,7 @@ from adapters.memory.repositories import (
     MemoryRefunds,
     MemoryTenants,
 )
+from adapters.memory.webhooks import MemoryWebhooks
 from core.accounts import Account
 from core.errors import ConcurrencyConflict, IdempotencyRequestInProgress
 from core.events import OutboxMessage
@@ -32,6 +33,7 @@ from core.payments import Payment, PaymentEvent
 from core.ports import Page
 from core.refunds import Refund
 from core.tenants import ApiKey, Tenant
+from core.webhooks import Delivery, Subscription
 from core.work import DeadLetter
 
 SystemSlot = tuple[UUID, str, str]
@@ -51,6 +53,8 @@ class InMemoryStore:
     keys: dict[bytes, ApiKey] = attrs.field(factory=dict)
     refunds: dict[UUID, Refund] = attrs.field(factory=dict)
     dead_letters: dict[UUID, DeadLetter] = attrs.field(factory=dict)
+    subscriptions: dict[UUID, Subscription] = attrs.field(factory=dict)
+    deliveries: dict[UUID, Delivery] = attrs.field(factory=dict)
     #: Row locks by account id, and by ("tenant", name) for tenants being inserted.
     row_locks: dict[Hashable, asyncio.Lock] = attrs.field(factory=lambda: defaultdict(asyncio.Lock))
     key_locks: set[tuple[UUID, str]] = attrs.field(factory=set)
@@ -150,6 +154,7 @@ class InMemoryUnitOfWork:
         self.payments = MemoryPayments(self)
         self.refunds = MemoryRefunds(self)
         self.dead_letters = MemoryDeadLetters(store)
+        self.webhooks = MemoryWebhooks(self)
         self.outbox = MemoryOutbox()
         self.idempotency = MemoryIdempotencyKeys(self)
         self.tenants = MemoryTenants(self)
@@ -221,6 +226,7 @@ class InMemoryUnitOfWork:
             store.dead_letters[letter.id] = letter
         for letter in self.dead_letters.retried:
             store.dead_letters[letter.id] = attrs.evolve(letter, retried_at=datetime.now(UTC))
+        self.webhooks.apply()
         store.outbox.extend(self.outbox.new)
         for slot, record in self.idempotency.expired.items():
             if store.idempotency.get(slot) is record:

@@ -19,6 +19,7 @@ from adapters.postgres.payments import PgPayments
 from adapters.postgres.pool import translate_errors
 from adapters.postgres.refunds import PgDeadLetters, PgRefunds
 from adapters.postgres.rows import Fragment
+from adapters.postgres.webhooks import PgWebhooks
 from core.errors import ConcurrencyConflict, IdempotencyRequestInProgress
 
 _PARAM = re.compile(r"\$(\d+)")
@@ -65,6 +66,7 @@ class PgUnitOfWork:
         self.tenants = PgTenants(self)
         self.refunds = PgRefunds(self)
         self.dead_letters = PgDeadLetters(self)
+        self.webhooks = PgWebhooks(self)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with translate_errors():
@@ -107,6 +109,7 @@ class PgUnitOfWork:
         fragments = [
             *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(), *self.refunds.flush(),
             *self.ledger.flush(), *self.outbox.flush(), *self.idempotency.flush(), *self.dead_letters.flush(),
+            *self.webhooks.flush(),
         ]
         try:
             with translate_errors():

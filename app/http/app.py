@@ -9,16 +9,19 @@ from http import HTTPStatus
 from typing import Any
 
 from loguru import logger
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, SanicException
 
+from adapters.telemetry import configure_tracing, context_from, tracer
 from app.container import build_container
 from app.http import metrics
 from app.http.auth import KeyCache
 from app.http.docs import configure_sanic_ext, install_docs
 from app.http.operations import openapi_document
 from app.http.problems import PROBLEM_JSON, ApiError, problem, problem_for
-from app.http.routes import accounts, health, payments
+from app.http.routes import accounts, health, payments, webhooks
 from app.logs import configure_logging, correlation_id
 from app.settings import Settings
 from core.errors import CoreError
@@ -30,6 +33,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
     """A configured app; its adapters connect when the server starts."""
     # Each Sanic worker process runs this factory: configure its logs here, not only in the CLI.
     configure_logging(settings.observability.log_level, settings.observability.log_format, process="api")
+    configure_tracing("payments-api")
     app: Sanic[Any, Any] = Sanic(name, configure_logging=False)
     app.config.REQUEST_MAX_SIZE = settings.server.max_body_size
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.server.shutdown_timeout
@@ -50,7 +54,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
     app.on_request(_start, priority=100)
     app.on_response(_finish, priority=100)  # type: ignore[no-untyped-call]
     app.error_handler.add(Exception, _error)
-    for module in (accounts, payments, health):
+    for module in (accounts, payments, webhooks, health):
         app.blueprint(module.bp)
     install_docs(app, lambda: openapi_document(health.VERSION), title="Payments API")
     return app
@@ -61,6 +65,33 @@ async def _start(request: Request) -> None:
     request.ctx.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
     request.ctx.started = time.perf_counter()
     correlation_id.set(request.ctx.request_id)
+    # The server span is current for the handler, so its queries and Redis calls are its children.
+    route = _route(request)
+    parent = context_from({name: request.headers[name] for name in ("traceparent", "tracestate")
+                           if name in request.headers})
+    span = tracer().start_span(f"{request.method} {route}", context=parent, kind=SpanKind.SERVER, attributes={
+        "http.request.method": request.method, "http.route": route, "url.path": request.path,
+        "url.scheme": request.scheme, "payments.request_id": request.ctx.request_id,
+    })
+    request.ctx.span = span
+    request.ctx.span_token = otel_context.attach(set_span_in_context(span, parent))
+
+
+def _route(request: Request) -> str:
+    route = request.route.path if request.route is not None else "unmatched"
+    return "/" + route.lstrip("/")
+
+
+def _end_span(request: Request, status: int) -> None:
+    span = getattr(request.ctx, "span", None)
+    if span is None:
+        return
+    request.ctx.span = None
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+    otel_context.detach(request.ctx.span_token)
 
 
 async def _finish(request: Request, response: HTTPResponse) -> None:
@@ -69,10 +100,10 @@ async def _finish(request: Request, response: HTTPResponse) -> None:
         response.headers["X-Request-ID"] = request_id
     started = getattr(request.ctx, "started", None)
     seconds = time.perf_counter() - started if started is not None else 0.0
-    route = request.route.path if request.route is not None else "unmatched"
-    metrics.observe(request.method, "/" + route.lstrip("/"), response.status, seconds)
+    metrics.observe(request.method, _route(request), response.status, seconds)
     logger.bind(method=request.method, path=request.path, status=response.status,
                 duration_ms=round(seconds * 1000, 2)).info("request completed")
+    _end_span(request, response.status)
 
 
 def _error(request: Request, exception: Exception) -> HTTPResponse:

@@ -22,6 +22,7 @@ _PAYMENT_FILTERS = (
 _ACCOUNT = "/api/v1/accounts/{account_id}"
 _PAYMENT = "/api/v1/payments/{payment_id}"
 _COMMON = (429, 503)
+_WEBHOOK = "/api/v1/webhooks/{webhook_id}"
 
 OPERATIONS = (
     Operation(method="post", path="/api/v1/accounts", summary="Open an account", tag="accounts",
@@ -63,6 +64,32 @@ OPERATIONS = (
               response=s.Payment, errors=(404, *_COMMON)),
     Operation(method="get", path=f"{_PAYMENT}/events", summary="A payment's event history", tag="payments",
               operation_id="listPaymentEvents", response=s.PaymentEvents, errors=(404, *_COMMON)),
+    Operation(method="post", path="/api/v1/webhooks", summary="Subscribe an endpoint to events (secret shown once)",
+              tag="webhooks", operation_id="createWebhook", request=s.WebhookRequest, response=s.WebhookWithSecret,
+              response_status=201, idempotency="optional", errors=(409, *_COMMON)),
+    Operation(method="get", path="/api/v1/webhooks", summary="List webhooks", tag="webhooks",
+              operation_id="listWebhooks", response=s.Webhook, list_response=True, query=_LIST,
+              errors=(422, *_COMMON)),
+    Operation(method="get", path=_WEBHOOK, summary="Get a webhook", tag="webhooks", operation_id="getWebhook",
+              response=s.Webhook, errors=(404, *_COMMON)),
+    Operation(method="patch", path=_WEBHOOK, summary="Change a webhook's url, events, description or enabled",
+              tag="webhooks", operation_id="updateWebhook", request=s.WebhookUpdate, response=s.Webhook,
+              idempotency="optional", errors=(404, 409, *_COMMON)),
+    Operation(method="delete", path=_WEBHOOK, summary="Delete a webhook and its delivery log", tag="webhooks",
+              operation_id="deleteWebhook", response_status=204, idempotency="optional",
+              errors=(404, 409, 422, *_COMMON)),
+    Operation(method="post", path=f"{_WEBHOOK}/rotate-secret",
+              summary="New signing secret (shown once); the old one also signs for 24 h", tag="webhooks",
+              operation_id="rotateWebhookSecret", request=s.EmptyRequest, body_optional=True,
+              response=s.WebhookWithSecret, idempotency="optional", errors=(404, 409, *_COMMON)),
+    Operation(method="get", path=f"{_WEBHOOK}/deliveries", summary="A webhook's delivery log", tag="webhooks",
+              operation_id="listWebhookDeliveries", response=s.WebhookDelivery, list_response=True, query=_LIST,
+              errors=(404, 422, *_COMMON)),
+    Operation(method="post", path=f"{_WEBHOOK}/deliveries/{{delivery_id}}/retry",
+              summary="Redeliver now (one more attempt, even after a give-up)", tag="webhooks",
+              operation_id="retryWebhookDelivery", request=s.EmptyRequest, body_optional=True,
+              response=s.WebhookDelivery, response_status=202,
+              idempotency="optional", errors=(404, 409, 422, *_COMMON)),
 )
 
 

@@ -11,6 +11,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from core.errors import FieldError, ValidationFailed
+from core.events import CATALOGUE
 from core.money import MINOR_UNITS
 
 _AMOUNT = {"openapi": {"description": "Decimal amount as a string or JSON number, e.g. \"10.50\"",
@@ -157,6 +158,70 @@ class PaymentEvents:
     data: list[PaymentEvent]
 
 
+_EVENTS = {"openapi": {"minItems": 1, "items": {"type": "string", "enum": ["*", *CATALOGUE]},
+                       "description": "Event types to receive, or [\"*\"] for all",
+                       "examples": [["payment.completed"]]}}
+_URL = {"openapi": {"format": "uri", "maxLength": 2048, "examples": ["https://example.com/hooks/payments"],
+                    "description": "http(s) URL; private, loopback and link-local hosts are refused unless allowed"}}
+_TIME = {"openapi": {"format": "date-time"}}
+
+
+@attrs.frozen(kw_only=True)
+class WebhookRequest:
+    url: str = attrs.field(metadata=_URL)
+    events: list[str] = attrs.field(metadata=_EVENTS)
+    description: str | None = attrs.field(default=None, metadata={"openapi": {"maxLength": 1000}})
+    enabled: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class EmptyRequest:
+    """No fields: the body may be left out or be `{}`."""
+
+
+@attrs.frozen(kw_only=True)
+class WebhookUpdate:
+    url: str | None = attrs.field(default=None, metadata=_URL)
+    events: list[str] | None = attrs.field(default=None, metadata=_EVENTS)
+    description: str | None = attrs.field(default=None, metadata={"openapi": {"maxLength": 1000}})
+    enabled: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Webhook:
+    id: str = attrs.field(metadata=_UUID)
+    url: str
+    events: list[str]
+    description: str | None
+    enabled: bool
+    previous_secret_expires_at: str | None = attrs.field(metadata=_TIME)
+    created_at: str = attrs.field(metadata=_TIME)
+    updated_at: str = attrs.field(metadata=_TIME)
+
+
+@attrs.frozen(kw_only=True)
+class WebhookWithSecret(Webhook):
+    """A webhook as created or rotated: with its signing secret, shown this once."""
+
+    secret: str = attrs.field(metadata={"openapi": {"pattern": "^whsec_", "description": "Shown only here"}})
+
+
+@attrs.frozen(kw_only=True)
+class WebhookDelivery:
+    id: str = attrs.field(metadata=_UUID)
+    webhook_id: str = attrs.field(metadata=_UUID)
+    event_id: str = attrs.field(metadata=_UUID)
+    event_type: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: str | None = attrs.field(metadata=_TIME)
+    delivered_at: str | None = attrs.field(metadata=_TIME)
+    created_at: str = attrs.field(metadata=_TIME)
+    updated_at: str = attrs.field(metadata=_TIME)
+
+
 @attrs.frozen(kw_only=True)
 class Health:
     status: str
@@ -187,6 +252,18 @@ def _structure_decimal(value: Any, _: type) -> Decimal:
     return number
 
 
+def _structure_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _structure_strings(value: Any, _: type) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of strings")
+    return value
+
+
 def _structure_dict(value: Any, _: type) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError("must be an object of string keys to string values")
@@ -195,6 +272,8 @@ def _structure_dict(value: Any, _: type) -> dict[str, str]:
 
 converter.register_structure_hook(str, _structure_str)
 converter.register_structure_hook(Decimal, _structure_decimal)
+converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook_func(lambda t: t == list[str], _structure_strings)
 converter.register_structure_hook_func(lambda t: t == dict[str, str], _structure_dict)
 
 

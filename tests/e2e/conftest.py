@@ -66,6 +66,10 @@ def stack_env(database_url: str, redis_url: str, port: int, **extra: str) -> dic
             "PAYMENTS_SERVER_PORT": str(port),
             "PAYMENTS_OBSERVABILITY_LOG_LEVEL": "warning",
             "PAYMENTS_DATABASE_POOL_MAX": "30",
+            # several workers run at once: none takes the default metrics port (a test that wants it sets one)
+            "PAYMENTS_WORKER_METRICS_PORT": "0",
+            # test webhook receivers listen on 127.0.0.1; the SSRF tests turn the guard back on
+            "PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS": "true",
         }
     )
     env.update(extra)
@@ -165,6 +169,11 @@ FAST_WORKER = {
     "PAYMENTS_PAYMENT_BREAKER_RECOVERY": "2s",
     "PAYMENTS_WORKER_HOUSEKEEPING_INTERVAL": "1s",
     "PAYMENTS_WORKER_CONCURRENCY": "4",  # each worker then holds at most 6 + 5 connections
+    "PAYMENTS_WEBHOOKS_MIN_BACKOFF": "200ms",
+    "PAYMENTS_WEBHOOKS_MAX_BACKOFF": "400ms",
+    "PAYMENTS_WEBHOOKS_MAX_ATTEMPTS": "3",
+    "PAYMENTS_WEBHOOKS_TIMEOUT": "1s",
+    "PAYMENTS_WEBHOOKS_POLL_INTERVAL": "100ms",
     "PAYMENTS_OBSERVABILITY_LOG_LEVEL": "info",
 }
 

@@ -20,7 +20,9 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import attrs
 import httpx
@@ -36,6 +38,8 @@ from schemathesis.generation.meta import TestPhase
 from app.container import Container
 from app.http.operations import OPERATIONS, openapi_document
 from app.http.routes.health import VERSION
+from core.ids import new_id
+from core.webhooks import Delivery
 from tests.conftest import new_api_key
 from tests.e2e.conftest import Stack
 
@@ -60,10 +64,13 @@ class RealData:
     cursors: dict[str, str]  # path template -> a next_cursor it returned
     foreign_accounts: list[dict[str, Any]]
     foreign_payments: list[dict[str, Any]]
+    webhooks: list[dict[str, Any]] = attrs.Factory(list)
+    foreign_webhooks: list[dict[str, Any]] = attrs.Factory(list)
+    deliveries: list[str] = attrs.Factory(list)  # ids of deliveries of webhooks[0]
 
     @property
     def foreign_ids(self) -> set[str]:
-        return {item["id"] for item in [*self.foreign_accounts, *self.foreign_payments]}
+        return {item["id"] for item in [*self.foreign_accounts, *self.foreign_payments, *self.foreign_webhooks]}
 
 
 #: The current test's data; the hooks are registered on SCHEMA at import time, the data exists at run time.
@@ -73,9 +80,14 @@ AMOUNTS: dict[str, list[Any]] = {"USD": ["1.00", "0.01", 2, "12.5"], "JPY": ["1"
                                  "KWD": ["0.001", "1.000", "0.25"]}
 
 
+#: Where seeded webhooks point: a closed port (the session API allows private URLs; nothing listens there).
+HOOK_URL = "http://127.0.0.1:9/hook"
+
+
 def _seed_tenant(base_url: str, key: str, prefix: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
-                                                                   dict[str, str]]:
-    """Accounts (USD with and without a balance, JPY, KWD), one transfer, and a cursor of each list."""
+                                                                   list[dict[str, Any]], dict[str, str]]:
+    """Accounts (USD with and without a balance, JPY, KWD), one transfer, two webhooks, and a cursor of
+    each list."""
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
 
         def post(path: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
@@ -96,14 +108,29 @@ def _seed_tenant(base_url: str, key: str, prefix: str) -> tuple[list[dict[str, A
         for n in range(2):  # an internal transfer refunds synchronously: two refunds make a second page
             post(f"/api/v1/payments/{payments[0]['id']}/refund", {"amount": "1.00"},
                  **{"Idempotency-Key": f"{prefix}-refund-{n}"})
-        lists = {"/api/v1/accounts": "/api/v1/accounts",
+        webhooks = [post("/api/v1/webhooks", {"url": HOOK_URL, "events": ["refund.failed"]}) for _ in range(2)]
+        lists = {"/api/v1/webhooks": "/api/v1/webhooks","/api/v1/accounts": "/api/v1/accounts",
                  "/api/v1/accounts/{account_id}/transactions": f"/api/v1/accounts/{accounts[0]['id']}/transactions",
                  "/api/v1/payments": "/api/v1/payments",
                  "/api/v1/payments/{payment_id}/refunds": f"/api/v1/payments/{payments[0]['id']}/refunds"}
         cursors = {template: http.get(path, params={"limit": 1}).json()["next_cursor"]
                    for template, path in lists.items()}
     assert all(cursors.values()), cursors
-    return accounts, payments, cursors
+    return accounts, payments, webhooks, cursors
+
+
+async def _seed_deliveries(container: Container, webhook: dict[str, Any]) -> list[str]:
+    """Two deliveries in the webhook's log, written as the worker's fan-out writes them."""
+    tenant_id = await container.pool.fetchval("SELECT tenant_id FROM webhook_subscriptions WHERE id = $1",
+                                              UUID(webhook["id"]))
+    now = container.clock.now()
+    deliveries = [Delivery(id=new_id(), tenant_id=tenant_id, subscription_id=UUID(webhook["id"]), event_id=new_id(),
+                           event_type="refund.failed", body="{}", next_attempt_at=now + timedelta(days=1),
+                           created_at=now, updated_at=now) for _ in range(2)]
+    async with container.uow() as uow:
+        await uow.webhooks.fan_out(deliveries)
+        await uow.commit()
+    return [str(d.id) for d in deliveries]
 
 
 @pytest.fixture
@@ -112,12 +139,23 @@ async def foreign_key(container: Container) -> str:
 
 
 @pytest.fixture
-def real_data(stack: Stack, api_key: str, foreign_key: str) -> Iterator[RealData]:
-    accounts, payments, cursors = _seed_tenant(stack.base_url, api_key, "own")
-    foreign_accounts, foreign_payments, _ = _seed_tenant(stack.base_url, foreign_key, "foreign")
-    CURRENT[:] = [RealData(stack.base_url, api_key, accounts, payments, cursors, foreign_accounts, foreign_payments)]
+async def real_data(stack: Stack, api_key: str, foreign_key: str, container: Container) -> AsyncIterator[RealData]:
+    accounts, payments, webhooks, cursors = _seed_tenant(stack.base_url, api_key, "own")
+    foreign_accounts, foreign_payments, foreign_webhooks, _ = _seed_tenant(stack.base_url, foreign_key, "foreign")
+    deliveries = await _seed_deliveries(container, webhooks[0])
+    cursors["/api/v1/webhooks/{webhook_id}/deliveries"] = (await _list_cursor(
+        stack.base_url, api_key, f"/api/v1/webhooks/{webhooks[0]['id']}/deliveries"))
+    CURRENT[:] = [RealData(stack.base_url, api_key, accounts, payments, cursors, foreign_accounts, foreign_payments,
+                           webhooks, foreign_webhooks, deliveries)]
     yield CURRENT[0]
     CURRENT.clear()
+
+
+async def _list_cursor(base_url: str, key: str, path: str) -> str:
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+        cursor: str = (await http.get(path, params={"limit": 1})).json()["next_cursor"]
+    assert cursor
+    return cursor
 
 
 def _use_real_data(case: Case[Any], choice: int) -> Case[Any]:
@@ -128,6 +166,10 @@ def _use_real_data(case: Case[Any], choice: int) -> Case[Any]:
         case.path_parameters["account_id"] = [*own, foreign[0]][choice % (len(own) + 1)]["id"]
     if "payment_id" in case.path_parameters:
         case.path_parameters["payment_id"] = [real.payments[0], real.foreign_payments[0]][choice % 2]["id"]
+    if "webhook_id" in case.path_parameters:
+        case.path_parameters["webhook_id"] = [real.webhooks[0], real.foreign_webhooks[0]][choice % 2]["id"]
+    if "delivery_id" in case.path_parameters and choice % 3 != 2:
+        case.path_parameters["delivery_id"] = real.deliveries[choice % len(real.deliveries)]
     if "user_id" in case.query and choice % 3 != 2:
         case.query["user_id"] = [*own, foreign[0]][choice % (len(own) + 1)]["user_id"]
     if "cursor" in case.query and choice % 3 != 2:
@@ -148,6 +190,8 @@ def _unique_idempotency_key(case: Case[Any]) -> None:
 def _real_body(body: dict[str, Any], real: RealData, choice: int) -> dict[str, Any]:
     own, foreign = real.accounts, real.foreign_accounts
     source = own[choice % len(own)]
+    if "url" in body and choice % 3 != 2:  # mostly a URL the API accepts, so creations and changes go through
+        body["url"] = HOOK_URL
     if "source_account_id" in body:  # transfers and payments: mostly a good pair, sometimes a business error
         good = [(own[0], own[1]), (own[1], own[0]), (own[0], own[1])]
         pairs = [*good, *good, (own[2], own[2]), (own[2], own[0]), (own[0], foreign[1])]
@@ -188,6 +232,12 @@ def _prepare_coverage_case(case: Case[Any], real: RealData) -> None:
         case.path_parameters["account_id"] = real.accounts[0]["id"]
     if "payment_id" in case.path_parameters:
         case.path_parameters["payment_id"] = real.payments[0]["id"]
+    if "webhook_id" in case.path_parameters:
+        case.path_parameters["webhook_id"] = real.webhooks[0]["id"]
+    if "delivery_id" in case.path_parameters:
+        case.path_parameters["delivery_id"] = real.deliveries[0]
+    if isinstance(case.body, dict) and "url" in case.body:
+        case.body = {**case.body, "url": HOOK_URL}
     if isinstance(case.body, dict) and "source_account_id" in case.body:
         case.body = {**case.body, "source_account_id": real.accounts[0]["id"],
                      "destination_account_id": real.accounts[1]["id"]}

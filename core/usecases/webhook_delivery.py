@@ -1,0 +1,143 @@
+"""Deliver events to webhook subscriptions: fan out, POST signed, retry with backoff, give up, reschedule."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+from core.events import CATALOGUE
+from core.ids import new_id
+from core.ports import Clock, DueDeliveries, TaskQueue, UnitOfWorkFactory, WebhookSender
+from core.signatures import sign
+from core.webhooks import Delivery, DeliveryPolicy, DeliveryRef, webhook_body
+
+SUCCEEDED, RETRYING, FAILED, SKIPPED = "succeeded", "retrying", "failed", "skipped"
+USER_AGENT = "payments-webhooks/1"
+
+
+@attrs.frozen(kw_only=True)
+class FanOut:
+    """One committed event, as the relay published it."""
+
+    tenant_id: UUID
+    event_id: UUID
+    event_type: str
+    created_at: str
+    data: dict[str, Any]
+    correlation_id: str | None = None
+    trace_context: dict[str, str] = attrs.field(factory=dict)
+
+
+async def fan_out_event(
+    cmd: FanOut, *, uow: UnitOfWorkFactory, clock: Clock, policy: DeliveryPolicy
+) -> list[DeliveryRef]:
+    """One pending delivery per subscription hearing the event, written in one transaction; the new ones.
+
+    Each is held for the lease: the caller enqueues them at once, and the scheduler sends any it lost.
+    """
+    if cmd.event_type not in CATALOGUE:  # internal events (late charges, ...) are not part of the API
+        return []
+    async with uow(read_only=True) as reader:  # most events have no listener: no transaction for them
+        listening = await reader.webhooks.listening(cmd.tenant_id, cmd.event_type)
+    if not listening:
+        return []
+    async with uow() as tx:
+        now = clock.now()
+        body = webhook_body(str(cmd.event_id), cmd.event_type, cmd.created_at, cmd.data)
+        held = now + timedelta(seconds=policy.lease)
+        refs = await tx.webhooks.fan_out([
+            Delivery(id=new_id(), tenant_id=cmd.tenant_id, subscription_id=s.id, event_id=cmd.event_id,
+                     event_type=cmd.event_type, body=body, next_attempt_at=held, correlation_id=cmd.correlation_id,
+                     trace_context=cmd.trace_context, created_at=now, updated_at=now)
+            for s in listening
+        ])
+        await tx.commit()
+    return refs
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryOutcome:
+    """What one attempt came to; `retry_in` is set when another attempt is scheduled."""
+
+    result: str
+    status_code: int | None = None
+    error: str | None = None
+    retry_in: float | None = None
+    attempt: int = 0
+
+
+def delivery_headers(delivery: Delivery, secrets: list[str], timestamp: int) -> dict[str, str]:
+    """Signed with every live secret; the same event id on every attempt; the request's id carried along."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Payments-Signature": sign(secrets, delivery.body.encode(), timestamp),
+        "Payments-Event-Id": str(delivery.event_id),
+        "Payments-Delivery-Id": str(delivery.id),
+        "Payments-Delivery-Attempt": str(delivery.attempts),
+        "X-Request-ID": delivery.correlation_id or str(delivery.id),
+    }
+
+
+async def deliver_webhook(
+    ref: DeliveryRef, *, uow: UnitOfWorkFactory, sender: WebhookSender, clock: Clock, policy: DeliveryPolicy
+) -> DeliveryOutcome:
+    """Make attempt `ref.attempt + 1` of a delivery: count it, POST outside any transaction, record the answer.
+
+    A ref that is stale (the delivery moved on, or was redelivered by hand meanwhile) does nothing,
+    so duplicate messages are harmless. The attempt is counted before the POST: a worker that dies
+    mid-POST leaves the delivery held until its lease ends, then the scheduler retries it.
+    """
+    async with uow() as tx:
+        delivery = await tx.webhooks.lock_delivery(ref.tenant_id, ref.id)
+        if delivery is None or delivery.status != "pending" or delivery.attempts != ref.attempt:
+            return DeliveryOutcome(result=SKIPPED)
+        subscription = await tx.webhooks.get(ref.tenant_id, delivery.subscription_id)
+        now = clock.now()
+        if subscription is None or not subscription.enabled:
+            delivery.give_up("the webhook is disabled", now)
+            tx.webhooks.save_delivery(delivery)
+            await tx.commit()
+            return DeliveryOutcome(result=FAILED, error=delivery.last_error, attempt=delivery.attempts)
+        delivery.begin_attempt(now, policy)
+        tx.webhooks.save_delivery(delivery)
+        await tx.commit()
+    headers = delivery_headers(delivery, subscription.signing_secrets(now), int(now.timestamp()))
+    sent = await sender.post(subscription.url, delivery.body.encode(), headers, within=policy.timeout)
+    return await _record(delivery, sent.status_code, sent.error, sent.ok, uow=uow, clock=clock, policy=policy)
+
+
+async def _record(
+    attempted: Delivery, status_code: int | None, error: str | None, ok: bool, *, uow: UnitOfWorkFactory,
+    clock: Clock, policy: DeliveryPolicy,
+) -> DeliveryOutcome:
+    async with uow() as tx:
+        delivery = await tx.webhooks.lock_delivery(attempted.tenant_id, attempted.id)
+        if delivery is None or delivery.attempts != attempted.attempts or delivery.status != "pending":
+            return DeliveryOutcome(result=SKIPPED, status_code=status_code, error=error)
+        now = clock.now()
+        retry_in = None
+        if ok:
+            assert status_code is not None
+            delivery.succeeded(status_code, now)
+        else:
+            retry_in = delivery.attempt_failed(status_code, error or f"HTTP {status_code}", now, policy)
+        tx.webhooks.save_delivery(delivery)
+        await tx.commit()
+    result = SUCCEEDED if ok else (RETRYING if retry_in is not None else FAILED)
+    return DeliveryOutcome(result=result, status_code=status_code, error=error, retry_in=retry_in,
+                           attempt=delivery.attempts)
+
+
+async def schedule_due(
+    *, due: DueDeliveries, queue: TaskQueue, clock: Clock, policy: DeliveryPolicy, limit: int = 500
+) -> int:
+    """Enqueue the deliveries whose next attempt is due (retries, redeliveries by hand, lost messages)."""
+    now = clock.now()
+    refs = await due.claim_due(now, now + timedelta(seconds=policy.lease), limit)
+    if refs:
+        await queue.enqueue_deliveries(refs)
+    return len(refs)

@@ -1,0 +1,225 @@
+"""Webhook subscriptions and deliveries (API.md §7): who hears which events, and every attempt to tell them."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import attrs
+
+from core.errors import FieldError, ValidationFailed
+from core.events import CATALOGUE
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+ALL_EVENTS = "*"
+PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+MAX_URL_LENGTH = 2048
+MAX_DESCRIPTION_LENGTH = 1000
+
+
+@attrs.define(kw_only=True)
+class Subscription:
+    """An endpoint that hears some events of one tenant, and the secrets that sign what it is sent."""
+
+    id: UUID
+    tenant_id: UUID
+    url: str
+    events: tuple[str, ...]
+    description: str | None
+    enabled: bool
+    secret: str
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    def matches(self, event_type: str) -> bool:
+        """Whether an event of this type is sent here (`*` means every event of the catalogue)."""
+        return self.enabled and (event_type in self.events or (ALL_EVENTS in self.events and event_type in CATALOGUE))
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets a delivery made `now` is signed with: the current one, and the previous one while valid."""
+        live = [self.secret]
+        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+            live.append(self.previous_secret)
+        return live
+
+    def rotate(self, new_secret: str, now: datetime, overlap: timedelta) -> None:
+        """Sign with `new_secret` from now on; the current secret stays valid (signed with too) for `overlap`."""
+        self.previous_secret, self.previous_secret_expires_at = self.secret, now + overlap
+        self.secret, self.updated_at = new_secret, now
+
+    def change(self, *, url: str | None, events: tuple[str, ...] | None, enabled: bool | None,
+               description: str | None, clear_description: bool, now: datetime) -> None:
+        """Apply a partial update; None leaves a field as it is."""
+        self.url = self.url if url is None else url
+        self.events = self.events if events is None else events
+        self.enabled = self.enabled if enabled is None else enabled
+        if description is not None or clear_description:
+            self.description = description
+        self.updated_at = now
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryPolicy:
+    """How deliveries are retried: `max_attempts` POSTs, waiting `min_backoff` doubling up to `max_backoff`."""
+
+    max_attempts: int = 21
+    min_backoff: float = 60.0
+    max_backoff: float = 6 * 3600.0
+    timeout: float = 5.0
+    #: An attempt under way holds its delivery this long: if the worker dies mid-POST, it is retried after it.
+    lease: float = 60.0
+    #: How long a rotated-out secret still signs deliveries.
+    rotation_overlap: float = 24 * 3600.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return float(min(self.max_backoff, self.min_backoff * 2 ** min(attempt - 1, 62)))
+
+    def schedule(self) -> list[float]:
+        """Every wait between the first attempt and the last (the default spans about three days)."""
+        return [self.backoff(n) for n in range(1, self.max_attempts)]
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryRef:
+    """Enough to ask a worker to make attempt `attempt + 1` of one delivery (a stale ref is ignored)."""
+
+    id: UUID
+    tenant_id: UUID
+    attempt: int
+    correlation_id: str | None = None
+    trace_context: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class Delivery:
+    """One event on its way to one subscription; the same event id and body on every attempt."""
+
+    id: UUID
+    tenant_id: UUID
+    subscription_id: UUID
+    event_id: UUID
+    event_type: str
+    body: str
+    status: str = PENDING
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None = None
+    correlation_id: str | None = None
+    trace_context: dict[str, str] = attrs.field(factory=dict)
+    created_at: datetime
+    updated_at: datetime
+
+    def ref(self) -> DeliveryRef:
+        return DeliveryRef(id=self.id, tenant_id=self.tenant_id, attempt=self.attempts,
+                           correlation_id=self.correlation_id, trace_context=self.trace_context)
+
+    def begin_attempt(self, now: datetime, policy: DeliveryPolicy) -> None:
+        """Count the attempt before it is made, and hold the delivery for the lease (a crash retries it then)."""
+        self.attempts += 1
+        self.next_attempt_at = now + timedelta(seconds=policy.lease)
+        self.updated_at = now
+
+    def succeeded(self, status_code: int, now: datetime) -> None:
+        self.status, self.last_status_code, self.last_error = SUCCEEDED, status_code, None
+        self.next_attempt_at, self.delivered_at, self.updated_at = None, now, now
+
+    def attempt_failed(
+        self, status_code: int | None, error: str, now: datetime, policy: DeliveryPolicy
+    ) -> float | None:
+        """Record a failed attempt; the seconds until the next one, or None once the attempts are spent."""
+        self.last_status_code, self.last_error, self.updated_at = status_code, error[:1000], now
+        if self.attempts >= policy.max_attempts:
+            self.status, self.next_attempt_at = FAILED, None
+            return None
+        wait = policy.backoff(self.attempts)
+        self.next_attempt_at = now + timedelta(seconds=wait)
+        return wait
+
+    def give_up(self, error: str, now: datetime) -> None:
+        self.status, self.last_error, self.next_attempt_at, self.updated_at = FAILED, error, None, now
+
+    def redeliver(self, now: datetime) -> None:
+        """Send it again as soon as a worker can (by hand: one more attempt even after the last one failed)."""
+        self.status, self.next_attempt_at, self.updated_at = PENDING, now, now
+
+
+def webhook_body(event_id: str, event_type: str, created_at: str, data: Any) -> str:
+    """The JSON a delivery POSTs: `{"id": event_id, "type", "created_at", "data": {"object": ...}}`."""
+    return json.dumps({"id": event_id, "type": event_type, "created_at": created_at, "data": data},
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def check_events(events: Sequence[Any], field: str = "events") -> tuple[str, ...]:
+    """Event names from the catalogue, or `*`; at least one, no duplicates kept."""
+    if not isinstance(events, Sequence) or isinstance(events, str) or not events:
+        raise ValidationFailed([FieldError(field, "must be a non-empty list of event names, or [\"*\"]")])
+    unknown = [str(name) for name in events if name != ALL_EVENTS and name not in CATALOGUE]
+    if unknown:
+        raise ValidationFailed([FieldError(field, f"unknown event(s) {', '.join(unknown[:5])}; expected * or "
+                                                  f"one of {', '.join(CATALOGUE)}")])
+    return tuple(dict.fromkeys(str(name) for name in events))
+
+
+def check_url(url: str, field: str = "url") -> str:
+    """An absolute http(s) URL with a host, at most 2048 characters."""
+    problem = None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        problem = "must be an absolute http:// or https:// URL"
+    else:
+        if len(url) > MAX_URL_LENGTH:
+            problem = f"must be at most {MAX_URL_LENGTH} characters"
+        elif parts.scheme not in ("http", "https") or not parts.hostname:
+            problem = "must be an absolute http:// or https:// URL"
+        elif any(ch.isspace() or ord(ch) < 32 for ch in url):
+            problem = "must not contain whitespace or control characters"
+    if problem:
+        raise ValidationFailed([FieldError(field, problem)])
+    return url
+
+
+def is_public_address(address: str) -> bool:
+    """False for private, loopback, link-local, multicast, reserved and unspecified addresses (IPv4 or IPv6,
+    IPv4-mapped included): a webhook must not reach into the network the service runs in."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def refused_addresses(addresses: Iterable[str]) -> list[str]:
+    """The addresses among `addresses` a webhook may not be sent to."""
+    return [address for address in addresses if not is_public_address(address)]
+
+
+@attrs.frozen(kw_only=True)
+class SendResult:
+    """What one POST got: a status code, or an error (timeout, refused connection, refused address)."""
+
+    status_code: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def new_secret() -> str:
+    """A fresh signing secret, `whsec_` and 256 random bits."""
+    return SECRET_PREFIX + secrets.token_urlsafe(32)

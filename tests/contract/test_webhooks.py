@@ -1,0 +1,158 @@
+"""Webhooks and DueDeliveries: the same contract on the in-memory and PostgreSQL adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from adapters.memory.webhooks import MemoryDueDeliveries
+from adapters.postgres.webhooks import PgDueDeliveries
+from app.container import Container
+from core.errors import ValidationFailed
+from core.ids import new_id
+from core.ports import DueDeliveries, UnitOfWorkFactory
+from core.webhooks import Delivery, Subscription, new_secret
+
+# Far from the present, so a worker of another suite sharing the database never finds these due.
+T0 = datetime(2090, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def due(backend: str, uow_factory: Any, container: Container) -> DueDeliveries:
+    return MemoryDueDeliveries(uow_factory) if backend == "memory" else PgDueDeliveries(container.pool)
+
+
+async def _tenant(uow_factory: UnitOfWorkFactory) -> UUID:
+    async with uow_factory() as uow:
+        tenant = await uow.tenants.get_or_create(f"hooks-{secrets.token_hex(4)}", T0)
+        await uow.commit()
+    return tenant.id
+
+
+def _subscription(tenant_id: UUID, events: tuple[str, ...], *, at: datetime = T0, enabled: bool = True
+                  ) -> Subscription:
+    return Subscription(id=new_id(), tenant_id=tenant_id, url="https://hooks.example.com/x", events=events,
+                        description=None, enabled=enabled, secret=new_secret(), created_at=at, updated_at=at)
+
+
+def _delivery(sub: Subscription, event_id: UUID, *, due: datetime = T0) -> Delivery:
+    return Delivery(id=new_id(), tenant_id=sub.tenant_id, subscription_id=sub.id, event_id=event_id,
+                    event_type="payment.completed", body='{"id":"x"}', next_attempt_at=due, correlation_id="c-1",
+                    trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}, created_at=T0,
+                    updated_at=T0)
+
+
+async def test_subscriptions_round_trip_page_and_stay_in_their_tenant(uow_factory: UnitOfWorkFactory) -> None:
+    tenant, other = await _tenant(uow_factory), await _tenant(uow_factory)
+    subs = [_subscription(tenant, ("*",), at=T0 + timedelta(seconds=n)) for n in range(3)]
+    async with uow_factory() as uow:
+        for sub in [*subs, _subscription(other, ("*",))]:
+            uow.webhooks.add(sub)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.webhooks.get(tenant, subs[0].id) == subs[0]
+        assert await uow.webhooks.get(other, subs[0].id) is None
+        first = await uow.webhooks.list(tenant, limit=2, cursor=None)
+        assert [s.id for s in first.items] == [subs[2].id, subs[1].id] and first.next_cursor
+        rest = await uow.webhooks.list(tenant, limit=2, cursor=first.next_cursor)
+        assert [s.id for s in rest.items] == [subs[0].id] and rest.next_cursor is None
+        with pytest.raises(ValidationFailed):
+            await uow.webhooks.list(tenant, limit=2, cursor="garbage")
+    async with uow_factory() as uow:
+        locked = await uow.webhooks.lock(tenant, subs[0].id)
+        assert locked is not None
+        locked.rotate(new_secret(), T0 + timedelta(minutes=1), timedelta(hours=24))
+        locked.change(url="https://other.example.com/y", events=("refund.failed",), enabled=False,
+                      description="ops", clear_description=False, now=T0 + timedelta(minutes=1))
+        uow.webhooks.save(locked)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.webhooks.get(tenant, subs[0].id) == locked
+
+
+async def test_listening_and_fan_out_once_per_event(uow_factory: UnitOfWorkFactory) -> None:
+    tenant = await _tenant(uow_factory)
+    exact, star = _subscription(tenant, ("payment.completed",)), _subscription(tenant, ("*",))
+    off, deaf = _subscription(tenant, ("*",), enabled=False), _subscription(tenant, ("refund.failed",))
+    async with uow_factory() as uow:
+        for sub in (exact, star, off, deaf):
+            uow.webhooks.add(sub)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert {s.id for s in await uow.webhooks.listening(tenant, "payment.completed")} == {exact.id, star.id}
+        assert {s.id for s in await uow.webhooks.listening(tenant, "payment.late_charge_detected")} == set()
+    event_id = new_id()
+    async with uow_factory() as uow:
+        refs = await uow.webhooks.fan_out([_delivery(exact, event_id), _delivery(star, event_id)])
+        await uow.commit()
+    assert len(refs) == 2 and {r.attempt for r in refs} == {0}
+    async with uow_factory() as uow:  # the same event again: nothing new
+        assert await uow.webhooks.fan_out([_delivery(exact, event_id), _delivery(star, event_id)]) == []
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        log = await uow.webhooks.deliveries(tenant, exact.id, limit=10, cursor=None)
+    assert [(d.event_id, d.status, d.attempts, d.correlation_id) for d in log.items] == [
+        (event_id, "pending", 0, "c-1")]
+    assert log.items[0].trace_context["traceparent"].startswith("00-111")
+
+
+async def test_deliveries_are_locked_saved_and_removed_with_their_subscription(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    tenant = await _tenant(uow_factory)
+    sub = _subscription(tenant, ("*",))
+    async with uow_factory() as uow:
+        uow.webhooks.add(sub)
+        await uow.commit()
+    async with uow_factory() as uow:
+        (ref,) = await uow.webhooks.fan_out([_delivery(sub, new_id())])
+        await uow.commit()
+    async with uow_factory() as uow:
+        delivery = await uow.webhooks.lock_delivery(tenant, ref.id)
+        assert delivery is not None and await uow.webhooks.lock_delivery(await _tenant(uow_factory), ref.id) is None
+        delivery.attempts, delivery.last_status_code, delivery.last_error = 1, 200, None
+        delivery.succeeded(200, T0 + timedelta(seconds=1))
+        uow.webhooks.save_delivery(delivery)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        (stored,) = (await uow.webhooks.deliveries(tenant, sub.id, limit=5, cursor=None)).items
+    assert (stored.status, stored.attempts, stored.delivered_at, stored.next_attempt_at) == (
+        "succeeded", 1, T0 + timedelta(seconds=1), None)
+    async with uow_factory() as uow:
+        locked = await uow.webhooks.lock(tenant, sub.id)
+        assert locked is not None
+        uow.webhooks.remove(locked)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.webhooks.get(tenant, sub.id) is None
+        assert (await uow.webhooks.deliveries(tenant, sub.id, limit=5, cursor=None)).items == []
+
+
+async def test_due_deliveries_are_claimed_once_until_their_lease_ends(
+    uow_factory: UnitOfWorkFactory, due: DueDeliveries,
+) -> None:
+    tenant = await _tenant(uow_factory)
+    sub = _subscription(tenant, ("*",))
+    async with uow_factory() as uow:
+        uow.webhooks.add(sub)
+        await uow.commit()
+    later = T0 + timedelta(days=30)  # past every other test's rows: claim only this test's
+    deliveries = [_delivery(sub, new_id(), due=later + timedelta(seconds=n)) for n in range(6)]
+    async with uow_factory() as uow:
+        await uow.webhooks.fan_out(deliveries)
+        await uow.commit()
+    now = later + timedelta(seconds=3.5)
+    lease = now + timedelta(seconds=60)
+    first, second = await asyncio.gather(due.claim_due(now, lease, 2), due.claim_due(now, lease, 100))
+    claimed = [r.id for r in [*first, *second] if r.tenant_id == tenant]  # other tests' rows are due too
+    assert sorted(claimed) == sorted(d.id for d in deliveries[:4])  # the four due, each once
+    assert all(r.correlation_id == "c-1" and r.trace_context for r in [*first, *second])
+    assert [r for r in await due.claim_due(now, lease, 100) if r.tenant_id == tenant] == []
+    again = await due.claim_due(lease + timedelta(seconds=1), lease + timedelta(seconds=61), 100)
+    # the leases are over, and the two later ones are due too
+    assert sorted(r.id for r in again if r.tenant_id == tenant) == sorted(d.id for d in deliveries)

@@ -1,0 +1,79 @@
+"""The httpx webhook sender against a real local receiver: answers, timeouts, redirects, the SSRF guard."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from adapters.webhook_sender import HttpxWebhookSender, SystemResolver
+from tests.receiver import Receiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+async def test_answers_are_reported_as_they_came(receiver: Receiver) -> None:
+    sender = HttpxWebhookSender(allow_private=True)
+    receiver.script["/fail"] = [500]
+    receiver.script["/moved"] = [302]
+    try:
+        ok = await sender.post(receiver.url("/ok"), b'{"a":1}', {"X-Test": "1"}, within=5)
+        failed = await sender.post(receiver.url("/fail"), b"{}", {}, within=5)
+        moved = await sender.post(receiver.url("/moved"), b"{}", {}, within=5)
+    finally:
+        await sender.aclose()
+    assert (ok.ok, ok.status_code, ok.error) == (True, 200, None)
+    (got,) = receiver.at("/ok")
+    assert got.body == b'{"a":1}' and got.headers["x-test"] == "1"
+    assert (failed.ok, failed.status_code, failed.error) == (False, 500, "HTTP 500: ok")
+    assert (moved.ok, moved.status_code) == (False, 302)  # redirects are not followed
+    assert len(receiver.at("/moved")) == 1
+
+
+async def test_a_slow_receiver_is_a_timeout(receiver: Receiver) -> None:
+    sender = HttpxWebhookSender(allow_private=True)
+    receiver.script["/slow"] = [2.0]
+    try:
+        started = asyncio.get_running_loop().time()
+        result = await sender.post(receiver.url("/slow"), b"{}", {}, within=0.3)
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        await sender.aclose()
+    assert (result.ok, result.status_code, result.error) == (False, None, "timed out after 0.3 s")
+    assert elapsed < 1.5
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_private_destinations_are_refused_before_connecting(receiver: Receiver, host: str) -> None:
+    sender = HttpxWebhookSender(allow_private=False)
+    try:
+        result = await sender.post(receiver.url("/private").replace("127.0.0.1", host), b"{}", {}, within=5)
+    finally:
+        await sender.aclose()
+    assert not result.ok and result.status_code is None
+    assert (result.error or "").startswith(f"refused: {host} resolves to a private")
+    assert receiver.at("/private") == []
+
+
+async def test_closed_ports_and_unknown_hosts_are_errors_not_exceptions() -> None:
+    sender = HttpxWebhookSender(allow_private=True)
+    try:
+        closed = await sender.post("http://127.0.0.1:1/x", b"{}", {}, within=5)
+        unknown = await sender.post("http://no-such-host.invalid/x", b"{}", {}, within=5)
+    finally:
+        await sender.aclose()
+    assert closed.status_code is None and closed.error and "ConnectError" in closed.error
+    assert unknown.status_code is None and unknown.error and "does not resolve" in unknown.error
+
+
+async def test_the_system_resolver() -> None:
+    resolver = SystemResolver()
+    assert "127.0.0.1" in await resolver.resolve("localhost") or "::1" in await resolver.resolve("localhost")
+    assert await resolver.resolve("10.1.2.3") == ["10.1.2.3"]
+    assert await resolver.resolve("no-such-host.invalid") == []

@@ -1,0 +1,83 @@
+"""A real local webhook receiver for tests: an HTTP server thread that records every POST and
+answers from a per-path script (status codes, or a delay longer than the sender's timeout)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+class Receiver:
+    """`script[path]` is a list of answers consumed one per request, the last repeating: an int is a
+    status code, a float is seconds to wait before answering 200 (to force a timeout). Default 200."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.script: dict[str, list[int | float]] = defaultdict(list)
+        self._lock = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
+                                                      body, time.time()))
+                    receiver._lock.notify_all()
+                    script = receiver.script.get(self.path) or [200]
+                    answer = script.pop(0) if len(script) > 1 else script[0]
+                if isinstance(answer, float):
+                    time.sleep(answer)
+                    answer = 200
+                self.send_response(answer)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def at(self, path: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.path == path]
+
+    def wait(self, path: str, count: int, timeout: float = 30.0) -> list[Received]:
+        """Block until `path` has received `count` requests (or fail after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len([r for r in self.received if r.path == path]) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{path} got {len(self.at_unlocked(path))} of {count} requests in {timeout} s"
+                self._lock.wait(left)
+            return [r for r in self.received if r.path == path]
+
+    def at_unlocked(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]

@@ -1,0 +1,358 @@
+"""Webhooks on the in-memory adapters: subscriptions, fan-out and its event filter, signed deliveries,
+retries with backoff until success or give-up, redelivery by hand, secret rotation and the SSRF guard."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import attrs
+import pytest
+
+from adapters.memory import InMemoryStore
+from adapters.memory.outbox import InMemoryTaskQueue
+from adapters.memory.webhooks import FixedResolver, InMemoryWebhookSender, MemoryDueDeliveries
+from core.errors import NotFound, ValidationFailed
+from core.events import CATALOGUE
+from core.ids import new_id
+from core.signatures import InvalidSignature, verify_signature
+from core.usecases.webhook_delivery import (
+    FAILED,
+    RETRYING,
+    SKIPPED,
+    SUCCEEDED,
+    DeliveryOutcome,
+    FanOut,
+    deliver_webhook,
+    fan_out_event,
+    schedule_due,
+)
+from core.usecases.webhooks import (
+    CreateSubscription,
+    UpdateSubscription,
+    check_destination,
+    create_subscription,
+    delete_subscription,
+    list_deliveries,
+    list_subscriptions,
+    redeliver,
+    rotate_secret,
+    update_subscription,
+)
+from core.webhooks import (
+    Delivery,
+    DeliveryPolicy,
+    DeliveryRef,
+    Subscription,
+    check_events,
+    check_url,
+    is_public_address,
+)
+from tests.unit.conftest import FakeClock
+
+URL = "https://hooks.example.com/payments"
+
+
+@attrs.define
+class Hooks:
+    store: InMemoryStore
+    clock: FakeClock
+    tenant_id: UUID
+    policy: DeliveryPolicy = attrs.field(factory=lambda: DeliveryPolicy(
+        max_attempts=4, min_backoff=10.0, max_backoff=30.0, timeout=5.0, lease=60.0))
+    sender: InMemoryWebhookSender = attrs.field(factory=InMemoryWebhookSender)
+    queue: InMemoryTaskQueue = attrs.field(factory=InMemoryTaskQueue)
+
+    async def subscribe(self, events: tuple[str, ...] = ("*",), *, url: str = URL, enabled: bool = True,
+                        tenant_id: UUID | None = None) -> Subscription:
+        async with self.store() as uow:
+            sub = await create_subscription(CreateSubscription(tenant_id=tenant_id or self.tenant_id, url=url,
+                                                               events=events, enabled=enabled),
+                                            uow=uow, clock=self.clock)
+            await uow.commit()
+        return sub
+
+    async def event(self, event_type: str = "payment.completed", *, event_id: UUID | None = None,
+                    tenant_id: UUID | None = None) -> list[DeliveryRef]:
+        cmd = FanOut(tenant_id=tenant_id or self.tenant_id, event_id=event_id or new_id(), event_type=event_type,
+                     created_at="2025-01-01T00:00:00.000Z", data={"object": {"id": "p1", "status": "completed"}},
+                     correlation_id="req-42")
+        return await fan_out_event(cmd, uow=self.store, clock=self.clock, policy=self.policy)
+
+    async def deliver(self, ref: DeliveryRef) -> DeliveryOutcome:
+        return await deliver_webhook(ref, uow=self.store, sender=self.sender, clock=self.clock, policy=self.policy)
+
+    async def due(self) -> list[DeliveryRef]:
+        self.queue.deliveries.clear()
+        await schedule_due(due=MemoryDueDeliveries(self.store), queue=self.queue, clock=self.clock,
+                           policy=self.policy)
+        return list(self.queue.deliveries)
+
+    def delivery(self, delivery_id: UUID) -> Delivery:
+        return self.store.deliveries[delivery_id]
+
+
+@pytest.fixture
+def hooks(store: InMemoryStore, clock: FakeClock) -> Hooks:
+    return Hooks(store, clock, uuid4())
+
+
+# --- rules -------------------------------------------------------------------------------------------
+
+def test_default_policy_retries_for_about_three_days() -> None:
+    policy = DeliveryPolicy()
+    waits = policy.schedule()
+    assert len(waits) == policy.max_attempts - 1
+    assert waits[:3] == [60.0, 120.0, 240.0] and max(waits) == 6 * 3600.0
+    assert 2.5 * 86400 <= sum(waits) <= 3.5 * 86400
+    assert all(a <= b for a, b in itertools.pairwise(waits))
+
+
+def test_event_names_come_from_the_catalogue() -> None:
+    assert check_events(["payment.completed", "refund.failed", "payment.completed"]) == (
+        "payment.completed", "refund.failed")
+    assert check_events(["*"]) == ("*",)
+    for bad in ([], ["payment.exploded"], "payment.completed", [""], ["PAYMENT.COMPLETED"]):
+        with pytest.raises(ValidationFailed) as caught:
+            check_events(bad)
+        assert caught.value.errors[0].field == "events"
+    for name in ("account.created", "transfer.completed", "payment.created", "payment.processing",
+                 "payment.completed", "payment.failed", "payment.cancelled", "refund.created", "refund.succeeded",
+                 "refund.failed"):
+        assert name in CATALOGUE
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x", "example.com/hook", "https://", "http:///path",
+                                 "https://exa mple.com/", "https://example.com:99999/", "https://x.com/" + "a" * 2048,
+                                 "javascript:alert(1)"])
+def test_malformed_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValidationFailed):
+        check_url(url)
+
+
+@pytest.mark.parametrize(("address", "public"), [
+    ("127.0.0.1", False), ("127.8.9.10", False), ("10.1.2.3", False), ("172.16.0.1", False),
+    ("192.168.1.1", False), ("169.254.169.254", False), ("0.0.0.0", False), ("100.64.0.1", False),
+    ("224.0.0.1", False), ("255.255.255.255", False), ("::1", False), ("fe80::1", False), ("fc00::1", False),
+    ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("::", False), ("not-an-ip", False),
+    ("8.8.8.8", True), ("93.184.216.34", True), ("2606:4700:4700::1111", True), ("::ffff:8.8.8.8", True),
+])
+def test_public_addresses(address: str, public: bool) -> None:
+    assert is_public_address(address) is public
+
+
+async def test_the_ssrf_guard_at_subscription_time() -> None:
+    resolver = FixedResolver({"hooks.example.com": ["93.184.216.34"], "internal.example.com": ["10.0.0.7"],
+                              "mixed.example.com": ["93.184.216.34", "127.0.0.1"], "localhost": ["127.0.0.1"]})
+    await check_destination("https://hooks.example.com/x", resolver=resolver, allow_private=False)
+    for url in ("http://localhost:8000/x", "http://127.0.0.1/x", "http://[::1]/x", "http://169.254.169.254/latest",
+                "https://internal.example.com/x", "https://mixed.example.com/x", "https://nowhere.invalid/x"):
+        with pytest.raises(ValidationFailed) as caught:
+            await check_destination(url, resolver=resolver, allow_private=False)
+        assert caught.value.errors[0].field == "url"
+    for url in ("http://localhost:8000/x", "http://10.0.0.7/x", "https://nowhere.invalid/x"):
+        await check_destination(url, resolver=resolver, allow_private=True)  # allowed by configuration
+
+
+# --- subscriptions -----------------------------------------------------------------------------------
+
+async def test_subscriptions_are_created_listed_changed_and_deleted(hooks: Hooks) -> None:
+    first = await hooks.subscribe(("payment.completed",))
+    second = await hooks.subscribe(("*",))
+    await hooks.subscribe(("*",), tenant_id=uuid4())  # another tenant's
+    assert first.secret.startswith("whsec_") and len(first.secret) > 40 and first.secret != second.secret
+    async with hooks.store(read_only=True) as uow:
+        page = await list_subscriptions(hooks.tenant_id, uow=uow, limit=1, cursor=None)
+        assert [s.id for s in page.items] == [second.id] and page.next_cursor
+        rest = await list_subscriptions(hooks.tenant_id, uow=uow, limit=5, cursor=page.next_cursor)
+        assert [s.id for s in rest.items] == [first.id] and rest.next_cursor is None
+    async with hooks.store() as uow:
+        changed = await update_subscription(UpdateSubscription(
+            tenant_id=hooks.tenant_id, subscription_id=first.id, events=("refund.failed",), enabled=False,
+            description="ops"), uow=uow, clock=hooks.clock)
+        await uow.commit()
+    assert (changed.events, changed.enabled, changed.description, changed.url) == (
+        ("refund.failed",), False, "ops", URL)
+    async with hooks.store() as uow:
+        with pytest.raises(NotFound):  # another tenant's id looks missing
+            await delete_subscription(uuid4(), first.id, uow=uow)
+        await delete_subscription(hooks.tenant_id, first.id, uow=uow)
+        await uow.commit()
+    assert set(hooks.store.subscriptions) == {second.id} | {s.id for s in hooks.store.subscriptions.values()
+                                                             if s.tenant_id != hooks.tenant_id}
+
+
+# --- fan-out -------------------------------------------------------------------------------------------
+
+async def test_an_event_fans_out_only_to_subscriptions_that_hear_it(hooks: Hooks) -> None:
+    exact = await hooks.subscribe(("payment.completed", "payment.failed"))
+    everything = await hooks.subscribe(("*",))
+    await hooks.subscribe(("refund.created",))
+    await hooks.subscribe(("payment.completed",), enabled=False)
+    await hooks.subscribe(("*",), tenant_id=uuid4())
+    event_id = new_id()
+    refs = await hooks.event("payment.completed", event_id=event_id)
+    assert {hooks.delivery(r.id).subscription_id for r in refs} == {exact.id, everything.id}
+    assert all(r.attempt == 0 and r.correlation_id == "req-42" for r in refs)
+    assert await hooks.event("payment.completed", event_id=event_id) == []  # redelivered event: once
+    assert len(hooks.store.deliveries) == 2
+    assert [hooks.delivery(r.id).subscription_id for r in await hooks.event("refund.succeeded")] == [everything.id]
+    assert await hooks.event("payment.late_charge_detected") == []  # internal events are not sent, even to *
+
+
+# --- deliveries -----------------------------------------------------------------------------------------
+
+async def test_a_delivery_is_signed_and_carries_the_event(hooks: Hooks) -> None:
+    sub = await hooks.subscribe(("payment.completed",))
+    event_id = new_id()
+    (ref,) = await hooks.event(event_id=event_id)
+    outcome = await hooks.deliver(ref)
+    assert outcome == DeliveryOutcome(result=SUCCEEDED, status_code=200, attempt=1)
+    (sent,) = hooks.sender.sent
+    assert sent.url == URL
+    assert json.loads(sent.body) == {"id": str(event_id), "type": "payment.completed",
+                                     "created_at": "2025-01-01T00:00:00.000Z",
+                                     "data": {"object": {"id": "p1", "status": "completed"}}}
+    assert sent.headers["Payments-Event-Id"] == str(event_id)
+    assert sent.headers["X-Request-ID"] == "req-42"
+    assert sent.headers["Content-Type"] == "application/json"
+    assert verify_signature(sub.secret, sent.headers["Payments-Signature"], sent.body,
+                            now=hooks.clock.current.timestamp())
+    with pytest.raises(InvalidSignature):
+        verify_signature("whsec_other", sent.headers["Payments-Signature"], sent.body,
+                         now=hooks.clock.current.timestamp())
+    stored = hooks.delivery(ref.id)
+    assert (stored.status, stored.attempts, stored.last_status_code, stored.next_attempt_at) == (
+        "succeeded", 1, 200, None)
+    assert stored.delivered_at is not None
+    assert await hooks.deliver(ref) == DeliveryOutcome(result=SKIPPED)  # a duplicate message does nothing
+    assert len(hooks.sender.sent) == 1
+
+
+async def test_failures_are_retried_with_backoff_until_success(hooks: Hooks) -> None:
+    await hooks.subscribe()
+    hooks.sender.answers[URL] = [500, "timed out after 5 s", 200]
+    (ref,) = await hooks.event()
+    first = await hooks.deliver(ref)
+    assert (first.result, first.retry_in, first.status_code) == (RETRYING, 10.0, 500)
+    delivery = hooks.delivery(ref.id)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
+        "pending", 1, 500, "HTTP 500")
+    assert await hooks.due() == []  # not yet
+    hooks.clock.advance(timedelta(seconds=10))
+    (again,) = await hooks.due()
+    assert again.attempt == 1
+    assert await hooks.due() == []  # claimed: a second scheduler does not take it too
+    second = await hooks.deliver(again)
+    assert (second.result, second.retry_in, second.status_code) == (RETRYING, 20.0, None)
+    assert hooks.delivery(ref.id).last_error == "timed out after 5 s"
+    hooks.clock.advance(timedelta(seconds=20))
+    (third,) = await hooks.due()
+    assert (await hooks.deliver(third)).result == SUCCEEDED
+    delivery = hooks.delivery(ref.id)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
+        "succeeded", 3, 200, None)
+    assert len({s.headers["Payments-Event-Id"] for s in hooks.sender.sent}) == 1
+    assert [s.headers["Payments-Delivery-Attempt"] for s in hooks.sender.sent] == ["1", "2", "3"]
+
+
+async def test_a_delivery_gives_up_after_its_attempts_and_can_be_redelivered_by_hand(hooks: Hooks) -> None:
+    sub = await hooks.subscribe()
+    hooks.sender.answers[URL] = [503]
+    (ref,) = await hooks.event()
+    results = [(await hooks.deliver(ref)).result]
+    for _ in range(3):
+        hooks.clock.advance(timedelta(seconds=30))
+        (ref,) = await hooks.due()
+        results.append((await hooks.deliver(ref)).result)
+    assert results == [RETRYING, RETRYING, RETRYING, FAILED]
+    delivery = hooks.delivery(ref.id)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.next_attempt_at) == (
+        "failed", 4, 503, None)
+    hooks.clock.advance(timedelta(days=10))
+    assert await hooks.due() == []  # given up: never sent again by itself
+    async with hooks.store() as uow:
+        with pytest.raises(NotFound):
+            await redeliver(hooks.tenant_id, uuid4(), ref.id, uow=uow, clock=hooks.clock)
+        again = await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
+        await uow.commit()
+    assert again.status == "pending"
+    hooks.sender.answers[URL] = [204]
+    (ref,) = await hooks.due()
+    assert (await hooks.deliver(ref)).result == SUCCEEDED
+    async with hooks.store(read_only=True) as uow:
+        log = await list_deliveries(hooks.tenant_id, sub.id, uow=uow, limit=10, cursor=None)
+    assert [(d.status, d.attempts, d.last_status_code) for d in log.items] == [("succeeded", 5, 204)]
+
+
+async def test_a_worker_dying_mid_post_leaves_the_delivery_to_be_retried_after_its_lease(hooks: Hooks) -> None:
+    await hooks.subscribe()
+    (ref,) = await hooks.event()
+
+    class Dies:
+        async def post(self, url: str, body: bytes, headers: Any, *, within: float) -> Any:
+            raise SystemExit("worker killed")
+
+    with pytest.raises(SystemExit):
+        await deliver_webhook(ref, uow=hooks.store, sender=Dies(), clock=hooks.clock, policy=hooks.policy)
+    assert hooks.delivery(ref.id).attempts == 1
+    hooks.clock.advance(timedelta(seconds=59))
+    assert await hooks.due() == []
+    hooks.clock.advance(timedelta(seconds=2))
+    (retry,) = await hooks.due()
+    assert retry.attempt == 1 and (await hooks.deliver(retry)).result == SUCCEEDED
+    assert await hooks.deliver(ref) == DeliveryOutcome(result=SKIPPED)  # the old message, stale
+
+
+async def test_a_disabled_or_deleted_subscription_is_not_sent_to(hooks: Hooks) -> None:
+    sub = await hooks.subscribe()
+    (ref,) = await hooks.event()
+    async with hooks.store() as uow:
+        await update_subscription(UpdateSubscription(tenant_id=hooks.tenant_id, subscription_id=sub.id,
+                                                     enabled=False), uow=uow, clock=hooks.clock)
+        await uow.commit()
+    assert (await hooks.deliver(ref)).result == FAILED
+    assert hooks.delivery(ref.id).last_error == "the webhook is disabled" and hooks.sender.sent == []
+    assert await hooks.event() == []
+    async with hooks.store() as uow:
+        await delete_subscription(hooks.tenant_id, sub.id, uow=uow)
+        await uow.commit()
+    assert hooks.store.deliveries == {}  # the log goes with it
+
+
+async def test_rotation_signs_with_both_secrets_for_the_overlap_then_only_the_new_one(hooks: Hooks) -> None:
+    sub = await hooks.subscribe()
+    async with hooks.store() as uow:
+        rotated = await rotate_secret(hooks.tenant_id, sub.id, uow=uow, clock=hooks.clock,
+                                      overlap=timedelta(hours=24))
+        await uow.commit()
+    assert rotated.secret != sub.secret and rotated.previous_secret == sub.secret
+    (ref,) = await hooks.event()
+    await hooks.deliver(ref)
+    during = hooks.sender.sent[-1]
+    at = hooks.clock.current.timestamp()
+    assert during.headers["Payments-Signature"].count("v1=") == 2
+    assert verify_signature(sub.secret, during.headers["Payments-Signature"], during.body, now=at)
+    assert verify_signature(rotated.secret, during.headers["Payments-Signature"], during.body, now=at)
+    hooks.clock.advance(timedelta(hours=24, seconds=1))
+    (ref,) = await hooks.event()
+    await hooks.deliver(ref)
+    after = hooks.sender.sent[-1]
+    at = hooks.clock.current.timestamp()
+    assert after.headers["Payments-Signature"].count("v1=") == 1
+    assert verify_signature(rotated.secret, after.headers["Payments-Signature"], after.body, now=at)
+    with pytest.raises(InvalidSignature):
+        verify_signature(sub.secret, after.headers["Payments-Signature"], after.body, now=at)
+
+
+async def test_the_ssrf_guard_at_delivery_time(hooks: Hooks) -> None:
+    hooks.sender = InMemoryWebhookSender(resolver=FixedResolver({"hooks.example.com": ["10.9.8.7"]}),
+                                         allow_private=False)
+    await hooks.subscribe()  # the name resolved to a public address when subscribed; now it does not
+    (ref,) = await hooks.event()
+    outcome = await hooks.deliver(ref)
+    assert outcome.result == RETRYING and hooks.sender.sent == []
+    assert (hooks.delivery(ref.id).last_error or "").startswith("refused: hooks.example.com resolves to a private")
