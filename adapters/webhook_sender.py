@@ -10,6 +10,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from core.errors import Unavailable
 from core.webhooks import SendResult, refused_addresses
 
 RESOLVE_TIMEOUT = 2.0
@@ -17,13 +18,19 @@ _SNIPPET = 300  # bytes of a failing answer kept in the delivery log
 
 
 class SystemResolver:
-    """The `Resolver` port: the operating system's resolver (getaddrinfo), bounded in time."""
+    """The `Resolver` port: the operating system's resolver (getaddrinfo), bounded in time.
+
+    A name that does not exist resolves to nothing; a resolver that does not answer in time is
+    `Unavailable` (the caller may try again), not a verdict on the name.
+    """
 
     async def resolve(self, host: str) -> list[str]:
         loop = asyncio.get_running_loop()
         try:
             infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT)
-        except (TimeoutError, OSError, UnicodeError):
+        except TimeoutError:
+            raise Unavailable(f"resolving {host!r} took longer than {RESOLVE_TIMEOUT:g} s; try again") from None
+        except (OSError, UnicodeError):
             return []
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
@@ -48,7 +55,10 @@ class GuardedBackend(httpcore.AnyIOBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._resolver.resolve(host)
+        try:
+            addresses = await self._resolver.resolve(host)
+        except Unavailable as slow:
+            raise httpcore.ConnectTimeout(slow.detail) from None
         if not addresses:
             raise httpcore.ConnectError(f"{host} does not resolve")
         if not self._allow_private and (refused := refused_addresses(addresses)):

@@ -140,6 +140,8 @@ class WebhooksSettings:
     min_backoff: float = _duration(60.0, positive=True)
     max_backoff: float = _duration(6 * 3600.0, positive=True)
     timeout: float = _duration(5.0, positive=True)
+    # POSTs in flight per worker process: the rest of its threads stay free for payments when receivers are slow
+    concurrency: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     allow_private_urls: bool = False
     poll_interval: float = _duration(1.0, positive=True)  # how often the scheduler looks for due retries
     secret_overlap: float = _duration(86400.0)  # a rotated-out secret keeps signing this long

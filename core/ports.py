@@ -191,9 +191,11 @@ class Webhooks(Protocol):
 class DueDeliveries(Protocol):
     """Pending webhook deliveries whose next attempt is due, for the scheduler."""
 
-    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> builtins.list[DeliveryRef]:
-        """Up to `limit` pending deliveries due by `now`, oldest first, each held until `lease_until`
-        (its next attempt time moves there, so concurrent schedulers never take the same one)."""
+    async def claim_due(self, now: datetime, lease_seconds: float, limit: int) -> builtins.list[DeliveryRef]:
+        """Up to `limit` pending deliveries due by `now`, oldest first, each held for `lease_seconds`
+        doubled for each time it was queued since its last attempt began, up to 32 times (its next attempt
+        time moves there, so concurrent schedulers never take the same one, and a backlog in the queue is
+        not queued again every lease)."""
         ...
 
 
@@ -330,8 +332,9 @@ class TaskQueue(Protocol):
         """Enqueue work, to run no sooner than `delay_seconds` from now. Raises `Unavailable`."""
         ...
 
-    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef]) -> None:
-        """Enqueue one webhook delivery attempt per ref. Raises `Unavailable`."""
+    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef], *, delay_seconds: float = 0.0) -> None:
+        """Enqueue one webhook delivery attempt per ref, to run no sooner than `delay_seconds` from now.
+        Raises `Unavailable`."""
         ...
 
 

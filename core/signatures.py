@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Sequence
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only; 12 is well past year 9999
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class InvalidSignature(ValueError):
@@ -38,8 +42,8 @@ def verify_signature(
     if abs(current - timestamp) > tolerance:
         raise InvalidSignature(f"the signature's timestamp is {int(current - timestamp)} s away from now "
                                f"(tolerance {tolerance} s)")
-    expected = _digest(secret, timestamp, raw)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+    expected = _digest(secret, timestamp, raw).encode()
+    if not any(hmac.compare_digest(expected, candidate.encode()) for candidate in candidates):
         raise InvalidSignature("no v1 signature matches this secret and body")
     return True
 
@@ -53,9 +57,9 @@ def _parse(header: str) -> tuple[int, list[str]]:
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isascii() and value.isdigit() and timestamp is None:
+        if key == "t" and _TIMESTAMP.fullmatch(value) and timestamp is None:
             timestamp = int(value)
-        elif key == "v1" and value:
+        elif key == "v1" and _HEX_DIGEST.fullmatch(value):  # anything else cannot match: ignored
             candidates.append(value)
     if timestamp is None or not candidates:
         raise InvalidSignature("expected a header of the form t=<unix seconds>,v1=<hex digest>")

@@ -116,7 +116,7 @@ def webhook_view(subscription: Subscription, *, with_secret: bool = False) -> di
     if with_secret:
         view["secret"] = subscription.secret
     view.update({
-        "previous_secret_expires_at": timestamp(subscription.previous_secret_expires_at),
+        "previous_secret_expires_at": timestamp(subscription.previous_secrets_expire_at),
         "created_at": timestamp(subscription.created_at),
         "updated_at": timestamp(subscription.updated_at),
     })

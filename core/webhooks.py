@@ -23,6 +23,18 @@ MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 1000
 
 
+@attrs.frozen
+class PreviousSecret:
+    """A rotated-out secret that still signs deliveries until `expires_at`."""
+
+    secret: str
+    expires_at: datetime
+
+
+#: Rotated-out secrets kept at once (each still signing for its overlap).
+MAX_PREVIOUS_SECRETS = 5
+
+
 @attrs.define(kw_only=True)
 class Subscription:
     """An endpoint that hears some events of one tenant, and the secrets that sign what it is sent."""
@@ -34,25 +46,29 @@ class Subscription:
     description: str | None
     enabled: bool
     secret: str
-    previous_secret: str | None = None
-    previous_secret_expires_at: datetime | None = None
+    previous_secrets: tuple[PreviousSecret, ...] = ()
     created_at: datetime
     updated_at: datetime
+
+    @property
+    def previous_secrets_expire_at(self) -> datetime | None:
+        """When the last rotated-out secret stops signing (None if there never was one)."""
+        return max((p.expires_at for p in self.previous_secrets), default=None)
 
     def matches(self, event_type: str) -> bool:
         """Whether an event of this type is sent here (`*` means every event of the catalogue)."""
         return self.enabled and (event_type in self.events or (ALL_EVENTS in self.events and event_type in CATALOGUE))
 
     def signing_secrets(self, now: datetime) -> list[str]:
-        """The secrets a delivery made `now` is signed with: the current one, and the previous one while valid."""
-        live = [self.secret]
-        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
-            live.append(self.previous_secret)
-        return live
+        """The secrets a delivery made `now` is signed with: the current one, and each rotated-out one
+        whose overlap has not ended."""
+        return [self.secret, *(p.secret for p in reversed(self.previous_secrets) if p.expires_at > now)]
 
     def rotate(self, new_secret: str, now: datetime, overlap: timedelta) -> None:
-        """Sign with `new_secret` from now on; the current secret stays valid (signed with too) for `overlap`."""
-        self.previous_secret, self.previous_secret_expires_at = self.secret, now + overlap
+        """Sign with `new_secret` from now on; the current secret keeps signing too for `overlap`, and so do
+        earlier rotated-out ones for what is left of theirs (rotating twice does not cut the first one short)."""
+        live = tuple(p for p in self.previous_secrets if p.expires_at > now)[-(MAX_PREVIOUS_SECRETS - 1):]
+        self.previous_secrets = (*live, PreviousSecret(self.secret, now + overlap))
         self.secret, self.updated_at = new_secret, now
 
     def change(self, *, url: str | None, events: tuple[str, ...] | None, enabled: bool | None,
@@ -117,8 +133,16 @@ class Delivery:
     delivered_at: datetime | None = None
     correlation_id: str | None = None
     trace_context: dict[str, str] = attrs.field(factory=dict)
+    #: Attempts granted beyond the policy's by redeliveries by hand.
+    extra_attempts: int = 0
+    #: How often the scheduler queued it since its last attempt began (each time it waits longer).
+    queued: int = 0
     created_at: datetime
     updated_at: datetime
+
+    def spent(self, policy: DeliveryPolicy) -> bool:
+        """Whether every attempt it may make has been made."""
+        return self.attempts >= policy.max_attempts + self.extra_attempts
 
     def ref(self) -> DeliveryRef:
         return DeliveryRef(id=self.id, tenant_id=self.tenant_id, attempt=self.attempts,
@@ -128,7 +152,7 @@ class Delivery:
         """Count the attempt before it is made, and hold the delivery for the lease (a crash retries it then)."""
         self.attempts += 1
         self.next_attempt_at = now + timedelta(seconds=policy.lease)
-        self.updated_at = now
+        self.queued, self.updated_at = 0, now
 
     def succeeded(self, status_code: int, now: datetime) -> None:
         self.status, self.last_status_code, self.last_error = SUCCEEDED, status_code, None
@@ -139,7 +163,7 @@ class Delivery:
     ) -> float | None:
         """Record a failed attempt; the seconds until the next one, or None once the attempts are spent."""
         self.last_status_code, self.last_error, self.updated_at = status_code, error[:1000], now
-        if self.attempts >= policy.max_attempts:
+        if self.spent(policy):
             self.status, self.next_attempt_at = FAILED, None
             return None
         wait = policy.backoff(self.attempts)
@@ -150,8 +174,13 @@ class Delivery:
         self.status, self.last_error, self.next_attempt_at, self.updated_at = FAILED, error, None, now
 
     def redeliver(self, now: datetime) -> None:
-        """Send it again as soon as a worker can (by hand: one more attempt even after the last one failed)."""
-        self.status, self.next_attempt_at, self.updated_at = PENDING, now, now
+        """Send it again as soon as a worker can: by hand, one more attempt even after the last one failed.
+
+        The grant is relative (one attempt beyond whatever limit the workers apply), so the API needs no
+        knowledge of the workers' configuration; a delivery still pending gets no extra attempt."""
+        if self.status != PENDING:
+            self.extra_attempts += 1
+        self.status, self.next_attempt_at, self.queued, self.updated_at = PENDING, now, 0, now
 
 
 def webhook_body(event_id: str, event_type: str, created_at: str, data: Any) -> str:
@@ -191,15 +220,37 @@ def check_url(url: str, field: str = "url") -> str:
     return url
 
 
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to: mapped, 6to4, Teredo client, NAT64 or IPv4-compatible."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if any(ip in net for net in _NAT64) or ip in _IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_public_address(address: str) -> bool:
-    """False for private, loopback, link-local, multicast, reserved and unspecified addresses (IPv4 or IPv6,
-    IPv4-mapped included): a webhook must not reach into the network the service runs in."""
+    """False for private, loopback, link-local, site-local, multicast, reserved and unspecified addresses, in
+    IPv4 or IPv6, including IPv6 forms that embed an IPv4 one (mapped, 6to4, Teredo, NAT64, compatible):
+    a webhook must not reach into the network the service runs in."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return is_public_address(str(embedded))
     return ip.is_global and not ip.is_multicast
 
 

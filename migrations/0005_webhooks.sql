@@ -13,11 +13,10 @@ CREATE TABLE webhook_subscriptions (
     description                 text CHECK (length(description) <= 1000),
     enabled                     boolean NOT NULL DEFAULT true,
     secret                      text NOT NULL CHECK (secret LIKE 'whsec\_%'),
-    previous_secret             text,
-    previous_secret_expires_at  timestamptz,
+    -- rotated-out secrets still signing: [{"secret": ..., "expires_at": RFC 3339}, ...]
+    previous_secrets            jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(previous_secrets) = 'array'),
     created_at                  timestamptz NOT NULL,
-    updated_at                  timestamptz NOT NULL,
-    CONSTRAINT webhook_previous_secret_expires CHECK ((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))
+    updated_at                  timestamptz NOT NULL
 );
 CREATE INDEX webhook_subscriptions_by_tenant ON webhook_subscriptions (tenant_id, created_at DESC, id DESC);
 
@@ -36,6 +35,8 @@ CREATE TABLE webhook_deliveries (
     delivered_at      timestamptz,
     correlation_id    text,
     trace_context     jsonb NOT NULL DEFAULT '{}',
+    extra_attempts    integer NOT NULL DEFAULT 0 CHECK (extra_attempts >= 0),  -- granted by redeliveries by hand
+    queued            integer NOT NULL DEFAULT 0 CHECK (queued >= 0),  -- times queued since its last attempt began
     created_at        timestamptz NOT NULL,
     updated_at        timestamptz NOT NULL,
     -- one delivery per event per subscription: a redelivered event fans out once

@@ -40,6 +40,7 @@ class Runtime:
     providers: dict[str, Any]
     webhooks: HttpxWebhookSender
     webhook_policy: DeliveryPolicy
+    webhook_slots: asyncio.Semaphore
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -129,7 +130,8 @@ async def _build(config: _Config) -> Runtime:
     webhooks = HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls)
     return Runtime(deps=deps, queue=DramatiqTaskQueue(config.broker), pool=pool, redis=client, providers=providers,
                    metrics=metrics,
-                   webhooks=webhooks, webhook_policy=settings.webhooks.policy())
+                   webhooks=webhooks, webhook_policy=settings.webhooks.policy(),
+                   webhook_slots=asyncio.Semaphore(settings.webhooks.concurrency))
 
 
 async def close() -> None:

@@ -19,6 +19,9 @@ from core.usecases.webhook_delivery import SKIPPED, deliver_webhook, schedule_du
 from core.webhooks import DeliveryPolicy
 from workers.runtime import runtime
 
+#: A delivery that found every webhook slot of its worker taken is sent back to the queue for this long.
+REQUEUE_DELAY = 0.25
+
 
 # Receiver failures are not exceptions: they are retried on the delivery's own schedule. Exceptions here
 # are the database or Redis being down; after these retries the scheduler still finds the delivery.
@@ -30,8 +33,12 @@ async def deliver_webhook_task(task: dict[str, Any]) -> None:
     token = correlation_id.set(ref.correlation_id)
     try:
         rt = await runtime()
-        outcome = await deliver_webhook(ref, uow=rt.deps.uow, sender=rt.webhooks, clock=rt.deps.clock,
-                                        policy=rt.webhook_policy)
+        if rt.webhook_slots.locked():  # as many POSTs in flight as allowed: leave this thread to payments
+            await rt.queue.enqueue_deliveries([ref], delay_seconds=REQUEUE_DELAY)
+            return
+        async with rt.webhook_slots:
+            outcome = await deliver_webhook(ref, uow=rt.deps.uow, sender=rt.webhooks, clock=rt.deps.clock,
+                                            policy=rt.webhook_policy)
         if outcome.result == SKIPPED:
             return
         await rt.metrics.webhook_delivery(outcome.result)

@@ -108,8 +108,8 @@ class DramatiqTaskQueue:
                 task.options.setdefault(TRACE_OPTION, carrier)
         await asyncio.to_thread(self._send, tasks, delay)
 
-    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef]) -> None:
-        await asyncio.to_thread(self._send, [delivery_message(ref) for ref in refs], None)
+    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef], *, delay_seconds: float = 0.0) -> None:
+        await asyncio.to_thread(self._send, [delivery_message(ref) for ref in refs], int(delay_seconds * 1000) or None)
 
     def _enqueue(self, messages: Sequence[OutboxMessage]) -> None:
         tasks = [event_message(message) for message in messages]

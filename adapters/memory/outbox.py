@@ -47,6 +47,7 @@ class InMemoryTaskQueue:
         self.events: list[OutboxMessage] = []
         self.work: list[tuple[WorkItem, float]] = []
         self.deliveries: list[DeliveryRef] = []
+        self.delivery_delays: list[float] = []
 
     async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
         await asyncio.sleep(0)
@@ -57,9 +58,10 @@ class InMemoryTaskQueue:
         await asyncio.sleep(0)
         self.work += [(item, delay_seconds) for item in items]
 
-    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef]) -> None:
+    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef], *, delay_seconds: float = 0.0) -> None:
         await asyncio.sleep(0)
         self.deliveries.extend(refs)
+        self.delivery_delays.extend([delay_seconds] * len(refs))
 
 
 class InMemoryInFlight:

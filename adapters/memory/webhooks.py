@@ -7,8 +7,9 @@ import builtins
 import copy
 import ipaddress
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import attrs
@@ -69,7 +70,9 @@ class MemoryWebhooks:
         taken = {(d.subscription_id, d.event_id) for d in [*self._store.deliveries.values(),
                                                            *self.new_deliveries.values()]}
         refs = []
-        for delivery in deliveries:
+        for delivery in deliveries:  # a subscription deleted since it was read gets none (PostgreSQL's too)
+            if delivery.subscription_id not in self._store.subscriptions:
+                continue
             if (delivery.subscription_id, delivery.event_id) not in taken:
                 taken.add((delivery.subscription_id, delivery.event_id))
                 self.new_deliveries[delivery.id] = copy.deepcopy(delivery)
@@ -116,12 +119,13 @@ class MemoryDueDeliveries:
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
 
-    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> builtins.list[DeliveryRef]:
+    async def claim_due(self, now: datetime, lease_seconds: float, limit: int) -> builtins.list[DeliveryRef]:
         due = sorted((d for d in self._store.deliveries.values()
                       if d.status == "pending" and d.next_attempt_at is not None and d.next_attempt_at <= now),
                      key=lambda d: (d.next_attempt_at or now, d.id))[:limit]
         for delivery in due:
-            delivery.next_attempt_at = lease_until
+            delivery.next_attempt_at = now + timedelta(seconds=lease_seconds * 2 ** min(delivery.queued, 5))
+            delivery.queued += 1
         return [d.ref() for d in due]
 
 
@@ -148,7 +152,7 @@ class InMemoryWebhookSender:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, within: float) -> SendResult:
         if not self._allow_private and self._resolver is not None:
-            host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+            host = urlsplit(url).hostname or ""
             if refused := refused_addresses(await self._resolver.resolve(host)):
                 return SendResult(error=f"refused: {host} resolves to a private address ({refused[0]})")
         self.sent.append(SentRequest(url, body, dict(headers)))

@@ -13,14 +13,13 @@ from adapters.cursor import time_id_cursor, time_id_key
 from adapters.postgres.pool import translate_errors
 from adapters.postgres.rows import insert_rows, update_rows
 from core.ports import Page
-from core.webhooks import Delivery, DeliveryRef, Subscription
+from core.webhooks import Delivery, DeliveryRef, PreviousSecret, Subscription
 
 if TYPE_CHECKING:
     from adapters.postgres.rows import Fragment
     from adapters.postgres.uow import PgUnitOfWork
 
-SUB_COLUMNS = ("id, tenant_id, url, events, description, enabled, secret, previous_secret,"
-               " previous_secret_expires_at, created_at, updated_at")
+SUB_COLUMNS = "id, tenant_id, url, events, description, enabled, secret, previous_secrets, created_at, updated_at"
 _SUB_FIELDS = SUB_COLUMNS.replace(" ", "").split(",")
 GET = f"SELECT {SUB_COLUMNS} FROM webhook_subscriptions WHERE tenant_id = $1 AND id = $2"
 LOCK = GET + " FOR UPDATE"
@@ -30,26 +29,31 @@ LISTENING = f"""SELECT {SUB_COLUMNS} FROM webhook_subscriptions
 WHERE tenant_id = $1 AND enabled AND events && ARRAY[$2, '*']::text[] ORDER BY id"""
 DELETE = "DELETE FROM webhook_subscriptions WHERE id = $1"
 _SUB_UPDATED = (("id", "uuid"), ("url", "text"), ("events", "text[]"), ("description", "text"),
-                ("enabled", "boolean"), ("secret", "text"), ("previous_secret", "text"),
-                ("previous_secret_expires_at", "timestamptz"), ("updated_at", "timestamptz"))
+                ("enabled", "boolean"), ("secret", "text"), ("previous_secrets", "jsonb"),
+                ("updated_at", "timestamptz"))
 
 DELIVERY_COLUMNS = ("id, tenant_id, subscription_id, event_id, event_type, body, status, attempts, last_status_code,"
-                    " last_error, next_attempt_at, delivered_at, correlation_id, trace_context, created_at, updated_at")
+                    " last_error, next_attempt_at, delivered_at, correlation_id, trace_context, extra_attempts, queued,"
+                    " created_at, updated_at")
 _DELIVERY_FIELDS = DELIVERY_COLUMNS.replace(" ", "").split(",")
 LOCK_DELIVERY = f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
 DELIVERIES = f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND subscription_id = $2
 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid)) ORDER BY created_at DESC, id DESC LIMIT $5"""
+# A subscription deleted since it was read gets no delivery (as the in-memory fake does).
 FAN_OUT = f"""INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS})
 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[],
                      $8::integer[], $9::integer[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::text[],
-                     $14::jsonb[], $15::timestamptz[], $16::timestamptz[])
+                     $14::jsonb[], $15::integer[], $16::integer[], $17::timestamptz[], $18::timestamptz[])
+    AS d({DELIVERY_COLUMNS})
+WHERE EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = d.subscription_id)
 ON CONFLICT ON CONSTRAINT one_delivery_per_event DO NOTHING
 RETURNING id"""
 _DELIVERY_UPDATED = (("id", "uuid"), ("status", "text"), ("attempts", "integer"), ("last_status_code", "integer"),
                      ("last_error", "text"), ("next_attempt_at", "timestamptz"), ("delivered_at", "timestamptz"),
-                     ("updated_at", "timestamptz"))
+                     ("extra_attempts", "integer"), ("queued", "integer"), ("updated_at", "timestamptz"))
 # Concurrent schedulers skip each other's rows; moving next_attempt_at to the lease end is the claim.
-CLAIM_DUE = """UPDATE webhook_deliveries d SET next_attempt_at = $2 FROM (
+CLAIM_DUE = """UPDATE webhook_deliveries d
+SET next_attempt_at = $1 + make_interval(secs => $2 * power(2, least(d.queued, 5))), queued = d.queued + 1 FROM (
     SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1
     ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
 WHERE d.id = due.id RETURNING d.id, d.tenant_id, d.attempts, d.correlation_id, d.trace_context"""
@@ -58,7 +62,15 @@ WHERE d.id = due.id RETURNING d.id, d.tenant_id, d.attempts, d.correlation_id, d
 def to_subscription(row: asyncpg.Record) -> Subscription:
     values = {field: row[field] for field in _SUB_FIELDS}
     values["events"] = tuple(values["events"])
+    values["previous_secrets"] = tuple(PreviousSecret(p["secret"], datetime.fromisoformat(p["expires_at"]))
+                                       for p in values["previous_secrets"])
     return Subscription(**values)
+
+
+def _sub_value(subscription: Subscription, field: str) -> Any:
+    if field == "previous_secrets":
+        return [{"secret": p.secret, "expires_at": p.expires_at.isoformat()} for p in subscription.previous_secrets]
+    return getattr(subscription, field)
 
 
 def to_delivery(row: asyncpg.Record) -> Delivery:
@@ -131,10 +143,10 @@ class PgWebhooks:
         fragments: builtins.list[Fragment] = []
         if self._new:
             fragments.append(insert_rows("webhook_subscriptions", SUB_COLUMNS, [
-                [getattr(s, f) for f in _SUB_FIELDS] for s in self._new.values()]))
+                [_sub_value(s, f) for f in _SUB_FIELDS] for s in self._new.values()]))
         if self._dirty:
             fragments.append(update_rows("webhook_subscriptions", _SUB_UPDATED, [
-                [getattr(s, name) for name, _ in _SUB_UPDATED] for s in self._dirty.values()]))
+                [_sub_value(s, name) for name, _ in _SUB_UPDATED] for s in self._dirty.values()]))
         if self._deliveries:
             fragments.append(update_rows("webhook_deliveries", _DELIVERY_UPDATED, [
                 [getattr(d, name) for name, _ in _DELIVERY_UPDATED] for d in self._deliveries.values()]))
@@ -148,9 +160,9 @@ class PgDueDeliveries:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> builtins.list[DeliveryRef]:
+    async def claim_due(self, now: datetime, lease_seconds: float, limit: int) -> builtins.list[DeliveryRef]:
         with translate_errors():
-            rows = await self._pool.fetch(CLAIM_DUE, now, lease_until, limit)
+            rows = await self._pool.fetch(CLAIM_DUE, now, lease_seconds, limit)
         return [DeliveryRef(id=row["id"], tenant_id=row["tenant_id"], attempt=row["attempts"],
                             correlation_id=row["correlation_id"], trace_context=row["trace_context"] or {})
                 for row in rows]

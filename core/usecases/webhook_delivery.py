@@ -12,7 +12,7 @@ from core.events import CATALOGUE
 from core.ids import new_id
 from core.ports import Clock, DueDeliveries, TaskQueue, UnitOfWorkFactory, WebhookSender
 from core.signatures import sign
-from core.webhooks import Delivery, DeliveryPolicy, DeliveryRef, webhook_body
+from core.webhooks import Delivery, DeliveryPolicy, DeliveryRef, SendResult, webhook_body
 
 SUCCEEDED, RETRYING, FAILED, SKIPPED = "succeeded", "retrying", "failed", "skipped"
 USER_AGENT = "payments-webhooks/1"
@@ -97,8 +97,10 @@ async def deliver_webhook(
             return DeliveryOutcome(result=SKIPPED)
         subscription = await tx.webhooks.get(ref.tenant_id, delivery.subscription_id)
         now = clock.now()
-        if subscription is None or not subscription.enabled:
-            delivery.give_up("the webhook is disabled", now)
+        if subscription is None or not subscription.enabled or delivery.spent(policy):
+            # spent: its last attempt never recorded an answer (the worker stopped mid-POST, again and again)
+            delivery.give_up("the webhook is disabled" if subscription is None or not subscription.enabled
+                             else "no answer was recorded for the last attempt; its attempts are spent", now)
             tx.webhooks.save_delivery(delivery)
             await tx.commit()
             return DeliveryOutcome(result=FAILED, error=delivery.last_error, attempt=delivery.attempts)
@@ -106,7 +108,10 @@ async def deliver_webhook(
         tx.webhooks.save_delivery(delivery)
         await tx.commit()
     headers = delivery_headers(delivery, subscription.signing_secrets(now), int(now.timestamp()))
-    sent = await sender.post(subscription.url, delivery.body.encode(), headers, within=policy.timeout)
+    try:
+        sent = await sender.post(subscription.url, delivery.body.encode(), headers, within=policy.timeout)
+    except Exception as error:  # a sender bug or a URL it cannot use: a failed attempt, never a stuck delivery
+        sent = SendResult(error=f"{type(error).__name__}: {error}"[:1000])
     return await _record(delivery, sent.status_code, sent.error, sent.ok, uow=uow, clock=clock, policy=policy)
 
 
@@ -136,8 +141,7 @@ async def schedule_due(
     *, due: DueDeliveries, queue: TaskQueue, clock: Clock, policy: DeliveryPolicy, limit: int = 500
 ) -> int:
     """Enqueue the deliveries whose next attempt is due (retries, redeliveries by hand, lost messages)."""
-    now = clock.now()
-    refs = await due.claim_due(now, now + timedelta(seconds=policy.lease), limit)
+    refs = await due.claim_due(clock.now(), policy.lease, limit)
     if refs:
         await queue.enqueue_deliveries(refs)
     return len(refs)

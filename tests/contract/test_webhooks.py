@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
 
+from adapters.memory import InMemoryStore
 from adapters.memory.webhooks import MemoryDueDeliveries
 from adapters.postgres.webhooks import PgDueDeliveries
-from app.container import Container
+from app.container import build_container
+from app.settings import load_settings
 from core.errors import ValidationFailed
 from core.ids import new_id
-from core.ports import DueDeliveries, UnitOfWorkFactory
+from core.ports import UnitOfWorkFactory
 from core.webhooks import Delivery, Subscription, new_secret
+from tests.conftest import fresh_database
 
 # Far from the present, so a worker of another suite sharing the database never finds these due.
 T0 = datetime(2090, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def due(backend: str, uow_factory: Any, container: Container) -> DueDeliveries:
-    return MemoryDueDeliveries(uow_factory) if backend == "memory" else PgDueDeliveries(container.pool)
 
 
 async def _tenant(uow_factory: UnitOfWorkFactory) -> UUID:
@@ -133,26 +132,42 @@ async def test_deliveries_are_locked_saved_and_removed_with_their_subscription(
         assert (await uow.webhooks.deliveries(tenant, sub.id, limit=5, cursor=None)).items == []
 
 
-async def test_due_deliveries_are_claimed_once_until_their_lease_ends(
-    uow_factory: UnitOfWorkFactory, due: DueDeliveries,
-) -> None:
+@pytest.fixture
+async def private(backend: str, admin_database_url: str, redis_url: str) -> AsyncIterator[Any]:
+    """A store of this test's own: claiming due deliveries takes every tenant's, and no one else's may go."""
+    if backend == "memory":
+        store = InMemoryStore()
+        yield store, MemoryDueDeliveries(store)
+        return
+    with fresh_database(admin_database_url) as url:
+        own = await build_container(load_settings({}), url, redis_url)
+        try:
+            yield own.uow, PgDueDeliveries(own.pool)
+        finally:
+            await own.close()
+
+
+async def test_due_deliveries_are_claimed_once_and_held_longer_each_time(private: Any) -> None:
+    uow_factory, due = private
     tenant = await _tenant(uow_factory)
     sub = _subscription(tenant, ("*",))
     async with uow_factory() as uow:
         uow.webhooks.add(sub)
         await uow.commit()
-    later = T0 + timedelta(days=30)  # past every other test's rows: claim only this test's
-    deliveries = [_delivery(sub, new_id(), due=later + timedelta(seconds=n)) for n in range(6)]
+    deliveries = [_delivery(sub, new_id(), due=T0 + timedelta(seconds=n)) for n in range(6)]
     async with uow_factory() as uow:
         await uow.webhooks.fan_out(deliveries)
         await uow.commit()
-    now = later + timedelta(seconds=3.5)
-    lease = now + timedelta(seconds=60)
-    first, second = await asyncio.gather(due.claim_due(now, lease, 2), due.claim_due(now, lease, 100))
-    claimed = [r.id for r in [*first, *second] if r.tenant_id == tenant]  # other tests' rows are due too
-    assert sorted(claimed) == sorted(d.id for d in deliveries[:4])  # the four due, each once
-    assert all(r.correlation_id == "c-1" and r.trace_context for r in [*first, *second])
-    assert [r for r in await due.claim_due(now, lease, 100) if r.tenant_id == tenant] == []
-    again = await due.claim_due(lease + timedelta(seconds=1), lease + timedelta(seconds=61), 100)
-    # the leases are over, and the two later ones are due too
-    assert sorted(r.id for r in again if r.tenant_id == tenant) == sorted(d.id for d in deliveries)
+    now = T0 + timedelta(seconds=3.5)
+    first, second = await asyncio.gather(due.claim_due(now, 60.0, 2), due.claim_due(now, 60.0, 100))
+    assert sorted(r.id for r in [*first, *second]) == sorted(d.id for d in deliveries[:4])  # the due four, once
+    assert all(r.correlation_id == "c-1" and r.trace_context and r.attempt == 0 for r in [*first, *second])
+    assert await due.claim_due(now, 60.0, 100) == []
+    later = now + timedelta(seconds=61)
+    again = await due.claim_due(later, 60.0, 100)  # their leases are over, and the two later ones are due
+    assert sorted(r.id for r in again) == sorted(d.id for d in deliveries)
+    async with uow_factory(read_only=True) as uow:
+        log = {d.id: d for d in (await uow.webhooks.deliveries(tenant, sub.id, limit=10, cursor=None)).items}
+    held = {d.id: (log[d.id].next_attempt_at, log[d.id].queued) for d in deliveries}
+    assert held[deliveries[0].id] == (later + timedelta(seconds=120), 2)  # queued twice: held twice as long
+    assert held[deliveries[5].id] == (later + timedelta(seconds=60), 1)

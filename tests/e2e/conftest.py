@@ -174,6 +174,7 @@ FAST_WORKER = {
     "PAYMENTS_WEBHOOKS_MAX_ATTEMPTS": "3",
     "PAYMENTS_WEBHOOKS_TIMEOUT": "1s",
     "PAYMENTS_WEBHOOKS_POLL_INTERVAL": "100ms",
+    "PAYMENTS_WEBHOOKS_CONCURRENCY": "2",  # of the 4 threads: slow receivers leave 2 to payments
     "PAYMENTS_OBSERVABILITY_LOG_LEVEL": "info",
 }
 

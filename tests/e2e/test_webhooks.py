@@ -216,22 +216,49 @@ async def test_subscriptions_are_managed_and_validated(client: httpx.AsyncClient
 async def test_another_tenants_webhook_looks_missing(
     client: httpx.AsyncClient, receiver: Receiver, payments_stack: Payments,
 ) -> None:
-    hook = await subscribe(client, receiver.url("/mine"), ["*"])
     from tests.conftest import new_api_key
 
+    hook = await subscribe(client, receiver.url("/mine"), ["account.created"])
     other_key = await new_api_key(payments_stack.container)
     async with httpx.AsyncClient(base_url=payments_stack.base_url,
                                  headers={"Authorization": f"Bearer {other_key}"}) as other:
+        theirs = await subscribe(other, receiver.url("/theirs"), ["account.created"])
+        await open_account(other, "1.00")
+        await open_account(client, "1.00")
+        (mine,) = await log_of(client, hook["id"])
+        (their_delivery,) = await log_of(other, theirs["id"])
         for method, path in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/rotate-secret"),
-                             ("GET", "/deliveries")):
+                             ("GET", "/deliveries"), ("POST", f"/deliveries/{mine['id']}/retry")):
             answer = await other.request(method, f"{API}/webhooks/{hook['id']}{path}",
                                          json={} if method == "PATCH" else None)
             assert answer.status_code == 404, (method, path, answer.text)
-        await open_account(other, "1.00")
-    await open_account(client, "1.00")
+            assert answer.json()["type"] == "/problems/not_found"
+        # their delivery under my webhook, or under theirs with my key: missing too
+        for hook_id in (hook["id"], theirs["id"]):
+            answer = await client.post(f"{API}/webhooks/{hook_id}/deliveries/{their_delivery['id']}/retry")
+            assert answer.status_code == 404, answer.text
     hits = await received(receiver, "/mine", 1)
     await asyncio.sleep(0.3)
     assert len(receiver.at("/mine")) == len(hits) == 1  # only its own tenant's event
+    assert len(receiver.at("/theirs")) == 1
+    assert mine["attempts"] == their_delivery["attempts"] == 1
+
+
+async def test_slow_receivers_leave_the_worker_free_for_payments(
+    client: httpx.AsyncClient, receiver: Receiver,
+) -> None:
+    """The session worker has 4 threads and 2 webhook slots: ten deliveries each answered just under the
+    1 s timeout take at least 5 s, and a payment made meanwhile still completes before they are done."""
+    receiver.script["/slow"] = [0.9]
+    await subscribe(client, receiver.url("/slow"), ["account.created"])
+    for _ in range(10):
+        await open_account(client)
+    source = await open_account(client, "10.00")  # the eleventh slow delivery
+    await asyncio.to_thread(receiver.wait, "/slow", 1, 30.0)  # the slow deliveries have begun
+    payment = await settled(client, (await pay(client, source["id"], "1.00")).json()["id"])
+    assert payment["status"] == "completed"
+    assert len(receiver.at("/slow")) < 11, "the payment waited for the webhooks"
+    await asyncio.to_thread(receiver.wait, "/slow", 11, 60.0)  # and every delivery still arrives
 
 
 async def test_private_urls_are_refused_unless_allowed(

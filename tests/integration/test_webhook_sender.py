@@ -49,7 +49,8 @@ async def test_a_slow_receiver_is_a_timeout(receiver: Receiver) -> None:
     assert elapsed < 1.5
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "[::ffff:127.0.0.1]", "2130706433", "127.1",
+                                  "0x7f.0.0.1", "user@127.0.0.1", "[64:ff9b::7f00:1]", "[::7f00:1]"])
 async def test_private_destinations_are_refused_before_connecting(receiver: Receiver, host: str) -> None:
     sender = HttpxWebhookSender(allow_private=False)
     try:
@@ -57,7 +58,7 @@ async def test_private_destinations_are_refused_before_connecting(receiver: Rece
     finally:
         await sender.aclose()
     assert not result.ok and result.status_code is None
-    assert (result.error or "").startswith(f"refused: {host} resolves to a private")
+    assert (result.error or "").startswith("refused: "), result.error
     assert receiver.at("/private") == []
 
 

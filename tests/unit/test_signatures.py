@@ -49,10 +49,18 @@ def test_during_a_rotation_either_secret_verifies() -> None:
 
 
 @pytest.mark.parametrize("header", ["", "v1=abc", f"t={NOW}", "t=soon,v1=abc", "garbage", f"t={NOW},v0=abc",
-                                    f"t=-{NOW},v1=abc", "t=１２,v1=abc"])
+                                    f"t=-{NOW},v1=abc", "t=１２,v1=abc", f"t={NOW},v1=abc",
+                                    f"t={NOW},v1={'é' * 64}", f"t={NOW},v1={'A' * 64}", f"t={'9' * 400},v1={'a' * 64}",
+                                    f"t={'9' * 5000},v1={'a' * 64}", f"t={NOW},v1={'a' * 64}\x00"])
 def test_malformed_headers_are_refused(header: str) -> None:
+    """Only ever `InvalidSignature`: a receiver that catches it never answers 500 to a forged header."""
     with pytest.raises(InvalidSignature):
         verify_signature("whsec_a", header, BODY, now=NOW)
+
+
+def test_a_malformed_v1_next_to_a_good_one_does_not_hide_it() -> None:
+    good = sign(["whsec_a"], BODY, NOW)
+    assert verify_signature("whsec_a", f"{good},v1=é,v1=zz", BODY, now=NOW)
 
 
 def test_signing_needs_a_secret() -> None:

@@ -138,6 +138,10 @@ def test_malformed_urls_are_refused(url: str) -> None:
     ("192.168.1.1", False), ("169.254.169.254", False), ("0.0.0.0", False), ("100.64.0.1", False),
     ("224.0.0.1", False), ("255.255.255.255", False), ("::1", False), ("fe80::1", False), ("fc00::1", False),
     ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("::", False), ("not-an-ip", False),
+    ("64:ff9b::a9fe:a9fe", False), ("64:ff9b::a00:1", False), ("64:ff9b:1::a00:1", False), ("::7f00:1", False),
+    ("2002:7f00:1::", False), ("2002:a00:1::1", False), ("fec0::1", False),
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
+    ("64:ff9b::808:808", True), ("2002:808:808::1", True),
     ("8.8.8.8", True), ("93.184.216.34", True), ("2606:4700:4700::1111", True), ("::ffff:8.8.8.8", True),
 ])
 def test_public_addresses(address: str, public: bool) -> None:
@@ -277,15 +281,23 @@ async def test_a_delivery_gives_up_after_its_attempts_and_can_be_redelivered_by_
     async with hooks.store() as uow:
         with pytest.raises(NotFound):
             await redeliver(hooks.tenant_id, uuid4(), ref.id, uow=uow, clock=hooks.clock)
+        with pytest.raises(NotFound):  # another tenant's delivery looks missing
+            await redeliver(uuid4(), sub.id, ref.id, uow=uow, clock=hooks.clock)
         again = await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
         await uow.commit()
     assert again.status == "pending"
+    (ref,) = await hooks.due()  # one more attempt: it fails, and the delivery has failed again
+    assert (await hooks.deliver(ref)).result == FAILED
+    assert (hooks.delivery(ref.id).status, hooks.delivery(ref.id).attempts) == ("failed", 5)
+    async with hooks.store() as uow:
+        await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
+        await uow.commit()
     hooks.sender.answers[URL] = [204]
     (ref,) = await hooks.due()
     assert (await hooks.deliver(ref)).result == SUCCEEDED
     async with hooks.store(read_only=True) as uow:
         log = await list_deliveries(hooks.tenant_id, sub.id, uow=uow, limit=10, cursor=None)
-    assert [(d.status, d.attempts, d.last_status_code) for d in log.items] == [("succeeded", 5, 204)]
+    assert [(d.status, d.attempts, d.last_status_code) for d in log.items] == [("succeeded", 6, 204)]
 
 
 async def test_a_worker_dying_mid_post_leaves_the_delivery_to_be_retried_after_its_lease(hooks: Hooks) -> None:
@@ -329,7 +341,7 @@ async def test_rotation_signs_with_both_secrets_for_the_overlap_then_only_the_ne
         rotated = await rotate_secret(hooks.tenant_id, sub.id, uow=uow, clock=hooks.clock,
                                       overlap=timedelta(hours=24))
         await uow.commit()
-    assert rotated.secret != sub.secret and rotated.previous_secret == sub.secret
+    assert rotated.secret != sub.secret and [p.secret for p in rotated.previous_secrets] == [sub.secret]
     (ref,) = await hooks.event()
     await hooks.deliver(ref)
     during = hooks.sender.sent[-1]
@@ -356,3 +368,80 @@ async def test_the_ssrf_guard_at_delivery_time(hooks: Hooks) -> None:
     outcome = await hooks.deliver(ref)
     assert outcome.result == RETRYING and hooks.sender.sent == []
     assert (hooks.delivery(ref.id).last_error or "").startswith("refused: hooks.example.com resolves to a private")
+
+
+async def test_rotating_twice_keeps_each_rotated_out_secret_for_its_whole_overlap(hooks: Hooks) -> None:
+    s0 = await hooks.subscribe()
+    secrets_seen = [s0.secret]
+    for _ in range(2):  # S0 -> S1 at T, S1 -> S2 an hour later
+        async with hooks.store() as uow:
+            rotated = await rotate_secret(hooks.tenant_id, s0.id, uow=uow, clock=hooks.clock,
+                                          overlap=timedelta(hours=24))
+            await uow.commit()
+        secrets_seen.append(rotated.secret)
+        hooks.clock.advance(timedelta(hours=1))
+    now = hooks.clock.current
+    assert rotated.signing_secrets(now) == [secrets_seen[2], secrets_seen[1], secrets_seen[0]]
+    assert rotated.signing_secrets(now + timedelta(hours=22, minutes=30)) == [secrets_seen[2], secrets_seen[1]]
+    assert rotated.signing_secrets(now + timedelta(hours=24)) == [secrets_seen[2]]
+    assert rotated.previous_secrets_expire_at == now + timedelta(hours=23)
+
+
+async def test_a_sender_that_raises_is_a_failed_attempt_and_the_limit_holds(hooks: Hooks) -> None:
+    await hooks.subscribe()
+    (ref,) = await hooks.event()
+
+    class Broken:
+        async def post(self, url: str, body: bytes, headers: Any, *, within: float) -> Any:
+            raise ValueError("Invalid IPv4 address: '010.010.010.010'")
+
+    results = []
+    for _ in range(hooks.policy.max_attempts):
+        results.append((await deliver_webhook(ref, uow=hooks.store, sender=Broken(), clock=hooks.clock,
+                                              policy=hooks.policy)).result)
+        hooks.clock.advance(timedelta(seconds=30))
+        ref = next(iter(await hooks.due()), ref)
+    assert results == [RETRYING] * (hooks.policy.max_attempts - 1) + [FAILED]
+    assert hooks.delivery(ref.id).last_error == "ValueError: Invalid IPv4 address: '010.010.010.010'"
+
+
+async def test_a_worker_dying_mid_post_every_time_still_gives_up_at_the_limit(hooks: Hooks) -> None:
+    await hooks.subscribe()
+    (ref,) = await hooks.event()
+
+    class Dies:
+        async def post(self, url: str, body: bytes, headers: Any, *, within: float) -> Any:
+            raise SystemExit("worker killed")
+
+    for _ in range(hooks.policy.max_attempts):
+        with pytest.raises(SystemExit):
+            await deliver_webhook(ref, uow=hooks.store, sender=Dies(), clock=hooks.clock, policy=hooks.policy)
+        hooks.clock.advance(timedelta(seconds=61))
+        (ref,) = await hooks.due()
+    assert hooks.delivery(ref.id).attempts == hooks.policy.max_attempts
+    assert (await hooks.deliver(ref)).result == FAILED  # no answer recorded, attempts spent: given up
+    delivery = hooks.delivery(ref.id)
+    assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("failed", 4, None)
+    assert "no answer was recorded" in (delivery.last_error or "") and hooks.sender.sent == []
+
+
+async def test_a_queued_delivery_is_queued_again_less_and_less_often(hooks: Hooks) -> None:
+    await hooks.subscribe()
+    (ref,) = await hooks.event()  # fanned out: held for one lease, its message never consumed
+    waits = []
+    for _ in range(7):
+        due_at = hooks.delivery(ref.id).next_attempt_at
+        assert due_at is not None
+        hooks.clock.current = due_at
+        (ref,) = await hooks.due()
+        waits.append((hooks.delivery(ref.id).next_attempt_at - hooks.clock.current).total_seconds())
+    assert [round(w) for w in waits] == [60, 120, 240, 480, 960, 1920, 1920]
+    assert (await hooks.deliver(ref)).result == SUCCEEDED  # any of those messages still does the work once
+
+
+async def test_the_fake_sender_guards_hosts_as_the_real_one_does() -> None:
+    sender = InMemoryWebhookSender(resolver=FixedResolver(), allow_private=False)
+    for url in ("http://[::1]/x", "http://u@10.0.0.1/x", "http://127.0.0.1:8080/x", "http://[::ffff:10.0.0.1]/x"):
+        result = await sender.post(url, b"{}", {}, within=1)
+        assert result.error and result.error.startswith("refused:"), url
+    assert sender.sent == []

@@ -6,11 +6,13 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import httpx
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.auth import secured
 from app.http.io import FieldChecks, execute, list_params, ok, page_view, query, read_json
 from app.http.schemas import EmptyRequest, WebhookRequest, WebhookUpdate, parse_body
+from core.errors import FieldError, ValidationFailed
 from core.idempotency import StoredResponse
 from core.ports import UnitOfWork
 from core.usecases.webhooks import (
@@ -43,6 +45,10 @@ def _checked(events: list[str] | None, description: str | None) -> tuple[str, ..
 
 
 async def _destination(request: Request, url: str) -> None:
+    try:  # the sender's own parser must accept it too (it is stricter than urllib about some hosts)
+        httpx.URL(url)
+    except (httpx.InvalidURL, UnicodeError, ValueError) as error:
+        raise ValidationFailed([FieldError("url", f"is not a URL webhooks can be sent to: {error}")]) from None
     container = request.app.ctx.container
     await check_destination(url, resolver=container.resolver,
                             allow_private=container.settings.webhooks.allow_private_urls)
