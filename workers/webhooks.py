@@ -19,7 +19,9 @@ from core.usecases.webhook_delivery import SKIPPED, deliver_webhook, schedule_du
 from core.webhooks import DeliveryPolicy
 from workers.runtime import runtime
 
-#: A delivery that found every webhook slot of its worker taken is sent back to the queue for this long.
+#: How long a delivery waits for one of its worker's webhook slots, and, if none freed, how long it is
+#: then sent back to the queue for.
+SLOT_WAIT = 0.05
 REQUEUE_DELAY = 0.25
 
 
@@ -33,12 +35,17 @@ async def deliver_webhook_task(task: dict[str, Any]) -> None:
     token = correlation_id.set(ref.correlation_id)
     try:
         rt = await runtime()
-        if rt.webhook_slots.locked():  # as many POSTs in flight as allowed: leave this thread to payments
+        try:  # a slot frees within milliseconds when receivers are fast; when they are slow, do not wait
+            async with asyncio.timeout(SLOT_WAIT):
+                await rt.webhook_slots.acquire()
+        except TimeoutError:  # as many POSTs in flight as allowed: leave this thread to payments
             await rt.queue.enqueue_deliveries([ref], delay_seconds=REQUEUE_DELAY)
             return
-        async with rt.webhook_slots:
+        try:
             outcome = await deliver_webhook(ref, uow=rt.deps.uow, sender=rt.webhooks, clock=rt.deps.clock,
                                             policy=rt.webhook_policy)
+        finally:
+            rt.webhook_slots.release()
         if outcome.result == SKIPPED:
             return
         await rt.metrics.webhook_delivery(outcome.result)
