@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import subprocess
 import sys
@@ -140,3 +141,20 @@ async def test_metrics_of_the_api_and_of_the_worker(admin_database_url: str, tmp
                       outcome="succeeded") >= 1
         assert {"worker_message_duration_seconds", "worker_messages_in_progress", "process_cpu_seconds",
                 "python_info"} <= set(worker)
+        assert _listening(worker_port) == {"127.0.0.1"}  # loopback only, not 0.0.0.0
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses of the sockets listening on `port` (Linux's /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                if len(address) == 8:
+                    found.add(str(ipaddress.IPv4Address(bytes.fromhex(address)[::-1])))
+                else:  # four little-endian 32-bit words
+                    words = [bytes.fromhex(address[i:i + 8])[::-1] for i in range(0, 32, 8)]
+                    found.add(str(ipaddress.IPv6Address(b"".join(words))))
+    return found
