@@ -120,8 +120,10 @@ class MemoryDueDeliveries:
         self._store = store
 
     async def claim_due(self, now: datetime, lease_seconds: float, limit: int) -> builtins.list[DeliveryRef]:
+        locks = self._store.row_locks
         due = sorted((d for d in self._store.deliveries.values()
-                      if d.status == "pending" and d.next_attempt_at is not None and d.next_attempt_at <= now),
+                      if d.status == "pending" and d.next_attempt_at is not None and d.next_attempt_at <= now
+                      and not (("delivery", d.id) in locks and locks[("delivery", d.id)].locked())),  # SKIP LOCKED
                      key=lambda d: (d.next_attempt_at or now, d.id))[:limit]
         for delivery in due:
             delivery.next_attempt_at = now + timedelta(seconds=lease_seconds * 2 ** min(delivery.queued, 5))

@@ -171,3 +171,19 @@ async def test_due_deliveries_are_claimed_once_and_held_longer_each_time(private
     held = {d.id: (log[d.id].next_attempt_at, log[d.id].queued) for d in deliveries}
     assert held[deliveries[0].id] == (later + timedelta(seconds=120), 2)  # queued twice: held twice as long
     assert held[deliveries[5].id] == (later + timedelta(seconds=60), 1)
+
+
+async def test_a_delivery_locked_by_an_attempt_is_skipped_by_the_scheduler(private: Any) -> None:
+    uow_factory, due = private
+    tenant = await _tenant(uow_factory)
+    sub = _subscription(tenant, ("*",))
+    async with uow_factory() as uow:
+        uow.webhooks.add(sub)
+        await uow.commit()
+    async with uow_factory() as uow:
+        (ref,) = await uow.webhooks.fan_out([_delivery(sub, new_id())])
+        await uow.commit()
+    async with uow_factory() as attempt:
+        assert await attempt.webhooks.lock_delivery(tenant, ref.id) is not None
+        assert await due.claim_due(T0 + timedelta(seconds=1), 60.0, 10) == []  # held by the open attempt
+    assert [r.id for r in await due.claim_due(T0 + timedelta(seconds=1), 60.0, 10)] == [ref.id]
