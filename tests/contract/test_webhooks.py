@@ -19,7 +19,7 @@ from app.settings import load_settings
 from core.errors import ValidationFailed
 from core.ids import new_id
 from core.ports import UnitOfWorkFactory
-from core.webhooks import Delivery, Subscription, new_secret
+from core.webhooks import Delivery, DeliveryRef, Subscription, new_secret
 from tests.conftest import fresh_database
 
 # Far from the present, so a worker of another suite sharing the database never finds these due.
@@ -44,6 +44,25 @@ def _delivery(sub: Subscription, event_id: UUID, *, due: datetime = T0) -> Deliv
                     event_type="payment.completed", body='{"id":"x"}', next_attempt_at=due, correlation_id="c-1",
                     trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}, created_at=T0,
                     updated_at=T0)
+
+
+async def _subscribed(uow_factory: UnitOfWorkFactory) -> tuple[UUID, Subscription]:
+    """A new tenant with one subscription to every event."""
+    tenant = await _tenant(uow_factory)
+    sub = _subscription(tenant, ("*",))
+    async with uow_factory() as uow:
+        uow.webhooks.add(sub)
+        await uow.commit()
+    return tenant, sub
+
+
+async def _one_delivery(uow_factory: UnitOfWorkFactory) -> tuple[UUID, Subscription, DeliveryRef]:
+    """A new tenant, its subscription and one pending delivery to it, due at T0."""
+    tenant, sub = await _subscribed(uow_factory)
+    async with uow_factory() as uow:
+        (ref,) = await uow.webhooks.fan_out([_delivery(sub, new_id())])
+        await uow.commit()
+    return tenant, sub, ref
 
 
 async def test_subscriptions_round_trip_page_and_stay_in_their_tenant(uow_factory: UnitOfWorkFactory) -> None:
@@ -103,14 +122,7 @@ async def test_listening_and_fan_out_once_per_event(uow_factory: UnitOfWorkFacto
 async def test_deliveries_are_locked_saved_and_removed_with_their_subscription(
     uow_factory: UnitOfWorkFactory,
 ) -> None:
-    tenant = await _tenant(uow_factory)
-    sub = _subscription(tenant, ("*",))
-    async with uow_factory() as uow:
-        uow.webhooks.add(sub)
-        await uow.commit()
-    async with uow_factory() as uow:
-        (ref,) = await uow.webhooks.fan_out([_delivery(sub, new_id())])
-        await uow.commit()
+    tenant, sub, ref = await _one_delivery(uow_factory)
     async with uow_factory() as uow:
         delivery = await uow.webhooks.lock_delivery(tenant, ref.id)
         assert delivery is not None and await uow.webhooks.lock_delivery(await _tenant(uow_factory), ref.id) is None
@@ -149,11 +161,7 @@ async def private(backend: str, admin_database_url: str, redis_url: str) -> Asyn
 
 async def test_due_deliveries_are_claimed_once_and_held_longer_each_time(private: Any) -> None:
     uow_factory, due = private
-    tenant = await _tenant(uow_factory)
-    sub = _subscription(tenant, ("*",))
-    async with uow_factory() as uow:
-        uow.webhooks.add(sub)
-        await uow.commit()
+    tenant, sub = await _subscribed(uow_factory)
     deliveries = [_delivery(sub, new_id(), due=T0 + timedelta(seconds=n)) for n in range(6)]
     async with uow_factory() as uow:
         await uow.webhooks.fan_out(deliveries)
@@ -175,14 +183,7 @@ async def test_due_deliveries_are_claimed_once_and_held_longer_each_time(private
 
 async def test_a_delivery_locked_by_an_attempt_is_skipped_by_the_scheduler(private: Any) -> None:
     uow_factory, due = private
-    tenant = await _tenant(uow_factory)
-    sub = _subscription(tenant, ("*",))
-    async with uow_factory() as uow:
-        uow.webhooks.add(sub)
-        await uow.commit()
-    async with uow_factory() as uow:
-        (ref,) = await uow.webhooks.fan_out([_delivery(sub, new_id())])
-        await uow.commit()
+    tenant, _, ref = await _one_delivery(uow_factory)
     async with uow_factory() as attempt:
         assert await attempt.webhooks.lock_delivery(tenant, ref.id) is not None
         assert await due.claim_due(T0 + timedelta(seconds=1), 60.0, 10) == []  # held by the open attempt

@@ -95,6 +95,20 @@ class Hooks:
         return self.store.deliveries[delivery_id]
 
 
+class Raises:
+    """A `WebhookSender` that raises instead of answering (a bug, or the worker killed mid-POST)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    async def post(self, url: str, body: bytes, headers: Any, *, within: float) -> Any:
+        raise self.error
+
+
+KILLED = Raises(SystemExit("worker killed"))
+BAD_URL = Raises(ValueError("Invalid IPv4 address: '010.010.010.010'"))
+
+
 @pytest.fixture
 def hooks(store: InMemoryStore, clock: FakeClock) -> Hooks:
     return Hooks(store, clock, uuid4())
@@ -304,12 +318,8 @@ async def test_a_worker_dying_mid_post_leaves_the_delivery_to_be_retried_after_i
     await hooks.subscribe()
     (ref,) = await hooks.event()
 
-    class Dies:
-        async def post(self, url: str, body: bytes, headers: Any, *, within: float) -> Any:
-            raise SystemExit("worker killed")
-
     with pytest.raises(SystemExit):
-        await deliver_webhook(ref, uow=hooks.store, sender=Dies(), clock=hooks.clock, policy=hooks.policy)
+        await deliver_webhook(ref, uow=hooks.store, sender=KILLED, clock=hooks.clock, policy=hooks.policy)
     assert hooks.delivery(ref.id).attempts == 1
     hooks.clock.advance(timedelta(seconds=59))
     assert await hooks.due() == []
@@ -391,13 +401,9 @@ async def test_a_sender_that_raises_is_a_failed_attempt_and_the_limit_holds(hook
     await hooks.subscribe()
     (ref,) = await hooks.event()
 
-    class Broken:
-        async def post(self, url: str, body: bytes, headers: Any, *, within: float) -> Any:
-            raise ValueError("Invalid IPv4 address: '010.010.010.010'")
-
     results = []
     for _ in range(hooks.policy.max_attempts):
-        results.append((await deliver_webhook(ref, uow=hooks.store, sender=Broken(), clock=hooks.clock,
+        results.append((await deliver_webhook(ref, uow=hooks.store, sender=BAD_URL, clock=hooks.clock,
                                               policy=hooks.policy)).result)
         hooks.clock.advance(timedelta(seconds=30))
         ref = next(iter(await hooks.due()), ref)
@@ -409,13 +415,9 @@ async def test_a_worker_dying_mid_post_every_time_still_gives_up_at_the_limit(ho
     await hooks.subscribe()
     (ref,) = await hooks.event()
 
-    class Dies:
-        async def post(self, url: str, body: bytes, headers: Any, *, within: float) -> Any:
-            raise SystemExit("worker killed")
-
     for _ in range(hooks.policy.max_attempts):
         with pytest.raises(SystemExit):
-            await deliver_webhook(ref, uow=hooks.store, sender=Dies(), clock=hooks.clock, policy=hooks.policy)
+            await deliver_webhook(ref, uow=hooks.store, sender=KILLED, clock=hooks.clock, policy=hooks.policy)
         hooks.clock.advance(timedelta(seconds=61))
         (ref,) = await hooks.due()
     assert hooks.delivery(ref.id).attempts == hooks.policy.max_attempts
