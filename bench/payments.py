@@ -63,6 +63,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -224,12 +225,22 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """`payments <command>` with `env`."""
+        return self.spawn(name, [sys.executable, "-m", "app.cli", command], env)
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Any command, logging to <tmp>/<name>.log (`env` None: this process's environment)."""
         log = (self.tmp / f"{name}.log").open("ab")
-        popen = subprocess.Popen([sys.executable, "-m", "app.cli", command], env=env, cwd=ROOT,
-                                 stdout=log, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.procs[name] = popen
         return popen
+
+    def roots(self, *others: str) -> dict[str, list[int]]:
+        """The CpuSampler's groups: the API, the worker processes together, then each of `others`."""
+        return {"api": [self.procs["api"].pid],
+                "worker": [p.pid for n, p in self.procs.items() if n.startswith("worker")],
+                **{name: [self.procs[name].pid] for name in others}}
 
     def check(self) -> None:
         for name, popen in self.procs.items():
@@ -307,21 +318,135 @@ def summarize_log(path: Path) -> list[str]:
     return [f"{n:6d} x {key}" for key, n in counts.most_common(8)]
 
 
+# ---------------------------------------------------------------------- one run's resources (also webhooks.py)
+
+
+@dataclass
+class Case:
+    """What one run holds: its folder, its database, its Redis database and its processes."""
+
+    tmp: Path
+    database: str
+    database_url: str
+    redis_url: str
+    redis_db: int
+    stack: Stack
+    problems: list[str] = field(default_factory=list)
+    logs: dict[str, list[str]] = field(default_factory=dict)  # process -> summarize_log, once stopped
+
+
+@contextlib.contextmanager
+def case(args: argparse.Namespace, tmp_root: Path, prefix: str) -> Iterator[Case]:
+    """A folder under `tmp_root`, a fresh migrated database and a claimed Redis database for one run; on the
+    way out, even on errors or Ctrl-C, every process stopped (its log summarized in `logs`), the database
+    dropped, the Redis database released and the folder removed (kept, and its path printed, with --keep-logs)."""
+    tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=prefix))
+    name, database_url = base.create_database(args.database_url)
+    redis_url, redis_db = claim_redis_db(args.redis_url, args.redis_dbs)
+    run = Case(tmp, name, database_url, redis_url, redis_db, Stack(tmp))
+    try:
+        from adapters.postgres.migrate import apply_migrations
+
+        apply_migrations(database_url)
+        yield run
+    finally:
+        run.problems += run.stack.stop()
+        run.logs = {n: summarize_log(tmp / f"{n}.log") for n in run.stack.procs}
+        base.drop_database(args.database_url, name)
+        release_redis_db(args.redis_url, redis_db)
+        if args.keep_logs:
+            print(f"   logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_env(run: Case, api_port: int, worker_concurrency: int, **extra: str) -> dict[str, str]:
+    """The environment of the run's `payments` processes: no PAYMENTS_* of ours, its database and Redis, one
+    API process on `api_port`, warnings only, no rate limit, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
+    env.update(
+        PAYMENTS_DATABASE_URL=run.database_url, PAYMENTS_REDIS_URL=run.redis_url, PAYMENTS_SERVER_PORT=str(api_port),
+        PAYMENTS_SERVER_WORKERS="1", PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning",
+        PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND="0", PAYMENTS_SERVER_SHUTDOWN_TIMEOUT="10s",
+        PAYMENTS_WORKER_METRICS_PORT="0",  # several workers (and other people's) on one host
+        **extra,
+    )
+    if worker_concurrency:
+        env["PAYMENTS_WORKER_CONCURRENCY"] = str(worker_concurrency)
+    return env
+
+
+def start_workers_and_api(run: Case, env: dict[str, str], workers: int, api_port: int) -> str:
+    """`workers` worker processes (until each consumes), then `payments serve` (until ready): its base URL."""
+    for index in range(workers):
+        run.stack.start(f"worker{index + 1}", "worker", env)
+    wait_workers(run.redis_url, workers, run.stack)
+    run.stack.start("api", "serve", env)
+    base_url = f"http://127.0.0.1:{api_port}"
+    wait_http(f"{base_url}/health/ready", run.stack, "payments serve")
+    return base_url
+
+
+def note_dead_letters(database_url: str, row: dict[str, Any]) -> None:
+    dead = base.sql(database_url, "SELECT count(*) FROM dead_letters")[0][0]
+    if dead:
+        row["failures"]["dead letters"] = dead
+
+
+def finish_row(row: dict[str, Any], run: Case) -> dict[str, Any]:
+    """The run's problems and the processes' log summaries into `row`, the latter printed."""
+    row["logs"] = {n: lines for n, lines in run.logs.items() if lines}
+    row["problems"] = run.problems
+    for proc_name, lines in row["logs"].items():
+        print(f"   {proc_name} logged (level warning and above):")
+        for line in lines:
+            print(f"     {line}")
+    return row
+
+
 # ------------------------------------------------------------------------------------- the load
 
 
 @dataclass
-class Sent:
-    """One POST: when it started (wall and monotonic clocks), how it ended, and its payment's fate."""
+class Post:
+    """One POST of a load: when it started (wall and monotonic clocks) and how it ended (also webhooks.py's)."""
 
     wall: float
     start: float
     end: float = 0.0
+    answered: float = 0.0  # wall clock when the answer had been read
     status: int = 0
     error: str = ""
+    done: asyncio.Future[None] | None = None  # in-flight mode: resolved once the pipeline is through with it
+
+
+@dataclass
+class Sent(Post):
+    """One POST /api/v1/payments, and its payment's fate."""
+
     payment_id: str | None = None
     seen: float = 0.0  # monotonic time at which the poller saw it final
-    done: asyncio.Future[None] | None = None
+
+
+async def send(http: Any, sent: Post, path: str, expect: int, **request: Any) -> Any:
+    """POST `path` and note in `sent` when and how it ended: the answer's JSON if its status is `expect`, else
+    None (the answer's text, or the transport error, in `sent.error`)."""
+    try:
+        answer = await http.post(path, **request)
+        sent.end, sent.answered, sent.status = time.monotonic(), time.time(), answer.status_code
+        if answer.status_code == expect:
+            return answer.json()
+        sent.error = answer.text[:300]
+    except Exception as error:  # a transport error is a result, not a crash of the bench
+        sent.end, sent.error = time.monotonic(), f"{type(error).__name__}: {error}"[:300]
+    return None
+
+
+async def wait_done(sent: Post, deadline: float) -> None:
+    """In-flight mode: until `sent.done` is resolved, at the latest `deadline` (monotonic)."""
+    if sent.done is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(sent.done), timeout=max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -370,27 +495,26 @@ async def post_payment(http: Any, load: Load, *, wait: bool = False, deadline: f
     headers = {"Idempotency-Key": uuid.uuid4().hex}
     sent = Sent(wall=time.time(), start=time.monotonic())
     load.sent.append(sent)
-    try:
-        response = await http.post("/api/v1/payments", json=body, headers=headers)
-        sent.end, sent.status = time.monotonic(), response.status_code
-        if response.status_code == 202:
-            sent.payment_id = response.json()["id"]
-        else:
-            sent.error = response.text[:300]
-    except Exception as error:  # a transport error is a result, not a crash of the bench
-        sent.end, sent.error = time.monotonic(), f"{type(error).__name__}: {error}"[:300]
-    if sent.payment_id is None:
+    answer = await send(http, sent, "/api/v1/payments", 202, json=body, headers=headers)
+    if answer is None:
         return
+    sent.payment_id = answer["id"]
     if wait:
         sent.done = asyncio.get_running_loop().create_future()
     load.outstanding[sent.payment_id] = sent
-    if sent.done is not None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(sent.done), timeout=max(0.0, deadline - time.monotonic()))
+    await wait_done(sent, deadline)
 
 
-async def drive(http: Any, load: Load, mode: str, value: float, seconds: float, max_outstanding: int) -> None:
-    """POST for `seconds`, then return (requests still in flight are awaited, bounded by the client timeout)."""
+PostOne = Callable[..., Awaitable[None]]  # post_payment(http, load, *, wait=False, deadline=0.0) and the like
+
+
+async def drive(http: Any, load: Any, mode: str, value: float, seconds: float, max_outstanding: int,
+                post: PostOne | None = None) -> None:
+    """POST for `seconds`, then return (requests still in flight are awaited, bounded by the client timeout).
+
+    `post(http, load, wait=..., deadline=...)` sends one (post_payment by default); `load` has `skipped` and
+    `lag`. rate: `value` POSTs per second; clients / in-flight: `value` loops, in-flight waiting for `done`."""
+    post = post or post_payment
     deadline = time.monotonic() + seconds
     if mode == "rate":
         tasks: set[asyncio.Task[None]] = set()
@@ -405,7 +529,7 @@ async def drive(http: Any, load: Load, mode: str, value: float, seconds: float, 
             if len(tasks) >= max_outstanding:
                 load.skipped += 1
                 continue
-            task = asyncio.create_task(post_payment(http, load))
+            task = asyncio.create_task(post(http, load))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:
@@ -414,7 +538,7 @@ async def drive(http: Any, load: Load, mode: str, value: float, seconds: float, 
 
     async def creator() -> None:
         while time.monotonic() < deadline:
-            await post_payment(http, load, wait=mode == "in-flight", deadline=deadline)
+            await post(http, load, wait=mode == "in-flight", deadline=deadline)
 
     await asyncio.gather(*(creator() for _ in range(int(value))))
 
@@ -574,47 +698,25 @@ def summarize(result: dict[str, Any], latency: int, workers: int, args: argparse
 
 
 def pipeline_run(args: argparse.Namespace, latency: int, workers: int, tmp_root: Path) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f"lat{latency}-w{workers}-"))
-    name, database_url = base.create_database(args.database_url)
-    redis_url, redis_db = claim_redis_db(args.redis_url, args.redis_dbs)
-    stack = Stack(tmp)
-    problems: list[str] = []
-    try:
-        from adapters.postgres.migrate import apply_migrations
-
-        apply_migrations(database_url)
+    with case(args, tmp_root, f"lat{latency}-w{workers}-") as run:
+        stack, database_url = run.stack, run.database_url
         api_port, mock_port = base.free_port(), base.free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
-        env.update(
-            PAYMENTS_DATABASE_URL=database_url, PAYMENTS_REDIS_URL=redis_url, PAYMENTS_SERVER_PORT=str(api_port),
-            PAYMENTS_SERVER_WORKERS="1", PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning",
-            PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND="0", PAYMENTS_MOCK_PORT=str(mock_port),
-            PAYMENTS_MOCK_LATENCY=f"{latency}ms", PAYMENTS_SERVER_SHUTDOWN_TIMEOUT="10s",
-            PAYMENTS_WORKER_METRICS_PORT="0",  # several workers on one host
-        )
-        if args.worker_concurrency:
-            env["PAYMENTS_WORKER_CONCURRENCY"] = str(args.worker_concurrency)
+        env = case_env(run, api_port, args.worker_concurrency, PAYMENTS_MOCK_PORT=str(mock_port),
+                       PAYMENTS_MOCK_LATENCY=f"{latency}ms")
         key = base.create_key(env)
         stack.start("mock", "mock-providers", env)
         wait_http(f"http://127.0.0.1:{mock_port}/health", stack, "payments mock-providers")
-        for index in range(workers):
-            stack.start(f"worker{index + 1}", "worker", env)
-        wait_workers(redis_url, workers, stack)
-        stack.start("api", "serve", env)
-        base_url = f"http://127.0.0.1:{api_port}"
-        wait_http(f"{base_url}/health/ready", stack, "payments serve")
+        base_url = start_workers_and_api(run, env, workers, api_port)
         accounts = asyncio.run(base.create_accounts(base_url, key, args.accounts))
-        ctx = {"database_url": database_url, "database": name, "base_url": base_url, "key": key,
+        ctx = {"database_url": database_url, "database": run.database, "base_url": base_url, "key": key,
                "accounts": accounts}
-        print(f"\n== mock latency {latency} ms, {workers} worker process(es): database {name}, Redis db {redis_db}, "
-              f"{len(accounts)} accounts", flush=True)
+        print(f"\n== mock latency {latency} ms, {workers} worker process(es): database {run.database}, "
+              f"Redis db {run.redis_db}, {len(accounts)} accounts", flush=True)
         if args.warmup > 0:
             warm = asyncio.run(run_load(args, ctx, args.warmup, args.drain_timeout, None))
             print(f"   warm-up: {len(warm['load'].sent)} POSTs, drained={warm['drained']}", flush=True)
-        roots = {"api": [stack.procs["api"].pid], "worker": [p.pid for n, p in stack.procs.items()
-                                                             if n.startswith("worker")],
-                 "mock": [stack.procs["mock"].pid]}
-        row = {}
+        roots = stack.roots("mock")
+        row: dict[str, Any] = {}
         for attempt in range(1 + args.retries):
             base.checkpoint(database_url)
             stack.check()
@@ -636,26 +738,9 @@ def pipeline_run(args: argparse.Namespace, latency: int, workers: int, tmp_root:
         check = subprocess.run([sys.executable, "-m", "app.cli", "ledger", "check"], env=env, cwd=ROOT,
                                capture_output=True, text=True, timeout=120, check=False)
         row["ledger"] = "ok" if check.returncode == 0 else f"DRIFT: {check.stdout.strip()[-500:]}"
-        dead = base.sql(database_url, "SELECT count(*) FROM dead_letters")[0][0]
-        if dead:
-            row["failures"]["dead letters"] = dead
+        note_dead_letters(database_url, row)
         print(render_text([row]).splitlines()[-1], flush=True)
-    finally:
-        problems += stack.stop()
-        logs = {n: summarize_log(tmp / f"{n}.log") for n in stack.procs}
-        base.drop_database(args.database_url, name)
-        release_redis_db(args.redis_url, redis_db)
-        if args.keep_logs:
-            print(f"   logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    row["logs"] = {n: lines for n, lines in logs.items() if lines}
-    row["problems"] = problems
-    for proc_name, lines in row["logs"].items():
-        print(f"   {proc_name} logged (level warning and above):")
-        for line in lines:
-            print(f"     {line}")
-    return row
+    return finish_row(row, run)
 
 
 # ----------------------------------------------------------------------------------- the raw baseline
@@ -969,13 +1054,43 @@ def machine_facts(args: argparse.Namespace) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- main
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    """--database-url, --redis-url, --redis-dbs (also bench/webhooks.py's)."""
     parser.add_argument("--database-url", default="postgresql://root@127.0.0.1:5432/postgres",
                         help="server to benchmark; a fresh database is created per run (default: %(default)s)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
     parser.add_argument("--redis-dbs", default="8-13",
                         help="Redis database indexes a run may take (the first empty one): 8-13 or 8,9,10")
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """--keep-logs, --markdown, --json (also bench/webhooks.py's)."""
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (printed path)")
+    parser.add_argument("--markdown", help="also write the tables as Markdown to this file")
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+
+
+def finish_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The load mode from --rate / --clients / --in-flight (args.mode, load_value, mode_label; in-flight 16 when
+    none is given), and --redis-dbs ("8-13" or "8,9,10") as a list of indexes."""
+    if args.rate is not None:
+        args.mode, args.load_value, args.mode_label = "rate", args.rate, f"rate {args.rate:g}/s"
+    elif args.clients is not None:
+        args.mode, args.load_value, args.mode_label = "clients", args.clients, f"{args.clients} clients"
+    else:
+        in_flight = args.in_flight or 16
+        args.mode, args.load_value, args.mode_label = "in-flight", in_flight, f"{in_flight} in flight"
+    dbs: list[int] = []
+    for part in args.redis_dbs.split(","):
+        low, _, high = part.partition("-")
+        dbs += list(range(int(low), int(high or low) + 1))
+    args.redis_dbs = dbs
+    return args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_server_args(parser)
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per run (default: %(default)s)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--clients", type=int, help="closed loop on the POST: N creators")
@@ -1000,42 +1115,64 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noise", type=float, default=15.0,
                         help="a run during which other processes used more than this %% of a core is disturbed")
     parser.add_argument("--retries", type=int, default=2, help="runs a disturbed run again at most this many times")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (printed path)")
-    parser.add_argument("--markdown", help="also write the tables as Markdown to this file")
-    parser.add_argument("--json", help="also write the results as JSON to this file")
-    args = parser.parse_args(argv)
-    if args.rate is not None:
-        args.mode, args.load_value, args.mode_label = "rate", args.rate, f"rate {args.rate:g}/s"
-    elif args.clients is not None:
-        args.mode, args.load_value, args.mode_label = "clients", args.clients, f"{args.clients} clients"
-    else:
-        in_flight = args.in_flight or 16
-        args.mode, args.load_value, args.mode_label = "in-flight", in_flight, f"{in_flight} in flight"
-    dbs: list[int] = []
-    for part in args.redis_dbs.split(","):
-        low, _, high = part.partition("-")
-        dbs += list(range(int(low), int(high or low) + 1))
-    args.redis_dbs = dbs
-    return args
+    add_output_args(parser)
+    return finish_args(parser.parse_args(argv))
+
+
+def install_uvloop() -> None:
+    """uvloop's event loop for asyncio.run, where it is installed."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+
+@contextlib.contextmanager
+def runs_dir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A folder for the runs' folders, removed at the end unless `keep`."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def facts_line(facts: dict[str, str], workers: str, args: argparse.Namespace) -> str:
+    """The machine, the servers, the commit, `workers` and the load, for the head of the report."""
+    return (f"\n{facts['cpus']} CPUs ({facts['cpu']}); PostgreSQL {facts['postgres']} (synchronous_commit="
+            f"{facts['synchronous_commit']}, fsync={facts['fsync']}, shared_buffers={facts['shared_buffers']}); "
+            f"Redis {facts['redis']}; commit {facts['commit']}; {workers}; "
+            f"{args.duration:g} s per run, load: {args.mode_label}\n")
+
+
+def warn_disturbed(where: str, row: dict[str, Any]) -> None:
+    if row["usage"].get("other", 0) > 15:
+        print(f"WARNING {where}: other processes used {row['usage']['other']:.0f}% of a core ("
+              f"{', '.join(row['others'])}): a disturbed run")
+
+
+def write_files(args: argparse.Namespace, facts: dict[str, str], rows: list[dict[str, Any]],
+                render: Callable[[list[dict[str, Any]], bool], str]) -> None:
+    """--markdown (`render(rows, True)`) and --json (facts, arguments and rows)."""
+    if args.markdown:
+        Path(args.markdown).write_text(render(rows, True) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"facts": facts, "args": vars(args), "rows": rows},
+                                              indent=1, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    install_uvloop()
     latencies = [int(x) for x in args.latencies.split(",") if x.strip()]
     worker_counts = [int(x) for x in args.workers.split(",") if x.strip()]
     facts = machine_facts(args)
-    tmp_root = Path(tempfile.mkdtemp(prefix="payments-bench-e2e-"))
     rows: list[dict[str, Any]] = []
-    try:
+    with runs_dir("payments-bench-e2e-", args.keep_logs) as tmp:
         for latency in latencies:
             for workers in worker_counts:
-                row = pipeline_run(args, latency, workers, tmp_root)
+                row = pipeline_run(args, latency, workers, tmp)
                 rows.append(row)
                 if not args.no_raw:
                     print(f"== raw baseline: {args.raw_clients} asyncpg connections", flush=True)
@@ -1044,13 +1181,7 @@ def main(argv: list[str] | None = None) -> int:
         if not rows and not args.no_raw:
             print(f"== raw baseline only: {args.raw_clients} asyncpg connections", flush=True)
             rows.append({"latency": "-", "workers": "-", "raw": raw_run(args)})
-    finally:
-        if not args.keep_logs:
-            shutil.rmtree(tmp_root, ignore_errors=True)
-    print(f"\n{facts['cpus']} CPUs ({facts['cpu']}); PostgreSQL {facts['postgres']} (synchronous_commit="
-          f"{facts['synchronous_commit']}, fsync={facts['fsync']}, shared_buffers={facts['shared_buffers']}); "
-          f"Redis {facts['redis']}; commit {facts['commit']}; worker concurrency {facts['worker_concurrency']}; "
-          f"{args.duration:g} s per run, load: {args.mode_label}\n")
+    print(facts_line(facts, f"worker concurrency {facts['worker_concurrency']}", args))
     print(render_all(rows, markdown=False))
     print("\ncreated/s: 202s per second of load; completed/s: completions / (last completion - first POST);\n"
           "completed/s in load: completions during the load window / its length; backlog at stop: created but not\n"
@@ -1079,14 +1210,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"WARNING {where}: ledger check: {row['ledger']}")
         for problem in row["problems"]:
             print(f"WARNING {where}: {problem}")
-        if row["usage"].get("other", 0) > 15:
-            print(f"WARNING {where}: other processes used {row['usage']['other']:.0f}% of a core ("
-                  f"{', '.join(row['others'])}): a disturbed run")
-    if args.markdown:
-        Path(args.markdown).write_text(render_all(rows, markdown=True) + "\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"facts": facts, "args": vars(args), "rows": rows},
-                                              indent=1, default=str))
+        warn_disturbed(where, row)
+    write_files(args, facts, rows, render_all)
     return 0
 
 

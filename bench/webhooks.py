@@ -49,15 +49,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import json
-import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -171,10 +166,7 @@ async def serve_receiver(port: int) -> None:
 
 
 def receiver_main(port: int) -> int:
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
+    pay.install_uvloop()
     asyncio.run(serve_receiver(port))
     return 0
 
@@ -193,19 +185,12 @@ async def control(port: int, method: str, path: str, body: dict[str, Any] | None
 
 
 @dataclass
-class Sent:
-    """One POST /api/v1/accounts: when it started and answered, and the account it created."""
+class Sent(pay.Post):
+    """One POST /api/v1/accounts (when it started and answered: pay.Post), and the account it created."""
 
-    wall: float
-    start: float
-    request_id: str
-    end: float = 0.0
-    answered: float = 0.0  # wall clock when the 201 had been read
-    status: int = 0
-    error: str = ""
+    request_id: str = ""  # X-Request-ID
     account_id: str | None = None
     hooks: set[str] = field(default_factory=set)  # in-flight mode: the hooks that received it so far
-    done: asyncio.Future[None] | None = None
 
 
 @dataclass
@@ -214,7 +199,8 @@ class Load:
     sent: list[Sent] = field(default_factory=list)
     waiting: dict[str, Sent] = field(default_factory=dict)  # in-flight mode: request id -> not yet received
     counter: int = 0
-    skipped: int = 0
+    skipped: int = 0  # open loop: ticks not sent because --max-outstanding POSTs were in flight
+    lag: float = 0.0  # open loop: the generator's worst delay behind schedule, s (set by pay.drive)
 
 
 async def post_account(http: Any, load: Load, *, wait: bool = False, deadline: float = 0.0) -> None:
@@ -224,22 +210,15 @@ async def post_account(http: Any, load: Load, *, wait: bool = False, deadline: f
     if wait:
         sent.done = asyncio.get_running_loop().create_future()
         load.waiting[sent.request_id] = sent
-    try:
-        answer = await http.post("/api/v1/accounts", json={"user_id": f"wh-{load.counter}", "currency": "USD"},
-                                 headers={"X-Request-ID": sent.request_id})  # comes back on every delivery
-        sent.end, sent.answered, sent.status = time.monotonic(), time.time(), answer.status_code
-        if answer.status_code == 201:
-            sent.account_id = answer.json()["id"]
-        else:
-            sent.error = answer.text[:300]
-    except Exception as error:  # a transport error is a result, not a crash of the bench
-        sent.end, sent.error = time.monotonic(), f"{type(error).__name__}: {error}"[:300]
-    if sent.done is not None:
-        if sent.account_id is None:
-            load.waiting.pop(sent.request_id, None)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(sent.done), timeout=max(0.0, deadline - time.monotonic()))
+    answer = await pay.send(http, sent, "/api/v1/accounts", 201,
+                            json={"user_id": f"wh-{load.counter}", "currency": "USD"},
+                            headers={"X-Request-ID": sent.request_id})  # comes back on every delivery
+    if answer is not None:
+        sent.account_id = answer["id"]
+    elif sent.done is not None:
+        load.waiting.pop(sent.request_id, None)
+        return
+    await pay.wait_done(sent, deadline)
 
 
 async def watch(port: int, load: Load, stop: asyncio.Event, interval: float) -> None:
@@ -263,34 +242,6 @@ async def watch(port: int, load: Load, stop: asyncio.Event, interval: float) -> 
             await asyncio.sleep(interval)
 
 
-async def drive(http: Any, load: Load, args: argparse.Namespace, seconds: float) -> None:
-    """POST for `seconds`, then return (requests in flight are awaited, bounded by the client timeout)."""
-    deadline = time.monotonic() + seconds
-    if args.mode == "rate":
-        tasks: set[asyncio.Task[None]] = set()
-        started, index = time.monotonic(), 0
-        while (due := started + index / args.load_value) < deadline:
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            index += 1
-            if len(tasks) >= args.max_outstanding:
-                load.skipped += 1
-                continue
-            task = asyncio.create_task(post_account(http, load))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
-        return
-
-    async def client() -> None:
-        while time.monotonic() < deadline:
-            await post_account(http, load, wait=args.mode == "in-flight", deadline=deadline)
-
-    await asyncio.gather(*(client() for _ in range(int(args.load_value))))
-
-
 async def run_load(args: argparse.Namespace, ctx: dict[str, Any], seconds: float,
                    roots: dict[str, list[int]] | None) -> dict[str, Any]:
     """One load run, then its drain (until the receiver has accounts x subscriptions deliveries)."""
@@ -309,7 +260,7 @@ async def run_load(args: argparse.Namespace, ctx: dict[str, Any], seconds: float
             if sampler is not None:
                 sampler.start()
             load_start = time.time()
-            await drive(http, load, args, seconds)
+            await pay.drive(http, load, args.mode, args.load_value, seconds, args.max_outstanding, post_account)
             load_end = time.time()
         expected = sum(1 for s in load.sent if s.account_id) * ctx["subscriptions"]
         deadline, count = time.monotonic() + args.drain_timeout, {"received": 0, "ok": 0}
@@ -478,13 +429,6 @@ async def raw_posts(port: int, jobs: list[tuple[str, str]], secrets: dict[str, s
 # ---------------------------------------------------------------------------------------- one case
 
 
-def start_receiver(stack: Any, port: int) -> None:
-    log = (stack.tmp / "receiver.log").open("ab")
-    stack.procs["receiver"] = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--receive",
-                                                str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-
-
 async def subscribe(base_url: str, key: str, receiver_port: int, count: int) -> dict[str, tuple[str, str]]:
     """`count` subscriptions to account.created: hook number -> (subscription id, secret)."""
     import httpx
@@ -503,36 +447,15 @@ async def subscribe(base_url: str, key: str, receiver_port: int, count: int) -> 
 
 
 def case_run(args: argparse.Namespace, subscriptions: int, tmp_root: Path) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f"subs{subscriptions}-"))
-    name, database_url = base.create_database(args.database_url)
-    redis_url, redis_db = pay.claim_redis_db(args.redis_url, args.redis_dbs)
-    stack = pay.Stack(tmp)
-    row: dict[str, Any] = {}
-    problems: list[str] = []
-    try:
-        from adapters.postgres.migrate import apply_migrations
-
-        apply_migrations(database_url)
+    with pay.case(args, tmp_root, f"subs{subscriptions}-") as run:
+        stack, database_url, name = run.stack, run.database_url, run.database
         api_port, receiver_port = base.free_port(), base.free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
-        env.update(
-            PAYMENTS_DATABASE_URL=database_url, PAYMENTS_REDIS_URL=redis_url, PAYMENTS_SERVER_PORT=str(api_port),
-            PAYMENTS_SERVER_WORKERS="1", PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning",
-            PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND="0", PAYMENTS_SERVER_SHUTDOWN_TIMEOUT="10s",
-            PAYMENTS_WORKER_METRICS_PORT="0",  # several workers (and other people's) on one host
-            PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS="true",  # the receiver is on 127.0.0.1
-        )
-        if args.worker_concurrency:
-            env["PAYMENTS_WORKER_CONCURRENCY"] = str(args.worker_concurrency)
+        env = pay.case_env(run, api_port, args.worker_concurrency,
+                           PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS="true")  # the receiver is on 127.0.0.1
         key = base.create_key(env)
-        start_receiver(stack, receiver_port)
+        stack.spawn("receiver", [sys.executable, str(Path(__file__).resolve()), "--receive", str(receiver_port)])
         pay.wait_http(f"http://127.0.0.1:{receiver_port}/_count", stack, "the receiver")
-        for index in range(args.workers):
-            stack.start(f"worker{index + 1}", "worker", env)
-        pay.wait_workers(redis_url, args.workers, stack)
-        stack.start("api", "serve", env)
-        base_url = f"http://127.0.0.1:{api_port}"
-        pay.wait_http(f"{base_url}/health/ready", stack, "payments serve")
+        base_url = pay.start_workers_and_api(run, env, args.workers, api_port)
         hooks = asyncio.run(subscribe(base_url, key, receiver_port, subscriptions))
         secrets = {hook: secret for hook, (_, secret) in hooks.items()}
         asyncio.run(control(receiver_port, "POST", "/_setup", {"secrets": secrets,
@@ -541,26 +464,22 @@ def case_run(args: argparse.Namespace, subscriptions: int, tmp_root: Path) -> di
                "receiver_port": receiver_port, "subscriptions": subscriptions,
                "hooks": {hook: sub for hook, (sub, _) in hooks.items()}}
         print(f"\n== {subscriptions} subscription(s), {args.workers} worker process(es): database {name}, "
-              f"Redis db {redis_db}, receiver on :{receiver_port}", flush=True)
+              f"Redis db {run.redis_db}, receiver on :{receiver_port}", flush=True)
         if args.warmup > 0:
             warm = asyncio.run(run_load(args, ctx, args.warmup, None))
             print(f"   warm-up: {len(warm['load'].sent)} POSTs, {len(warm['taken']['records'])} deliveries, "
                   f"drained={warm['drained']}", flush=True)
             if not warm["drained"]:
-                problems.append("the warm-up's deliveries had not all arrived when the run started")
+                run.problems.append("the warm-up's deliveries had not all arrived when the run started")
         base.checkpoint(database_url)
         stack.check()
         base.wait_for_quiet(args.quiet_wait)
-        roots = {"api": [stack.procs["api"].pid],
-                 "worker": [p.pid for n, p in stack.procs.items() if n.startswith("worker")],
-                 "receiver": [stack.procs["receiver"].pid]}
+        roots = stack.roots("receiver")
         result = asyncio.run(run_load(args, ctx, args.duration, roots))
         stack.check()
         ids = [s.account_id for s in result["load"].sent if s.account_id]
         row = summarize(result, asyncio.run(read_rows(database_url, ids)), ctx, args)
-        dead = base.sql(database_url, "SELECT count(*) FROM dead_letters")[0][0]
-        if dead:
-            row["failures"]["dead letters"] = dead
+        pay.note_dead_letters(database_url, row)
         print(render_text([row]).splitlines()[-1], flush=True)
         if not args.no_raw and row["jobs"]:
             concurrency = (args.worker_concurrency or 8) * args.workers
@@ -570,23 +489,8 @@ def case_run(args: argparse.Namespace, subscriptions: int, tmp_root: Path) -> di
                                                {"receiver": [stack.procs["receiver"].pid]}, name))
             print(f"   raw: {row['raw']['rate']:.0f} POSTs/s, p50 {row['raw']['p50']:.1f} ms, "
                   f"errors {row['raw']['errors'] or 'none'}", flush=True)
-    finally:
-        problems += stack.stop()
-        logs = {n: pay.summarize_log(tmp / f"{n}.log") for n in stack.procs}
-        base.drop_database(args.database_url, name)
-        pay.release_redis_db(args.redis_url, redis_db)
-        if args.keep_logs:
-            print(f"   logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     row.pop("jobs", None)
-    row["logs"] = {n: lines for n, lines in logs.items() if lines}
-    row["problems"] = problems
-    for proc_name, lines in row["logs"].items():
-        print(f"   {proc_name} logged (level warning and above):")
-        for line in lines:
-            print(f"     {line}")
-    return row
+    return pay.finish_row(row, run)
 
 
 # --------------------------------------------------------------------------------------------- reports
@@ -649,11 +553,7 @@ database, Redis or Dramatiq); ÷ raw = deliveries/s / raw POSTs/s. gen = this sc
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default="postgresql://root@127.0.0.1:5432/postgres",
-                        help="server to benchmark; a fresh database is created per run (default: %(default)s)")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
-    parser.add_argument("--redis-dbs", default="8-13",
-                        help="Redis database indexes a run may take (the first empty one): 8-13 or 8,9,10")
+    pay.add_server_args(parser)
     parser.add_argument("--subscriptions", default="1,2", help="subscription counts to run, comma-separated")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per run (default: %(default)s)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load first")
@@ -675,24 +575,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="before each run, wait at most this long for other work on the machine to stop")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (printed path)")
-    parser.add_argument("--markdown", help="also write the tables as Markdown to this file")
-    parser.add_argument("--json", help="also write the results as JSON to this file")
+    pay.add_output_args(parser)
     parser.add_argument("--receive", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the receiver process
-    args = parser.parse_args(argv)
-    if args.rate is not None:
-        args.mode, args.load_value, args.mode_label = "rate", args.rate, f"rate {args.rate:g}/s"
-    elif args.clients is not None:
-        args.mode, args.load_value, args.mode_label = "clients", args.clients, f"{args.clients} clients"
-    else:
-        in_flight = args.in_flight or 16
-        args.mode, args.load_value, args.mode_label = "in-flight", in_flight, f"{in_flight} in flight"
-    dbs: list[int] = []
-    for part in args.redis_dbs.split(","):
-        low, _, high = part.partition("-")
-        dbs += list(range(int(low), int(high or low) + 1))
-    args.redis_dbs = dbs
-    return args
+    return pay.finish_args(parser.parse_args(argv))
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -704,24 +589,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.receive is not None:
         return receiver_main(args.receive)
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up as Ctrl-C does: processes, database, Redis
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
+    pay.install_uvloop()
     counts = [int(x) for x in args.subscriptions.split(",") if x.strip()]
     facts = pay.machine_facts(args)
-    tmp_root = Path(tempfile.mkdtemp(prefix="payments-bench-webhooks-"))
     rows: list[dict[str, Any]] = []
-    try:
+    with pay.runs_dir("payments-bench-webhooks-", args.keep_logs) as tmp:
         for count in counts:
-            rows.append(case_run(args, count, tmp_root))
-    finally:
-        if not args.keep_logs:
-            shutil.rmtree(tmp_root, ignore_errors=True)
-    print(f"\n{facts['cpus']} CPUs ({facts['cpu']}); PostgreSQL {facts['postgres']} (synchronous_commit="
-          f"{facts['synchronous_commit']}, fsync={facts['fsync']}, shared_buffers={facts['shared_buffers']}); "
-          f"Redis {facts['redis']}; commit {facts['commit']}; {args.workers} worker process(es), concurrency "
-          f"{facts['worker_concurrency']}; {args.duration:g} s per run, load: {args.mode_label}\n")
+            rows.append(case_run(args, count, tmp))
+    print(pay.facts_line(facts, f"{args.workers} worker process(es), concurrency {facts['worker_concurrency']}",
+                         args))
     print(render_all(rows, markdown=False))
     print("\n" + LEGEND)
     for row in rows:
@@ -736,18 +612,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"WARNING {where}: {row['negative']} deliveries received before their 201 was read")
         for problem in row["problems"]:
             print(f"WARNING {where}: {problem}")
-        if row["usage"].get("other", 0) > 15:
-            print(f"WARNING {where}: other processes used {row['usage']['other']:.0f}% of a core ("
-                  f"{', '.join(row['others'])}): a disturbed run")
+        pay.warn_disturbed(where, row)
         raw = row.get("raw")
         if raw and (raw["errors"] or raw["bad"] or raw["received"] != raw["posts"]):
             print(f"WARNING {where}: raw baseline: {raw['received']} of {raw['posts']} received, errors "
                   f"{raw['errors'] or 'none'}, bad signatures {raw['bad']}")
-    if args.markdown:
-        Path(args.markdown).write_text(render_all(rows, markdown=True) + "\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"facts": facts, "args": vars(args), "rows": rows},
-                                              indent=1, default=str))
+    pay.write_files(args, facts, rows, render_all)
     return 0
 
 
