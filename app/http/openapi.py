@@ -271,8 +271,31 @@ def _operation(op: Operation, registry: _Registry) -> dict[str, Any]:
     return doc
 
 
-def build_openapi(operations: Sequence[Operation], *, title: str, version: str) -> dict[str, Any]:
-    """Build a complete OpenAPI 3.1 document for the given operations."""
+@attrs.frozen(kw_only=True)
+class Webhook:
+    """What this API POSTs to subscribers (OpenAPI 3.1's top-level `webhooks`)."""
+
+    name: str
+    summary: str
+    body: type
+    headers: tuple[Parameter, ...] = ()
+
+
+def _webhook(hook: Webhook, registry: _Registry) -> dict[str, Any]:
+    return {"post": {
+        "summary": hook.summary,
+        "operationId": f"{hook.name}Webhook",
+        "parameters": [_parameter(p) for p in hook.headers],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": registry.ref(hook.body)}}},
+        "responses": {"2XX": {"description": "Received; any other answer, or none within the timeout, is "
+                                              "retried with backoff"}},
+    }}
+
+
+def build_openapi(
+    operations: Sequence[Operation], *, title: str, version: str, webhooks: Sequence[Webhook] = ()
+) -> dict[str, Any]:
+    """Build a complete OpenAPI 3.1 document for the given operations (and the webhooks it sends)."""
     problems = _problem_schemas()
     registry = _Registry(reserved=list(problems))
     paths: dict[str, dict[str, Any]] = {}
@@ -292,6 +315,7 @@ def build_openapi(operations: Sequence[Operation], *, title: str, version: str) 
         "servers": [{"url": "/"}],
         "tags": [{"name": tag} for tag in tags],
         "paths": paths,
+        **({"webhooks": {hook.name: _webhook(hook, registry) for hook in webhooks}} if webhooks else {}),
         "components": {
             "schemas": {**registry.schemas, **problems},
             "headers": _COMPONENT_HEADERS,

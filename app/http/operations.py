@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.http import schemas as s
-from app.http.openapi import Operation, Parameter, build_openapi
+from app.http.openapi import Operation, Parameter, Webhook, build_openapi
 
 _LIST = (Parameter(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
          Parameter(name="cursor", schema={"type": "string", "minLength": 1}))
@@ -93,5 +93,23 @@ OPERATIONS = (
 )
 
 
+_SIGNATURE = Parameter(name="Payments-Signature", location="header", required=True, schema={
+    "type": "string", "pattern": "^t=[0-9]+(,v1=[0-9a-f]{64})+$"}, description=(
+    "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<raw body>\")>, one v1 per live secret (two while a "
+    "rotated-out secret is still valid); check it with verify_signature(secret, header, body, tolerance=300)"))
+WEBHOOKS = (
+    Webhook(name="event", summary="An event a subscription hears, POSTed to its URL", body=s.WebhookEvent,
+            headers=(_SIGNATURE,
+                     Parameter(name="Payments-Event-Id", location="header", required=True,
+                               schema={"type": "string", "format": "uuid"}, description="Equal to the body's id"),
+                     Parameter(name="Payments-Delivery-Id", location="header", required=True,
+                               schema={"type": "string", "format": "uuid"}),
+                     Parameter(name="Payments-Delivery-Attempt", location="header", required=True,
+                               schema={"type": "integer", "minimum": 1}),
+                     Parameter(name="X-Request-ID", location="header", required=True, schema={"type": "string"},
+                               description="The id of the request that caused the event"))),
+)
+
+
 def openapi_document(version: str) -> dict[str, Any]:
-    return build_openapi(OPERATIONS, title="Payments API", version=version)
+    return build_openapi(OPERATIONS, title="Payments API", version=version, webhooks=WEBHOOKS)

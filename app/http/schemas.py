@@ -223,6 +223,22 @@ class WebhookDelivery:
 
 
 @attrs.frozen(kw_only=True)
+class WebhookEventData:
+    object: dict[str, Any] = attrs.field(metadata={"openapi": {
+        "description": "The resource as the API shows it after the event (a payment, refund or account)"}})
+
+
+@attrs.frozen(kw_only=True)
+class WebhookEvent:
+    """The body of a webhook delivery: the same bytes, and the same `id`, on every attempt."""
+
+    id: str = attrs.field(metadata={"openapi": {"format": "uuid", "description": "The event id: deduplicate on it"}})
+    type: str = attrs.field(metadata={"openapi": {"enum": list(CATALOGUE)}})
+    created_at: str = attrs.field(metadata=_TIME)
+    data: WebhookEventData
+
+
+@attrs.frozen(kw_only=True)
 class Health:
     status: str
     version: str

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
+from app.http.operations import openapi_document
 from core.signatures import InvalidSignature, verify_signature
 from tests.e2e.conftest import Payments, Process, start_api
 from tests.e2e.helpers import open_account
@@ -83,6 +86,12 @@ async def test_a_payment_is_delivered_signed_to_the_subscriptions_that_hear_it(
     assert hit.headers["x-request-id"] == request_id  # the request that caused it
     assert hit.headers["content-type"] == "application/json"
     assert signed_by(completed["secret"], hit) and not signed_by(everything["secret"], hit)
+    # as the OpenAPI document's `webhooks` section describes it
+    document = openapi_document("test")
+    jsonschema.validate(body, {"$ref": "#/components/schemas/WebhookEvent", "components": document["components"]})
+    for header in document["webhooks"]["event"]["post"]["parameters"]:
+        value = hit.headers[header["name"].lower()]
+        assert re.fullmatch(header["schema"].get("pattern", ".+"), value), (header["name"], value)
 
     types = ["account.created", "payment.created", "payment.processing", "payment.completed"]
     hits = await received(receiver, "/all", len(types))
@@ -262,12 +271,22 @@ async def test_slow_receivers_leave_the_worker_free_for_payments(
 
 
 async def test_private_urls_are_refused_unless_allowed(
-    api_key: str, tmp_path: Path, database_url: str, redis_url: str,
+    api_key: str, tmp_path: Path, database_url: str, redis_url: str, client: httpx.AsyncClient,
 ) -> None:
+    # created where private URLs are allowed (the session's API), under an Idempotency-Key
+    first = await client.post(f"{API}/webhooks", json={"url": "http://127.0.0.1:9/x", "events": ["*"]},
+                              headers={"Idempotency-Key": "hook-1"})
+    assert first.status_code == 201, first.text
     base_url, api = start_api(database_url, redis_url, tmp_path / "api.log",
                               PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS="false")
     try:
         async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}) as client:
+            # the same request again replays the first answer, though this API would refuse the URL now
+            replay = await client.post(f"{API}/webhooks", json={"url": "http://127.0.0.1:9/x", "events": ["*"]},
+                                       headers={"Idempotency-Key": "hook-1"})
+            assert (replay.status_code, replay.content) == (201, first.content)
+            assert replay.headers["idempotent-replayed"] == "true"
+            assert (await client.delete(f"{API}/webhooks/{first.json()['id']}")).status_code == 204
             for url in ("http://127.0.0.1:8080/hook", "http://localhost/hook", "http://[::1]/hook",
                         "http://10.0.0.1/hook", "http://192.168.1.20/hook", "http://169.254.169.254/latest/meta-data",
                         "http://0.0.0.0/hook", "http://[::ffff:127.0.0.1]/hook", "https://no-such-host.invalid/x"):

@@ -10,7 +10,7 @@ import httpx
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.auth import secured
-from app.http.io import FieldChecks, execute, list_params, ok, page_view, query, read_json
+from app.http.io import FieldChecks, execute, idempotent_request, list_params, ok, page_view, query, read_json
 from app.http.schemas import EmptyRequest, WebhookRequest, WebhookUpdate, parse_body
 from core.errors import FieldError, ValidationFailed
 from core.idempotency import StoredResponse
@@ -45,6 +45,13 @@ def _checked(events: list[str] | None, description: str | None) -> tuple[str, ..
 
 
 async def _destination(request: Request, url: str) -> None:
+    """Refuse a URL the sender cannot use or (unless allowed) one resolving to a private address.
+
+    Skipped when the request's Idempotency-Key already holds a response: the replay must be the
+    first answer, whatever the host resolves to now.
+    """
+    if await _stored(request):
+        return
     try:  # the sender's own parser must accept it too (it is stricter than urllib about some hosts)
         httpx.URL(url)
     except (httpx.InvalidURL, UnicodeError, ValueError) as error:
@@ -52,6 +59,15 @@ async def _destination(request: Request, url: str) -> None:
     container = request.app.ctx.container
     await check_destination(url, resolver=container.resolver,
                             allow_private=container.settings.webhooks.allow_private_urls)
+
+
+async def _stored(request: Request) -> bool:
+    key = idempotent_request(request, required=False)
+    if key is None:
+        return False
+    container = request.app.ctx.container
+    async with container.uow() as uow:  # a transaction scopes the claim's lock to this look
+        return await uow.idempotency.claim(key, container.clock.now()) is not None
 
 
 @bp.post("/webhooks")
