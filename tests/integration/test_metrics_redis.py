@@ -48,6 +48,8 @@ async def test_round_trip(client: aioredis.Redis) -> None:
         await record_event_metrics(metrics, {"id": "evt-2", "type": "transfer.completed",
                                              "data": {"object": {"payment_type": "internal_transfer"}}})
         await record_event_metrics(metrics, {"id": "evt-3", "type": "payment.processing", "data": {"object": {}}})
+        await record_event_metrics(metrics, {"id": "evt-4", "type": "payment.refunded",
+                                             "data": {"object": {"payment_type": "external_payment"}}})
         await metrics.webhook_delivery("succeeded")
         await metrics.webhook_delivery("retrying")
         await metrics.webhook_delivery("retrying")
@@ -69,7 +71,8 @@ async def test_round_trip(client: aioredis.Redis) -> None:
     assert latency[("provider_call_duration_seconds_sum", "stripe", None)] == pytest.approx(3.02)
     assert {s[1]["provider"]: s[2] for s in parsed["circuit_breaker_state"]} == {"stripe": 1, "paypal": 2, "adyen": 0}
     assert {(s[1]["type"], s[1]["status"]): s[2] for s in parsed["payments"] if s[0].endswith("_total")} == {
-        ("external_payment", "completed"): 1.0, ("internal_transfer", "completed"): 1.0}
+        ("external_payment", "completed"): 1.0, ("internal_transfer", "completed"): 1.0,
+        ("external_payment", "refunded"): 1.0}
     assert {s[1]["outcome"]: s[2] for s in parsed["webhook_deliveries"] if s[0].endswith("_total")} == {
         "succeeded": 1.0, "retrying": 2.0}
 
