@@ -14,6 +14,7 @@ from core.errors import Unavailable
 from core.webhooks import SendResult, refused_addresses
 
 RESOLVE_TIMEOUT = 2.0
+_TEMPORARY = {socket.EAI_AGAIN, socket.EAI_FAIL}
 _SNIPPET = 300  # bytes of a failing answer kept in the delivery log
 
 
@@ -30,6 +31,10 @@ class SystemResolver:
             infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT)
         except TimeoutError:
             raise Unavailable(f"resolving {host!r} took longer than {RESOLVE_TIMEOUT:g} s; try again") from None
+        except socket.gaierror as error:
+            if error.errno in _TEMPORARY:  # the resolver failed, not the name
+                raise Unavailable(f"resolving {host!r} failed for now ({error.strerror}); try again") from None
+            return []
         except (OSError, UnicodeError):
             return []
         return list(dict.fromkeys(str(info[4][0]) for info in infos))

@@ -52,7 +52,11 @@ def _digest(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def _parse(header: str) -> tuple[int, list[str]]:
+def _parse(header: object) -> tuple[int, list[str]]:
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    if not isinstance(header, str):  # e.g. headers.get(...) of a request without the header
+        raise InvalidSignature("no Payments-Signature header")
     timestamp: int | None = None
     candidates: list[str] = []
     for part in header.split(","):

@@ -133,8 +133,8 @@ class Delivery:
     delivered_at: datetime | None = None
     correlation_id: str | None = None
     trace_context: dict[str, str] = attrs.field(factory=dict)
-    #: Attempts granted beyond the policy's by redeliveries by hand.
-    extra_attempts: int = 0
+    #: A redelivery by hand lets it make attempts up to this number, even past the policy's limit.
+    granted_through: int = 0
     #: How often the scheduler queued it since its last attempt began (each time it waits longer).
     queued: int = 0
     created_at: datetime
@@ -142,7 +142,7 @@ class Delivery:
 
     def spent(self, policy: DeliveryPolicy) -> bool:
         """Whether every attempt it may make has been made."""
-        return self.attempts >= policy.max_attempts + self.extra_attempts
+        return self.attempts >= max(policy.max_attempts, self.granted_through)
 
     def ref(self) -> DeliveryRef:
         return DeliveryRef(id=self.id, tenant_id=self.tenant_id, attempt=self.attempts,
@@ -174,12 +174,12 @@ class Delivery:
         self.status, self.last_error, self.next_attempt_at, self.updated_at = FAILED, error, None, now
 
     def redeliver(self, now: datetime) -> None:
-        """Send it again as soon as a worker can: by hand, one more attempt even after the last one failed.
+        """Send it again as soon as a worker can, whatever its status, with at least one attempt left.
 
-        The grant is relative (one attempt beyond whatever limit the workers apply), so the API needs no
-        knowledge of the workers' configuration; a delivery still pending gets no extra attempt."""
-        if self.status != PENDING:
-            self.extra_attempts += 1
+        One that had spent its attempts gets exactly one more (the API needs no knowledge of the workers'
+        limit); one given up early (its webhook was disabled) resumes its schedule. Asking again before
+        that attempt grants nothing more."""
+        self.granted_through = self.attempts + 1
         self.status, self.next_attempt_at, self.queued, self.updated_at = PENDING, now, 0, now
 
 
@@ -220,8 +220,11 @@ def check_url(url: str, field: str = "url") -> str:
     return url
 
 
-_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: the IPv4 address is the last 32 bits
+#: Local-use NAT64 prefixes (/48 to /96, RFC 8215): where the IPv4 address sits depends on the prefix length,
+#: which cannot be known here, so the whole range is refused (IANA: not globally reachable).
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+_LAST_32_BITS = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"))  # compatible, translated
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -232,7 +235,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
-    if any(ip in net for net in _NAT64) or ip in _IPV4_COMPATIBLE:
+    if ip in _NAT64 or any(ip in net for net in _LAST_32_BITS):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -246,7 +249,7 @@ def is_public_address(address: str) -> bool:
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.is_site_local:
+        if ip.is_site_local or ip in _LOCAL_NAT64:
             return False
         embedded = _embedded_ipv4(ip)
         if embedded is not None:

@@ -35,7 +35,7 @@ CREATE TABLE webhook_deliveries (
     delivered_at      timestamptz,
     correlation_id    text,
     trace_context     jsonb NOT NULL DEFAULT '{}',
-    extra_attempts    integer NOT NULL DEFAULT 0 CHECK (extra_attempts >= 0),  -- granted by redeliveries by hand
+    granted_through   integer NOT NULL DEFAULT 0 CHECK (granted_through >= 0),  -- attempts a redelivery allows
     queued            integer NOT NULL DEFAULT 0 CHECK (queued >= 0),  -- times queued since its last attempt began
     created_at        timestamptz NOT NULL,
     updated_at        timestamptz NOT NULL,

@@ -33,8 +33,8 @@ _SUB_UPDATED = (("id", "uuid"), ("url", "text"), ("events", "text[]"), ("descrip
                 ("updated_at", "timestamptz"))
 
 DELIVERY_COLUMNS = ("id, tenant_id, subscription_id, event_id, event_type, body, status, attempts, last_status_code,"
-                    " last_error, next_attempt_at, delivered_at, correlation_id, trace_context, extra_attempts, queued,"
-                    " created_at, updated_at")
+                    " last_error, next_attempt_at, delivered_at, correlation_id, trace_context, granted_through,"
+                    " queued, created_at, updated_at")
 _DELIVERY_FIELDS = DELIVERY_COLUMNS.replace(" ", "").split(",")
 LOCK_DELIVERY = f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
 DELIVERIES = f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND subscription_id = $2
@@ -50,7 +50,7 @@ ON CONFLICT ON CONSTRAINT one_delivery_per_event DO NOTHING
 RETURNING id"""
 _DELIVERY_UPDATED = (("id", "uuid"), ("status", "text"), ("attempts", "integer"), ("last_status_code", "integer"),
                      ("last_error", "text"), ("next_attempt_at", "timestamptz"), ("delivered_at", "timestamptz"),
-                     ("extra_attempts", "integer"), ("queued", "integer"), ("updated_at", "timestamptz"))
+                     ("granted_through", "integer"), ("queued", "integer"), ("updated_at", "timestamptz"))
 # Concurrent schedulers skip each other's rows; moving next_attempt_at to the lease end is the claim.
 CLAIM_DUE = """UPDATE webhook_deliveries d
 SET next_attempt_at = $1 + make_interval(secs => $2 * power(2, least(d.queued, 5))), queued = d.queued + 1 FROM (

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 
 import pytest
 
 from adapters.webhook_sender import HttpxWebhookSender, SystemResolver
+from core.errors import Unavailable
 from tests.receiver import Receiver
 
 
@@ -78,3 +80,22 @@ async def test_the_system_resolver() -> None:
     assert "127.0.0.1" in await resolver.resolve("localhost") or "::1" in await resolver.resolve("localhost")
     assert await resolver.resolve("10.1.2.3") == ["10.1.2.3"]
     assert await resolver.resolve("no-such-host.invalid") == []
+
+
+@pytest.mark.parametrize(("errno", "temporary"), [(socket.EAI_AGAIN, True), (socket.EAI_FAIL, True),
+                                                 (socket.EAI_NONAME, False)])
+async def test_a_resolver_failure_is_not_a_verdict_on_the_name(errno: int, temporary: bool) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def failing(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(errno, "resolver says no")
+
+    loop.getaddrinfo = failing  # type: ignore[method-assign]  # this test's loop only
+    try:
+        if temporary:
+            with pytest.raises(Unavailable):
+                await SystemResolver().resolve("example.com")
+        else:
+            assert await SystemResolver().resolve("example.com") == []
+    finally:
+        del loop.getaddrinfo

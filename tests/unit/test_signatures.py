@@ -66,3 +66,11 @@ def test_a_malformed_v1_next_to_a_good_one_does_not_hide_it() -> None:
 def test_signing_needs_a_secret() -> None:
     with pytest.raises(ValueError):
         sign([], BODY, NOW)
+
+
+def test_a_missing_or_bytes_header() -> None:
+    header = sign(["whsec_a"], BODY, NOW)
+    assert verify_signature("whsec_a", header.encode(), BODY, now=NOW)  # type: ignore[arg-type]
+    for missing in (None, 17):
+        with pytest.raises(InvalidSignature):
+            verify_signature("whsec_a", missing, BODY, now=NOW)  # type: ignore[arg-type]

@@ -155,6 +155,8 @@ def test_malformed_urls_are_refused(url: str) -> None:
     ("64:ff9b::a9fe:a9fe", False), ("64:ff9b::a00:1", False), ("64:ff9b:1::a00:1", False), ("::7f00:1", False),
     ("2002:7f00:1::", False), ("2002:a00:1::1", False), ("fec0::1", False),
     ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
+    ("64:ff9b:1:abcd:a:0:100:0", False), ("64:ff9b:1:a00:0:100:808:808", False),  # local-use NAT64: refused
+    ("::ffff:0:7f00:1", False), ("::ffff:0:808:808", True),  # IPv4-translated
     ("64:ff9b::808:808", True), ("2002:808:808::1", True),
     ("8.8.8.8", True), ("93.184.216.34", True), ("2606:4700:4700::1111", True), ("::ffff:8.8.8.8", True),
 ])
@@ -447,3 +449,44 @@ async def test_the_fake_sender_guards_hosts_as_the_real_one_does() -> None:
         result = await sender.post(url, b"{}", {}, within=1)
         assert result.error and result.error.startswith("refused:"), url
     assert sender.sent == []
+
+
+async def test_a_redelivery_always_gets_an_attempt_and_clicking_again_grants_no_more(hooks: Hooks) -> None:
+    sub = await hooks.subscribe()
+    hooks.sender.answers[URL] = [500]
+    (ref,) = await hooks.event()
+    for _ in range(hooks.policy.max_attempts - 1):  # three answered 500 ...
+        await hooks.deliver(ref)
+        hooks.clock.advance(timedelta(seconds=30))
+        (ref,) = await hooks.due()
+    with pytest.raises(SystemExit):  # ... and the worker died during the last one: pending, attempts spent
+        await deliver_webhook(ref, uow=hooks.store, sender=KILLED, clock=hooks.clock, policy=hooks.policy)
+    assert (hooks.delivery(ref.id).status, hooks.delivery(ref.id).attempts) == ("pending", 4)
+    for _ in range(3):  # asked three times before anything ran
+        async with hooks.store() as uow:
+            await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
+            await uow.commit()
+    hooks.sender.answers[URL] = [200]
+    sent = len(hooks.sender.sent)
+    (ref,) = await hooks.due()
+    assert (await hooks.deliver(ref)).result == SUCCEEDED and len(hooks.sender.sent) == sent + 1
+    assert hooks.delivery(ref.id).granted_through == 5  # one attempt, not three
+
+
+async def test_a_delivery_given_up_while_disabled_resumes_its_schedule_when_redelivered(hooks: Hooks) -> None:
+    sub = await hooks.subscribe()
+    (ref,) = await hooks.event()
+    async with hooks.store() as uow:
+        await update_subscription(UpdateSubscription(tenant_id=hooks.tenant_id, subscription_id=sub.id,
+                                                     enabled=False), uow=uow, clock=hooks.clock)
+        await uow.commit()
+    assert (await hooks.deliver(ref)).result == FAILED and hooks.delivery(ref.id).attempts == 0
+    async with hooks.store() as uow:
+        await update_subscription(UpdateSubscription(tenant_id=hooks.tenant_id, subscription_id=sub.id,
+                                                     enabled=True), uow=uow, clock=hooks.clock)
+        await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
+        await uow.commit()
+    hooks.sender.answers[URL] = [503]
+    (ref,) = await hooks.due()
+    outcome = await hooks.deliver(ref)
+    assert (outcome.result, outcome.retry_in) == (RETRYING, 10.0)  # its ordinary schedule, not a last try

@@ -66,8 +66,12 @@ async def _stored(request: Request) -> bool:
     if key is None:
         return False
     container = request.app.ctx.container
+    now = container.clock.now()
     async with container.uow() as uow:  # a transaction scopes the claim's lock to this look
-        return await uow.idempotency.claim(key, container.clock.now()) is not None
+        stored = await uow.idempotency.claim(key, now)
+    # the same request, with time left to be replayed (a different one is refused by execute anyway)
+    return (stored is not None and stored.request.fingerprint == key.fingerprint
+            and stored.expires_at > now + timedelta(minutes=1))
 
 
 @bp.post("/webhooks")
