@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import random
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -94,10 +95,17 @@ class DeliveryPolicy:
     lease: float = 60.0
     #: How long a rotated-out secret still signs deliveries.
     rotation_overlap: float = 24 * 3600.0
+    #: Each wait is shortened by up to this fraction at random, so that deliveries that failed together
+    #: (a receiver's outage) do not all come back at the same moment.
+    jitter: float = 0.2
 
     def backoff(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        """Seconds to wait after failed attempt number `attempt` (1-based), before jitter."""
         return float(min(self.max_backoff, self.min_backoff * 2 ** min(attempt - 1, 62)))
+
+    def wait_after(self, attempt: int) -> float:
+        """The backoff after attempt `attempt`, less up to `jitter` of it at random."""
+        return self.backoff(attempt) * (1.0 - self.jitter * random.random())
 
     def schedule(self) -> list[float]:
         """Every wait between the first attempt and the last (the default spans about three days)."""
@@ -166,7 +174,7 @@ class Delivery:
         if self.spent(policy):
             self.status, self.next_attempt_at = FAILED, None
             return None
-        wait = policy.backoff(self.attempts)
+        wait = policy.wait_after(self.attempts)
         self.next_attempt_at = now + timedelta(seconds=wait)
         return wait
 

@@ -61,8 +61,8 @@ class Hooks:
     store: InMemoryStore
     clock: FakeClock
     tenant_id: UUID
-    policy: DeliveryPolicy = attrs.field(factory=lambda: DeliveryPolicy(
-        max_attempts=4, min_backoff=10.0, max_backoff=30.0, timeout=5.0, lease=60.0))
+    policy: DeliveryPolicy = attrs.field(factory=lambda: DeliveryPolicy(  # no jitter: exact waits below
+        max_attempts=4, min_backoff=10.0, max_backoff=30.0, timeout=5.0, lease=60.0, jitter=0.0))
     sender: InMemoryWebhookSender = attrs.field(factory=InMemoryWebhookSender)
     queue: InMemoryTaskQueue = attrs.field(factory=InMemoryTaskQueue)
 
@@ -123,6 +123,13 @@ def test_default_policy_retries_for_about_three_days() -> None:
     assert waits[:3] == [60.0, 120.0, 240.0] and max(waits) == 6 * 3600.0
     assert 2.5 * 86400 <= sum(waits) <= 3.5 * 86400
     assert all(a <= b for a, b in itertools.pairwise(waits))
+
+
+def test_waits_are_jittered_down_never_up() -> None:
+    policy = DeliveryPolicy()
+    waits = [policy.wait_after(3) for _ in range(200)]
+    assert all(0.8 * 240.0 <= w <= 240.0 for w in waits) and len(set(waits)) > 100
+    assert DeliveryPolicy(jitter=0.0).wait_after(3) == 240.0
 
 
 def test_event_names_come_from_the_catalogue() -> None:
