@@ -82,6 +82,12 @@ class Hooks:
                      correlation_id="req-42")
         return await fan_out_event(cmd, uow=self.store, clock=self.clock, policy=self.policy)
 
+    async def enable(self, subscription: Subscription, enabled: bool) -> None:
+        async with self.store() as uow:
+            await update_subscription(UpdateSubscription(tenant_id=self.tenant_id, subscription_id=subscription.id,
+                                                         enabled=enabled), uow=uow, clock=self.clock)
+            await uow.commit()
+
     async def deliver(self, ref: DeliveryRef) -> DeliveryOutcome:
         return await deliver_webhook(ref, uow=self.store, sender=self.sender, clock=self.clock, policy=self.policy)
 
@@ -341,10 +347,7 @@ async def test_a_worker_dying_mid_post_leaves_the_delivery_to_be_retried_after_i
 async def test_a_disabled_or_deleted_subscription_is_not_sent_to(hooks: Hooks) -> None:
     sub = await hooks.subscribe()
     (ref,) = await hooks.event()
-    async with hooks.store() as uow:
-        await update_subscription(UpdateSubscription(tenant_id=hooks.tenant_id, subscription_id=sub.id,
-                                                     enabled=False), uow=uow, clock=hooks.clock)
-        await uow.commit()
+    await hooks.enable(sub, False)
     assert (await hooks.deliver(ref)).result == FAILED
     assert hooks.delivery(ref.id).last_error == "the webhook is disabled" and hooks.sender.sent == []
     assert await hooks.event() == []
@@ -483,14 +486,10 @@ async def test_a_redelivery_always_gets_an_attempt_and_clicking_again_grants_no_
 async def test_a_delivery_given_up_while_disabled_resumes_its_schedule_when_redelivered(hooks: Hooks) -> None:
     sub = await hooks.subscribe()
     (ref,) = await hooks.event()
-    async with hooks.store() as uow:
-        await update_subscription(UpdateSubscription(tenant_id=hooks.tenant_id, subscription_id=sub.id,
-                                                     enabled=False), uow=uow, clock=hooks.clock)
-        await uow.commit()
+    await hooks.enable(sub, False)
     assert (await hooks.deliver(ref)).result == FAILED and hooks.delivery(ref.id).attempts == 0
+    await hooks.enable(sub, True)
     async with hooks.store() as uow:
-        await update_subscription(UpdateSubscription(tenant_id=hooks.tenant_id, subscription_id=sub.id,
-                                                     enabled=True), uow=uow, clock=hooks.clock)
         await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
         await uow.commit()
     hooks.sender.answers[URL] = [503]
