@@ -11,7 +11,6 @@ from loguru import logger
 from adapters.dramatiq.broker import DISPATCH_ACTOR, EVENTS_QUEUE
 from adapters.redis.metrics import record_event_metrics
 from adapters.telemetry import trace_carrier
-from app.logs import correlation_id
 from core.usecases.webhook_delivery import FanOut, fan_out_event
 from workers.runtime import runtime
 
@@ -24,17 +23,13 @@ async def dispatch_event(event: dict[str, Any]) -> None:
     The event fans out to the tenant's webhook subscriptions that hear it: their deliveries are
     written in one transaction (once per event, however often it is redelivered) and enqueued.
     """
-    token = correlation_id.set(event.get("correlation_id"))
-    try:
-        rt = await runtime()
-        await record_event_metrics(rt.metrics, event)
-        cmd = FanOut(tenant_id=uuid.UUID(event["tenant_id"]), event_id=uuid.UUID(event["id"]),
-                     event_type=event["type"], created_at=event["created_at"], data=event["data"],
-                     correlation_id=event.get("correlation_id"), trace_context=trace_carrier())
-        refs = await fan_out_event(cmd, uow=rt.deps.uow, clock=rt.deps.clock, policy=rt.webhook_policy)
-        if refs:
-            await rt.queue.enqueue_deliveries(refs)
-        logger.bind(event_id=event["id"], event_type=event["type"], tenant_id=event["tenant_id"],
-                    aggregate_id=event["aggregate_id"], webhook_deliveries=len(refs)).info("event dispatched")
-    finally:
-        correlation_id.reset(token)
+    rt = await runtime()
+    await record_event_metrics(rt.metrics, event)
+    cmd = FanOut(tenant_id=uuid.UUID(event["tenant_id"]), event_id=uuid.UUID(event["id"]),
+                 event_type=event["type"], created_at=event["created_at"], data=event["data"],
+                 correlation_id=event.get("correlation_id"), trace_context=trace_carrier())
+    refs = await fan_out_event(cmd, uow=rt.deps.uow, clock=rt.deps.clock, policy=rt.webhook_policy)
+    if refs:
+        await rt.queue.enqueue_deliveries(refs)
+    logger.bind(event_id=event["id"], event_type=event["type"], tenant_id=event["tenant_id"],
+                aggregate_id=event["aggregate_id"], webhook_deliveries=len(refs)).info("event dispatched")

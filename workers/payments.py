@@ -8,7 +8,6 @@ import dramatiq
 from loguru import logger
 
 from adapters.dramatiq.broker import WORK_ACTORS, WORK_QUEUE, work_item
-from app.logs import correlation_id
 from core.ids import new_id
 from core.usecases.processing import Outcome, process_payment
 from core.usecases.refund_processing import process_refund
@@ -25,17 +24,14 @@ _OPTIONS: dict[str, Any] = {"queue_name": WORK_QUEUE, "max_retries": INFRA_RETRI
 
 
 async def _run(item: WorkItem) -> None:
-    token = correlation_id.set(item.correlation_id)
-    try:
-        rt = await runtime()
-        process = process_payment if item.kind == PAYMENT else process_refund
-        outcome: Outcome = await process(item, deps=rt.deps)
-        if outcome.retry_in is not None:
-            await rt.queue.enqueue_work([item], delay_seconds=outcome.retry_in)
-        logger.bind(kind=item.kind, target_id=str(item.target_id), result=outcome.result, status=outcome.status,
-                    retry_in=outcome.retry_in).info("{} {}: {}", item.kind, item.target_id, outcome.result)
-    finally:
-        correlation_id.reset(token)
+    # the Observe middleware has bound the message's actor and correlation id for these log lines
+    rt = await runtime()
+    process = process_payment if item.kind == PAYMENT else process_refund
+    outcome: Outcome = await process(item, deps=rt.deps)
+    if outcome.retry_in is not None:
+        await rt.queue.enqueue_work([item], delay_seconds=outcome.retry_in)
+    logger.bind(kind=item.kind, target_id=str(item.target_id), result=outcome.result, status=outcome.status,
+                retry_in=outcome.retry_in).info("{} {}: {}", item.kind, item.target_id, outcome.result)
 
 
 @dramatiq.actor(actor_name=WORK_ACTORS[PAYMENT], **_OPTIONS)

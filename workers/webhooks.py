@@ -12,7 +12,6 @@ from loguru import logger
 
 from adapters.dramatiq.broker import DELIVER_ACTOR, WEBHOOKS_QUEUE, DramatiqTaskQueue, delivery_ref
 from adapters.postgres.webhooks import PgDueDeliveries
-from app.logs import correlation_id
 from core.clock import SystemClock
 from core.errors import CoreError
 from core.usecases.webhook_delivery import SKIPPED, deliver_webhook, schedule_due
@@ -32,29 +31,25 @@ REQUEUE_DELAY = 0.25
 async def deliver_webhook_task(task: dict[str, Any]) -> None:
     """Make one attempt of one webhook delivery (at least once; a stale or duplicate message does nothing)."""
     ref = delivery_ref(task)
-    token = correlation_id.set(ref.correlation_id)
+    rt = await runtime()
+    try:  # a slot frees within milliseconds when receivers are fast; when they are slow, do not wait
+        async with asyncio.timeout(SLOT_WAIT):
+            await rt.webhook_slots.acquire()
+    except TimeoutError:  # as many POSTs in flight as allowed: leave this thread to payments
+        await rt.queue.enqueue_deliveries([ref], delay_seconds=REQUEUE_DELAY)
+        return
     try:
-        rt = await runtime()
-        try:  # a slot frees within milliseconds when receivers are fast; when they are slow, do not wait
-            async with asyncio.timeout(SLOT_WAIT):
-                await rt.webhook_slots.acquire()
-        except TimeoutError:  # as many POSTs in flight as allowed: leave this thread to payments
-            await rt.queue.enqueue_deliveries([ref], delay_seconds=REQUEUE_DELAY)
-            return
-        try:
-            outcome = await deliver_webhook(ref, uow=rt.deps.uow, sender=rt.webhooks, clock=rt.deps.clock,
-                                            policy=rt.webhook_policy)
-        finally:
-            rt.webhook_slots.release()
-        if outcome.result == SKIPPED:
-            return
-        await rt.metrics.webhook_delivery(outcome.result)
-        logger.bind(delivery_id=str(ref.id), attempt=outcome.attempt, result=outcome.result,
-                    status_code=outcome.status_code, error=outcome.error, retry_in=outcome.retry_in,
-                    ).log("INFO" if outcome.result == "succeeded" else "WARNING",
-                          "webhook delivery {} attempt {}: {}", ref.id, outcome.attempt, outcome.result)
+        outcome = await deliver_webhook(ref, uow=rt.deps.uow, sender=rt.webhooks, clock=rt.deps.clock,
+                                        policy=rt.webhook_policy)
     finally:
-        correlation_id.reset(token)
+        rt.webhook_slots.release()
+    if outcome.result == SKIPPED:
+        return
+    await rt.metrics.webhook_delivery(outcome.result)
+    logger.bind(delivery_id=str(ref.id), attempt=outcome.attempt, result=outcome.result,
+                status_code=outcome.status_code, error=outcome.error, retry_in=outcome.retry_in,
+                ).log("INFO" if outcome.result == "succeeded" else "WARNING",
+                      "webhook delivery {} attempt {}: {}", ref.id, outcome.attempt, outcome.result)
 
 
 async def schedule_forever(pool: asyncpg.Pool, queue: DramatiqTaskQueue, policy: DeliveryPolicy, interval: float,

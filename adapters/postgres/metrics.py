@@ -1,5 +1,5 @@
 """Gauges read from PostgreSQL when `/metrics` is scraped: the outbox backlog, the dead letter queue and the
-webhook deliveries waiting. Bounded: capped counts over partial indexes, one connection, a short timeout."""
+webhook deliveries waiting. Bounded: capped counts over partial indexes, one statement, a short timeout."""
 
 from __future__ import annotations
 
@@ -17,11 +17,8 @@ OUTBOX = f"""SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_
        coalesce(extract(epoch FROM now() - (SELECT min(created_at) FROM outbox WHERE published_at IS NULL)), 0)
          AS oldest,
        (SELECT count(*) FROM (SELECT 1 FROM dead_letters WHERE retried_at IS NULL LIMIT {COUNT_CAP}) AS d) AS dlq,
-       to_regclass('webhook_deliveries') IS NOT NULL AS has_webhooks"""
-
-# A separate statement: it cannot even be planned before the webhooks migration created the table.
-PENDING_WEBHOOKS = f"""SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries WHERE status = 'pending'
-LIMIT {COUNT_CAP}) AS w"""
+       (SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries WHERE status = 'pending' LIMIT {COUNT_CAP}) AS w)
+         AS pending_webhooks"""
 
 _HELP = {
     "outbox_backlog": "Outbox rows committed but not yet published to the workers.",
@@ -48,8 +45,6 @@ async def database_gauges(pool: asyncpg.Pool, *, within: float = 1.0) -> list[Me
 
 
 async def _read(pool: asyncpg.Pool) -> dict[str, float]:
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(OUTBOX)
-        pending = await conn.fetchval(PENDING_WEBHOOKS) if row["has_webhooks"] else 0
+    row = await pool.fetchrow(OUTBOX)
     return {"outbox_backlog": float(row["backlog"]), "outbox_oldest_unpublished_age_seconds": float(row["oldest"]),
-            "dlq_size": float(row["dlq"]), "webhook_deliveries_pending": float(pending)}
+            "dlq_size": float(row["dlq"]), "webhook_deliveries_pending": float(row["pending_webhooks"])}

@@ -12,7 +12,7 @@ from core.events import CATALOGUE
 from core.ids import new_id
 from core.ports import Clock, DueDeliveries, TaskQueue, UnitOfWorkFactory, WebhookSender
 from core.signatures import sign
-from core.webhooks import Delivery, DeliveryPolicy, DeliveryRef, SendResult, webhook_body
+from core.webhooks import PENDING, Delivery, DeliveryPolicy, DeliveryRef, SendResult, webhook_body
 
 SUCCEEDED, RETRYING, FAILED, SKIPPED = "succeeded", "retrying", "failed", "skipped"
 USER_AGENT = "payments-webhooks/1"
@@ -93,14 +93,14 @@ async def deliver_webhook(
     """
     async with uow() as tx:
         delivery = await tx.webhooks.lock_delivery(ref.tenant_id, ref.id)
-        if delivery is None or delivery.status != "pending" or delivery.attempts != ref.attempt:
+        if delivery is None or delivery.status != PENDING or delivery.attempts != ref.attempt:
             return DeliveryOutcome(result=SKIPPED)
         subscription = await tx.webhooks.get(ref.tenant_id, delivery.subscription_id)
         now = clock.now()
         if subscription is None or not subscription.enabled or delivery.spent(policy):
             # spent: its last attempt never recorded an answer (the worker stopped mid-POST, again and again)
-            delivery.give_up("the webhook is disabled" if subscription is None or not subscription.enabled
-                             else "no answer was recorded for the last attempt; its attempts are spent", now)
+            delivery.give_up("no answer was recorded for the last attempt; its attempts are spent"
+                             if subscription is not None and subscription.enabled else "the webhook is disabled", now)
             tx.webhooks.save_delivery(delivery)
             await tx.commit()
             return DeliveryOutcome(result=FAILED, error=delivery.last_error, attempt=delivery.attempts)
@@ -121,7 +121,7 @@ async def _record(
 ) -> DeliveryOutcome:
     async with uow() as tx:
         delivery = await tx.webhooks.lock_delivery(attempted.tenant_id, attempted.id)
-        if delivery is None or delivery.attempts != attempted.attempts or delivery.status != "pending":
+        if delivery is None or delivery.attempts != attempted.attempts or delivery.status != PENDING:
             return DeliveryOutcome(result=SKIPPED, status_code=status_code, error=error)
         now = clock.now()
         retry_in = None
