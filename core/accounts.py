@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from uuid import UUID
 
@@ -13,6 +14,14 @@ USER = "user"
 FUNDING = "funding"
 CLEARING = "clearing"
 SETTLEMENT_PREFIX = "settlement:"
+
+
+class AccountStatus(enum.StrEnum):
+    """Whether an account takes postings; every account opened today is active."""
+
+    ACTIVE = "active"
+    FROZEN = "frozen"
+    CLOSED = "closed"
 
 
 def settlement(provider: str) -> str:
@@ -50,7 +59,7 @@ class Account:
     user_id: str | None = None
     balance: int = 0
     version: int = 0
-    status: str = "active"
+    status: AccountStatus = attrs.field(default=AccountStatus.ACTIVE, converter=AccountStatus)
     metadata: dict[str, str] = attrs.field(factory=dict)
     created_at: datetime
     updated_at: datetime

@@ -14,9 +14,15 @@ class FieldError:
 
 
 class CoreError(Exception):
-    """Base of every expected failure; `code` is the problem slug of API.md §1."""
+    """Base of every expected failure; `code` is the problem slug of API.md §1.
+
+    `transient` failures (a dependency unreachable, a transaction aborted by a concurrent one)
+    say nothing about the request itself: trying it again may succeed, so their outcome is
+    never remembered for an idempotency key.
+    """
 
     code = "internal_error"
+    transient = False
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -97,9 +103,11 @@ class Unavailable(CoreError):
     """A dependency (database, Redis) is unreachable or overloaded; the request may be retried."""
 
     code = "service_unavailable"
+    transient = True
 
 
 class ConcurrencyConflict(CoreError):
     """A serialization failure or deadlock aborted the transaction; the whole unit of work may be retried."""
 
     code = "service_unavailable"
+    transient = True

@@ -10,6 +10,7 @@ from uuid import UUID
 import attrs
 
 from core.ids import new_id
+from core.payments import PaymentType
 from core.work import PAYMENT, REFUND, WorkItem
 
 #: Events that ask a worker to do something besides telling subscribers.
@@ -19,7 +20,7 @@ _WORK = {"payment.created": PAYMENT, "refund.created": REFUND}
 def work_for(message: OutboxMessage) -> WorkItem | None:
     """The work a committed event starts: processing a new external payment or refund."""
     kind = _WORK.get(message.topic)
-    if kind is None or (kind == PAYMENT and message.payload.get("payment_type") != "external_payment"):
+    if kind is None or (kind == PAYMENT and message.payload.get("payment_type") != PaymentType.EXTERNAL_PAYMENT):
         return None
     return WorkItem(kind=kind, tenant_id=message.tenant_id, target_id=message.aggregate_id,
                     correlation_id=message.correlation_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -12,23 +13,49 @@ from core.clock import timestamp
 from core.errors import InvalidStateTransition
 from core.ids import new_id
 from core.money import format_minor
+from core.work import RetriedWork
 
-INTERNAL_TRANSFER = "internal_transfer"
-EXTERNAL_PAYMENT = "external_payment"
-PROVIDERS = ("stripe", "paypal")
 
-PENDING, PROCESSING, COMPLETED, FAILED = "pending", "processing", "completed", "failed"
-CANCELLED, PARTIALLY_REFUNDED, REFUNDED = "cancelled", "partially_refunded", "refunded"
+class PaymentType(enum.StrEnum):
+    """An internal transfer settles in the transaction that creates it; an external payment goes through a
+    provider."""
+
+    INTERNAL_TRANSFER = "internal_transfer"
+    EXTERNAL_PAYMENT = "external_payment"
+
+
+class Provider(enum.StrEnum):
+    """The external providers a payment can go through."""
+
+    STRIPE = "stripe"
+    PAYPAL = "paypal"
+
+
+#: The providers' names, in the order the API lists them.
+PROVIDERS: tuple[str, ...] = tuple(Provider)
+
+
+class PaymentStatus(enum.StrEnum):
+    """Where a payment is in its life (API.md §6)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
 
 #: API.md §6: every allowed move of a payment's status; anything else is a 409.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    PENDING: frozenset({PROCESSING, CANCELLED}),
-    PROCESSING: frozenset({COMPLETED, FAILED}),
-    COMPLETED: frozenset({PARTIALLY_REFUNDED, REFUNDED}),
-    PARTIALLY_REFUNDED: frozenset({PARTIALLY_REFUNDED, REFUNDED}),
-    FAILED: frozenset(),
-    CANCELLED: frozenset(),
-    REFUNDED: frozenset(),
+TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.PENDING: frozenset({PaymentStatus.PROCESSING, PaymentStatus.CANCELLED}),
+    PaymentStatus.PROCESSING: frozenset({PaymentStatus.COMPLETED, PaymentStatus.FAILED}),
+    PaymentStatus.COMPLETED: frozenset({PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}),
+    PaymentStatus.PARTIALLY_REFUNDED: frozenset({PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}),
+    PaymentStatus.FAILED: frozenset(),
+    PaymentStatus.CANCELLED: frozenset(),
+    PaymentStatus.REFUNDED: frozenset(),
 }
 
 
@@ -47,13 +74,14 @@ class PaymentEvent:
 
 
 @attrs.define(kw_only=True)
-class Payment:
-    """A movement of money between accounts, internal or through a provider."""
+class Payment(RetriedWork):
+    """A movement of money between accounts, internal or through a provider (its `attempts` through the
+    provider, and when the next is due, are `RetriedWork`'s)."""
 
     id: UUID
     tenant_id: UUID
-    payment_type: str
-    status: str
+    payment_type: PaymentType = attrs.field(converter=PaymentType)
+    status: PaymentStatus = attrs.field(converter=PaymentStatus)
     source_account_id: UUID
     destination_account_id: UUID | None
     amount: int
@@ -65,8 +93,6 @@ class Payment:
     description: str | None = None
     metadata: dict[str, str] = attrs.field(factory=dict)
     version: int = 0
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
     correlation_id: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -80,7 +106,7 @@ class Payment:
 
     @property
     def is_external(self) -> bool:
-        return self.payment_type == EXTERNAL_PAYMENT
+        return self.payment_type == PaymentType.EXTERNAL_PAYMENT
 
     def snapshot(self) -> dict[str, Any]:
         """The fields an event records, so folding events rebuilds the payment's state."""
@@ -110,23 +136,25 @@ class Payment:
 
     def complete_internal(self, at: datetime) -> PaymentEvent:
         """An internal transfer settles in the transaction that creates it."""
-        if self.payment_type != INTERNAL_TRANSFER or self.status != PENDING:
+        if self.payment_type != PaymentType.INTERNAL_TRANSFER or self.status != PaymentStatus.PENDING:
             raise InvalidStateTransition(f"payment {self.id} cannot complete synchronously")
-        self.status = COMPLETED
+        self.status = PaymentStatus.COMPLETED
         self.version += 1
         self.updated_at = self.completed_at = at
         return self.record("payment.completed", at)
 
-    def transition(self, status: str, at: datetime, event_type: str | None = None, **details: Any) -> PaymentEvent:
+    def transition(
+        self, status: PaymentStatus, at: datetime, event_type: str | None = None, **details: Any
+    ) -> PaymentEvent:
         """Move to `status` if the state machine allows it, recording the event."""
         if status not in TRANSITIONS[self.status]:
             raise InvalidStateTransition(f"payment {self.id} cannot go from {self.status} to {status}")
         self.status = status
         self.version += 1
         self.updated_at = at
-        if status == COMPLETED:
+        if status == PaymentStatus.COMPLETED:
             self.completed_at = at
-        if status not in (PENDING, PROCESSING):
+        if status not in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
             self.next_attempt_at = None
         return self.record(event_type or f"payment.{status}", at, **details)
 
@@ -139,13 +167,13 @@ class Payment:
     def complete(self, reference: str, at: datetime) -> PaymentEvent:
         """The provider charged the payment."""
         self.provider_reference = reference
-        return self.transition(COMPLETED, at)
+        return self.transition(PaymentStatus.COMPLETED, at)
 
     def fail(self, reason: str, at: datetime) -> PaymentEvent:
         """A decline or the last failed attempt: the payment ends `failed`."""
-        if FAILED in TRANSITIONS[self.status]:
+        if PaymentStatus.FAILED in TRANSITIONS[self.status]:
             self.failure_reason = reason
-        return self.transition(FAILED, at)
+        return self.transition(PaymentStatus.FAILED, at)
 
     def attempt_failed(self, error: str, at: datetime, retry_at: datetime | None, **details: Any) -> PaymentEvent:
         """Attempt number `attempts` failed transiently; `retry_at` is when the next is due (None: none)."""
@@ -154,7 +182,7 @@ class Payment:
 
     @property
     def refundable(self) -> bool:
-        return self.status in (COMPLETED, PARTIALLY_REFUNDED)
+        return self.status in (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED)
 
     def refunded(self, amount: int, at: datetime, **details: Any) -> PaymentEvent:
         """A refund of `amount` succeeded: partially or fully refunded."""
@@ -163,7 +191,7 @@ class Payment:
         if not self.refundable:
             raise InvalidStateTransition(f"payment {self.id} is {self.status}; it cannot be refunded")
         self.refunded_amount += amount
-        status = REFUNDED if self.refunded_amount == self.amount else PARTIALLY_REFUNDED
+        status = PaymentStatus.REFUNDED if self.refunded_amount == self.amount else PaymentStatus.PARTIALLY_REFUNDED
         return self.transition(status, at, **details)
 
 

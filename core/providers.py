@@ -9,14 +9,20 @@ import attrs
 
 
 @attrs.frozen(kw_only=True)
-class ChargeRequest:
-    """Charge `amount` minor units of `currency`; `idempotency_key` is the payment id, stable across retries."""
+class ProviderRequest:
+    """What every call to a provider names: the payment, `amount` minor units of `currency`, and metadata."""
 
     payment_id: UUID
     amount: int
     currency: str
-    description: str | None
     metadata: dict[str, str]
+
+
+@attrs.frozen(kw_only=True)
+class ChargeRequest(ProviderRequest):
+    """Charge the payment; `idempotency_key` is the payment id, stable across retries."""
+
+    description: str | None
 
     @property
     def idempotency_key(self) -> str:
@@ -24,16 +30,12 @@ class ChargeRequest:
 
 
 @attrs.frozen(kw_only=True)
-class RefundRequest:
-    """Refund part or all of a charge; `idempotency_key` is the refund id, stable across retries."""
+class RefundRequest(ProviderRequest):
+    """Refund part or all of the payment's charge; `idempotency_key` is the refund id, stable across retries."""
 
     refund_id: UUID
-    payment_id: UUID
     charge_reference: str
-    amount: int
-    currency: str
     reason: str | None
-    metadata: dict[str, str]
 
     @property
     def idempotency_key(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -10,25 +11,31 @@ import attrs
 
 from core.errors import InvalidStateTransition
 from core.money import format_minor
+from core.work import RetriedWork
 
-PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+
+class RefundStatus(enum.StrEnum):
+    """A refund is pending until the provider (or, for an internal transfer, the ledger) settles it."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 @attrs.define(kw_only=True)
-class Refund:
-    """Money returned from a completed payment to its source account."""
+class Refund(RetriedWork):
+    """Money returned from a completed payment to its source account (through the provider for an external
+    payment: its attempts, and when the next is due, are `RetriedWork`'s)."""
 
     id: UUID
     tenant_id: UUID
     payment_id: UUID
     amount: int
     currency: str
-    status: str = PENDING
+    status: RefundStatus = attrs.field(default=RefundStatus.PENDING, converter=RefundStatus)
     reason: str | None = None
     provider_reference: str | None = None
     failure_reason: str | None = None
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
     correlation_id: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -37,18 +44,18 @@ class Refund:
     @property
     def outstanding(self) -> bool:
         """Pending and succeeded refunds count against the payment's amount."""
-        return self.status in (PENDING, SUCCEEDED)
+        return self.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
 
     def succeed(self, reference: str | None, at: datetime) -> None:
-        self._end(SUCCEEDED, at)
+        self._end(RefundStatus.SUCCEEDED, at)
         self.provider_reference = reference
 
     def fail(self, reason: str, at: datetime) -> None:
-        self._end(FAILED, at)
+        self._end(RefundStatus.FAILED, at)
         self.failure_reason = reason
 
-    def _end(self, status: str, at: datetime) -> None:
-        if self.status != PENDING:
+    def _end(self, status: RefundStatus, at: datetime) -> None:
+        if self.status != RefundStatus.PENDING:
             raise InvalidStateTransition(f"refund {self.id} is already {self.status}")
         self.status = status
         self.updated_at = self.completed_at = at

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
+import enum
 import json
 import random
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import attrs
@@ -19,9 +18,15 @@ from core.events import CATALOGUE
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 ALL_EVENTS = "*"
-PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
-MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 1000
+
+
+class DeliveryStatus(enum.StrEnum):
+    """A delivery is pending until one attempt succeeds or its attempts are spent (or it is given up)."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 @attrs.frozen
@@ -133,7 +138,7 @@ class Delivery:
     event_id: UUID
     event_type: str
     body: str
-    status: str = PENDING
+    status: DeliveryStatus = attrs.field(default=DeliveryStatus.PENDING, converter=DeliveryStatus)
     attempts: int = 0
     last_status_code: int | None = None
     last_error: str | None = None
@@ -163,7 +168,7 @@ class Delivery:
         self.queued, self.updated_at = 0, now
 
     def succeeded(self, status_code: int, now: datetime) -> None:
-        self.status, self.last_status_code, self.last_error = SUCCEEDED, status_code, None
+        self.status, self.last_status_code, self.last_error = DeliveryStatus.SUCCEEDED, status_code, None
         self.next_attempt_at, self.delivered_at, self.updated_at = None, now, now
 
     def attempt_failed(
@@ -172,14 +177,14 @@ class Delivery:
         """Record a failed attempt; the seconds until the next one, or None once the attempts are spent."""
         self.last_status_code, self.last_error, self.updated_at = status_code, error[:1000], now
         if self.spent(policy):
-            self.status, self.next_attempt_at = FAILED, None
+            self.status, self.next_attempt_at = DeliveryStatus.FAILED, None
             return None
         wait = policy.wait_after(self.attempts)
         self.next_attempt_at = now + timedelta(seconds=wait)
         return wait
 
     def give_up(self, error: str, now: datetime) -> None:
-        self.status, self.last_error, self.next_attempt_at, self.updated_at = FAILED, error, None, now
+        self.status, self.last_error, self.next_attempt_at, self.updated_at = DeliveryStatus.FAILED, error, None, now
 
     def redeliver(self, now: datetime) -> None:
         """Send it again as soon as a worker can, whatever its status, with at least one attempt left.
@@ -188,7 +193,7 @@ class Delivery:
         limit); one given up early (its webhook was disabled) resumes its schedule. Asking again before
         that attempt grants nothing more."""
         self.granted_through = self.attempts + 1
-        self.status, self.next_attempt_at, self.queued, self.updated_at = PENDING, now, 0, now
+        self.status, self.next_attempt_at, self.queued, self.updated_at = DeliveryStatus.PENDING, now, 0, now
 
 
 def webhook_body(event_id: str, event_type: str, created_at: str, data: Any) -> str:
@@ -206,68 +211,6 @@ def check_events(events: Sequence[Any], field: str = "events") -> tuple[str, ...
         raise ValidationFailed([FieldError(field, f"unknown event(s) {', '.join(unknown[:5])}; expected * or "
                                                   f"one of {', '.join(CATALOGUE)}")])
     return tuple(dict.fromkeys(str(name) for name in events))
-
-
-def check_url(url: str, field: str = "url") -> str:
-    """An absolute http(s) URL with a host, at most 2048 characters."""
-    problem = None
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        problem = "must be an absolute http:// or https:// URL"
-    else:
-        if len(url) > MAX_URL_LENGTH:
-            problem = f"must be at most {MAX_URL_LENGTH} characters"
-        elif parts.scheme not in ("http", "https") or not parts.hostname:
-            problem = "must be an absolute http:// or https:// URL"
-        elif any(ch.isspace() or ord(ch) < 32 for ch in url):
-            problem = "must not contain whitespace or control characters"
-    if problem:
-        raise ValidationFailed([FieldError(field, problem)])
-    return url
-
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: the IPv4 address is the last 32 bits
-#: Local-use NAT64 prefixes (/48 to /96, RFC 8215): where the IPv4 address sits depends on the prefix length,
-#: which cannot be known here, so the whole range is refused (IANA: not globally reachable).
-_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
-_LAST_32_BITS = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"))  # compatible, translated
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one leads to: mapped, 6to4, Teredo client, NAT64 or IPv4-compatible."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    if ip in _NAT64 or any(ip in net for net in _LAST_32_BITS):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def is_public_address(address: str) -> bool:
-    """False for private, loopback, link-local, site-local, multicast, reserved and unspecified addresses, in
-    IPv4 or IPv6, including IPv6 forms that embed an IPv4 one (mapped, 6to4, Teredo, NAT64, compatible):
-    a webhook must not reach into the network the service runs in."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.is_site_local or ip in _LOCAL_NAT64:
-            return False
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            return is_public_address(str(embedded))
-    return ip.is_global and not ip.is_multicast
-
-
-def refused_addresses(addresses: Iterable[str]) -> list[str]:
-    """The addresses among `addresses` a webhook may not be sent to."""
-    return [address for address in addresses if not is_public_address(address)]
 
 
 @attrs.frozen(kw_only=True)

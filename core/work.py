@@ -7,6 +7,8 @@ from uuid import UUID
 
 import attrs
 
+from core.ids import new_id
+
 PAYMENT, REFUND = "payment", "refund"
 
 
@@ -18,6 +20,21 @@ class WorkItem:
     tenant_id: UUID
     target_id: UUID
     correlation_id: str | None = None
+
+
+@attrs.define(kw_only=True)
+class RetriedWork:
+    """What a payment and a refund share as work a worker retries: the attempts made so far, and when the
+    next one is due (None: as soon as a worker can)."""
+
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+
+    def wait(self, now: datetime) -> float | None:
+        """Seconds still to wait before the next attempt is due (an early duplicate message), else None."""
+        if self.next_attempt_at is not None and self.next_attempt_at > now:
+            return (self.next_attempt_at - now).total_seconds()
+        return None
 
 
 @attrs.frozen(kw_only=True)
@@ -48,6 +65,12 @@ class DeadLetter:
     correlation_id: str | None
     created_at: datetime
     retried_at: datetime | None = None
+
+    @classmethod
+    def of(cls, item: WorkItem, *, error: str, attempts: int, at: datetime) -> DeadLetter:
+        """A new dead letter for `item`, with the error its work ended with."""
+        return cls(id=new_id(), tenant_id=item.tenant_id, kind=item.kind, target_id=item.target_id, error=error,
+                   attempts=attempts, correlation_id=item.correlation_id, created_at=at)
 
     def work(self) -> WorkItem:
         return WorkItem(kind=self.kind, tenant_id=self.tenant_id, target_id=self.target_id,

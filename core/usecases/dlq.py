@@ -4,12 +4,33 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from core.errors import InvalidStateTransition, NotFound
-from core.payments import owed_reversals
-from core.ports import Clock, TaskQueue, UnitOfWork, UnitOfWorkFactory
-from core.work import PAYMENT, DeadLetter
+import attrs
 
-_UNFINISHED = {PAYMENT: ("pending", "processing"), "refund": ("pending",)}
+from core.errors import InvalidStateTransition, NotFound
+from core.payments import PaymentStatus, owed_reversals
+from core.ports import Clock, TaskQueue, UnitOfWork, UnitOfWorkFactory
+from core.refunds import RefundStatus
+from core.work import PAYMENT, REFUND, DeadLetter, WorkItem
+
+_UNFINISHED: dict[str, tuple[str, ...]] = {
+    PAYMENT: (PaymentStatus.PENDING, PaymentStatus.PROCESSING), REFUND: (RefundStatus.PENDING,),
+}
+
+
+@attrs.frozen(kw_only=True)
+class RecordDeadLetter:
+    """Work whose every retry raised: what it was, the last error, and how many attempts were made."""
+
+    item: WorkItem
+    error: str
+    attempts: int
+
+
+async def record_dead_letter(cmd: RecordDeadLetter, *, uow: UnitOfWork, clock: Clock) -> DeadLetter:
+    """Keep the work in the dead letter queue for inspection and re-drive (`payments dlq`)."""
+    letter = DeadLetter.of(cmd.item, error=cmd.error[:1000], attempts=cmd.attempts, at=clock.now())
+    uow.dead_letters.add(letter)
+    return letter
 
 
 async def list_dead_letters(*, uow: UnitOfWork, limit: int = 100) -> list[DeadLetter]:
@@ -41,7 +62,6 @@ async def retry_dead_letter(letter_id: UUID, *, uow_factory: UnitOfWorkFactory, 
                 f"create a new {letter.kind} to try again")
         await queue.enqueue_work([letter.work()])
         uow.dead_letters.mark_retried(letter)
-        await uow.commit()
     return f"re-enqueued {letter.kind} {letter.target_id} ({status})"
 
 

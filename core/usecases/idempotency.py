@@ -28,11 +28,14 @@ async def run_idempotent(
 
     With a key: a live stored response for the same request is replayed, one for a
     different request raises `IdempotencyKeyReused`, and a key held by a running
-    request raises `IdempotencyRequestInProgress`. A business error (4xx) rolls the
-    effect back and is stored for the key in a second transaction. A serialization
-    failure or deadlock retries the whole unit of work.
+    request raises `IdempotencyRequestInProgress`. A business error raised by `work`
+    rolls the effect back, is rendered by `render_error` and stored for the key in a
+    second transaction. A transient error is rendered but never stored; a
+    `ConcurrencyConflict` first retries the whole unit of work.
     """
-    for attempt in range(ATTEMPTS):
+    attempts = 0
+    while True:
+        refused: CoreError | None = None
         try:
             async with uow_factory() as uow:
                 if request is not None and (stored := await uow.idempotency.claim(request, clock.now())):
@@ -40,22 +43,23 @@ async def run_idempotent(
                 try:
                     result = await work(uow)
                 except CoreError as error:
-                    if isinstance(error, ConcurrencyConflict):
-                        raise
-                    response = render_error(error)
-                else:
-                    response = render(result)
-                    if request is not None:
-                        uow.idempotency.add(_record(request, response, clock, ttl))
-                    await uow.commit()
-                    return response
-            break
+                    refused = error
+                    raise  # out of the unit of work, so its effect rolls back
+                response = render(result)
+                if request is not None:
+                    uow.idempotency.add(_record(request, response, clock, ttl))
+            return response
         except ConcurrencyConflict:
-            if attempt == ATTEMPTS - 1:
+            attempts += 1
+            if attempts == ATTEMPTS:
                 raise
-    if request is not None and response.status < 500:
-        return await _remember_error(request, response, uow_factory=uow_factory, clock=clock, ttl=ttl)
-    return response
+        except CoreError as error:
+            if error is not refused:
+                raise
+            response = render_error(error)
+            if request is None or error.transient:
+                return response
+            return await _remember_error(request, response, uow_factory=uow_factory, clock=clock, ttl=ttl)
 
 
 async def _remember_error(
@@ -66,13 +70,12 @@ async def _remember_error(
     clock: Clock,
     ttl: timedelta,
 ) -> StoredResponse:
-    """Store a 4xx outcome for the key, unless a concurrent request already stored one."""
+    """Store a business error's response for the key, unless a concurrent request already stored one."""
     async with uow_factory() as uow:
         stored = await uow.idempotency.claim(request, clock.now())
         if stored is not None:
             return _replay(stored, request)
         uow.idempotency.add(_record(request, response, clock, ttl))
-        await uow.commit()
     return response
 
 

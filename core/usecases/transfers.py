@@ -7,13 +7,12 @@ from uuid import UUID
 import attrs
 
 from core.errors import CurrencyMismatch, NotFound, SameAccount
-from core.events import OutboxMessage
 from core.ids import new_id
-from core.ledger import post
 from core.money import Money
-from core.payments import INTERNAL_TRANSFER, PENDING, Payment
+from core.payments import Payment, PaymentStatus, PaymentType
 from core.ports import Clock, UnitOfWork
-from core.views import payment_view
+from core.usecases.announcements import announce_payment
+from core.usecases.postings import move
 
 
 @attrs.frozen(kw_only=True)
@@ -47,19 +46,14 @@ async def make_transfer(cmd: MakeTransfer, *, uow: UnitOfWork, clock: Clock) -> 
             raise CurrencyMismatch(f"account {account.id} holds {account.currency}, not {cmd.amount.currency}")
     now = clock.now()
     payment = Payment(
-        id=new_id(), tenant_id=cmd.tenant_id, payment_type=INTERNAL_TRANSFER, status=PENDING,
-        source_account_id=source.id, destination_account_id=destination.id, amount=cmd.amount.minor,
-        currency=cmd.amount.currency, description=cmd.description, metadata=cmd.metadata,
+        id=new_id(), tenant_id=cmd.tenant_id, payment_type=PaymentType.INTERNAL_TRANSFER,
+        status=PaymentStatus.PENDING, source_account_id=source.id, destination_account_id=destination.id,
+        amount=cmd.amount.minor, currency=cmd.amount.currency, description=cmd.description, metadata=cmd.metadata,
         correlation_id=cmd.correlation_id, created_at=now, updated_at=now,
     )
     payment.record("payment.created", now)
-    uow.ledger.add(post([(source, -cmd.amount.minor), (destination, cmd.amount.minor)], at=now, payment_id=payment.id))
+    move(uow, [(source, -cmd.amount.minor), (destination, cmd.amount.minor)], now, payment_id=payment.id)
     payment.complete_internal(now)
-    uow.accounts.save(source)
-    uow.accounts.save(destination)
     uow.payments.add(payment)
-    uow.outbox.add(OutboxMessage.new(
-        tenant_id=cmd.tenant_id, topic="transfer.completed", aggregate_id=payment.id,
-        payload=payment_view(payment), correlation_id=cmd.correlation_id, at=now,
-    ))
+    announce_payment(uow, payment, "transfer.completed", now)
     return payment

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -12,10 +13,19 @@ from core.events import CATALOGUE
 from core.ids import new_id
 from core.ports import Clock, DueDeliveries, TaskQueue, UnitOfWorkFactory, WebhookSender
 from core.signatures import sign
-from core.webhooks import PENDING, Delivery, DeliveryPolicy, DeliveryRef, SendResult, webhook_body
+from core.webhooks import Delivery, DeliveryPolicy, DeliveryRef, DeliveryStatus, SendResult, webhook_body
 
-SUCCEEDED, RETRYING, FAILED, SKIPPED = "succeeded", "retrying", "failed", "skipped"
 USER_AGENT = "payments-webhooks/1"
+
+
+class DeliveryResult(enum.StrEnum):
+    """What one delivery attempt came to: the POST succeeded, another attempt is scheduled, the delivery
+    failed for good, or the message was stale and nothing was done."""
+
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 @attrs.frozen(kw_only=True)
@@ -32,7 +42,7 @@ class FanOut:
 
 
 async def fan_out_event(
-    cmd: FanOut, *, uow: UnitOfWorkFactory, clock: Clock, policy: DeliveryPolicy
+    cmd: FanOut, *, uow_factory: UnitOfWorkFactory, clock: Clock, policy: DeliveryPolicy
 ) -> list[DeliveryRef]:
     """One pending delivery per subscription hearing the event, written in one transaction; the new ones.
 
@@ -40,21 +50,20 @@ async def fan_out_event(
     """
     if cmd.event_type not in CATALOGUE:  # internal events (late charges, ...) are not part of the API
         return []
-    async with uow(read_only=True) as reader:  # most events have no listener: no transaction for them
-        listening = await reader.webhooks.listening(cmd.tenant_id, cmd.event_type)
+    async with uow_factory(read_only=True) as uow:  # most events have no listener: no transaction for them
+        listening = await uow.webhooks.listening(cmd.tenant_id, cmd.event_type)
     if not listening:
         return []
-    async with uow() as tx:
+    async with uow_factory() as uow:
         now = clock.now()
         body = webhook_body(str(cmd.event_id), cmd.event_type, cmd.created_at, cmd.data)
         held = now + timedelta(seconds=policy.lease)
-        refs = await tx.webhooks.fan_out([
+        refs = await uow.webhooks.fan_out([
             Delivery(id=new_id(), tenant_id=cmd.tenant_id, subscription_id=s.id, event_id=cmd.event_id,
                      event_type=cmd.event_type, body=body, next_attempt_at=held, correlation_id=cmd.correlation_id,
                      trace_context=cmd.trace_context, created_at=now, updated_at=now)
             for s in listening
         ])
-        await tx.commit()
     return refs
 
 
@@ -62,7 +71,7 @@ async def fan_out_event(
 class DeliveryOutcome:
     """What one attempt came to; `retry_in` is set when another attempt is scheduled."""
 
-    result: str
+    result: DeliveryResult
     status_code: int | None = None
     error: str | None = None
     retry_in: float | None = None
@@ -83,7 +92,7 @@ def delivery_headers(delivery: Delivery, secrets: list[str], timestamp: int) -> 
 
 
 async def deliver_webhook(
-    ref: DeliveryRef, *, uow: UnitOfWorkFactory, sender: WebhookSender, clock: Clock, policy: DeliveryPolicy
+    ref: DeliveryRef, *, uow_factory: UnitOfWorkFactory, sender: WebhookSender, clock: Clock, policy: DeliveryPolicy
 ) -> DeliveryOutcome:
     """Make attempt `ref.attempt + 1` of a delivery: count it, POST outside any transaction, record the answer.
 
@@ -91,38 +100,37 @@ async def deliver_webhook(
     so duplicate messages are harmless. The attempt is counted before the POST: a worker that dies
     mid-POST leaves the delivery held until its lease ends, then the scheduler retries it.
     """
-    async with uow() as tx:
-        delivery = await tx.webhooks.lock_delivery(ref.tenant_id, ref.id)
-        if delivery is None or delivery.status != PENDING or delivery.attempts != ref.attempt:
-            return DeliveryOutcome(result=SKIPPED)
-        subscription = await tx.webhooks.get(ref.tenant_id, delivery.subscription_id)
+    async with uow_factory() as uow:
+        delivery = await uow.webhooks.lock_delivery(ref.tenant_id, ref.id)
+        if delivery is None or delivery.status != DeliveryStatus.PENDING or delivery.attempts != ref.attempt:
+            return DeliveryOutcome(result=DeliveryResult.SKIPPED)
+        subscription = await uow.webhooks.get(ref.tenant_id, delivery.subscription_id)
         now = clock.now()
         if subscription is None or not subscription.enabled or delivery.spent(policy):
             # spent: its last attempt never recorded an answer (the worker stopped mid-POST, again and again)
             delivery.give_up("no answer was recorded for the last attempt; its attempts are spent"
                              if subscription is not None and subscription.enabled else "the webhook is disabled", now)
-            tx.webhooks.save_delivery(delivery)
-            await tx.commit()
-            return DeliveryOutcome(result=FAILED, error=delivery.last_error, attempt=delivery.attempts)
+            uow.webhooks.save_delivery(delivery)
+            return DeliveryOutcome(result=DeliveryResult.FAILED, error=delivery.last_error, attempt=delivery.attempts)
         delivery.begin_attempt(now, policy)
-        tx.webhooks.save_delivery(delivery)
-        await tx.commit()
+        uow.webhooks.save_delivery(delivery)
     headers = delivery_headers(delivery, subscription.signing_secrets(now), int(now.timestamp()))
     try:
         sent = await sender.post(subscription.url, delivery.body.encode(), headers, within=policy.timeout)
     except Exception as error:  # a sender bug or a URL it cannot use: a failed attempt, never a stuck delivery
         sent = SendResult(error=f"{type(error).__name__}: {error}"[:1000])
-    return await _record(delivery, sent.status_code, sent.error, sent.ok, uow=uow, clock=clock, policy=policy)
+    return await _record(delivery, sent.status_code, sent.error, sent.ok, uow_factory=uow_factory, clock=clock,
+                         policy=policy)
 
 
 async def _record(
-    attempted: Delivery, status_code: int | None, error: str | None, ok: bool, *, uow: UnitOfWorkFactory,
+    attempted: Delivery, status_code: int | None, error: str | None, ok: bool, *, uow_factory: UnitOfWorkFactory,
     clock: Clock, policy: DeliveryPolicy,
 ) -> DeliveryOutcome:
-    async with uow() as tx:
-        delivery = await tx.webhooks.lock_delivery(attempted.tenant_id, attempted.id)
-        if delivery is None or delivery.attempts != attempted.attempts or delivery.status != PENDING:
-            return DeliveryOutcome(result=SKIPPED, status_code=status_code, error=error)
+    async with uow_factory() as uow:
+        delivery = await uow.webhooks.lock_delivery(attempted.tenant_id, attempted.id)
+        if delivery is None or delivery.attempts != attempted.attempts or delivery.status != DeliveryStatus.PENDING:
+            return DeliveryOutcome(result=DeliveryResult.SKIPPED, status_code=status_code, error=error)
         now = clock.now()
         retry_in = None
         if ok:
@@ -130,9 +138,9 @@ async def _record(
             delivery.succeeded(status_code, now)
         else:
             retry_in = delivery.attempt_failed(status_code, error or f"HTTP {status_code}", now, policy)
-        tx.webhooks.save_delivery(delivery)
-        await tx.commit()
-    result = SUCCEEDED if ok else (RETRYING if retry_in is not None else FAILED)
+        uow.webhooks.save_delivery(delivery)
+    result = DeliveryResult.SUCCEEDED if ok else (
+        DeliveryResult.RETRYING if retry_in is not None else DeliveryResult.FAILED)
     return DeliveryOutcome(result=result, status_code=status_code, error=error, retry_in=retry_in,
                            attempt=delivery.attempts)
 

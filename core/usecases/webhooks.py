@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import attrs
 
-from core.errors import FieldError, NotFound, ValidationFailed
+from core.errors import NotFound
 from core.ids import new_id
-from core.ports import Clock, Page, Resolver, UnitOfWork
-from core.webhooks import Delivery, Subscription, check_url, new_secret, refused_addresses
-
-
-async def check_destination(url: str, *, resolver: Resolver, allow_private: bool) -> None:
-    """Refuse a URL that is malformed or (unless allowed) resolves to a private, loopback or link-local address.
-
-    Run it before the unit of work opens: name resolution can take a moment.
-    """
-    check_url(url)
-    if allow_private:
-        return
-    host = urlsplit(url).hostname or ""
-    addresses = await resolver.resolve(host)
-    if not addresses:
-        raise ValidationFailed([FieldError("url", f"the host {host!r} does not resolve")])
-    if refused := refused_addresses(addresses):
-        raise ValidationFailed([FieldError("url", f"{host!r} resolves to a private, loopback or link-local "
-                                                  f"address ({refused[0]}); such URLs are refused unless "
-                                                  "PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS=true")])
+from core.ports import Clock, Page, UnitOfWork
+from core.webhooks import Delivery, Subscription, new_secret
 
 
 @attrs.frozen(kw_only=True)

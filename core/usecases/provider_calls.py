@@ -1,4 +1,5 @@
-"""What the worker's use cases share: their ports, the outcome of a delivery, and bounded provider calls."""
+"""Calling a provider from a worker: bounded in time, its failure returned as a value, and when a transient
+failure is tried again."""
 
 from __future__ import annotations
 
@@ -6,38 +7,18 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import attrs
-
-from core.ports import Clock, Locks, UnitOfWorkFactory
-from core.providers import CircuitOpen, PaymentProvider, ProviderError, ProviderResult, ProviderUnavailable
+from core.providers import CircuitOpen, ProviderError, ProviderResult, ProviderUnavailable
 from core.work import RetryPolicy
 
-DONE, RETRY, SKIPPED, BUSY, LATE = "done", "retry", "skipped", "busy", "late"
 #: The provider clients time out first (their own timeout is `provider_timeout`), so that the
 #: failure is theirs, classified and counted by the breaker; this outer bound is a backstop.
 _MARGIN = 1.0
 T = TypeVar("T")
 
 
-@attrs.frozen
-class Outcome:
-    """What became of one delivery: `done`, `retry` (again in `retry_in` seconds), `skipped`, `busy`,
-    or `late` (the provider charged a payment that had already failed)."""
-
-    result: str
-    status: str | None = None
-    retry_in: float | None = None
-
-
-@attrs.frozen(kw_only=True)
-class Deps:
-    """The ports a worker's use cases need."""
-
-    uow: UnitOfWorkFactory
-    providers: Callable[[str], PaymentProvider]
-    locks: Locks
-    clock: Clock
-    policy: RetryPolicy
+class Unconfirmed(ProviderUnavailable):
+    """The attempts ran out after an ambiguous failure and the provider could not be asked whether it
+    acted: the payment or refund may not be failed yet."""
 
 
 async def bounded(action: Callable[[], Awaitable[T]], policy: RetryPolicy) -> tuple[T | None, ProviderError | None]:
@@ -60,9 +41,21 @@ async def call(
     return (result.reference if result is not None else None), error
 
 
-def breaker_wait(error: ProviderUnavailable, deps: Deps) -> float:
+def breaker_wait(error: ProviderUnavailable, policy: RetryPolicy) -> float:
     """After an open breaker's refusal: until it lets a call through, and at least as long as that
     call (its probe) may take, so that a half-open breaker is not asked again before it has its answer."""
     if not isinstance(error, CircuitOpen):
         return 0.0
-    return max(error.retry_after, deps.policy.provider_timeout)
+    return max(error.retry_after, policy.provider_timeout)
+
+
+def retry_wait(error: ProviderUnavailable, attempts: int, policy: RetryPolicy) -> float | None:
+    """Seconds until the next attempt once attempt number `attempts` failed transiently, or None when it was
+    the last. An unconfirmed outcome is never the last: it waits the longest backoff and asks again. An open
+    breaker's refusal waits at least until the breaker lets a call through, so attempts are not burned faster
+    than it recovers."""
+    if isinstance(error, Unconfirmed):
+        return policy.max_backoff
+    if attempts >= policy.max_attempts:
+        return None
+    return max(policy.backoff(attempts), breaker_wait(error, policy))

@@ -1,4 +1,4 @@
-"""Issue API keys to tenants and authenticate requests by key."""
+"""API keys: issue them to tenants, find the one a caller presents, and authenticate requests by it."""
 
 from __future__ import annotations
 
@@ -42,7 +42,6 @@ async def create_api_key(cmd: CreateApiKey, *, uow: UnitOfWork, clock: Clock) ->
         scopes=tuple(sorted(set(cmd.scopes))), created_at=now,
     )
     uow.tenants.add_key(key)
-    await uow.commit()
     return plain, key
 
 
@@ -63,3 +62,11 @@ async def authenticate(
     if scope not in key.scopes:
         raise Forbidden(f"this API key lacks the {scope!r} scope")
     return Principal(tenant_id=key.tenant_id, key_id=key.id, scopes=frozenset(key.scopes))
+
+
+async def find_api_key(key_hash: bytes, *, uow: UnitOfWork) -> ApiKey | None:
+    """The stored key whose plain value hashes to `key_hash`, revoked or not; None if there is none.
+
+    `authenticate` judges what it finds; drivers cache the answer for a few seconds.
+    """
+    return await uow.tenants.key_by_hash(key_hash)

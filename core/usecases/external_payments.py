@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 import attrs
 
-from core.accounts import CLEARING, Account
+from core.accounts import CLEARING
 from core.errors import CurrencyMismatch, FieldError, NotFound, ValidationFailed
-from core.events import OutboxMessage
 from core.ids import new_id
-from core.ledger import post
 from core.money import Money
-from core.payments import CANCELLED, EXTERNAL_PAYMENT, PENDING, PROVIDERS, Payment
+from core.payments import PROVIDERS, Payment, PaymentStatus, PaymentType
 from core.ports import Clock, UnitOfWork
-from core.views import payment_view
+from core.usecases.announcements import announce_payment
+from core.usecases.postings import move
+from core.usecases.reversal import return_to_source
 
 
 @attrs.frozen(kw_only=True)
@@ -47,15 +46,15 @@ async def create_external_payment(cmd: CreateExternalPayment, *, uow: UnitOfWork
     clearing = await uow.accounts.lock_system(cmd.tenant_id, CLEARING, source.currency)
     now = clock.now()
     payment = Payment(
-        id=new_id(), tenant_id=cmd.tenant_id, payment_type=EXTERNAL_PAYMENT, status=PENDING,
-        source_account_id=source.id, destination_account_id=None, amount=cmd.amount.minor,
-        currency=cmd.amount.currency, provider=cmd.provider, description=cmd.description, metadata=cmd.metadata,
-        correlation_id=cmd.correlation_id, created_at=now, updated_at=now,
+        id=new_id(), tenant_id=cmd.tenant_id, payment_type=PaymentType.EXTERNAL_PAYMENT,
+        status=PaymentStatus.PENDING, source_account_id=source.id, destination_account_id=None,
+        amount=cmd.amount.minor, currency=cmd.amount.currency, provider=cmd.provider, description=cmd.description,
+        metadata=cmd.metadata, correlation_id=cmd.correlation_id, created_at=now, updated_at=now,
     )
     payment.record("payment.created", now)
     move(uow, [(source, -payment.amount), (clearing, payment.amount)], now, payment_id=payment.id)
     uow.payments.add(payment)
-    publish(uow, payment, "payment.created", now)
+    announce_payment(uow, payment, "payment.created", now)
     return payment
 
 
@@ -68,35 +67,8 @@ async def cancel_payment(
     if payment is None:
         raise NotFound(f"payment {payment_id} not found")
     now = clock.now()
-    payment.transition(CANCELLED, now)
+    payment.transition(PaymentStatus.CANCELLED, now)
     await return_to_source(uow, payment, now)
     uow.payments.save(payment)
-    publish(uow, payment, "payment.cancelled", now, correlation_id=correlation_id)
+    announce_payment(uow, payment, "payment.cancelled", now, correlation_id=correlation_id)
     return payment
-
-
-async def return_to_source(uow: UnitOfWork, payment: Payment, at: datetime) -> None:
-    """Move a pending or failed external payment's money from clearing back to its source."""
-    source = (await uow.accounts.lock(payment.tenant_id, [payment.source_account_id]))[payment.source_account_id]
-    clearing = await uow.accounts.lock_system(payment.tenant_id, CLEARING, payment.currency)
-    move(uow, [(clearing, -payment.amount), (source, payment.amount)], at, payment_id=payment.id)
-
-
-def move(
-    uow: UnitOfWork, legs: list[tuple[Account, int]], at: datetime, *, payment_id: UUID,
-    refund_id: UUID | None = None,
-) -> None:
-    """Post balanced legs and buffer the changed accounts and their entries."""
-    uow.ledger.add(post(legs, at=at, payment_id=payment_id, refund_id=refund_id))
-    for account, _ in legs:
-        uow.accounts.save(account)
-
-
-def publish(
-    uow: UnitOfWork, payment: Payment, topic: str, at: datetime, *, correlation_id: str | None = None
-) -> None:
-    """Queue the payment's event for subscribers (and workers) in the same transaction."""
-    uow.outbox.add(OutboxMessage.new(
-        tenant_id=payment.tenant_id, topic=topic, aggregate_id=payment.id, payload=payment_view(payment),
-        correlation_id=correlation_id or payment.correlation_id, at=at,
-    ))

@@ -1,23 +1,19 @@
-"""Refunds: asked for through the API, settled by a worker through the provider (internal: at once)."""
+"""Asking for a refund, within what the payment has left to refund, and reading a payment's refunds back."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
 import attrs
 
-from core.accounts import settlement
 from core.errors import InvalidStateTransition, NotFound, RefundExceedsPayment
-from core.events import OutboxMessage
 from core.ids import new_id
 from core.money import parse_amount
-from core.payments import Payment
 from core.ports import Clock, Page, UnitOfWork
 from core.refunds import Refund
-from core.usecases.external import move, publish
-from core.views import refund_view
+from core.usecases.announcements import announce_refund
+from core.usecases.reversal import reverse_internal
 
 
 @attrs.frozen(kw_only=True)
@@ -56,49 +52,11 @@ async def request_refund(cmd: RequestRefund, *, uow: UnitOfWork, clock: Clock) -
     uow.refunds.add(refund)
     if payment.is_external:
         payment.note("refund.created", now, refund=refund.summary())
-        announce(uow, refund, "refund.created", now)
+        announce_refund(uow, refund, "refund.created", now)
     else:
         await reverse_internal(uow, payment, refund, now)
     uow.payments.save(payment)
     return refund
-
-
-async def reverse_internal(uow: UnitOfWork, payment: Payment, refund: Refund, at: datetime) -> None:
-    """An internal transfer's refund moves the money back from the destination synchronously."""
-    assert payment.destination_account_id is not None
-    ids = [payment.source_account_id, payment.destination_account_id]
-    locked = await uow.accounts.lock(payment.tenant_id, ids)
-    source, destination = locked[payment.source_account_id], locked[payment.destination_account_id]
-    move(uow, [(destination, -refund.amount), (source, refund.amount)], at, payment_id=payment.id,
-         refund_id=refund.id)
-    refund.succeed(None, at)
-    settle(uow, payment, refund, at)
-
-
-async def reverse_external(uow: UnitOfWork, payment: Payment, refund: Refund, reference: str, at: datetime) -> None:
-    """The provider refunded: the money goes from the provider's settlement account back to the source."""
-    source = (await uow.accounts.lock(payment.tenant_id, [payment.source_account_id]))[payment.source_account_id]
-    assert payment.provider is not None
-    paid_out = await uow.accounts.lock_system(payment.tenant_id, settlement(payment.provider), payment.currency)
-    move(uow, [(paid_out, -refund.amount), (source, refund.amount)], at, payment_id=payment.id,
-         refund_id=refund.id)
-    refund.succeed(reference, at)
-    settle(uow, payment, refund, at)
-
-
-def settle(uow: UnitOfWork, payment: Payment, refund: Refund, at: datetime) -> None:
-    """Record a succeeded refund on the payment (partially_refunded or refunded) and announce both."""
-    payment.refunded(refund.amount, at, refund=refund.summary())
-    uow.refunds.save(refund)
-    announce(uow, refund, "refund.succeeded", at)
-    publish(uow, payment, f"payment.{payment.status}", at, correlation_id=refund.correlation_id)
-
-
-def announce(uow: UnitOfWork, refund: Refund, topic: str, at: datetime) -> None:
-    uow.outbox.add(OutboxMessage.new(
-        tenant_id=refund.tenant_id, topic=topic, aggregate_id=refund.id, payload=refund_view(refund),
-        correlation_id=refund.correlation_id, at=at,
-    ))
 
 
 async def list_refunds(
@@ -108,3 +66,15 @@ async def list_refunds(
     if await uow.payments.get(tenant_id, payment_id) is None:
         raise NotFound(f"payment {payment_id} not found")
     return await uow.refunds.list(tenant_id, payment_id, limit=limit, cursor=cursor)
+
+
+async def check_refund_amount(tenant_id: UUID, payment_id: UUID, amount: Decimal, *, uow: UnitOfWork) -> None:
+    """Raise `ValidationFailed` if `amount` is not a valid amount of the payment's currency.
+
+    Run before the request's Idempotency-Key is claimed: a malformed amount is refused without
+    using the key, so the corrected request may reuse it. An unknown payment passes here; the
+    refund itself answers `NotFound`.
+    """
+    payment = await uow.payments.get(tenant_id, payment_id)
+    if payment is not None:
+        parse_amount(amount, payment.currency)

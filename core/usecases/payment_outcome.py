@@ -1,0 +1,86 @@
+"""A charge's outcome, recorded in the attempt's second transaction: settle, fail, or schedule a retry."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from core.accounts import CLEARING, settlement
+from core.payments import Payment, PaymentStatus
+from core.ports import UnitOfWork
+from core.providers import ProviderDeclined, ProviderError, ProviderUnavailable
+from core.usecases.announcements import announce_payment
+from core.usecases.late_charges import LATE_DETECTED
+from core.usecases.postings import move
+from core.usecases.provider_calls import retry_wait
+from core.usecases.reversal import return_to_source
+from core.usecases.worker_deps import Deps, Outcome, WorkResult
+from core.work import PAYMENT, DeadLetter, RetryPolicy, WorkItem
+
+
+async def record_charge_outcome(
+    begun: Payment, reference: str | None, error: ProviderError | None, deps: Deps
+) -> Outcome:
+    """Record the provider's answer if the payment is still ours to finish.
+
+    A success is always recorded (on a payment that already failed, as a late charge to refund:
+    `LATE`). A failure is recorded only if nobody changed the payment since this attempt began:
+    otherwise another worker's attempt overlapped this one and the next delivery asks again.
+    """
+    async with deps.uow_factory() as uow:
+        payment = await uow.payments.lock(begun.tenant_id, begun.id)
+        if payment is None:
+            return Outcome(WorkResult.SKIPPED)
+        now = deps.clock.now()
+        if reference is not None and payment.status == PaymentStatus.FAILED:
+            payment.note(LATE_DETECTED, now, charge_reference=reference)
+            uow.payments.save(payment)
+            return Outcome(WorkResult.LATE, payment.status)
+        if payment.status != PaymentStatus.PROCESSING:
+            return Outcome(WorkResult.SKIPPED, payment.status)
+        if error is not None and payment.version != begun.version:
+            return Outcome(WorkResult.RETRY, payment.status, deps.policy.min_backoff)
+        payment.attempts += 1
+        retry_in = None
+        if reference is not None:
+            await _settle(uow, payment, reference, now)
+        elif isinstance(error, ProviderDeclined):
+            await _fail(uow, payment, error.reason, now)
+        else:
+            assert isinstance(error, ProviderUnavailable)
+            retry_in = await _attempt_failed(uow, payment, error, now, policy=deps.policy)
+        uow.payments.save(payment)
+    return Outcome(WorkResult.RETRY if retry_in is not None else WorkResult.DONE, payment.status, retry_in)
+
+
+async def _attempt_failed(
+    uow: UnitOfWork, payment: Payment, error: ProviderUnavailable, now: datetime, *, policy: RetryPolicy
+) -> float | None:
+    """A transient failure: the next attempt is scheduled, or, the attempts spent, the payment fails.
+    The seconds until the next attempt, or None."""
+    retry_in = retry_wait(error, payment.attempts, policy)
+    payment.attempt_failed(error.reason, now, None if retry_in is None else now + timedelta(seconds=retry_in),
+                           ambiguous=error.ambiguous)
+    announce_payment(uow, payment, "payment.attempt_failed", now)
+    if retry_in is None:
+        await _fail(uow, payment, f"{error.reason} (gave up after {payment.attempts} attempts)", now)
+    return retry_in
+
+
+async def _settle(uow: UnitOfWork, payment: Payment, reference: str, now: datetime) -> None:
+    """The provider charged: clearing -> settlement:<provider>, payment completed."""
+    assert payment.provider is not None
+    clearing = await uow.accounts.lock_system(payment.tenant_id, CLEARING, payment.currency)
+    paid_out = await uow.accounts.lock_system(payment.tenant_id, settlement(payment.provider), payment.currency)
+    move(uow, [(clearing, -payment.amount), (paid_out, payment.amount)], now, payment_id=payment.id)
+    payment.complete(reference, now)
+    announce_payment(uow, payment, f"payment.{PaymentStatus.COMPLETED}", now)
+
+
+async def _fail(uow: UnitOfWork, payment: Payment, reason: str, now: datetime) -> None:
+    """End the payment `failed`, return its money and keep a dead letter for inspection."""
+    await return_to_source(uow, payment, now)
+    payment.fail(reason, now)
+    announce_payment(uow, payment, "payment.failed", now)
+    work = WorkItem(kind=PAYMENT, tenant_id=payment.tenant_id, target_id=payment.id,
+                    correlation_id=payment.correlation_id)
+    uow.dead_letters.add(DeadLetter.of(work, error=reason, attempts=payment.attempts, at=now))
