@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
+from typing import ClassVar
 
 import attrs
 
@@ -16,41 +17,57 @@ SUCCEEDED = "succeeded"
 DECLINED = "declined"
 
 
-@attrs.define
-class RecordedCharge:
-    """A charge the fake made (`succeeded`) or declined, kept under its idempotency key."""
+@attrs.define(kw_only=True)
+class Recorded:
+    """A charge or refund the fake made (`succeeded`) or declined, kept under its idempotency key."""
+
+    declined: ClassVar[str]  # the decline's reason, the first time and on every repeat
 
     key: str
     reference: str
     amount: int
     currency: str
     status: str
+    metadata: dict[str, str]
+    requests: int = 1
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+    def result(self) -> ProviderResult:
+        """What the port answers for this record: its reference, or `ProviderDeclined`."""
+        if not self.succeeded:
+            raise ProviderDeclined(self.declined)
+        return ProviderResult(self.reference)
+
+
+@attrs.define(kw_only=True)
+class RecordedCharge(Recorded):
+    """A charge the fake made or declined."""
+
+    declined: ClassVar[str] = "Your card was declined."
+
     description: str | None
-    metadata: dict[str, str]
-    requests: int = 1
 
-    @property
-    def succeeded(self) -> bool:
-        return self.status == SUCCEEDED
+    def matches(self, request: ChargeRequest) -> bool:
+        """Whether a repeat of the key asks for the same charge."""
+        return (self.amount, self.currency) == (request.amount, request.currency)
 
 
-@attrs.define
-class RecordedRefund:
-    """A refund the fake made (`succeeded`) or declined, kept under its idempotency key."""
+@attrs.define(kw_only=True)
+class RecordedRefund(Recorded):
+    """A refund of the charge `charge_reference` the fake made or declined."""
 
-    key: str
-    reference: str
+    declined: ClassVar[str] = "The refund was declined by the provider."
+
     charge_reference: str
-    amount: int
-    currency: str
-    status: str
     reason: str | None
-    metadata: dict[str, str]
-    requests: int = 1
 
-    @property
-    def succeeded(self) -> bool:
-        return self.status == SUCCEEDED
+    def matches(self, request: RefundRequest) -> bool:
+        """Whether a repeat of the key asks for the same refund."""
+        return (self.amount, self.currency, self.charge_reference) == (
+            request.amount, request.currency, request.charge_reference)
 
 
 class InMemoryProvider:
@@ -87,26 +104,20 @@ class InMemoryProvider:
         key = request.idempotency_key
         await self._enter("charge", key, request.amount, request.currency)
         if (charge := self.charges.get(key)) is not None:
-            charge.requests = self._requests["charge", key]
-            _same(charge.amount, request.amount, charge.currency, request.currency)
-            return _answer(charge.reference, charge.succeeded)
+            return self._repeat("charge", charge, charge.matches(request))
         outcome = _parse(request.metadata.get(CHARGE_OUTCOME))
         await self._proceed("charge", key, outcome)
-        status = DECLINED if outcome.kind == "decline" else SUCCEEDED
         self.charges[key] = charge = RecordedCharge(
-            key, f"{self.name}_ch_{secrets.token_hex(8)}", request.amount, request.currency, status,
-            request.description, dict(request.metadata), self._requests["charge", key])
-        return _answer(charge.reference, charge.succeeded)
+            key=key, reference=f"{self.name}_ch_{secrets.token_hex(8)}", amount=request.amount,
+            currency=request.currency, status=_status(outcome), metadata=dict(request.metadata),
+            requests=self._requests["charge", key], description=request.description)
+        return charge.result()
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
         key = request.idempotency_key
         await self._enter("refund", key, request.amount, request.currency)
         if (refund := self.refunds.get(key)) is not None:
-            refund.requests = self._requests["refund", key]
-            _same(refund.amount, request.amount, refund.currency, request.currency)
-            if refund.charge_reference != request.charge_reference:
-                raise ProviderDeclined("This idempotency key was already used with different parameters.")
-            return _answer(refund.reference, refund.succeeded, "The refund was declined by the provider.")
+            return self._repeat("refund", refund, refund.matches(request))
         charge = next((c for c in self.charges.values() if c.reference == request.charge_reference), None)
         if charge is None or not charge.succeeded:
             raise ProviderDeclined(f"No successful charge {request.charge_reference!r} to refund.")
@@ -119,11 +130,11 @@ class InMemoryProvider:
         # a refund without its own steering follows the one its charge was made with
         outcome = _parse(request.metadata.get(REFUND_OUTCOME) or charge.metadata.get(REFUND_OUTCOME))
         await self._proceed("refund", key, outcome)
-        status = DECLINED if outcome.kind == "decline" else SUCCEEDED
         self.refunds[key] = refund = RecordedRefund(
-            key, f"{self.name}_re_{secrets.token_hex(8)}", charge.reference, request.amount, charge.currency, status,
-            request.reason, dict(request.metadata), self._requests["refund", key])
-        return _answer(refund.reference, refund.succeeded, "The refund was declined by the provider.")
+            key=key, reference=f"{self.name}_re_{secrets.token_hex(8)}", amount=request.amount,
+            currency=charge.currency, status=_status(outcome), metadata=dict(request.metadata),
+            requests=self._requests["refund", key], charge_reference=charge.reference, reason=request.reason)
+        return refund.result()
 
     async def find_charge(self, request: ChargeRequest) -> ProviderResult | None:
         key = str(request.payment_id)
@@ -136,6 +147,13 @@ class InMemoryProvider:
         await self._reach("find_refund", key)
         refund = self.refunds.get(key)
         return ProviderResult(refund.reference) if refund is not None and refund.succeeded else None
+
+    def _repeat(self, kind: str, recorded: Recorded, same: bool) -> ProviderResult:
+        """A repeated key: the first answer again, unless the repeat asks for something else."""
+        recorded.requests = self._requests[kind, recorded.key]
+        if not same:
+            raise ProviderDeclined("This idempotency key was already used with different parameters.")
+        return recorded.result()
 
     async def _reach(self, kind: str, key: str) -> None:
         """Log the call and apply injected failures (not ambiguous: nothing was looked at or recorded)."""
@@ -170,12 +188,5 @@ def _parse(value: str | None) -> Outcome:
         raise ProviderDeclined(str(error)) from None
 
 
-def _same(recorded_amount: int, amount: int, recorded_currency: str, currency: str) -> None:
-    if (recorded_amount, recorded_currency) != (amount, currency):
-        raise ProviderDeclined("This idempotency key was already used with different parameters.")
-
-
-def _answer(reference: str, succeeded: bool, declined: str = "Your card was declined.") -> ProviderResult:
-    if not succeeded:
-        raise ProviderDeclined(declined)
-    return ProviderResult(reference)
+def _status(outcome: Outcome) -> str:
+    return DECLINED if outcome.kind == "decline" else SUCCEEDED

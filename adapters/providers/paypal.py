@@ -5,18 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from adapters.providers.transport import ProviderHttp, found, text
+from adapters.providers.answers import found, settled, text
+from adapters.providers.transport import ProviderClient
 from core.money import format_minor
-from core.providers import (
-    ChargeRequest,
-    ProviderDeclined,
-    ProviderResult,
-    ProviderUnavailable,
-    RefundRequest,
-)
+from core.providers import ChargeRequest, ProviderDeclined, ProviderResult, RefundRequest
 
+_ORDER_DONE = frozenset({"COMPLETED"})
 _ORDER_DECLINED = frozenset({"DECLINED", "VOIDED", "FAILED", "PAYER_ACTION_REQUIRED"})
 _REFUND_DONE = frozenset({"COMPLETED", "PENDING"})  # a pending refund has been accepted; it settles later
 _REFUND_FAILED = frozenset({"CANCELLED", "FAILED"})
@@ -24,7 +18,7 @@ _DESCRIPTION_MAX = 127  # PayPal's limits on purchase_units[].description and no
 _NOTE_MAX = 255
 
 
-class PayPalProvider:
+class PayPalProvider(ProviderClient):
     """The `PaymentProvider` port over a PayPal-like API at `base_url` (the mock server's `/paypal` by default).
 
     A charge is an order with intent CAPTURE keyed by the payment id, a refund refunds
@@ -36,12 +30,7 @@ class PayPalProvider:
     """
 
     name = "paypal"
-
-    def __init__(
-        self, base_url: str, api_key: str, *, client: httpx.AsyncClient | None = None, timeout: float = 10.0,
-    ) -> None:
-        self._http = ProviderHttp(
-            self.name, base_url, api_key, key_header="PayPal-Request-Id", client=client, timeout=timeout)
+    key_header = "PayPal-Request-Id"
 
     async def charge(self, request: ChargeRequest) -> ProviderResult:
         unit: dict[str, Any] = {
@@ -53,7 +42,7 @@ class PayPalProvider:
             unit["description"] = request.description[:_DESCRIPTION_MAX]
         order = {"intent": "CAPTURE", "purchase_units": [unit], "metadata": dict(request.metadata)}
         status, body = await self._http.post("/v2/checkout/orders", request.idempotency_key, body=order)
-        return _result(status, body, done=frozenset({"COMPLETED"}), failed=_ORDER_DECLINED)
+        return settled(self.name, status, body, _refusal(body), done=_ORDER_DONE, failed=_ORDER_DECLINED)
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
         refund: dict[str, Any] = {"amount": _amount(request.amount, request.currency),
@@ -62,27 +51,20 @@ class PayPalProvider:
             refund["note_to_payer"] = request.reason[:_NOTE_MAX]
         path = f"/v2/payments/captures/{quote(request.charge_reference, safe='')}/refund"
         status, body = await self._http.post(path, request.idempotency_key, body=refund)
-        return _result(status, body, done=_REFUND_DONE, failed=_REFUND_FAILED)
+        return settled(self.name, status, body, _refusal(body), done=_REFUND_DONE, failed=_REFUND_FAILED)
 
     async def find_charge(self, request: ChargeRequest) -> ProviderResult | None:
         """The COMPLETED order whose purchase unit's `reference_id` is the request's payment id, or None."""
         payment_id = str(request.payment_id)
         body = await self._http.get("/v2/checkout/orders", {"reference_id": payment_id})
-        reference = found(self.name, body.get("orders"), payment_id, _reference_id,
-                          done=frozenset({"COMPLETED"}), failed=_ORDER_DECLINED)
-        return None if reference is None else ProviderResult(reference)
+        return found(self.name, body.get("orders"), payment_id, _reference_id, done=_ORDER_DONE, failed=_ORDER_DECLINED)
 
     async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
         """The completed (or pending) refund whose `invoice_id` is the request's refund id, or None."""
         refund_id = str(request.refund_id)
         body = await self._http.get("/v2/payments/refunds", {"invoice_id": refund_id})
-        reference = found(self.name, body.get("refunds"), refund_id, lambda item: item.get("invoice_id"),
-                          done=_REFUND_DONE, failed=_REFUND_FAILED)
-        return None if reference is None else ProviderResult(reference)
-
-    async def aclose(self) -> None:
-        """Close the HTTP client unless it was passed in."""
-        await self._http.aclose()
+        return found(self.name, body.get("refunds"), refund_id, lambda item: item.get("invoice_id"),
+                     done=_REFUND_DONE, failed=_REFUND_FAILED)
 
 
 def _amount(minor: int, currency: str) -> dict[str, str]:
@@ -97,17 +79,8 @@ def _reference_id(order: dict[str, Any]) -> object:
     return units[0].get("reference_id") if isinstance(units, list) and units and isinstance(units[0], dict) else None
 
 
-def _result(status: int, body: dict[str, Any], *, done: frozenset[str], failed: frozenset[str]) -> ProviderResult:
-    if status >= 400:
-        details = body.get("details")
-        detail = details[0] if isinstance(details, list) and details and isinstance(details[0], dict) else {}
-        message = text(detail.get("description")) or text(body.get("message")) or text(body.get("name"))
-        raise ProviderDeclined(message or f"paypal refused the request (HTTP {status})")
-    reference, state = text(body.get("id")), text(body.get("status"))
-    if reference is None or state is None:
-        raise ProviderUnavailable(f"paypal sent an unparseable response (HTTP {status})")
-    if state in failed:
-        raise ProviderDeclined(f"paypal answered with status {state}")
-    if state not in done:  # e.g. PENDING or APPROVED: not final yet; the same key later returns the final state
-        raise ProviderUnavailable(f"paypal has not finished the request (status {state})")
-    return ProviderResult(reference)
+def _refusal(body: dict[str, Any]) -> str | None:
+    """PayPal's words for a refused request: the first detail's description, else its message or name."""
+    details = body.get("details")
+    detail = details[0] if isinstance(details, list) and details and isinstance(details[0], dict) else {}
+    return text(detail.get("description")) or text(body.get("message")) or text(body.get("name"))

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from adapters.providers.answers import found, settled, text
+from adapters.providers.transport import ProviderClient
+from core.providers import ChargeRequest, ProviderResult, RefundRequest
 
-from adapters.providers.transport import ProviderHttp, found, text
-from core.providers import (
-    ChargeRequest,
-    ProviderDeclined,
-    ProviderResult,
-    ProviderUnavailable,
-    RefundRequest,
-)
-
+_CHARGE_DONE = frozenset({"succeeded"})
 _CHARGE_DECLINED = frozenset({"requires_payment_method", "requires_action", "canceled"})
 _REFUND_DONE = frozenset({"succeeded", "pending"})  # a pending refund has been accepted; it settles later
 _REFUND_FAILED = frozenset({"failed", "canceled"})
@@ -22,7 +16,7 @@ _REFUND_FAILED = frozenset({"failed", "canceled"})
 PAYMENT_ID, REFUND_ID = "payment_id", "refund_id"
 
 
-class StripeProvider:
+class StripeProvider(ProviderClient):
     """The `PaymentProvider` port over a Stripe-like API at `base_url` (the mock server's `/stripe` by default).
 
     Charges are confirmed PaymentIntents keyed by the payment id, refunds are Refunds
@@ -33,12 +27,7 @@ class StripeProvider:
     """
 
     name = "stripe"
-
-    def __init__(
-        self, base_url: str, api_key: str, *, client: httpx.AsyncClient | None = None, timeout: float = 10.0,
-    ) -> None:
-        self._http = ProviderHttp(
-            self.name, base_url, api_key, key_header="Idempotency-Key", client=client, timeout=timeout)
+    key_header = "Idempotency-Key"
 
     async def charge(self, request: ChargeRequest) -> ProviderResult:
         form = {"amount": str(request.amount), "currency": request.currency.lower(), "confirm": "true"}
@@ -46,7 +35,7 @@ class StripeProvider:
             form["description"] = request.description
         form.update(_metadata({**request.metadata, PAYMENT_ID: str(request.payment_id)}))
         status, body = await self._http.post("/v1/payment_intents", request.idempotency_key, data=form)
-        return _result(status, body, done=frozenset({"succeeded"}), failed=_CHARGE_DECLINED)
+        return settled(self.name, status, body, _refusal(body), done=_CHARGE_DONE, failed=_CHARGE_DECLINED)
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
         form = {"payment_intent": request.charge_reference, "amount": str(request.amount)}
@@ -54,12 +43,12 @@ class StripeProvider:
             form["reason"] = request.reason
         form.update(_metadata({**request.metadata, REFUND_ID: str(request.refund_id)}))
         status, body = await self._http.post("/v1/refunds", request.idempotency_key, data=form)
-        return _result(status, body, done=_REFUND_DONE, failed=_REFUND_FAILED)
+        return settled(self.name, status, body, _refusal(body), done=_REFUND_DONE, failed=_REFUND_FAILED)
 
     async def find_charge(self, request: ChargeRequest) -> ProviderResult | None:
         """The succeeded PaymentIntent whose `metadata[payment_id]` is the request's payment id, or None."""
         return await self._find("/v1/payment_intents/search", PAYMENT_ID, str(request.payment_id),
-                                done=frozenset({"succeeded"}), failed=_CHARGE_DECLINED)
+                                done=_CHARGE_DONE, failed=_CHARGE_DECLINED)
 
     async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
         """The succeeded (or pending) Refund whose `metadata[refund_id]` is the request's refund id, or None."""
@@ -75,28 +64,14 @@ class StripeProvider:
             metadata = item.get("metadata")
             return metadata.get(key) if isinstance(metadata, dict) else None
 
-        reference = found(self.name, body.get("data"), value, owner, done=done, failed=failed)
-        return None if reference is None else ProviderResult(reference)
-
-    async def aclose(self) -> None:
-        """Close the HTTP client unless it was passed in."""
-        await self._http.aclose()
+        return found(self.name, body.get("data"), value, owner, done=done, failed=failed)
 
 
 def _metadata(metadata: dict[str, str]) -> dict[str, str]:
     return {f"metadata[{key}]": value for key, value in metadata.items()}
 
 
-def _result(status: int, body: dict[str, Any], *, done: frozenset[str], failed: frozenset[str]) -> ProviderResult:
-    if status >= 400:
-        error = body.get("error")
-        message = text(error.get("message")) if isinstance(error, dict) else None
-        raise ProviderDeclined(message or f"stripe refused the request (HTTP {status})")
-    reference, state = text(body.get("id")), text(body.get("status"))
-    if reference is None or state is None:
-        raise ProviderUnavailable(f"stripe sent an unparseable response (HTTP {status})")
-    if state in failed:
-        raise ProviderDeclined(f"stripe answered with status {state}")
-    if state not in done:  # e.g. "processing": not final yet; the same key later returns the final state
-        raise ProviderUnavailable(f"stripe has not finished the request (status {state})")
-    return ProviderResult(reference)
+def _refusal(body: dict[str, Any]) -> str | None:
+    """Stripe's message for a refused request: `{"error": {"message": ...}}`."""
+    error = body.get("error")
+    return text(error.get("message")) if isinstance(error, dict) else None

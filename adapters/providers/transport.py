@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -102,34 +101,22 @@ class ProviderHttp:
             await self._client.aclose()
 
 
-def text(value: object) -> str | None:
-    """`value` if it is a non-empty string, else None (for picking fields out of untrusted JSON)."""
-    return value if isinstance(value, str) and value else None
 
+class ProviderClient:
+    """What the Stripe- and PayPal-like clients share: a `ProviderHttp` to their base URL, sending `key_header`.
 
-def found(
-    provider: str, items: object, ours: str, owner: Callable[[dict[str, Any]], object], *,
-    done: frozenset[str], failed: frozenset[str],
-) -> str | None:
-    """The id of the finished item among a lookup's `items` that `owner(item)` says is `ours`, or None.
-
-    Items of someone else's are ignored. None when all of ours are `failed` (or there are none);
-    `ProviderUnavailable` when `items` is not a list, or one of ours is neither done nor failed yet
-    (the provider itself cannot tell yet).
+    A subclass names its provider (`name`) and the header its idempotency key travels in (`key_header`).
     """
-    if not isinstance(items, list):
-        raise ProviderUnavailable(f"{provider} sent an unparseable lookup response")
-    unfinished = None
-    for item in items:
-        if not isinstance(item, dict) or owner(item) != ours:
-            continue
-        reference, state = text(item.get("id")), text(item.get("status"))
-        if state in done:
-            if reference is None:
-                raise ProviderUnavailable(f"{provider} sent an unparseable lookup response")
-            return reference
-        if state not in failed:
-            unfinished = state or "unknown"
-    if unfinished is not None:
-        raise ProviderUnavailable(f"{provider} has not finished the request (status {unfinished})")
-    return None
+
+    name: str
+    key_header: str
+
+    def __init__(
+        self, base_url: str, api_key: str, *, client: httpx.AsyncClient | None = None, timeout: float = 10.0,
+    ) -> None:
+        self._http = ProviderHttp(
+            self.name, base_url, api_key, key_header=self.key_header, client=client, timeout=timeout)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client unless it was passed in."""
+        await self._http.aclose()
