@@ -5,10 +5,20 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from core.errors import FieldError, ValidationFailed
+
+
+class Stamped(Protocol):
+    """A row listed newest first by (created_at, id), the key of a `time_id_cursor`."""
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> UUID: ...
 
 
 def encode_cursor(*values: Any) -> str:

@@ -23,7 +23,6 @@ from opentelemetry.util.types import Attributes
 TRACER_NAME = "payments"
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
-_provider: TracerProvider | None = None
 
 
 def tracing_enabled(env: Mapping[str, str] | None = None) -> bool:
@@ -66,24 +65,29 @@ def configure_tracing(
     installed, if any. Without it, a second call is a no-op. The OTLP exporter reads the `OTEL_EXPORTER_OTLP_*`
     variables itself.
     """
-    global _provider
     env = os.environ if env is None else env
-    if processor is None and (_provider is not None or not tracing_enabled(env)):
-        return _provider
-    if _provider is None:
+    provider = _installed()  # OpenTelemetry keeps the process's provider; so do we, nowhere else
+    if processor is None and (provider is not None or not tracing_enabled(env)):
+        return provider
+    if provider is None:
         name = env.get("OTEL_SERVICE_NAME", "").strip() or service_name
         provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
         provider.sampler = _NoOrphanClients(provider.sampler)  # the sampler OTEL_TRACES_SAMPLER chose
         trace.set_tracer_provider(provider)
-        _provider = provider
         _instrument_libraries()
     if processor is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         processor = BatchSpanProcessor(OTLPSpanExporter())
-    _provider.add_span_processor(processor)
-    return _provider
+    provider.add_span_processor(processor)
+    return provider
+
+
+def _installed() -> TracerProvider | None:
+    """The SDK provider this process installed, if any (the API's default is a no-op proxy)."""
+    provider = trace.get_tracer_provider()
+    return provider if isinstance(provider, TracerProvider) else None
 
 
 def _instrument_libraries() -> None:
@@ -98,8 +102,8 @@ def _instrument_libraries() -> None:
 
 def shutdown_tracing() -> None:
     """Flush and stop the exporters (at process exit; the SDK also does it from `atexit`)."""
-    if _provider is not None:
-        _provider.shutdown()
+    if (provider := _installed()) is not None:
+        provider.shutdown()
 
 
 def tracer() -> trace.Tracer:

@@ -11,7 +11,8 @@ import httpcore
 import httpx
 
 from core.errors import Unavailable
-from core.webhooks import SendResult, refused_addresses
+from core.webhook_destinations import refused_addresses
+from core.webhooks import SendResult
 
 RESOLVE_TIMEOUT = 2.0
 _TEMPORARY = {socket.EAI_AGAIN, socket.EAI_FAIL}

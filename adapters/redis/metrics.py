@@ -16,14 +16,17 @@ import redis.asyncio as aioredis
 from loguru import logger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from core.payments import PaymentStatus
+
 #: Upper bounds (seconds) of the provider latency histogram's buckets; +Inf is implied.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: `circuit_breaker_state` values.
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 #: Final statuses counted by `payments_total`, by event type: events that put a payment in a status it
 #: does not leave by itself (a refunded one was counted completed first).
-FINAL_EVENTS = {"payment.completed": "completed", "payment.failed": "failed", "payment.cancelled": "cancelled",
-                "payment.refunded": "refunded", "transfer.completed": "completed"}
+FINAL_EVENTS = {"payment.completed": PaymentStatus.COMPLETED, "payment.failed": PaymentStatus.FAILED,
+                "payment.cancelled": PaymentStatus.CANCELLED, "payment.refunded": PaymentStatus.REFUNDED,
+                "transfer.completed": PaymentStatus.COMPLETED}
 SEEN_SECONDS = 86400  # an event redelivered later than this would count twice (delivery retries stop far sooner)
 _SEP = "|"
 
