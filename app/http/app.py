@@ -15,7 +15,7 @@ from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, SanicException
 
 from adapters.telemetry import configure_tracing, context_from, tracer
-from app.container import build_container
+from app.bootstrap import bootstrap
 from app.http import metrics
 from app.http.auth import KeyCache
 from app.http.docs import configure_sanic_ext, install_docs
@@ -45,11 +45,11 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
 
     @app.before_server_start
     async def connect(app: Sanic[Any, Any]) -> None:
-        app.ctx.container = await build_container(settings, database_url, redis_url)
+        app.ctx.services = await bootstrap(settings, database_url, redis_url, role="api")
 
     @app.after_server_stop
     async def disconnect(app: Sanic[Any, Any]) -> None:
-        await app.ctx.container.close()
+        await app.ctx.services.aclose()
 
     app.on_request(_start, priority=100)
     app.on_response(_finish, priority=100)  # type: ignore[no-untyped-call]

@@ -11,10 +11,12 @@ from typing import Any
 
 from sanic import Request
 
+from app.http.context import services
+from app.http.io import read
 from app.http.problems import ApiError
 from core.errors import FieldError, ValidationFailed
 from core.tenants import ApiKey
-from core.usecases.keys import authenticate
+from core.usecases.api_keys import authenticate, find_api_key
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -73,17 +75,14 @@ def secured(scope: str, *, query: tuple[str, ...] = ()) -> Callable[[Handler], H
     def decorate(handler: Handler) -> Handler:
         @wraps(handler)
         async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
-            container = request.app.ctx.container
-
             async def load(key_hash: bytes) -> ApiKey | None:
-                async with container.uow(read_only=True) as uow:
-                    key: ApiKey | None = await uow.tenants.key_by_hash(key_hash)
-                    return key
+                return await read(request, lambda uow: find_api_key(key_hash, uow=uow))
 
             principal = await authenticate(
                 bearer(request), scope, lookup=lambda h: request.app.ctx.keys.lookup(h, load))
-            if container.rate_limiter is not None:
-                wait = await container.rate_limiter.retry_after(str(principal.key_id))
+            limiter = services(request).rate_limiter
+            if limiter is not None:
+                wait = await limiter.retry_after(str(principal.key_id))
                 if wait > 0:
                     raise ApiError("rate_limited", "too many requests for this API key; slow down",
                                    retry_after=max(1, math.ceil(wait)))

@@ -19,14 +19,17 @@ SPEC_URL = "/openapi.json"
 DOCS_URL = "/docs"
 REDOC_URL = "/docs/redoc"
 
-_SWAGGER_PAGE = """<!doctype html>
+# The head both pages share; each adds its own assets.
+_HEAD = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <link rel="icon" type="image/png" href="{static}/swagger-ui/favicon-32x32.png">
-<link rel="stylesheet" href="{static}/swagger-ui/swagger-ui.css">
+"""
+
+_SWAGGER_PAGE = _HEAD + """<link rel="stylesheet" href="{static}/swagger-ui/swagger-ui.css">
 </head>
 <body>
 <div id="swagger-ui" data-spec-url="{spec}"></div>
@@ -36,21 +39,13 @@ _SWAGGER_PAGE = """<!doctype html>
 </html>
 """
 
-_REDOC_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="icon" type="image/png" href="{static}/swagger-ui/favicon-32x32.png">
-</head>
+_REDOC_PAGE = _HEAD + """</head>
 <body>
 <redoc spec-url="{spec}"></redoc>
 <script src="{static}/redoc/redoc.standalone.js"></script>
 </body>
 </html>
 """
-
 
 def configure_sanic_ext(app: Sanic[Any, Any]) -> None:
     """Stop sanic-ext from registering its own CDN-based /docs; call before Extend(app) or serving.

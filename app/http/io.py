@@ -9,11 +9,12 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypedDict, TypeVar
 from uuid import UUID
 
 from sanic import HTTPResponse, Request
 
+from app.http.context import services, tenant_id
 from app.http.problems import PROBLEM_JSON, ApiError, problem_for
 from core.errors import FieldError, ValidationFailed
 from core.idempotency import IdempotentRequest, StoredResponse
@@ -115,7 +116,7 @@ def idempotent_request(request: Request, *, required: bool) -> IdempotentRequest
     except ValueError:
         canonical = (request.body or b"").decode("latin-1")
     digest = hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).digest()
-    return IdempotentRequest(tenant_id=request.ctx.principal.tenant_id, key=key, fingerprint=digest)
+    return IdempotentRequest(tenant_id=tenant_id(request), key=key, fingerprint=digest)
 
 
 async def execute(
@@ -126,7 +127,7 @@ async def execute(
     idempotency: str,
 ) -> HTTPResponse:
     """Run a write use case in one unit of work, under the request's idempotency key."""
-    container = request.app.ctx.container
+    found = services(request)
     # Shielded: a client that disconnects mid-request cancels the handler, but the unit of
     # work still finishes (commit or rollback) instead of being torn down halfway; a retry
     # with the same key then replays its outcome.
@@ -135,20 +136,24 @@ async def execute(
         request=idempotent_request(request, required=idempotency == "required"),
         render=render,
         render_error=lambda error: problem_for(error, request.ctx.request_id),
-        uow_factory=container.uow,
-        clock=container.clock,
-        ttl=timedelta(seconds=container.settings.idempotency.ttl),
+        uow_factory=found.uow_factory,
+        clock=found.clock,
+        ttl=timedelta(seconds=found.settings.idempotency.ttl),
     ))
     return send(response)
 
 
+async def read(request: Request, use_case: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Run a read-only use case (no transaction) and return what it found."""
+    async with services(request).uow_factory(read_only=True) as uow:
+        return await use_case(uow)
+
+
 async def query(
-    request: Request, read: Callable[[UnitOfWork], Awaitable[T]], view: Callable[[T], Any]
+    request: Request, use_case: Callable[[UnitOfWork], Awaitable[T]], view: Callable[[T], Any]
 ) -> HTTPResponse:
-    """Run a read-only use case (no transaction) and answer 200 with its view."""
-    async with request.app.ctx.container.uow(read_only=True) as uow:
-        result = await read(uow)
-    return send(ok(200, view(result)))
+    """Run a read-only use case and answer 200 with its view."""
+    return send(ok(200, view(await read(request, use_case))))
 
 
 class FieldChecks:
@@ -186,7 +191,14 @@ def parse_uuid(value: Any, field: str) -> UUID:
     raise ValidationFailed([FieldError(field, "must be a UUID")])
 
 
-def list_params(request: Request) -> tuple[int, str | None]:
+class ListParams(TypedDict):
+    """What every list use case takes besides its filters, as keyword arguments."""
+
+    limit: int
+    cursor: str | None
+
+
+def list_params(request: Request) -> ListParams:
     """`limit` (1-100, default 20) and the opaque `cursor` of a list request."""
     args = request.get_args(keep_blank_values=True)  # "?limit=" is an error, not the default
     raw = args.get("limit")
@@ -198,7 +210,7 @@ def list_params(request: Request) -> tuple[int, str | None]:
     cursor = args.get("cursor")
     if cursor is not None and not cursor:
         raise ValidationFailed([FieldError("cursor", "must not be empty")])
-    return limit, cursor
+    return ListParams(limit=limit, cursor=cursor)
 
 
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$")

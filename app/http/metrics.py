@@ -11,11 +11,10 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from adapters.postgres.metrics import database_gauges
-from adapters.redis.metrics import RedisMetrics
 from core.payments import PROVIDERS
 
 if TYPE_CHECKING:
-    from app.container import Container
+    from app.bootstrap import Services
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -54,8 +53,8 @@ class _Families(Collector):
         return iter(self._families)
 
 
-async def render_all(container: Container) -> bytes:
+async def render_all(services: Services) -> bytes:
     """This process's HTTP metrics, the workers' cluster-wide counters (Redis) and the database gauges."""
-    cluster, database = await asyncio.gather(RedisMetrics(container.redis).families(PROVIDERS),
-                                             database_gauges(container.pool))
+    cluster, database = await asyncio.gather(services.metrics.families(PROVIDERS),
+                                             database_gauges(services.pool))
     return render() + generate_latest(_Families([*cluster, *database]))

@@ -1,40 +1,32 @@
-"""OpenAPI 3.1 document generation from attrs classes and declarative operation descriptions."""
+"""The OpenAPI 3.1 document, assembled from operation declarations (schemas come from `json_schema`)."""
 
 from __future__ import annotations
 
 import copy
-import datetime
-import decimal
-import enum
 import http
 import re
-import types
-import typing
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
+from app.http.json_schema import SchemaRegistry, ref, schema_for
+
+__all__ = ["Operation", "Parameter", "Webhook", "build_openapi", "schema_for"]
+
 METHODS = frozenset({"get", "post", "put", "patch", "delete"})
 IDEMPOTENCY_MODES = frozenset({"required", "optional", "none"})
-_SCHEMAS = "#/components/schemas/"
 _HEADERS = "#/components/headers/"
-_PATH_PARAM = re.compile(r"{([^{}]+)}")
-_SIMPLE: dict[Any, dict[str, Any]] = {
-    str: {"type": "string"}, int: {"type": "integer"}, bool: {"type": "boolean"},
-    float: {"type": "number"}, uuid.UUID: {"type": "string", "format": "uuid"},
-    datetime.datetime: {"type": "string", "format": "date-time"},
-    datetime.date: {"type": "string", "format": "date"}, Any: {},
-    # Money in requests: a JSON number or a decimal string, parsed exactly.
-    decimal.Decimal: {"type": ["string", "number"]},
-}
+PATH_PARAMETER = re.compile(r"{([^{}]+)}")
 _BODY_ERRORS = (400, 413, 422)  # malformed_json, payload_too_large, validation failed
 _AUTH_ERRORS = (401, 403)
+_UUID_PATH_SCHEMA = {"type": "string", "format": "uuid"}
 
 
 @attrs.frozen(kw_only=True)
 class Parameter:
+    """A query, path or header parameter of an operation."""
+
     name: str
     location: str = "query"  # "query" | "path"
     schema: dict[str, Any]
@@ -44,6 +36,11 @@ class Parameter:
 
 @attrs.frozen(kw_only=True)
 class Operation:
+    """One HTTP operation, declared once: its route, shapes, statuses, idempotency, query and scope.
+
+    `path` is in OpenAPI syntax (`/api/v1/payments/{payment_id}`); the Sanic route derives from it.
+    """
+
     method: str
     path: str
     summary: str
@@ -60,98 +57,29 @@ class Operation:
     body_optional: bool = False  # the request body may be left out (POST .../cancel)
     also: tuple[int, ...] = ()  # other success statuses answering the same schema (201 and 202 of POST /payments)
 
+    @property
+    def scope(self) -> str:
+        """The API-key scope it needs: `read` to GET, `write` for everything else."""
+        return "read" if self.method == "get" else "write"
 
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": _SCHEMAS + name}
+    @property
+    def query_names(self) -> tuple[str, ...]:
+        """The query parameters it accepts; any other is refused like an unknown body field."""
+        return tuple(p.name for p in self.query if p.location == "query")
 
+    @property
+    def statuses(self) -> tuple[int, ...]:
+        """Its success statuses: `response_status` first."""
+        return (self.response_status, *self.also)
 
-class _Registry:
-    """Component schemas collected while walking attrs classes (name -> schema)."""
-
-    def __init__(self, reserved: Sequence[str] = ()) -> None:
-        self.schemas: dict[str, dict[str, Any]] = {}
-        self._owners: dict[str, object] = dict.fromkeys(reserved, None)
-
-    def add(self, name: str, owner: object, schema: dict[str, Any]) -> dict[str, Any]:
-        if name in self._owners and self._owners[name] != owner:
-            raise ValueError(f"two different schemas named {name!r}")
-        self._owners[name] = owner
-        self.schemas[name] = schema
-        return _ref(name)
-
-    def ref(self, cls: type) -> dict[str, Any]:
-        name = cls.__name__
-        if self._owners.get(name) is cls:
-            return _ref(name)
-        self.add(name, cls, {})  # placeholder first: allows self-referencing classes
-        return self.add(name, cls, self.object_schema(cls))
-
-    def object_schema(self, cls: type) -> dict[str, Any]:
-        hints = typing.get_type_hints(cls)
-        properties: dict[str, Any] = {}
-        required: list[str] = []
-        for field in attrs.fields(cls):
-            properties[field.name] = self.field_schema(hints[field.name], field.metadata)
-            if field.default is attrs.NOTHING:
-                required.append(field.name)
-        schema: dict[str, Any] = {"type": "object", "properties": properties}
-        if required:
-            schema["required"] = required
-        if getattr(cls, "__openapi_strict__", False):
-            schema["additionalProperties"] = False
-        return schema
-
-    def field_schema(self, tp: Any, metadata: typing.Mapping[Any, Any]) -> dict[str, Any]:
-        derived = self.type_schema(tp)
-        extra: dict[str, Any] = dict(metadata.get("openapi", {}))
-        if "type" not in extra:
-            return {**derived, **extra}
-        # An explicit "type" replaces the derived schema wholesale (no stale
-        # format/anyOf/$ref left behind); nullability of the annotation is kept.
-        kinds = extra["type"] if isinstance(extra["type"], list) else [extra["type"]]
-        if _is_nullable(tp) and "null" not in kinds:
-            kinds = [*kinds, "null"]
-        extra["type"] = kinds if len(kinds) > 1 else kinds[0]
-        return extra
-
-    def type_schema(self, tp: Any) -> dict[str, Any]:
-        if tp in _SIMPLE:
-            return dict(_SIMPLE[tp])
-        origin, args = typing.get_origin(tp), typing.get_args(tp)
-        if origin in (types.UnionType, typing.Union):
-            options = [self.type_schema(arg) for arg in args if arg is not types.NoneType]
-            if types.NoneType in args:
-                options.append({"type": "null"})
-            return options[0] if len(options) == 1 else {"anyOf": options}
-        if origin is typing.Literal:
-            return _enum_schema(list(args))
-        if origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
-            return {"type": "array", "items": self.type_schema(args[0])}
-        if origin is dict and args[:1] == (str,):
-            return {"type": "object", "additionalProperties": self.type_schema(args[1])}
-        if isinstance(tp, type) and issubclass(tp, enum.Enum):
-            return _enum_schema([member.value for member in tp])
-        if isinstance(tp, type) and attrs.has(tp):
-            return self.ref(tp)
-        raise TypeError(f"unsupported type for OpenAPI schema: {tp!r}")
-
-
-def _is_nullable(tp: Any) -> bool:
-    is_union = typing.get_origin(tp) in (types.UnionType, typing.Union)
-    return is_union and types.NoneType in typing.get_args(tp)
-
-
-def _enum_schema(values: list[Any]) -> dict[str, Any]:
-    schema: dict[str, Any] = {"enum": values}
-    kinds = {type(value) for value in values}
-    if len(kinds) == 1 and (kind := kinds.pop()) in _SIMPLE:
-        schema["type"] = _SIMPLE[kind]["type"]
-    return schema
-
-
-def schema_for(cls: type) -> dict[str, Any]:
-    """JSON Schema of one attrs class, as registered under components; nested classes are $refs."""
-    return _Registry().object_schema(cls)
+    def path_parameters(self) -> list[Parameter]:
+        """Each `{name}` of the path in order: as given in `query`, else a UUID."""
+        given = {p.name: p for p in self.query if p.location == "path"}
+        names = PATH_PARAMETER.findall(self.path)
+        if stray := set(given) - set(names):
+            raise ValueError(f"{self.operation_id}: path parameters not in path: {sorted(stray)}")
+        default = Parameter(name="", location="path", schema=_UUID_PATH_SCHEMA)
+        return [given.get(name, attrs.evolve(default, name=name)) for name in names]
 
 
 def _problem_schemas() -> dict[str, dict[str, Any]]:
@@ -159,7 +87,7 @@ def _problem_schemas() -> dict[str, dict[str, Any]]:
     fields = {"field": string, "message": string}
     problem = {
         "type": string, "title": string, "status": {"type": "integer"}, "detail": string,
-        "request_id": string, "errors": {"type": "array", "items": _ref("ProblemFieldError")},
+        "request_id": string, "errors": {"type": "array", "items": ref("ProblemFieldError")},
     }
     return {
         "Problem": {
@@ -187,7 +115,6 @@ _COMPONENT_HEADERS: dict[str, dict[str, Any]] = {
 _IDEMPOTENCY_KEY_SCHEMA = {
     "type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x20-\x7E]+$",
 }
-_UUID_PATH_SCHEMA = {"type": "string", "format": "uuid"}
 
 
 def _headers(op: Operation, status: int) -> dict[str, Any]:
@@ -206,13 +133,7 @@ def _parameter(p: Parameter) -> dict[str, Any]:
 
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
-    given = {p.name: p for p in op.query if p.location == "path"}
-    names = _PATH_PARAM.findall(op.path)
-    if stray := set(given) - set(names):
-        raise ValueError(f"{op.operation_id}: path parameters not in path: {sorted(stray)}")
-    default = Parameter(name="", location="path", schema=_UUID_PATH_SCHEMA)
-    params = [given.get(name, attrs.evolve(default, name=name)) for name in names]
-    result = [_parameter(p) for p in [*params, *(p for p in op.query if p.location != "path")]]
+    result = [_parameter(p) for p in [*op.path_parameters(), *(p for p in op.query if p.location != "path")]]
     if op.idempotency != "none":
         key = Parameter(name="Idempotency-Key", location="header", schema=_IDEMPOTENCY_KEY_SCHEMA,
                         required=op.idempotency == "required",
@@ -221,7 +142,7 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     return result
 
 
-def _success_schema(op: Operation, registry: _Registry) -> dict[str, Any] | None:
+def _success_schema(op: Operation, registry: SchemaRegistry) -> dict[str, Any] | None:
     if op.response is None:
         return None
     item = registry.ref(op.response)
@@ -236,7 +157,7 @@ def _success_schema(op: Operation, registry: _Registry) -> dict[str, Any] | None
     return registry.add(name, ("list", op.response), envelope)
 
 
-def _operation(op: Operation, registry: _Registry) -> dict[str, Any]:
+def _operation(op: Operation, registry: SchemaRegistry) -> dict[str, Any]:
     if op.method not in METHODS or op.idempotency not in IDEMPOTENCY_MODES:
         raise ValueError(f"{op.operation_id}: bad method or idempotency mode")
     doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
@@ -263,7 +184,7 @@ def _operation(op: Operation, registry: _Registry) -> dict[str, Any]:
         responses[str(status)] = {
             "description": http.HTTPStatus(status).phrase,
             "headers": _headers(op, status),
-            "content": {"application/problem+json": {"schema": _ref("Problem")}},
+            "content": {"application/problem+json": {"schema": ref("Problem")}},
         }
     doc["responses"] = responses
     if op.secured:
@@ -281,7 +202,7 @@ class Webhook:
     headers: tuple[Parameter, ...] = ()
 
 
-def _webhook(hook: Webhook, registry: _Registry) -> dict[str, Any]:
+def _webhook(hook: Webhook, registry: SchemaRegistry) -> dict[str, Any]:
     return {"post": {
         "summary": hook.summary,
         "operationId": f"{hook.name}Webhook",
@@ -297,7 +218,7 @@ def build_openapi(
 ) -> dict[str, Any]:
     """Build a complete OpenAPI 3.1 document for the given operations (and the webhooks it sends)."""
     problems = _problem_schemas()
-    registry = _Registry(reserved=list(problems))
+    registry = SchemaRegistry(reserved=list(problems))
     paths: dict[str, dict[str, Any]] = {}
     tags: dict[str, None] = {}
     seen_ids: set[str] = set()

@@ -6,21 +6,23 @@ from uuid import UUID
 
 from sanic import Blueprint, HTTPResponse, Request
 
-from app.http.auth import secured
-from app.http.io import FieldChecks, execute, list_params, ok, page_view, query, read_json, storable
-from app.http.schemas import CreateAccountRequest, parse_body
-from core.accounts import Account, check_metadata
+from app.http.context import request_id, services, tenant_id
+from app.http.endpoints import COMMON, LIST, operation, read_page, write
+from app.http.io import FieldChecks, list_params, query, storable
+from app.http.openapi import Operation, Parameter
+from app.http.schemas.accounts import Account, Balance, CreateAccountRequest, LedgerEntry
+from core.accounts import check_metadata
 from core.errors import FieldError, ValidationFailed
 from core.money import check_currency, parse_amount
-from core.ports import UnitOfWork
 from core.usecases.accounts import CreateAccount, create_account, get_account, list_accounts, list_transactions
 from core.views import account_view, balance_view, entry_view
 
 bp = Blueprint("accounts", url_prefix="/api/v1/accounts")
+_ONE = "/api/v1/accounts/{account_id}"
+_USER_ID = Parameter(name="user_id", schema={"type": "string", "minLength": 1, "maxLength": 255})
 
 
-def create_command(request: Request) -> CreateAccount:
-    body: CreateAccountRequest = parse_body(read_json(request), CreateAccountRequest)
+def create_command(request: Request, body: CreateAccountRequest) -> CreateAccount:
     checks = FieldChecks()
     currency = checks.check(check_currency, body.currency)
     initial = None
@@ -32,59 +34,47 @@ def create_command(request: Request) -> CreateAccount:
     checks.done()
     assert currency and metadata is not None
     return CreateAccount(
-        tenant_id=request.ctx.principal.tenant_id, user_id=body.user_id, currency=currency,
-        initial_balance=initial, metadata=metadata, correlation_id=request.ctx.request_id,
+        tenant_id=tenant_id(request), user_id=body.user_id, currency=currency,
+        initial_balance=initial, metadata=metadata, correlation_id=request_id(request),
     )
 
 
-@bp.post("")
-@secured("write")
-async def create(request: Request) -> HTTPResponse:
-    cmd = create_command(request)
-    clock = request.app.ctx.container.clock
-
-    async def work(uow: UnitOfWork) -> Account:
-        return await create_account(cmd, uow=uow, clock=clock)
-
-    return await execute(request, work, lambda account: ok(201, account_view(account)), idempotency="optional")
+@operation(bp, Operation(method="post", path="/api/v1/accounts", summary="Open an account", tag="accounts",
+                         operation_id="createAccount", request=CreateAccountRequest, response=Account,
+                         response_status=201, idempotency="optional", errors=(409, *COMMON)))
+async def create(request: Request, body: CreateAccountRequest) -> HTTPResponse:
+    cmd, clock = create_command(request, body), services(request).clock
+    return await write(request, lambda uow: create_account(cmd, uow=uow, clock=clock), account_view)
 
 
-@bp.get("")
-@secured("read", query=("user_id", "limit", "cursor"))
+@operation(bp, Operation(method="get", path="/api/v1/accounts", summary="List accounts", tag="accounts",
+                         operation_id="listAccounts", response=Account, list_response=True,
+                         query=(_USER_ID, *LIST), errors=(422, *COMMON)))
 async def index(request: Request) -> HTTPResponse:
-    limit, cursor = list_params(request)
+    params = list_params(request)
     user_id = request.get_args(keep_blank_values=True).get("user_id")
     if user_id is not None and not (storable(user_id) and 1 <= len(user_id) <= 255):
         raise ValidationFailed([FieldError("user_id", "must be 1 to 255 characters, without NUL")])
-    tenant_id = request.ctx.principal.tenant_id
-    return await query(
-        request,
-        lambda uow: list_accounts(tenant_id, user_id=user_id, limit=limit, cursor=cursor, uow=uow),
-        lambda page: page_view(page, account_view),
-    )
+    return await read_page(
+        request, lambda uow: list_accounts(tenant_id(request), user_id=user_id, uow=uow, **params), account_view)
 
 
-@bp.get("/<account_id:uuid>")
-@secured("read")
+@operation(bp, Operation(method="get", path=_ONE, summary="Get an account", tag="accounts", operation_id="getAccount",
+                         response=Account, errors=(404, *COMMON)))
 async def show(request: Request, account_id: UUID) -> HTTPResponse:
-    tenant_id = request.ctx.principal.tenant_id
-    return await query(request, lambda uow: get_account(tenant_id, account_id, uow=uow), account_view)
+    return await query(request, lambda uow: get_account(tenant_id(request), account_id, uow=uow), account_view)
 
 
-@bp.get("/<account_id:uuid>/balance")
-@secured("read")
+@operation(bp, Operation(method="get", path=f"{_ONE}/balance", summary="Get an account's balance", tag="accounts",
+                         operation_id="getBalance", response=Balance, errors=(404, *COMMON)))
 async def balance(request: Request, account_id: UUID) -> HTTPResponse:
-    tenant_id = request.ctx.principal.tenant_id
-    return await query(request, lambda uow: get_account(tenant_id, account_id, uow=uow), balance_view)
+    return await query(request, lambda uow: get_account(tenant_id(request), account_id, uow=uow), balance_view)
 
 
-@bp.get("/<account_id:uuid>/transactions")
-@secured("read", query=("limit", "cursor"))
+@operation(bp, Operation(method="get", path=f"{_ONE}/transactions", summary="List an account's ledger entries",
+                         tag="accounts", operation_id="listTransactions", response=LedgerEntry, list_response=True,
+                         query=LIST, errors=(404, 422, *COMMON)))
 async def transactions(request: Request, account_id: UUID) -> HTTPResponse:
-    limit, cursor = list_params(request)
-    tenant_id = request.ctx.principal.tenant_id
-    return await query(
-        request,
-        lambda uow: list_transactions(tenant_id, account_id, limit=limit, cursor=cursor, uow=uow),
-        lambda page: page_view(page, entry_view),
-    )
+    params = list_params(request)
+    return await read_page(
+        request, lambda uow: list_transactions(tenant_id(request), account_id, uow=uow, **params), entry_view)

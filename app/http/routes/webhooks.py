@@ -9,16 +9,23 @@ from uuid import UUID
 import httpx
 from sanic import Blueprint, HTTPResponse, Request
 
-from app.http.auth import secured
-from app.http.io import FieldChecks, execute, idempotent_request, list_params, ok, page_view, query, read_json
-from app.http.schemas import EmptyRequest, WebhookRequest, WebhookUpdate, parse_body
+from app.http.context import services, tenant_id
+from app.http.endpoints import COMMON, LIST, operation, read_page, write
+from app.http.io import FieldChecks, idempotent_request, list_params, query
+from app.http.openapi import Operation
+from app.http.schemas.webhooks import (
+    EmptyRequest,
+    Webhook,
+    WebhookDelivery,
+    WebhookRequest,
+    WebhookUpdate,
+    WebhookWithSecret,
+)
 from core.errors import FieldError, ValidationFailed
-from core.idempotency import StoredResponse
-from core.ports import UnitOfWork
+from core.usecases.webhook_destinations import VetDestination, vet_destination
 from core.usecases.webhooks import (
     CreateSubscription,
     UpdateSubscription,
-    check_destination,
     create_subscription,
     delete_subscription,
     get_subscription,
@@ -29,10 +36,10 @@ from core.usecases.webhooks import (
     update_subscription,
 )
 from core.views import delivery_view, webhook_view
-from core.webhooks import MAX_DESCRIPTION_LENGTH, Delivery, Subscription, check_events
+from core.webhooks import MAX_DESCRIPTION_LENGTH, Subscription, check_events
 
 bp = Blueprint("webhooks", url_prefix="/api/v1")
-_ONE = "/webhooks/<webhook_id:uuid>"
+_ONE = "/api/v1/webhooks/{webhook_id}"
 
 
 def _checked(events: list[str] | None, description: str | None) -> tuple[str, ...] | None:
@@ -44,74 +51,60 @@ def _checked(events: list[str] | None, description: str | None) -> tuple[str, ..
     return names
 
 
-async def _destination(request: Request, url: str) -> None:
-    """Refuse a URL the sender cannot use or (unless allowed) one resolving to a private address.
-
-    Skipped when the request's Idempotency-Key already holds a response: the replay must be the
-    first answer, whatever the host resolves to now.
-    """
-    if await _stored(request):
-        return
-    try:  # the sender's own parser must accept it too (it is stricter than urllib about some hosts)
+def _sender_accepts(url: str) -> None:
+    """The sender's own parser must accept the URL too (it is stricter than urllib about some hosts)."""
+    try:
         httpx.URL(url)
     except (httpx.InvalidURL, UnicodeError, ValueError) as error:
         raise ValidationFailed([FieldError("url", f"is not a URL webhooks can be sent to: {error}")]) from None
-    container = request.app.ctx.container
-    await check_destination(url, resolver=container.resolver,
-                            allow_private=container.settings.webhooks.allow_private_urls)
 
 
-async def _stored(request: Request) -> bool:
-    key = idempotent_request(request, required=False)
-    if key is None:
-        return False
-    container = request.app.ctx.container
-    now = container.clock.now()
-    async with container.uow() as uow:  # a transaction scopes the claim's lock to this look
-        stored = await uow.idempotency.claim(key, now)
-    # the same request, with time left to be replayed (a different one is refused by execute anyway)
-    return (stored is not None and stored.request.fingerprint == key.fingerprint
-            and stored.expires_at > now + timedelta(minutes=1))
+async def _destination(request: Request, url: str) -> None:
+    """Refuse a URL the sender cannot use or (unless allowed) one resolving to a private address."""
+    found = services(request)
+    cmd = VetDestination(url=url, request=idempotent_request(request, required=False),
+                         allow_private=found.settings.webhooks.allow_private_urls)
+    await vet_destination(cmd, uow_factory=found.uow_factory, resolver=found.resolver, clock=found.clock,
+                          parse_url=_sender_accepts)
 
 
-@bp.post("/webhooks")
-@secured("write")
-async def create(request: Request) -> HTTPResponse:
-    body: WebhookRequest = parse_body(read_json(request), WebhookRequest)
+def _with_secret(subscription: Subscription) -> dict[str, Any]:
+    return webhook_view(subscription, with_secret=True)
+
+
+@operation(bp, Operation(method="post", path="/api/v1/webhooks",
+                         summary="Subscribe an endpoint to events (secret shown once)", tag="webhooks",
+                         operation_id="createWebhook", request=WebhookRequest, response=WebhookWithSecret,
+                         response_status=201, idempotency="optional", errors=(409, *COMMON)))
+async def create(request: Request, body: WebhookRequest) -> HTTPResponse:
     events = _checked(body.events, body.description)
     await _destination(request, body.url)
     assert events is not None
-    cmd = CreateSubscription(tenant_id=request.ctx.principal.tenant_id, url=body.url, events=events,
+    cmd = CreateSubscription(tenant_id=tenant_id(request), url=body.url, events=events,
                              description=body.description, enabled=body.enabled)
-    clock = request.app.ctx.container.clock
-
-    async def work(uow: UnitOfWork) -> Subscription:
-        return await create_subscription(cmd, uow=uow, clock=clock)
-
-    return await execute(request, work, lambda s: ok(201, webhook_view(s, with_secret=True)), idempotency="optional")
+    clock = services(request).clock
+    return await write(request, lambda uow: create_subscription(cmd, uow=uow, clock=clock), _with_secret)
 
 
-@bp.get("/webhooks")
-@secured("read", query=("limit", "cursor"))
+@operation(bp, Operation(method="get", path="/api/v1/webhooks", summary="List webhooks", tag="webhooks",
+                         operation_id="listWebhooks", response=Webhook, list_response=True, query=LIST,
+                         errors=(422, *COMMON)))
 async def index(request: Request) -> HTTPResponse:
-    limit, cursor = list_params(request)
-    tenant_id = request.ctx.principal.tenant_id
-    return await query(request, lambda uow: list_subscriptions(tenant_id, uow=uow, limit=limit, cursor=cursor),
-                       lambda page: page_view(page, webhook_view))
+    params = list_params(request)
+    return await read_page(request, lambda uow: list_subscriptions(tenant_id(request), uow=uow, **params), webhook_view)
 
 
-@bp.get(_ONE)
-@secured("read")
+@operation(bp, Operation(method="get", path=_ONE, summary="Get a webhook", tag="webhooks", operation_id="getWebhook",
+                         response=Webhook, errors=(404, *COMMON)))
 async def show(request: Request, webhook_id: UUID) -> HTTPResponse:
-    tenant_id = request.ctx.principal.tenant_id
-    return await query(request, lambda uow: get_subscription(tenant_id, webhook_id, uow=uow), webhook_view)
+    return await query(request, lambda uow: get_subscription(tenant_id(request), webhook_id, uow=uow), webhook_view)
 
 
-@bp.patch(_ONE)
-@secured("write")
-async def change(request: Request, webhook_id: UUID) -> HTTPResponse:
-    raw: Any = read_json(request)
-    body: WebhookUpdate = parse_body(raw, WebhookUpdate)
+@operation(bp, Operation(method="patch", path=_ONE, summary="Change a webhook's url, events, description or enabled",
+                         tag="webhooks", operation_id="updateWebhook", request=WebhookUpdate, response=Webhook,
+                         idempotency="optional", errors=(404, 409, *COMMON)))
+async def change(request: Request, webhook_id: UUID, body: WebhookUpdate) -> HTTPResponse:
+    raw: dict[str, Any] = request.ctx.json  # the document as sent: null and absent differ here
     nulls = FieldChecks()
     for name in ("url", "events", "enabled"):  # null is not a value these can take
         if raw.get(name, "") is None:
@@ -120,60 +113,48 @@ async def change(request: Request, webhook_id: UUID) -> HTTPResponse:
     events = _checked(body.events, body.description)
     if body.url is not None:
         await _destination(request, body.url)
-    cmd = UpdateSubscription(tenant_id=request.ctx.principal.tenant_id, subscription_id=webhook_id, url=body.url,
+    cmd = UpdateSubscription(tenant_id=tenant_id(request), subscription_id=webhook_id, url=body.url,
                              events=events, enabled=body.enabled, description=body.description,
                              clear_description="description" in raw and raw["description"] is None)
-    clock = request.app.ctx.container.clock
-
-    async def work(uow: UnitOfWork) -> Subscription:
-        return await update_subscription(cmd, uow=uow, clock=clock)
-
-    return await execute(request, work, lambda s: ok(200, webhook_view(s)), idempotency="optional")
+    clock = services(request).clock
+    return await write(request, lambda uow: update_subscription(cmd, uow=uow, clock=clock), webhook_view)
 
 
-@bp.delete(_ONE)
-@secured("write")
+@operation(bp, Operation(method="delete", path=_ONE, summary="Delete a webhook and its delivery log",
+                         tag="webhooks", operation_id="deleteWebhook", response_status=204, idempotency="optional",
+                         errors=(404, 409, 422, *COMMON)))
 async def remove(request: Request, webhook_id: UUID) -> HTTPResponse:
-    tenant_id = request.ctx.principal.tenant_id
-
-    async def work(uow: UnitOfWork) -> None:
-        await delete_subscription(tenant_id, webhook_id, uow=uow)
-
-    return await execute(request, work, lambda _: StoredResponse(status=204, body=b""), idempotency="optional")
+    tenant = tenant_id(request)
+    return await write(request, lambda uow: delete_subscription(tenant, webhook_id, uow=uow))
 
 
-@bp.post(f"{_ONE}/rotate-secret")
-@secured("write")
-async def rotate(request: Request, webhook_id: UUID) -> HTTPResponse:
-    if request.body:
-        parse_body(read_json(request), EmptyRequest)
-    container = request.app.ctx.container
-    tenant_id, overlap = request.ctx.principal.tenant_id, timedelta(seconds=container.settings.webhooks.secret_overlap)
-
-    async def work(uow: UnitOfWork) -> Subscription:
-        return await rotate_secret(tenant_id, webhook_id, uow=uow, clock=container.clock, overlap=overlap)
-
-    return await execute(request, work, lambda s: ok(200, webhook_view(s, with_secret=True)), idempotency="optional")
+@operation(bp, Operation(method="post", path=f"{_ONE}/rotate-secret",
+                         summary="New signing secret (shown once); the old one also signs for 24 h", tag="webhooks",
+                         operation_id="rotateWebhookSecret", request=EmptyRequest, body_optional=True,
+                         response=WebhookWithSecret, idempotency="optional", errors=(404, 409, *COMMON)))
+async def rotate(request: Request, webhook_id: UUID, body: EmptyRequest) -> HTTPResponse:
+    found, tenant = services(request), tenant_id(request)
+    overlap = timedelta(seconds=found.settings.webhooks.secret_overlap)
+    return await write(
+        request, lambda uow: rotate_secret(tenant, webhook_id, uow=uow, clock=found.clock, overlap=overlap),
+        _with_secret)
 
 
-@bp.get(f"{_ONE}/deliveries")
-@secured("read", query=("limit", "cursor"))
+@operation(bp, Operation(method="get", path=f"{_ONE}/deliveries", summary="A webhook's delivery log", tag="webhooks",
+                         operation_id="listWebhookDeliveries", response=WebhookDelivery, list_response=True,
+                         query=LIST, errors=(404, 422, *COMMON)))
 async def deliveries(request: Request, webhook_id: UUID) -> HTTPResponse:
-    limit, cursor = list_params(request)
-    tenant_id = request.ctx.principal.tenant_id
-    return await query(
-        request, lambda uow: list_deliveries(tenant_id, webhook_id, uow=uow, limit=limit, cursor=cursor),
-        lambda page: page_view(page, delivery_view))
+    params = list_params(request)
+    return await read_page(
+        request, lambda uow: list_deliveries(tenant_id(request), webhook_id, uow=uow, **params), delivery_view)
 
 
-@bp.post(f"{_ONE}/deliveries/<delivery_id:uuid>/retry")
-@secured("write")
-async def retry(request: Request, webhook_id: UUID, delivery_id: UUID) -> HTTPResponse:
-    if request.body:
-        parse_body(read_json(request), EmptyRequest)
-    tenant_id, clock = request.ctx.principal.tenant_id, request.app.ctx.container.clock
-
-    async def work(uow: UnitOfWork) -> Delivery:
-        return await redeliver(tenant_id, webhook_id, delivery_id, uow=uow, clock=clock)
-
-    return await execute(request, work, lambda d: ok(202, delivery_view(d)), idempotency="optional")
+@operation(bp, Operation(method="post", path=f"{_ONE}/deliveries/{{delivery_id}}/retry",
+                         summary="Redeliver now (one more attempt, even after a give-up)", tag="webhooks",
+                         operation_id="retryWebhookDelivery", request=EmptyRequest, body_optional=True,
+                         response=WebhookDelivery, response_status=202, idempotency="optional",
+                         errors=(404, 409, 422, *COMMON)))
+async def retry(request: Request, webhook_id: UUID, delivery_id: UUID, body: EmptyRequest) -> HTTPResponse:
+    tenant, clock = tenant_id(request), services(request).clock
+    return await write(request, lambda uow: redeliver(tenant, webhook_id, delivery_id, uow=uow, clock=clock),
+                       delivery_view)

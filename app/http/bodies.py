@@ -1,0 +1,93 @@
+"""Request bodies structured strictly into their attrs shapes with cattrs, every bad field named."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from core.errors import FieldError, ValidationFailed
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+_DECIMAL = re.compile(r"^[ ]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[ ]*$")  # ASCII digits only
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def _structure_decimal(value: Any, _: type) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+        raise ValueError("must be a decimal number or a decimal string such as \"10.50\"")
+    if isinstance(value, str) and not _DECIMAL.match(value):
+        raise ValueError("must be a decimal number or a decimal string such as \"10.50\"")
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise ValueError("must be a decimal number") from None
+    if not number.is_finite():
+        raise ValueError("must be a finite decimal number")
+    return number
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _structure_strings(value: Any, _: type) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of strings")
+    return value
+
+
+def _structure_dict(value: Any, _: type) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError("must be an object of string keys to string values")
+    return value
+
+
+converter.register_structure_hook(str, _structure_str)
+converter.register_structure_hook(Decimal, _structure_decimal)
+converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook_func(lambda t: t == list[str], _structure_strings)
+converter.register_structure_hook_func(lambda t: t == dict[str, str], _structure_dict)
+
+
+def parse_body(body: Any, cls: type[Any]) -> Any:
+    """Structure a parsed JSON body into `cls`, or raise `ValidationFailed` naming every bad field."""
+    if not isinstance(body, dict):
+        raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    try:
+        return converter.structure(body, cls)
+    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as group:
+        raise ValidationFailed(_field_errors(group)) from None
+
+
+def _field_errors(error: BaseException, path: str = "") -> list[FieldError]:
+    if isinstance(error, ForbiddenExtraKeysError):
+        prefix = f"{path}." if path else ""
+        return [FieldError(f"{prefix}{key}", "is not a known field") for key in sorted(error.extra_fields)]
+    if isinstance(error, BaseExceptionGroup):
+        found: list[FieldError] = []
+        for sub in error.exceptions:
+            name = next((str(n.name) for n in getattr(sub, "__notes__", []) if hasattr(n, "name")), "")
+            found += _field_errors(sub, f"{path}.{name}" if path and name else (name or path))
+        return found
+    return [_leaf(error, path or "body")]
+
+
+def _leaf(error: BaseException, field: str) -> FieldError:
+    if isinstance(error, KeyError):
+        return FieldError(field, "is required")
+    if type(error) is ValueError:  # raised by the hooks above, with a message for humans
+        return FieldError(field, str(error))
+    if "Literal" in str(error) or "not in" in str(error):
+        return FieldError(field, "is not one of the allowed values")
+    return FieldError(field, "has the wrong type")

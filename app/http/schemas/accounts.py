@@ -1,0 +1,53 @@
+"""The shapes of /api/v1/accounts: opening an account, an account, its balance and its ledger entries."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import attrs
+
+from app.http.schemas.fields import AMOUNT, CURRENCY, METADATA, MONEY_OUT, TIME, UUID
+from app.http.schemas.statuses import AccountStatus
+
+
+@attrs.frozen(kw_only=True)
+class CreateAccountRequest:
+    __openapi_strict__ = True
+    user_id: str = attrs.field(metadata={"openapi": {"minLength": 1, "maxLength": 255}})
+    currency: str = attrs.field(metadata=CURRENCY)
+    initial_balance: Decimal | None = attrs.field(default=None, metadata=AMOUNT)
+    metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
+
+
+@attrs.frozen(kw_only=True)
+class Account:
+    id: str = attrs.field(metadata=UUID)
+    user_id: str
+    currency: str
+    balance: str = attrs.field(metadata=MONEY_OUT)
+    status: AccountStatus
+    version: int
+    metadata: dict[str, str]
+    created_at: str = attrs.field(metadata=TIME)
+    updated_at: str = attrs.field(metadata=TIME)
+
+
+@attrs.frozen(kw_only=True)
+class Balance:
+    account_id: str = attrs.field(metadata=UUID)
+    currency: str
+    balance: str = attrs.field(metadata=MONEY_OUT)
+    version: int
+
+
+@attrs.frozen(kw_only=True)
+class LedgerEntry:
+    id: str = attrs.field(metadata=UUID)
+    account_id: str = attrs.field(metadata=UUID)
+    payment_id: str | None = attrs.field(metadata=UUID)
+    type: Literal["debit", "credit"]
+    amount: str = attrs.field(metadata=MONEY_OUT)
+    balance_after: str = attrs.field(metadata=MONEY_OUT)
+    currency: str
+    created_at: str = attrs.field(metadata=TIME)

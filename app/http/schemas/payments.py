@@ -1,0 +1,103 @@
+"""The shapes of /api/v1/transfers and /api/v1/payments: payments, their refunds and their event history."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+import attrs
+
+from app.http.schemas.fields import AMOUNT, CURRENCY, DESCRIPTION, METADATA, MONEY_OUT, TIME, UUID
+from app.http.schemas.statuses import PaymentStatus, RefundStatus
+from core.payments import PaymentType
+
+
+@attrs.frozen(kw_only=True)
+class TransferRequest:
+    __openapi_strict__ = True
+    source_account_id: str = attrs.field(metadata=UUID)
+    destination_account_id: str = attrs.field(metadata=UUID)
+    amount: Decimal = attrs.field(metadata=AMOUNT)
+    currency: str = attrs.field(metadata=CURRENCY)
+    description: str | None = attrs.field(default=None, metadata=DESCRIPTION)
+    metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
+
+
+@attrs.frozen(kw_only=True)
+class PaymentRequest:
+    __openapi_strict__ = True
+    payment_type: Literal["internal_transfer", "external_payment"]
+    source_account_id: str = attrs.field(metadata=UUID)
+    destination_account_id: str | None = attrs.field(default=None, metadata=UUID)
+    amount: Decimal = attrs.field(metadata=AMOUNT)
+    currency: str = attrs.field(metadata=CURRENCY)
+    provider: Literal["stripe", "paypal"] | None = None
+    description: str | None = attrs.field(default=None, metadata=DESCRIPTION)
+    metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
+
+
+@attrs.frozen(kw_only=True)
+class CancelRequest:
+    """Cancel takes no fields; an empty body or `{}`."""
+
+    __openapi_strict__ = True
+
+
+@attrs.frozen(kw_only=True)
+class RefundRequest:
+    __openapi_strict__ = True
+    amount: Decimal | None = attrs.field(default=None, metadata={"openapi": {
+        "description": "Decimal amount in the payment's currency; absent: everything not yet refunded",
+        "examples": ["5.00"]}})
+    reason: str | None = attrs.field(default=None, metadata=DESCRIPTION)
+
+
+@attrs.frozen(kw_only=True)
+class Payment:
+    id: str = attrs.field(metadata=UUID)
+    payment_type: PaymentType
+    status: PaymentStatus
+    source_account_id: str = attrs.field(metadata=UUID)
+    destination_account_id: str | None = attrs.field(metadata=UUID)
+    amount: str = attrs.field(metadata=MONEY_OUT)
+    currency: str
+    provider: str | None
+    provider_reference: str | None
+    refunded_amount: str = attrs.field(metadata=MONEY_OUT)
+    failure_reason: str | None
+    description: str | None
+    metadata: dict[str, str]
+    created_at: str = attrs.field(metadata=TIME)
+    updated_at: str = attrs.field(metadata=TIME)
+    completed_at: str | None = attrs.field(metadata=TIME)
+
+
+@attrs.frozen(kw_only=True)
+class Refund:
+    id: str = attrs.field(metadata=UUID)
+    payment_id: str = attrs.field(metadata=UUID)
+    amount: str = attrs.field(metadata=MONEY_OUT)
+    currency: str
+    status: RefundStatus
+    reason: str | None
+    provider_reference: str | None
+    failure_reason: str | None
+    created_at: str = attrs.field(metadata=TIME)
+    updated_at: str = attrs.field(metadata=TIME)
+    completed_at: str | None = attrs.field(metadata=TIME)
+
+
+@attrs.frozen(kw_only=True)
+class PaymentEvent:
+    id: str = attrs.field(metadata=UUID)
+    payment_id: str = attrs.field(metadata=UUID)
+    sequence: int
+    type: str
+    data: dict[str, Any]
+    correlation_id: str | None
+    created_at: str = attrs.field(metadata=TIME)
+
+
+@attrs.frozen(kw_only=True)
+class PaymentEvents:
+    data: list[PaymentEvent]
