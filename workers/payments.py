@@ -8,56 +8,56 @@ import dramatiq
 from loguru import logger
 
 from adapters.dramatiq.broker import WORK_ACTORS, WORK_QUEUE, work_item
-from core.ids import new_id
-from core.usecases.processing import Outcome, process_payment
-from core.usecases.refund_processing import process_refund
-from core.work import PAYMENT, REFUND, DeadLetter, WorkItem
-from workers.runtime import runtime
+from core.usecases.dlq import RecordDeadLetter, record_dead_letter
+from core.usecases.payment_attempt import process_payment
+from core.usecases.refund_attempt import process_refund
+from core.usecases.worker_deps import Outcome
+from core.work import PAYMENT, REFUND, WorkItem
+from workers.context import WorkerContext
 
 #: Retries of a message whose processing raised (database or Redis down, a bug): the use cases are
 #: idempotent, so a retry resumes where the failed delivery stopped. Provider failures are not
 #: exceptions here: they are retried on the payment's own schedule (RetryPolicy).
 INFRA_RETRIES = 10
 DEAD_LETTER_ACTOR = "dead_letter_work"
-_OPTIONS: dict[str, Any] = {"queue_name": WORK_QUEUE, "max_retries": INFRA_RETRIES, "min_backoff": 1000,
-                            "max_backoff": 60_000, "on_retry_exhausted": DEAD_LETTER_ACTOR}
+WORK_OPTIONS: dict[str, Any] = {"queue_name": WORK_QUEUE, "max_retries": INFRA_RETRIES, "min_backoff": 1000,
+                                "max_backoff": 60_000, "on_retry_exhausted": DEAD_LETTER_ACTOR}
 
 
-async def _run(item: WorkItem) -> None:
-    # the Observe middleware has bound the message's actor and correlation id for these log lines
-    rt = await runtime()
-    process = process_payment if item.kind == PAYMENT else process_refund
-    outcome: Outcome = await process(item, deps=rt.deps)
-    if outcome.retry_in is not None:
-        await rt.queue.enqueue_work([item], delay_seconds=outcome.retry_in)
-    logger.bind(kind=item.kind, target_id=str(item.target_id), result=outcome.result, status=outcome.status,
-                retry_in=outcome.retry_in).info("{} {}: {}", item.kind, item.target_id, outcome.result)
+def declare(broker: dramatiq.Broker, context: WorkerContext) -> list[dramatiq.Actor[Any, Any]]:
+    async def run(item: WorkItem) -> None:
+        # the Observe middleware has bound the message's actor and correlation id for these log lines
+        ready = await context.get()
+        process = process_payment if item.kind == PAYMENT else process_refund
+        outcome: Outcome = await process(item, deps=ready.deps)
+        if outcome.retry_in is not None:
+            await ready.services.queue.enqueue_work([item], delay_seconds=outcome.retry_in)
+        logger.bind(kind=item.kind, target_id=str(item.target_id), result=outcome.result, status=outcome.status,
+                    retry_in=outcome.retry_in).info("{} {}: {}", item.kind, item.target_id, outcome.result)
 
+    async def process_payment_task(task: dict[str, Any]) -> None:
+        """Charge one external payment through its provider (at least once; idempotent)."""
+        await run(work_item(task))
 
-@dramatiq.actor(actor_name=WORK_ACTORS[PAYMENT], **_OPTIONS)
-async def process_payment_task(task: dict[str, Any]) -> None:
-    """Charge one external payment through its provider (at least once; idempotent)."""
-    await _run(work_item(task))
+    async def process_refund_task(task: dict[str, Any]) -> None:
+        """Refund through the provider (at least once; idempotent)."""
+        await run(work_item(task))
 
+    async def dead_letter_work(message: dict[str, Any], retries: dict[str, Any]) -> None:
+        """A work message failed on every retry: keep it in the dead letter queue (`payments dlq`) for re-drive."""
+        (task,) = message["args"]
+        item = work_item(task)
+        error = (message.get("options", {}).get("traceback") or "unknown error").strip().splitlines()[-1]
+        ready = await context.get()
+        async with ready.deps.uow_factory() as uow:
+            cmd = RecordDeadLetter(item=item, error=error, attempts=int(retries.get("retries", 0)) + 1)
+            await record_dead_letter(cmd, uow=uow, clock=ready.deps.clock)
+        logger.bind(kind=item.kind, target_id=str(item.target_id)).error("work dead-lettered after retries: {}",
+                                                                          error)
 
-@dramatiq.actor(actor_name=WORK_ACTORS[REFUND], **_OPTIONS)
-async def process_refund_task(task: dict[str, Any]) -> None:
-    """Refund through the provider (at least once; idempotent)."""
-    await _run(work_item(task))
-
-
-@dramatiq.actor(actor_name=DEAD_LETTER_ACTOR, queue_name=WORK_QUEUE, max_retries=100, max_backoff=300_000)
-async def dead_letter_work(message: dict[str, Any], retries: dict[str, Any]) -> None:
-    """A work message failed on every retry: keep it in the dead letter queue (`payments dlq`) for re-drive."""
-    (task,) = message["args"]
-    item = work_item(task)
-    error = (message.get("options", {}).get("traceback") or "unknown error").strip().splitlines()[-1]
-    rt = await runtime()
-    async with rt.deps.uow() as uow:
-        uow.dead_letters.add(DeadLetter(
-            id=new_id(), tenant_id=item.tenant_id, kind=item.kind, target_id=item.target_id, error=error[:1000],
-            attempts=int(retries.get("retries", 0)) + 1, correlation_id=item.correlation_id,
-            created_at=rt.deps.clock.now(),
-        ))
-        await uow.commit()
-    logger.bind(kind=item.kind, target_id=str(item.target_id)).error("work dead-lettered after retries: {}", error)
+    return [
+        dramatiq.actor(broker=broker, actor_name=WORK_ACTORS[PAYMENT], **WORK_OPTIONS)(process_payment_task),
+        dramatiq.actor(broker=broker, actor_name=WORK_ACTORS[REFUND], **WORK_OPTIONS)(process_refund_task),
+        dramatiq.actor(broker=broker, actor_name=DEAD_LETTER_ACTOR, queue_name=WORK_QUEUE,
+                       max_retries=100, max_backoff=300_000)(dead_letter_work),
+    ]

@@ -1,0 +1,190 @@
+"""The composition root: every adapter of a process is built here, from settings, into one `Services`.
+
+The API (each Sanic worker), the worker process, every CLI command and the test fixtures call
+`bootstrap` and close what it returns with `Services.aclose`; nothing else constructs an adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import asyncpg
+import attrs
+import redis.asyncio as aioredis
+from dramatiq.brokers.redis import RedisBroker
+
+from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
+from adapters.postgres.health import check_migrations, ping_database
+from adapters.postgres.in_flight import PgInFlight
+from adapters.postgres.lease import PgLease
+from adapters.postgres.ledger import PgLedgerAudit
+from adapters.postgres.local_locks import LocalLocks
+from adapters.postgres.notifications import PgNotifications
+from adapters.postgres.outbox_feed import PgOutboxFeed
+from adapters.postgres.pool import create_pool
+from adapters.postgres.uow import PgUnitOfWork
+from adapters.postgres.webhooks import PgDueDeliveries
+from adapters.providers.breaker import BreakerProvider
+from adapters.providers.metered import MeteredProvider
+from adapters.providers.paypal import PayPalProvider
+from adapters.providers.stripe import StripeProvider
+from adapters.redis.health import ping_redis
+from adapters.redis.locks import RedisLocks
+from adapters.redis.metrics import RedisMetrics
+from adapters.redis.rate_limit import RedisRateLimiter
+from adapters.webhook_sender import HttpxWebhookSender, SystemResolver
+from app.settings import Settings, default_data_dir
+from core.clock import SystemClock
+from core.errors import Unavailable
+from core.payments import PROVIDERS
+from core.providers import PaymentProvider
+
+#: Who the services are for: the pool and timeouts differ, the adapters do not.
+Role = Literal["api", "worker", "cli"]
+
+
+@attrs.define
+class Endpoints:
+    """Where PostgreSQL and Redis are, and the embedded servers this process holds open."""
+
+    database_url: str
+    redis_url: str
+    embedded: list[Any] = attrs.field(factory=list)
+
+    def close(self) -> None:
+        for server in reversed(self.embedded):
+            with contextlib.suppress(Exception):
+                server.stop()
+        self.embedded.clear()
+
+
+def data_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir) if settings.data_dir else default_data_dir()
+
+
+def resolve_endpoints(settings: Settings, *, redis: bool = True) -> Endpoints:
+    """Configured URLs, or embedded PostgreSQL/Redis under the data directory when none is set."""
+    endpoints = Endpoints(settings.database.dsn(), settings.redis.dsn())
+    try:
+        if not endpoints.database_url:
+            from adapters.embedded import EmbeddedPostgres
+
+            postgres = EmbeddedPostgres(data_dir(settings))
+            endpoints.embedded.append(postgres)
+            endpoints.database_url = postgres.url
+        if redis and not endpoints.redis_url:
+            from adapters.embedded import EmbeddedRedis
+
+            server = EmbeddedRedis(data_dir(settings))
+            endpoints.embedded.append(server)
+            endpoints.redis_url = server.url
+    except BaseException:
+        endpoints.close()
+        raise
+    return endpoints
+
+
+def broker(redis_url: str) -> RedisBroker:
+    """The Dramatiq broker: the worker needs it before its event loop (and so its `Services`) exists."""
+    return make_broker(redis_url)
+
+
+@attrs.define(kw_only=True)
+class Services:
+    """Every live adapter of one process, bound to the event loop that built it."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    clock: SystemClock
+    local_locks: LocalLocks
+    locks: RedisLocks
+    rate_limiter: RedisRateLimiter | None
+    resolver: SystemResolver
+    metrics: RedisMetrics
+    audit: PgLedgerAudit
+    outbox_feed: PgOutboxFeed
+    outbox_notifications: PgNotifications
+    lease: PgLease
+    in_flight: PgInFlight
+    due_deliveries: PgDueDeliveries
+    queue: DramatiqTaskQueue
+    providers: dict[str, PaymentProvider]
+    webhook_sender: HttpxWebhookSender
+    webhook_slots: asyncio.Semaphore
+    broker: RedisBroker
+    owns_broker: bool
+
+    def uow_factory(self, *, read_only: bool = False) -> PgUnitOfWork:
+        """The `UnitOfWorkFactory`: every unit of work of the process shares its in-process account locks."""
+        return PgUnitOfWork(self.pool, read_only=read_only, acquire_timeout=self.settings.database.acquire_timeout,
+                            local_locks=self.local_locks)
+
+    def readiness_probes(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """What /health/ready checks, by name and in its order: each probe raises if its dependency fails."""
+        return {"database": partial(ping_database, self.pool), "redis": partial(ping_redis, self.redis),
+                "migrations": partial(check_migrations, self.pool)}
+
+    def provider(self, name: str) -> PaymentProvider:
+        """The named provider's client (metered, behind its circuit breaker); `Unavailable` if unknown."""
+        if name not in self.providers:
+            raise Unavailable(f"no provider named {name!r} is configured")
+        return self.providers[name]
+
+    async def aclose(self) -> None:
+        """Close every connection, on the loop that opened them, and the broker if bootstrap made it."""
+        closers: list[Callable[[], Any]] = [self.webhook_sender.aclose,
+                                            *(each.aclose for each in self.providers.values()),  # type: ignore[attr-defined]
+                                            self.outbox_notifications.aclose, self.pool.close, self.redis.aclose]
+        for close in closers:
+            with contextlib.suppress(Exception):
+                await close()
+        if self.owns_broker:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.broker.close)
+
+
+def _providers(settings: Settings, metrics: RedisMetrics) -> dict[str, PaymentProvider]:
+    """Each provider's HTTP client behind its own failure-rate circuit breaker, metered."""
+    p, timeout = settings.payment, settings.payment.provider_timeout
+    clients: dict[str, PaymentProvider] = {
+        "stripe": StripeProvider(settings.provider_url("stripe"), settings.providers.stripe_api_key, timeout=timeout),
+        "paypal": PayPalProvider(settings.provider_url("paypal"), settings.providers.paypal_api_key, timeout=timeout),
+    }
+    return {name: MeteredProvider(BreakerProvider(clients[name], window=p.breaker_window,
+                                                  failure_rate=p.breaker_failure_rate,
+                                                  recovery_timeout=p.breaker_recovery), metrics)
+            for name in PROVIDERS}
+
+
+async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, role: Role = "cli",
+                    broker: RedisBroker | None = None) -> Services:
+    """Build every adapter. Connections open lazily: a database that is down makes requests answer 503
+    and work wait, it does not stop the process from starting."""
+    db = settings.database
+    # The worker's relay, scheduler and housekeeping share its pool with its consumer threads.
+    size = db.pool_max if role == "api" else max(4, settings.worker.concurrency + 2) + 3
+    pool = await create_pool(database_url, min_size=0, max_size=size, command_timeout=db.statement_timeout)
+    timeout = 1.0 if role == "api" else 2.0
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    limit = settings.rate_limit
+    limiter = (RedisRateLimiter(client, rate=limit.requests_per_second, burst=limit.burst or limit.requests_per_second)
+               if limit.requests_per_second > 0 else None)
+    metrics = RedisMetrics(client)
+    own_broker = broker or make_broker(redis_url)
+    return Services(
+        settings=settings, pool=pool, redis=client, clock=SystemClock(), local_locks=LocalLocks(),
+        locks=RedisLocks(client), rate_limiter=limiter, resolver=SystemResolver(), metrics=metrics,
+        audit=PgLedgerAudit(pool), outbox_feed=PgOutboxFeed(pool),
+        outbox_notifications=PgNotifications(database_url, "outbox"), lease=PgLease(pool), in_flight=PgInFlight(pool),
+        due_deliveries=PgDueDeliveries(pool), queue=DramatiqTaskQueue(own_broker),
+        providers=_providers(settings, metrics),
+        webhook_sender=HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls),
+        webhook_slots=asyncio.Semaphore(settings.webhooks.concurrency), broker=own_broker,
+        owns_broker=broker is None,
+    )

@@ -1,0 +1,1 @@
+"""The `payments` command: the entry points that start the HTTP API, the worker and the operators' tools."""

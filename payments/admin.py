@@ -1,0 +1,94 @@
+"""The operators' commands: `keys create`, `ledger check`, `dlq list` and `dlq retry`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from app.bootstrap import Endpoints, bootstrap
+from app.settings import Settings
+
+
+async def create_key(settings: Settings, endpoints: Endpoints, tenant: str, scopes: Sequence[str],
+                      plain: str | None = None) -> str:
+    from core.usecases.api_keys import CreateApiKey, create_api_key
+
+    services = await bootstrap(settings, endpoints.database_url, endpoints.redis_url)
+    try:
+        async with services.uow_factory() as uow:
+            key, _ = await create_api_key(CreateApiKey(tenant=tenant, scopes=tuple(scopes), plain_key=plain),
+                                          uow=uow, clock=services.clock)
+    finally:
+        await services.aclose()
+    return key
+
+
+def cmd_keys_create(settings: Settings, endpoints: Endpoints, args: argparse.Namespace) -> int:
+    from core.errors import ValidationFailed
+
+    scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
+    try:
+        key = asyncio.run(create_key(settings, endpoints, args.tenant, scopes))
+    except ValidationFailed as error:
+        print(f"payments keys create: {error.detail}", file=sys.stderr)
+        return 2
+    print(f"created an API key for tenant {args.tenant!r} with scopes {','.join(sorted(set(scopes)))}; "
+          "it is shown once:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def cmd_ledger_check(settings: Settings, endpoints: Endpoints) -> int:
+    async def run() -> list[str]:
+        services = await bootstrap(settings, endpoints.database_url, endpoints.redis_url)
+        try:
+            return await services.audit.drift()
+        finally:
+            await services.aclose()
+
+    problems = asyncio.run(run())
+    for line in problems:
+        print(f"DRIFT {line}")
+    print("ledger ok: every balance equals its entries, balance_after chains, every tenant's currencies sum to 0"
+          if not problems else f"ledger drift: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def cmd_dlq(settings: Settings, endpoints: Endpoints, args: argparse.Namespace) -> int:
+    """`dlq list`: one line per dead letter; `dlq retry ID`: re-drive it to the workers."""
+    from uuid import UUID
+
+    from core.errors import CoreError
+    from core.usecases.dlq import list_dead_letters, retry_dead_letter
+
+    async def run() -> int:
+        services = await bootstrap(settings, endpoints.database_url, endpoints.redis_url)
+        try:
+            if args.dlq_command == "list":
+                async with services.uow_factory(read_only=True) as uow:
+                    letters = await list_dead_letters(uow=uow, limit=args.limit)
+                print(f"{'ID':36}  {'KIND':7}  {'PAYMENT/REFUND ID':36}  {'ATTEMPTS':>8}  {'FAILED AT':25}  "
+                      f"{'RETRIED':7}  ERROR")
+                for x in letters:
+                    print(f"{x.id}  {x.kind:7}  {x.target_id}  {x.attempts:>8}  {x.created_at.isoformat():25}  "
+                          f"{'yes' if x.retried_at else 'no':7}  {x.error}")
+                print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+                return 0
+            print(await retry_dead_letter(UUID(args.id), uow_factory=services.uow_factory, queue=services.queue,
+                                          clock=services.clock))
+            return 0
+        except CoreError as error:
+            print(f"payments dlq {args.dlq_command}: {error.detail}", file=sys.stderr)
+            return 1
+        finally:
+            await services.aclose()
+
+    if args.dlq_command == "retry":
+        try:
+            UUID(args.id)
+        except ValueError:
+            print(f"payments dlq retry: {args.id!r} is not a dead letter id (a UUID)", file=sys.stderr)
+            return 2
+    return asyncio.run(run())
