@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
 from uuid import UUID
 
+from adapters.memory.state import StoreState
 from core.ledger import Entry
-
-if TYPE_CHECKING:
-    from adapters.memory.store import InMemoryStore
 
 
 class InMemoryLedgerAudit:
     """The `LedgerAudit` port over the memory store: the same invariants `PgLedgerAudit` checks."""
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: StoreState) -> None:
         self._store = store
 
     async def drift(self) -> list[str]:

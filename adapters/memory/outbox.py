@@ -1,25 +1,37 @@
-"""In-memory outbox feed, task queue and lease, with the semantics of their real adapters."""
+"""The in-memory outbox (written in a unit of work, claimed by the relay), task queue and in-flight work."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import UUID
 
-import attrs
-
-from adapters.memory.store import InMemoryStore
+from adapters.memory.state import StoreState
 from core.events import ClaimedBatch, OutboxMessage, work_for
 from core.webhooks import DeliveryRef
 from core.work import PAYMENT, REFUND, WorkItem
 
 
-class InMemoryOutboxFeed:
-    """The `OutboxFeed` port over `InMemoryStore.outbox`; claimed rows are hidden from other claims."""
+class MemoryOutbox:
+    """The `Outbox` port: messages buffered in a unit of work, appended to `StoreState.outbox` at commit."""
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: StoreState) -> None:
+        self._store = store
+        self.new: list[OutboxMessage] = []
+
+    def add(self, message: OutboxMessage) -> None:
+        self.new.append(message)
+
+    def apply(self) -> None:
+        self._store.outbox.extend(self.new)
+
+
+class InMemoryOutboxFeed:
+    """The `OutboxFeed` port over `StoreState.outbox`; claimed rows are hidden from other claims."""
+
+    def __init__(self, store: StoreState) -> None:
         self._store = store
         self.published: set[UUID] = set()
         self.published_at: dict[UUID, datetime] = {}
@@ -65,9 +77,9 @@ class InMemoryTaskQueue:
 
 
 class InMemoryInFlight:
-    """The `InFlight` port over `InMemoryStore`."""
+    """The `InFlight` port over `StoreState`."""
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: StoreState) -> None:
         self._store = store
 
     async def stuck(self, before: datetime, limit: int) -> list[WorkItem]:
@@ -85,51 +97,3 @@ class InMemoryInFlight:
                   for p in payments),
                 *(WorkItem(kind=REFUND, tenant_id=r.tenant_id, target_id=r.id, correlation_id=r.correlation_id)
                   for r in refunds)]
-
-
-@attrs.define
-class _Held:
-    owner: str
-    token: int
-    expires_at: datetime
-
-
-class InMemoryLease:
-    """The `Lease` port: fenced leases and reaping over `InMemoryStore.idempotency`."""
-
-    def __init__(self, store: InMemoryStore, feed: InMemoryOutboxFeed | None = None) -> None:
-        self._store = store
-        self._feed = feed
-        self._leases: dict[str, _Held] = {}
-
-    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> int | None:
-        now = datetime.now(UTC)
-        held = self._leases.get(name)
-        if held is not None and held.owner != owner and held.expires_at >= now:
-            return None
-        token = held.token if held is not None and held.owner == owner else (held.token + 1 if held else 1)
-        self._leases[name] = _Held(owner, token, now + timedelta(seconds=ttl_seconds))
-        return token
-
-    def _holds(self, name: str, owner: str, token: int) -> bool:
-        held = self._leases.get(name)
-        return held is not None and (held.owner, held.token) == (owner, token) and held.expires_at > datetime.now(UTC)
-
-    async def purge_published_outbox(self, name: str, owner: str, token: int, before: datetime, limit: int) -> int:
-        if not self._holds(name, owner, token) or self._feed is None:
-            return 0
-        old = [m for m in self._store.outbox if m.id in self._feed.published
-               and self._feed.published_at.get(m.id, datetime.max.replace(tzinfo=UTC)) < before][:limit]
-        for message in old:
-            self._store.outbox.remove(message)
-            self._feed.published.discard(message.id)
-        return len(old)
-
-    async def reap_idempotency_keys(self, name: str, owner: str, token: int, limit: int) -> int:
-        now = datetime.now(UTC)
-        if not self._holds(name, owner, token):
-            return 0
-        expired = [slot for slot, record in self._store.idempotency.items() if record.expires_at <= now][:limit]
-        for slot in expired:
-            del self._store.idempotency[slot]
-        return len(expired)

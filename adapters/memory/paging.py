@@ -7,9 +7,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+from adapters.cursor import Stamped, time_id_cursor, time_id_key
 from core.errors import FieldError, ValidationFailed
+from core.ports import Page
 
 _T = TypeVar("_T")
+_S = TypeVar("_S", bound=Stamped)
 _BIGINT = range(-(2**63), 2**63)
 
 
@@ -44,3 +47,10 @@ def page(
     if after is not None:
         rows = [r for r in rows if key(r) < after]
     return rows[:limit], len(rows) > limit
+
+
+def time_id_page(rows: list[_S], limit: int, cursor: str | None) -> Page[_S]:
+    """A page of `rows` newest first by (created_at, id), after the cursor's position."""
+    after = time_id_key(cursor) if cursor is not None else None
+    items, more = page(rows, limit, after, key=lambda r: (r.created_at, r.id))
+    return Page(items, time_id_cursor(items[-1].created_at, items[-1].id) if more else None)

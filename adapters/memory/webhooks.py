@@ -8,62 +8,45 @@ import copy
 import ipaddress
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import attrs
 
-from adapters.cursor import time_id_cursor, time_id_key
-from adapters.memory.paging import page
+from adapters.memory.paging import time_id_page
+from adapters.memory.state import MemorySession, StoreState
+from adapters.memory.table import Table
 from core.ports import Page
-from core.webhooks import Delivery, DeliveryRef, SendResult, Subscription, refused_addresses
-
-if TYPE_CHECKING:
-    from adapters.memory.store import InMemoryStore, InMemoryUnitOfWork
+from core.webhook_destinations import refused_addresses
+from core.webhooks import Delivery, DeliveryRef, SendResult, Subscription
 
 
 class MemoryWebhooks:
-    """The `Webhooks` port over `InMemoryStore.subscriptions` and `.deliveries`."""
+    """The `Webhooks` port over `StoreState.subscriptions` and `.deliveries`."""
 
-    def __init__(self, uow: InMemoryUnitOfWork) -> None:
-        self._uow, self._store = uow, uow.store
-        self.new: dict[UUID, Subscription] = {}
-        self.dirty: dict[UUID, Subscription] = {}
+    def __init__(self, session: MemorySession) -> None:
+        self._store = session.state
+        self._subscriptions = Table(session, session.state.subscriptions, "webhook")
+        self._deliveries = Table(session, session.state.deliveries, "delivery")  # `pending`: saved deliveries
+        self.new_deliveries: dict[UUID, Delivery] = {}  # fanned out: copies, overwritten by a later save
         self.removed: dict[UUID, Subscription] = {}
-        self.new_deliveries: dict[UUID, Delivery] = {}
-        self.dirty_deliveries: dict[UUID, Delivery] = {}
+        self.add, self.save = self._subscriptions.pending.add, self._subscriptions.pending.save
+        self.save_delivery = self._deliveries.pending.save
+        self.lock, self.lock_delivery = self._subscriptions.lock, self._deliveries.lock
 
     async def get(self, tenant_id: UUID, subscription_id: UUID) -> Subscription | None:
-        found = self._store.subscriptions.get(subscription_id)
-        return copy.deepcopy(found) if found is not None and found.tenant_id == tenant_id else None
-
-    async def lock(self, tenant_id: UUID, subscription_id: UUID) -> Subscription | None:
-        if await self.get(tenant_id, subscription_id) is None:
-            return None
-        await self._uow.hold(("webhook", subscription_id))
-        return self.dirty.get(subscription_id) or await self.get(tenant_id, subscription_id)
+        return self._subscriptions.get(tenant_id, subscription_id)
 
     async def list(self, tenant_id: UUID, *, limit: int, cursor: str | None) -> Page[Subscription]:
         mine = [copy.deepcopy(s) for s in self._store.subscriptions.values() if s.tenant_id == tenant_id]
-        after = time_id_key(cursor) if cursor is not None else None
-        items, more = page(mine, limit, after, key=lambda s: (s.created_at, s.id))
-        return Page(items, time_id_cursor(items[-1].created_at, items[-1].id) if more else None)
+        return time_id_page(mine, limit, cursor)
 
     async def listening(self, tenant_id: UUID, event_type: str) -> builtins.list[Subscription]:
         return sorted((copy.deepcopy(s) for s in self._store.subscriptions.values()
                        if s.tenant_id == tenant_id and s.matches(event_type)), key=lambda s: s.id)
 
-    def add(self, subscription: Subscription) -> None:
-        self.new[subscription.id] = subscription
-
-    def save(self, subscription: Subscription) -> None:
-        if subscription.id not in self.new:
-            self.dirty[subscription.id] = subscription
-
     def remove(self, subscription: Subscription) -> None:
-        self.new.pop(subscription.id, None)
-        self.dirty.pop(subscription.id, None)
+        self._subscriptions.pending.drop(subscription.id)
         self.removed[subscription.id] = subscription
 
     async def fan_out(self, deliveries: builtins.list[Delivery]) -> builtins.list[DeliveryRef]:
@@ -79,32 +62,18 @@ class MemoryWebhooks:
                 refs.append(delivery.ref())
         return refs
 
-    async def lock_delivery(self, tenant_id: UUID, delivery_id: UUID) -> Delivery | None:
-        found = self._store.deliveries.get(delivery_id)
-        if found is None or found.tenant_id != tenant_id:
-            return None
-        await self._uow.hold(("delivery", delivery_id))
-        current = self._store.deliveries.get(delivery_id)
-        return self.dirty_deliveries.get(delivery_id) or (copy.deepcopy(current) if current else None)
-
     async def deliveries(
         self, tenant_id: UUID, subscription_id: UUID, *, limit: int, cursor: str | None
     ) -> Page[Delivery]:
         mine = [copy.deepcopy(d) for d in self._store.deliveries.values()
                 if d.tenant_id == tenant_id and d.subscription_id == subscription_id]
-        after = time_id_key(cursor) if cursor is not None else None
-        items, more = page(mine, limit, after, key=lambda d: (d.created_at, d.id))
-        return Page(items, time_id_cursor(items[-1].created_at, items[-1].id) if more else None)
-
-    def save_delivery(self, delivery: Delivery) -> None:
-        self.dirty_deliveries[delivery.id] = delivery
+        return time_id_page(mine, limit, cursor)
 
     def apply(self) -> None:
-        """Called by the unit of work's commit."""
+        """Write the buffered subscriptions and deliveries into the store (the unit of work's commit)."""
         store = self._store
-        for subscription in [*self.new.values(), *self.dirty.values()]:
-            store.subscriptions[subscription.id] = copy.deepcopy(subscription)
-        for delivery in [*self.new_deliveries.values(), *self.dirty_deliveries.values()]:
+        self._subscriptions.apply()
+        for delivery in [*self.new_deliveries.values(), *self._deliveries.pending.changed()]:
             if delivery.subscription_id in store.subscriptions:
                 store.deliveries[delivery.id] = copy.deepcopy(delivery)
         for gone in self.removed:
@@ -114,9 +83,9 @@ class MemoryWebhooks:
 
 
 class MemoryDueDeliveries:
-    """The `DueDeliveries` port over an `InMemoryStore`."""
+    """The `DueDeliveries` port over a store's `StoreState.deliveries`."""
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: StoreState) -> None:
         self._store = store
 
     async def claim_due(self, now: datetime, lease_seconds: float, limit: int) -> builtins.list[DeliveryRef]:

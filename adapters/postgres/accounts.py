@@ -5,21 +5,17 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from adapters.cursor import decode_cursor, encode_cursor
-from adapters.postgres.rows import insert_rows, update_rows
+from adapters.pending import Pending
+from adapters.postgres.rows import Fragment, reader, write_pending
+from adapters.postgres.session import PgSession
 from core.accounts import Account
 from core.errors import FieldError, ValidationFailed
 from core.ids import new_id
 from core.ports import Page
-
-if TYPE_CHECKING:
-    from adapters.postgres.rows import Fragment
-    from adapters.postgres.uow import PgUnitOfWork
 
 COLUMNS = "id, tenant_id, kind, user_id, currency, balance, version, status, metadata, created_at, updated_at"
 
@@ -42,73 +38,45 @@ ORDER BY created_at DESC, id DESC LIMIT $5"""
 
 _UPDATED = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"))
 
-
-def to_account(row: asyncpg.Record) -> Account:
-    return Account(
-        id=row["id"], tenant_id=row["tenant_id"], kind=row["kind"], user_id=row["user_id"],
-        currency=row["currency"], balance=row["balance"], version=row["version"], status=row["status"],
-        metadata=row["metadata"], created_at=row["created_at"], updated_at=row["updated_at"],
-    )
+to_account = reader(Account, COLUMNS)
 
 
 class PgAccounts:
     """The `Accounts` port on PostgreSQL."""
 
-    def __init__(self, uow: PgUnitOfWork) -> None:
-        self._uow = uow
-        self._new: dict[UUID, Account] = {}
-        self._dirty: dict[UUID, Account] = {}
+    def __init__(self, session: PgSession) -> None:
+        self._session = session
+        self._pending = Pending[Account]()
+        self.add, self.save = self._pending.add, self._pending.save  # buffered until commit
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
-        row = await self._uow.fetchrow(GET, tenant_id, account_id)
-        return to_account(row) if row else None
+        return await self._session.read_one(GET, to_account, tenant_id, account_id)
 
     async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]:
-        wanted = set(account_ids) - set(self._uow.held)
-        self._uow.held += await self._uow.local_locks.acquire(wanted)
-        rows = await self._uow.fetch(LOCK, tenant_id, sorted(set(account_ids)))
-        return {row["id"]: self._current(to_account(row)) for row in rows}
+        await self._session.hold_local(account_ids)
+        rows = await self._session.read_all(LOCK, to_account, tenant_id, sorted(set(account_ids)))
+        return {row.id: self._pending.current(row) for row in rows}
 
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
-        row = await self._uow.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
+        row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
         if row is None:
-            await self._uow.fetch(CREATE_SYSTEM, new_id(), tenant_id, kind, currency, datetime.now(UTC))
-            row = await self._uow.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
+            await self._session.fetch(CREATE_SYSTEM, new_id(), tenant_id, kind, currency, datetime.now(UTC))
+            row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
         assert row is not None
-        return self._current(to_account(row))
-
-    def _current(self, stored: Account) -> Account:
-        """This unit of work's own changes win over the stored row (two postings on one account)."""
-        return self._dirty.get(stored.id, stored)
+        return self._pending.current(to_account(row))
 
     async def list(self, tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None) -> Page[Account]:
         after: list[Any] = [None, None]
         if cursor is not None:
             created, last_id = decode_cursor(cursor, 2)
             after = [_parse_time(created), _parse_uuid(last_id)]
-        rows = await self._uow.fetch(LIST, tenant_id, user_id, *after, limit + 1)
+        rows = await self._session.fetch(LIST, tenant_id, user_id, *after, limit + 1)
         items = [to_account(row) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(items, encode_cursor(items[-1].created_at.isoformat(), str(items[-1].id)) if more else None)
 
-    def add(self, account: Account) -> None:
-        self._new[account.id] = account
-
-    def save(self, account: Account) -> None:
-        if account.id not in self._new:
-            self._dirty[account.id] = account
-
     def flush(self) -> builtins.list[Fragment]:
-        fragments: builtins.list[Fragment] = []
-        if self._new:
-            fragments.append(insert_rows("accounts", COLUMNS, [
-                (a.id, a.tenant_id, a.kind, a.user_id, a.currency, a.balance, a.version, a.status, a.metadata,
-                 a.created_at, a.updated_at) for a in self._new.values()]))
-        if self._dirty:
-            fragments.append(update_rows("accounts", _UPDATED, [
-                (a.id, a.balance, a.version, a.updated_at) for a in self._dirty.values()]))
-        return fragments
-
+        return write_pending("accounts", COLUMNS, _UPDATED, self._pending)
 
 
 def _parse_time(value: Any) -> datetime:

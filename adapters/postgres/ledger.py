@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
 
 from adapters.cursor import decode_cursor, encode_cursor
 from adapters.postgres.pool import translate_errors
-from adapters.postgres.rows import insert_rows
+from adapters.postgres.rows import Fragment, insert_entities, reader
+from adapters.postgres.session import PgSession
 from core.errors import FieldError, ValidationFailed
 from core.ledger import Entry
 from core.ports import Page
-
-if TYPE_CHECKING:
-    from adapters.postgres.rows import Fragment
-    from adapters.postgres.uow import PgUnitOfWork
 
 COLUMNS = ("id, tenant_id, account_id, posting_id, payment_id, refund_id, seq, type, amount, balance_after,"
            " currency, created_at")
@@ -51,15 +47,14 @@ AUDIT = {
 }
 
 
-def to_entry(row: asyncpg.Record) -> Entry:
-    return Entry(**{key: row[key] for key in COLUMNS.replace(" ", "").split(",")})
+to_entry = reader(Entry, COLUMNS)
 
 
 class PgLedger:
     """The `Ledger` port on PostgreSQL."""
 
-    def __init__(self, uow: PgUnitOfWork) -> None:
-        self._uow = uow
+    def __init__(self, session: PgSession) -> None:
+        self._session = session
         self._new: list[Entry] = []
 
     def add(self, entries: Sequence[Entry]) -> None:
@@ -71,16 +66,12 @@ class PgLedger:
             (before,) = decode_cursor(cursor, 1)
             if not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**63:
                 raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")])
-        rows = await self._uow.fetch(LIST, tenant_id, account_id, before, limit + 1)
-        items = [to_entry(row) for row in rows[:limit]]
+        rows = await self._session.read_all(LIST, to_entry, tenant_id, account_id, before, limit + 1)
+        items = rows[:limit]
         return Page(items, encode_cursor(items[-1].seq) if len(rows) > limit else None)
 
     def flush(self) -> builtins.list[Fragment]:
-        if not self._new:
-            return []
-        return [insert_rows("account_transactions", COLUMNS, [
-            (x.id, x.tenant_id, x.account_id, x.posting_id, x.payment_id, x.refund_id, x.seq, x.type, x.amount,
-             x.balance_after, x.currency, x.created_at) for x in self._new])]
+        return insert_entities("account_transactions", COLUMNS, self._new)
 
 
 class PgLedgerAudit:

@@ -1,17 +1,42 @@
-"""Multi-row VALUES statements with scalar parameters, for the composed write of a unit of work.
+"""Rows and entities: records read into entities, and the multi-row VALUES statements composed into the
+one write of a unit of work.
 
-Scalars encode cheaper in asyncpg than one array per column (`unnest`), and the
-handful of rows a unit of work writes makes the statement text vary little; each
-text is built once per shape.
+Columns are named as the fields of the entity they hold. Scalars encode cheaper in asyncpg than one array
+per column (`unnest`), and the handful of rows a unit of work writes makes the statement text vary little;
+each text is built once per shape.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any
+import re
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from adapters.pending import Pending
 
 Fragment = tuple[str, list[Any]]
+Typed = tuple[tuple[str, str], ...]
+Value = Callable[[Any, str], Any]
+E = TypeVar("E")
+
+
+@functools.cache
+def fields(columns: str) -> tuple[str, ...]:
+    """The names in a column list ("id, tenant_id, ..."): the fields of the entity the row holds."""
+    return tuple(columns.replace(" ", "").split(","))
+
+
+def reader(entity: Callable[..., E], columns: str) -> Callable[[asyncpg.Record], E]:
+    """The row mapper of `entity` for rows selected as `columns`."""
+    names = fields(columns)
+
+    def read(row: asyncpg.Record) -> E:
+        return entity(**{name: row[name] for name in names})
+
+    return read
 
 
 @functools.lru_cache(maxsize=128)
@@ -27,7 +52,7 @@ def insert_rows(table: str, columns: str, rows: Sequence[Sequence[Any]]) -> Frag
 
 
 @functools.lru_cache(maxsize=32)
-def _update_sql(table: str, typed: tuple[tuple[str, str], ...], count: int) -> str:
+def _update_sql(table: str, typed: Typed, count: int) -> str:
     width = len(typed)
     first = "(" + ", ".join(f"${c + 1}::{kind}" for c, (_, kind) in enumerate(typed)) + ")"
     rest = ["(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(1, count)]
@@ -37,6 +62,54 @@ def _update_sql(table: str, typed: tuple[tuple[str, str], ...], count: int) -> s
             f"AS v({', '.join(names)}) WHERE t.{names[0]} = v.{names[0]}")
 
 
-def update_rows(table: str, typed: tuple[tuple[str, str], ...], rows: Sequence[Sequence[Any]]) -> Fragment:
+def update_rows(table: str, typed: Typed, rows: Sequence[Sequence[Any]]) -> Fragment:
     """Set columns by key (the first of `typed`, as (name, SQL type) pairs) for each row."""
     return _update_sql(table, typed, len(rows)), [value for row in rows for value in row]
+
+
+def insert_entities(table: str, columns: str, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
+    """The insert of `entities` (none: no statement), each column's value read by `value(entity, name)`."""
+    names = fields(columns)
+    return [insert_rows(table, columns, [[value(e, name) for name in names] for e in entities])] if entities else []
+
+
+def update_entities(table: str, typed: Typed, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
+    """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them."""
+    rows = [[value(e, name) for name, _ in typed] for e in entities]
+    return [update_rows(table, typed, rows)] if entities else []
+
+
+def write_pending(
+    table: str, columns: str, typed: Typed, pending: Pending[Any], value: Value = getattr
+) -> list[Fragment]:
+    """A table's buffered writes at commit: the insert of the rows added, then the update of the rows saved."""
+    return [*insert_entities(table, columns, pending.new.values(), value),
+            *update_entities(table, typed, pending.dirty.values(), value)]
+
+
+_PARAM = re.compile(r"\$(\d+)")
+
+
+def compose(fragments: list[Fragment]) -> Fragment:
+    """Join data-modifying statements into one `WITH` statement (one round trip).
+
+    Each fragment numbers its own parameters from $1; they are renumbered here.
+    Foreign keys are checked at the end of the statement, so the order of the
+    fragments only has to be a valid one for readers.
+    """
+    args = [value for _, values in fragments for value in values]
+    return _statement(tuple((sql, len(values)) for sql, values in fragments)), args
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(shape: tuple[tuple[str, int], ...]) -> str:
+    """The composed SQL for a sequence of (fragment, parameter count); few shapes recur."""
+    parts, offset = [], 0
+    for index, (sql, count) in enumerate(shape):
+        parts.append(f"w{index} AS ({_PARAM.sub(functools.partial(_shift, offset), sql)})")
+        offset += count
+    return "WITH " + ",\n".join(parts) + "\nSELECT 1"
+
+
+def _shift(offset: int, match: re.Match[str]) -> str:
+    return f"${int(match.group(1)) + offset}"

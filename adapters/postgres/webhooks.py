@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from adapters.cursor import time_id_cursor, time_id_key
+from adapters.postgres.paging import time_id_page
 from adapters.postgres.pool import translate_errors
-from adapters.postgres.rows import insert_rows, update_rows
+from adapters.postgres.rows import Fragment, fields, reader, write_pending
+from adapters.postgres.session import PgSession
+from adapters.postgres.table import Table
 from core.ports import Page
 from core.webhooks import Delivery, DeliveryRef, PreviousSecret, Subscription
 
-if TYPE_CHECKING:
-    from adapters.postgres.rows import Fragment
-    from adapters.postgres.uow import PgUnitOfWork
-
 SUB_COLUMNS = "id, tenant_id, url, events, description, enabled, secret, previous_secrets, created_at, updated_at"
-_SUB_FIELDS = SUB_COLUMNS.replace(" ", "").split(",")
 GET = f"SELECT {SUB_COLUMNS} FROM webhook_subscriptions WHERE tenant_id = $1 AND id = $2"
 LOCK = GET + " FOR UPDATE"
 LIST = f"""SELECT {SUB_COLUMNS} FROM webhook_subscriptions WHERE tenant_id = $1
@@ -35,7 +32,6 @@ _SUB_UPDATED = (("id", "uuid"), ("url", "text"), ("events", "text[]"), ("descrip
 DELIVERY_COLUMNS = ("id, tenant_id, subscription_id, event_id, event_type, body, status, attempts, last_status_code,"
                     " last_error, next_attempt_at, delivered_at, correlation_id, trace_context, granted_through,"
                     " queued, created_at, updated_at")
-_DELIVERY_FIELDS = DELIVERY_COLUMNS.replace(" ", "").split(",")
 LOCK_DELIVERY = f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
 DELIVERIES = f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND subscription_id = $2
 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid)) ORDER BY created_at DESC, id DESC LIMIT $5"""
@@ -60,7 +56,7 @@ WHERE d.id = due.id RETURNING d.id, d.tenant_id, d.attempts, d.correlation_id, d
 
 
 def to_subscription(row: asyncpg.Record) -> Subscription:
-    values = {field: row[field] for field in _SUB_FIELDS}
+    values = {field: row[field] for field in fields(SUB_COLUMNS)}
     values["events"] = tuple(values["events"])
     values["previous_secrets"] = tuple(PreviousSecret(p["secret"], datetime.fromisoformat(p["expires_at"]))
                                        for p in values["previous_secrets"])
@@ -73,85 +69,49 @@ def _sub_value(subscription: Subscription, field: str) -> Any:
     return getattr(subscription, field)
 
 
-def to_delivery(row: asyncpg.Record) -> Delivery:
-    return Delivery(**{field: row[field] for field in _DELIVERY_FIELDS})
+to_delivery = reader(Delivery, DELIVERY_COLUMNS)
 
 
 class PgWebhooks:
     """The `Webhooks` port on PostgreSQL."""
 
-    def __init__(self, uow: PgUnitOfWork) -> None:
-        self._uow = uow
-        self._new: dict[UUID, Subscription] = {}
-        self._dirty: dict[UUID, Subscription] = {}
+    def __init__(self, session: PgSession) -> None:
+        self._session = session
+        subscriptions = Table(session, to_subscription, get=GET, lock=LOCK)
+        deliveries = Table(session, to_delivery, lock=LOCK_DELIVERY)  # only updated: `fan_out` inserts at once
+        self._pending, self._deliveries = subscriptions.pending, deliveries.pending
         self._removed: dict[UUID, Subscription] = {}
-        self._deliveries: dict[UUID, Delivery] = {}
-
-    async def get(self, tenant_id: UUID, subscription_id: UUID) -> Subscription | None:
-        row = await self._uow.fetchrow(GET, tenant_id, subscription_id)
-        return None if row is None else to_subscription(row)
-
-    async def lock(self, tenant_id: UUID, subscription_id: UUID) -> Subscription | None:
-        row = await self._uow.fetchrow(LOCK, tenant_id, subscription_id)
-        return None if row is None else self._dirty.get(subscription_id) or to_subscription(row)
+        self.get, self.lock, self.lock_delivery = subscriptions.get, subscriptions.lock, deliveries.lock
+        self.add, self.save, self.save_delivery = self._pending.add, self._pending.save, self._deliveries.save
 
     async def list(self, tenant_id: UUID, *, limit: int, cursor: str | None) -> Page[Subscription]:
-        after: builtins.list[Any] = [None, None] if cursor is None else builtins.list(time_id_key(cursor))
-        rows = await self._uow.fetch(LIST, tenant_id, *after, limit + 1)
-        items = [to_subscription(row) for row in rows[:limit]]
-        return Page(items, time_id_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None)
+        return await time_id_page(self._session, LIST, to_subscription, tenant_id, limit=limit, cursor=cursor)
 
     async def listening(self, tenant_id: UUID, event_type: str) -> builtins.list[Subscription]:
-        return [s for s in map(to_subscription, await self._uow.fetch(LISTENING, tenant_id, event_type))
+        return [s for s in await self._session.read_all(LISTENING, to_subscription, tenant_id, event_type)
                 if s.matches(event_type)]
 
-    def add(self, subscription: Subscription) -> None:
-        self._new[subscription.id] = subscription
-
-    def save(self, subscription: Subscription) -> None:
-        if subscription.id not in self._new:
-            self._dirty[subscription.id] = subscription
-
     def remove(self, subscription: Subscription) -> None:
-        self._new.pop(subscription.id, None)
-        self._dirty.pop(subscription.id, None)
+        self._pending.drop(subscription.id)
         self._removed[subscription.id] = subscription
 
     async def fan_out(self, deliveries: builtins.list[Delivery]) -> builtins.list[DeliveryRef]:
         if not deliveries:
             return []
-        columns = [[getattr(d, field) for d in deliveries] for field in _DELIVERY_FIELDS]
-        inserted = {row["id"] for row in await self._uow.fetch(FAN_OUT, *columns)}
+        columns = [[getattr(d, field) for d in deliveries] for field in fields(DELIVERY_COLUMNS)]
+        inserted = {row["id"] for row in await self._session.fetch(FAN_OUT, *columns)}
         return [d.ref() for d in deliveries if d.id in inserted]
-
-    async def lock_delivery(self, tenant_id: UUID, delivery_id: UUID) -> Delivery | None:
-        row = await self._uow.fetchrow(LOCK_DELIVERY, tenant_id, delivery_id)
-        return None if row is None else self._deliveries.get(delivery_id) or to_delivery(row)
 
     async def deliveries(
         self, tenant_id: UUID, subscription_id: UUID, *, limit: int, cursor: str | None
     ) -> Page[Delivery]:
-        after: builtins.list[Any] = [None, None] if cursor is None else builtins.list(time_id_key(cursor))
-        rows = await self._uow.fetch(DELIVERIES, tenant_id, subscription_id, *after, limit + 1)
-        items = [to_delivery(row) for row in rows[:limit]]
-        return Page(items, time_id_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None)
-
-    def save_delivery(self, delivery: Delivery) -> None:
-        self._deliveries[delivery.id] = delivery
+        return await time_id_page(self._session, DELIVERIES, to_delivery, tenant_id, subscription_id, limit=limit,
+                                  cursor=cursor)
 
     def flush(self) -> builtins.list[Fragment]:
-        fragments: builtins.list[Fragment] = []
-        if self._new:
-            fragments.append(insert_rows("webhook_subscriptions", SUB_COLUMNS, [
-                [_sub_value(s, f) for f in _SUB_FIELDS] for s in self._new.values()]))
-        if self._dirty:
-            fragments.append(update_rows("webhook_subscriptions", _SUB_UPDATED, [
-                [_sub_value(s, name) for name, _ in _SUB_UPDATED] for s in self._dirty.values()]))
-        if self._deliveries:
-            fragments.append(update_rows("webhook_deliveries", _DELIVERY_UPDATED, [
-                [getattr(d, name) for name, _ in _DELIVERY_UPDATED] for d in self._deliveries.values()]))
-        fragments.extend((DELETE, [s.id]) for s in self._removed.values())
-        return fragments
+        return [*write_pending("webhook_subscriptions", SUB_COLUMNS, _SUB_UPDATED, self._pending, _sub_value),
+                *write_pending("webhook_deliveries", DELIVERY_COLUMNS, _DELIVERY_UPDATED, self._deliveries),
+                *[(DELETE, [s.id]) for s in self._removed.values()]]
 
 
 class PgDueDeliveries:

@@ -1,0 +1,62 @@
+"""Idempotency keys in PostgreSQL: a transaction-scoped advisory lock per key, the first response stored."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from adapters.postgres.rows import Fragment
+from adapters.postgres.session import PgSession
+from core.errors import IdempotencyRequestInProgress
+from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
+
+# A transaction-scoped advisory lock per (tenant, key) taken together with the
+# lookup: a second request with the key fails to take it while the first runs (409)
+# and sees the stored response after it commits. A record committed between this
+# statement's snapshot and the lock is caught by the primary key at commit.
+CLAIM = """SELECT pg_try_advisory_xact_lock($1) AS locked, k.fingerprint, k.status_code, k.response_body,
+       k.created_at, k.expires_at
+FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.tenant_id = $2 AND k.key = $3"""
+
+DELETE_EXPIRED = "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expires_at <= $3"
+
+INSERT_KEY = """INSERT INTO idempotency_keys
+(tenant_id, key, fingerprint, status_code, response_body, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+
+
+def lock_id(request: IdempotentRequest) -> int:
+    """A signed 64-bit advisory lock id for the (tenant, key) pair."""
+    digest = hashlib.blake2b(request.tenant_id.bytes + request.key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class PgIdempotencyKeys:
+    """The `IdempotencyKeys` port on PostgreSQL."""
+
+    def __init__(self, session: PgSession) -> None:
+        self._session = session
+        self._new: list[IdempotencyRecord] = []
+
+    async def claim(self, request: IdempotentRequest, now: datetime) -> IdempotencyRecord | None:
+        row = await self._session.fetchrow(CLAIM, lock_id(request), request.tenant_id, request.key)
+        if row is None or not row["locked"]:
+            raise IdempotencyRequestInProgress("a request with this Idempotency-Key is still in progress")
+        if row["fingerprint"] is None:
+            return None
+        if row["expires_at"] <= now:
+            await self._session.fetch(DELETE_EXPIRED, request.tenant_id, request.key, now)
+            return None
+        stored = IdempotentRequest(tenant_id=request.tenant_id, key=request.key, fingerprint=row["fingerprint"])
+        response = StoredResponse(status=row["status_code"], body=row["response_body"])
+        return IdempotencyRecord(request=stored, response=response, created_at=row["created_at"],
+                                 expires_at=row["expires_at"])
+
+    def add(self, record: IdempotencyRecord) -> None:
+        self._new.append(record)
+
+    def flush(self) -> list[Fragment]:
+        return [(INSERT_KEY, [
+            r.request.tenant_id, r.request.key, r.request.fingerprint, r.response.status, r.response.body,
+            r.created_at, r.expires_at,
+        ]) for r in self._new]

@@ -1,0 +1,27 @@
+"""The outbox in PostgreSQL: messages written in the transaction of the change they announce."""
+
+from __future__ import annotations
+
+from adapters.postgres.rows import Fragment, insert_rows
+from adapters.telemetry import trace_carrier
+from core.events import OutboxMessage
+
+COLUMNS = "id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at, trace_context"
+
+
+class PgOutbox:
+    """The `Outbox` port on PostgreSQL."""
+
+    def __init__(self) -> None:
+        self._new: list[OutboxMessage] = []
+
+    def add(self, message: OutboxMessage) -> None:
+        self._new.append(message)
+
+    def flush(self) -> list[Fragment]:
+        if not self._new:
+            return []
+        carrier = trace_carrier()  # the request's or message's trace: the work these events start joins it
+        rows = [(x.id, x.tenant_id, x.topic, x.aggregate_id, x.payload, x.correlation_id, x.created_at,
+                 x.trace_context or carrier) for x in self._new]
+        return [insert_rows("outbox", COLUMNS, rows)]

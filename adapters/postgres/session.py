@@ -1,0 +1,50 @@
+"""The connection of one unit of work, as its repositories use it: driver errors translated, local locks held."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from adapters.postgres.local_locks import LocalLocks
+from adapters.postgres.pool import translate_errors
+
+T = TypeVar("T")
+
+
+class PgSession:
+    """The pooled connection a unit of work holds (`conn`, set while it is open) and the in-process
+    account locks it has taken, released when it ends."""
+
+    def __init__(self, local_locks: LocalLocks) -> None:
+        self.conn: Any = None
+        self.local_locks = local_locks
+        self.held: list[UUID] = []
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        with translate_errors():
+            rows: list[asyncpg.Record] = await self.conn.fetch(sql, *args)
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        with translate_errors():
+            row: asyncpg.Record | None = await self.conn.fetchrow(sql, *args)
+        return row
+
+    async def read_one(self, sql: str, read: Callable[[asyncpg.Record], T], *args: Any) -> T | None:
+        """The first row `sql` selects, through the row mapper `read`; None when there is none."""
+        row = await self.fetchrow(sql, *args)
+        return None if row is None else read(row)
+
+    async def read_all(self, sql: str, read: Callable[[asyncpg.Record], T], *args: Any) -> list[T]:
+        return [read(row) for row in await self.fetch(sql, *args)]
+
+    async def hold_local(self, ids: Iterable[UUID]) -> None:
+        """Take the local locks of `ids` this session does not hold yet, in ascending id order."""
+        self.held += await self.local_locks.acquire(set(ids) - set(self.held))
+
+    def release_local(self) -> None:
+        self.local_locks.release(self.held)
+        self.held = []

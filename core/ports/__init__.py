@@ -1,0 +1,42 @@
+"""Ports: the Protocols core needs from the outside world, one module per concept. Adapters fit them structurally.
+
+`from core.ports import X` names every port.
+"""
+
+from core.ports.coordination import Clock, Lease, Locks
+from core.ports.idempotency import IdempotencyKeys
+from core.ports.ledger import Accounts, Ledger, LedgerAudit
+from core.ports.outbox import ClaimedOutbox, Outbox, OutboxFeed
+from core.ports.paging import Page
+from core.ports.payments import PaymentFilter, Payments, Refunds
+from core.ports.tenants import Tenants
+from core.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from core.ports.webhooks import DueDeliveries, Resolver, Webhooks, WebhookSender
+from core.ports.work import DeadLetters, InFlight, TaskQueue
+
+__all__ = [
+    "Accounts",
+    "ClaimedOutbox",
+    "Clock",
+    "DeadLetters",
+    "DueDeliveries",
+    "IdempotencyKeys",
+    "InFlight",
+    "Lease",
+    "Ledger",
+    "LedgerAudit",
+    "Locks",
+    "Outbox",
+    "OutboxFeed",
+    "Page",
+    "PaymentFilter",
+    "Payments",
+    "Refunds",
+    "Resolver",
+    "TaskQueue",
+    "Tenants",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "WebhookSender",
+    "Webhooks",
+]

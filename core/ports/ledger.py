@@ -1,0 +1,57 @@
+"""Ports of the money itself: accounts, their ledger entries and the audit of the ledger's invariants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+from uuid import UUID
+
+from core.accounts import Account
+from core.ledger import Entry
+from core.ports.paging import Page
+
+
+class Accounts(Protocol):
+    """User and system accounts of every tenant.
+
+    Reads never return another tenant's account. `lock` takes row locks that last
+    until the unit of work ends, in ascending id order, so two units of work that
+    lock overlapping sets can never deadlock. `add` and `save` are buffered and
+    written when the unit of work commits.
+    """
+
+    async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None: ...
+
+    async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]: ...
+
+    async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
+        """Lock the tenant's system account of `kind` in `currency`, creating it if needed."""
+        ...
+
+    async def list(
+        self, tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None
+    ) -> Page[Account]:
+        """User accounts, newest first. Raises `ValidationFailed` for a malformed cursor."""
+        ...
+
+    def add(self, account: Account) -> None: ...
+
+    def save(self, account: Account) -> None: ...
+
+
+class Ledger(Protocol):
+    """Append-only ledger entries. `add` is buffered until commit."""
+
+    def add(self, entries: Sequence[Entry]) -> None: ...
+
+    async def list(self, tenant_id: UUID, account_id: UUID, *, limit: int, cursor: str | None) -> Page[Entry]:
+        """An account's entries, newest first. Raises `ValidationFailed` for a malformed cursor."""
+        ...
+
+
+class LedgerAudit(Protocol):
+    """Verifies the invariants of API.md §4 over the whole store."""
+
+    async def drift(self) -> list[str]:
+        """One human-readable line per broken invariant; empty when the ledger is sound."""
+        ...

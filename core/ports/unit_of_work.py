@@ -1,0 +1,64 @@
+"""The unit of work: one transaction and the repositories that use it."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol
+
+from core.ports.idempotency import IdempotencyKeys
+from core.ports.ledger import Accounts, Ledger
+from core.ports.outbox import Outbox
+from core.ports.payments import Payments, Refunds
+from core.ports.tenants import Tenants
+from core.ports.webhooks import Webhooks
+from core.ports.work import DeadLetters
+
+
+class UnitOfWork(Protocol):
+    """One database transaction and the repositories that use it.
+
+    Used as `async with uow_factory() as uow:`; leaving the block normally writes
+    everything buffered and commits, an exception rolls back. Leaving it (the
+    commit) raises `ConcurrencyConflict` on a serialization failure or deadlock
+    (the whole unit of work may then be retried) and `Unavailable` when the store
+    cannot be reached.
+    """
+
+    @property
+    def accounts(self) -> Accounts: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def payments(self) -> Payments: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def idempotency(self) -> IdempotencyKeys: ...
+
+    @property
+    def tenants(self) -> Tenants: ...
+
+    @property
+    def refunds(self) -> Refunds: ...
+
+    @property
+    def dead_letters(self) -> DeadLetters: ...
+
+    @property
+    def webhooks(self) -> Webhooks: ...
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    """Makes units of work; `read_only` ones may skip the transaction and never write."""
+
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...

@@ -1,0 +1,54 @@
+"""Ports of background work: the task queue, unfinished work to re-enqueue, and dead letters."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from core.events import OutboxMessage
+from core.webhooks import DeliveryRef
+from core.work import DeadLetter, WorkItem
+
+
+class TaskQueue(Protocol):
+    """The message broker the workers consume; delivery is at least once."""
+
+    async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
+        """Enqueue one event task per message, identified by the message id, and the work
+        (`core.events.work_for`) a message asks for. Raises `Unavailable`."""
+        ...
+
+    async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:
+        """Enqueue work, to run no sooner than `delay_seconds` from now. Raises `Unavailable`."""
+        ...
+
+    async def enqueue_deliveries(self, refs: Sequence[DeliveryRef], *, delay_seconds: float = 0.0) -> None:
+        """Enqueue one webhook delivery attempt per ref, to run no sooner than `delay_seconds` from now.
+        Raises `Unavailable`."""
+        ...
+
+
+class InFlight(Protocol):
+    """Payments and refunds not yet finished, for the housekeeping job that re-enqueues stuck work."""
+
+    async def stuck(self, before: datetime, limit: int) -> list[WorkItem]:
+        """Pending/processing payments and pending refunds untouched since `before` (and not
+        scheduled for a later retry), oldest first."""
+        ...
+
+
+class DeadLetters(Protocol):
+    """Work that ended in failure, kept for inspection and re-drive (`payments dlq`)."""
+
+    def add(self, letter: DeadLetter) -> None: ...
+
+    async def list(self, *, limit: int) -> builtins.list[DeadLetter]:
+        """Newest first, every tenant (an operator's view)."""
+        ...
+
+    async def get(self, letter_id: UUID) -> DeadLetter | None: ...
+
+    def mark_retried(self, letter: DeadLetter) -> None: ...
