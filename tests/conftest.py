@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from adapters.postgres.migrate import apply_migrations
-from app.container import Container, build_container
-from app.settings import load_settings
-from core.usecases.keys import CreateApiKey, create_api_key
+from app.bootstrap import Services, bootstrap
+from app.configuration import load_settings
+from core.usecases.api_keys import CreateApiKey, create_api_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,31 +96,31 @@ def redis_url(embedded_servers: list[object]) -> str:
 
 
 @pytest.fixture(scope="session")
-async def container(database_url: str, redis_url: str) -> AsyncIterator[Container]:
+async def services(database_url: str, redis_url: str) -> AsyncIterator[Services]:
     """Live adapters on the session's database (for contract and integration tests)."""
     settings = load_settings({})
-    built = await build_container(settings, database_url, redis_url)
+    built = await bootstrap(settings, database_url, redis_url)
     yield built
-    await built.close()
+    await built.aclose()
 
 
 async def new_api_key(
-    container: Container, *, tenant: str | None = None, scopes: tuple[str, ...] = ("read", "write")
+    services: Services, *, tenant: str | None = None, scopes: tuple[str, ...] = ("read", "write")
 ) -> str:
     """A fresh key for a new (or the named) tenant."""
-    async with container.uow() as uow:
+    async with services.uow_factory() as uow:
         plain, _ = await create_api_key(
             CreateApiKey(tenant=tenant or f"tenant-{secrets.token_hex(4)}", scopes=scopes),
             uow=uow,
-            clock=container.clock,
+            clock=services.clock,
         )
     return plain
 
 
 async def new_api_key_for_url(database_url: str) -> str:
     """A read/write key of a new tenant in the database at `database_url`."""
-    container = await build_container(load_settings({}), database_url, "redis://127.0.0.1:1/0")
+    services = await bootstrap(load_settings({}), database_url, "redis://127.0.0.1:1/0")
     try:
-        return await new_api_key(container)
+        return await new_api_key(services)
     finally:
-        await container.close()
+        await services.aclose()

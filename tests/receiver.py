@@ -1,8 +1,9 @@
 """A real local webhook receiver for tests: an HTTP server thread that records every POST and
-answers from a per-path script (status codes, or a delay longer than the sender's timeout)."""
+answers from a per-path script (status codes, a delay, or a hold until the test releases it)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import defaultdict
@@ -22,11 +23,12 @@ class Received:
 
 class Receiver:
     """`script[path]` is a list of answers consumed one per request, the last repeating: an int is a
-    status code, a float is seconds to wait before answering 200 (to force a timeout). Default 200."""
+    status code (a 3xx one redirects to `/redirected`), a float is seconds to wait before answering 200,
+    a `threading.Event` holds the answer (200) until the test sets it. Default 200."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
-        self.script: dict[str, list[int | float]] = defaultdict(list)
+        self.script: dict[str, list[int | float | threading.Event]] = defaultdict(list)
         self._lock = threading.Condition()
         receiver = self
 
@@ -39,13 +41,19 @@ class Receiver:
                     receiver._lock.notify_all()
                     script = receiver.script.get(self.path) or [200]
                     answer = script.pop(0) if len(script) > 1 else script[0]
+                if isinstance(answer, threading.Event):
+                    answer.wait()
+                    answer = 200
                 if isinstance(answer, float):
                     time.sleep(answer)
                     answer = 200
-                self.send_response(answer)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the sender gave up waiting
+                    self.send_response(answer)
+                    if 300 <= answer < 400:
+                        self.send_header("Location", "/redirected")
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 
 from adapters.memory import InMemoryLedgerAudit, InMemoryStore
-from app.container import Container
+from app.bootstrap import Services
 from core.accounts import Account
 from core.clock import SystemClock
 from core.money import Money
@@ -41,8 +41,8 @@ class MemoryProbe:
 
 
 class PostgresProbe:
-    def __init__(self, container: Container) -> None:
-        self._pool = container.pool
+    def __init__(self, services: Services) -> None:
+        self._pool = services.pool
 
     async def outbox(self, tenant_id: UUID) -> list[tuple[str, UUID]]:
         rows = await self._pool.fetch(
@@ -60,19 +60,19 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def uow_factory(backend: str, container: Container) -> UnitOfWorkFactory:
+async def uow_factory(backend: str, services: Services) -> UnitOfWorkFactory:
     """A fresh in-memory store, or the session's PostgreSQL unit-of-work factory."""
-    return InMemoryStore() if backend == "memory" else container.uow
+    return InMemoryStore() if backend == "memory" else services.uow_factory
 
 
 @pytest.fixture
-def audit(backend: str, uow_factory: Any, container: Container) -> LedgerAudit:
-    return InMemoryLedgerAudit(uow_factory) if backend == "memory" else container.audit()
+def audit(backend: str, uow_factory: Any, services: Services) -> LedgerAudit:
+    return InMemoryLedgerAudit(uow_factory) if backend == "memory" else services.audit
 
 
 @pytest.fixture
-def probe(backend: str, uow_factory: Any, container: Container) -> MemoryProbe | PostgresProbe:
-    return MemoryProbe(uow_factory) if backend == "memory" else PostgresProbe(container)
+def probe(backend: str, uow_factory: Any, services: Services) -> MemoryProbe | PostgresProbe:
+    return MemoryProbe(uow_factory) if backend == "memory" else PostgresProbe(services)
 
 
 @pytest.fixture
@@ -83,7 +83,6 @@ def clock() -> SystemClock:
 async def new_tenant(uow_factory: UnitOfWorkFactory, clock: SystemClock) -> Tenant:
     async with uow_factory() as uow:
         tenant = await uow.tenants.get_or_create(f"contract-{secrets.token_hex(6)}", clock.now())
-        await uow.commit()
     return tenant
 
 
@@ -103,7 +102,6 @@ async def open_account(
                           initial_balance=Money(balance, currency) if balance else None),
             uow=uow, clock=clock,
         )
-        await uow.commit()
     return account
 
 
@@ -117,7 +115,6 @@ async def transfer(
                          amount=Money(minor, currency)),
             uow=uow, clock=clock,
         )
-        await uow.commit()
     return payment
 
 

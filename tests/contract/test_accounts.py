@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from uuid import uuid4
 
 import pytest
@@ -13,12 +14,10 @@ from core.errors import ValidationFailed
 from core.money import Money
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.transfers import MakeTransfer, make_transfer
+from tests.contract.builders import blocked
 from tests.contract.conftest import balance, new_tenant, open_account, transfer
 
 pytestmark = pytest.mark.timeout(60)
-
-STILL_BLOCKED = 0.2  # seconds a blocked unit of work is watched to show it does not get through
-
 
 async def test_get_is_scoped_by_tenant(uow_factory, clock, tenant) -> None:
     other = await new_tenant(uow_factory, clock)
@@ -26,7 +25,6 @@ async def test_get_is_scoped_by_tenant(uow_factory, clock, tenant) -> None:
         created = await create_account(CreateAccount(tenant_id=tenant.id, user_id="alice", currency="KWD",
                                                      initial_balance=Money(1_500, "KWD"),
                                                      metadata={"note": "é ☃"}), uow=uow, clock=clock)
-        await uow.commit()
     async with uow_factory() as uow:
         account = await uow.accounts.get(tenant.id, created.id)
         assert await uow.accounts.get(other.id, created.id) is None
@@ -49,7 +47,7 @@ async def test_lock_returns_only_the_tenants_accounts(uow_factory, clock, tenant
         assert await uow.accounts.lock(tenant.id, []) == {}
 
 
-async def test_lock_serialises_two_units_of_work_on_one_account(uow_factory, clock, tenant) -> None:
+async def test_lock_serialises_two_units_of_work_on_one_account(uow_factory, clock, tenant, backend, services) -> None:
     a = await open_account(uow_factory, clock, tenant.id, 1_000)
     b = await open_account(uow_factory, clock, tenant.id)
     waiting, acquired = asyncio.Event(), asyncio.Event()
@@ -67,15 +65,14 @@ async def test_lock_serialises_two_units_of_work_on_one_account(uow_factory, clo
                                          amount=Money(400, "USD")), uow=first, clock=clock)
         task = asyncio.create_task(second())
         await waiting.wait()
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(acquired.wait(), STILL_BLOCKED)
+        await asyncio.wait_for(blocked(backend, uow_factory, services, a.id), 10)
+        assert not acquired.is_set()  # waiting on the row lock, not merely slow
         assert not task.done()
-        await first.commit()
     await asyncio.wait_for(task, 10)
     assert seen == [600]  # the second unit of work read the balance the first committed
 
 
-async def test_a_rolled_back_lock_lets_the_waiter_through(uow_factory, clock, tenant) -> None:
+async def test_a_rolled_back_lock_lets_the_waiter_through(uow_factory, clock, tenant, backend, services) -> None:
     a = await open_account(uow_factory, clock, tenant.id, 1_000)
     acquired = asyncio.Event()
 
@@ -85,11 +82,16 @@ async def test_a_rolled_back_lock_lets_the_waiter_through(uow_factory, clock, te
             acquired.set()
             return locked[a.id].balance
 
-    async with uow_factory() as first:
-        await first.accounts.lock(tenant.id, [a.id])
-        task = asyncio.create_task(second())
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(acquired.wait(), STILL_BLOCKED)
+    class Abandoned(Exception):
+        pass
+
+    with pytest.raises(Abandoned):
+        async with uow_factory() as first:  # leaving by an exception rolls back and releases the lock
+            await first.accounts.lock(tenant.id, [a.id])
+            task = asyncio.create_task(second())
+            await asyncio.wait_for(blocked(backend, uow_factory, services, a.id), 10)
+            assert not acquired.is_set()
+            raise Abandoned
     assert await asyncio.wait_for(task, 10) == 1_000
 
 
@@ -120,7 +122,6 @@ async def test_lock_system_creates_one_account_per_tenant_kind_and_currency(uow_
         async with uow_factory() as uow:
             account = await uow.accounts.lock_system(tenant_id, kind, currency)
             await asyncio.sleep(0)  # hold the lock across a switch, as real work would
-            await uow.commit()
         return account
 
     accounts = await asyncio.wait_for(asyncio.gather(*(
@@ -145,25 +146,25 @@ async def test_lock_system_creates_one_account_per_tenant_kind_and_currency(uow_
 
 
 @pytest.mark.parametrize("ending", ["commit", "rollback"])
-async def test_lock_system_locks_the_account_it_creates(uow_factory, clock, tenant, ending) -> None:
+async def test_lock_system_locks_the_account_it_creates(uow_factory, clock, tenant, ending, backend, services) -> None:
     acquired = asyncio.Event()
 
     async def second():
         async with uow_factory() as uow:
             account = await uow.accounts.lock_system(tenant.id, FUNDING, "CHF")
             acquired.set()
-            await uow.commit()
         return account
 
-    async with uow_factory() as first:
-        created = await first.accounts.lock_system(tenant.id, FUNDING, "CHF")
-        async with uow_factory() as other:
-            assert await other.accounts.get(tenant.id, created.id) is None  # not committed yet
-        task = asyncio.create_task(second())
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(acquired.wait(), STILL_BLOCKED)
-        if ending == "commit":
-            await first.commit()
+    with contextlib.suppress(RuntimeError):
+        async with uow_factory() as first:
+            created = await first.accounts.lock_system(tenant.id, FUNDING, "CHF")
+            async with uow_factory() as other:
+                assert await other.accounts.get(tenant.id, created.id) is None  # not committed yet
+            task = asyncio.create_task(second())
+            await asyncio.wait_for(blocked(backend, uow_factory, services, created.id), 10)
+            assert not acquired.is_set()
+            if ending == "rollback":
+                raise RuntimeError("roll back")
     found = await asyncio.wait_for(task, 10)
     # the waiter gets the account the first committed, or makes its own if the first rolled back
     assert (found.id == created.id) is (ending == "commit")
@@ -177,7 +178,6 @@ async def test_lock_system_twice_in_one_unit_of_work(uow_factory, clock, tenant)
         again = await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)
         assert again.id == first.id
         assert (await uow.accounts.get(tenant.id, first.id)).kind == CLEARING  # its own insert is visible to it
-        await uow.commit()
     async with uow_factory() as uow:
         assert (await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)).id == first.id
         assert (await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)).id == first.id

@@ -40,7 +40,6 @@ async def test_a_second_claim_waits_for_the_first_unit_of_work_to_end(uow_factor
             with pytest.raises(IdempotencyRequestInProgress):
                 await second.idempotency.claim(request, now)
         first.idempotency.add(make_record(request, now, status=422, body=b"\x00problem\xff"))
-        await first.commit()
 
     async with uow_factory() as third:
         record = await third.idempotency.claim(request, clock.now())
@@ -67,7 +66,7 @@ async def test_a_concurrent_claim_in_another_task_is_in_progress(uow_factory, cl
             await uow.idempotency.claim(request, clock.now())
     release.set()
     await asyncio.wait_for(task, 10)
-    async with uow_factory() as uow:  # ended without commit: free again, with nothing stored
+    async with uow_factory() as uow:  # ended: free again, with nothing stored
         assert await uow.idempotency.claim(request, clock.now()) is None
 
 
@@ -87,9 +86,7 @@ async def test_keys_are_scoped_by_tenant(uow_factory, clock, tenant) -> None:
         async with uow_factory() as second:
             assert await second.idempotency.claim(theirs, now) is None
             second.idempotency.add(make_record(theirs, now, body=b"theirs"))
-            await second.commit()
         first.idempotency.add(make_record(mine, now, body=b"mine"))
-        await first.commit()
     async with uow_factory() as uow:
         assert (await uow.idempotency.claim(mine, now)).response.body == b"mine"
         assert (await uow.idempotency.claim(theirs, now)).response.body == b"theirs"
@@ -100,15 +97,13 @@ async def test_committing_a_second_record_for_a_live_key_fails_and_writes_nothin
     now = clock.now()
     async with uow_factory() as uow:
         uow.idempotency.add(make_record(request, now, body=b"first"))
-        await uow.commit()
 
     account = Account(id=new_id(), tenant_id=tenant.id, kind=USER, currency="USD", user_id="late",
                       created_at=now, updated_at=now)
-    async with uow_factory() as uow:
-        uow.accounts.add(account)
-        uow.idempotency.add(make_record(request, clock.now(), body=b"second"))
-        with pytest.raises(IdempotencyRequestInProgress):
-            await uow.commit()
+    with pytest.raises(IdempotencyRequestInProgress):  # raised by the commit as the block ends
+        async with uow_factory() as uow:
+            uow.accounts.add(account)
+            uow.idempotency.add(make_record(request, clock.now(), body=b"second"))
 
     async with uow_factory() as uow:
         assert (await uow.idempotency.claim(request, clock.now())).response.body == b"first"
@@ -120,18 +115,15 @@ async def test_an_expired_record_is_not_returned_and_can_be_replaced(uow_factory
     then = clock.now() - timedelta(hours=2)
     async with uow_factory() as uow:
         uow.idempotency.add(make_record(request, then, body=b"old", ttl=timedelta(hours=1)))
-        await uow.commit()
 
     async with uow_factory() as uow:
         assert (await uow.idempotency.claim(request, then + timedelta(minutes=59))).response.body == b"old"
     async with uow_factory() as uow:
         assert await uow.idempotency.claim(request, clock.now()) is None
-        await uow.commit()
     async with uow_factory() as uow:  # a claim that saw the record expired removed it
         assert await uow.idempotency.claim(request, then + timedelta(minutes=59)) is None
     async with uow_factory() as uow:
         now = clock.now()
         uow.idempotency.add(make_record(request, now, body=b"new"))
-        await uow.commit()
     async with uow_factory() as uow:
         assert (await uow.idempotency.claim(request, clock.now())).response.body == b"new"

@@ -12,9 +12,9 @@ import attrs
 import pytest
 
 from adapters.memory import InMemoryStore
-from adapters.memory.outbox import InMemoryLease, InMemoryOutboxFeed, InMemoryTaskQueue
-from adapters.postgres.outbox_feed import PgLease, PgOutboxFeed
-from app.container import Container
+from adapters.memory.lease import InMemoryLease
+from adapters.memory.outbox import InMemoryOutboxFeed, InMemoryTaskQueue
+from app.bootstrap import Services
 from core.events import OutboxMessage
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
 from core.ids import new_id
@@ -23,14 +23,14 @@ from core.usecases.outbox import housekeep, reap_idempotency_keys, relay_outbox
 
 @attrs.define
 class Backend:
-    uow: Any
+    uow_factory: Any
     feed: Any
     lease: Any
     published: Any  # async (ids) -> set of ids marked published
 
 
 @pytest.fixture(params=["memory", "postgres"])
-async def backend(request: pytest.FixtureRequest, container: Container) -> AsyncIterator[Backend]:
+async def backend(request: pytest.FixtureRequest, services: Services) -> AsyncIterator[Backend]:
     if request.param == "memory":
         store = InMemoryStore()
         feed = InMemoryOutboxFeed(store)
@@ -42,24 +42,23 @@ async def backend(request: pytest.FixtureRequest, container: Container) -> Async
         return
 
     async def published_pg(ids: set[Any]) -> set[Any]:
-        rows = await container.pool.fetch(
+        rows = await services.pool.fetch(
             "SELECT id FROM outbox WHERE id = ANY($1::uuid[]) AND published_at IS NOT NULL", list(ids))
         return {row["id"] for row in rows}
 
     # Other tests leave unpublished rows behind: drain them so each test sees its own.
-    await container.pool.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
-    yield Backend(container.uow, PgOutboxFeed(container.pool), PgLease(container.pool), published_pg)
+    await services.pool.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+    yield Backend(services.uow_factory, services.outbox_feed, services.lease, published_pg)
 
 
 async def add_messages(backend: Backend, count: int) -> set[Any]:
     now = datetime.now(UTC)
-    async with backend.uow() as uow:
+    async with backend.uow_factory() as uow:
         tenant = await uow.tenants.get_or_create(f"outbox-{secrets.token_hex(4)}", now)
         messages = [OutboxMessage.new(tenant_id=tenant.id, topic="account.created", aggregate_id=new_id(),
                                       payload={"n": n}, correlation_id=f"req-{n}", at=now) for n in range(count)]
         for message in messages:
             uow.outbox.add(message)
-        await uow.commit()
     return {m.id for m in messages}
 
 
@@ -116,20 +115,18 @@ async def test_lease_is_exclusive_renewable_and_fenced(backend: Backend) -> None
 
 async def test_reaping_deletes_only_expired_keys_under_the_lease(backend: Backend) -> None:
     now = datetime.now(UTC)
-    async with backend.uow() as uow:
+    async with backend.uow_factory() as uow:
         tenant = await uow.tenants.get_or_create(f"reap-{secrets.token_hex(4)}", now)
-        await uow.commit()
     for key, age in (("old-1", 2), ("old-2", 3), ("fresh", 0)):
-        async with backend.uow() as uow:
+        async with backend.uow_factory() as uow:
             request = IdempotentRequest(tenant_id=tenant.id, key=key, fingerprint=b"x" * 32)
             created = now - timedelta(days=age)
             uow.idempotency.add(IdempotencyRecord(request=request, response=StoredResponse(status=201, body=b"{}"),
                                                   created_at=created, expires_at=created + timedelta(days=1)))
-            await uow.commit()
     owner, name = f"reaper-{secrets.token_hex(3)}", f"housekeeping-{secrets.token_hex(3)}"
     deleted = await reap_idempotency_keys(lease=backend.lease, owner=owner, ttl_seconds=30, batch=1, name=name)
     assert deleted is not None and deleted >= 2
-    async with backend.uow() as uow:
+    async with backend.uow_factory() as uow:
         fresh = IdempotentRequest(tenant_id=tenant.id, key="fresh", fingerprint=b"x" * 32)
         assert await uow.idempotency.claim(fresh, datetime.now(UTC)) is not None
     assert await reap_idempotency_keys(lease=backend.lease, owner="someone-else", ttl_seconds=30, name=name) is None

@@ -9,7 +9,7 @@ import pytest
 
 from core.ids import new_id
 from core.tenants import ApiKey, hash_key
-from core.usecases.keys import CreateApiKey, authenticate, create_api_key
+from core.usecases.api_keys import CreateApiKey, authenticate, create_api_key
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -18,13 +18,10 @@ async def test_get_or_create_is_idempotent(uow_factory, clock) -> None:
     name = f"tenant-{secrets.token_hex(6)}"
     async with uow_factory() as uow:
         created = await uow.tenants.get_or_create(name, clock.now())
-        await uow.commit()
     async with uow_factory() as uow:
         again = await uow.tenants.get_or_create(name, clock.now())
-        await uow.commit()
     async with uow_factory() as uow:
         other = await uow.tenants.get_or_create(name + "-other", clock.now())
-        await uow.commit()
     assert again == created
     assert created.name == name
     assert other.id != created.id
@@ -36,7 +33,6 @@ async def test_concurrent_get_or_create_makes_one_tenant(uow_factory, clock) -> 
     async def get_or_create():
         async with uow_factory() as uow:
             tenant = await uow.tenants.get_or_create(name, clock.now())
-            await uow.commit()
         return tenant
 
     tenants = await asyncio.wait_for(asyncio.gather(*(get_or_create() for _ in range(5))), 10)
@@ -45,11 +41,12 @@ async def test_concurrent_get_or_create_makes_one_tenant(uow_factory, clock) -> 
 
 async def test_an_uncommitted_tenant_is_rolled_back(uow_factory, clock) -> None:
     name = f"tenant-{secrets.token_hex(6)}"
-    async with uow_factory() as uow:
-        dropped = await uow.tenants.get_or_create(name, clock.now())
+    with pytest.raises(RuntimeError, match="roll back"):
+        async with uow_factory() as uow:
+            dropped = await uow.tenants.get_or_create(name, clock.now())
+            raise RuntimeError("roll back")
     async with uow_factory() as uow:
         kept = await uow.tenants.get_or_create(name, clock.now())
-        await uow.commit()
     assert kept.id != dropped.id
 
 
@@ -60,7 +57,6 @@ async def test_key_by_hash(uow_factory, clock, tenant) -> None:
     async with uow_factory() as uow:
         uow.tenants.add_key(key)
         assert await uow.tenants.key_by_hash(key.key_hash) is None  # buffered until commit
-        await uow.commit()
     async with uow_factory() as uow:
         assert await uow.tenants.key_by_hash(key.key_hash) == key
         assert await uow.tenants.key_by_hash(hash_key(plain + "x")) is None

@@ -1,4 +1,4 @@
-"""UnitOfWork: commit publishes every buffered write at once; anything else leaves no trace."""
+"""UnitOfWork: leaving it normally commits every buffered write at once; an exception leaves no trace."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import secrets
 from datetime import timedelta
 from uuid import uuid4
 
+import attrs
 import pytest
 
 from core.accounts import FUNDING
+from core.errors import IdempotencyRequestInProgress
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
 from core.ids import new_id
 from core.money import Money
-from core.payments import COMPLETED
+from core.payments import PaymentStatus
 from core.tenants import ApiKey, hash_key
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.transfers import MakeTransfer, make_transfer
@@ -47,10 +49,9 @@ async def test_commit_makes_every_write_visible(uow_factory, clock, tenant, prob
     b = await open_account(uow_factory, clock, tenant.id, user_id="bob")
     async with uow_factory() as uow:
         created, payment, funding, request, key = await write_everything(uow, clock, tenant, a, b)
-        await uow.commit()
     # commit leaves the objects it was handed as they were
     assert (created.balance, payment.status, [e.type for e in payment.events]) == (
-        700, COMPLETED, ["payment.created", "payment.completed"])
+        700, PaymentStatus.COMPLETED, ["payment.created", "payment.completed"])
 
     async with uow_factory() as uow:
         assert (await uow.accounts.get(tenant.id, created.id)).balance == 700
@@ -60,7 +61,7 @@ async def test_commit_makes_every_write_visible(uow_factory, clock, tenant, prob
         assert [e.amount for e in (await uow.ledger.list(tenant.id, created.id, limit=10, cursor=None)).items] == [700]
         assert [e.amount for e in (await uow.ledger.list(tenant.id, b.id, limit=10, cursor=None)).items] == [250]
         stored = await uow.payments.get(tenant.id, payment.id)
-        assert (stored.status, stored.amount, stored.version) == (COMPLETED, 250, 1)
+        assert (stored.status, stored.amount, stored.version) == (PaymentStatus.COMPLETED, 250, 1)
         assert [e.type for e in await uow.payments.events(tenant.id, payment.id)] == [
             "payment.created", "payment.completed"]
         record = await uow.idempotency.claim(request, clock.now())
@@ -90,11 +91,20 @@ async def assert_nothing_written(uow_factory, clock, tenant, probe, a, b, writte
     assert [topic for topic, _ in await probe.outbox(tenant.id)] == ["account.created", "account.created"]
 
 
-async def test_leaving_without_commit_rolls_everything_back(uow_factory, clock, tenant, probe, audit) -> None:
+async def test_a_failed_commit_rolls_everything_back(uow_factory, clock, tenant, probe, audit) -> None:
     a = await open_account(uow_factory, clock, tenant.id, 1_000)
     b = await open_account(uow_factory, clock, tenant.id, user_id="bob")
+    now = clock.now()
+    taken = IdempotentRequest(tenant_id=tenant.id, key=f"k-{secrets.token_hex(4)}", fingerprint=b"fp")
+    stored = IdempotencyRecord(request=taken, response=StoredResponse(status=201, body=b"{}"),
+                               created_at=now, expires_at=now + timedelta(hours=1))
     async with uow_factory() as uow:
-        written = await write_everything(uow, clock, tenant, a, b)
+        uow.idempotency.add(stored)
+    written = None
+    with pytest.raises(IdempotencyRequestInProgress):  # the commit refuses a second record for a live key
+        async with uow_factory() as uow:
+            written = await write_everything(uow, clock, tenant, a, b)
+            uow.idempotency.add(attrs.evolve(stored, created_at=clock.now()))
     await assert_nothing_written(uow_factory, clock, tenant, probe, a, b, written)
     assert await audit.drift() == []
 
@@ -119,7 +129,6 @@ async def test_writes_are_buffered_until_commit(uow_factory, clock, tenant) -> N
         assert await uow.accounts.lock(tenant.id, [account.id]) == {}
         async with uow_factory() as other:
             assert await other.accounts.get(tenant.id, account.id) is None
-        await uow.commit()
     async with uow_factory() as uow:
         assert (await uow.accounts.get(tenant.id, account.id)).user_id == "dave"
 
@@ -137,7 +146,6 @@ async def test_two_postings_on_one_account_in_one_unit_of_work(
                                                         initial_balance=Money(50, "USD")), uow=uow, clock=clock)
             funding = await uow.accounts.lock_system(tenant.id, FUNDING, "USD")
             assert (funding.balance, funding.version) == (-150, 2)
-            await uow.commit()
         return first, second, funding
 
     first, second, funding = await asyncio.wait_for(two_accounts(), 5)
@@ -153,14 +161,13 @@ async def test_commit_ends_the_transaction_and_releases_its_locks(uow_factory, c
     async with uow_factory() as first:
         await first.accounts.lock(tenant.id, [a.id])
         await first.idempotency.claim(request, clock.now())
-        await first.commit()
 
-        async def second() -> None:
-            async with uow_factory() as uow:
-                assert list(await uow.accounts.lock(tenant.id, [a.id])) == [a.id]
-                assert await uow.idempotency.claim(request, clock.now()) is None
+    async def second() -> None:
+        async with uow_factory() as uow:
+            assert list(await uow.accounts.lock(tenant.id, [a.id])) == [a.id]
+            assert await uow.idempotency.claim(request, clock.now()) is None
 
-        await asyncio.wait_for(second(), 5)
+    await asyncio.wait_for(second(), 5)
 
 
 async def test_other_tenants_rows_are_untouched_by_a_rollback(uow_factory, clock, tenant) -> None:

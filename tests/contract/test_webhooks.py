@@ -13,9 +13,8 @@ import pytest
 
 from adapters.memory import InMemoryStore
 from adapters.memory.webhooks import MemoryDueDeliveries
-from adapters.postgres.webhooks import PgDueDeliveries
-from app.container import build_container
-from app.settings import load_settings
+from app.bootstrap import bootstrap
+from app.configuration import load_settings
 from core.errors import ValidationFailed
 from core.ids import new_id
 from core.ports import UnitOfWorkFactory
@@ -29,7 +28,6 @@ T0 = datetime(2090, 1, 1, tzinfo=UTC)
 async def _tenant(uow_factory: UnitOfWorkFactory) -> UUID:
     async with uow_factory() as uow:
         tenant = await uow.tenants.get_or_create(f"hooks-{secrets.token_hex(4)}", T0)
-        await uow.commit()
     return tenant.id
 
 
@@ -52,7 +50,6 @@ async def _subscribed(uow_factory: UnitOfWorkFactory) -> tuple[UUID, Subscriptio
     sub = _subscription(tenant, ("*",))
     async with uow_factory() as uow:
         uow.webhooks.add(sub)
-        await uow.commit()
     return tenant, sub
 
 
@@ -61,7 +58,6 @@ async def _one_delivery(uow_factory: UnitOfWorkFactory) -> tuple[UUID, Subscript
     tenant, sub = await _subscribed(uow_factory)
     async with uow_factory() as uow:
         (ref,) = await uow.webhooks.fan_out([_delivery(sub, new_id())])
-        await uow.commit()
     return tenant, sub, ref
 
 
@@ -71,7 +67,6 @@ async def test_subscriptions_round_trip_page_and_stay_in_their_tenant(uow_factor
     async with uow_factory() as uow:
         for sub in [*subs, _subscription(other, ("*",))]:
             uow.webhooks.add(sub)
-        await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert await uow.webhooks.get(tenant, subs[0].id) == subs[0]
         assert await uow.webhooks.get(other, subs[0].id) is None
@@ -88,7 +83,6 @@ async def test_subscriptions_round_trip_page_and_stay_in_their_tenant(uow_factor
         locked.change(url="https://other.example.com/y", events=("refund.failed",), enabled=False,
                       description="ops", clear_description=False, now=T0 + timedelta(minutes=1))
         uow.webhooks.save(locked)
-        await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert await uow.webhooks.get(tenant, subs[0].id) == locked
 
@@ -100,18 +94,15 @@ async def test_listening_and_fan_out_once_per_event(uow_factory: UnitOfWorkFacto
     async with uow_factory() as uow:
         for sub in (exact, star, off, deaf):
             uow.webhooks.add(sub)
-        await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert {s.id for s in await uow.webhooks.listening(tenant, "payment.completed")} == {exact.id, star.id}
         assert {s.id for s in await uow.webhooks.listening(tenant, "payment.late_charge_detected")} == set()
     event_id = new_id()
     async with uow_factory() as uow:
         refs = await uow.webhooks.fan_out([_delivery(exact, event_id), _delivery(star, event_id)])
-        await uow.commit()
     assert len(refs) == 2 and {r.attempt for r in refs} == {0}
     async with uow_factory() as uow:  # the same event again: nothing new
         assert await uow.webhooks.fan_out([_delivery(exact, event_id), _delivery(star, event_id)]) == []
-        await uow.commit()
     async with uow_factory(read_only=True) as uow:
         log = await uow.webhooks.deliveries(tenant, exact.id, limit=10, cursor=None)
     assert [(d.event_id, d.status, d.attempts, d.correlation_id) for d in log.items] == [
@@ -129,7 +120,6 @@ async def test_deliveries_are_locked_saved_and_removed_with_their_subscription(
         delivery.attempts, delivery.last_status_code, delivery.last_error = 1, 200, None
         delivery.succeeded(200, T0 + timedelta(seconds=1))
         uow.webhooks.save_delivery(delivery)
-        await uow.commit()
     async with uow_factory(read_only=True) as uow:
         (stored,) = (await uow.webhooks.deliveries(tenant, sub.id, limit=5, cursor=None)).items
     assert (stored.status, stored.attempts, stored.delivered_at, stored.next_attempt_at) == (
@@ -138,7 +128,6 @@ async def test_deliveries_are_locked_saved_and_removed_with_their_subscription(
         locked = await uow.webhooks.lock(tenant, sub.id)
         assert locked is not None
         uow.webhooks.remove(locked)
-        await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert await uow.webhooks.get(tenant, sub.id) is None
         assert (await uow.webhooks.deliveries(tenant, sub.id, limit=5, cursor=None)).items == []
@@ -152,11 +141,11 @@ async def private(backend: str, admin_database_url: str, redis_url: str) -> Asyn
         yield store, MemoryDueDeliveries(store)
         return
     with fresh_database(admin_database_url) as url:
-        own = await build_container(load_settings({}), url, redis_url)
+        own = await bootstrap(load_settings({}), url, redis_url)
         try:
-            yield own.uow, PgDueDeliveries(own.pool)
+            yield own.uow_factory, own.due_deliveries
         finally:
-            await own.close()
+            await own.aclose()
 
 
 async def test_due_deliveries_are_claimed_once_and_held_longer_each_time(private: Any) -> None:
@@ -165,7 +154,6 @@ async def test_due_deliveries_are_claimed_once_and_held_longer_each_time(private
     deliveries = [_delivery(sub, new_id(), due=T0 + timedelta(seconds=n)) for n in range(6)]
     async with uow_factory() as uow:
         await uow.webhooks.fan_out(deliveries)
-        await uow.commit()
     now = T0 + timedelta(seconds=3.5)
     first, second = await asyncio.gather(due.claim_due(now, 60.0, 2), due.claim_due(now, 60.0, 100))
     assert sorted(r.id for r in [*first, *second]) == sorted(d.id for d in deliveries[:4])  # the due four, once

@@ -15,7 +15,7 @@ import attrs
 import httpx
 import pytest
 
-from app.container import Container
+from app.bootstrap import Services
 from tests.conftest import new_api_key
 
 
@@ -36,7 +36,7 @@ class Process:
 
     def start(self) -> Process:
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *self.args],
+            [sys.executable, "-m", "payments", *self.args],
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -95,7 +95,7 @@ def wait_ready(base_url: str, process: Process, timeout: float = 30) -> None:
 class Stack:
     base_url: str
     process: Process
-    container: Container
+    services: Services
 
 
 def start_api(database_url: str, redis_url: str, log: Path, **extra: str) -> tuple[str, Process]:
@@ -117,14 +117,14 @@ def api_process(
 
 
 @pytest.fixture(scope="session")
-def stack(api_process: tuple[str, Process], container: Container) -> Stack:
-    return Stack(api_process[0], api_process[1], container)
+def stack(api_process: tuple[str, Process], services: Services) -> Stack:
+    return Stack(api_process[0], api_process[1], services)
 
 
 @pytest.fixture
-async def api_key(container: Container) -> str:
+async def api_key(services: Services) -> str:
     """A read/write key of a brand-new tenant."""
-    return await new_api_key(container)
+    return await new_api_key(services)
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ class Payments:
     mock_url: str
     worker: Process
     mock: Process
-    container: Container
+    services: Services
 
 
 @pytest.fixture(scope="session")
@@ -231,6 +231,6 @@ def payments_stack(
     # breaker's own behaviour is tested on isolated stacks and in tests/unit/test_breaker.py).
     worker = start_worker(database_url, redis_url, port, logs / "worker.log",
                           PAYMENTS_PAYMENT_BREAKER_WINDOW="30", PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE="1.0")
-    yield Payments(stack.base_url, f"http://127.0.0.1:{port}", worker, mock, stack.container)
+    yield Payments(stack.base_url, f"http://127.0.0.1:{port}", worker, mock, stack.services)
     worker.stop()
     mock.stop()

@@ -117,7 +117,7 @@ def _ledger_check(database_url: str) -> subprocess.CompletedProcess[str]:
     """Run `payments ledger check` against the session's database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
     env["PAYMENTS_DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "app.cli", "ledger", "check"], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "payments", "ledger", "check"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

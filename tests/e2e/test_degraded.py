@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from app.container import Container
+from app.bootstrap import Services
 from tests.conftest import new_api_key
 from tests.e2e.conftest import Process, free_port, stack_env, start_api
 from tests.e2e.helpers import API, assert_problem, case, key, transfer_body, wait_live
@@ -41,8 +41,8 @@ async def broken_api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -
         process.stop()
 
 
-async def test_rate_limited(limited_api: str, container: Container) -> None:
-    limited, other = await new_api_key(container), await new_api_key(container)
+async def test_rate_limited(limited_api: str, services: Services) -> None:
+    limited, other = await new_api_key(services), await new_api_key(services)
     async with httpx.AsyncClient(base_url=limited_api, headers={"Authorization": f"Bearer {limited}"},
                                  timeout=30) as http:
         assert (await http.get(f"{API}/accounts")).status_code == 200  # the key is known (and cached) before the burst

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.container import Container
+from app.bootstrap import Services
 from tests.conftest import new_api_key
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import API, assert_problem, balance, case, key, open_account, raw_http, transfer, transfer_body
@@ -263,12 +263,12 @@ async def test_unauthorized(stack: Stack, api_key: str) -> None:
         assert lower.status_code == 200, "the auth scheme is case-insensitive (RFC 9110)"
 
 
-async def test_forbidden(stack: Stack, container: Container, client: httpx.AsyncClient) -> None:
+async def test_forbidden(stack: Stack, services: Services, client: httpx.AsyncClient) -> None:
     source, destination = await open_account(client, "10.00"), await open_account(client)
-    tenant = await container.pool.fetchval("SELECT name FROM tenants t JOIN accounts a ON a.tenant_id = t.id "
+    tenant = await services.pool.fetchval("SELECT name FROM tenants t JOIN accounts a ON a.tenant_id = t.id "
                                            "WHERE a.id = $1", uuid.UUID(source["id"]))
-    reader = await new_api_key(container, tenant=tenant, scopes=("read",))
-    writer = await new_api_key(container, tenant=tenant, scopes=("write",))
+    reader = await new_api_key(services, tenant=tenant, scopes=("read",))
+    writer = await new_api_key(services, tenant=tenant, scopes=("write",))
     body = transfer_body(source["id"], destination["id"], "1.00")
     async with httpx.AsyncClient(base_url=stack.base_url, headers={"Authorization": f"Bearer {reader}"}) as http:
         assert (await http.get(f"{API}/accounts/{source['id']}")).status_code == 200, "reading needs only `read`"
@@ -310,10 +310,10 @@ async def test_not_found(client: httpx.AsyncClient) -> None:
     assert await balance(client, account["id"]) == "10.00"
 
 
-async def test_system_accounts_are_not_found(client: httpx.AsyncClient, container: Container) -> None:
+async def test_system_accounts_are_not_found(client: httpx.AsyncClient, services: Services) -> None:
     """The tenant's funding account exists (it paid the initial balance) but is nobody's to read or move."""
     account = await open_account(client, "10.00")
-    funding = await container.pool.fetchval(
+    funding = await services.pool.fetchval(
         "SELECT id FROM accounts WHERE kind = 'funding' AND tenant_id = (SELECT tenant_id FROM accounts WHERE id = $1)",
         uuid.UUID(account["id"]))
     assert funding is not None

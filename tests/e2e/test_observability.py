@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.settings import load_settings
+from app.configuration import load_settings
 from tests.conftest import ROOT, fresh_database, new_api_key_for_url
 from tests.e2e.conftest import free_port, start_mock
 from tests.e2e.isolated import PrivateRedis, isolated_stack

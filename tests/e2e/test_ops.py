@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.configuration import load_settings
 from app.http.app import create_app
-from app.settings import load_settings
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import API, REQUEST_ID, assert_problem, case, metric_samples
 

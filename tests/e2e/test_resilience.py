@@ -25,7 +25,7 @@ from tests.e2e.test_external import assert_folds
 def cli(stack: Isolated, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
     env.update(PAYMENTS_DATABASE_URL=stack.database_url, PAYMENTS_REDIS_URL=stack.redis.url)
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "payments", *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=False)
 
 
@@ -183,9 +183,9 @@ async def test_work_that_fails_on_every_dramatiq_retry_lands_in_the_dlq(
     import dramatiq
 
     from adapters.dramatiq.broker import WORK_QUEUE, work_message
-    from workers.payments import DEAD_LETTER_ACTOR, INFRA_RETRIES, process_payment_task
+    from workers.payments import DEAD_LETTER_ACTOR, INFRA_RETRIES, WORK_OPTIONS
 
-    assert process_payment_task.options["on_retry_exhausted"] == DEAD_LETTER_ACTOR
+    assert WORK_OPTIONS["on_retry_exhausted"] == DEAD_LETTER_ACTOR
     with isolated_stack(admin_database_url, tmp_path, workers=1) as stack:
         async with await client_for(stack) as client:
             source = await funded(client, "10.00")

@@ -35,7 +35,7 @@ from schemathesis.core.result import Ok
 from schemathesis.generation.hypothesis.builder import ApiOperationMark
 from schemathesis.generation.meta import TestPhase
 
-from app.container import Container
+from app.bootstrap import Services
 from app.http.operations import OPERATIONS, openapi_document
 from app.http.routes.health import VERSION
 from core.ids import new_id
@@ -119,30 +119,29 @@ def _seed_tenant(base_url: str, key: str, prefix: str) -> tuple[list[dict[str, A
     return accounts, payments, webhooks, cursors
 
 
-async def _seed_deliveries(container: Container, webhook: dict[str, Any]) -> list[str]:
+async def _seed_deliveries(services: Services, webhook: dict[str, Any]) -> list[str]:
     """Two deliveries in the webhook's log, written as the worker's fan-out writes them."""
-    tenant_id = await container.pool.fetchval("SELECT tenant_id FROM webhook_subscriptions WHERE id = $1",
+    tenant_id = await services.pool.fetchval("SELECT tenant_id FROM webhook_subscriptions WHERE id = $1",
                                               UUID(webhook["id"]))
-    now = container.clock.now()
+    now = services.clock.now()
     deliveries = [Delivery(id=new_id(), tenant_id=tenant_id, subscription_id=UUID(webhook["id"]), event_id=new_id(),
                            event_type="refund.failed", body="{}", next_attempt_at=now + timedelta(days=1),
                            created_at=now, updated_at=now) for _ in range(2)]
-    async with container.uow() as uow:
+    async with services.uow_factory() as uow:
         await uow.webhooks.fan_out(deliveries)
-        await uow.commit()
     return [str(d.id) for d in deliveries]
 
 
 @pytest.fixture
-async def foreign_key(container: Container) -> str:
-    return await new_api_key(container)
+async def foreign_key(services: Services) -> str:
+    return await new_api_key(services)
 
 
 @pytest.fixture
-async def real_data(stack: Stack, api_key: str, foreign_key: str, container: Container) -> AsyncIterator[RealData]:
+async def real_data(stack: Stack, api_key: str, foreign_key: str, services: Services) -> AsyncIterator[RealData]:
     accounts, payments, webhooks, cursors = _seed_tenant(stack.base_url, api_key, "own")
     foreign_accounts, foreign_payments, foreign_webhooks, _ = _seed_tenant(stack.base_url, foreign_key, "foreign")
-    deliveries = await _seed_deliveries(container, webhooks[0])
+    deliveries = await _seed_deliveries(services, webhooks[0])
     cursors["/api/v1/webhooks/{webhook_id}/deliveries"] = (await _list_cursor(
         stack.base_url, api_key, f"/api/v1/webhooks/{webhooks[0]['id']}/deliveries"))
     CURRENT[:] = [RealData(stack.base_url, api_key, accounts, payments, cursors, foreign_accounts, foreign_payments,
@@ -281,10 +280,10 @@ class Exercised:
 
 
 @pytest.fixture
-async def ledger_balanced(container: Container) -> AsyncIterator[None]:
+async def ledger_balanced(services: Services) -> AsyncIterator[None]:
     """API.md §4: whatever was thrown at the API, the ledger's invariants hold afterwards."""
     yield
-    assert await container.audit().drift() == []
+    assert await services.audit.drift() == []
 
 
 @pytest.fixture

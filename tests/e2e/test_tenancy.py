@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.container import Container
+from app.bootstrap import Services
 from tests.conftest import new_api_key
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import API, assert_problem, balance, case, key, open_account, transfer, transfer_body
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 
 @pytest.fixture
-async def intruder(stack: Stack, container: Container) -> AsyncIterator[httpx.AsyncClient]:
+async def intruder(stack: Stack, services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a second, unrelated tenant."""
-    other = await new_api_key(container)
+    other = await new_api_key(services)
     async with httpx.AsyncClient(base_url=stack.base_url, headers={"Authorization": f"Bearer {other}"},
                                  timeout=30) as http:
         yield http

@@ -228,7 +228,7 @@ async def test_another_tenants_webhook_looks_missing(
     from tests.conftest import new_api_key
 
     hook = await subscribe(client, receiver.url("/mine"), ["account.created"])
-    other_key = await new_api_key(payments_stack.container)
+    other_key = await new_api_key(payments_stack.services)
     async with httpx.AsyncClient(base_url=payments_stack.base_url,
                                  headers={"Authorization": f"Bearer {other_key}"}) as other:
         theirs = await subscribe(other, receiver.url("/theirs"), ["account.created"])

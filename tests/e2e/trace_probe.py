@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters.telemetry import configure_tracing
-from app.settings import load_settings
+from app.configuration import load_settings
 from tests.conftest import new_api_key_for_url
 from tests.e2e.conftest import free_port
 from tests.e2e.payflow import funded, pay, settled

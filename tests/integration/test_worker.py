@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app.container import Container, build_container
-from app.settings import load_settings
+from app.bootstrap import Services, bootstrap
+from app.configuration import load_settings
 from core.money import Money
 from core.usecases.accounts import CreateAccount, create_account
 from tests.conftest import fresh_database
@@ -20,8 +20,8 @@ from tests.e2e.conftest import Process, stack_env
 from tests.e2e.isolated import PrivateRedis
 
 
-async def _published(container: Container, ids: list[object]) -> int:
-    return int(await container.pool.fetchval(
+async def _published(services: Services, ids: list[object]) -> int:
+    return int(await services.pool.fetchval(
         "SELECT count(*) FROM outbox WHERE aggregate_id = ANY($1::uuid[]) AND published_at IS NOT NULL", ids))
 
 
@@ -33,42 +33,40 @@ async def _wait_for(predicate: Callable[[], Awaitable[bool]], message: Callable[
 
 
 @pytest.fixture
-async def own_stack(admin_database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Container, str, str]]:
+async def own_stack(admin_database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Services, str, str]]:
     """A database and a Redis of this test's own: no other worker (the e2e suite's) relays its events."""
     with fresh_database(admin_database_url) as database_url:
         private = PrivateRedis(tmp_path / "redis").start()
-        container = await build_container(load_settings({}), database_url, private.url)
+        services = await bootstrap(load_settings({}), database_url, private.url)
         try:
-            yield container, database_url, private.url
+            yield services, database_url, private.url
         finally:
-            await container.close()
+            await services.aclose()
             private.stop()
 
 
 async def test_worker_relays_events_with_their_correlation_id_and_stops_cleanly(
-    own_stack: tuple[Container, str, str], tmp_path: Path
+    own_stack: tuple[Services, str, str], tmp_path: Path
 ) -> None:
-    container, database_url, redis_url = own_stack
+    services, database_url, redis_url = own_stack
     worker = Process(["worker"], stack_env(database_url, redis_url, 8080, PAYMENTS_OBSERVABILITY_LOG_LEVEL="info"),
                      tmp_path / "worker.log").start()
     try:
         tenant = f"relay-{secrets.token_hex(4)}"
         ids = []
-        async with container.uow() as uow:
-            tenant_id = (await uow.tenants.get_or_create(tenant, container.clock.now())).id
-            await uow.commit()
+        async with services.uow_factory() as uow:
+            tenant_id = (await uow.tenants.get_or_create(tenant, services.clock.now())).id
         for n in range(5):
-            async with container.uow() as uow:
+            async with services.uow_factory() as uow:
                 account = await create_account(
                     CreateAccount(tenant_id=tenant_id, user_id=f"u{n}", currency="USD",
                                   initial_balance=Money(100, "USD"), correlation_id=f"corr-{tenant}-{n}"),
-                    uow=uow, clock=container.clock)
-                await uow.commit()
+                    uow=uow, clock=services.clock)
             ids.append(account.id)
 
         async def all_published() -> bool:
             assert worker.popen is not None and worker.popen.poll() is None, worker.output()[-3000:]
-            return await _published(container, ids) == len(ids)
+            return await _published(services, ids) == len(ids)
 
         await _wait_for(all_published, message=worker.output)
 

@@ -1,27 +1,16 @@
-"""Fakes for unit tests: a settable clock and a fresh in-memory store per test (no I/O)."""
+"""Fixtures for unit tests: a hand-moved clock and a fresh in-memory store per test (no I/O)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
 
 from adapters.memory import InMemoryLedgerAudit, InMemoryStore
+from adapters.memory.clock import InMemoryClock
 
-
-class FakeClock:
-    """The `Clock` port, moved by hand; every reading is a microsecond later so ordering stays strict."""
-
-    def __init__(self, start: datetime = datetime(2025, 1, 1, tzinfo=UTC)) -> None:
-        self.current = start
-
-    def now(self) -> datetime:
-        self.current += timedelta(microseconds=1)
-        return self.current
-
-    def advance(self, delta: timedelta) -> None:
-        self.current += delta
+#: The unit tests' name for the hand-moved `Clock` fake (it lives with the other fakes in adapters/memory).
+FakeClock = InMemoryClock
 
 
 @pytest.fixture

@@ -16,12 +16,13 @@ from core.money import Money
 from core.payments import Payment, PaymentEvent, fold
 from core.refunds import Refund
 from core.usecases.accounts import CreateAccount, create_account
-from core.usecases.external import CreateExternalPayment, cancel_payment, create_external_payment
+from core.usecases.external_payments import CreateExternalPayment, cancel_payment, create_external_payment
+from core.usecases.payment_attempt import process_payment
 from core.usecases.payments import get_payment, list_payment_events
-from core.usecases.processing import Deps, Outcome, process_payment
-from core.usecases.refund_processing import process_refund
-from core.usecases.refunds import RequestRefund, request_refund
+from core.usecases.refund_attempt import process_refund
+from core.usecases.refund_requests import RequestRefund, request_refund
 from core.usecases.transfers import MakeTransfer, make_transfer
+from core.usecases.worker_deps import Deps, Outcome
 from core.work import PAYMENT, REFUND, DeadLetter, RetryPolicy, WorkItem
 from tests.unit.conftest import FakeClock
 
@@ -39,7 +40,7 @@ class World:
     locks: InMemoryLocks = attrs.field(factory=InMemoryLocks)
 
     def deps(self, *, locks: InMemoryLocks | None = None, policy: RetryPolicy | None = None) -> Deps:
-        return Deps(uow=self.store, providers=lambda name: self.providers[name], locks=locks or self.locks,
+        return Deps(uow_factory=self.store, providers=lambda name: self.providers[name], locks=locks or self.locks,
                     clock=self.clock, policy=policy or self.policy)
 
     # --- the API side ---------------------------------------------------------------------------
@@ -53,7 +54,6 @@ class World:
                               initial_balance=initial),
                 uow=uow, clock=self.clock,
             )
-            await uow.commit()
         return account
 
     async def pay(self, source: UUID, amount: int = 2_500, *, provider: str = "stripe", currency: str = "USD",
@@ -65,7 +65,6 @@ class World:
                                       metadata=metadata or {}, correlation_id=correlation_id),
                 uow=uow, clock=self.clock,
             )
-            await uow.commit()
         return payment
 
     async def transfer(self, source: UUID, destination: UUID, amount: int) -> Payment:
@@ -75,14 +74,12 @@ class World:
                              amount=Money(amount, "USD"), correlation_id="req-t"),
                 uow=uow, clock=self.clock,
             )
-            await uow.commit()
         return payment
 
     async def cancel(self, payment_id: UUID, tenant_id: UUID | None = None) -> Payment:
         async with self.store() as uow:
             payment = await cancel_payment(tenant_id or self.tenant_id, payment_id, uow=uow, clock=self.clock,
                                            correlation_id="req-cancel")
-            await uow.commit()
         return payment
 
     async def refund(self, payment_id: UUID, amount: str | None = None, *, reason: str | None = None,
@@ -93,7 +90,6 @@ class World:
                               reason=reason, correlation_id="req-refund"),
                 uow=uow, clock=self.clock,
             )
-            await uow.commit()
         return refund
 
     # --- the worker side ------------------------------------------------------------------------

@@ -8,15 +8,16 @@ from uuid import UUID, uuid4
 import pytest
 
 from adapters.memory import InMemoryStore
-from adapters.memory.outbox import InMemoryInFlight, InMemoryLease, InMemoryTaskQueue
+from adapters.memory.lease import InMemoryLease
+from adapters.memory.outbox import InMemoryInFlight, InMemoryTaskQueue
 from core.errors import InvalidStateTransition, NotFound
 from core.ids import new_id
-from core.payments import COMPLETED, FAILED, PENDING, PROCESSING
-from core.refunds import PENDING as REFUND_PENDING
-from core.refunds import SUCCEEDED
+from core.payments import PaymentStatus
+from core.refunds import RefundStatus
 from core.usecases.dlq import list_dead_letters, retry_dead_letter
 from core.usecases.outbox import requeue_stuck
-from core.usecases.processing import DONE, RETRY, process_payment
+from core.usecases.payment_attempt import process_payment
+from core.usecases.worker_deps import WorkResult
 from core.work import PAYMENT, REFUND, DeadLetter, RetryPolicy, WorkItem
 from tests.unit.conftest import FakeClock
 from tests.unit.payments_fixtures import World, snapshot
@@ -37,7 +38,6 @@ async def dead_letter(world: World, kind: str, target_id: UUID, error: str = "Co
                         attempts=11, correlation_id="req-1", created_at=world.clock.now())
     async with world.store() as uow:
         uow.dead_letters.add(letter)
-        await uow.commit()
     return letter
 
 
@@ -47,7 +47,7 @@ async def dead_letter(world: World, kind: str, target_id: UUID, error: str = "Co
 async def test_a_failed_payments_letter_cannot_be_redriven(world: World) -> None:
     source = await world.account(10_000)
     payment = await world.pay(source.id, 2_500, metadata={"mock_outcome": "decline"})
-    assert (await world.process(payment.id)).status == FAILED
+    assert (await world.process(payment.id)).status == PaymentStatus.FAILED
     [letter] = world.letters(payment.id)
     queue = InMemoryTaskQueue()
     before = snapshot(world.store)
@@ -74,10 +74,10 @@ async def test_a_letter_whose_payment_is_unfinished_is_enqueued_again(world: Wor
     assert queue.work == [(WorkItem(kind=PAYMENT, tenant_id=world.tenant_id, target_id=payment.id,
                                     correlation_id="req-1"), 0.0)]
     assert world.store.dead_letters[letter.id].retried_at is not None
-    assert (await world.payment(payment.id)).status == PENDING  # re-driving only enqueues
+    assert (await world.payment(payment.id)).status == PaymentStatus.PENDING  # re-driving only enqueues
     # the re-driven work finishes the payment as if never interrupted
     [(item, _)] = queue.work
-    assert (await process_payment(item, deps=world.deps())).status == COMPLETED
+    assert (await process_payment(item, deps=world.deps())).status == PaymentStatus.COMPLETED
     assert (world.balance(source.id), world.clearing(), world.settled()) == (7_500, 0, 2_500)
     await world.check()
 
@@ -85,7 +85,7 @@ async def test_a_letter_whose_payment_is_unfinished_is_enqueued_again(world: Wor
 async def test_a_letter_whose_payment_is_still_processing_is_enqueued_again(world: World) -> None:
     source = await world.account(10_000)
     payment = await world.pay(source.id, 2_500, metadata={"mock_outcome": "fail_transient:1"})
-    assert (await world.process(payment.id)).result == RETRY
+    assert (await world.process(payment.id)).result == WorkResult.RETRY
     letter = await dead_letter(world, PAYMENT, payment.id)
     queue = InMemoryTaskQueue()
 
@@ -100,7 +100,7 @@ async def test_refund_letters_are_redriven_only_while_the_refund_is_pending(worl
     source = await world.account(10_000)
     payment = await world.completed(source.id, 10_000, mock_refund_outcome="decline")
     declined = await world.refund(payment.id, "10.00")
-    assert (await world.process_refund(declined.id)).result == DONE
+    assert (await world.process_refund(declined.id)).result == WorkResult.DONE
     [failed_letter] = world.letters(declined.id)
     pending = await world.refund(payment.id, "20.00")
     pending_letter = await dead_letter(world, REFUND, pending.id)
@@ -115,7 +115,7 @@ async def test_refund_letters_are_redriven_only_while_the_refund_is_pending(worl
                                     correlation_id="req-1"), 0.0)]
     assert world.store.dead_letters[pending_letter.id].retried_at is not None
     assert world.store.dead_letters[failed_letter.id].retried_at is None
-    assert world.store.refunds[pending.id].status == REFUND_PENDING
+    assert world.store.refunds[pending.id].status == RefundStatus.PENDING
     await world.check()
 
 
@@ -153,9 +153,8 @@ async def test_stuck_work_is_enqueued_again_under_the_housekeeping_lease(world: 
     async with world.store() as uow:
         locked = await uow.payments.lock(world.tenant_id, died.id)
         assert locked is not None
-        locked.transition(PROCESSING, world.clock.now())
+        locked.transition(PaymentStatus.PROCESSING, world.clock.now())
         uow.payments.save(locked)
-        await uow.commit()
     # stuck: a processing payment whose retry was due long ago
     overdue = await world.pay(source.id, 1_000, metadata={"mock_outcome": "fail_transient:3"})
     assert (await world.process(overdue.id)).retry_in == 1.0
@@ -194,9 +193,9 @@ async def test_stuck_work_is_enqueued_again_under_the_housekeeping_lease(world: 
         outcome = await (world.process(item.target_id) if item.kind == PAYMENT
                          else world.process_refund(item.target_id))
         if item.target_id == overdue.id:
-            assert outcome.result == RETRY  # its second attempt fails too, and is scheduled again
+            assert outcome.result == WorkResult.RETRY  # its second attempt fails too, and is scheduled again
         else:
-            assert outcome.status in (COMPLETED, SUCCEEDED)
+            assert outcome.status in (PaymentStatus.COMPLETED, RefundStatus.SUCCEEDED)
     assert world.providers["stripe"].calls.count(("charge", str(died.id))) == 1
     assert world.providers["stripe"].charges[str(died.id)].succeeded
     await world.check()

@@ -14,8 +14,9 @@ from adapters.memory.providers import InMemoryProvider
 from core.accounts import FUNDING
 from core.errors import CurrencyMismatch, InsufficientFunds, InvalidStateTransition, NotFound, ValidationFailed
 from core.events import work_for
-from core.payments import CANCELLED, COMPLETED, EXTERNAL_PAYMENT, FAILED, PENDING, PROCESSING
-from core.usecases.processing import BUSY, DONE, RETRY, SKIPPED, process_payment
+from core.payments import PaymentStatus, PaymentType
+from core.usecases.payment_attempt import process_payment
+from core.usecases.worker_deps import WorkResult
 from core.views import payment_view
 from core.work import PAYMENT, RetryPolicy, WorkItem
 from tests.unit.conftest import FakeClock
@@ -37,7 +38,7 @@ async def test_creating_an_external_payment_holds_the_money_in_clearing(world: W
 
     stored = await world.payment(payment.id)
     assert (stored.status, stored.payment_type, stored.provider, stored.amount, stored.currency) == (
-        PENDING, EXTERNAL_PAYMENT, "stripe", 2_500, "USD")
+        PaymentStatus.PENDING, PaymentType.EXTERNAL_PAYMENT, "stripe", 2_500, "USD")
     assert (stored.source_account_id, stored.destination_account_id) == (source.id, None)
     assert (stored.attempts, stored.provider_reference, stored.failure_reason, stored.completed_at) == (
         0, None, None, None)
@@ -104,11 +105,11 @@ async def test_a_successful_charge_completes_the_payment_and_settles_it(world: W
 
     outcome = await world.process(payment.id)
 
-    assert (outcome.result, outcome.status, outcome.retry_in) == (DONE, COMPLETED, None)
+    assert (outcome.result, outcome.status, outcome.retry_in) == (WorkResult.DONE, PaymentStatus.COMPLETED, None)
     stored = await world.payment(payment.id)
     [charge] = charges(world)
     assert (charge.key, charge.amount, charge.currency) == (str(payment.id), 2_500, "USD")
-    assert stored.status == COMPLETED
+    assert stored.status == PaymentStatus.COMPLETED
     assert stored.provider_reference == charge.reference and stored.provider_reference
     assert (stored.attempts, stored.failure_reason, stored.next_attempt_at) == (1, None, None)
     assert stored.completed_at == stored.updated_at
@@ -125,7 +126,7 @@ async def test_a_successful_charge_completes_the_payment_and_settles_it(world: W
 async def test_a_paypal_payment_settles_on_the_paypal_account(world: World) -> None:
     source = await world.account(10_000)
     payment = await world.pay(source.id, 1_234, provider="paypal")
-    assert (await world.process(payment.id)).status == COMPLETED
+    assert (await world.process(payment.id)).status == PaymentStatus.COMPLETED
     assert (world.clearing(), world.settled("stripe"), world.settled("paypal")) == (0, 0, 1_234)
     assert charges(world, "stripe") == [] and len(charges(world, "paypal")) == 1
     await world.check()
@@ -137,9 +138,9 @@ async def test_a_decline_fails_the_payment_returns_the_money_and_keeps_a_dead_le
 
     outcome = await world.process(payment.id)
 
-    assert (outcome.result, outcome.status, outcome.retry_in) == (DONE, FAILED, None)
+    assert (outcome.result, outcome.status, outcome.retry_in) == (WorkResult.DONE, PaymentStatus.FAILED, None)
     stored = await world.payment(payment.id)
-    assert stored.status == FAILED
+    assert stored.status == PaymentStatus.FAILED
     assert stored.failure_reason
     assert (stored.attempts, stored.provider_reference, stored.completed_at, stored.next_attempt_at) == (
         1, None, None, None)
@@ -152,7 +153,7 @@ async def test_a_decline_fails_the_payment_returns_the_money_and_keeps_a_dead_le
     assert letter.retried_at is None
     assert charges(world) == []
     # a failed payment is final: another delivery does nothing
-    assert (await world.process(payment.id)).result == SKIPPED
+    assert (await world.process(payment.id)).result == WorkResult.SKIPPED
     assert len(world.letters(payment.id)) == 1
     await world.check()
 
@@ -162,9 +163,9 @@ async def test_transient_failures_are_retried_with_backoff_then_complete(world: 
     payment = await world.pay(source.id, 2_500, metadata={"mock_outcome": "fail_transient:2"})
 
     first = await world.process(payment.id)
-    assert (first.result, first.status, first.retry_in) == (RETRY, PROCESSING, 1.0)
+    assert (first.result, first.status, first.retry_in) == (WorkResult.RETRY, PaymentStatus.PROCESSING, 1.0)
     stored = await world.payment(payment.id)
-    assert (stored.status, stored.attempts) == (PROCESSING, 1)
+    assert (stored.status, stored.attempts) == (PaymentStatus.PROCESSING, 1)
     assert stored.next_attempt_at == stored.updated_at + timedelta(seconds=1)
     assert (world.balance(source.id), world.clearing(), world.settled()) == (7_500, 2_500, 0)
 
@@ -172,21 +173,21 @@ async def test_transient_failures_are_retried_with_backoff_then_complete(world: 
     # put back on the queue for when the attempt is due (in case it is the scheduled delivery, early)
     before = snapshot(world.store)
     early = await world.process(payment.id)
-    assert (early.result, early.retry_in) == (RETRY, pytest.approx(1.0, abs=1e-3))
+    assert (early.result, early.retry_in) == (WorkResult.RETRY, pytest.approx(1.0, abs=1e-3))
     assert snapshot(world.store) == before
 
     world.clock.advance(timedelta(seconds=1))
     second = await world.process(payment.id)
-    assert (second.result, second.status, second.retry_in) == (RETRY, PROCESSING, 2.0)
+    assert (second.result, second.status, second.retry_in) == (WorkResult.RETRY, PaymentStatus.PROCESSING, 2.0)
     stored = await world.payment(payment.id)
     assert stored.next_attempt_at == stored.updated_at + timedelta(seconds=2)
 
     world.clock.advance(timedelta(seconds=2))
     third = await world.process(payment.id)
-    assert (third.result, third.status, third.retry_in) == (DONE, COMPLETED, None)
+    assert (third.result, third.status, third.retry_in) == (WorkResult.DONE, PaymentStatus.COMPLETED, None)
 
     stored = await world.payment(payment.id)
-    assert (stored.status, stored.attempts, stored.next_attempt_at) == (COMPLETED, 3, None)
+    assert (stored.status, stored.attempts, stored.next_attempt_at) == (PaymentStatus.COMPLETED, 3, None)
     events = await world.events(payment.id)
     assert [e.type for e in events] == ["payment.created", "payment.processing", "payment.attempt_failed",
                                         "payment.attempt_failed", "payment.completed"]
@@ -215,17 +216,17 @@ async def test_the_last_failed_attempt_fails_the_payment(world: World) -> None:
     delays = []
     for _ in range(4):
         outcome = await world.process(payment.id)
-        assert (outcome.result, outcome.status) == (RETRY, PROCESSING)
+        assert (outcome.result, outcome.status) == (WorkResult.RETRY, PaymentStatus.PROCESSING)
         assert outcome.retry_in is not None
         delays.append(outcome.retry_in)
         world.clock.advance(timedelta(seconds=outcome.retry_in))
     last = await world.process(payment.id)
 
     assert delays == [1.0, 2.0, 4.0, 8.0]
-    assert (last.result, last.status, last.retry_in) == (DONE, FAILED, None)
+    assert (last.result, last.status, last.retry_in) == (WorkResult.DONE, PaymentStatus.FAILED, None)
     stored = await world.payment(payment.id)
     assert (stored.status, stored.attempts, stored.next_attempt_at, stored.provider_reference) == (
-        FAILED, 5, None, None)
+        PaymentStatus.FAILED, 5, None, None)
     assert stored.failure_reason is not None and "5 attempts" in stored.failure_reason
     assert await world.event_types(payment.id) == [
         "payment.created", "payment.processing", *["payment.attempt_failed"] * 5, "payment.failed"]
@@ -241,9 +242,9 @@ async def test_max_attempts_is_configurable(world: World) -> None:
     payment = await world.pay(source.id, 2_500, metadata={"mock_outcome": "fail_transient:10"})
     deps = world.deps(policy=RetryPolicy(max_attempts=2, min_backoff=0.5, max_backoff=0.75))
     first = await world.process(payment.id, deps)
-    assert (first.result, first.retry_in) == (RETRY, 0.5)
+    assert (first.result, first.retry_in) == (WorkResult.RETRY, 0.5)
     world.clock.advance(timedelta(seconds=1))
-    assert (await world.process(payment.id, deps)).status == FAILED
+    assert (await world.process(payment.id, deps)).status == PaymentStatus.FAILED
     assert [letter.attempts for letter in world.letters(payment.id)] == [2]
     await world.check()
 
@@ -256,9 +257,9 @@ async def test_a_provider_timeout_is_a_transient_failure(world: World) -> None:
 
     outcome = await world.process(payment.id)
 
-    assert (outcome.result, outcome.status, outcome.retry_in) == (RETRY, PROCESSING, 1.0)
+    assert (outcome.result, outcome.status, outcome.retry_in) == (WorkResult.RETRY, PaymentStatus.PROCESSING, 1.0)
     stored = await world.payment(payment.id)
-    assert (stored.status, stored.attempts, stored.failure_reason) == (PROCESSING, 1, None)
+    assert (stored.status, stored.attempts, stored.failure_reason) == (PaymentStatus.PROCESSING, 1, None)
     [event] = [e for e in await world.events(payment.id) if e.type == "payment.attempt_failed"]
     assert event.data["attempt"] == 1 and "0.01" in event.data["error"]
     assert world.providers["stripe"].charges == {}
@@ -270,12 +271,12 @@ async def test_a_provider_timeout_is_a_transient_failure(world: World) -> None:
 async def test_processing_again_after_completion_is_skipped_and_charges_once(world: World) -> None:
     source = await world.account(10_000)
     payment = await world.pay(source.id, 2_500)
-    assert (await world.process(payment.id)).result == DONE
+    assert (await world.process(payment.id)).result == WorkResult.DONE
     before = snapshot(world.store)
 
     for _ in range(2):
         again = await world.process(payment.id)
-        assert again.result == SKIPPED
+        assert again.result == WorkResult.SKIPPED
 
     assert snapshot(world.store) == before
     assert len(charges(world)) == 1
@@ -289,11 +290,11 @@ async def test_work_for_an_unknown_or_foreign_payment_is_skipped(world: World) -
     transfer = await world.transfer(source.id, (await world.account(user_id="bob")).id, 100)
     deps = world.deps()
 
-    assert (await world.process(uuid4())).result == SKIPPED
-    assert (await world.process(transfer.id)).result == SKIPPED
+    assert (await world.process(uuid4())).result == WorkResult.SKIPPED
+    assert (await world.process(transfer.id)).result == WorkResult.SKIPPED
     foreign = WorkItem(kind=PAYMENT, tenant_id=uuid4(), target_id=payment.id)
-    assert (await process_payment(foreign, deps=deps)).result == SKIPPED
-    assert (await world.payment(payment.id)).status == PENDING
+    assert (await process_payment(foreign, deps=deps)).result == WorkResult.SKIPPED
+    assert (await world.payment(payment.id)).status == PaymentStatus.PENDING
     assert charges(world) == []
     await world.check()
 
@@ -306,13 +307,12 @@ async def test_a_payment_resumed_in_processing_charges_under_the_same_key(world:
     async with world.store() as uow:  # transaction 1 of a worker that then died
         locked = await uow.payments.lock(world.tenant_id, payment.id)
         assert locked is not None
-        locked.transition(PROCESSING, world.clock.now())
+        locked.transition(PaymentStatus.PROCESSING, world.clock.now())
         uow.payments.save(locked)
-        await uow.commit()
 
     outcome = await world.process(payment.id)
 
-    assert (outcome.result, outcome.status) == (DONE, COMPLETED)
+    assert (outcome.result, outcome.status) == (WorkResult.DONE, PaymentStatus.COMPLETED)
     assert await world.event_types(payment.id) == ["payment.created", "payment.processing", "payment.completed"]
     assert len(charges(world)) == 1
     await world.check()
@@ -327,13 +327,13 @@ async def test_a_held_lock_makes_the_delivery_busy_and_changes_nothing(world: Wo
 
     outcome = await world.process(payment.id)
 
-    assert (outcome.result, outcome.status, outcome.retry_in) == (BUSY, None, world.policy.lock_ttl / 3)
+    assert (outcome.result, outcome.status, outcome.retry_in) == (WorkResult.BUSY, None, world.policy.lock_ttl / 3)
     assert snapshot(world.store) == before
     assert charges(world) == []
     # the holder keeps its lock; once it lets go the payment is processed
     assert await world.locks.extend(f"payment:{payment.id}", token, 30)
     assert await world.locks.release(f"payment:{payment.id}", token)
-    assert (await world.process(payment.id)).status == COMPLETED
+    assert (await world.process(payment.id)).status == PaymentStatus.COMPLETED
     await world.check()
 
 
@@ -343,8 +343,8 @@ async def test_concurrent_deliveries_charge_once_and_complete_once(world: World)
 
     outcomes = await asyncio.gather(*(world.process(payment.id) for _ in range(5)))
 
-    assert sorted(o.result for o in outcomes).count(DONE) == 1
-    assert {o.result for o in outcomes} <= {DONE, BUSY, SKIPPED}
+    assert sorted(o.result for o in outcomes).count(WorkResult.DONE) == 1
+    assert {o.result for o in outcomes} <= {WorkResult.DONE, WorkResult.BUSY, WorkResult.SKIPPED}
     assert len(charges(world)) == 1
     assert (await world.event_types(payment.id)).count("payment.completed") == 1
     assert (world.balance(source.id), world.clearing(), world.settled()) == (7_500, 0, 2_500)
@@ -362,10 +362,10 @@ async def test_workers_without_a_shared_lock_still_charge_once(world: World) -> 
         for _ in range(3):  # until it is settled; a transient failure is retried on its schedule
             outcomes = await asyncio.gather(*(world.process(payment.id, world.deps(locks=InMemoryLocks()))
                                               for _ in range(3)))
-            assert {o.result for o in outcomes} <= {DONE, RETRY, SKIPPED}, outcomes
+            assert {o.result for o in outcomes} <= {WorkResult.DONE, WorkResult.RETRY, WorkResult.SKIPPED}, outcomes
             world.clock.advance(timedelta(seconds=1))
         stored = await world.payment(payment.id)
-        assert stored.status == COMPLETED
+        assert stored.status == PaymentStatus.COMPLETED
         types = await world.event_types(payment.id)
         assert (types.count("payment.processing"), types.count("payment.completed")) == (1, 1)
         assert stored.provider_reference == world.providers["stripe"].charges[str(payment.id)].reference
@@ -391,10 +391,10 @@ async def test_a_lost_lock_never_fails_a_payment_the_provider_charged(world: Wor
     reversed_ = [r.charge_reference for r in refunds(world)]
     stored = await world.payment(payment.id)
     kept = charged and not reversed_
-    assert (kept, stored.status) in ((True, COMPLETED), (False, FAILED))
+    assert (kept, stored.status) in ((True, PaymentStatus.COMPLETED), (False, PaymentStatus.FAILED))
     assert world.settled() == (1_000 if kept else 0)
     assert world.balance(source.id) == (9_000 if kept else 10_000)
-    if stored.status == FAILED and charged:
+    if stored.status == PaymentStatus.FAILED and charged:
         types = [e.type for e in await world.events(payment.id)]
         assert types[-1] == "payment.late_charge_reversed", types
     await world.check()
@@ -409,9 +409,9 @@ async def test_cancelling_a_pending_payment_returns_the_money(world: World) -> N
 
     cancelled = await world.cancel(payment.id)
 
-    assert cancelled.status == CANCELLED
+    assert cancelled.status == PaymentStatus.CANCELLED
     stored = await world.payment(payment.id)
-    assert (stored.status, stored.completed_at, stored.failure_reason) == (CANCELLED, None, None)
+    assert (stored.status, stored.completed_at, stored.failure_reason) == (PaymentStatus.CANCELLED, None, None)
     assert (world.balance(source.id), world.clearing(), world.settled()) == (10_000, 0, 0)
     assert await world.event_types(payment.id) == ["payment.created", "payment.cancelled"]
     assert world.topics(payment.id) == ["payment.created", "payment.cancelled"]
@@ -419,15 +419,15 @@ async def test_cancelling_a_pending_payment_returns_the_money(world: World) -> N
     assert message.payload == payment_view(stored) and message.correlation_id == "req-cancel"
     assert work_for(message) is None
     # the worker's delivery that follows does nothing
-    assert (await world.process(payment.id)).result == SKIPPED
+    assert (await world.process(payment.id)).result == WorkResult.SKIPPED
     assert charges(world) == []
-    assert (await world.payment(payment.id)).status == CANCELLED
+    assert (await world.payment(payment.id)).status == PaymentStatus.CANCELLED
     await world.check()
 
 
 async def test_cancel_racing_a_worker_lets_exactly_one_win(world: World) -> None:
     source = await world.account(1_000_000)
-    winners = {CANCELLED: 0, COMPLETED: 0}
+    winners = {PaymentStatus.CANCELLED: 0, PaymentStatus.COMPLETED: 0}
 
     async def cancel(payment_id: UUID, pauses: int) -> str:
         for _ in range(pauses):
@@ -436,7 +436,7 @@ async def test_cancel_racing_a_worker_lets_exactly_one_win(world: World) -> None
             await world.cancel(payment_id)
         except InvalidStateTransition:
             return "refused"
-        return CANCELLED
+        return PaymentStatus.CANCELLED
 
     for i in range(50):
         payment = await world.pay(source.id, 100)
@@ -445,32 +445,32 @@ async def test_cancel_racing_a_worker_lets_exactly_one_win(world: World) -> None
         else:
             cancelled, outcome = await asyncio.gather(cancel(payment.id, i % 5), world.process(payment.id))
         status = (await world.payment(payment.id)).status
-        assert status in (CANCELLED, COMPLETED)
+        assert status in (PaymentStatus.CANCELLED, PaymentStatus.COMPLETED)
         winners[status] += 1
-        if status == CANCELLED:
-            assert (cancelled, outcome.result) == (CANCELLED, SKIPPED)
+        if status == PaymentStatus.CANCELLED:
+            assert (cancelled, outcome.result) == (PaymentStatus.CANCELLED, WorkResult.SKIPPED)
             assert str(payment.id) not in {c.key for c in charges(world)}
         else:
-            assert (cancelled, outcome.result, outcome.status) == ("refused", DONE, COMPLETED)
+            assert (cancelled, outcome.result, outcome.status) == ("refused", WorkResult.DONE, PaymentStatus.COMPLETED)
         types = await world.event_types(payment.id)
         assert (types.count("payment.cancelled"), types.count("payment.completed")) == (
-            (1, 0) if status == CANCELLED else (0, 1))
+            (1, 0) if status == PaymentStatus.CANCELLED else (0, 1))
 
-    assert winners[CANCELLED] > 0 and winners[COMPLETED] > 0
-    assert len(charges(world)) == winners[COMPLETED]
-    assert world.balance(source.id) == 1_000_000 - 100 * winners[COMPLETED]
-    assert (world.clearing(), world.settled()) == (0, 100 * winners[COMPLETED])
+    assert winners[PaymentStatus.CANCELLED] > 0 and winners[PaymentStatus.COMPLETED] > 0
+    assert len(charges(world)) == winners[PaymentStatus.COMPLETED]
+    assert world.balance(source.id) == 1_000_000 - 100 * winners[PaymentStatus.COMPLETED]
+    assert (world.clearing(), world.settled()) == (0, 100 * winners[PaymentStatus.COMPLETED])
     await world.check()
 
 
 async def test_only_pending_payments_can_be_cancelled(world: World) -> None:
     source = await world.account(100_000)
     processing = await world.pay(source.id, 1_000, metadata={"mock_outcome": "fail_transient:3"})
-    assert (await world.process(processing.id)).status == PROCESSING
+    assert (await world.process(processing.id)).status == PaymentStatus.PROCESSING
     completed = await world.pay(source.id, 1_000)
-    assert (await world.process(completed.id)).status == COMPLETED
+    assert (await world.process(completed.id)).status == PaymentStatus.COMPLETED
     failed = await world.pay(source.id, 1_000, metadata={"mock_outcome": "decline"})
-    assert (await world.process(failed.id)).status == FAILED
+    assert (await world.process(failed.id)).status == PaymentStatus.FAILED
     cancelled = await world.pay(source.id, 1_000)
     await world.cancel(cancelled.id)
     internal = await world.transfer(source.id, (await world.account(user_id="bob")).id, 1_000)
@@ -493,5 +493,5 @@ async def test_cancelling_an_unknown_or_foreign_payment_is_not_found(world: Worl
     with pytest.raises(NotFound):
         await world.cancel(payment.id, tenant_id=uuid4())
     assert snapshot(world.store) == before
-    assert (await world.payment(payment.id)).status == PENDING
+    assert (await world.payment(payment.id)).status == PaymentStatus.PENDING
     await world.check()

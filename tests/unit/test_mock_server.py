@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
@@ -232,11 +231,26 @@ async def test_a_failure_rate_of_one_always_answers_503_and_records_nothing(mock
     assert row["requests"] == 1  # the injected failures never reached the key
 
 
+async def held_by_latency(mock: Mock, request: Any) -> None:
+    """With a latency longer than any test, `request` is still unanswered (and unrecorded) after the mock has
+    answered requests made later; with the latency back to 0 the same request answers at once."""
+    assert (await mock.configure(latency=600)).status_code == 200
+    held = asyncio.create_task(request())
+    try:
+        assert (await mock.http.get("/_mock/config")).json() == {"latency": 600.0, "failure_rate": 0.0}
+        assert await mock.listed() == []
+        assert not held.done()
+    finally:
+        held.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await held
+    assert (await mock.configure(latency=0)).status_code == 200
+    assert (await request()).status_code == 200
+
+
 async def test_latency_delays_provider_requests(mock: Mock) -> None:
+    await held_by_latency(mock, mock.stripe)
     assert (await mock.configure(latency=0.2)).status_code == 200
-    started_at = time.monotonic()
-    assert (await mock.stripe()).status_code == 200
-    assert time.monotonic() - started_at >= 0.2
     assert (await mock.http.get("/_mock/config")).json() == {"latency": 0.2, "failure_rate": 0.0}
 
     assert (await mock.http.post("/_mock/reset")).status_code == 200  # back to the start-up config
@@ -394,11 +408,16 @@ async def test_a_timeout_charge_is_never_found_and_a_delayed_one_is_found_at_onc
     assert (await mock.http.get(STRIPE_SEARCH, params=search("payment_id", "pay-t"), headers=AUTH)).json()[
         "data"] == []
 
-    delayed = asyncio.create_task(mock.stripe("late", payment_id="pay-l", mock_delay_ms="2000"))
-    deadline = time.monotonic() + 1.5
-    while not (await mock.http.get(STRIPE_SEARCH, params=search("payment_id", "pay-l"), headers=AUTH)).json()["data"]:
-        assert time.monotonic() < deadline, "the delayed charge was not found while its answer was on its way"
-        await asyncio.sleep(0.02)
+    # the answer is held for a minute, far longer than the search below may take: finding the charge while
+    # the charge request is still unanswered shows it is recorded before its answer leaves
+    delayed = asyncio.create_task(mock.stripe("late", payment_id="pay-l", mock_delay_ms="60000"))
+
+    async def found() -> None:
+        while not (await mock.http.get(STRIPE_SEARCH, params=search("payment_id", "pay-l"),
+                                       headers=AUTH)).json()["data"]:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(found(), 30)
     assert not delayed.done()
     delayed.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -412,10 +431,7 @@ async def test_lookups_obey_the_failure_rate(mock: Mock) -> None:
 
 
 async def test_lookups_obey_the_latency(mock: Mock) -> None:
-    assert (await mock.configure(latency=0.2)).status_code == 200
-    started_at = time.monotonic()
-    assert (await mock.http.get(PAYPAL_ORDERS, params={"reference_id": "x"}, headers=AUTH)).status_code == 200
-    assert time.monotonic() - started_at >= 0.2
+    await held_by_latency(mock, lambda: mock.http.get(PAYPAL_ORDERS, params={"reference_id": "x"}, headers=AUTH))
 
 
 async def test_reset_forgets_what_lookups_find(mock: Mock) -> None:

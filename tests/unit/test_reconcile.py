@@ -12,7 +12,7 @@ import pytest
 from adapters.memory import InMemoryStore
 from adapters.memory.outbox import InMemoryTaskQueue
 from adapters.memory.providers import InMemoryProvider
-from core.payments import COMPLETED, FAILED, PROCESSING, owed_reversals
+from core.payments import PaymentStatus, owed_reversals
 from core.providers import (
     ChargeRequest,
     ProviderResult,
@@ -20,7 +20,7 @@ from core.providers import (
     RefundRequest,
 )
 from core.usecases.dlq import retry_dead_letter
-from core.usecases.processing import DONE, RETRY
+from core.usecases.worker_deps import WorkResult
 from core.work import RetryPolicy
 from tests.unit.conftest import FakeClock
 from tests.unit.payments_fixtures import World, refunds
@@ -66,7 +66,7 @@ class LostAnswers:
 async def run_until_settled(world: World, payment_id: UUID, deps: object = None, rounds: int = 10) -> None:
     for _ in range(rounds):
         outcome = await world.process(payment_id, deps)  # type: ignore[arg-type]
-        if outcome.result != RETRY:
+        if outcome.result != WorkResult.RETRY:
             return
         world.clock.advance(timedelta(seconds=outcome.retry_in or 0))
 
@@ -78,7 +78,7 @@ async def test_a_charge_whose_answers_were_lost_completes_once_the_provider_is_a
     payment = await world.pay(source.id, 2_500)
     await run_until_settled(world, payment.id)
     stored = await world.payment(payment.id)
-    assert stored.status == COMPLETED and stored.provider_reference
+    assert stored.status == PaymentStatus.COMPLETED and stored.provider_reference
     assert (world.balance(source.id), world.settled()) == (7_500, 2_500)
     assert [c.succeeded for c in stripe.charges.values()] == [True]
     await world.check()
@@ -91,13 +91,13 @@ async def test_nothing_is_failed_while_the_provider_cannot_say_whether_it_charge
     payment = await world.pay(source.id, 2_500)
     await run_until_settled(world, payment.id, rounds=6)
     stored = await world.payment(payment.id)
-    assert stored.status == PROCESSING and stored.attempts >= 3  # past max_attempts, still not failed
+    assert stored.status == PaymentStatus.PROCESSING and stored.attempts >= 3  # past max_attempts, still not failed
     assert world.clearing() == 2_500 and world.letters(payment.id) == []
     errors = [e.data["error"] for e in await world.events(payment.id) if e.type == "payment.attempt_failed"]
     assert "not known yet" in errors[-1]
     lost.lookups_fail = False
     await run_until_settled(world, payment.id)
-    assert (await world.payment(payment.id)).status == COMPLETED
+    assert (await world.payment(payment.id)).status == PaymentStatus.COMPLETED
     await world.check()
 
 
@@ -107,7 +107,7 @@ async def test_failures_that_cannot_have_charged_fail_without_asking(world: Worl
     source = await world.account(10_000)
     payment = await world.pay(source.id, 2_500)
     await run_until_settled(world, payment.id)
-    assert (await world.payment(payment.id)).status == FAILED
+    assert (await world.payment(payment.id)).status == PaymentStatus.FAILED
     assert not any(kind.startswith("find") for kind, _ in stripe.calls)
     assert world.balance(source.id) == 10_000
     await world.check()
@@ -117,8 +117,8 @@ async def test_a_late_charge_is_refunded_even_if_the_first_refund_attempt_fails(
     """A success met on a payment that already failed is a debt committed (`payment.late_charge_detected`)
     before the refund is tried: a failed refund (or a crash) leaves it owed, the next delivery pays it, and
     the DLQ may re-drive it although the payment is final."""
-    from core.usecases.processing import _finish
-    from core.usecases.reconcile import reverse_late_charge
+    from core.usecases.late_charges import reverse_late_charge
+    from core.usecases.payment_outcome import record_charge_outcome
     from core.work import DeadLetter
 
     world.providers["stripe"].available = False
@@ -126,12 +126,12 @@ async def test_a_late_charge_is_refunded_even_if_the_first_refund_attempt_fails(
     payment = await world.pay(source.id, 2_500)
     await run_until_settled(world, payment.id)
     failed = await world.payment(payment.id)
-    assert failed.status == FAILED and world.balance(source.id) == 10_000
+    assert failed.status == PaymentStatus.FAILED and world.balance(source.id) == 10_000
     world.providers["stripe"].available = True
     charged = await world.providers["stripe"].charge(ChargeRequest(
         payment_id=payment.id, amount=payment.amount, currency="USD", description=None, metadata={}))
 
-    assert (await _finish(failed, charged.reference, None, world.deps())).result == "late"
+    assert (await record_charge_outcome(failed, charged.reference, None, world.deps())).result == "late"
     assert owed_reversals(await world.events(payment.id)) == [charged.reference]
     lost = LostAnswers(world.providers["stripe"], refunds_fail=1)
     with pytest.raises(ProviderUnavailable):
@@ -145,7 +145,7 @@ async def test_a_late_charge_is_refunded_even_if_the_first_refund_attempt_fails(
                                                     clock=world.clock)
     assert [item.target_id for item, _ in queue.work] == [payment.id]
 
-    assert (await world.process(payment.id)).result == DONE  # the re-driven delivery pays the debt
+    assert (await world.process(payment.id)).result == WorkResult.DONE  # the re-driven delivery pays the debt
     assert owed_reversals(await world.events(payment.id)) == []
     assert [r.charge_reference for r in refunds(world)] == [charged.reference]
     assert (await world.process(payment.id)).result == "skipped"  # nothing owed any more

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings, SettingsError, load_settings, parse_duration
+from app.configuration import load_settings, parse_duration
+from app.settings import Settings, SettingsError
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from adapters.memory import InMemoryLedgerAudit, InMemoryStore
 from core.accounts import FUNDING, USER, Account
 from core.errors import CurrencyMismatch, InsufficientFunds, NotFound, SameAccount
 from core.money import Money
-from core.payments import COMPLETED, INTERNAL_TRANSFER, fold
+from core.payments import PaymentStatus, PaymentType, fold
 from core.usecases.accounts import CreateAccount, create_account, get_account, list_transactions
 from core.usecases.payments import get_payment, list_payment_events
 from core.usecases.transfers import MakeTransfer, make_transfer
@@ -30,7 +30,6 @@ async def open_account(
                           metadata={"tier": "gold"}, correlation_id="req-1"),
             uow=uow, clock=clock,
         )
-        await uow.commit()
     return account
 
 
@@ -92,9 +91,11 @@ async def test_funding_accounts_are_per_tenant_and_currency(store, clock, audit,
 
 
 async def test_an_uncommitted_create_account_leaves_no_trace(store, clock, tenant_id) -> None:
-    async with store() as uow:
-        await create_account(CreateAccount(tenant_id=tenant_id, user_id="u", currency="USD",
-                                           initial_balance=Money(500, "USD")), uow=uow, clock=clock)
+    with pytest.raises(RuntimeError, match="roll back"):
+        async with store() as uow:
+            await create_account(CreateAccount(tenant_id=tenant_id, user_id="u", currency="USD",
+                                               initial_balance=Money(500, "USD")), uow=uow, clock=clock)
+            raise RuntimeError("roll back")
     assert [a for a in store.accounts.values() if a.is_user] == []
     assert store.entries == [] and store.outbox == []
     assert all(a.balance == 0 for a in store.accounts.values())
@@ -123,7 +124,6 @@ async def transfer(store: InMemoryStore, clock: FakeClock, tenant_id: UUID, sour
                          amount=amount, description="rent", metadata={"ref": "42"}, correlation_id="req-9"),
             uow=uow, clock=clock,
         )
-        await uow.commit()
     return payment
 
 
@@ -134,7 +134,7 @@ async def test_make_transfer_moves_money_and_records_everything(store, clock, au
     payment = await transfer(store, clock, tenant_id, a.id, b.id, Money(2_550, "USD"))
 
     assert (payment.status, payment.payment_type, payment.amount, payment.currency) == (
-        COMPLETED, INTERNAL_TRANSFER, 2_550, "USD")
+        PaymentStatus.COMPLETED, PaymentType.INTERNAL_TRANSFER, 2_550, "USD")
     assert (payment.source_account_id, payment.destination_account_id) == (a.id, b.id)
     assert payment.completed_at is not None
     assert (store.accounts[a.id].balance, store.accounts[a.id].version) == (7_450, 2)
@@ -150,7 +150,7 @@ async def test_make_transfer_moves_money_and_records_everything(store, clock, au
         stored = await get_payment(tenant_id, payment.id, uow=uow)
         events = await list_payment_events(tenant_id, payment.id, uow=uow)
         page = await list_transactions(tenant_id, a.id, limit=10, cursor=None, uow=uow)
-    assert (stored.status, stored.description, stored.metadata) == (COMPLETED, "rent", {"ref": "42"})
+    assert (stored.status, stored.description, stored.metadata) == (PaymentStatus.COMPLETED, "rent", {"ref": "42"})
     assert [e.type for e in events] == ["payment.created", "payment.completed"]
     assert [e.sequence for e in events] == [0, 1]
     assert {e.correlation_id for e in events} == {"req-9"}

@@ -20,20 +20,17 @@ from core.events import CATALOGUE
 from core.ids import new_id
 from core.signatures import InvalidSignature, verify_signature
 from core.usecases.webhook_delivery import (
-    FAILED,
-    RETRYING,
-    SKIPPED,
-    SUCCEEDED,
     DeliveryOutcome,
+    DeliveryResult,
     FanOut,
     deliver_webhook,
     fan_out_event,
     schedule_due,
 )
+from core.usecases.webhook_destinations import check_destination
 from core.usecases.webhooks import (
     CreateSubscription,
     UpdateSubscription,
-    check_destination,
     create_subscription,
     delete_subscription,
     list_deliveries,
@@ -42,15 +39,8 @@ from core.usecases.webhooks import (
     rotate_secret,
     update_subscription,
 )
-from core.webhooks import (
-    Delivery,
-    DeliveryPolicy,
-    DeliveryRef,
-    Subscription,
-    check_events,
-    check_url,
-    is_public_address,
-)
+from core.webhook_destinations import check_url, is_public_address
+from core.webhooks import Delivery, DeliveryPolicy, DeliveryRef, Subscription, check_events
 from tests.unit.conftest import FakeClock
 
 URL = "https://hooks.example.com/payments"
@@ -72,7 +62,6 @@ class Hooks:
             sub = await create_subscription(CreateSubscription(tenant_id=tenant_id or self.tenant_id, url=url,
                                                                events=events, enabled=enabled),
                                             uow=uow, clock=self.clock)
-            await uow.commit()
         return sub
 
     async def event(self, event_type: str = "payment.completed", *, event_id: UUID | None = None,
@@ -80,16 +69,16 @@ class Hooks:
         cmd = FanOut(tenant_id=tenant_id or self.tenant_id, event_id=event_id or new_id(), event_type=event_type,
                      created_at="2025-01-01T00:00:00.000Z", data={"object": {"id": "p1", "status": "completed"}},
                      correlation_id="req-42")
-        return await fan_out_event(cmd, uow=self.store, clock=self.clock, policy=self.policy)
+        return await fan_out_event(cmd, uow_factory=self.store, clock=self.clock, policy=self.policy)
 
     async def enable(self, subscription: Subscription, enabled: bool) -> None:
         async with self.store() as uow:
             await update_subscription(UpdateSubscription(tenant_id=self.tenant_id, subscription_id=subscription.id,
                                                          enabled=enabled), uow=uow, clock=self.clock)
-            await uow.commit()
 
     async def deliver(self, ref: DeliveryRef) -> DeliveryOutcome:
-        return await deliver_webhook(ref, uow=self.store, sender=self.sender, clock=self.clock, policy=self.policy)
+        return await deliver_webhook(ref, uow_factory=self.store, sender=self.sender, clock=self.clock,
+                                     policy=self.policy)
 
     async def due(self) -> list[DeliveryRef]:
         self.queue.deliveries.clear()
@@ -206,14 +195,12 @@ async def test_subscriptions_are_created_listed_changed_and_deleted(hooks: Hooks
         changed = await update_subscription(UpdateSubscription(
             tenant_id=hooks.tenant_id, subscription_id=first.id, events=("refund.failed",), enabled=False,
             description="ops"), uow=uow, clock=hooks.clock)
-        await uow.commit()
     assert (changed.events, changed.enabled, changed.description, changed.url) == (
         ("refund.failed",), False, "ops", URL)
     async with hooks.store() as uow:
         with pytest.raises(NotFound):  # another tenant's id looks missing
             await delete_subscription(uuid4(), first.id, uow=uow)
         await delete_subscription(hooks.tenant_id, first.id, uow=uow)
-        await uow.commit()
     assert set(hooks.store.subscriptions) == {second.id} | {s.id for s in hooks.store.subscriptions.values()
                                                              if s.tenant_id != hooks.tenant_id}
 
@@ -243,7 +230,7 @@ async def test_a_delivery_is_signed_and_carries_the_event(hooks: Hooks) -> None:
     event_id = new_id()
     (ref,) = await hooks.event(event_id=event_id)
     outcome = await hooks.deliver(ref)
-    assert outcome == DeliveryOutcome(result=SUCCEEDED, status_code=200, attempt=1)
+    assert outcome == DeliveryOutcome(result=DeliveryResult.SUCCEEDED, status_code=200, attempt=1)
     (sent,) = hooks.sender.sent
     assert sent.url == URL
     assert json.loads(sent.body) == {"id": str(event_id), "type": "payment.completed",
@@ -261,7 +248,8 @@ async def test_a_delivery_is_signed_and_carries_the_event(hooks: Hooks) -> None:
     assert (stored.status, stored.attempts, stored.last_status_code, stored.next_attempt_at) == (
         "succeeded", 1, 200, None)
     assert stored.delivered_at is not None
-    assert await hooks.deliver(ref) == DeliveryOutcome(result=SKIPPED)  # a duplicate message does nothing
+    # a duplicate message does nothing
+    assert await hooks.deliver(ref) == DeliveryOutcome(result=DeliveryResult.SKIPPED)
     assert len(hooks.sender.sent) == 1
 
 
@@ -270,7 +258,7 @@ async def test_failures_are_retried_with_backoff_until_success(hooks: Hooks) -> 
     hooks.sender.answers[URL] = [500, "timed out after 5 s", 200]
     (ref,) = await hooks.event()
     first = await hooks.deliver(ref)
-    assert (first.result, first.retry_in, first.status_code) == (RETRYING, 10.0, 500)
+    assert (first.result, first.retry_in, first.status_code) == (DeliveryResult.RETRYING, 10.0, 500)
     delivery = hooks.delivery(ref.id)
     assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
         "pending", 1, 500, "HTTP 500")
@@ -280,11 +268,11 @@ async def test_failures_are_retried_with_backoff_until_success(hooks: Hooks) -> 
     assert again.attempt == 1
     assert await hooks.due() == []  # claimed: a second scheduler does not take it too
     second = await hooks.deliver(again)
-    assert (second.result, second.retry_in, second.status_code) == (RETRYING, 20.0, None)
+    assert (second.result, second.retry_in, second.status_code) == (DeliveryResult.RETRYING, 20.0, None)
     assert hooks.delivery(ref.id).last_error == "timed out after 5 s"
     hooks.clock.advance(timedelta(seconds=20))
     (third,) = await hooks.due()
-    assert (await hooks.deliver(third)).result == SUCCEEDED
+    assert (await hooks.deliver(third)).result == DeliveryResult.SUCCEEDED
     delivery = hooks.delivery(ref.id)
     assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
         "succeeded", 3, 200, None)
@@ -301,7 +289,7 @@ async def test_a_delivery_gives_up_after_its_attempts_and_can_be_redelivered_by_
         hooks.clock.advance(timedelta(seconds=30))
         (ref,) = await hooks.due()
         results.append((await hooks.deliver(ref)).result)
-    assert results == [RETRYING, RETRYING, RETRYING, FAILED]
+    assert results == [DeliveryResult.RETRYING, DeliveryResult.RETRYING, DeliveryResult.RETRYING, DeliveryResult.FAILED]
     delivery = hooks.delivery(ref.id)
     assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.next_attempt_at) == (
         "failed", 4, 503, None)
@@ -313,17 +301,15 @@ async def test_a_delivery_gives_up_after_its_attempts_and_can_be_redelivered_by_
         with pytest.raises(NotFound):  # another tenant's delivery looks missing
             await redeliver(uuid4(), sub.id, ref.id, uow=uow, clock=hooks.clock)
         again = await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
-        await uow.commit()
     assert again.status == "pending"
     (ref,) = await hooks.due()  # one more attempt: it fails, and the delivery has failed again
-    assert (await hooks.deliver(ref)).result == FAILED
+    assert (await hooks.deliver(ref)).result == DeliveryResult.FAILED
     assert (hooks.delivery(ref.id).status, hooks.delivery(ref.id).attempts) == ("failed", 5)
     async with hooks.store() as uow:
         await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
-        await uow.commit()
     hooks.sender.answers[URL] = [204]
     (ref,) = await hooks.due()
-    assert (await hooks.deliver(ref)).result == SUCCEEDED
+    assert (await hooks.deliver(ref)).result == DeliveryResult.SUCCEEDED
     async with hooks.store(read_only=True) as uow:
         log = await list_deliveries(hooks.tenant_id, sub.id, uow=uow, limit=10, cursor=None)
     assert [(d.status, d.attempts, d.last_status_code) for d in log.items] == [("succeeded", 6, 204)]
@@ -334,26 +320,25 @@ async def test_a_worker_dying_mid_post_leaves_the_delivery_to_be_retried_after_i
     (ref,) = await hooks.event()
 
     with pytest.raises(SystemExit):
-        await deliver_webhook(ref, uow=hooks.store, sender=KILLED, clock=hooks.clock, policy=hooks.policy)
+        await deliver_webhook(ref, uow_factory=hooks.store, sender=KILLED, clock=hooks.clock, policy=hooks.policy)
     assert hooks.delivery(ref.id).attempts == 1
     hooks.clock.advance(timedelta(seconds=59))
     assert await hooks.due() == []
     hooks.clock.advance(timedelta(seconds=2))
     (retry,) = await hooks.due()
-    assert retry.attempt == 1 and (await hooks.deliver(retry)).result == SUCCEEDED
-    assert await hooks.deliver(ref) == DeliveryOutcome(result=SKIPPED)  # the old message, stale
+    assert retry.attempt == 1 and (await hooks.deliver(retry)).result == DeliveryResult.SUCCEEDED
+    assert await hooks.deliver(ref) == DeliveryOutcome(result=DeliveryResult.SKIPPED)  # the old message, stale
 
 
 async def test_a_disabled_or_deleted_subscription_is_not_sent_to(hooks: Hooks) -> None:
     sub = await hooks.subscribe()
     (ref,) = await hooks.event()
     await hooks.enable(sub, False)
-    assert (await hooks.deliver(ref)).result == FAILED
+    assert (await hooks.deliver(ref)).result == DeliveryResult.FAILED
     assert hooks.delivery(ref.id).last_error == "the webhook is disabled" and hooks.sender.sent == []
     assert await hooks.event() == []
     async with hooks.store() as uow:
         await delete_subscription(hooks.tenant_id, sub.id, uow=uow)
-        await uow.commit()
     assert hooks.store.deliveries == {}  # the log goes with it
 
 
@@ -362,7 +347,6 @@ async def test_rotation_signs_with_both_secrets_for_the_overlap_then_only_the_ne
     async with hooks.store() as uow:
         rotated = await rotate_secret(hooks.tenant_id, sub.id, uow=uow, clock=hooks.clock,
                                       overlap=timedelta(hours=24))
-        await uow.commit()
     assert rotated.secret != sub.secret and [p.secret for p in rotated.previous_secrets] == [sub.secret]
     (ref,) = await hooks.event()
     await hooks.deliver(ref)
@@ -388,7 +372,7 @@ async def test_the_ssrf_guard_at_delivery_time(hooks: Hooks) -> None:
     await hooks.subscribe()  # the name resolved to a public address when subscribed; now it does not
     (ref,) = await hooks.event()
     outcome = await hooks.deliver(ref)
-    assert outcome.result == RETRYING and hooks.sender.sent == []
+    assert outcome.result == DeliveryResult.RETRYING and hooks.sender.sent == []
     assert (hooks.delivery(ref.id).last_error or "").startswith("refused: hooks.example.com resolves to a private")
 
 
@@ -399,7 +383,6 @@ async def test_rotating_twice_keeps_each_rotated_out_secret_for_its_whole_overla
         async with hooks.store() as uow:
             rotated = await rotate_secret(hooks.tenant_id, s0.id, uow=uow, clock=hooks.clock,
                                           overlap=timedelta(hours=24))
-            await uow.commit()
         secrets_seen.append(rotated.secret)
         hooks.clock.advance(timedelta(hours=1))
     now = hooks.clock.current
@@ -415,11 +398,11 @@ async def test_a_sender_that_raises_is_a_failed_attempt_and_the_limit_holds(hook
 
     results = []
     for _ in range(hooks.policy.max_attempts):
-        results.append((await deliver_webhook(ref, uow=hooks.store, sender=BAD_URL, clock=hooks.clock,
+        results.append((await deliver_webhook(ref, uow_factory=hooks.store, sender=BAD_URL, clock=hooks.clock,
                                               policy=hooks.policy)).result)
         hooks.clock.advance(timedelta(seconds=30))
         ref = next(iter(await hooks.due()), ref)
-    assert results == [RETRYING] * (hooks.policy.max_attempts - 1) + [FAILED]
+    assert results == [DeliveryResult.RETRYING] * (hooks.policy.max_attempts - 1) + [DeliveryResult.FAILED]
     assert hooks.delivery(ref.id).last_error == "ValueError: Invalid IPv4 address: '010.010.010.010'"
 
 
@@ -429,11 +412,11 @@ async def test_a_worker_dying_mid_post_every_time_still_gives_up_at_the_limit(ho
 
     for _ in range(hooks.policy.max_attempts):
         with pytest.raises(SystemExit):
-            await deliver_webhook(ref, uow=hooks.store, sender=KILLED, clock=hooks.clock, policy=hooks.policy)
+            await deliver_webhook(ref, uow_factory=hooks.store, sender=KILLED, clock=hooks.clock, policy=hooks.policy)
         hooks.clock.advance(timedelta(seconds=61))
         (ref,) = await hooks.due()
     assert hooks.delivery(ref.id).attempts == hooks.policy.max_attempts
-    assert (await hooks.deliver(ref)).result == FAILED  # no answer recorded, attempts spent: given up
+    assert (await hooks.deliver(ref)).result == DeliveryResult.FAILED  # no answer recorded, attempts spent: given up
     delivery = hooks.delivery(ref.id)
     assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("failed", 4, None)
     assert "no answer was recorded" in (delivery.last_error or "") and hooks.sender.sent == []
@@ -450,7 +433,8 @@ async def test_a_queued_delivery_is_queued_again_less_and_less_often(hooks: Hook
         (ref,) = await hooks.due()
         waits.append((hooks.delivery(ref.id).next_attempt_at - hooks.clock.current).total_seconds())
     assert [round(w) for w in waits] == [60, 120, 240, 480, 960, 1920, 1920]
-    assert (await hooks.deliver(ref)).result == SUCCEEDED  # any of those messages still does the work once
+    # any of those messages still does the work once
+    assert (await hooks.deliver(ref)).result == DeliveryResult.SUCCEEDED
 
 
 async def test_the_fake_sender_guards_hosts_as_the_real_one_does() -> None:
@@ -470,16 +454,15 @@ async def test_a_redelivery_always_gets_an_attempt_and_clicking_again_grants_no_
         hooks.clock.advance(timedelta(seconds=30))
         (ref,) = await hooks.due()
     with pytest.raises(SystemExit):  # ... and the worker died during the last one: pending, attempts spent
-        await deliver_webhook(ref, uow=hooks.store, sender=KILLED, clock=hooks.clock, policy=hooks.policy)
+        await deliver_webhook(ref, uow_factory=hooks.store, sender=KILLED, clock=hooks.clock, policy=hooks.policy)
     assert (hooks.delivery(ref.id).status, hooks.delivery(ref.id).attempts) == ("pending", 4)
     for _ in range(3):  # asked three times before anything ran
         async with hooks.store() as uow:
             await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
-            await uow.commit()
     hooks.sender.answers[URL] = [200]
     sent = len(hooks.sender.sent)
     (ref,) = await hooks.due()
-    assert (await hooks.deliver(ref)).result == SUCCEEDED and len(hooks.sender.sent) == sent + 1
+    assert (await hooks.deliver(ref)).result == DeliveryResult.SUCCEEDED and len(hooks.sender.sent) == sent + 1
     assert hooks.delivery(ref.id).granted_through == 5  # one attempt, not three
 
 
@@ -487,12 +470,12 @@ async def test_a_delivery_given_up_while_disabled_resumes_its_schedule_when_rede
     sub = await hooks.subscribe()
     (ref,) = await hooks.event()
     await hooks.enable(sub, False)
-    assert (await hooks.deliver(ref)).result == FAILED and hooks.delivery(ref.id).attempts == 0
+    assert (await hooks.deliver(ref)).result == DeliveryResult.FAILED and hooks.delivery(ref.id).attempts == 0
     await hooks.enable(sub, True)
     async with hooks.store() as uow:
         await redeliver(hooks.tenant_id, sub.id, ref.id, uow=uow, clock=hooks.clock)
-        await uow.commit()
     hooks.sender.answers[URL] = [503]
     (ref,) = await hooks.due()
     outcome = await hooks.deliver(ref)
-    assert (outcome.result, outcome.retry_in) == (RETRYING, 10.0)  # its ordinary schedule, not a last try
+    # its ordinary schedule, not a last try
+    assert (outcome.result, outcome.retry_in) == (DeliveryResult.RETRYING, 10.0)
