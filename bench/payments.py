@@ -226,7 +226,7 @@ class Stack:
 
     def start(self, name: str, command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         """`payments <command>` with `env`."""
-        return self.spawn(name, [sys.executable, "-m", "app.cli", command], env)
+        return self.spawn(name, [sys.executable, "-m", "payments", command], env)
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Any command, logging to <tmp>/<name>.log (`env` None: this process's environment)."""
@@ -735,7 +735,7 @@ def pipeline_run(args: argparse.Namespace, latency: int, workers: int, tmp_root:
             print(f"   (other processes used {candidate['usage']['other']:.0f}% of a core during the run: "
                   f"{', '.join(candidate['others'])}{'; running it again' if attempt < args.retries else ''})",
                   flush=True)
-        check = subprocess.run([sys.executable, "-m", "app.cli", "ledger", "check"], env=env, cwd=ROOT,
+        check = subprocess.run([sys.executable, "-m", "payments", "ledger", "check"], env=env, cwd=ROOT,
                                capture_output=True, text=True, timeout=120, check=False)
         row["ledger"] = "ok" if check.returncode == 0 else f"DRIFT: {check.stdout.strip()[-500:]}"
         note_dead_letters(database_url, row)
@@ -748,16 +748,16 @@ def pipeline_run(args: argparse.Namespace, latency: int, workers: int, tmp_root:
 
 def raw_sql() -> dict[str, Any]:
     """The statements the API and the worker send for one external payment (adapters/postgres/*.py)."""
-    from adapters.postgres import accounts, ledger, misc, payments, rows, uow
+    from adapters.postgres import accounts, idempotency, ledger, outbox, payments, rows
     from core.idempotency import IdempotentRequest
 
-    return {"insert_rows": rows.insert_rows, "update_rows": rows.update_rows, "compose": uow.compose,
-            "lock_id": lambda tenant, key, fp: misc.lock_id(IdempotentRequest(tenant_id=tenant, key=key,
-                                                                                fingerprint=fp)),
-            "claim": misc.CLAIM, "lock_accounts": accounts.LOCK, "lock_system": accounts.LOCK_SYSTEM,
+    return {"insert_rows": rows.insert_rows, "update_rows": rows.update_rows, "compose": rows.compose,
+            "lock_id": lambda tenant, key, fp: idempotency.lock_id(IdempotentRequest(tenant_id=tenant, key=key,
+                                                                                       fingerprint=fp)),
+            "claim": idempotency.CLAIM, "lock_accounts": accounts.LOCK, "lock_system": accounts.LOCK_SYSTEM,
             "lock_payment": payments.LOCK, "update_payment": payments.UPDATE, "payment_columns": payments.COLUMNS,
             "event_columns": payments.EVENT_COLUMNS, "entry_columns": ledger.COLUMNS,
-            "outbox_columns": misc.OUTBOX_COLUMNS, "insert_key": misc.INSERT_KEY}
+            "outbox_columns": outbox.COLUMNS, "insert_key": idempotency.INSERT_KEY}
 
 
 def payment_view(pid: uuid.UUID, source: uuid.UUID, provider: str, status: str, at: datetime,

@@ -276,13 +276,13 @@ def api_env(args: argparse.Namespace, database_url: str, port: int) -> dict[str,
 
 
 def create_key(env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create", "--tenant", "bench"], env=env,
+    done = subprocess.run([sys.executable, "-m", "payments", "keys", "create", "--tenant", "bench"], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout.strip().splitlines()[-1].strip()
 
 
 def start_server(env: dict[str, str], log: Path, base_url: str) -> subprocess.Popen[bytes]:
-    popen = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT,
+    popen = subprocess.Popen([sys.executable, "-m", "payments", "serve"], env=env, cwd=ROOT,
                              stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
