@@ -9,25 +9,18 @@ import attrs
 from core.accounts import CLEARING
 from core.errors import CurrencyMismatch, FieldError, NotFound, ValidationFailed
 from core.ids import new_id
-from core.money import Money
 from core.payments import PROVIDERS, Payment, PaymentStatus, PaymentType
 from core.ports import Clock, UnitOfWork
 from core.usecases.announcements import announce_payment
-from core.usecases.postings import move
+from core.usecases.postings import MoneyOut, move
 from core.usecases.reversal import return_to_source
 
 
 @attrs.frozen(kw_only=True)
-class CreateExternalPayment:
+class CreateExternalPayment(MoneyOut):
     """Pay `amount` out of a user account through `provider`."""
 
-    tenant_id: UUID
-    source_account_id: UUID
-    amount: Money
     provider: str
-    description: str | None = None
-    metadata: dict[str, str] = attrs.field(factory=dict)
-    correlation_id: str | None = None
 
 
 async def create_external_payment(cmd: CreateExternalPayment, *, uow: UnitOfWork, clock: Clock) -> Payment:

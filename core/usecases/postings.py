@@ -5,9 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+import attrs
+
 from core.accounts import Account
 from core.ledger import post
+from core.money import Money
 from core.ports import UnitOfWork
+
+
+@attrs.frozen(kw_only=True)
+class MoneyOut:
+    """What every command moving money out of a user account carries (a transfer, an external payment)."""
+
+    tenant_id: UUID
+    source_account_id: UUID
+    amount: Money
+    description: str | None = None
+    metadata: dict[str, str] = attrs.field(factory=dict)
+    correlation_id: str | None = None
 
 
 def move(

@@ -8,24 +8,17 @@ import attrs
 
 from core.errors import CurrencyMismatch, NotFound, SameAccount
 from core.ids import new_id
-from core.money import Money
 from core.payments import Payment, PaymentStatus, PaymentType
 from core.ports import Clock, UnitOfWork
 from core.usecases.announcements import announce_payment
-from core.usecases.postings import move
+from core.usecases.postings import MoneyOut, move
 
 
 @attrs.frozen(kw_only=True)
-class MakeTransfer:
+class MakeTransfer(MoneyOut):
     """Move `amount` from one user account to another."""
 
-    tenant_id: UUID
-    source_account_id: UUID
     destination_account_id: UUID
-    amount: Money
-    description: str | None = None
-    metadata: dict[str, str] = attrs.field(factory=dict)
-    correlation_id: str | None = None
 
 
 async def make_transfer(cmd: MakeTransfer, *, uow: UnitOfWork, clock: Clock) -> Payment:
