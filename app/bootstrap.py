@@ -168,9 +168,9 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
     and work wait, it does not stop the process from starting."""
     db = settings.database
     # The worker's relay, scheduler and housekeeping share its pool with its consumer threads.
-    size = db.pool_max if role == "api" else max(4, settings.worker.concurrency + 2) + 3
+    size = max(4, settings.worker.concurrency + 2) + 3 if role == "worker" else db.pool_max
     pool = await create_pool(database_url, min_size=0, max_size=size, command_timeout=db.statement_timeout)
-    timeout = 1.0 if role == "api" else 2.0
+    timeout = 2.0 if role == "worker" else 1.0
     client = aioredis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     limit = settings.rate_limit
     limiter = (RedisRateLimiter(client, rate=limit.requests_per_second, burst=limit.burst or limit.requests_per_second)

@@ -49,9 +49,10 @@ class _CloseServices(dramatiq.Middleware):
 async def _background(context: WorkerContext, stop: asyncio.Event, owner: str) -> None:
     ready = await context.get()
     services = ready.services
-    await asyncio.gather(relay_forever(services, stop),
-                         housekeeping_forever(services, stop, owner),
-                         schedule_forever(services, ready.webhook_policy, stop))
+    async with asyncio.TaskGroup() as loops:  # one loop raising cancels the others
+        loops.create_task(relay_forever(services, stop))
+        loops.create_task(housekeeping_forever(services, stop, owner))
+        loops.create_task(schedule_forever(services, ready.webhook_policy, stop))
 
 
 async def run(settings: Settings, database_url: str, redis_url: str, stop: asyncio.Event | None = None) -> None:
@@ -76,13 +77,17 @@ async def run(settings: Settings, database_url: str, redis_url: str, stop: async
     background = asyncio.run_coroutine_threadsafe(
         _background(context, halt, f"{socket.gethostname()}:{os.getpid()}"), thread.loop)
     logger.bind(process="worker").info("worker started")
+    loops = asyncio.wrap_future(background)
     try:
-        await first_done(stop, asyncio.wrap_future(background))
+        await first_done(stop, loops)
     finally:
         logger.info("worker stopping: finishing current messages")
-        thread.loop.call_soon_threadsafe(halt.set)
-        with contextlib.suppress(Exception):
-            await asyncio.wrap_future(background)
+        with contextlib.suppress(RuntimeError):  # the actors' loop has already closed
+            thread.loop.call_soon_threadsafe(halt.set)
+        try:
+            await loops
+        except Exception as error:
+            logger.opt(exception=error).error("the worker's relay, scheduler or housekeeping failed")
         await asyncio.to_thread(worker.stop, int(settings.server.shutdown_timeout * 1000))
         broker.close()
         logger.info("worker stopped")

@@ -40,14 +40,13 @@ _WORK_IDS = uuid.UUID("6f1c1d1e-4b0a-4c55-9a53-1f0b4d1c7a10")
 
 
 def make_broker(redis_url: str) -> RedisBroker:
-    """A Redis broker made the global one. Dramatiq's Prometheus middleware is left out:
-    it would listen on 0.0.0.0; the worker exposes metrics itself."""
+    """A Redis broker (not made Dramatiq's global one: actors are declared on it explicitly). Dramatiq's
+    Prometheus middleware is left out: it would listen on 0.0.0.0; the worker exposes metrics itself."""
     # Observe first: its `after_*` hooks run last, so a retry or dead-letter message sent by Retries still
     # sees the message's span as current and joins its trace.
     middleware = [Observe(), AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(),
                   AsyncIO(), CurrentMessage()]
     broker = RedisBroker(url=redis_url, middleware=middleware)  # type: ignore[no-untyped-call]
-    dramatiq.set_broker(broker)
     return broker
 
 
