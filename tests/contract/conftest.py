@@ -8,6 +8,7 @@ tests can check effects and prove the audit is able to fail.
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from core.ports import LedgerAudit, UnitOfWorkFactory
 from core.tenants import Tenant
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.transfers import MakeTransfer, make_transfer
+from tests.contract.builders import Cleanup
 
 BACKENDS = ["memory", "postgres"]
 
@@ -122,3 +124,11 @@ async def balance(uow_factory: UnitOfWorkFactory, tenant_id: UUID, account_id: U
     async with uow_factory() as uow:
         account = await uow.accounts.get(tenant_id, account_id)
     return None if account is None else account.balance
+
+
+@pytest.fixture
+async def cleanup(backend: str, services: Services) -> AsyncIterator[Cleanup]:
+    """Deletes, after the test, the rows it registered that every-tenant ports (in-flight, dead letters) read."""
+    done = Cleanup(services.pool if backend == "postgres" else None)
+    yield done
+    await done()

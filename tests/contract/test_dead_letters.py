@@ -6,28 +6,19 @@ other suite's, and deleted afterwards.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import attrs
 import pytest
 
-from app.bootstrap import Services
 from core.work import PAYMENT, REFUND
-from tests.contract.builders import Cleanup, add, letter
+from tests.contract.builders import add, letter
 from tests.contract.conftest import new_tenant
 
 pytestmark = pytest.mark.timeout(60)
 
 T2 = datetime(2095, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-
-
-@pytest.fixture
-async def cleanup(backend: str, services: Services) -> AsyncIterator[Cleanup]:
-    done = Cleanup(services.pool if backend == "postgres" else None)
-    yield done
-    await done()
 
 
 @pytest.fixture

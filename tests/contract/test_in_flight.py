@@ -6,7 +6,6 @@ afterwards, so that `stuck` (which reads every tenant) finds only the current te
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from app.bootstrap import Services
 from core.payments import PaymentStatus
 from core.refunds import RefundStatus
 from core.work import PAYMENT, REFUND, WorkItem
-from tests.contract.builders import T0, Cleanup, add, letter, payment, refund
+from tests.contract.builders import T0, add, letter, payment, refund
 from tests.contract.conftest import new_tenant, open_account
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,13 +27,6 @@ BEFORE = T0 + timedelta(hours=1)  # the housekeeping job's "untouched since"
 @pytest.fixture
 async def in_flight(backend: str, uow_factory: Any, services: Services) -> Any:
     return InMemoryInFlight(uow_factory) if backend == "memory" else services.in_flight
-
-
-@pytest.fixture
-async def cleanup(backend: str, services: Services) -> AsyncIterator[Cleanup]:
-    done = Cleanup(services.pool if backend == "postgres" else None)
-    yield done
-    await done()
 
 
 @pytest.fixture
