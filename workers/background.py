@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import UTC, datetime, timedelta
 
 from loguru import logger
@@ -15,19 +16,47 @@ from core.webhooks import DeliveryPolicy
 
 POLL_INTERVAL = 1.0  # a missed notification costs at most this much delay
 OUTBOX_RETENTION = timedelta(days=7)  # published events are kept a week for inspection and replay
+#: After a failure a loop waits BACKOFF_MIN, doubling per consecutive failure up to BACKOFF_MAX, less up to
+#: half at random (loops of many workers that failed together do not all come back at once).
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+
+
+class Episode:
+    """A loop's run of consecutive failures: logged when it starts and when it ends, not at every retry."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.failures = name, 0
+
+    def failed(self, error: Exception) -> float:
+        """Record a failure; the seconds to wait before the next try."""
+        self.failures += 1
+        if self.failures == 1:
+            if isinstance(error, CoreError):  # the database or Redis is down: expected, and it passes
+                logger.warning("{} paused: {}", self.name, error.detail)
+            else:  # a bug or an unforeseen failure: the loop goes on, the traceback is kept
+                logger.opt(exception=error).error("{} failed; it carries on", self.name)
+        wait: float = min(BACKOFF_MAX, BACKOFF_MIN * 2.0 ** (self.failures - 1))
+        return wait * random.uniform(0.5, 1.0)  # jitter, not a secret
+
+    def succeeded(self) -> None:
+        if self.failures:
+            logger.info("{} resumed after {} failed attempt(s)", self.name, self.failures)
+            self.failures = 0
 
 
 async def relay_forever(services: Services, stop: asyncio.Event) -> None:
-    """Publish outbox rows as they commit: woken by NOTIFY, polling as a safety net."""
-    notified = services.outbox_notifications
+    """Publish outbox rows as they commit: woken by NOTIFY, polling as a safety net; no failure ends it."""
+    notified, episode = services.outbox_notifications, Episode("outbox relay")
     while not stop.is_set():
-        await notified.listen()
-        notified.event.clear()  # before draining: a notification that arrives meanwhile wakes the next round
         try:
+            await notified.listen()  # (re)LISTEN after a lost connection; the drain below sweeps what was missed
+            notified.event.clear()  # before draining: a notification that arrives meanwhile wakes the next round
             while not stop.is_set() and await relay_outbox(outbox=services.outbox_feed, queue=services.queue) > 0:
                 pass
-        except CoreError as error:
-            logger.warning("outbox relay paused: {}", error.detail)
+        except Exception as error:  # the relay must outlive anything: an outage, a bug in one batch
+            await first(stop, seconds=episode.failed(error))
+            continue
+        episode.succeeded()
         await first(notified.event, stop, seconds=POLL_INTERVAL)
 
 
@@ -43,8 +72,8 @@ async def first(*events: asyncio.Event, seconds: float) -> None:
 
 async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: str) -> None:
     """One worker at a time (a lease with a fencing token): re-enqueue stuck payments and refunds,
-    reap expired idempotency records and week-old published outbox rows."""
-    settings = services.settings
+    reap expired idempotency records and week-old published outbox rows; no failure ends it."""
+    settings, episode = services.settings, Episode("housekeeping")
     interval = settings.worker.housekeeping_interval
     while not stop.is_set():
         try:
@@ -59,19 +88,24 @@ async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: s
                                    now=now, outbox_retention=OUTBOX_RETENTION)
             if done and any(done.values()):
                 logger.bind(**done).info("housekeeping deleted expired idempotency keys and old outbox rows")
-        except CoreError as error:
-            logger.warning("housekeeping skipped: {}", error.detail)
+        except Exception as error:  # the next round tries again
+            await first(stop, seconds=min(interval, episode.failed(error)))
+            continue
+        episode.succeeded()
         await first(stop, seconds=interval)
 
 
 async def schedule_forever(services: Services, policy: DeliveryPolicy, stop: asyncio.Event) -> None:
-    """Every poll interval, enqueue deliveries whose next attempt is due (any number of workers may run this)."""
-    interval = services.settings.webhooks.poll_interval
+    """Every poll interval, enqueue deliveries whose next attempt is due (any number of workers may run this);
+    no failure ends it."""
+    interval, episode = services.settings.webhooks.poll_interval, Episode("webhook scheduler")
     while not stop.is_set():
         try:
             while not stop.is_set() and await schedule_due(due=services.due_deliveries, queue=services.queue,
                                                            clock=services.clock, policy=policy) > 0:
                 pass
-        except CoreError as error:
-            logger.warning("webhook scheduler paused: {}", error.detail)
+        except Exception as error:  # the next round tries again
+            await first(stop, seconds=episode.failed(error))
+            continue
+        episode.succeeded()
         await first(stop, seconds=interval)

@@ -50,9 +50,20 @@ class translate_errors:  # noqa: N801 - used as a context manager, like contextl
             return False
         if isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in RETRYABLE:
             raise ConcurrencyConflict("the transaction lost a race; retry it") from exc
-        if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.exceptions.ConnectionDoesNotExistError,
+        if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.exceptions.PostgresConnectionError,
                             asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError,
-                            asyncpg.exceptions.ConnectionFailureError, asyncpg.exceptions.AdminShutdownError,
-                            asyncpg.exceptions.QueryCanceledError)):
+                            asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.QueryCanceledError)):
             raise Unavailable("the database is unavailable; retry later") from exc
+        if isinstance(exc, asyncpg.InterfaceError) and lost_connection(exc):
+            raise Unavailable("the database connection was lost; retry later") from exc
         return False
+
+
+#: What asyncpg's InterfaceError says when the connection, not the query, is the problem.
+_LOST = ("connection is closed", "released back to the pool", "pool is closing", "pool is closed")
+
+
+def lost_connection(error: asyncpg.InterfaceError) -> bool:
+    """True when the error is about the connection (closed, or released under us after a loss), not a bug."""
+    text = str(error)
+    return any(phrase in text for phrase in _LOST)

@@ -68,15 +68,19 @@ class PgUnitOfWork:
                 await self._commit()
         finally:
             try:
-                if self._tx is not None and not self._session.conn.is_closed():
-                    # A transaction interrupted mid-statement (client gone, timeout) may refuse a
-                    # clean rollback; the pool's reset rolls it back, or drops a broken connection.
-                    with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+                # A transaction interrupted mid-statement (client gone, timeout) may refuse a clean
+                # rollback, and after a lost connection even asking whether it is closed raises: the
+                # pool's reset rolls it back, or drops the broken connection.
+                with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+                    if self._tx is not None and not self._session.conn.is_closed():
                         await self._tx.rollback()
             finally:
                 self._tx = None
-                await self._pool.release(self._session.conn)
-                self._session.release_local()
+                try:
+                    with contextlib.suppress(asyncpg.InterfaceError):  # already released by the pool
+                        await self._pool.release(self._session.conn)
+                finally:
+                    self._session.release_local()
 
     async def _commit(self) -> None:
         """Write everything buffered in one statement, then COMMIT."""

@@ -27,6 +27,9 @@ from app.settings import Settings
 from core.errors import CoreError
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+#: Statuses that tell the client to come back, and the seconds a 503 without a better estimate asks it to wait.
+RETRY_LATER = frozenset({429, 503})
+UNAVAILABLE_RETRY_AFTER = 1
 
 
 def create_app(settings: Settings, database_url: str, redis_url: str, *, name: str = "payments") -> Sanic[Any, Any]:
@@ -98,6 +101,8 @@ async def _finish(request: Request, response: HTTPResponse) -> None:
     request_id = getattr(request.ctx, "request_id", None)
     if request_id is not None:
         response.headers["X-Request-ID"] = request_id
+    if response.status in RETRY_LATER and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)  # API.md §1: every 429 and 503 says when
     started = getattr(request.ctx, "started", None)
     seconds = time.perf_counter() - started if started is not None else 0.0
     metrics.observe(request.method, _route(request), response.status, seconds)

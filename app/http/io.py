@@ -30,13 +30,24 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different (API.md §1: a repeated key is `malformed_json`, not last-wins)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r} appears more than once in one object")
+        found[key] = value
+    return found
+
+
 def read_json(request: Request) -> Any:
     """The body parsed as JSON, numbers as exact Decimals; `malformed_json` if it is not JSON.
 
     Strings PostgreSQL cannot store (NUL characters, lone surrogates) are a `validation_error`.
     """
     try:
-        body = json.loads(request.body or b"", parse_float=Decimal, parse_constant=_reject_constant)
+        body = json.loads(request.body or b"", parse_float=Decimal, parse_constant=_reject_constant,
+                          object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise ApiError("malformed_json", f"the request body is not valid JSON: {error}") from None
     if errors := unstorable_strings(body):

@@ -83,9 +83,12 @@ async def test_service_unavailable(broken_api: str, api_key: str) -> None:
                                           "headers": {"Idempotency-Key": key()}}),
         ):
             with case((method, path)):
-                assert_problem(await http.request(method, path, **options), "service_unavailable", 503)
+                response = await http.request(method, path, **options)
+                assert_problem(response, "service_unavailable", 503)
+                assert response.headers["Retry-After"].isdigit(), "every 503 says when to come back (API.md §1)"
         ready = await http.get("/health/ready")
         assert ready.status_code == 503
+        assert ready.headers["Retry-After"].isdigit()
         body = ready.json()
         assert body["status"] != "ready"
         assert body["checks"]["database"] != "ok", "the failing check is named"

@@ -31,7 +31,11 @@ def _cursor(value: object) -> str:
 MALFORMED = [b"", b" ", b"{", b'{"user_id": "a",}', b"not json", b"\xff\xfe", b"{'a': 1}", b'{"a": 1} {"b": 2}',
              b'{"user_id": "a", "currency": "USD", "initial_balance": NaN}',
              b'{"user_id": "a", "currency": "USD", "initial_balance": -Infinity}',
-             b"[" * 5000 + b"]" * 5000]
+             b"[" * 5000 + b"]" * 5000,
+             # a repeated key is refused, not last-wins (API.md §1), at any depth
+             b'{"user_id": "a", "currency": "USD", "currency": "EUR"}',
+             b'{"user_id": "a", "currency": "USD", "metadata": {"k": "1", "k": "2"}}',
+             b'{"source_account_id": "x", "amount": 1, "amount": 2}']
 
 
 async def test_malformed_json(client: httpx.AsyncClient) -> None:

@@ -1,0 +1,77 @@
+"""The worker's loops outlive every failure: an outage (a core error) or a bug (any exception) pauses a
+loop, which then backs off, carries on and catches up; only `stop` ends it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+from adapters.memory import InMemoryStore
+from adapters.memory.outbox import InMemoryOutboxFeed, InMemoryTaskQueue
+from core.errors import Unavailable
+from core.events import ClaimedBatch, OutboxMessage
+from core.ids import new_id
+from workers.background import Episode, relay_forever
+
+
+class FailingFirst:
+    """An outbox feed whose first claims raise the given errors, then behaves."""
+
+    def __init__(self, feed: InMemoryOutboxFeed, errors: list[Exception]) -> None:
+        self._feed, self._errors = feed, errors
+        self.claims = 0
+
+    @asynccontextmanager
+    async def claim(self, limit: int) -> AsyncIterator[ClaimedBatch]:
+        self.claims += 1
+        if self._errors:
+            raise self._errors.pop(0)
+        async with self._feed.claim(limit) as batch:
+            yield batch
+
+
+class Notifications:
+    """LISTEN that always works (the real one is exercised by the e2e suites)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def listen(self) -> None:
+        return None
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_the_relay_survives_an_outage_and_a_bug_and_then_publishes_what_waited() -> None:
+    store = InMemoryStore()
+    message = OutboxMessage.new(tenant_id=new_id(), topic="account.created", aggregate_id=new_id(), payload={},
+                                correlation_id=None, at=datetime.now(UTC))
+    async with store() as uow:
+        uow.outbox.add(message)
+    feed = FailingFirst(InMemoryOutboxFeed(store), [Unavailable("the database is restarting"),
+                                                    RuntimeError("a bug in one batch")])
+    queue = InMemoryTaskQueue()
+    services: Any = SimpleNamespace(outbox_notifications=Notifications(), outbox_feed=feed, queue=queue)
+    stop = asyncio.Event()
+    relay = asyncio.create_task(relay_forever(services, stop))
+    await _until(lambda: [m.id for m in queue.events] == [message.id])
+    assert feed.claims >= 3 and not relay.done()
+    stop.set()
+    await asyncio.wait_for(relay, 10)  # ends by stop alone, without an exception
+
+
+def test_an_episode_backs_off_with_jitter_up_to_its_cap_and_starts_over_after_a_success() -> None:
+    episode = Episode("a loop")
+    waits = [episode.failed(RuntimeError("down")) for _ in range(12)]
+    assert 0.25 <= waits[0] <= 0.5
+    assert all(wait <= 30.0 for wait in waits) and waits[-1] >= 15.0
+    episode.succeeded()
+    assert episode.failures == 0 and episode.failed(Unavailable("down again")) <= 0.5
