@@ -56,6 +56,8 @@ class translate_errors:  # noqa: N801 - used as a context manager, like contextl
             raise Unavailable("the database is unavailable; retry later") from exc
         if isinstance(exc, asyncpg.InterfaceError) and lost_connection(exc):
             raise Unavailable("the database connection was lost; retry later") from exc
+        if isinstance(exc, asyncpg.exceptions.InternalClientError):  # a connection left mid-operation by a loss
+            raise Unavailable("the database connection is broken; retry later") from exc
         return False
 
 

@@ -54,6 +54,8 @@ class PgUnitOfWork:
                     self._tx = conn.transaction()
                     await self._tx.start()
                 except BaseException:
+                    self._tx = None
+                    conn.terminate()  # it may be broken (a lost server): the pool opens a fresh one
                     await self._pool.release(conn)
                     raise
         self._session.conn = conn

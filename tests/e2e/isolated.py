@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import redis
@@ -53,6 +54,37 @@ class PrivateRedis:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@attrs.define
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (pgserver's binaries, a unix socket in its data directory),
+    so the test may restart it under load without touching the session's server."""
+
+    directory: Path
+    server: Any = None
+
+    def start(self) -> PrivatePostgres:
+        import pgserver
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.server = pgserver.get_server(self.directory, cleanup_mode="stop")  # type: ignore[attr-defined]
+        return self
+
+    @property
+    def url(self) -> str:
+        return str(self.server.get_uri("postgres"))
+
+    def restart(self) -> None:
+        """`pg_ctl restart -m fast`: every connection is cut, the server is back once it accepts again."""
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.directory, user=self.server.system_user, timeout=60)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
 
 
 @attrs.define

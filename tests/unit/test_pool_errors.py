@@ -14,6 +14,7 @@ LOST = [asyncpg.InterfaceError("connection is closed"),
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
         asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
         ConnectionResetError("reset by peer"), TimeoutError()]
 
 
