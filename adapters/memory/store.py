@@ -43,7 +43,6 @@ class InMemoryUnitOfWork:
         self.outbox = MemoryOutbox(store)
         self.idempotency = MemoryIdempotencyKeys(store)
         self.tenants = MemoryTenants(session)
-        self._ended = False
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
         return self
@@ -59,9 +58,6 @@ class InMemoryUnitOfWork:
 
     def _end(self) -> None:
         """Drop what was not committed and release every lock, as COMMIT or ROLLBACK does."""
-        if self._ended:
-            return
-        self._ended = True
         self.accounts.release()
         self.tenants.release()
         self.idempotency.release()
@@ -69,8 +65,6 @@ class InMemoryUnitOfWork:
 
     def _commit(self) -> None:
         """Check what PostgreSQL's constraints would refuse, then apply every write: all or nothing."""
-        if self._ended:
-            raise RuntimeError("this unit of work has already ended")
         self.idempotency.check()
         self.payments.check()
         for repository in (self.tenants, self.accounts, self.ledger, self.payments, self.refunds,

@@ -103,5 +103,4 @@ class PgUnitOfWork:
             if error.constraint_name == "one_event_per_version":
                 raise ConcurrencyConflict("the payment changed since it was read; retry") from error
             raise
-        self._tx = None
-        self._session.release_local()
+        self._tx = None  # committed: nothing left to roll back
