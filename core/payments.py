@@ -35,6 +35,15 @@ class Provider(enum.StrEnum):
 PROVIDERS: tuple[str, ...] = tuple(Provider)
 
 
+class FailureCode(enum.StrEnum):
+    """Why a payment failed (API.md §6): the provider declined, its transient failures outlasted the
+    retries, or it stayed unavailable (its breaker open) for longer than a payment waits."""
+
+    DECLINED = "declined"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+
+
 class PaymentStatus(enum.StrEnum):
     """Where a payment is in its life (API.md §6)."""
 
@@ -89,6 +98,7 @@ class Payment(RetriedWork):
     provider: str | None = None
     provider_reference: str | None = None
     refunded_amount: int = 0
+    failure_code: FailureCode | None = attrs.field(default=None, converter=attrs.converters.optional(FailureCode))
     failure_reason: str | None = None
     description: str | None = None
     metadata: dict[str, str] = attrs.field(factory=dict)
@@ -114,6 +124,7 @@ class Payment(RetriedWork):
             "status": self.status,
             "refunded_amount": format_minor(self.refunded_amount, self.currency),
             "provider_reference": self.provider_reference,
+            "failure_code": self.failure_code,
             "failure_reason": self.failure_reason,
             "updated_at": timestamp(self.updated_at),
             "completed_at": timestamp(self.completed_at),
@@ -169,10 +180,10 @@ class Payment(RetriedWork):
         self.provider_reference = reference
         return self.transition(PaymentStatus.COMPLETED, at)
 
-    def fail(self, reason: str, at: datetime) -> PaymentEvent:
-        """A decline or the last failed attempt: the payment ends `failed`."""
+    def fail(self, code: FailureCode, reason: str, at: datetime) -> PaymentEvent:
+        """A decline or the last failed attempt: the payment ends `failed`, saying why in `code` and `reason`."""
         if PaymentStatus.FAILED in TRANSITIONS[self.status]:
-            self.failure_reason = reason
+            self.failure_code, self.failure_reason = code, reason
         return self.transition(PaymentStatus.FAILED, at)
 
     def attempt_failed(self, error: str, at: datetime, retry_at: datetime | None, **details: Any) -> PaymentEvent:
@@ -196,7 +207,8 @@ class Payment(RetriedWork):
 
 
 #: The payment fields an event's data carries; folding them in sequence order rebuilds the payment.
-STATE_KEYS = ("status", "refunded_amount", "provider_reference", "failure_reason", "updated_at", "completed_at")
+STATE_KEYS = ("status", "refunded_amount", "provider_reference", "failure_code", "failure_reason", "updated_at",
+              "completed_at")
 
 
 def fold(events: list[PaymentEvent]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ def payment_view(payment: Payment) -> dict[str, Any]:
         "provider": payment.provider,
         "provider_reference": payment.provider_reference,
         "refunded_amount": format_minor(payment.refunded_amount, payment.currency),
+        "failure_code": payment.failure_code,
         "failure_reason": payment.failure_reason,
         "description": payment.description,
         "metadata": payment.metadata,

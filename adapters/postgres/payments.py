@@ -14,7 +14,7 @@ from core.ports import Page, PaymentFilter
 
 COLUMNS = (
     "id, tenant_id, payment_type, status, source_account_id, destination_account_id, amount, currency,"
-    " provider, provider_reference, refunded_amount, failure_reason, description, metadata, version,"
+    " provider, provider_reference, refunded_amount, failure_code, failure_reason, description, metadata, version,"
     " attempts, next_attempt_at, correlation_id, created_at, updated_at, completed_at"
 )
 
@@ -33,7 +33,7 @@ ORDER BY created_at DESC, id DESC LIMIT $10"""
 # records an event whose sequence is the new version, so a lost race also collides on the
 # (payment_id, sequence) key, which the unit of work reports as a ConcurrencyConflict.
 UPDATE = """UPDATE payments SET status = $3, provider_reference = $4, refunded_amount = $5, failure_reason = $6,
-    version = $7, attempts = $8, next_attempt_at = $9, updated_at = $10, completed_at = $11
+    version = $7, attempts = $8, next_attempt_at = $9, updated_at = $10, completed_at = $11, failure_code = $12
 WHERE id = $1 AND version = $2 RETURNING id"""
 
 EVENT_COLUMNS = "id, tenant_id, payment_id, sequence, type, data, correlation_id, created_at"
@@ -69,7 +69,7 @@ class PgPayments:
             raise ValueError("every change of a payment records an event (its version check)")
         updates = [(UPDATE, [p.id, p.stored_version, p.status, p.provider_reference, p.refunded_amount,
                              p.failure_reason, p.version, p.attempts, p.next_attempt_at, p.updated_at,
-                             p.completed_at]) for p in dirty]
+                             p.completed_at, p.failure_code]) for p in dirty]
         events = [event for payment in self._pending.changed() for event in payment.events]
         return [*insert_entities("payments", COLUMNS, new), *updates,
                 *insert_entities("payment_events", EVENT_COLUMNS, events)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from core.accounts import CLEARING, settlement
-from core.payments import Payment, PaymentStatus
+from core.payments import FailureCode, Payment, PaymentStatus
 from core.ports import UnitOfWork
 from core.providers import ProviderDeclined, ProviderError, ProviderUnavailable
 from core.usecases.announcements import announce_payment
@@ -43,8 +43,8 @@ async def record_charge_outcome(
         retry_in = None
         if reference is not None:
             await _settle(uow, payment, reference, now)
-        elif isinstance(error, ProviderDeclined):
-            await _fail(uow, payment, error.reason, now)
+        elif isinstance(error, ProviderDeclined):  # an answer, not a fault: nothing to dead-letter
+            await _fail(uow, payment, FailureCode.DECLINED, error.reason, now)
         else:
             assert isinstance(error, ProviderUnavailable)
             retry_in = await _attempt_failed(uow, payment, error, now, policy=deps.policy)
@@ -62,7 +62,11 @@ async def _attempt_failed(
                            ambiguous=error.ambiguous)
     announce_payment(uow, payment, "payment.attempt_failed", now)
     if retry_in is None:
-        await _fail(uow, payment, f"{error.reason} (gave up after {payment.attempts} attempts)", now)
+        reason = f"{error.reason} (gave up after {payment.attempts} attempts)"
+        await _fail(uow, payment, FailureCode.RETRIES_EXHAUSTED, reason, now)
+        work = WorkItem(kind=PAYMENT, tenant_id=payment.tenant_id, target_id=payment.id,
+                        correlation_id=payment.correlation_id)
+        uow.dead_letters.add(DeadLetter.of(work, error=reason, attempts=payment.attempts, at=now))
     return retry_in
 
 
@@ -76,11 +80,8 @@ async def _settle(uow: UnitOfWork, payment: Payment, reference: str, now: dateti
     announce_payment(uow, payment, f"payment.{PaymentStatus.COMPLETED}", now)
 
 
-async def _fail(uow: UnitOfWork, payment: Payment, reason: str, now: datetime) -> None:
-    """End the payment `failed`, return its money and keep a dead letter for inspection."""
+async def _fail(uow: UnitOfWork, payment: Payment, code: FailureCode, reason: str, now: datetime) -> None:
+    """End the payment `failed` and return its money."""
     await return_to_source(uow, payment, now)
-    payment.fail(reason, now)
+    payment.fail(code, reason, now)
     announce_payment(uow, payment, "payment.failed", now)
-    work = WorkItem(kind=PAYMENT, tenant_id=payment.tenant_id, target_id=payment.id,
-                    correlation_id=payment.correlation_id)
-    uow.dead_letters.add(DeadLetter.of(work, error=reason, attempts=payment.attempts, at=now))

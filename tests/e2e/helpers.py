@@ -27,7 +27,8 @@ BALANCE_KEYS = {"account_id", "currency", "balance", "version"}
 ENTRY_KEYS = {"id", "account_id", "payment_id", "type", "amount", "balance_after", "currency", "created_at"}
 PAYMENT_KEYS = {
     "id", "payment_type", "status", "source_account_id", "destination_account_id", "amount", "currency", "provider",
-    "provider_reference", "refunded_amount", "failure_reason", "description", "metadata", "created_at", "updated_at",
+    "provider_reference", "refunded_amount", "failure_code", "failure_reason", "description", "metadata", "created_at",
+    "updated_at",
     "completed_at",
 }
 MINOR_DIGITS = {"USD": 2, "EUR": 2, "JPY": 0, "KWD": 3}

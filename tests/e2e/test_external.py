@@ -65,7 +65,7 @@ async def test_a_decline_fails_the_payment_and_returns_the_money(client: httpx.A
     source = await funded(client, "50.00")
     created = (await pay(client, source, "20.00", outcome="decline")).json()
     done = await settled(client, created["id"])
-    assert done["status"] == "failed" and done["failure_reason"]
+    assert (done["status"], done["failure_code"]) == ("failed", "declined") and done["failure_reason"]
     assert await balance(client, source) == "50.00"
     assert await assert_folds(client, done) == ["payment.created", "payment.processing", "payment.failed"]
 
@@ -91,6 +91,7 @@ async def test_the_last_failed_attempt_fails_the_payment(client: httpx.AsyncClie
     created = (await pay(client, source, "7.00", outcome=outcome)).json()
     done = await settled(client, created["id"], timeout=60)
     assert done["status"] == "failed" and "gave up after" in done["failure_reason"], done
+    assert done["failure_code"] == "retries_exhausted"
     assert await balance(client, source) == "50.00"
     types = await assert_folds(client, done)
     # 5 attempts; after a timeout the provider is asked before failing (more if the breaker was open)

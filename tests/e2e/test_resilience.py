@@ -48,7 +48,7 @@ async def test_a_provider_failing_every_call_opens_the_breaker_and_payments_fail
             created = [(await pay(client, source, "3.00")).json()["id"] for _ in range(12)]
             assert await balance(client, source) == "64.00"
             finals = [await settled(client, pid, timeout=90) for pid in created]
-            assert {p["status"] for p in finals} == {"failed"}
+            assert {(p["status"], p["failure_code"]) for p in finals} == {("failed", "retries_exhausted")}
             assert await balance(client, source) == "100.00"
             errors = []
             for payment in finals:

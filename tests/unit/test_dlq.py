@@ -46,8 +46,9 @@ async def dead_letter(world: World, kind: str, target_id: UUID, error: str = "Co
 
 async def test_a_failed_payments_letter_cannot_be_redriven(world: World) -> None:
     source = await world.account(10_000)
-    payment = await world.pay(source.id, 2_500, metadata={"mock_outcome": "decline"})
-    assert (await world.process(payment.id)).status == PaymentStatus.FAILED
+    payment = await world.pay(source.id, 2_500, metadata={"mock_outcome": "fail_transient:10"})
+    deps = world.deps(policy=RetryPolicy(max_attempts=1))
+    assert (await world.process(payment.id, deps)).status == PaymentStatus.FAILED  # its retries ran out
     [letter] = world.letters(payment.id)
     queue = InMemoryTaskQueue()
     before = snapshot(world.store)
@@ -130,8 +131,9 @@ async def test_dead_letters_are_listed_newest_first(world: World) -> None:
     source = await world.account(100_000)
     ids = []
     for _ in range(3):
-        payment = await world.pay(source.id, 1_000, metadata={"mock_outcome": "decline"})
-        await world.process(payment.id)
+        payment = await world.pay(source.id, 1_000)
+        await dead_letter(world, PAYMENT, payment.id)
+        world.clock.advance(timedelta(seconds=1))
         ids.append(payment.id)
     async with world.store() as uow:
         letters = await list_dead_letters(uow=uow)

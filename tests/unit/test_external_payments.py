@@ -132,7 +132,7 @@ async def test_a_paypal_payment_settles_on_the_paypal_account(world: World) -> N
     await world.check()
 
 
-async def test_a_decline_fails_the_payment_returns_the_money_and_keeps_a_dead_letter(world: World) -> None:
+async def test_a_decline_fails_the_payment_returns_the_money_and_is_not_dead_lettered(world: World) -> None:
     source = await world.account(10_000)
     payment = await world.pay(source.id, 2_500, metadata={"mock_outcome": "decline"})
 
@@ -140,21 +140,18 @@ async def test_a_decline_fails_the_payment_returns_the_money_and_keeps_a_dead_le
 
     assert (outcome.result, outcome.status, outcome.retry_in) == (WorkResult.DONE, PaymentStatus.FAILED, None)
     stored = await world.payment(payment.id)
-    assert stored.status == PaymentStatus.FAILED
+    assert (stored.status, stored.failure_code) == (PaymentStatus.FAILED, "declined")
     assert stored.failure_reason
     assert (stored.attempts, stored.provider_reference, stored.completed_at, stored.next_attempt_at) == (
         1, None, None, None)
     assert (world.balance(source.id), world.clearing(), world.settled()) == (10_000, 0, 0)
     assert await world.event_types(payment.id) == ["payment.created", "payment.processing", "payment.failed"]
     assert world.topics(payment.id) == ["payment.created", "payment.processing", "payment.failed"]
-    [letter] = world.letters(payment.id)
-    assert (letter.kind, letter.tenant_id, letter.attempts, letter.error, letter.correlation_id) == (
-        PAYMENT, world.tenant_id, 1, stored.failure_reason, "req-1")
-    assert letter.retried_at is None
+    assert world.letters(payment.id) == []  # a decline is an answer, not a fault (API.md §6)
     assert charges(world) == []
     # a failed payment is final: another delivery does nothing
     assert (await world.process(payment.id)).result == WorkResult.SKIPPED
-    assert len(world.letters(payment.id)) == 1
+    assert world.letters(payment.id) == []
     await world.check()
 
 
@@ -228,10 +225,13 @@ async def test_the_last_failed_attempt_fails_the_payment(world: World) -> None:
     assert (stored.status, stored.attempts, stored.next_attempt_at, stored.provider_reference) == (
         PaymentStatus.FAILED, 5, None, None)
     assert stored.failure_reason is not None and "5 attempts" in stored.failure_reason
+    assert stored.failure_code == "retries_exhausted"
     assert await world.event_types(payment.id) == [
         "payment.created", "payment.processing", *["payment.attempt_failed"] * 5, "payment.failed"]
-    [letter] = world.letters(payment.id)
-    assert (letter.attempts, letter.error, letter.kind) == (5, stored.failure_reason, PAYMENT)
+    [letter] = world.letters(payment.id)  # retries that ran out are kept for inspection and re-drive
+    assert (letter.kind, letter.tenant_id, letter.attempts, letter.error, letter.correlation_id) == (
+        PAYMENT, world.tenant_id, 5, stored.failure_reason, "req-1")
+    assert letter.retried_at is None
     assert (world.balance(source.id), world.clearing(), world.settled()) == (10_000, 0, 0)
     assert charges(world) == []
     await world.check()

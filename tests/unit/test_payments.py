@@ -9,7 +9,7 @@ import pytest
 
 from core.clock import timestamp
 from core.errors import InvalidStateTransition
-from core.payments import TRANSITIONS, Payment, PaymentStatus, PaymentType, fold
+from core.payments import TRANSITIONS, FailureCode, Payment, PaymentStatus, PaymentType, fold
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 STATUSES = list(PaymentStatus)
@@ -81,7 +81,7 @@ def test_folding_the_events_gives_the_current_state() -> None:
         "payment.created", "payment.processing", "payment.completed", "payment.partially_refunded", "payment.refunded"]
     expected = {
         "status": PaymentStatus.REFUNDED, "refunded_amount": "10.00", "provider_reference": "ch_123",
-        "failure_reason": None,
+        "failure_code": None, "failure_reason": None,
         "updated_at": timestamp(T0 + timedelta(seconds=4)), "completed_at": timestamp(T0 + timedelta(seconds=2)),
     }
     assert fold(p.events) == p.snapshot() == expected
@@ -89,14 +89,13 @@ def test_folding_the_events_gives_the_current_state() -> None:
     assert fold(p.events[:3])["status"] == PaymentStatus.COMPLETED
 
 
-def test_failed_payment_folds_with_its_reason() -> None:
+def test_failed_payment_folds_with_its_code_and_reason() -> None:
     p = payment()
     p.record("payment.created", T0)
     p.transition(PaymentStatus.PROCESSING, T0)
-    p.failure_reason = "card_declined"
-    p.transition(PaymentStatus.FAILED, T0 + timedelta(seconds=1))
+    p.fail(FailureCode.DECLINED, "card_declined", T0 + timedelta(seconds=1))
     assert fold(p.events) == p.snapshot()
-    assert fold(p.events)["failure_reason"] == "card_declined"
+    assert (fold(p.events)["failure_code"], fold(p.events)["failure_reason"]) == ("declined", "card_declined")
     assert fold(p.events)["completed_at"] is None
 
 

@@ -9,7 +9,7 @@ import attrs
 
 from app.http.schemas.fields import AMOUNT, CURRENCY, DESCRIPTION, METADATA, MONEY_OUT, TIME, UUID
 from app.http.schemas.statuses import PaymentStatus, RefundStatus
-from core.payments import PaymentType
+from core.payments import FailureCode, PaymentType
 
 
 @attrs.frozen(kw_only=True)
@@ -64,6 +64,7 @@ class Payment:
     provider: str | None
     provider_reference: str | None
     refunded_amount: str = attrs.field(metadata=MONEY_OUT)
+    failure_code: FailureCode | None
     failure_reason: str | None
     description: str | None
     metadata: dict[str, str]
