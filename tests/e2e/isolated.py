@@ -82,7 +82,14 @@ class PrivatePostgres:
         pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.directory, user=self.server.system_user, timeout=60)
 
     def stop(self) -> None:
+        """Stop the server for certain: after a restart pgserver's own cleanup no longer knows its postmaster."""
+        import subprocess
+
+        from pgserver._commands import pg_ctl
+
         if self.server is not None:
+            with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.directory, user=self.server.system_user, timeout=60)
             self.server.cleanup()
             self.server = None
 
