@@ -24,90 +24,71 @@ class CoreError(Exception):
     code = "internal_error"
     transient = False
 
+    def __init_subclass__(cls, *, code: str = "", transient: bool = False, **kwargs: object) -> None:
+        """`class NotFound(CoreError, code="not_found")`: each subclass declares its slug where it is named;
+        a subclass of a subclass inherits both unless it says otherwise."""
+        super().__init_subclass__(**kwargs)
+        if code:
+            cls.code = code
+        if transient:
+            cls.transient = True
+
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
 
-class ValidationFailed(CoreError):
+class ValidationFailed(CoreError, code="validation_error"):
     """Input breaks a rule of the contract; `errors` lists the offending fields."""
-
-    code = "validation_error"
 
     def __init__(self, errors: list[FieldError], detail: str = "") -> None:
         super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
         self.errors = errors
 
 
-class NotFound(CoreError):
+class NotFound(CoreError, code="not_found"):
     """The resource does not exist in the caller's tenant (other tenants' objects look missing)."""
 
-    code = "not_found"
 
-
-class InsufficientFunds(CoreError):
+class InsufficientFunds(CoreError, code="insufficient_funds"):
     """The source account's balance is below the amount to move."""
 
-    code = "insufficient_funds"
 
-
-class CurrencyMismatch(CoreError):
+class CurrencyMismatch(CoreError, code="currency_mismatch"):
     """An account's currency differs from the currency of the movement."""
 
-    code = "currency_mismatch"
 
-
-class SameAccount(CoreError):
+class SameAccount(CoreError, code="same_account"):
     """Source and destination of a transfer are the same account."""
 
-    code = "same_account"
 
-
-class InvalidStateTransition(CoreError):
+class InvalidStateTransition(CoreError, code="invalid_state_transition"):
     """The payment's state machine does not allow the requested change."""
 
-    code = "invalid_state_transition"
 
-
-class RefundExceedsPayment(CoreError):
+class RefundExceedsPayment(CoreError, code="refund_exceeds_payment"):
     """Pending plus succeeded refunds would exceed the payment's amount."""
 
-    code = "refund_exceeds_payment"
 
-
-class IdempotencyKeyReused(CoreError):
+class IdempotencyKeyReused(CoreError, code="idempotency_key_reused"):
     """The idempotency key was already used for a different request."""
 
-    code = "idempotency_key_reused"
 
-
-class IdempotencyRequestInProgress(CoreError):
+class IdempotencyRequestInProgress(CoreError, code="idempotency_request_in_progress"):
     """A request with the same idempotency key is still being processed."""
 
-    code = "idempotency_request_in_progress"
 
-
-class Unauthorized(CoreError):
+class Unauthorized(CoreError, code="unauthorized"):
     """No API key, or a key that does not exist or was revoked."""
 
-    code = "unauthorized"
 
-
-class Forbidden(CoreError):
+class Forbidden(CoreError, code="forbidden"):
     """The API key lacks the scope the operation needs."""
 
-    code = "forbidden"
 
-
-class Unavailable(CoreError):
+class Unavailable(CoreError, code="service_unavailable", transient=True):
     """A dependency (database, Redis) is unreachable or overloaded; the request may be retried."""
 
-    code = "service_unavailable"
-    transient = True
 
-
-class ConcurrencyConflict(CoreError):
+class ConcurrencyConflict(CoreError, code="service_unavailable", transient=True):
     """A serialization failure or deadlock aborted the transaction; the whole unit of work may be retried."""
-
-    code = "service_unavailable"
-    transient = True

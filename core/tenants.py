@@ -29,10 +29,13 @@ class ApiKey:
     id: UUID
     tenant_id: UUID
     key_hash: bytes
+    """SHA-256 of the plain key (`hash_key`): what a request's key is looked up by."""
     prefix: str
+    """The plain key's first ten characters, kept to tell keys apart in a list without revealing them."""
     scopes: tuple[str, ...]
     created_at: datetime
     revoked_at: datetime | None = None
+    """Set once by a revocation; a revoked key authenticates nothing from then on."""
 
 
 @attrs.frozen(kw_only=True)

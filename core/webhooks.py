@@ -13,6 +13,7 @@ from uuid import UUID
 
 import attrs
 
+from core.commands import Command
 from core.errors import FieldError, ValidationFailed
 from core.events import CATALOGUE
 
@@ -118,13 +119,11 @@ class DeliveryPolicy:
 
 
 @attrs.frozen(kw_only=True)
-class DeliveryRef:
+class DeliveryRef(Command):
     """Enough to ask a worker to make attempt `attempt + 1` of one delivery (a stale ref is ignored)."""
 
     id: UUID
-    tenant_id: UUID
     attempt: int
-    correlation_id: str | None = None
     trace_context: dict[str, str] = attrs.field(factory=dict)
 
 

@@ -7,19 +7,18 @@ from uuid import UUID
 
 import attrs
 
+from core.commands import Command
 from core.ids import new_id
 
 PAYMENT, REFUND = "payment", "refund"
 
 
 @attrs.frozen(kw_only=True)
-class WorkItem:
+class WorkItem(Command):
     """Process one payment or refund (idempotent: doing it twice has the effect of once)."""
 
     kind: str
-    tenant_id: UUID
     target_id: UUID
-    correlation_id: str | None = None
 
 
 @attrs.define(kw_only=True)

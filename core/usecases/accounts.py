@@ -7,6 +7,7 @@ from uuid import UUID
 import attrs
 
 from core.accounts import FUNDING, USER, Account
+from core.commands import Command
 from core.errors import NotFound
 from core.events import OutboxMessage
 from core.ids import new_id
@@ -17,15 +18,15 @@ from core.views import account_view
 
 
 @attrs.frozen(kw_only=True)
-class CreateAccount:
+class CreateAccount(Command):
     """Open a user account, optionally with an initial balance (≥ 0)."""
 
-    tenant_id: UUID
     user_id: str
+    """The caller's own id for the account's holder (not unique: a user may hold several accounts)."""
     currency: str
     initial_balance: Money | None = None
+    """In the account's currency; posted from the tenant's funding account, so the ledger stays balanced."""
     metadata: dict[str, str] = attrs.field(factory=dict)
-    correlation_id: str | None = None
 
 
 async def create_account(cmd: CreateAccount, *, uow: UnitOfWork, clock: Clock) -> Account:

@@ -8,21 +8,20 @@ from uuid import UUID
 import attrs
 
 from core.accounts import Account
+from core.commands import Command
 from core.ledger import post
 from core.money import Money
 from core.ports import UnitOfWork
 
 
 @attrs.frozen(kw_only=True)
-class MoneyOut:
+class MoneyOut(Command):
     """What every command moving money out of a user account carries (a transfer, an external payment)."""
 
-    tenant_id: UUID
     source_account_id: UUID
     amount: Money
     description: str | None = None
     metadata: dict[str, str] = attrs.field(factory=dict)
-    correlation_id: str | None = None
 
 
 def move(

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import attrs
 
+from core.commands import Command
 from core.errors import InvalidStateTransition, NotFound, RefundExceedsPayment
 from core.ids import new_id
 from core.money import parse_amount
@@ -17,14 +18,12 @@ from core.usecases.reversal import reverse_internal
 
 
 @attrs.frozen(kw_only=True)
-class RequestRefund:
+class RequestRefund(Command):
     """Refund `amount` (in the payment's currency; None: everything not yet refunded) of a payment."""
 
-    tenant_id: UUID
     payment_id: UUID
     amount: Decimal | str | None = None
     reason: str | None = None
-    correlation_id: str | None = None
 
 
 async def request_refund(cmd: RequestRefund, *, uow: UnitOfWork, clock: Clock) -> Refund:

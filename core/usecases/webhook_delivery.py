@@ -9,6 +9,7 @@ from uuid import UUID
 
 import attrs
 
+from core.commands import Command
 from core.events import CATALOGUE
 from core.ids import new_id
 from core.ports import Clock, DueDeliveries, TaskQueue, UnitOfWorkFactory, WebhookSender
@@ -29,15 +30,13 @@ class DeliveryResult(enum.StrEnum):
 
 
 @attrs.frozen(kw_only=True)
-class FanOut:
+class FanOut(Command):
     """One committed event, as the relay published it."""
 
-    tenant_id: UUID
     event_id: UUID
     event_type: str
     created_at: str
     data: dict[str, Any]
-    correlation_id: str | None = None
     trace_context: dict[str, str] = attrs.field(factory=dict)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from sanic import Blueprint, HTTPResponse, Request
@@ -11,9 +12,11 @@ from app.http.endpoints import COMMON, LIST, operation, read_page, write
 from app.http.io import FieldChecks, list_params, query, storable
 from app.http.openapi import Operation, Parameter
 from app.http.schemas.accounts import Account, Balance, CreateAccountRequest, LedgerEntry
+from core.accounts import Account as AccountModel
 from core.accounts import check_metadata
 from core.errors import FieldError, ValidationFailed
 from core.money import check_currency, parse_amount
+from core.ports import UnitOfWork
 from core.usecases.accounts import CreateAccount, create_account, get_account, list_accounts, list_transactions
 from core.views import account_view, balance_view, entry_view
 
@@ -62,13 +65,18 @@ async def index(request: Request) -> HTTPResponse:
 @operation(bp, Operation(method="get", path=_ONE, summary="Get an account", tag="accounts", operation_id="getAccount",
                          response=Account, errors=(404, *COMMON)))
 async def show(request: Request, account_id: UUID) -> HTTPResponse:
-    return await query(request, lambda uow: get_account(tenant_id(request), account_id, uow=uow), account_view)
+    return await query(request, _account(request, account_id), account_view)
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/balance", summary="Get an account's balance", tag="accounts",
                          operation_id="getBalance", response=Balance, errors=(404, *COMMON)))
 async def balance(request: Request, account_id: UUID) -> HTTPResponse:
-    return await query(request, lambda uow: get_account(tenant_id(request), account_id, uow=uow), balance_view)
+    return await query(request, _account(request, account_id), balance_view)
+
+
+def _account(request: Request, account_id: UUID) -> Callable[[UnitOfWork], Awaitable[AccountModel]]:
+    """The read behind both an account and its balance (they differ only in the view)."""
+    return lambda uow: get_account(tenant_id(request), account_id, uow=uow)
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/transactions", summary="List an account's ledger entries",
