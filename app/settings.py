@@ -81,6 +81,8 @@ class PaymentSettings:
     breaker_window: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     breaker_failure_rate: float = attrs.field(default=0.6, validator=_RATE)
     breaker_recovery: float = _duration(30.0, positive=True)
+    # how long a payment or refund waits for an open breaker (refusals are not attempts), then fails
+    breaker_max_wait: float = _duration(3600.0, positive=True)
 
 
 @attrs.frozen(kw_only=True)

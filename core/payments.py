@@ -44,6 +44,10 @@ class FailureCode(enum.StrEnum):
     PROVIDER_UNAVAILABLE = "provider_unavailable"
 
 
+#: A breaker refused the call (not an attempt): the payment waits for it (an internal event, not a webhook).
+WAITING = "payment.waiting_for_provider"
+
+
 class PaymentStatus(enum.StrEnum):
     """Where a payment is in its life (API.md §6)."""
 
@@ -191,6 +195,13 @@ class Payment(RetriedWork):
         self.next_attempt_at = retry_at
         return self.note("payment.attempt_failed", at, attempt=self.attempts, error=error, **details)
 
+    def waiting_for_provider(self, error: str, at: datetime, retry_at: datetime, since: datetime) -> PaymentEvent:
+        """The provider's breaker refused the call: not an attempt; the payment waits for the breaker, and its
+        history says so (`since`: the first refusal, from which `PAYMENTS_PAYMENT_BREAKER_MAX_WAIT` runs)."""
+        self.next_attempt_at = retry_at
+        return self.note(WAITING, at, attempts=self.attempts, error=error, waiting_since=timestamp(since),
+                         retry_at=timestamp(retry_at))
+
     @property
     def refundable(self) -> bool:
         return self.status in (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED)
@@ -229,3 +240,10 @@ def owed_reversals(events: list[PaymentEvent]) -> list[str]:
 def ambiguous_attempts(events: list[PaymentEvent]) -> bool:
     """Whether any failed attempt may have reached the provider and been processed."""
     return any(e.data.get("ambiguous", True) for e in events if e.type == "payment.attempt_failed")
+
+
+def waiting_since(events: list[PaymentEvent], event_type: str = WAITING,
+                  refund_id: UUID | None = None) -> datetime | None:
+    """When the provider's breaker first refused the payment (or, with `refund_id`, that refund of it)."""
+    return min((e.created_at for e in events if e.type == event_type
+                and (refund_id is None or e.data.get("refund", {}).get("id") == str(refund_id))), default=None)

@@ -47,15 +47,18 @@ class Refund(RetriedWork):
         return self.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
 
     def succeed(self, reference: str | None, at: datetime) -> None:
-        self._end(RefundStatus.SUCCEEDED, at)
+        """The provider (or, internally, the ledger) refunded. Also from `failed`: a refund the provider confirms
+        after it was recorded failed, the ledger following the provider (`core/usecases/late_refunds.py`)."""
+        self._end(RefundStatus.SUCCEEDED, at, late_ok=True)
         self.provider_reference = reference
+        self.failure_reason = None
 
     def fail(self, reason: str, at: datetime) -> None:
         self._end(RefundStatus.FAILED, at)
         self.failure_reason = reason
 
-    def _end(self, status: RefundStatus, at: datetime) -> None:
-        if self.status != RefundStatus.PENDING:
+    def _end(self, status: RefundStatus, at: datetime, *, late_ok: bool = False) -> None:
+        if self.status != RefundStatus.PENDING and not (late_ok and self.status == RefundStatus.FAILED):
             raise InvalidStateTransition(f"refund {self.id} is already {self.status}")
         self.status = status
         self.updated_at = self.completed_at = at

@@ -38,13 +38,15 @@ class RetriedWork:
 
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """Attempts and exponential backoff of provider calls (API.md §6: 1 s, 2 s, 4 s … capped, 5 attempts)."""
+    """Attempts and exponential backoff of provider calls (API.md §6: 1 s, 2 s, 4 s … capped, 5 attempts), and
+    how long work waits for an open circuit breaker (its refusals are not attempts) before it fails."""
 
     max_attempts: int = 5
     min_backoff: float = 1.0
     max_backoff: float = 30.0
     provider_timeout: float = 10.0
     lock_ttl: float = 30.0
+    breaker_max_wait: float = 3600.0
 
     def backoff(self, failed_attempts: int) -> float:
         """Seconds to wait after the `failed_attempts`-th failure: min, 2 min, 4 min … capped at max."""

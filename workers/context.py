@@ -15,10 +15,10 @@ from core.work import RetryPolicy
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
-    """Attempts and backoff of provider calls, from `PAYMENTS_PAYMENT_*`."""
+    """Attempts and backoff of provider calls, and the longest wait for an open breaker, from `PAYMENTS_PAYMENT_*`."""
     p = settings.payment
     return RetryPolicy(max_attempts=p.max_retries, min_backoff=p.min_backoff, max_backoff=p.max_backoff,
-                       provider_timeout=p.provider_timeout, lock_ttl=p.lock_ttl)
+                       provider_timeout=p.provider_timeout, lock_ttl=p.lock_ttl, breaker_max_wait=p.breaker_max_wait)
 
 
 @attrs.define

@@ -10,6 +10,7 @@ from core.errors import InvalidStateTransition, NotFound
 from core.payments import PaymentStatus, owed_reversals
 from core.ports import Clock, TaskQueue, UnitOfWork, UnitOfWorkFactory
 from core.refunds import RefundStatus
+from core.usecases.late_refunds import may_have_succeeded
 from core.work import PAYMENT, REFUND, DeadLetter, WorkItem
 
 _UNFINISHED: dict[str, tuple[str, ...]] = {
@@ -44,7 +45,10 @@ async def retry_dead_letter(letter_id: UUID, *, uow_factory: UnitOfWorkFactory, 
     Work whose payment or refund is still unfinished (its message died on an
     infrastructure error), or a failed payment that still owes the refund of a
     late charge, is enqueued again and finishes as if never interrupted.
-    A payment or refund that already ended `failed` is final — its money is back
+    A refund that ended `failed` without a decline is enqueued again too: its
+    work only looks it up at the provider, never refunds again, and a success
+    found there is posted as a late refund (`late_refunds`).
+    Any other payment or refund that ended `failed` is final — its money is back
     on the source and the ledger records it — so re-driving it raises
     `InvalidStateTransition` with what to do instead; nothing changes.
     Raises `NotFound` for an unknown id.
@@ -56,7 +60,8 @@ async def retry_dead_letter(letter_id: UUID, *, uow_factory: UnitOfWorkFactory, 
         if await uow.payments.get(letter.tenant_id, letter.target_id) is None and letter.kind == PAYMENT:
             raise NotFound(f"payment {letter.target_id} of dead letter {letter_id} no longer exists")
         status = await _status(uow, letter)
-        if status not in _UNFINISHED[letter.kind] and not await _owes_reversal(uow, letter):
+        if status not in _UNFINISHED[letter.kind] and not await _owes_reversal(uow, letter) \
+                and not await _may_look_up(uow, letter):
             raise InvalidStateTransition(
                 f"{letter.kind} {letter.target_id} is {status}: it is final and its money is settled; "
                 f"create a new {letter.kind} to try again")
@@ -70,6 +75,15 @@ async def _owes_reversal(uow: UnitOfWork, letter: DeadLetter) -> bool:
     if letter.kind != PAYMENT:
         return False
     return bool(owed_reversals(await uow.payments.events(letter.tenant_id, letter.target_id)))
+
+
+async def _may_look_up(uow: UnitOfWork, letter: DeadLetter) -> bool:
+    """A failed refund that was not declined may have succeeded at the provider after all: worth asking."""
+    if letter.kind != REFUND:
+        return False
+    refund = await uow.refunds.lock(letter.tenant_id, letter.target_id)
+    return refund is not None and may_have_succeeded(
+        await uow.payments.events(letter.tenant_id, refund.payment_id), refund)
 
 
 async def _status(uow: UnitOfWork, letter: DeadLetter) -> str | None:

@@ -7,19 +7,21 @@ payment is still `processing`. A Redis lock per payment keeps two workers from
 calling the provider at once, but correctness rests on the row lock and the
 status check: a duplicate message, a worker killed at any point, or two workers
 on one payment repeat the provider call under the same key and record its
-outcome only once.
+outcome only once. A call the provider's circuit breaker refused is not an
+attempt: the payment waits for the breaker (`payment.waiting_for_provider`), at
+most `PAYMENTS_PAYMENT_BREAKER_MAX_WAIT` (`provider_calls.judge`).
 """
 
 from __future__ import annotations
 
 from core.locking import LockBusy, held_lock
-from core.payments import Payment, PaymentStatus, ambiguous_attempts
-from core.providers import ChargeRequest, ProviderUnavailable
+from core.payments import Payment, PaymentEvent, PaymentStatus, ambiguous_attempts, waiting_since
+from core.providers import ChargeRequest, CircuitOpen, ProviderError, ProviderUnavailable
 from core.usecases.announcements import announce_payment
-from core.usecases.confirmation import OUTCOME_UNKNOWN, confirm
+from core.usecases.confirmation import confirm
 from core.usecases.late_charges import reverse_late_charge, reverse_late_charges
 from core.usecases.payment_outcome import record_charge_outcome
-from core.usecases.provider_calls import Unconfirmed, call
+from core.usecases.provider_calls import ask, call, waited_out
 from core.usecases.worker_deps import Deps, Outcome, WorkResult
 from core.work import WorkItem
 
@@ -34,20 +36,22 @@ async def process_payment(item: WorkItem, *, deps: Deps) -> Outcome:
                         else await reverse_late_charges(item, deps))
             provider = deps.providers(payment.provider or "")
             request = _charge_request(payment)
-            if payment.attempts >= deps.policy.max_attempts:
-                # Every attempt is spent and the last outcome is still unknown: only ask, never charge again.
-                reference, error = await confirm(Unconfirmed(OUTCOME_UNKNOWN), True,
-                                                 lambda: provider.find_charge(request), deps.policy)
+            history = await _history(payment, deps)
+            if _only_ask(payment, history, deps):
+                # The last outcome is unknown and the payment may not try again (its attempts are spent, or it
+                # waited out the breaker): only ask, never charge again.
+                reference, error = await ask(lambda: provider.find_charge(request), deps.policy)
             else:
                 reference, error = await call(lambda: provider.charge(request), deps.policy)
                 if error is not None and held.lost:
                     # Another worker may be calling under the same key right now: a failure seen here proves
                     # nothing about the payment, so it is neither counted nor final. Try again later.
                     return Outcome(WorkResult.RETRY, payment.status, deps.policy.min_backoff)
-                if isinstance(error, ProviderUnavailable) and payment.attempts + 1 >= deps.policy.max_attempts:
-                    reference, error = await confirm(error, await _ambiguous_before(payment, deps),
+                if _last_attempt(error, payment, deps):
+                    assert isinstance(error, ProviderUnavailable)
+                    reference, error = await confirm(error, ambiguous_attempts(history),
                                                      lambda: provider.find_charge(request), deps.policy)
-            outcome = await record_charge_outcome(payment, reference, error, deps)
+            outcome = await record_charge_outcome(payment, reference, error, deps, history=history)
             if outcome.result == WorkResult.LATE:
                 assert reference is not None
                 await reverse_late_charge(payment, reference, provider, deps)
@@ -74,10 +78,25 @@ async def begin_attempt(item: WorkItem, deps: Deps) -> tuple[Payment | None, flo
         return payment, None
 
 
-async def _ambiguous_before(payment: Payment, deps: Deps) -> bool:
-    """Whether an earlier attempt of this payment may have reached the provider and been processed."""
+async def _history(payment: Payment, deps: Deps) -> list[PaymentEvent]:
+    """The payment's events, when they can matter: a payment that never failed nor waited has none that do."""
+    if payment.attempts == 0 and payment.next_attempt_at is None:
+        return []
     async with deps.uow_factory(read_only=True) as uow:
-        return ambiguous_attempts(await uow.payments.events(payment.tenant_id, payment.id))
+        return await uow.payments.events(payment.tenant_id, payment.id)
+
+
+def _only_ask(payment: Payment, history: list[PaymentEvent], deps: Deps) -> bool:
+    """Whether the payment may only ask the provider: its attempts are spent with the outcome unknown, or it
+    waited out the breaker after an attempt that may have charged (it must not charge anew, nor fail unasked)."""
+    return payment.attempts >= deps.policy.max_attempts or (
+        ambiguous_attempts(history) and waited_out(waiting_since(history), deps.clock.now(), deps.policy))
+
+
+def _last_attempt(error: ProviderError | None, payment: Payment, deps: Deps) -> bool:
+    """A transient failure of the last attempt (a breaker's refusal is no attempt): ask before it is final."""
+    return (isinstance(error, ProviderUnavailable) and not isinstance(error, CircuitOpen)
+            and payment.attempts + 1 >= deps.policy.max_attempts)
 
 
 def _charge_request(payment: Payment) -> ChargeRequest:

@@ -94,7 +94,7 @@ async def test_the_last_failed_attempt_fails_the_payment(client: httpx.AsyncClie
     assert done["failure_code"] == "retries_exhausted"
     assert await balance(client, source) == "50.00"
     types = await assert_folds(client, done)
-    # 5 attempts; after a timeout the provider is asked before failing (more if the breaker was open)
+    # 5 attempts; after a timeout the provider is asked before failing (an open breaker's refusals are waits)
     assert types.count("payment.attempt_failed") >= 5 and types[-1] == "payment.failed", types
 
 
@@ -108,7 +108,7 @@ async def test_a_charge_whose_every_answer_timed_out_is_found_not_failed(
     done = await settled(client, created["id"], timeout=60)
     assert done["status"] == "completed" and done["provider_reference"], done
     types = await assert_folds(client, done)
-    # four timed-out attempts, then the fifth confirms by looking the charge up (more if the breaker was open)
+    # four timed-out attempts, then the fifth confirms by looking the charge up (refusals are not attempts)
     assert types.count("payment.attempt_failed") >= 4 and types[-1] == "payment.completed", types
     assert len(await charges(payments_stack.mock_url, created["id"])) == 1
     assert await balance(client, source) == "44.00"

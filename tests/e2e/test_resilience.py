@@ -1,5 +1,6 @@
-"""Things break and money stays right: a provider failing every call, duplicate deliveries and two workers,
-a worker killed between the provider call and the commit, a Redis restart, the dead letter queue."""
+"""Things break and money stays right: a provider failing every call (its breaker waited out), duplicate
+deliveries and two workers, a worker killed between the provider call and the commit, a Redis restart, the dead
+letter queue."""
 
 from __future__ import annotations
 
@@ -42,31 +43,58 @@ def ledger_ok(stack: Isolated) -> None:
 async def test_a_provider_failing_every_call_opens_the_breaker_and_payments_fail_into_the_dlq(
     admin_database_url: str, tmp_path: Path
 ) -> None:
-    with isolated_stack(admin_database_url, tmp_path, mock_env={"PAYMENTS_MOCK_FAILURE_RATE": "1.0"}) as stack:
+    """The breaker opens; its refusals are not attempts: the payments wait for it, at most
+    `PAYMENTS_PAYMENT_BREAKER_MAX_WAIT`, then fail `provider_unavailable` into the DLQ. Once the provider is
+    back, a payment refused meanwhile completes without having spent attempts on the refusals."""
+    with isolated_stack(admin_database_url, tmp_path, mock_env={"PAYMENTS_MOCK_FAILURE_RATE": "1.0"},
+                        worker_env={"PAYMENTS_PAYMENT_BREAKER_MAX_WAIT": "5s"}) as stack:
         async with await client_for(stack) as client:
             source = await funded(client, "100.00")
             created = [(await pay(client, source, "3.00")).json()["id"] for _ in range(12)]
             assert await balance(client, source) == "64.00"
             finals = [await settled(client, pid, timeout=90) for pid in created]
-            assert {(p["status"], p["failure_code"]) for p in finals} == {("failed", "retries_exhausted")}
+            assert {(p["status"], p["failure_code"]) for p in finals} == {("failed", "provider_unavailable")}
             assert await balance(client, source) == "100.00"
-            errors = []
+            attempts, waits = [], []
             for payment in finals:
-                await assert_folds(client, payment)
+                types = await assert_folds(client, payment)
+                attempts.append(types.count("payment.attempt_failed"))
                 history = (await client.get(f"/api/v1/payments/{payment['id']}/events")).json()["data"]
-                errors += [e["data"]["error"] for e in history if e["type"] == "payment.attempt_failed"]
-            assert len(errors) == 12 * 5
-            assert any("circuit open" in error for error in errors), errors  # the breaker failed calls fast
+                waits += [e["data"]["error"] for e in history if e["type"] == "payment.waiting_for_provider"]
+            assert max(attempts) < 5, attempts  # refusals did not spend the attempts
+            assert waits and all("circuit open" in error for error in waits), waits
             assert not await charges(stack.mock_url, created[0])
+
+            late = (await pay(client, source, "4.00")).json()["id"]
+            await _refused(client, late)
+            async with httpx.AsyncClient() as http:
+                assert (await http.put(f"{stack.mock_url}/_mock/config", json={"failure_rate": 0.0})).is_success
+            done = await settled(client, late, timeout=60)
+            assert done["status"] == "completed", done
+            types = await assert_folds(client, done)
+            assert types.count("payment.attempt_failed") <= 1 and "payment.waiting_for_provider" in types, types
+            assert len(await charges(stack.mock_url, late)) == 1
         listing = cli(stack, "dlq", "list")
         assert listing.returncode == 0, listing.stderr
         assert all(pid in listing.stdout for pid in created), listing.stdout
+        assert late not in listing.stdout
         letter = next(line.split()[0] for line in listing.stdout.splitlines() if created[0] in line)
         refused = cli(stack, "dlq", "retry", letter)
         assert refused.returncode == 1 and "is failed" in refused.stderr, refused.stdout + refused.stderr
         assert cli(stack, "dlq", "retry", "not-a-uuid").returncode == 2
         assert cli(stack, "dlq", "list", "--limit", "0").returncode == 2
         ledger_ok(stack)
+
+
+async def _refused(client: httpx.AsyncClient, payment_id: str, timeout: float = 30) -> None:
+    """Wait until the breaker has refused the payment's call at least once."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        history = (await client.get(f"/api/v1/payments/{payment_id}/events")).json()["data"]
+        if any(e["type"] == "payment.waiting_for_provider" for e in history):
+            return
+        assert asyncio.get_running_loop().time() < deadline, history
+        await asyncio.sleep(0.05)
 
 
 async def test_dlq_retry_redrives_unfinished_work(admin_database_url: str, tmp_path: Path) -> None:

@@ -97,26 +97,51 @@ async def test_a_letter_whose_payment_is_still_processing_is_enqueued_again(worl
     assert world.store.dead_letters[letter.id].retried_at is not None
 
 
-async def test_refund_letters_are_redriven_only_while_the_refund_is_pending(world: World) -> None:
+async def test_refund_letters_are_redriven_while_pending_or_failed_without_a_decline(world: World) -> None:
+    world.policy = RetryPolicy(max_attempts=1)  # a failed refund is dead-lettered once its attempts run out
     source = await world.account(10_000)
-    payment = await world.completed(source.id, 10_000, mock_refund_outcome="decline")
-    declined = await world.refund(payment.id, "10.00")
-    assert (await world.process_refund(declined.id)).result == WorkResult.DONE
-    [failed_letter] = world.letters(declined.id)
+    payment = await world.completed(source.id, 10_000)
+    stripe = world.providers["stripe"]
+    stripe.available = False
+    failed = await world.refund(payment.id, "10.00")
+    assert (await world.process_refund(failed.id)).status == RefundStatus.FAILED
+    stripe.available = True
+    [failed_letter] = world.letters(failed.id)
     pending = await world.refund(payment.id, "20.00")
     pending_letter = await dead_letter(world, REFUND, pending.id)
     queue = InMemoryTaskQueue()
 
-    with pytest.raises(InvalidStateTransition):
-        await retry(world, failed_letter.id, queue)
-    assert queue.work == []
+    assert "failed" in await retry(world, failed_letter.id, queue)  # the provider may have refunded after all
     await retry(world, pending_letter.id, queue)
 
-    assert queue.work == [(WorkItem(kind=REFUND, tenant_id=world.tenant_id, target_id=pending.id,
-                                    correlation_id="req-1"), 0.0)]
+    assert queue.work == [(WorkItem(kind=REFUND, tenant_id=world.tenant_id, target_id=target,
+                                    correlation_id=correlation), 0.0)
+                          for target, correlation in ((failed.id, failed_letter.correlation_id),
+                                                      (pending.id, "req-1"))]
     assert world.store.dead_letters[pending_letter.id].retried_at is not None
-    assert world.store.dead_letters[failed_letter.id].retried_at is None
+    assert world.store.dead_letters[failed_letter.id].retried_at is not None
     assert world.store.refunds[pending.id].status == RefundStatus.PENDING
+    # the re-driven failed refund is only looked up: the provider holds nothing, nothing moves, nothing is refunded
+    before = snapshot(world.store)
+    assert (await world.process_refund(failed.id)).result == WorkResult.SKIPPED
+    assert snapshot(world.store) == before
+    assert world.store.refunds[failed.id].status == RefundStatus.FAILED
+    await world.check()
+
+
+async def test_a_declined_refunds_letter_cannot_be_redriven(world: World) -> None:
+    source = await world.account(10_000)
+    payment = await world.completed(source.id, 10_000, mock_refund_outcome="decline")
+    declined = await world.refund(payment.id, "10.00")
+    assert (await world.process_refund(declined.id)).status == RefundStatus.FAILED
+    assert world.letters(declined.id) == []  # a decline is an answer, not dead-lettered
+    letter = await dead_letter(world, REFUND, declined.id)  # e.g. one an earlier version recorded
+    queue = InMemoryTaskQueue()
+
+    with pytest.raises(InvalidStateTransition):
+        await retry(world, letter.id, queue)
+    assert queue.work == []
+    assert world.store.dead_letters[letter.id].retried_at is None
     await world.check()
 
 
