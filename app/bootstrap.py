@@ -8,25 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
+from uuid import UUID
 
 import asyncpg
 import attrs
 import redis.asyncio as aioredis
 from dramatiq.brokers.redis import RedisBroker
 
+from adapters.crypto import SecretBox, parse_keys
 from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
+from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.postgres.health import check_migrations, ping_database
 from adapters.postgres.in_flight import PgInFlight
 from adapters.postgres.lease import PgLease
 from adapters.postgres.ledger import PgLedgerAudit
-from adapters.postgres.local_locks import LocalLocks
 from adapters.postgres.notifications import PgNotifications
 from adapters.postgres.outbox_feed import PgOutboxFeed
 from adapters.postgres.pool import create_pool
+from adapters.postgres.sealed_secrets import PgSealedSecrets
 from adapters.postgres.uow import PgUnitOfWork
 from adapters.postgres.webhooks import PgDueDeliveries
 from adapters.providers.breaker import BreakerProvider
@@ -103,6 +106,7 @@ class Services:
     redis: aioredis.Redis
     clock: SystemClock
     local_locks: LocalLocks
+    turns: LocalLocks
     locks: RedisLocks
     rate_limiter: RedisRateLimiter | None
     resolver: SystemResolver
@@ -113,6 +117,8 @@ class Services:
     lease: PgLease
     in_flight: PgInFlight
     due_deliveries: PgDueDeliveries
+    secret_box: SecretBox  # seals what repositories store secret (webhook signing secrets)
+    sealed_secrets: PgSealedSecrets
     queue: DramatiqTaskQueue
     providers: dict[str, PaymentProvider]
     webhook_sender: HttpxWebhookSender
@@ -120,10 +126,11 @@ class Services:
     broker: RedisBroker
     owns_broker: bool
 
-    def uow_factory(self, *, read_only: bool = False) -> PgUnitOfWork:
-        """The `UnitOfWorkFactory`: every unit of work of the process shares its in-process account locks."""
+    def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
+        """The `UnitOfWorkFactory`: every unit of work of the process shares its in-process account locks and turns."""
         return PgUnitOfWork(self.pool, read_only=read_only, acquire_timeout=self.settings.database.acquire_timeout,
-                            local_locks=self.local_locks)
+                            local_locks=self.local_locks, turns=self.turns, lock_accounts=lock_accounts,
+                            secret_box=self.secret_box)
 
     def readiness_probes(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """What /health/ready checks, by name and in its order: each probe raises if its dependency fails."""
@@ -177,12 +184,15 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
                if limit.requests_per_second > 0 else None)
     metrics = RedisMetrics(client)
     own_broker = broker or make_broker(redis_url)
+    box = SecretBox(parse_keys(settings.secrets.keys))
     return Services(
         settings=settings, pool=pool, redis=client, clock=SystemClock(), local_locks=LocalLocks(),
-        locks=RedisLocks(client), rate_limiter=limiter, resolver=SystemResolver(), metrics=metrics,
+        turns=LocalLocks(TURNS_PER_ACCOUNT), locks=RedisLocks(client), rate_limiter=limiter, resolver=SystemResolver(),
+        metrics=metrics,
         audit=PgLedgerAudit(pool), outbox_feed=PgOutboxFeed(pool),
         outbox_notifications=PgNotifications(database_url, "outbox"), lease=PgLease(pool), in_flight=PgInFlight(pool),
-        due_deliveries=PgDueDeliveries(pool), queue=DramatiqTaskQueue(own_broker),
+        due_deliveries=PgDueDeliveries(pool), secret_box=box, sealed_secrets=PgSealedSecrets(pool, box),
+        queue=DramatiqTaskQueue(own_broker),
         providers=_providers(settings, metrics),
         webhook_sender=HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls),
         webhook_slots=asyncio.Semaphore(settings.webhooks.concurrency), broker=own_broker,

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import attrs
 
+from adapters.crypto import parse_keys
 from core.webhooks import DeliveryPolicy
 
 
@@ -42,7 +43,7 @@ class DatabaseSettings:
     name: str = "payments"
     pool_min: int = 1
     pool_max: int = attrs.field(default=20, validator=attrs.validators.ge(1))
-    acquire_timeout: float = _duration(5.0, positive=True)
+    acquire_timeout: float = _duration(5.0, positive=True)  # for a hot account's turn, then a connection; 503 beyond
     statement_timeout: float = _duration(10.0, positive=True)
 
     def dsn(self) -> str:
@@ -134,6 +135,18 @@ class WebhooksSettings:
                               lease=max(60.0, self.timeout * 3), rotation_overlap=self.secret_overlap)
 
 
+def _secrets_keys(_: object, __: attrs.Attribute[str], value: str) -> None:
+    parse_keys(value)
+
+
+@attrs.frozen(kw_only=True)
+class SecretsSettings:
+    """Encryption at rest of stored secrets (webhook signing secrets): comma-separated Fernet keys; the first
+    encrypts, every one decrypts, so the key can be rotated (docs/operations.md). Never shown in a repr."""
+
+    keys: str = attrs.field(default="", repr=False, validator=_secrets_keys)
+
+
 @attrs.frozen(kw_only=True)
 class IdempotencySettings:
     ttl: float = _duration(86400.0)
@@ -163,6 +176,7 @@ class Settings:
     worker: WorkerSettings = WorkerSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    secrets: SecretsSettings = SecretsSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     data_dir: str = ""

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
 import importlib
@@ -333,6 +334,8 @@ class Case:
     stack: Stack
     problems: list[str] = field(default_factory=list)
     logs: dict[str, list[str]] = field(default_factory=dict)  # process -> summarize_log, once stopped
+    # PAYMENTS_SECRETS_KEYS of its processes: a Fernet key (32 random bytes, URL-safe base64)
+    secrets_key: str = field(default_factory=lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())
 
 
 @contextlib.contextmanager
@@ -369,6 +372,7 @@ def case_env(run: Case, api_port: int, worker_concurrency: int, **extra: str) ->
         PAYMENTS_SERVER_WORKERS="1", PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning",
         PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND="0", PAYMENTS_SERVER_SHUTDOWN_TIMEOUT="10s",
         PAYMENTS_WORKER_METRICS_PORT="0",  # several workers (and other people's) on one host
+        PAYMENTS_SECRETS_KEYS=run.secrets_key,  # one per case: every process reads what the others encrypted
         **extra,
     )
     if worker_concurrency:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import math
 import os
@@ -269,6 +270,7 @@ def api_env(args: argparse.Namespace, database_url: str, port: int) -> dict[str,
         PAYMENTS_DATABASE_URL=database_url, PAYMENTS_REDIS_URL=args.redis_url, PAYMENTS_SERVER_PORT=str(port),
         PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning", PAYMENTS_SERVER_WORKERS=str(args.api_workers),
         PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND="0",
+        PAYMENTS_SECRETS_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),  # a Fernet key; no webhooks here
     )
     if args.pool_max:
         env["PAYMENTS_DATABASE_POOL_MAX"] = str(args.pool_max)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -22,6 +22,9 @@ from app.configuration import load_settings
 from core.usecases.api_keys import CreateApiKey, create_api_key
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The key every test process encrypts stored secrets with (PAYMENTS_SECRETS_KEYS): the in-process `services`
+#: and the `serve`/`worker` processes must read what the others wrote.
+SECRETS_KEYS = "jxo2BeB_VuBpzwV85lq8C5Fgin00aX21AcqGIB7kN-0="
 
 
 def _with_database(url: str, name: str) -> str:
@@ -62,14 +65,14 @@ def admin_database_url(embedded_servers: list[object]) -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(admin: str) -> Iterator[str]:
-    """A new database with every migration applied, dropped afterwards."""
+def fresh_database(admin: str, *, migrate: Callable[[str], object] = apply_migrations) -> Iterator[str]:
+    """A new database with every migration applied (or what `migrate` applies), dropped afterwards."""
     name = f"payments_test_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = _with_database(admin, name)
     try:
-        apply_migrations(url)
+        migrate(url)
         yield url
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -98,7 +101,7 @@ def redis_url(embedded_servers: list[object]) -> str:
 @pytest.fixture(scope="session")
 async def services(database_url: str, redis_url: str) -> AsyncIterator[Services]:
     """Live adapters on the session's database (for contract and integration tests)."""
-    settings = load_settings({})
+    settings = load_settings({"PAYMENTS_SECRETS_KEYS": SECRETS_KEYS})
     built = await bootstrap(settings, database_url, redis_url)
     yield built
     await built.aclose()

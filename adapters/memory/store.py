@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Collection
 from types import TracebackType
+from uuid import UUID
 
 import attrs
 
+from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.memory.accounts import MemoryAccounts
 from adapters.memory.dead_letters import MemoryDeadLetters
 from adapters.memory.idempotency import MemoryIdempotencyKeys
@@ -20,19 +24,28 @@ from adapters.memory.webhooks import MemoryWebhooks
 
 @attrs.define
 class InMemoryStore(StoreState):
-    """Committed state, shared by every unit of work made from it; calling it makes one."""
+    """Committed state, shared by every unit of work made from it; calling it makes one.
 
-    def __call__(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
+    A unit of work that declares accounts waits at most `wait_timeout` for its turn on them,
+    as the PostgreSQL one does before it takes a connection.
+    """
+
+    wait_timeout: float = 5.0
+    turns: LocalLocks = attrs.field(factory=lambda: LocalLocks(TURNS_PER_ACCOUNT))
+
+    def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> InMemoryUnitOfWork:
         """The `UnitOfWorkFactory`."""
-        return InMemoryUnitOfWork(self, read_only=read_only)
+        return InMemoryUnitOfWork(self, read_only=read_only, lock_accounts=lock_accounts)
 
 
 class InMemoryUnitOfWork:
     """A unit of work over `InMemoryStore`; leaving it normally applies every buffered write at once
     (unless it is read-only), an exception drops them."""
 
-    def __init__(self, store: StoreState, *, read_only: bool = False) -> None:
+    def __init__(self, store: InMemoryStore, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> None:
         self.store, self._read_only = store, read_only
+        self._lock_accounts = lock_accounts
+        self._my_turns: list[UUID] = []
         self._session = session = MemorySession(store)
         self.accounts = MemoryAccounts(session)
         self.ledger = MemoryLedger(store)
@@ -45,6 +58,8 @@ class InMemoryUnitOfWork:
         self.tenants = MemoryTenants(session)
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
+        deadline = asyncio.get_running_loop().time() + self.store.wait_timeout
+        self._my_turns = await self.store.turns.acquire(self._lock_accounts, deadline=deadline)
         return self
 
     async def __aexit__(
@@ -62,6 +77,8 @@ class InMemoryUnitOfWork:
         self.tenants.release()
         self.idempotency.release()
         self._session.release()
+        self.store.turns.release(self._my_turns)
+        self._my_turns = []
 
     def _commit(self) -> None:
         """Check what PostgreSQL's constraints would refuse, then apply every write: all or nothing."""

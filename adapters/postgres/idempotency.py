@@ -1,28 +1,36 @@
-"""Idempotency keys in PostgreSQL: a transaction-scoped advisory lock per key, the first response stored."""
+"""Idempotency keys in PostgreSQL: a transaction-scoped advisory lock per key, the first response stored.
+
+A response showing a webhook signing secret (a create or rotate-secret) is stored sealed, like the secret itself.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
 
+from adapters.crypto import SecretBox
 from adapters.postgres.rows import Fragment
+from adapters.postgres.sealed_secrets import key_errors, response_context
 from adapters.postgres.session import PgSession
 from core.errors import IdempotencyRequestInProgress
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
+from core.webhooks import SECRET_PREFIX
+
+_SECRET = SECRET_PREFIX.encode()
 
 # A transaction-scoped advisory lock per (tenant, key) taken together with the
 # lookup: a second request with the key fails to take it while the first runs (409)
 # and sees the stored response after it commits. A record committed between this
 # statement's snapshot and the lock is caught by the primary key at commit.
 CLAIM = """SELECT pg_try_advisory_xact_lock($1) AS locked, k.fingerprint, k.status_code, k.response_body,
-       k.created_at, k.expires_at
+       k.response_sealed, k.created_at, k.expires_at
 FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.tenant_id = $2 AND k.key = $3"""
 
 DELETE_EXPIRED = "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expires_at <= $3"
 
 INSERT_KEY = """INSERT INTO idempotency_keys
-(tenant_id, key, fingerprint, status_code, response_body, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+(tenant_id, key, fingerprint, status_code, response_body, response_sealed, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"""
 
 
 def lock_id(request: IdempotentRequest) -> int:
@@ -34,8 +42,8 @@ def lock_id(request: IdempotentRequest) -> int:
 class PgIdempotencyKeys:
     """The `IdempotencyKeys` port on PostgreSQL."""
 
-    def __init__(self, session: PgSession) -> None:
-        self._session = session
+    def __init__(self, session: PgSession, box: SecretBox) -> None:
+        self._session, self._box = session, box
         self._new: list[IdempotencyRecord] = []
 
     async def claim(self, request: IdempotentRequest, now: datetime) -> IdempotencyRecord | None:
@@ -48,7 +56,11 @@ class PgIdempotencyKeys:
             await self._session.fetch(DELETE_EXPIRED, request.tenant_id, request.key, now)
             return None
         stored = IdempotentRequest(tenant_id=request.tenant_id, key=request.key, fingerprint=row["fingerprint"])
-        response = StoredResponse(status=row["status_code"], body=row["response_body"])
+        body = row["response_body"]
+        if row["response_sealed"]:
+            with key_errors():
+                body = self._box.open(body.decode(), response_context(request.tenant_id, request.key)).encode()
+        response = StoredResponse(status=row["status_code"], body=body)
         return IdempotencyRecord(request=stored, response=response, created_at=row["created_at"],
                                  expires_at=row["expires_at"])
 
@@ -57,6 +69,15 @@ class PgIdempotencyKeys:
 
     def flush(self) -> list[Fragment]:
         return [(INSERT_KEY, [
-            r.request.tenant_id, r.request.key, r.request.fingerprint, r.response.status, r.response.body,
+            r.request.tenant_id, r.request.key, r.request.fingerprint, r.response.status, *self._stored(r),
             r.created_at, r.expires_at,
         ]) for r in self._new]
+
+    def _stored(self, record: IdempotencyRecord) -> tuple[bytes, bool]:
+        """The response body as stored, and whether it is sealed: sealed when it shows a signing secret."""
+        body = record.response.body
+        if _SECRET not in body:
+            return body, False
+        with key_errors():
+            return self._box.seal(body.decode(), response_context(record.request.tenant_id, record.request.key)
+                                  ).encode(), True

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 
-from adapters.postgres.local_locks import LocalLocks
+from adapters.local_locks import LocalLocks
 from adapters.postgres.pool import translate_errors
 
 T = TypeVar("T")
@@ -16,11 +17,11 @@ T = TypeVar("T")
 
 class PgSession:
     """The pooled connection a unit of work holds (`conn`, set while it is open) and the in-process
-    account locks it has taken, released when it ends."""
+    account locks it has taken, released when it ends; waiting for one lasts at most `lock_timeout`."""
 
-    def __init__(self, local_locks: LocalLocks) -> None:
+    def __init__(self, local_locks: LocalLocks, lock_timeout: float | None = None) -> None:
         self.conn: Any = None
-        self.local_locks = local_locks
+        self.local_locks, self.lock_timeout = local_locks, lock_timeout
         self.held: list[UUID] = []
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -42,8 +43,11 @@ class PgSession:
         return [read(row) for row in await self.fetch(sql, *args)]
 
     async def hold_local(self, ids: Iterable[UUID]) -> None:
-        """Take the local locks of `ids` this session does not hold yet, in ascending id order."""
-        self.held += await self.local_locks.acquire(set(ids) - set(self.held))
+        """Take the local locks of `ids` this session does not hold yet, in ascending id order;
+        `Unavailable` if they stay busy beyond the bound."""
+        wanted = set(ids) - set(self.held)
+        deadline = None if self.lock_timeout is None else asyncio.get_running_loop().time() + self.lock_timeout
+        self.held += await self.local_locks.acquire(wanted, deadline=deadline)
 
     def release_local(self) -> None:
         self.local_locks.release(self.held)

@@ -5,17 +5,21 @@ It builds the repositories over the connection it holds (`PgSession`); they neve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Collection
 from types import TracebackType
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
+from adapters.crypto import SecretBox
+from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.postgres.accounts import PgAccounts
 from adapters.postgres.dead_letters import PgDeadLetters
 from adapters.postgres.idempotency import PgIdempotencyKeys
 from adapters.postgres.ledger import PgLedger
-from adapters.postgres.local_locks import LocalLocks
 from adapters.postgres.outbox import PgOutbox
 from adapters.postgres.payments import PgPayments
 from adapters.postgres.pool import translate_errors
@@ -28,27 +32,47 @@ from core.errors import ConcurrencyConflict, IdempotencyRequestInProgress
 
 
 class PgUnitOfWork:
-    """One pooled connection and, unless read-only, one transaction (READ COMMITTED + row locks)."""
+    """One pooled connection and, unless read-only, one transaction (READ COMMITTED + row locks).
+
+    Entering it waits at most `acquire_timeout` in all, first for the turns of the accounts it
+    declares (`lock_accounts`), then for a pooled connection, and raises `Unavailable` beyond:
+    load is shed, not queued without end, and requests piling onto one hot account wait for
+    their turn holding no connection, so they cannot starve the pool for everyone else.
+    """
 
     def __init__(
-        self, pool: asyncpg.Pool, *, read_only: bool, acquire_timeout: float, local_locks: LocalLocks | None = None
+        self, pool: asyncpg.Pool, *, read_only: bool, acquire_timeout: float, local_locks: LocalLocks | None = None,
+        turns: LocalLocks | None = None, lock_accounts: Collection[UUID] = (), secret_box: SecretBox,
     ) -> None:
         self._pool, self._read_only, self._timeout = pool, read_only, acquire_timeout
-        self._session = session = PgSession(local_locks or LocalLocks())
+        self._turns, self._lock_accounts = turns or LocalLocks(TURNS_PER_ACCOUNT), lock_accounts
+        self._my_turns: list[UUID] = []
+        self._session = session = PgSession(local_locks or LocalLocks(), lock_timeout=acquire_timeout)
         self._tx: Any = None
         self.accounts = PgAccounts(session)
         self.ledger = PgLedger(session)
         self.payments = PgPayments(session)
         self.outbox = PgOutbox()
-        self.idempotency = PgIdempotencyKeys(session)
+        self.idempotency = PgIdempotencyKeys(session, secret_box)
         self.tenants = PgTenants(session)
         self.refunds = PgRefunds(session)
         self.dead_letters = PgDeadLetters(session)
-        self.webhooks = PgWebhooks(session)
+        self.webhooks = PgWebhooks(session, secret_box)
 
     async def __aenter__(self) -> PgUnitOfWork:
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        self._my_turns = await self._turns.acquire(self._lock_accounts, deadline=deadline)
+        try:
+            await self._connect(deadline)
+        except BaseException:
+            self._end_turns()
+            raise
+        return self
+
+    async def _connect(self, deadline: float) -> None:
+        """Take a pooled connection by `deadline` (asyncpg's TimeoutError becomes `Unavailable`) and BEGIN."""
         with translate_errors():
-            conn = await self._pool.acquire(timeout=self._timeout)
+            conn = await self._pool.acquire(timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
             if not self._read_only:
                 try:
                     self._tx = conn.transaction()
@@ -59,7 +83,6 @@ class PgUnitOfWork:
                     await self._pool.release(conn)
                     raise
         self._session.conn = conn
-        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -83,6 +106,11 @@ class PgUnitOfWork:
                         await self._pool.release(self._session.conn)
                 finally:
                     self._session.release_local()
+                    self._end_turns()
+
+    def _end_turns(self) -> None:
+        self._turns.release(self._my_turns)
+        self._my_turns = []
 
     async def _commit(self) -> None:
         """Write everything buffered in one statement, then COMMIT."""

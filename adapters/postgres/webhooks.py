@@ -1,17 +1,24 @@
-"""Webhook subscriptions and deliveries in PostgreSQL, and the scheduler's query for due deliveries."""
+"""Webhook subscriptions and deliveries in PostgreSQL, and the scheduler's query for due deliveries.
+
+Signing secrets are stored sealed (adapters/postgres/sealed_secrets.py): opened as a row is read, sealed again
+whenever a subscription is written.
+"""
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from adapters.crypto import SecretBox
 from adapters.postgres.paging import time_id_page
 from adapters.postgres.pool import translate_errors
-from adapters.postgres.rows import Fragment, fields, reader, write_pending
+from adapters.postgres.rows import Fragment, Value, fields, reader, write_pending
+from adapters.postgres.sealed_secrets import key_errors, open_secret, seal_secret
 from adapters.postgres.session import PgSession
 from adapters.postgres.table import Table
 from core.ports import Page
@@ -55,18 +62,34 @@ SET next_attempt_at = $1 + make_interval(secs => $2 * power(2, least(d.queued, 5
 WHERE d.id = due.id RETURNING d.id, d.tenant_id, d.attempts, d.correlation_id, d.trace_context"""
 
 
-def to_subscription(row: asyncpg.Record) -> Subscription:
-    values = {field: row[field] for field in fields(SUB_COLUMNS)}
-    values["events"] = tuple(values["events"])
-    values["previous_secrets"] = tuple(PreviousSecret(p["secret"], datetime.fromisoformat(p["expires_at"]))
-                                       for p in values["previous_secrets"])
-    return Subscription(**values)
+def subscription_reader(box: SecretBox) -> Callable[[asyncpg.Record], Subscription]:
+    """Rows into subscriptions, their secrets opened (`Unavailable` when no configured key opens one)."""
+
+    def read(row: asyncpg.Record) -> Subscription:
+        values = {field: row[field] for field in fields(SUB_COLUMNS)}
+        values["events"] = tuple(values["events"])
+        with key_errors():
+            values["secret"] = open_secret(box, row["secret"], row["id"])
+            values["previous_secrets"] = tuple(
+                PreviousSecret(open_secret(box, p["secret"], row["id"]), datetime.fromisoformat(p["expires_at"]))
+                for p in row["previous_secrets"])
+        return Subscription(**values)
+
+    return read
 
 
-def _sub_value(subscription: Subscription, field: str) -> Any:
-    if field == "previous_secrets":
-        return [{"secret": p.secret, "expires_at": p.expires_at.isoformat()} for p in subscription.previous_secrets]
-    return getattr(subscription, field)
+def subscription_values(box: SecretBox) -> Value:
+    """A subscription's column values as stored: its secrets sealed (each time anew)."""
+
+    def value(subscription: Subscription, field: str) -> Any:
+        if field == "secret":
+            return seal_secret(box, subscription.secret, subscription.id)
+        if field == "previous_secrets":
+            return [{"secret": seal_secret(box, p.secret, subscription.id), "expires_at": p.expires_at.isoformat()}
+                    for p in subscription.previous_secrets]
+        return getattr(subscription, field)
+
+    return value
 
 
 to_delivery = reader(Delivery, DELIVERY_COLUMNS)
@@ -75,9 +98,10 @@ to_delivery = reader(Delivery, DELIVERY_COLUMNS)
 class PgWebhooks:
     """The `Webhooks` port on PostgreSQL."""
 
-    def __init__(self, session: PgSession) -> None:
+    def __init__(self, session: PgSession, box: SecretBox) -> None:
         self._session = session
-        subscriptions = Table(session, to_subscription, get=GET, lock=LOCK)
+        self._read, self._value = subscription_reader(box), subscription_values(box)
+        subscriptions = Table(session, self._read, get=GET, lock=LOCK)
         deliveries = Table(session, to_delivery, lock=LOCK_DELIVERY)  # only updated: `fan_out` inserts at once
         self._pending, self._deliveries = subscriptions.pending, deliveries.pending
         self._removed: dict[UUID, Subscription] = {}
@@ -85,10 +109,10 @@ class PgWebhooks:
         self.add, self.save, self.save_delivery = self._pending.add, self._pending.save, self._deliveries.save
 
     async def list(self, tenant_id: UUID, *, limit: int, cursor: str | None) -> Page[Subscription]:
-        return await time_id_page(self._session, LIST, to_subscription, tenant_id, limit=limit, cursor=cursor)
+        return await time_id_page(self._session, LIST, self._read, tenant_id, limit=limit, cursor=cursor)
 
     async def listening(self, tenant_id: UUID, event_type: str) -> builtins.list[Subscription]:
-        return [s for s in await self._session.read_all(LISTENING, to_subscription, tenant_id, event_type)
+        return [s for s in await self._session.read_all(LISTENING, self._read, tenant_id, event_type)
                 if s.matches(event_type)]
 
     def remove(self, subscription: Subscription) -> None:
@@ -109,7 +133,10 @@ class PgWebhooks:
                                   cursor=cursor)
 
     def flush(self) -> builtins.list[Fragment]:
-        return [*write_pending("webhook_subscriptions", SUB_COLUMNS, _SUB_UPDATED, self._pending, _sub_value),
+        with key_errors():
+            subscriptions = write_pending("webhook_subscriptions", SUB_COLUMNS, _SUB_UPDATED, self._pending,
+                                          self._value)
+        return [*subscriptions,
                 *write_pending("webhook_deliveries", DELIVERY_COLUMNS, _DELIVERY_UPDATED, self._deliveries),
                 *[(DELETE, [s.id]) for s in self._removed.values()]]
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from functools import wraps
 from http import HTTPStatus
 from typing import Any, TypeVar
+from uuid import UUID
 
 from sanic import Blueprint, HTTPResponse, Request
 
@@ -88,11 +89,13 @@ async def write(
     view: Callable[[T], Any] | None = None,
     *,
     status: Callable[[T], HTTPStatus] | None = None,
+    lock_accounts: Collection[UUID] = (),
 ) -> HTTPResponse:
     """Run a write use case under the operation's idempotency mode; answer its view (no body without one).
 
     The status is the operation's declared `response_status`, or `status(result)`, which must be
-    one the operation declares.
+    one the operation declares. `lock_accounts`: the accounts the use case locks (its command's
+    `locked_accounts`), so that the request waits for its turn on them before it takes a connection.
     """
     op = _operation(request)
 
@@ -102,7 +105,7 @@ async def write(
             raise ValueError(f"{op.operation_id} does not declare the status {code}")
         return StoredResponse(status=code, body=b"" if view is None else dumps(view(result)))
 
-    return await execute(request, use_case, render, idempotency=op.idempotency)
+    return await execute(request, use_case, render, idempotency=op.idempotency, lock_accounts=lock_accounts)
 
 
 async def read_page(

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ParamSpec, TypedDict, TypeVar
@@ -136,8 +136,10 @@ async def execute(
     render: Callable[[T], StoredResponse],
     *,
     idempotency: str,
+    lock_accounts: Collection[UUID] = (),
 ) -> HTTPResponse:
-    """Run a write use case in one unit of work, under the request's idempotency key."""
+    """Run a write use case in one unit of work, under the request's idempotency key; `lock_accounts`
+    are the accounts it locks, declared so that it waits for its turn on them before taking a connection."""
     found = services(request)
     # Shielded: a client that disconnects mid-request cancels the handler, but the unit of
     # work still finishes (commit or rollback) instead of being torn down halfway; a retry
@@ -150,6 +152,7 @@ async def execute(
         uow_factory=found.uow_factory,
         clock=found.clock,
         ttl=timedelta(seconds=found.settings.idempotency.ttl),
+        lock_accounts=lock_accounts,
     ))
     return send(response)
 

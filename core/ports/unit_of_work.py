@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from types import TracebackType
 from typing import Protocol
+from uuid import UUID
 
 from core.ports.idempotency import IdempotencyKeys
 from core.ports.ledger import Accounts, Ledger
@@ -21,7 +23,9 @@ class UnitOfWork(Protocol):
     everything buffered and commits, an exception rolls back. Leaving it (the
     commit) raises `ConcurrencyConflict` on a serialization failure or deadlock
     (the whole unit of work may then be retried) and `Unavailable` when the store
-    cannot be reached.
+    cannot be reached. Entering it waits a bounded time (for a connection, for its
+    turn on the accounts it declared) and raises `Unavailable` beyond: the caller
+    sheds the request instead of queueing it without end.
     """
 
     @property
@@ -59,6 +63,14 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    """Makes units of work; `read_only` ones may skip the transaction and never write."""
+    """Makes units of work; `read_only` ones may skip the transaction and never write.
 
-    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+    `lock_accounts` declares, before the unit of work starts, the accounts its work will
+    lock: entering it then waits for its turn on them (FIFO per account, a bounded wait,
+    `Unavailable` beyond) before it takes anything shared, so that requests piling onto
+    one hot account hold no connection while they wait and cannot starve the others.
+    Declaring is not locking: the work still locks them through `uow.accounts.lock`
+    (and may lock accounts it did not declare, waiting for them as before).
+    """
+
+    def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> UnitOfWork: ...

@@ -22,6 +22,12 @@ class CreateExternalPayment(MoneyOut):
 
     provider: str
 
+    @property
+    def locked_accounts(self) -> tuple[UUID]:
+        """The user account `create_external_payment` locks (declare it as `lock_accounts`; the tenant's
+        clearing account is locked too, but it is a system account and queues in PostgreSQL)."""
+        return (self.source_account_id,)
+
 
 async def create_external_payment(cmd: CreateExternalPayment, *, uow: UnitOfWork, clock: Clock) -> Payment:
     """Move the amount from the source to the tenant's clearing account and record a pending payment
@@ -31,7 +37,7 @@ async def create_external_payment(cmd: CreateExternalPayment, *, uow: UnitOfWork
     """
     if cmd.provider not in PROVIDERS:
         raise ValidationFailed([FieldError("provider", f"must be one of {', '.join(PROVIDERS)}")])
-    source = (await uow.accounts.lock(cmd.tenant_id, [cmd.source_account_id])).get(cmd.source_account_id)
+    source = (await uow.accounts.lock(cmd.tenant_id, cmd.locked_accounts)).get(cmd.source_account_id)
     if source is None or not source.is_user:
         raise NotFound(f"account {cmd.source_account_id} not found")
     if source.currency != cmd.amount.currency:

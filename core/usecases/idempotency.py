@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from typing import TypeVar
+from uuid import UUID
 
 from core.errors import ConcurrencyConflict, CoreError, IdempotencyKeyReused
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
@@ -23,6 +24,7 @@ async def run_idempotent(
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
     ttl: timedelta,
+    lock_accounts: Collection[UUID] = (),
 ) -> StoredResponse:
     """Run `work` in one unit of work and commit its effect together with its response.
 
@@ -31,13 +33,14 @@ async def run_idempotent(
     request raises `IdempotencyRequestInProgress`. A business error raised by `work`
     rolls the effect back, is rendered by `render_error` and stored for the key in a
     second transaction. A transient error is rendered but never stored; a
-    `ConcurrencyConflict` first retries the whole unit of work.
+    `ConcurrencyConflict` first retries the whole unit of work. `lock_accounts` are the accounts
+    `work` locks, declared to the unit of work (see `UnitOfWorkFactory`).
     """
     attempts = 0
     while True:
         refused: CoreError | None = None
         try:
-            async with uow_factory() as uow:
+            async with uow_factory(lock_accounts=lock_accounts) as uow:
                 if request is not None and (stored := await uow.idempotency.claim(request, clock.now())):
                     return _replay(stored, request)
                 try:

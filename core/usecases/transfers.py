@@ -20,6 +20,12 @@ class MakeTransfer(MoneyOut):
 
     destination_account_id: UUID
 
+    @property
+    def locked_accounts(self) -> tuple[UUID, UUID]:
+        """The accounts `make_transfer` locks: declare them to the `UnitOfWorkFactory` (`lock_accounts`) so
+        that the request waits for its turn on a hot account before it takes a connection."""
+        return (self.source_account_id, self.destination_account_id)
+
 
 async def make_transfer(cmd: MakeTransfer, *, uow: UnitOfWork, clock: Clock) -> Payment:
     """Lock both accounts (ascending id order), post the entries and record a completed payment.
@@ -28,7 +34,7 @@ async def make_transfer(cmd: MakeTransfer, *, uow: UnitOfWork, clock: Clock) -> 
     """
     if cmd.source_account_id == cmd.destination_account_id:
         raise SameAccount("source and destination must be different accounts")
-    locked = await uow.accounts.lock(cmd.tenant_id, [cmd.source_account_id, cmd.destination_account_id])
+    locked = await uow.accounts.lock(cmd.tenant_id, cmd.locked_accounts)
     source, destination = (locked.get(cmd.source_account_id), locked.get(cmd.destination_account_id))
     for account_id, account in ((cmd.source_account_id, source), (cmd.destination_account_id, destination)):
         if account is None or not account.is_user:

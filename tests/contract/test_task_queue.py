@@ -116,6 +116,8 @@ def _private(url: str, db: int) -> str:
     if "db=" in parts.query:
         query = "&".join(f"db={db}" if p.startswith("db=") else p for p in parts.query.split("&"))
         return urlunsplit(parts._replace(query=query))
+    if parts.scheme == "unix":  # the path is the socket's (the embedded Redis): the database goes in the query
+        return urlunsplit(parts._replace(query="&".join(filter(None, [parts.query, f"db={db}"]))))
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from datetime import timedelta
 from uuid import uuid4
@@ -10,8 +11,10 @@ from uuid import uuid4
 import attrs
 import pytest
 
+from adapters.memory import InMemoryStore
+from app.bootstrap import bootstrap
 from core.accounts import FUNDING
-from core.errors import IdempotencyRequestInProgress
+from core.errors import IdempotencyRequestInProgress, Unavailable
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
 from core.ids import new_id
 from core.money import Money
@@ -19,7 +22,7 @@ from core.payments import PaymentStatus
 from core.tenants import ApiKey, hash_key
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.transfers import MakeTransfer, make_transfer
-from tests.contract.conftest import balance, open_account
+from tests.contract.conftest import balance, new_tenant, open_account
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -175,3 +178,67 @@ async def test_other_tenants_rows_are_untouched_by_a_rollback(uow_factory, clock
     async with uow_factory() as uow:
         assert await uow.accounts.lock(tenant.id, [a.id, uuid4()]) != {}
     assert await balance(uow_factory, tenant.id, a.id) == 300
+
+
+@pytest.fixture
+async def bounded(backend, services, database_url, redis_url):
+    """A factory whose units of work wait at most 0.3 s for their turn and connection; on PostgreSQL its pool
+    has three connections: as many as two turns on one account take, plus one."""
+    if backend == "memory":
+        yield InMemoryStore(wait_timeout=0.3)
+        return
+    database = attrs.evolve(services.settings.database, acquire_timeout=0.3, pool_max=3)
+    built = await bootstrap(attrs.evolve(services.settings, database=database), database_url, redis_url)
+    try:
+        yield built.uow_factory
+    finally:
+        await built.aclose()
+
+
+async def test_waiting_for_a_hot_accounts_turn_is_bounded_and_starves_no_one(bounded, clock) -> None:
+    """Units of work declaring one account queue for it before they take anything shared: the next one in
+    line gives up with `Unavailable` after the bound, and meanwhile work on other accounts goes on (on
+    PostgreSQL it gets the connection that the waiter did not take)."""
+    tenant = await new_tenant(bounded, clock)
+    hot = await open_account(bounded, clock, tenant.id, 1_000, user_id="hot")
+    c = await open_account(bounded, clock, tenant.id, 500, user_id="c")
+    d = await open_account(bounded, clock, tenant.id, user_id="d")
+    holders = 0
+    async with contextlib.AsyncExitStack() as stack:
+        with pytest.raises(Unavailable):
+            while holders < 10:
+                uow = await stack.enter_async_context(bounded(lock_accounts=[hot.id]))
+                if holders == 0:  # the first one works on the account, the others wait for it
+                    await uow.accounts.lock(tenant.id, [hot.id])
+                holders += 1
+        cold = MakeTransfer(tenant_id=tenant.id, source_account_id=c.id, destination_account_id=d.id,
+                            amount=Money(200, "USD"))
+        async with bounded(lock_accounts=cold.locked_accounts) as uow:
+            await make_transfer(cold, uow=uow, clock=clock)
+        assert 1 <= holders < 10
+    assert (await balance(bounded, tenant.id, c.id), await balance(bounded, tenant.id, d.id)) == (300, 200)
+    for _ in range(holders + 1):  # every turn was given back, the one that gave up included
+        async with bounded(lock_accounts=[hot.id]) as uow:
+            assert list(await uow.accounts.lock(tenant.id, [hot.id])) == [hot.id]
+
+
+async def test_declaring_the_accounts_changes_no_outcome(uow_factory, clock, tenant, audit) -> None:
+    a = await open_account(uow_factory, clock, tenant.id, 1_000)
+    b = await open_account(uow_factory, clock, tenant.id, user_id="bob")
+    cmd = MakeTransfer(tenant_id=tenant.id, source_account_id=a.id, destination_account_id=b.id,
+                       amount=Money(250, "USD"))
+    async with uow_factory(lock_accounts=cmd.locked_accounts) as uow:
+        await make_transfer(cmd, uow=uow, clock=clock)
+    with pytest.raises(LookupError):
+        async with uow_factory(lock_accounts=[a.id]) as uow:
+            assert set(await uow.accounts.lock(tenant.id, [a.id, b.id])) == {a.id, b.id}  # b was not declared
+            raise LookupError("boom")
+
+    async def one_after_another() -> None:  # the failed one gave its turn back
+        for _ in range(3):
+            async with uow_factory(lock_accounts=[b.id, a.id]) as uow:
+                await uow.accounts.lock(tenant.id, [a.id, b.id])
+
+    await asyncio.wait_for(one_after_another(), 5)
+    assert (await balance(uow_factory, tenant.id, a.id), await balance(uow_factory, tenant.id, b.id)) == (750, 250)
+    assert await audit.drift() == []

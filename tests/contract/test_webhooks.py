@@ -19,7 +19,7 @@ from core.errors import ValidationFailed
 from core.ids import new_id
 from core.ports import UnitOfWorkFactory
 from core.webhooks import Delivery, DeliveryRef, Subscription, new_secret
-from tests.conftest import fresh_database
+from tests.conftest import SECRETS_KEYS, fresh_database
 
 # Far from the present, so a worker of another suite sharing the database never finds these due.
 T0 = datetime(2090, 1, 1, tzinfo=UTC)
@@ -141,7 +141,7 @@ async def private(backend: str, admin_database_url: str, redis_url: str) -> Asyn
         yield store, MemoryDueDeliveries(store)
         return
     with fresh_database(admin_database_url) as url:
-        own = await bootstrap(load_settings({}), url, redis_url)
+        own = await bootstrap(load_settings({"PAYMENTS_SECRETS_KEYS": SECRETS_KEYS}), url, redis_url)
         try:
             yield own.uow_factory, own.due_deliveries
         finally:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from app.bootstrap import Services
-from tests.conftest import new_api_key
+from tests.conftest import SECRETS_KEYS, new_api_key
 
 
 def free_port() -> int:
@@ -70,6 +70,7 @@ def stack_env(database_url: str, redis_url: str, port: int, **extra: str) -> dic
             "PAYMENTS_WORKER_METRICS_PORT": "0",
             # test webhook receivers listen on 127.0.0.1; the SSRF tests turn the guard back on
             "PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS": "true",
+            "PAYMENTS_SECRETS_KEYS": SECRETS_KEYS,
         }
     )
     env.update(extra)

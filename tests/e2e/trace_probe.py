@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from adapters.telemetry import configure_tracing
 from app.configuration import load_settings
-from tests.conftest import new_api_key_for_url
+from tests.conftest import SECRETS_KEYS, new_api_key_for_url
 from tests.e2e.conftest import free_port
 from tests.e2e.payflow import funded, pay, settled
 from tests.receiver import Receiver
@@ -52,7 +52,7 @@ async def main(database_url: str, redis_url: str, mock_port: str) -> list[dict[s
 
     settings = load_settings({"PAYMENTS_MOCK_PORT": mock_port, "PAYMENTS_WORKER_METRICS_PORT": "0",
                               "PAYMENTS_WORKER_CONCURRENCY": "2", "PAYMENTS_OBSERVABILITY_LOG_LEVEL": "warning",
-                              "PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS": "true"})
+                              "PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS": "true", "PAYMENTS_SECRETS_KEYS": SECRETS_KEYS})
     app = create_app(settings, database_url, redis_url, name="trace_probe")
     port = free_port()
     server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)

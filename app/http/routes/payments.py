@@ -63,7 +63,8 @@ def money_fields(
 
 async def _transfer(request: Request, cmd: MakeTransfer) -> HTTPResponse:
     clock = services(request).clock
-    return await write(request, lambda uow: make_transfer(cmd, uow=uow, clock=clock), payment_view)
+    return await write(request, lambda uow: make_transfer(cmd, uow=uow, clock=clock), payment_view,
+                       lock_accounts=cmd.locked_accounts)
 
 
 @operation(bp, Operation(method="post", path="/api/v1/transfers", summary="Transfer between two accounts",
@@ -86,7 +87,8 @@ async def create_payment(request: Request, body: PaymentRequest) -> HTTPResponse
         return await _transfer(request, transfer_command(request, body))
     cmd, clock = external_command(request, body), services(request).clock
     return await write(request, lambda uow: create_external_payment(cmd, uow=uow, clock=clock), payment_view,
-                       status=lambda _: HTTPStatus.ACCEPTED)  # pending until the provider answers
+                       status=lambda _: HTTPStatus.ACCEPTED,  # pending until the provider answers
+                       lock_accounts=cmd.locked_accounts)
 
 
 def external_command(request: Request, body: PaymentRequest) -> CreateExternalPayment:
