@@ -1,10 +1,15 @@
-"""The `payments` command: serve, worker, mock-providers, migrate, dev, keys create, dlq, ledger check."""
+"""The `payments` command: serve, worker, mock-providers, migrate, dev, keys create, dlq, ledger check, secrets."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from types import FrameType
+from typing import TypeVar
 
 from app.bootstrap import resolve_endpoints
 from app.configuration import load_settings
@@ -12,12 +17,19 @@ from app.logs import configure_logging
 from app.settings import Settings, SettingsError
 from payments.admin import cmd_dlq, cmd_keys_create, cmd_ledger_check
 from payments.dev import cmd_dev
+from payments.encryption import check_key_opens, cmd_new_key, cmd_secrets, settings_with_key
 from payments.processes import cmd_migrate, cmd_mock_providers, cmd_serve, cmd_worker
+from payments.supervisor import follow_supervisor
+
+T = TypeVar("T")
+#: The commands that run until stopped: a stop on request is their normal end.
+SERVERS = frozenset({"serve", "worker", "dev", "mock-providers"})
 
 
-def _settings() -> Settings:
+def _configured(read: Callable[[], T]) -> T:
+    """What `read` returns; a `SettingsError` it raises stops the command with its message."""
     try:
-        return load_settings()
+        return read()
     except SettingsError as error:
         sys.exit(f"payments: invalid configuration: {error}")
 
@@ -31,8 +43,14 @@ def _positive(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="payments", description="The payments API and its tools.")
     sub = root.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the HTTP API")
-    sub.add_parser("worker", help="run the background worker (outbox relay, task consumers, housekeeping)")
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--workers", type=_positive, help="API processes (default: PAYMENTS_SERVER_WORKERS)")
+    worker = sub.add_parser("worker", help="run the background worker (outbox relay, task consumers, housekeeping)")
+    worker.add_argument("--processes", type=_positive, default=1,
+                        help="worker processes, restarted if one exits; each serves metrics and health on "
+                             "PAYMENTS_WORKER_METRICS_PORT + its index")
+    worker.add_argument("--threads", type=_positive, help="messages in flight per process "
+                                                           "(default: PAYMENTS_WORKER_CONCURRENCY)")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("dev", help="everything in one command (embedded PostgreSQL and Redis when no URL is set)")
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
@@ -47,12 +65,49 @@ def parser() -> argparse.ArgumentParser:
     retry = dlq.add_parser("retry", help="re-drive one dead letter's work to the workers")
     retry.add_argument("id", help="the dead letter's id (first column of `dlq list`)")
     sub.add_parser("mock-providers", help="run the mock Stripe-like and PayPal-like provider server")
+    secrets = sub.add_parser("secrets", help="the keys that encrypt stored secrets (PAYMENTS_SECRETS_KEYS)")
+    secret = secrets.add_subparsers(dest="secrets_command", required=True)
+    secret.add_parser("new-key", help="print a new random key")
+    secret.add_parser("rotate", help="re-encrypt every stored secret under the first key; exits 1 if one is "
+                                     "unreadable")
+    secret.add_parser("check", help="count stored secrets by the key they are under; exits 1 unless all are "
+                                    "under the first key")
     return root
 
 
+def _interrupt(signum: int, _: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    follow_supervisor()  # started by `payments dev` or `payments worker --processes N`: end with it
     args = parser().parse_args(argv)
-    settings = _settings()
+    # Until a command installs its own handlers, SIGTERM unwinds like Ctrl-C: what start-up had begun (the
+    # embedded servers) is stopped on the way out, and no traceback is printed.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(f"payments {args.command}: interrupted; stopped", file=sys.stderr)
+        return 0 if args.command in SERVERS else 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "secrets" and args.secrets_command == "new-key":
+        return cmd_new_key()
+    settings: Settings = _configured(load_settings)
+    if args.command in {"serve", "worker", "dev", "secrets"}:
+        settings = _configured(partial(settings_with_key, settings, args.command))
     configure_logging(settings.observability.log_level, settings.observability.log_format,
                       process=args.command)
     if args.command == "mock-providers":
@@ -61,10 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not endpoints.redis_url:
         endpoints.redis_url = "redis://127.0.0.1:6379/0"  # unused by commands that do not touch Redis
     try:
+        if args.command in {"serve", "worker"}:
+            _configured(partial(check_key_opens, settings, endpoints))
         if args.command == "serve":
-            return cmd_serve(settings, endpoints)
+            return cmd_serve(settings, endpoints, workers=args.workers)
         if args.command == "worker":
-            return cmd_worker(settings, endpoints)
+            return cmd_worker(settings, endpoints, processes=args.processes, threads=args.threads)
         if args.command == "migrate":
             return cmd_migrate(settings, endpoints)
         if args.command == "dev":
@@ -73,9 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_keys_create(settings, endpoints, args)
         if args.command == "dlq":
             return cmd_dlq(settings, endpoints, args)
+        if args.command == "secrets":
+            return cmd_secrets(settings, endpoints, args)
         return cmd_ledger_check(settings, endpoints)
     finally:
-        endpoints.close()
+        with _signals_ignored():  # a further Ctrl-C must not leave an embedded server half-stopped
+            endpoints.close()
 
 
 if __name__ == "__main__":

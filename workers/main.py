@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 from typing import Any
 
 import dramatiq
@@ -15,13 +16,13 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import AsyncIO
 from loguru import logger
 
-from adapters.dramatiq.observe import serve_worker_metrics
 from adapters.telemetry import configure_tracing
 from app.bootstrap import broker as make_broker
 from app.settings import Settings
 from workers import events, payments, webhooks
 from workers.background import housekeeping_forever, relay_forever, schedule_forever
 from workers.context import WorkerContext
+from workers.health import WorkerReadiness, serve_health
 
 
 def declare_actors(broker: dramatiq.Broker, context: WorkerContext) -> list[dramatiq.Actor[Any, Any]]:
@@ -55,10 +56,20 @@ async def _background(context: WorkerContext, stop: asyncio.Event, owner: str) -
         loops.create_task(schedule_forever(services, ready.webhook_policy, stop))
 
 
+def _on_signal(stop: asyncio.Event, signum: int) -> None:
+    """The first SIGINT/SIGTERM stops the worker gracefully; a second one while it drains ends it at once (the
+    messages it held are not acknowledged, so the broker gives them to another worker)."""
+    if not stop.is_set():
+        stop.set()
+        return
+    logger.warning("second {}: stopping at once, abandoning the messages in progress", signal.Signals(signum).name)
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
 async def run(settings: Settings, database_url: str, redis_url: str, stop: asyncio.Event | None = None) -> None:
     """The worker until SIGTERM/SIGINT (or until `stop` is set, for callers that run it in-process)."""
     configure_tracing("payments-worker")
-    serve_worker_metrics(settings.worker.metrics_host, settings.worker.metrics_port)
     broker = make_broker(redis_url)
     context = WorkerContext(settings=settings, database_url=database_url, redis_url=redis_url, broker=broker)
     declare_actors(broker, context)
@@ -70,18 +81,20 @@ async def run(settings: Settings, database_url: str, redis_url: str, stop: async
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_signal, stop, sig)
     thread = get_event_loop_thread()
     assert thread is not None, "the AsyncIO middleware starts the actors' event loop with the worker"
     halt = asyncio.Event()  # set on the actors' loop, where the background loops wait on it
     background = asyncio.run_coroutine_threadsafe(
         _background(context, halt, f"{socket.gethostname()}:{os.getpid()}"), thread.loop)
+    readiness = WorkerReadiness(context, broker, background)
+    stop_health = serve_health(settings.worker.metrics_host, settings.worker.metrics_port, thread.loop, readiness)
     logger.bind(process="worker").info("worker started")
     loops = asyncio.wrap_future(background)
     try:
         await first_done(stop, loops)
     finally:
-        logger.info("worker stopping: finishing current messages")
+        logger.info("worker stopping: finishing current messages (a second signal stops at once)")
         with contextlib.suppress(RuntimeError):  # the actors' loop has already closed
             thread.loop.call_soon_threadsafe(halt.set)
         try:
@@ -90,6 +103,8 @@ async def run(settings: Settings, database_url: str, redis_url: str, stop: async
             logger.opt(exception=error).error("the worker's relay, scheduler or housekeeping failed")
         await asyncio.to_thread(worker.stop, int(settings.server.shutdown_timeout * 1000))
         broker.close()
+        stop_health()
+        readiness.close()
         logger.info("worker stopped")
 
 

@@ -23,7 +23,6 @@ from loguru import logger
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
-from prometheus_client import start_http_server as _start_http_server
 
 from adapters.telemetry import context_from, trace_carrier, tracer
 
@@ -129,16 +128,3 @@ class Observe(dramatiq.Middleware):
         current.log_fields.__exit__(None, None, None)
         otel_context.detach(current.token)
 
-
-def serve_worker_metrics(host: str, port: int) -> bool:
-    """Serve `WORKER_REGISTRY` on host:port from a daemon thread; False if `port` is 0 or cannot be bound."""
-    if port == 0:
-        return False
-    try:
-        _start_http_server(port, addr=host, registry=WORKER_REGISTRY)
-    except OSError as error:
-        logger.warning("worker metrics not served: cannot listen on {}:{} ({}); set PAYMENTS_WORKER_METRICS_PORT "
-                       "to a free port, or 0 to turn them off", host, port, error)
-        return False
-    logger.info("worker metrics on http://{}:{}/metrics", host, port)
-    return True

