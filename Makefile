@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint type unit e2e bench clean help
+.PHONY: run test lint type unit e2e bench chaos clean help
 
 help:
 	@echo "make run    - the whole stack on embedded PostgreSQL and Redis (or PAYMENTS_DATABASE_URL / PAYMENTS_REDIS_URL)"
 	@echo "make test   - lint, types and the whole test suite"
 	@echo "make bench  - load benchmarks (see docs/benchmarks.md)"
+	@echo "make chaos  - the fault-injection suite, RUNS=N times in a row (see docs/reliability.md)"
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -36,6 +37,12 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Every fault-injection scenario in full (its own PostgreSQL and Redis), RUNS times in a row, stopping at the first
+# failure, then the results table; `make test` runs a short version.
+RUNS ?= 1
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run --runs $(RUNS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
