@@ -14,7 +14,7 @@ from adapters.memory.providers import InMemoryProvider, RecordedCharge, Recorded
 from core.accounts import CLEARING, Account, settlement
 from core.money import Money
 from core.payments import Payment, PaymentEvent, fold
-from core.refunds import Refund
+from core.refunds import Refund, RefundStatus
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.external_payments import CreateExternalPayment, cancel_payment, create_external_payment
 from core.usecases.payment_attempt import process_payment
@@ -109,6 +109,14 @@ class World:
         outcome = await self.process(payment.id)
         assert (outcome.result, outcome.status) == ("done", "completed")
         return await self.payment(payment.id)
+
+    async def declined_refund(self) -> Refund:
+        """A refund of 10.00 of a new completed payment of 100.00 that the provider declined (ended `failed`)."""
+        source = await self.account(10_000)
+        payment = await self.completed(source.id, 10_000, mock_refund_outcome="decline")
+        refund = await self.refund(payment.id, "10.00")
+        assert (await self.process_refund(refund.id)).status == RefundStatus.FAILED
+        return self.store.refunds[refund.id]
 
     # --- what the store holds -------------------------------------------------------------------
 
