@@ -117,7 +117,7 @@ def _private(url: str, db: int) -> str:
         query = "&".join(f"db={db}" if p.startswith("db=") else p for p in parts.query.split("&"))
         return urlunsplit(parts._replace(query=query))
     if parts.scheme == "unix":  # the path is the socket's (the embedded Redis): the database goes in the query
-        return urlunsplit(parts._replace(query="&".join(filter(None, [parts.query, f"db={db}"]))))
+        return f"{url}{'&' if parts.query else '?'}db={db}"  # (urlunsplit would drop the empty netloc's //)
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
