@@ -9,6 +9,7 @@ from uuid import UUID
 import attrs
 
 from core.errors import FieldError, InsufficientFunds, ValidationFailed
+from core.hash_chain import GENESIS
 
 USER = "user"
 FUNDING = "funding"
@@ -63,6 +64,8 @@ class Account:
     metadata: dict[str, str] = attrs.field(factory=dict)
     created_at: datetime
     updated_at: datetime
+    #: The hash of the account's latest ledger entry (GENESIS before the first): the next entry chains from it.
+    last_entry_hash: str = GENESIS
 
     @property
     def is_user(self) -> bool:

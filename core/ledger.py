@@ -1,4 +1,5 @@
-"""Double-entry postings: entries that sum to zero in one currency, each recording its balance after."""
+"""Double-entry postings: entries that sum to zero in one currency, each recording its balance after and
+chained to the account's previous entry by its hash."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import attrs
 
 from core.accounts import Account
 from core.errors import CurrencyMismatch, FieldError, InsufficientFunds, ValidationFailed
+from core.hash_chain import GENESIS, entry_hash
 from core.ids import new_id
 
 
@@ -29,6 +31,14 @@ class Entry:
     balance_after: int
     currency: str
     created_at: datetime
+    #: SHA-256 over the account's previous entry's hash and this entry's fields (`core.hash_chain`).
+    hash: str
+
+    def chains_from(self, previous: str) -> bool:
+        """Whether this entry's hash is the one computed from its fields after an entry hashed `previous`."""
+        return self.hash == entry_hash(
+            previous, id=self.id, account_id=self.account_id, payment_id=self.payment_id, type=self.type,
+            amount=self.amount, balance_after=self.balance_after, currency=self.currency, created_at=self.created_at)
 
 
 #: Balances are BIGINT; funding accounts grow with every initial balance, so cap them well inside it.
@@ -62,20 +72,64 @@ def post(
     entries = []
     for account, amount in legs:
         balance_after = account.apply(amount, at)
+        entry_id, kind = new_id(), "credit" if amount > 0 else "debit"
+        # The account is locked, so its last hash is its latest entry's: reading it from the row costs
+        # no round trip, and two legs on one account chain one after the other.
+        account.last_entry_hash = entry_hash(
+            account.last_entry_hash, id=entry_id, account_id=account.id, payment_id=payment_id, type=kind,
+            amount=amount, balance_after=balance_after, currency=account.currency, created_at=at)
         entries.append(
             Entry(
-                id=new_id(),
+                id=entry_id,
                 tenant_id=account.tenant_id,
                 account_id=account.id,
                 posting_id=posting_id,
                 payment_id=payment_id,
                 refund_id=refund_id,
                 seq=account.version,
-                type="credit" if amount > 0 else "debit",
+                type=kind,
                 amount=amount,
                 balance_after=balance_after,
                 currency=account.currency,
                 created_at=at,
+                hash=account.last_entry_hash,
             )
         )
     return entries
+
+
+def chain_problems(account_id: UUID, entries: Sequence[Entry], last_entry_hash: str) -> list[str]:
+    """What breaks an account's hash chain: its first broken entry (which, and why), and a chain head
+    (`Account.last_entry_hash`) that is not its latest entry's hash. `entries` are the account's, by `seq`.
+
+    `PgLedgerAudit` finds and words the same problems in SQL (adapters/postgres/ledger.py).
+    """
+    problems, previous, previous_seq = [], GENESIS, 0
+    for entry in entries:
+        if not entry.chains_from(previous):
+            problems.append(f"account {account_id}: entry {entry.id} (seq {entry.seq}) breaks the hash chain: "
+                            f"{_why(entry, previous_seq, entries)}")
+            break
+        previous, previous_seq = entry.hash, entry.seq
+    latest = entries[-1] if entries else None
+    if latest is not None and last_entry_hash != latest.hash:
+        problems.append(f"account {account_id}: last_entry_hash does not match its latest entry {latest.id} "
+                        f"(seq {latest.seq}): entries after it were removed, it was moved, or the account row was "
+                        "changed")
+    elif latest is None and last_entry_hash != GENESIS:
+        problems.append(f"account {account_id}: last_entry_hash is not the genesis value, yet it has no entries: "
+                        "they were removed, or the account row was changed")
+    return problems
+
+
+def _why(broken: Entry, previous_seq: int, entries: Sequence[Entry]) -> str:
+    """Why the first entry whose hash does not follow from the entry before it breaks the chain."""
+    if broken.seq != previous_seq + 1:
+        first, last = previous_seq + 1, broken.seq - 1
+        return f"entries before it are missing (seq {first}{f' to {last}' if last > first else ''})"
+    if broken.chains_from(GENESIS):
+        return "it is out of place: it was written as the account's first entry"
+    after = next((e for e in entries if e.id != broken.id and broken.chains_from(e.hash)), None)
+    if after is not None:
+        return f"it is out of place: it was written after entry {after.id} (seq {after.seq})"
+    return "its hash does not match its fields: it, or the entry before it, was changed"

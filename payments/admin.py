@@ -51,8 +51,8 @@ def cmd_ledger_check(settings: Settings, endpoints: Endpoints) -> int:
     problems = asyncio.run(run())
     for line in problems:
         print(f"DRIFT {line}")
-    print("ledger ok: every balance equals its entries, balance_after chains, every tenant's currencies sum to 0"
-          if not problems else f"ledger drift: {len(problems)} problem(s)")
+    print("ledger ok: every balance equals its entries, balance_after and every hash chain hold, every tenant's "
+          "currencies sum to 0" if not problems else f"ledger drift: {len(problems)} problem(s)")
     return 1 if problems else 0
 
 

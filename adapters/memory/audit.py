@@ -1,4 +1,5 @@
-"""The ledger audit over the in-memory store: the invariants of API.md §4, as `PgLedgerAudit` checks them."""
+"""The ledger audit over the in-memory store: the invariants of API.md §4 and the entries' hash chains, as
+`PgLedgerAudit` checks them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections import defaultdict
 from uuid import UUID
 
 from adapters.memory.state import StoreState
-from core.ledger import Entry
+from core.ledger import Entry, chain_problems
 
 
 class InMemoryLedgerAudit:
@@ -33,6 +34,9 @@ class InMemoryLedgerAudit:
                 running += entry.amount
                 if entry.balance_after != running or entry.seq != position:
                     problems.append(f"account {account_id}: entry {entry.id} (seq {entry.seq}) does not chain")
+        for account in self._store.accounts.values():
+            problems += chain_problems(account.id, sorted(by_account[account.id], key=lambda e: e.seq),
+                                       account.last_entry_hash)
         totals: dict[tuple[UUID, str], int] = defaultdict(int)
         for account in self._store.accounts.values():
             totals[(account.tenant_id, account.currency)] += account.balance

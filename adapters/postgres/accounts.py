@@ -17,7 +17,8 @@ from core.errors import FieldError, ValidationFailed
 from core.ids import new_id
 from core.ports import Page
 
-COLUMNS = "id, tenant_id, kind, user_id, currency, balance, version, status, metadata, created_at, updated_at"
+COLUMNS = ("id, tenant_id, kind, user_id, currency, balance, version, status, metadata, created_at, updated_at,"
+           " last_entry_hash")
 
 GET = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2"
 
@@ -36,7 +37,8 @@ WHERE tenant_id = $1 AND kind = 'user' AND ($2::text IS NULL OR user_id = $2)
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
 ORDER BY created_at DESC, id DESC LIMIT $5"""
 
-_UPDATED = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"))
+_UPDATED = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"),
+            ("last_entry_hash", "text"))
 
 to_account = reader(Account, COLUMNS)
 

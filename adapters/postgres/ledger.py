@@ -1,4 +1,4 @@
-"""Ledger entries in PostgreSQL (append-only) and the audit of API.md §4's invariants."""
+"""Ledger entries in PostgreSQL (append-only) and the audit of API.md §4's invariants and hash chains."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from adapters.postgres.pool import translate_errors
 from adapters.postgres.rows import Fragment, insert_entities, reader
 from adapters.postgres.session import PgSession
 from core.errors import FieldError, ValidationFailed
+from core.hash_chain import GENESIS
 from core.ledger import Entry
 from core.ports import Page
 
 COLUMNS = ("id, tenant_id, account_id, posting_id, payment_id, refund_id, seq, type, amount, balance_after,"
-           " currency, created_at")
+           " currency, created_at, hash")
 
 
 LIST = f"""SELECT {COLUMNS} FROM account_transactions
@@ -38,6 +39,45 @@ AUDIT = {
                      sum(amount) OVER w AS running, row_number() OVER w AS position
               FROM account_transactions WINDOW w AS (PARTITION BY account_id ORDER BY seq)) x
         WHERE balance_after <> running OR seq <> position""",
+    # The first entry of each account whose hash does not follow from the entry before it, and why; worded as
+    # core.ledger.chain_problems words it. ledger_entry_hash is migration 0010's SQL twin of core.hash_chain.
+    "every hash chain holds": f"""
+        WITH links AS (
+            SELECT t.*, lag(seq) OVER w AS previous_seq, lag(hash) OVER w AS previous_hash
+            FROM account_transactions t WINDOW w AS (PARTITION BY account_id ORDER BY seq)),
+        broken AS (
+            SELECT DISTINCT ON (account_id) * FROM links
+            WHERE hash <> ledger_entry_hash(coalesce(previous_hash, '{GENESIS}'), id, account_id, payment_id, type,
+                                            amount, balance_after, currency, created_at)
+            ORDER BY account_id, seq)
+        SELECT 'account ' || b.account_id || ': entry ' || b.id || ' (seq ' || b.seq || ') breaks the hash chain: '
+               || CASE
+            WHEN b.seq <> coalesce(b.previous_seq, 0) + 1 THEN
+                'entries before it are missing (seq ' || coalesce(b.previous_seq, 0) + 1
+                || CASE WHEN b.seq - 1 > coalesce(b.previous_seq, 0) + 1 THEN ' to ' || b.seq - 1 ELSE '' END || ')'
+            WHEN b.hash = ledger_entry_hash('{GENESIS}', b.id, b.account_id, b.payment_id, b.type, b.amount,
+                                            b.balance_after, b.currency, b.created_at)
+                THEN 'it is out of place: it was written as the account''s first entry'
+            WHEN after.id IS NOT NULL
+                THEN 'it is out of place: it was written after entry ' || after.id || ' (seq ' || after.seq || ')'
+            ELSE 'its hash does not match its fields: it, or the entry before it, was changed' END
+        FROM broken b LEFT JOIN LATERAL (
+            SELECT o.id, o.seq FROM account_transactions o
+            WHERE o.account_id = b.account_id AND o.id <> b.id
+              AND b.hash = ledger_entry_hash(o.hash, b.id, b.account_id, b.payment_id, b.type, b.amount,
+                                             b.balance_after, b.currency, b.created_at)
+            ORDER BY o.seq LIMIT 1) after ON true
+        ORDER BY b.account_id""",
+    "each account's last_entry_hash is its latest entry's": f"""
+        SELECT 'account ' || a.id || CASE WHEN l.id IS NULL
+            THEN ': last_entry_hash is not the genesis value, yet it has no entries: they were removed, or the '
+                 || 'account row was changed'
+            ELSE ': last_entry_hash does not match its latest entry ' || l.id || ' (seq ' || l.seq || '): entries '
+                 || 'after it were removed, it was moved, or the account row was changed' END
+        FROM accounts a LEFT JOIN LATERAL (SELECT id, seq, hash FROM account_transactions t WHERE t.account_id = a.id
+                                           ORDER BY seq DESC LIMIT 1) l ON true
+        WHERE a.last_entry_hash <> coalesce(l.hash, '{GENESIS}')
+        ORDER BY a.id""",
     "a tenant's balances sum to zero per currency": """
         SELECT 'tenant ' || tenant_id || ' ' || currency || ': balances sum to ' || sum(balance)
         FROM accounts GROUP BY tenant_id, currency HAVING sum(balance) <> 0""",

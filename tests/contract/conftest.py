@@ -1,8 +1,8 @@
 """The contract suite's backends: every test runs on the in-memory fakes and on PostgreSQL.
 
 `uow_factory` is the `UnitOfWorkFactory` under test, `audit` the matching `LedgerAudit`.
-`probe` reads and breaks what no port exposes (outbox rows, raw balances), so that
-tests can check effects and prove the audit is able to fail.
+`probe` reads and breaks what no port exposes (outbox rows, raw balances, stored ledger
+entries), so that tests can check effects and prove the audit is able to fail.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from uuid import UUID
 import pytest
 
 from adapters.memory import InMemoryLedgerAudit, InMemoryStore
+from adapters.postgres.ledger import COLUMNS as ENTRY_COLUMNS
+from adapters.postgres.rows import insert_entities
 from app.bootstrap import Services
 from core.accounts import Account
 from core.clock import SystemClock
+from core.ledger import Entry
 from core.money import Money
 from core.payments import Payment
 from core.ports import LedgerAudit, UnitOfWorkFactory
@@ -41,6 +44,10 @@ class MemoryProbe:
         account.balance += balance
         account.version += version
 
+    async def rewrite(self, account_id: UUID, entries: list[Entry]) -> None:
+        """Replace the account's stored entries by `entries`, as someone with write access to the store could."""
+        self._store.entries[:] = [e for e in self._store.entries if e.account_id != account_id] + entries
+
 
 class PostgresProbe:
     def __init__(self, services: Services) -> None:
@@ -54,6 +61,15 @@ class PostgresProbe:
     async def shift(self, account_id: UUID, *, balance: int = 0, version: int = 0) -> None:
         await self._pool.execute("UPDATE accounts SET balance = balance + $2, version = version + $3 WHERE id = $1",
                                  account_id, balance, version)
+
+    async def rewrite(self, account_id: UUID, entries: list[Entry]) -> None:
+        """Replace the account's stored rows by `entries` directly in SQL, as a superuser could: with
+        session_replication_role = replica no trigger fires (neither append-only nor the balanced-posting check)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute("DELETE FROM account_transactions WHERE account_id = $1", account_id)
+            for sql, args in insert_entities("account_transactions", ENTRY_COLUMNS, entries):
+                await conn.execute(sql, *args)
 
 
 @pytest.fixture(params=BACKENDS)
