@@ -39,7 +39,7 @@ def balance_view(account: Account) -> dict[str, Any]:
 
 
 def entry_view(entry: Entry) -> dict[str, Any]:
-    """API.md §3 ledger entry; `amount` is signed."""
+    """API.md §3 ledger entry; `amount` is signed; `hash` chains it to the account's previous entry (§4)."""
     return {
         "id": str(entry.id),
         "account_id": str(entry.account_id),
@@ -49,6 +49,7 @@ def entry_view(entry: Entry) -> dict[str, Any]:
         "balance_after": format_minor(entry.balance_after, entry.currency),
         "currency": entry.currency,
         "created_at": timestamp(entry.created_at),
+        "hash": entry.hash,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import secrets
 import time
@@ -24,7 +25,7 @@ UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 
 ACCOUNT_KEYS = {"id", "user_id", "currency", "balance", "status", "version", "metadata", "created_at", "updated_at"}
 BALANCE_KEYS = {"account_id", "currency", "balance", "version"}
-ENTRY_KEYS = {"id", "account_id", "payment_id", "type", "amount", "balance_after", "currency", "created_at"}
+ENTRY_KEYS = {"id", "account_id", "payment_id", "type", "amount", "balance_after", "currency", "created_at", "hash"}
 PAYMENT_KEYS = {
     "id", "payment_type", "status", "source_account_id", "destination_account_id", "amount", "currency", "provider",
     "provider_reference", "refunded_amount", "failure_code", "failure_reason", "description", "metadata", "created_at",
@@ -151,16 +152,29 @@ async def all_pages(client: httpx.AsyncClient, path: str, *, limit: int, params:
     raise AssertionError("pagination did not end")
 
 
+def verified_hash(entry: dict[str, Any], previous: str) -> str:
+    """The entry's `hash`, after checking it as a client can, from the API's JSON alone and docs/design.md
+    ("Tamper-evident entries"): SHA-256 over the previous hash and the fields joined by `|`, amounts in minor units
+    (the decimal point removed), no payment as "", `created_at` as shown. Written from the document, not core."""
+    minor = [str(int(entry[name].replace(".", ""))) for name in ("amount", "balance_after")]
+    text = "|".join([previous, entry["id"], entry["account_id"], entry["payment_id"] or "", entry["type"], *minor,
+                     entry["currency"], entry["created_at"]])
+    assert entry["hash"] == hashlib.sha256(text.encode()).hexdigest(), ("the hash does not chain", entry)
+    return str(entry["hash"])
+
+
 async def ledger_of(client: httpx.AsyncClient, account: dict[str, Any], *, limit: int = 100) -> list[dict[str, Any]]:
-    """The account's entries oldest first, after checking they chain to its current balance (API.md §4)."""
+    """The account's entries oldest first, after checking they chain to its current balance and each entry's hash
+    chains from the previous one's (API.md §4)."""
     newest_first = await all_pages(client, f"{API}/accounts/{account['id']}/transactions", limit=limit)
     current = (await client.get(f"{API}/accounts/{account['id']}/balance")).json()
     currency = account["currency"]
     entries = list(reversed(newest_first))
     assert len({entry["id"] for entry in entries}) == len(entries), "an entry was listed twice"
-    running = Decimal(0)
+    running, previous = Decimal(0), "0" * 64
     for entry in entries:
         assert set(entry) == ENTRY_KEYS, entry
+        previous = verified_hash(entry, previous)
         assert entry["account_id"] == account["id"] and entry["currency"] == currency
         amount = assert_money(entry["amount"], currency)
         assert amount != 0 and entry["type"] == ("credit" if amount > 0 else "debit"), entry

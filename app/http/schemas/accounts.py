@@ -51,3 +51,8 @@ class LedgerEntry:
     balance_after: str = attrs.field(metadata=MONEY_OUT)
     currency: str
     created_at: str = attrs.field(metadata=TIME)
+    hash: str = attrs.field(metadata={"openapi": {
+        "pattern": "^[0-9a-f]{64}$",
+        "description": "SHA-256 (hex) over the account's previous entry's hash and this entry's fields: "
+                       "editing, removing or reordering a stored entry breaks the chain (docs/design.md, "
+                       "\"Tamper-evident entries\", spells out the text hashed)"}})
