@@ -803,7 +803,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
                                               (clearing["id"], clearing["balance"] + AMOUNT,
                                                clearing["version"] + 1, now)]),
             insert_rows("payments", q["payment_columns"], [[
-                pid, tenant, "external_payment", "pending", source, None, AMOUNT, "USD", provider, None, 0, None,
+                pid, tenant, "external_payment", "pending", source, None, AMOUNT, "USD", provider, None, 0, None, None,
                 None, {}, 0, 0, None, correlation, now, now, None]]),
             insert_rows("payment_events", q["event_columns"], [[
                 uuid.uuid4(), tenant, pid, 0, "payment.created", snapshot("pending", now, False), correlation, now]]),
@@ -814,14 +814,14 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
                  clearing["balance"] + AMOUNT, "USD", now)]),
             insert_rows("outbox", q["outbox_columns"], [
                 (uuid.uuid4(), tenant, "payment.created", pid, view, correlation, now, {})]),
-            (q["insert_key"], [tenant, key, fingerprint, 202, body, now, now + timedelta(hours=24)]),
+            (q["insert_key"], [tenant, key, fingerprint, 202, body, False, now, now + timedelta(hours=24)]),
         ])
         await conn.execute(sql, *params)
     now = datetime.now(UTC)
     async with conn.transaction():
         await conn.fetchrow(q["lock_payment"], tenant, pid)
         sql, params = compose([
-            (q["update_payment"], [pid, 0, "processing", None, 0, None, 1, 0, None, now, None]),
+            (q["update_payment"], [pid, 0, "processing", None, 0, None, 1, 0, None, now, None, None]),
             insert_rows("payment_events", q["event_columns"], [[
                 uuid.uuid4(), tenant, pid, 1, "payment.processing", snapshot("processing", now, False), correlation,
                 now]]),
@@ -840,7 +840,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
             update_rows("accounts", updated, [
                 (clearing["id"], clearing["balance"] - AMOUNT, clearing["version"] + 1, now),
                 (settled["id"], settled["balance"] + AMOUNT, settled["version"] + 1, now)]),
-            (q["update_payment"], [pid, 1, "completed", "pi_raw", 0, None, 2, 1, None, now, now]),
+            (q["update_payment"], [pid, 1, "completed", "pi_raw", 0, None, 2, 1, None, now, now, None]),
             insert_rows("payment_events", q["event_columns"], [[
                 uuid.uuid4(), tenant, pid, 2, "payment.completed", snapshot("completed", now, True), correlation,
                 now]]),
