@@ -753,9 +753,11 @@ def pipeline_run(args: argparse.Namespace, latency: int, workers: int, tmp_root:
 def raw_sql() -> dict[str, Any]:
     """The statements the API and the worker send for one external payment (adapters/postgres/*.py)."""
     from adapters.postgres import accounts, idempotency, ledger, outbox, payments, rows
+    from core.hash_chain import entry_hash
     from core.idempotency import IdempotentRequest
 
-    return {"insert_rows": rows.insert_rows, "update_rows": rows.update_rows, "compose": rows.compose,
+    return {"entry_hash": entry_hash, "insert_rows": rows.insert_rows, "update_rows": rows.update_rows,
+            "compose": rows.compose,
             "lock_id": lambda tenant, key, fp: idempotency.lock_id(IdempotentRequest(tenant_id=tenant, key=key,
                                                                                        fingerprint=fp)),
             "claim": idempotency.CLAIM, "lock_accounts": accounts.LOCK, "lock_system": accounts.LOCK_SYSTEM,
@@ -789,7 +791,19 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
     key = uuid.uuid4().hex
     pid, now = uuid.uuid4(), datetime.now(UTC)
     correlation = uuid.uuid4().hex
-    updated = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"))
+    updated = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"),
+               ("last_entry_hash", "text"))
+
+    def leg(row: Any, posting: uuid.UUID, amount: int, at: datetime) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The account's update and its entry, the entry chained from the account's last hash as core.ledger
+        does it."""
+        entry_id, kind, balance = uuid.uuid4(), "credit" if amount > 0 else "debit", row["balance"] + amount
+        digest = q["entry_hash"](row["last_entry_hash"], id=entry_id, account_id=row["id"], payment_id=pid,
+                                 type=kind, amount=amount, balance_after=balance, currency="USD", created_at=at)
+        return ((row["id"], balance, row["version"] + 1, at, digest),
+                (entry_id, tenant, row["id"], posting, pid, None, row["version"] + 1, kind, amount, balance, "USD",
+                 at, digest))
+
     fingerprint = hashlib.sha256(key.encode()).digest()
     async with conn.transaction():
         await conn.fetchrow(q["claim"], q["lock_id"](tenant, key, fingerprint), tenant, key)
@@ -798,20 +812,16 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
         posting = uuid.uuid4()
         view = payment_view(pid, source, provider, "pending", now, None)
         body = json.dumps(view).encode()
+        (src_update, src_entry), (clearing_update, clearing_entry) = (
+            leg(src, posting, -AMOUNT, now), leg(clearing, posting, AMOUNT, now))
         sql, params = compose([
-            update_rows("accounts", updated, [(src["id"], src["balance"] - AMOUNT, src["version"] + 1, now),
-                                              (clearing["id"], clearing["balance"] + AMOUNT,
-                                               clearing["version"] + 1, now)]),
+            update_rows("accounts", updated, [src_update, clearing_update]),
             insert_rows("payments", q["payment_columns"], [[
                 pid, tenant, "external_payment", "pending", source, None, AMOUNT, "USD", provider, None, 0, None, None,
                 None, {}, 0, 0, None, correlation, now, now, None]]),
             insert_rows("payment_events", q["event_columns"], [[
                 uuid.uuid4(), tenant, pid, 0, "payment.created", snapshot("pending", now, False), correlation, now]]),
-            insert_rows("account_transactions", q["entry_columns"], [
-                (uuid.uuid4(), tenant, src["id"], posting, pid, None, src["version"] + 1, "debit", -AMOUNT,
-                 src["balance"] - AMOUNT, "USD", now),
-                (uuid.uuid4(), tenant, clearing["id"], posting, pid, None, clearing["version"] + 1, "credit", AMOUNT,
-                 clearing["balance"] + AMOUNT, "USD", now)]),
+            insert_rows("account_transactions", q["entry_columns"], [src_entry, clearing_entry]),
             insert_rows("outbox", q["outbox_columns"], [
                 (uuid.uuid4(), tenant, "payment.created", pid, view, correlation, now, {})]),
             (q["insert_key"], [tenant, key, fingerprint, 202, body, False, now, now + timedelta(hours=24)]),
@@ -836,19 +846,15 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
         clearing = await conn.fetchrow(q["lock_system"], tenant, "clearing", "USD")
         settled = await conn.fetchrow(q["lock_system"], tenant, f"settlement:{provider}", "USD")
         posting = uuid.uuid4()
+        (clearing_update, clearing_entry), (settled_update, settled_entry) = (
+            leg(clearing, posting, -AMOUNT, now), leg(settled, posting, AMOUNT, now))
         sql, params = compose([
-            update_rows("accounts", updated, [
-                (clearing["id"], clearing["balance"] - AMOUNT, clearing["version"] + 1, now),
-                (settled["id"], settled["balance"] + AMOUNT, settled["version"] + 1, now)]),
+            update_rows("accounts", updated, [clearing_update, settled_update]),
             (q["update_payment"], [pid, 1, "completed", "pi_raw", 0, None, 2, 1, None, now, now, None]),
             insert_rows("payment_events", q["event_columns"], [[
                 uuid.uuid4(), tenant, pid, 2, "payment.completed", snapshot("completed", now, True), correlation,
                 now]]),
-            insert_rows("account_transactions", q["entry_columns"], [
-                (uuid.uuid4(), tenant, clearing["id"], posting, pid, None, clearing["version"] + 1, "debit", -AMOUNT,
-                 clearing["balance"] - AMOUNT, "USD", now),
-                (uuid.uuid4(), tenant, settled["id"], posting, pid, None, settled["version"] + 1, "credit", AMOUNT,
-                 settled["balance"] + AMOUNT, "USD", now)]),
+            insert_rows("account_transactions", q["entry_columns"], [clearing_entry, settled_entry]),
             insert_rows("outbox", q["outbox_columns"], [
                 (uuid.uuid4(), tenant, "payment.completed", pid,
                  payment_view(pid, source, provider, "completed", now, now), correlation, now, {})]),

@@ -15,26 +15,40 @@ CREATE OR REPLACE FUNCTION bench_account(n bigint) RETURNS uuid LANGUAGE sql IMM
 AS $$ SELECT ('b0000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid $$;
 
 -- A user account per n in 1..accounts, each funded with `balance` minor units from the tenant's
--- funding account by one balanced posting, as POST /accounts with an initial_balance does.
+-- funding account by one balanced posting, as POST /accounts with an initial_balance does. Every entry
+-- carries its hash (migration 0010's ledger_entry_hash): each user account's one entry chains from the
+-- genesis value, the funding account's 1..accounts entries chain one after the other.
 CREATE OR REPLACE FUNCTION bench_seed(accounts integer, balance bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     t uuid := bench_tenant();
     funding uuid := 'b0000000-0000-4000-8000-ffffffffffff';
     posting uuid := gen_random_uuid();
+    at timestamptz := now();
+    genesis text := repeat('0', 64);
 BEGIN
-    INSERT INTO tenants (id, name, created_at) VALUES (t, 'pgbench', now());
+    INSERT INTO tenants (id, name, created_at) VALUES (t, 'pgbench', at);
     INSERT INTO accounts (id, tenant_id, kind, currency, balance, version, created_at, updated_at)
-    VALUES (funding, t, 'funding', 'USD', -balance * accounts, accounts, now(), now());
+    VALUES (funding, t, 'funding', 'USD', -balance * accounts, accounts, at, at);
     INSERT INTO accounts (id, tenant_id, kind, user_id, currency, balance, version, created_at, updated_at)
-    SELECT bench_account(n), t, 'user', 'pgbench-' || n, 'USD', balance, 1, now(), now()
+    SELECT bench_account(n), t, 'user', 'pgbench-' || n, 'USD', balance, 1, at, at
     FROM generate_series(1, accounts) n;
+    -- the funding side: entry n follows entry n - 1
+    WITH RECURSIVE chain (n, id, hash) AS (
+        SELECT 0, NULL::uuid, genesis
+        UNION ALL
+        SELECT c.n + 1, e.id, ledger_entry_hash(c.hash, e.id, funding, NULL, 'debit', -balance,
+                                                -balance * (c.n + 1), 'USD', at)
+        FROM chain c CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id) e WHERE c.n < accounts)
     INSERT INTO account_transactions (id, tenant_id, account_id, posting_id, seq, type, amount, balance_after,
-                                      currency, created_at)
-    SELECT gen_random_uuid(), t, funding, posting, n, 'debit', -balance, -balance * n, 'USD', now()
-    FROM generate_series(1, accounts) n
-    UNION ALL
-    SELECT gen_random_uuid(), t, bench_account(n), posting, 1, 'credit', balance, balance, 'USD', now()
-    FROM generate_series(1, accounts) n;
+                                      currency, created_at, hash)
+    SELECT id, t, funding, posting, n, 'debit', -balance, -balance * n, 'USD', at, hash FROM chain WHERE n > 0;
+    INSERT INTO account_transactions (id, tenant_id, account_id, posting_id, seq, type, amount, balance_after,
+                                      currency, created_at, hash)
+    SELECT e.id, t, e.account, posting, 1, 'credit', balance, balance, 'USD', at,
+           ledger_entry_hash(genesis, e.id, e.account, NULL, 'credit', balance, balance, 'USD', at)
+    FROM (SELECT gen_random_uuid() AS id, bench_account(n) AS account FROM generate_series(1, accounts) n) e;
+    UPDATE accounts a SET last_entry_hash = x.hash
+    FROM account_transactions x WHERE x.tenant_id = t AND x.account_id = a.id AND x.seq = a.version;
     INSERT INTO bench_bare_accounts SELECT bench_account(n), balance FROM generate_series(1, accounts) n;
 END $$;
 
@@ -62,7 +76,8 @@ CREATE OR REPLACE FUNCTION bench_event_data(status text, at timestamptz) RETURNS
 $$;
 
 -- The whole transfer in one call (one round trip): the same rows as transfer_7.sql, the same
--- lock order (lower account id first). Raises check_violation on insufficient funds.
+-- lock order (lower account id first), each entry's hash computed in the UPDATE that locks its account
+-- (the API computes it in Python). Raises check_violation on insufficient funds.
 CREATE OR REPLACE FUNCTION bench_transfer(src_n bigint, dst_n bigint, amount bigint) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -72,19 +87,31 @@ DECLARE
     payment uuid := gen_random_uuid();
     at timestamptz := now();
     correlation text := replace(gen_random_uuid()::text, '-', '');
-    src_balance bigint; src_version bigint; dst_balance bigint; dst_version bigint;
+    src_entry uuid := gen_random_uuid();
+    dst_entry uuid := gen_random_uuid();
+    src_balance bigint; src_version bigint; dst_balance bigint; dst_version bigint; src_hash text; dst_hash text;
     view jsonb;
 BEGIN
     IF src_n < dst_n THEN
-        UPDATE accounts SET balance = balance - amount, version = version + 1, updated_at = at
-        WHERE id = src AND balance >= amount RETURNING balance, version INTO src_balance, src_version;
-        UPDATE accounts SET balance = balance + amount, version = version + 1, updated_at = at
-        WHERE id = dst RETURNING balance, version INTO dst_balance, dst_version;
+        UPDATE accounts SET balance = balance - amount, version = version + 1, updated_at = at,
+            last_entry_hash = ledger_entry_hash(last_entry_hash, src_entry, id, payment, 'debit', -amount,
+                                                balance - amount, 'USD', at)
+        WHERE id = src AND balance >= amount
+        RETURNING balance, version, last_entry_hash INTO src_balance, src_version, src_hash;
+        UPDATE accounts SET balance = balance + amount, version = version + 1, updated_at = at,
+            last_entry_hash = ledger_entry_hash(last_entry_hash, dst_entry, id, payment, 'credit', amount,
+                                                balance + amount, 'USD', at)
+        WHERE id = dst RETURNING balance, version, last_entry_hash INTO dst_balance, dst_version, dst_hash;
     ELSE
-        UPDATE accounts SET balance = balance + amount, version = version + 1, updated_at = at
-        WHERE id = dst RETURNING balance, version INTO dst_balance, dst_version;
-        UPDATE accounts SET balance = balance - amount, version = version + 1, updated_at = at
-        WHERE id = src AND balance >= amount RETURNING balance, version INTO src_balance, src_version;
+        UPDATE accounts SET balance = balance + amount, version = version + 1, updated_at = at,
+            last_entry_hash = ledger_entry_hash(last_entry_hash, dst_entry, id, payment, 'credit', amount,
+                                                balance + amount, 'USD', at)
+        WHERE id = dst RETURNING balance, version, last_entry_hash INTO dst_balance, dst_version, dst_hash;
+        UPDATE accounts SET balance = balance - amount, version = version + 1, updated_at = at,
+            last_entry_hash = ledger_entry_hash(last_entry_hash, src_entry, id, payment, 'debit', -amount,
+                                                balance - amount, 'USD', at)
+        WHERE id = src AND balance >= amount
+        RETURNING balance, version, last_entry_hash INTO src_balance, src_version, src_hash;
     END IF;
     IF src_balance IS NULL THEN
         RAISE EXCEPTION 'insufficient funds' USING ERRCODE = 'check_violation';
@@ -96,11 +123,12 @@ BEGIN
     VALUES (gen_random_uuid(), t, payment, 0, 'payment.created', bench_event_data('pending', at), correlation, at),
            (gen_random_uuid(), t, payment, 1, 'payment.completed', bench_event_data('completed', at), correlation, at);
     INSERT INTO account_transactions (id, tenant_id, account_id, posting_id, payment_id, seq, type, amount,
-                                      balance_after, currency, created_at)
-    SELECT gen_random_uuid(), t, e.account, p.posting, payment, e.seq, e.type, e.amount, e.balance_after, 'USD', at
+                                      balance_after, currency, created_at, hash)
+    SELECT e.id, t, e.account, p.posting, payment, e.seq, e.type, e.amount, e.balance_after, 'USD', at, e.hash
     FROM (SELECT gen_random_uuid() AS posting) p,
-         LATERAL (VALUES (src, src_version, 'debit', -amount, src_balance),
-                         (dst, dst_version, 'credit', amount, dst_balance)) e(account, seq, type, amount, balance_after);
+         LATERAL (VALUES (src_entry, src, src_version, 'debit', -amount, src_balance, src_hash),
+                         (dst_entry, dst, dst_version, 'credit', amount, dst_balance, dst_hash))
+                 e(id, account, seq, type, amount, balance_after, hash);
     view := bench_payment_view(payment, src, dst, amount, at);
     INSERT INTO outbox (id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at)
     VALUES (gen_random_uuid(), t, 'transfer.completed', payment, view, correlation, at);

@@ -8,6 +8,8 @@
 --   5 INSERT the 2 ledger entries                   (one statement, two rows)
 --   6 INSERT the outbox row + the idempotency_keys row (one statement: a data-modifying WITH)
 --   7 COMMIT
+-- Each UPDATE also moves the account's last_entry_hash on: the entry's hash, computed in SQL by
+-- ledger_entry_hash (migration 0010) where the API computes it in Python.
 -- Updating the lower id first is the API's lock order (no deadlock). It does NOT do the API's
 -- three reads (advisory lock, idempotency lookup, SELECT ... FOR UPDATE): see transfer_api.sql.
 -- A source without funds makes \gset fail and pgbench abort the client; bench_seed's
@@ -26,19 +28,33 @@
 \endif
 BEGIN;
 \if :src < :dst
-UPDATE accounts SET balance = balance - :amount, version = version + 1, updated_at = now()
-WHERE id = bench_account(:src) AND balance >= :amount
-RETURNING balance AS src_balance, version AS src_version, gen_random_uuid() AS payment \gset
-UPDATE accounts SET balance = balance + :amount, version = version + 1, updated_at = now()
-WHERE id = bench_account(:dst)
-RETURNING balance AS dst_balance, version AS dst_version \gset
+WITH g AS (SELECT gen_random_uuid() AS payment, gen_random_uuid() AS entry)
+UPDATE accounts SET balance = balance - :amount, version = version + 1, updated_at = now(),
+    last_entry_hash = ledger_entry_hash(last_entry_hash, g.entry, id, g.payment, 'debit', -:amount::bigint,
+                                        balance - :amount, 'USD', now())
+FROM g WHERE id = bench_account(:src) AND balance >= :amount
+RETURNING balance AS src_balance, version AS src_version, last_entry_hash AS src_hash, g.entry AS src_entry,
+          g.payment AS payment \gset
+WITH g AS (SELECT gen_random_uuid() AS entry)
+UPDATE accounts SET balance = balance + :amount, version = version + 1, updated_at = now(),
+    last_entry_hash = ledger_entry_hash(last_entry_hash, g.entry, id, :payment::uuid, 'credit', :amount::bigint,
+                                        balance + :amount, 'USD', now())
+FROM g WHERE id = bench_account(:dst)
+RETURNING balance AS dst_balance, version AS dst_version, last_entry_hash AS dst_hash, g.entry AS dst_entry \gset
 \else
-UPDATE accounts SET balance = balance + :amount, version = version + 1, updated_at = now()
-WHERE id = bench_account(:dst)
-RETURNING balance AS dst_balance, version AS dst_version \gset
-UPDATE accounts SET balance = balance - :amount, version = version + 1, updated_at = now()
-WHERE id = bench_account(:src) AND balance >= :amount
-RETURNING balance AS src_balance, version AS src_version, gen_random_uuid() AS payment \gset
+WITH g AS (SELECT gen_random_uuid() AS payment, gen_random_uuid() AS entry)
+UPDATE accounts SET balance = balance + :amount, version = version + 1, updated_at = now(),
+    last_entry_hash = ledger_entry_hash(last_entry_hash, g.entry, id, g.payment, 'credit', :amount::bigint,
+                                        balance + :amount, 'USD', now())
+FROM g WHERE id = bench_account(:dst)
+RETURNING balance AS dst_balance, version AS dst_version, last_entry_hash AS dst_hash, g.entry AS dst_entry,
+          g.payment AS payment \gset
+WITH g AS (SELECT gen_random_uuid() AS entry)
+UPDATE accounts SET balance = balance - :amount, version = version + 1, updated_at = now(),
+    last_entry_hash = ledger_entry_hash(last_entry_hash, g.entry, id, :payment::uuid, 'debit', -:amount::bigint,
+                                        balance - :amount, 'USD', now())
+FROM g WHERE id = bench_account(:src) AND balance >= :amount
+RETURNING balance AS src_balance, version AS src_version, last_entry_hash AS src_hash, g.entry AS src_entry \gset
 \endif
 WITH p AS (
     INSERT INTO payments (id, tenant_id, payment_type, status, source_account_id, destination_account_id, amount,
@@ -51,13 +67,15 @@ SELECT gen_random_uuid(), bench_tenant(), p.id, e.sequence, e.type, bench_event_
        p.correlation_id, now()
 FROM p, (VALUES (0, 'payment.created', 'pending'), (1, 'payment.completed', 'completed')) e(sequence, type, status);
 INSERT INTO account_transactions (id, tenant_id, account_id, posting_id, payment_id, seq, type, amount,
-                                  balance_after, currency, created_at)
-SELECT gen_random_uuid(), bench_tenant(), e.account, p.posting, :payment::uuid, e.seq, e.type, e.amount,
-       e.balance_after, 'USD', now()
+                                  balance_after, currency, created_at, hash)
+SELECT e.id, bench_tenant(), e.account, p.posting, :payment::uuid, e.seq, e.type, e.amount, e.balance_after, 'USD',
+       now(), e.hash
 FROM (SELECT gen_random_uuid() AS posting) p,
-     LATERAL (VALUES (bench_account(:src), :src_version::bigint, 'debit', -:amount::bigint, :src_balance::bigint),
-                     (bench_account(:dst), :dst_version::bigint, 'credit', :amount::bigint, :dst_balance::bigint))
-             e(account, seq, type, amount, balance_after);
+     LATERAL (VALUES (:src_entry::uuid, bench_account(:src), :src_version::bigint, 'debit', -:amount::bigint,
+                      :src_balance::bigint, :src_hash::text),
+                     (:dst_entry::uuid, bench_account(:dst), :dst_version::bigint, 'credit', :amount::bigint,
+                      :dst_balance::bigint, :dst_hash::text))
+             e(id, account, seq, type, amount, balance_after, hash);
 WITH v AS (
     SELECT bench_payment_view(:payment::uuid, bench_account(:src), bench_account(:dst), :amount, now()) AS view),
 o AS (
