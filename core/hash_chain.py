@@ -20,7 +20,7 @@ def canonical(
     previous: str, *, id: UUID, account_id: UUID, payment_id: UUID | None, type: str, amount: int,
     balance_after: int, currency: str, created_at: datetime,
 ) -> str:
-    """The text an entry's hash is computed over: ten fields joined by `|`, none of which can hold a `|`.
+    """The text an entry's hash is computed over: the previous hash and eight fields joined by `|` (none can hold one).
 
     Ids are lower-case hyphenated UUIDs; a missing payment is the empty string; amounts are signed
     integer minor units in decimal; `created_at` is UTC at millisecond precision, exactly as the API
