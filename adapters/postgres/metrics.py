@@ -68,7 +68,10 @@ async def database_gauges(pool: asyncpg.Pool, *, within: float = 1.0) -> list[Me
 async def _read(pool: asyncpg.Pool) -> dict[str, float]:
     async with pool.acquire() as conn:
         row = await conn.fetchrow(OUTBOX)
-        reconciled = await conn.fetch(RECONCILED)
+        try:
+            reconciled = await conn.fetch(RECONCILED)
+        except asyncpg.UndefinedTableError:  # a database not migrated to 0009 yet: the other gauges still count
+            reconciled = []
     values = {"outbox_backlog": float(row["backlog"]), "outbox_oldest_unpublished_age_seconds": float(row["oldest"]),
               "dlq_size": float(row["dlq"]), "webhook_deliveries_pending": float(row["pending_webhooks"])}
     for line in reconciled:
