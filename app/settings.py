@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -9,6 +10,7 @@ from urllib.parse import quote
 import attrs
 
 from adapters.crypto import parse_keys
+from core.usecases.daily_reconciliation import DailyReconciliation
 from core.webhooks import DeliveryPolicy
 
 
@@ -148,6 +150,21 @@ class SecretsSettings:
 
 
 @attrs.frozen(kw_only=True)
+class ReconcileSettings:
+    """Reconciliation against the providers' settlement reports (API.md §12) and its daily run in the worker."""
+
+    enabled: bool = True  # the worker reconciles yesterday (UTC) once per provider and tenant
+    run_after: float = _duration(7200.0)  # how far into the UTC day yesterday's run may start
+    grace: float = _duration(3600.0)  # how far past midnight a settlement's ledger entry may land
+    retry_after: float = _duration(3600.0, positive=True)  # a daily run that failed is tried again after this
+
+    def daily(self) -> DailyReconciliation:
+        return DailyReconciliation(enabled=self.enabled, run_after=timedelta(seconds=self.run_after),
+                                   grace=timedelta(seconds=self.grace),
+                                   retry_after=timedelta(seconds=self.retry_after))
+
+
+@attrs.frozen(kw_only=True)
 class IdempotencySettings:
     ttl: float = _duration(86400.0)
 
@@ -176,6 +193,7 @@ class Settings:
     worker: WorkerSettings = WorkerSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     secrets: SecretsSettings = SecretsSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     observability: ObservabilitySettings = ObservabilitySettings()

@@ -13,8 +13,9 @@ from core.ids import new_id
 from core.payments import PaymentType
 from core.work import PAYMENT, REFUND, WorkItem
 
-#: Events that ask a worker to do something besides telling subscribers.
-_WORK = {"payment.created": PAYMENT, "refund.created": REFUND}
+#: Events that ask a worker to do something besides telling subscribers. A late charge found by reconciliation
+#: (`payment.late_charge_detected` of a failed payment) is refunded by the payment's own work: the late-charge path.
+_WORK = {"payment.created": PAYMENT, "refund.created": REFUND, "payment.late_charge_detected": PAYMENT}
 
 
 def work_for(message: OutboxMessage) -> WorkItem | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Protocol
 from uuid import UUID
 
 import attrs
+
+from core.reconciliation import Settled
 
 
 @attrs.frozen(kw_only=True)
@@ -107,4 +110,10 @@ class PaymentProvider(Protocol):
     async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
         """The succeeded refund the provider holds for `request` (found by its refund id), or None.
         Raises `ProviderUnavailable` when it cannot tell. Never refunds."""
+        ...
+
+    async def settlements(self, day: date) -> list[Settled]:
+        """The provider's settlement report for the UTC `day`: every charge and refund it settled that day,
+        with its amount, currency and the idempotency key it was requested under (a refund also names its
+        charge's key). Raises `ProviderUnavailable` when the report cannot be read in full."""
         ...

@@ -9,6 +9,7 @@ from core.clock import timestamp
 from core.ledger import Entry
 from core.money import format_minor
 from core.payments import Payment, PaymentEvent
+from core.reconciliation import Item, MatchResult, Reconciliation
 from core.refunds import Refund
 from core.webhooks import Delivery, Subscription
 
@@ -141,3 +142,36 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
         "created_at": timestamp(delivery.created_at),
         "updated_at": timestamp(delivery.updated_at),
     }
+
+
+def reconciliation_view(reconciliation: Reconciliation) -> dict[str, Any]:
+    """API.md §12 reconciliation; besides its fields, `failure_reason` (why a `failed` run failed), `created_at`
+    and `completed_at`."""
+    return {
+        "id": str(reconciliation.id),
+        "provider": reconciliation.provider,
+        "date": reconciliation.day.isoformat(),
+        "status": reconciliation.status,
+        "summary": {result.value: reconciliation.summary.get(result, 0) for result in MatchResult},
+        "items": [reconciliation_item_view(item) for item in reconciliation.items],
+        "failure_reason": reconciliation.failure_reason,
+        "created_at": timestamp(reconciliation.created_at),
+        "completed_at": timestamp(reconciliation.completed_at),
+    }
+
+
+def reconciliation_item_view(item: Item) -> dict[str, Any]:
+    """An unmatched item; besides API.md §12's fields, `type` (`charge` or `refund`), and `provider_currency`
+    when the provider settled it in another currency than the ledger's (`provider_amount` is in it)."""
+    view = {
+        "result": item.result,
+        "type": item.kind,
+        "idempotency_key": item.idempotency_key,
+        "payment_id": str(item.payment_id) if item.payment_id else None,
+        "provider_reference": item.provider_reference,
+        "ledger_amount": None if item.ledger_amount is None else format_minor(item.ledger_amount, item.currency),
+        "provider_amount": None if item.provider_amount is None else format_minor(
+            item.provider_amount, item.provider_currency or item.currency),
+        "currency": item.currency,
+    }
+    return view | ({"provider_currency": item.provider_currency} if item.provider_currency else {})

@@ -92,3 +92,63 @@ def cmd_dlq(settings: Settings, endpoints: Endpoints, args: argparse.Namespace) 
             print(f"payments dlq retry: {args.id!r} is not a dead letter id (a UUID)", file=sys.stderr)
             return 2
     return asyncio.run(run())
+
+
+def cmd_reconcile(settings: Settings, endpoints: Endpoints, args: argparse.Namespace) -> int:
+    """`reconcile [--provider P] [--date D] [--tenant NAME]`: reconcile and print each run; 1 on any mismatch
+    (or a run that failed), 2 for bad arguments."""
+    from datetime import UTC, date, datetime, timedelta
+    from uuid import uuid4
+
+    from core.errors import CoreError
+    from core.payments import PROVIDERS
+    from core.reconciliation import MatchResult
+    from core.usecases.reconciliation import Reconcile, check_reconcile, fetch_reports, run_reconciliation
+    from core.views import reconciliation_item_view
+
+    today = datetime.now(UTC).date()
+    try:
+        day = date.fromisoformat(args.date) if args.date else today - timedelta(days=1)
+    except ValueError:
+        print(f"payments reconcile: --date {args.date!r} is not a day (YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    providers = [args.provider] if args.provider else list(PROVIDERS)
+
+    async def run() -> int:
+        services = await bootstrap(settings, endpoints.database_url, endpoints.redis_url)
+        mismatched, ran = False, 0
+        try:
+            for provider in providers:  # bad arguments change nothing: checked before anything is read
+                check_reconcile(Reconcile(tenant_id=uuid4(), provider=provider, day=day), today=today)
+            for provider in providers:
+                async with services.uow_factory(read_only=True) as uow:
+                    tenants = await uow.reconciliations.tenants(provider, name=args.tenant)
+                if args.tenant and not tenants:
+                    print(f"payments reconcile: no tenant is named {args.tenant!r}", file=sys.stderr)
+                    return 2
+                reports = await fetch_reports(services.provider(provider), day, today=today) if tenants else None
+                for tenant in tenants:
+                    cmd = Reconcile(tenant_id=tenant, provider=provider, day=day, correlation_id=f"cli-reconcile-{day}")
+                    assert reports is not None
+                    done = await run_reconciliation(cmd, reports, uow_factory=services.uow_factory,
+                                                    clock=services.clock,
+                                                    grace=timedelta(seconds=settings.reconcile.grace))
+                    ran += 1
+                    mismatched |= bool(done.mismatches or done.failure_reason)
+                    counts = ", ".join(f"{result.value} {done.summary[result]}" for result in MatchResult)
+                    print(f"{done.id}  tenant {tenant}  {provider}  {day}  {done.status}: "
+                          f"{done.failure_reason or counts}")
+                    for item in done.items:
+                        view = reconciliation_item_view(item)
+                        print("  " + "  ".join(f"{key}={value}" for key, value in view.items()))
+        except CoreError as error:
+            print(f"payments reconcile: {error.detail}", file=sys.stderr)
+            return 2 if error.code == "validation_error" else 1
+        finally:
+            await services.aclose()
+        print(f"{ran} reconciliation(s) of {day}: " + ("mismatches found" if mismatched else
+                                                        "everything matched" if ran else "no tenant settles there"),
+              file=sys.stderr)
+        return 1 if mismatched else 0
+
+    return asyncio.run(run())

@@ -1,4 +1,5 @@
-"""The `payments` command: serve, worker, mock-providers, migrate, dev, keys create, dlq, ledger check, secrets."""
+"""The `payments` command: serve, worker, mock-providers, migrate, dev, keys create, dlq, ledger check, secrets,
+reconcile."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from app.bootstrap import resolve_endpoints
 from app.configuration import load_settings
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError
-from payments.admin import cmd_dlq, cmd_keys_create, cmd_ledger_check
+from payments.admin import cmd_dlq, cmd_keys_create, cmd_ledger_check, cmd_reconcile
 from payments.dev import cmd_dev
 from payments.encryption import check_key_opens, cmd_new_key, cmd_secrets, settings_with_key
 from payments.processes import cmd_migrate, cmd_mock_providers, cmd_serve, cmd_worker
@@ -64,6 +65,11 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=_positive, default=100, help="at most this many (1 or more)")
     retry = dlq.add_parser("retry", help="re-drive one dead letter's work to the workers")
     retry.add_argument("id", help="the dead letter's id (first column of `dlq list`)")
+    reconcile = sub.add_parser("reconcile", help="match providers' settlement reports of a UTC day against the "
+                                                 "ledger; exits 1 on any mismatch")
+    reconcile.add_argument("--provider", choices=["stripe", "paypal"], help="only this provider (default: each)")
+    reconcile.add_argument("--date", help="the UTC day, YYYY-MM-DD (default: yesterday)")
+    reconcile.add_argument("--tenant", help="only the tenant of this name (default: every tenant settling there)")
     sub.add_parser("mock-providers", help="run the mock Stripe-like and PayPal-like provider server")
     secrets = sub.add_parser("secrets", help="the keys that encrypt stored secrets (PAYMENTS_SECRETS_KEYS)")
     secret = secrets.add_subparsers(dest="secrets_command", required=True)
@@ -132,6 +138,8 @@ def _run(args: argparse.Namespace) -> int:
             return cmd_dlq(settings, endpoints, args)
         if args.command == "secrets":
             return cmd_secrets(settings, endpoints, args)
+        if args.command == "reconcile":
+            return cmd_reconcile(settings, endpoints, args)
         return cmd_ledger_check(settings, endpoints)
     finally:
         with _signals_ignored():  # a further Ctrl-C must not leave an embedded server half-stopped

@@ -10,6 +10,7 @@ from loguru import logger
 
 from app.bootstrap import Services
 from core.errors import CoreError
+from core.usecases.daily_reconciliation import reconcile_yesterday
 from core.usecases.outbox import housekeep, relay_outbox, requeue_stuck
 from core.usecases.webhook_delivery import schedule_due
 from core.webhooks import DeliveryPolicy
@@ -72,7 +73,8 @@ async def first(*events: asyncio.Event, seconds: float) -> None:
 
 async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: str) -> None:
     """One worker at a time (a lease with a fencing token): re-enqueue stuck payments and refunds,
-    reap expired idempotency records and week-old published outbox rows; no failure ends it."""
+    reap expired idempotency records and week-old published outbox rows, reconcile yesterday's settlement
+    reports once a day; no failure ends it."""
     settings, episode = services.settings, Episode("housekeeping")
     interval = settings.worker.housekeeping_interval
     while not stop.is_set():
@@ -88,11 +90,28 @@ async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: s
                                    now=now, outbox_retention=OUTBOX_RETENTION)
             if done and any(done.values()):
                 logger.bind(**done).info("housekeeping deleted expired idempotency keys and old outbox rows")
+            await _reconcile(services, owner, interval * 2)
         except Exception as error:  # the next round tries again
             await first(stop, seconds=min(interval, episode.failed(error)))
             continue
         episode.succeeded()
         await first(stop, seconds=interval)
+
+
+async def _reconcile(services: Services, owner: str, ttl_seconds: float) -> None:
+    """The daily reconciliation, logged: a warning for each run that found mismatches or failed."""
+    made = await reconcile_yesterday(lease=services.lease, owner=owner, ttl_seconds=ttl_seconds,
+                                     uow_factory=services.uow_factory, providers=services.provider,
+                                     clock=services.clock, policy=services.settings.reconcile.daily())
+    for run in made or ():
+        line = logger.bind(reconciliation_id=str(run.id), tenant_id=str(run.tenant_id), provider=run.provider,
+                           date=run.day.isoformat(), status=run.status,
+                           **{result.value: count for result, count in run.summary.items()})
+        if run.mismatches or run.failure_reason:
+            line.warning("reconciliation of {} {}: {} mismatch(es){}", run.provider, run.day, run.mismatches,
+                         f"; failed: {run.failure_reason}" if run.failure_reason else "")
+        else:
+            line.info("reconciliation of {} {}: everything matched", run.provider, run.day)
 
 
 async def schedule_forever(services: Services, policy: DeliveryPolicy, stop: asyncio.Event) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import ClassVar
 
 import attrs
 
-from adapters.providers.outcomes import CHARGE_OUTCOME, REFUND_OUTCOME, Outcome, parse_outcome
+from adapters.providers.outcomes import CHARGE_OUTCOME, REFUND_OUTCOME, Outcome, parse_outcome, settled_amount
 from core.money import MAX_MINOR, MINOR_UNITS
 from core.providers import ChargeRequest, ProviderDeclined, ProviderResult, ProviderUnavailable, RefundRequest
+from core.reconciliation import Settled
 
 SUCCEEDED = "succeeded"
 DECLINED = "declined"
@@ -30,6 +33,12 @@ class Recorded:
     status: str
     metadata: dict[str, str]
     requests: int = 1
+    at: datetime = attrs.field(factory=lambda: datetime.now(UTC))  # when it was made (and settled, if it succeeded)
+
+    @property
+    def settled_amount(self) -> int:
+        """What the settlement report says: the amount, unless `mock_settled_amount` asks it to say another."""
+        return settled_amount(self.metadata, self.amount)
 
     @property
     def succeeded(self) -> bool:
@@ -87,12 +96,15 @@ class InMemoryProvider:
     `ProviderUnavailable` (not ambiguous), and `fail_next = N` the next N calls,
     before anything is looked at or recorded (like the server's failure rate).
     `calls` lists every call as (kind, idempotency key), including the failed ones;
-    lookups as `find_charge` / `find_refund` with the payment's / refund's id.
+    lookups as `find_charge` / `find_refund` with the payment's / refund's id, settlement reports as
+    `settlements` with the day. `settlements` reports what succeeded on a UTC day by the time `clock` gave when
+    it was made (`mock_settled_amount` in its metadata misreports its amount, as the server does).
     """
 
-    def __init__(self, name: str, *, timeout: float = 0.0) -> None:
+    def __init__(self, name: str, *, timeout: float = 0.0, clock: Callable[[], datetime] | None = None) -> None:
         self.name = name
         self.timeout = timeout
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.available = True
         self.fail_next = 0
         self.charges: dict[str, RecordedCharge] = {}  # by idempotency key
@@ -110,7 +122,7 @@ class InMemoryProvider:
         self.charges[key] = charge = RecordedCharge(
             key=key, reference=f"{self.name}_ch_{secrets.token_hex(8)}", amount=request.amount,
             currency=request.currency, status=_status(outcome), metadata=dict(request.metadata),
-            requests=self._requests["charge", key], description=request.description)
+            requests=self._requests["charge", key], description=request.description, at=self.clock())
         return charge.result()
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
@@ -133,7 +145,8 @@ class InMemoryProvider:
         self.refunds[key] = refund = RecordedRefund(
             key=key, reference=f"{self.name}_re_{secrets.token_hex(8)}", amount=request.amount,
             currency=charge.currency, status=_status(outcome), metadata=dict(request.metadata),
-            requests=self._requests["refund", key], charge_reference=charge.reference, reason=request.reason)
+            requests=self._requests["refund", key], charge_reference=charge.reference, reason=request.reason,
+            at=self.clock())
         return refund.result()
 
     async def find_charge(self, request: ChargeRequest) -> ProviderResult | None:
@@ -147,6 +160,18 @@ class InMemoryProvider:
         await self._reach("find_refund", key)
         refund = self.refunds.get(key)
         return ProviderResult(refund.reference) if refund is not None and refund.succeeded else None
+
+    async def settlements(self, day: date) -> list[Settled]:
+        await self._reach("settlements", day.isoformat())
+        by_reference = {charge.reference: charge for charge in self.charges.values()}
+        lines = [Settled(kind="charge", idempotency_key=c.key, charge_key=c.key, reference=c.reference,
+                         amount=c.settled_amount, currency=c.currency, settled_at=c.at)
+                 for c in self.charges.values() if c.succeeded and c.at.astimezone(UTC).date() == day]
+        lines += [Settled(kind="refund", idempotency_key=r.key, charge_key=by_reference[r.charge_reference].key,
+                          reference=r.reference, charge_reference=r.charge_reference, amount=r.settled_amount,
+                          currency=r.currency, settled_at=r.at)
+                  for r in self.refunds.values() if r.succeeded and r.at.astimezone(UTC).date() == day]
+        return sorted(lines, key=lambda line: line.settled_at)
 
     def _repeat(self, kind: str, recorded: Recorded, same: bool) -> ProviderResult:
         """A repeated key: the first answer again, unless the repeat asks for something else."""

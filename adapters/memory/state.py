@@ -14,6 +14,7 @@ from core.events import OutboxMessage
 from core.idempotency import IdempotencyRecord
 from core.ledger import Entry
 from core.payments import Payment, PaymentEvent
+from core.reconciliation import Reconciliation
 from core.refunds import Refund
 from core.tenants import ApiKey, Tenant
 from core.webhooks import Delivery, Subscription
@@ -38,6 +39,7 @@ class StoreState:
     dead_letters: dict[UUID, DeadLetter] = attrs.field(factory=dict)
     subscriptions: dict[UUID, Subscription] = attrs.field(factory=dict)
     deliveries: dict[UUID, Delivery] = attrs.field(factory=dict)
+    reconciliations: dict[UUID, Reconciliation] = attrs.field(factory=dict)
     #: Row locks by account id, and by ("tenant", name) for tenants being inserted.
     row_locks: dict[Hashable, asyncio.Lock] = attrs.field(factory=lambda: defaultdict(asyncio.Lock))
     key_locks: set[tuple[UUID, str]] = attrs.field(factory=set)

@@ -16,6 +16,7 @@ from adapters.memory.idempotency import MemoryIdempotencyKeys
 from adapters.memory.ledger import MemoryLedger
 from adapters.memory.outbox import MemoryOutbox
 from adapters.memory.payments import MemoryPayments
+from adapters.memory.reconciliations import MemoryReconciliations
 from adapters.memory.refunds import MemoryRefunds
 from adapters.memory.state import MemorySession, StoreState
 from adapters.memory.tenants import MemoryTenants
@@ -56,6 +57,7 @@ class InMemoryUnitOfWork:
         self.outbox = MemoryOutbox(store)
         self.idempotency = MemoryIdempotencyKeys(store)
         self.tenants = MemoryTenants(session)
+        self.reconciliations = MemoryReconciliations(store)
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
         deadline = asyncio.get_running_loop().time() + self.store.wait_timeout
@@ -85,5 +87,5 @@ class InMemoryUnitOfWork:
         self.idempotency.check()
         self.payments.check()
         for repository in (self.tenants, self.accounts, self.ledger, self.payments, self.refunds,
-                           self.dead_letters, self.webhooks, self.outbox, self.idempotency):
+                           self.dead_letters, self.webhooks, self.outbox, self.idempotency, self.reconciliations):
             repository.apply()

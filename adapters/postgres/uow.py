@@ -23,6 +23,7 @@ from adapters.postgres.ledger import PgLedger
 from adapters.postgres.outbox import PgOutbox
 from adapters.postgres.payments import PgPayments
 from adapters.postgres.pool import translate_errors
+from adapters.postgres.reconciliations import PgReconciliations
 from adapters.postgres.refunds import PgRefunds
 from adapters.postgres.rows import compose
 from adapters.postgres.session import PgSession
@@ -58,6 +59,7 @@ class PgUnitOfWork:
         self.refunds = PgRefunds(session)
         self.dead_letters = PgDeadLetters(session)
         self.webhooks = PgWebhooks(session, secret_box)
+        self.reconciliations = PgReconciliations(session)
 
     async def __aenter__(self) -> PgUnitOfWork:
         deadline = asyncio.get_running_loop().time() + self._timeout
@@ -117,7 +119,7 @@ class PgUnitOfWork:
         fragments = [
             *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(), *self.refunds.flush(),
             *self.ledger.flush(), *self.outbox.flush(), *self.idempotency.flush(), *self.dead_letters.flush(),
-            *self.webhooks.flush(),
+            *self.webhooks.flush(), *self.reconciliations.flush(),
         ]
         try:
             with translate_errors():

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import NoReturn, ParamSpec, TypeVar
 
 import attrs
@@ -20,6 +21,7 @@ from core.providers import (
     ProviderUnavailable,
     RefundRequest,
 )
+from core.reconciliation import Settled
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -154,7 +156,7 @@ class RollingWindowBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
 class BreakerProvider:
     """A `PaymentProvider` that stops calling `inner` while it keeps failing, and raises `CircuitOpen` instead.
 
-    Lookups (`find_charge`, `find_refund`) go through the same breaker as charges and
+    Lookups (`find_charge`, `find_refund`) and settlement reports go through the same breaker as charges and
     refunds. Only `ProviderUnavailable`, timeouts and cancelled calls count as
     failures; a `ProviderDeclined` means the provider answered. See `RollingWindowBreaker` for when the circuit
     opens and how it recovers.
@@ -201,6 +203,9 @@ class BreakerProvider:
 
     async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
         return await self._call(self._inner.find_refund, request)
+
+    async def settlements(self, day: date) -> list[Settled]:
+        return await self._call(self._inner.settlements, day)
 
     async def aclose(self) -> None:
         """Close the inner provider's HTTP client, if it has one."""

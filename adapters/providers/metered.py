@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import TypeVar
 
 from adapters.providers.breaker import BreakerProvider
@@ -16,6 +17,7 @@ from core.providers import (
     ProviderResult,
     RefundRequest,
 )
+from core.reconciliation import Settled
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -53,6 +55,9 @@ class MeteredProvider:
 
     async def find_refund(self, request: RefundRequest) -> ProviderResult | None:
         return await self._call("find_refund", self.inner.find_refund, request)
+
+    async def settlements(self, day: date) -> list[Settled]:
+        return await self._call("settlements", self.inner.settlements, day)
 
     async def aclose(self) -> None:
         if self._pending:

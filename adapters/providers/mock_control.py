@@ -7,6 +7,7 @@ import json
 from sanic import HTTPResponse, Request
 from sanic import json as json_response
 
+from adapters.providers.mock_settlements import day_listing
 from adapters.providers.mock_state import Kind, MockState, check_config
 
 
@@ -24,6 +25,11 @@ class MockControl:
                   if name in request.args}
         rows = [record.view(self.state.requests[(kind, *key)]) for key, record in records.items()]
         return json_response({"data": [row for row in rows if all(row.get(k) == v for k, v in wanted.items())]})
+
+    async def settlements(self, request: Request) -> HTTPResponse:
+        """`GET /_mock/settlements?date=YYYY-MM-DD[&provider=]`: the day's settlement report, every provider's."""
+        status, body = day_listing(self.state, {name: values[0] for name, values in request.args.items()})
+        return json_response(body, status=status)
 
     async def get_config(self, request: Request) -> HTTPResponse:
         return json_response({"latency": self.state.latency, "failure_rate": self.state.failure_rate})

@@ -41,6 +41,18 @@ class MockProviders:
             return _send(wire.found(kind, self.state.find(kind, wire.provider, value)))
         return handler
 
+    def report(self, wire: Wire, page: Callable[[MockState, dict[str, str]], Answer]
+               ) -> Callable[..., Awaitable[HTTPResponse]]:
+        """The handler of one provider's settlement report (`mock_settlements`): a GET, admitted like a lookup."""
+        async def handler(request: Request) -> HTTPResponse:
+            if (refused := await self._admit(request, wire)) is not None:
+                return _send(refused)
+            try:
+                return _send(page(self.state, {name: values[0] for name, values in request.args.items()}))
+            except Refused as error:
+                return _send(wire.error(error.problem, error.message, error.field))
+        return handler
+
     async def _admit(self, request: Request, wire: Wire) -> Answer | None:
         """What every provider route does first: wait `latency`, fail at `failure_rate`, require a bearer key."""
         state = self.state

@@ -1,8 +1,9 @@
 """The mock provider server: Stripe- and PayPal-like endpoints that remember every charge and refund by key.
 
 Each provider also answers lookups (Stripe's searches by `metadata[payment_id]` / `metadata[refund_id]`,
-PayPal's orders by `reference_id` and refunds by `invoice_id`); they obey the latency and failure rate
-like every provider route, and record and count nothing.
+PayPal's orders by `reference_id` and refunds by `invoice_id`) and a settlement report per UTC day
+(`mock_settlements`); they obey the latency and failure rate like every provider route, and record and count
+nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sanic.exceptions import SanicException
 from adapters.providers.mock_control import MockControl
 from adapters.providers.mock_endpoints import MockProviders
 from adapters.providers.mock_paypal import PayPalWire
+from adapters.providers.mock_settlements import paypal_page, stripe_page
 from adapters.providers.mock_state import MockState, check_config
 from adapters.providers.mock_stripe import StripeWire
 
@@ -60,6 +62,9 @@ def create_mock_app(
         (handlers.lookup(StripeWire(), "refund"), "/stripe/v1/refunds/search", "GET"),
         (handlers.lookup(PayPalWire(), "charge"), "/paypal/v2/checkout/orders", "GET"),
         (handlers.lookup(PayPalWire(), "refund"), "/paypal/v2/payments/refunds", "GET"),
+        (handlers.report(StripeWire(), stripe_page), "/stripe/v1/balance_transactions", "GET"),
+        (handlers.report(PayPalWire(), paypal_page), "/paypal/v1/reporting/transactions", "GET"),
+        (control.settlements, "/_mock/settlements", "GET"),
         (control.records, "/_mock/charges", "GET"),
         (control.records, "/_mock/refunds", "GET"),
         (control.get_config, "/_mock/config", "GET"),

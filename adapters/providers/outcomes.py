@@ -14,6 +14,17 @@ MAX_TRANSIENT_FAILURES = 1000
 DELAY = "mock_delay_ms"
 
 
+#: `metadata.mock_settled_amount`: the settlement report gives this many minor units for the charge or refund
+#: instead of its amount (an amount mismatch, produced for real).
+SETTLED_AMOUNT = "mock_settled_amount"
+
+
+def settled_amount(metadata: dict[str, str], amount: int) -> int:
+    """The amount a settlement report gives: `amount`, unless the metadata asks for another (1 to 2^53-1)."""
+    asked = metadata.get(SETTLED_AMOUNT, "")
+    return int(asked) if asked.isascii() and asked.isdigit() and 0 < int(asked) <= 2**53 - 1 else amount
+
+
 def answer_delay(value: str | None) -> float:
     """Seconds to hold a recorded answer (0 to 60 s; anything else is no delay)."""
     if value is None or not (value.isascii() and value.isdigit()):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
 from adapters.providers.answers import found, settled, text
+from adapters.providers.reports import MAX_PAGES, items_of, line
 from adapters.providers.transport import ProviderClient
-from core.money import format_minor
-from core.providers import ChargeRequest, ProviderDeclined, ProviderResult, RefundRequest
+from core.money import MINOR_UNITS, format_minor
+from core.providers import ChargeRequest, ProviderDeclined, ProviderResult, ProviderUnavailable, RefundRequest
+from core.reconciliation import Settled
 
 _ORDER_DONE = frozenset({"COMPLETED"})
 _ORDER_DECLINED = frozenset({"DECLINED", "VOIDED", "FAILED", "PAYER_ACTION_REQUIRED"})
@@ -16,6 +20,8 @@ _REFUND_DONE = frozenset({"COMPLETED", "PENDING"})  # a pending refund has been 
 _REFUND_FAILED = frozenset({"CANCELLED", "FAILED"})
 _DESCRIPTION_MAX = 127  # PayPal's limits on purchase_units[].description and note_to_payer
 _NOTE_MAX = 255
+#: Transaction event codes of a settlement report: a captured order's payment, and a refund of it.
+_CAPTURE, _REFUND = "T0006", "T1107"
 
 
 class PayPalProvider(ProviderClient):
@@ -31,6 +37,7 @@ class PayPalProvider(ProviderClient):
 
     name = "paypal"
     key_header = "PayPal-Request-Id"
+    page_size = 100  # transactions per page of a settlement report (PayPal allows 1 to 500)
 
     async def charge(self, request: ChargeRequest) -> ProviderResult:
         unit: dict[str, Any] = {
@@ -66,12 +73,56 @@ class PayPalProvider(ProviderClient):
         return found(self.name, body.get("refunds"), refund_id, lambda item: item.get("invoice_id"),
                      done=_REFUND_DONE, failed=_REFUND_FAILED)
 
+    async def settlements(self, day: date) -> list[Settled]:
+        """The captures (T0006) and refunds (T1107) of the transaction search over the UTC `day`, every page;
+        `invoice_id` is the PayPal-Request-Id each was made under and `custom_field` its capture's."""
+        start = datetime.combine(day, time(), tzinfo=UTC)
+        params = {"start_date": start.isoformat(), "end_date": (start + timedelta(days=1)).isoformat(),
+                  "page_size": str(self.page_size)}
+        lines: list[Settled] = []
+        for page in range(1, MAX_PAGES + 1):
+            body = await self._http.get("/v1/reporting/transactions", {**params, "page": str(page)})
+            details = items_of(self.name, body, "transaction_details")
+            lines += [_report_line(item) for item in details if _event(item) in (_CAPTURE, _REFUND)]
+            pages = body.get("total_pages")
+            if not isinstance(pages, int) or page >= pages:
+                return lines
+        raise ProviderUnavailable(f"{self.name}'s settlement report of {day} has more than {MAX_PAGES} pages")
+
+
+def _report_line(item: dict[str, Any]) -> Settled:
+    info = item.get("transaction_info")
+    info = info if isinstance(info, dict) else {}
+    money = info.get("transaction_amount")
+    money = money if isinstance(money, dict) else {}
+    currency, value = money.get("currency_code"), money.get("value")
+    amount: object = None
+    if isinstance(currency, str) and currency in MINOR_UNITS and isinstance(value, str):
+        try:
+            exact = abs(Decimal(value)).scaleb(MINOR_UNITS[currency])
+            amount = int(exact) if exact == exact.to_integral_value() else None
+        except (InvalidOperation, ValueError):
+            amount = None
+    try:
+        at: datetime | None = datetime.fromisoformat(str(info.get("transaction_initiation_date"))).astimezone(UTC)
+    except ValueError:
+        at = None
+    refund = info.get("transaction_event_code") == _REFUND
+    return line("paypal", "refund" if refund else "charge", item, key=info.get("invoice_id"),
+                charge_key=info.get("custom_field"), reference=info.get("transaction_id"),
+                charge_reference=info.get("paypal_reference_id"), amount=amount, currency=currency, at=at)
+
 
 def _amount(minor: int, currency: str) -> dict[str, str]:
     try:
         return {"currency_code": currency, "value": format_minor(minor, currency)}
     except KeyError:
         raise ProviderDeclined(f"paypal does not support the currency {currency!r}") from None
+
+
+def _event(item: dict[str, Any]) -> object:
+    info = item.get("transaction_info")
+    return info.get("transaction_event_code") if isinstance(info, dict) else None
 
 
 def _reference_id(order: dict[str, Any]) -> object:

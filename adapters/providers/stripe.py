@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from adapters.providers.answers import found, settled, text
+from adapters.providers.reports import MAX_PAGES, items_of, line
 from adapters.providers.transport import ProviderClient
-from core.providers import ChargeRequest, ProviderResult, RefundRequest
+from core.providers import ChargeRequest, ProviderResult, ProviderUnavailable, RefundRequest
+from core.reconciliation import Settled
 
 _CHARGE_DONE = frozenset({"succeeded"})
 _CHARGE_DECLINED = frozenset({"requires_payment_method", "requires_action", "canceled"})
@@ -28,6 +31,7 @@ class StripeProvider(ProviderClient):
 
     name = "stripe"
     key_header = "Idempotency-Key"
+    page_size = 100  # balance transactions per page of a settlement report (Stripe allows 1 to 100)
 
     async def charge(self, request: ChargeRequest) -> ProviderResult:
         form = {"amount": str(request.amount), "currency": request.currency.lower(), "confirm": "true"}
@@ -55,6 +59,21 @@ class StripeProvider(ProviderClient):
         return await self._find("/v1/refunds/search", REFUND_ID, str(request.refund_id),
                                 done=_REFUND_DONE, failed=_REFUND_FAILED)
 
+    async def settlements(self, day: date) -> list[Settled]:
+        """The balance transactions of type `charge` and `refund` created on the UTC `day`, every page of them;
+        each names the idempotency key of its source and of its PaymentIntent."""
+        start = int(datetime.combine(day, time(), tzinfo=UTC).timestamp())
+        params = {"created[gte]": str(start), "created[lt]": str(start + 86400), "limit": str(self.page_size)}
+        lines: list[Settled] = []
+        for _ in range(MAX_PAGES):
+            body = await self._http.get("/v1/balance_transactions", params)
+            page = items_of(self.name, body, "data")
+            lines += [_report_line(item) for item in page if item.get("type") in ("charge", "refund")]
+            if body.get("has_more") is not True or not page:
+                return lines
+            params["starting_after"] = str(page[-1].get("id"))
+        raise ProviderUnavailable(f"{self.name}'s settlement report of {day} has more than {MAX_PAGES} pages")
+
     async def _find(
         self, path: str, key: str, value: str, *, done: frozenset[str], failed: frozenset[str],
     ) -> ProviderResult | None:
@@ -65,6 +84,16 @@ class StripeProvider(ProviderClient):
             return metadata.get(key) if isinstance(metadata, dict) else None
 
         return found(self.name, body.get("data"), value, owner, done=done, failed=failed)
+
+
+def _report_line(item: dict[str, Any]) -> Settled:
+    amount, created = item.get("amount"), item.get("created")
+    at = datetime.fromtimestamp(created, UTC) if isinstance(created, int) and 0 <= created < 2**33 else None
+    return line("stripe", "charge" if item["type"] == "charge" else "refund", item, key=item.get("idempotency_key"),
+                charge_key=item.get("payment_intent_idempotency_key"), reference=item.get("source"),
+                charge_reference=item.get("payment_intent"),
+                amount=abs(amount) if isinstance(amount, int) and not isinstance(amount, bool) else amount,
+                currency=item.get("currency"), at=at)
 
 
 def _metadata(metadata: dict[str, str]) -> dict[str, str]:

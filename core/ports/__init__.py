@@ -9,6 +9,7 @@ from core.ports.ledger import Accounts, Ledger, LedgerAudit
 from core.ports.outbox import ClaimedOutbox, Outbox, OutboxFeed
 from core.ports.paging import Page
 from core.ports.payments import PaymentFilter, Payments, Refunds
+from core.ports.reconciliations import Reconciliations
 from core.ports.tenants import Tenants
 from core.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from core.ports.webhooks import DueDeliveries, Resolver, Webhooks, WebhookSender
@@ -31,6 +32,7 @@ __all__ = [
     "Page",
     "PaymentFilter",
     "Payments",
+    "Reconciliations",
     "Refunds",
     "Resolver",
     "TaskQueue",

@@ -11,6 +11,7 @@ from core.ports.idempotency import IdempotencyKeys
 from core.ports.ledger import Accounts, Ledger
 from core.ports.outbox import Outbox
 from core.ports.payments import Payments, Refunds
+from core.ports.reconciliations import Reconciliations
 from core.ports.tenants import Tenants
 from core.ports.webhooks import Webhooks
 from core.ports.work import DeadLetters
@@ -54,6 +55,9 @@ class UnitOfWork(Protocol):
 
     @property
     def webhooks(self) -> Webhooks: ...
+
+    @property
+    def reconciliations(self) -> Reconciliations: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from uuid import UUID
 
 from core.payments import Payment, PaymentStatus, owed_reversals
 from core.providers import PaymentProvider, RefundRequest
@@ -11,6 +12,12 @@ from core.usecases.worker_deps import Deps, Outcome, WorkResult
 from core.work import WorkItem
 
 LATE_DETECTED, LATE_REVERSED = "payment.late_charge_detected", "payment.late_charge_reversed"
+
+
+def reversal_id(payment_id: UUID, charge_reference: str) -> UUID:
+    """The id (and idempotency key) of the refund that reverses the late charge `charge_reference`: derived,
+    so every retry asks for the same refund, and reconciliation recognises it in a settlement report."""
+    return uuid.uuid5(payment_id, f"late-charge:{charge_reference}")
 
 
 async def reverse_late_charges(item: WorkItem, deps: Deps) -> Outcome:
@@ -35,7 +42,7 @@ async def reverse_late_charge(payment: Payment, reference: str, provider: Paymen
     Idempotent: the refund's key derives from the payment and the charge. `payment.late_charge_detected`
     was committed before this runs, so a crash here leaves the debt on record for the next delivery.
     """
-    void = RefundRequest(refund_id=uuid.uuid5(payment.id, f"late-charge:{reference}"), payment_id=payment.id,
+    void = RefundRequest(refund_id=reversal_id(payment.id, reference), payment_id=payment.id,
                          charge_reference=reference, amount=payment.amount, currency=payment.currency,
                          reason="charge arrived after the payment failed", metadata={})
     refunded, error = await call(lambda: provider.refund(void), deps.policy)

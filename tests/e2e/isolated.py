@@ -171,7 +171,8 @@ def isolated_stack(
             "", "", 8080, PAYMENTS_MOCK_PORT=str(mock_port), **(mock_env or {})), logs / "mock.log"),
             f"http://127.0.0.1:{mock_port}/health")
         # a small pool: the session's own stack and the machine's other users share max_connections
-        api_settings = {"PAYMENTS_DATABASE_POOL_MAX": "10", **(api_env or {})}
+        # the API reads the providers' settlement reports (POST /reconciliations): this stack's mock server
+        api_settings = {"PAYMENTS_DATABASE_POOL_MAX": "10", "PAYMENTS_MOCK_PORT": str(mock_port), **(api_env or {})}
         base_url = f"http://127.0.0.1:{api_port}"
         api = _launched(cleanup, Process(["serve"], stack_env(database_url, private.url, api_port, **api_settings),
                                          logs / "api.log"), f"{base_url}/health/ready")
