@@ -148,6 +148,14 @@ class SecretsSettings:
 
 
 @attrs.frozen(kw_only=True)
+class EventsSettings:
+    """The event store behind webhooks and the events feed: published events older than `retention` are purged
+    (a feed reader that falls further behind must start again), unpublished ones never are."""
+
+    retention: float = _duration(30 * 86400.0, positive=True)
+
+
+@attrs.frozen(kw_only=True)
 class IdempotencySettings:
     ttl: float = _duration(86400.0)
 
@@ -176,6 +184,7 @@ class Settings:
     worker: WorkerSettings = WorkerSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    events: EventsSettings = EventsSettings()
     secrets: SecretsSettings = SecretsSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
