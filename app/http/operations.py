@@ -6,11 +6,11 @@ from typing import Any
 
 from app.http.endpoints import declared
 from app.http.openapi import Parameter, Webhook, build_openapi
-from app.http.routes import accounts, payments, webhooks
+from app.http.routes import accounts, events, payments, webhooks
 from app.http.schemas.webhooks import WebhookEvent
 
-#: In the document's order: accounts, then transfers and payments, then webhooks.
-OPERATIONS = (*declared(accounts.bp), *declared(payments.bp), *declared(webhooks.bp))
+#: In the document's order: accounts, then transfers and payments, then webhooks, then the events feed.
+OPERATIONS = (*declared(accounts.bp), *declared(payments.bp), *declared(webhooks.bp), *declared(events.bp))
 
 _SIGNATURE = Parameter(name="Payments-Signature", location="header", required=True, schema={
     "type": "string", "pattern": "^t=[0-9]+(,v1=[0-9a-f]{64})+$"}, description=(
