@@ -21,6 +21,7 @@ import attrs
 import pytest
 
 from adapters.postgres.events import to_message
+from adapters.postgres.metrics import database_gauges
 from adapters.postgres.outbox import COLUMNS
 from app.bootstrap import Services
 from core.events import OutboxMessage
@@ -194,7 +195,8 @@ async def test_only_a_transaction_of_this_database_holds_the_feed_back(
     services: Services, database_url: str, admin_database_url: str
 ) -> None:
     """Transaction ids are server-wide: one open in another database on the server cannot write this outbox and
-    does not delay the feed; one open in this database does, until it ends (the price of commit order)."""
+    does not delay the feed; one open in this database does, until it ends (the price of commit order), and the
+    events_feed_held_back_seconds gauge says for how long."""
     async with services.uow_factory() as uow:
         tenant_id = (await uow.tenants.get_or_create(f"feed-horizon-{secrets.token_hex(4)}", services.clock.now())).id
     read = feed_reader(services)
@@ -209,10 +211,18 @@ async def test_only_a_transaction_of_this_database_holds_the_feed_back(
                 await here.fetchval("SELECT pg_current_xact_id()")
                 second = await _account(services, tenant_id, "second")
                 assert not await _visible(read, tenant_id, second, timeout=0.5)
+                assert (await _held_back(services)) >= 0.5  # the gauge tells how long
             assert await _visible(read, tenant_id, second, timeout=30)
+            assert (await _held_back(services)) < 0.5
     finally:
         await elsewhere.close()
         await here.close()
+
+
+async def _held_back(services: Services) -> float:
+    (family,) = [f for f in await database_gauges(services.pool) if f.name == "events_feed_held_back_seconds"]
+    (sample,) = family.samples
+    return float(sample.value)
 
 
 async def _account(services: Services, tenant_id: UUID, user_id: str) -> UUID:
