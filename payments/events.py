@@ -78,7 +78,8 @@ def line(event: dict[str, Any]) -> str:
     thing: dict[str, Any] = (event.get("data") or {}).get("object") or {}
     kind = "payment" if event["type"] == "transfer.completed" else event["type"].split(".")[0]
     amount = thing.get("amount", thing.get("balance"))
-    words = [kind, str(thing.get("id", "-")), str(thing.get("status", "")),
+    failure = thing.get("failure_code")
+    words = [kind, str(thing.get("id", "-")), str(thing.get("status", "")) + (f" ({failure})" if failure else ""),
              f"{amount} {thing.get('currency', '')}" if amount is not None else ""]
     return f"{event['created_at']}  {event['type']:<26}  {' '.join(w for w in words if w)}  event={event['id']}"
 

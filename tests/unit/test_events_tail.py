@@ -113,6 +113,9 @@ def test_lines_name_any_object() -> None:
         f"account obj-4 0.00 JPY  event={event(4)['id']}")
     assert " hold obj-5 voided 1.00 EUR " in line(event(5, "hold.voided", status="voided", amount="1.00",
                                                        currency="EUR"))
+    assert " payment obj-6 failed (declined) 2.00 USD " in line(event(6, "payment.failed", status="failed",
+                                                                     failure_code="declined", amount="2.00",
+                                                                     currency="USD"))
 
 
 def test_where_it_looks_by_default(tmp_path: Path) -> None:
