@@ -136,17 +136,22 @@ async def _created(uow_factory: UnitOfWorkFactory, tenant_id: UUID, account_id: 
 
 async def test_get_and_read_feed_serve_the_catalogue_only(uow_factory: UnitOfWorkFactory, tenant: Tenant) -> None:
     internal, public = message(tenant.id, "payment.late_charge_detected"), message(tenant.id, "refund.failed")
+    hold = message(tenant.id, "hold.created", status="active")  # holds are not built yet; their events will show
     async with uow_factory() as uow:
         uow.outbox.add(internal)
         uow.outbox.add(public)
+    async with uow_factory() as uow:
+        uow.outbox.add(hold)
     async with uow_factory(read_only=True) as uow:
         page = await read_feed(tenant.id, after=None, event_type=None, limit=10, uow=uow)
-        assert [e.id for e in page.items] == [public.id]
+        assert [e.id for e in page.items] == [public.id, hold.id]
+        only = await read_feed(tenant.id, after=None, event_type="hold.created", limit=10, uow=uow)
+        assert [e.id for e in only.items] == [hold.id]
         assert (await get_event(tenant.id, public.id, uow=uow)) == public
         assert (await uow.events.get(tenant.id, internal.id)) == internal  # kept, but not the API's
         # an internal event's id still marks a place in the feed: continuing after it is allowed
         assert [e.id for e in (await read_feed(tenant.id, after=internal.id, event_type=None, limit=10,
-                                               uow=uow)).items] == [public.id]
+                                               uow=uow)).items] == [public.id, hold.id]
 
 
 @pytest.fixture
