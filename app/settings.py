@@ -165,6 +165,14 @@ class ReconcileSettings:
 
 
 @attrs.frozen(kw_only=True)
+class EventsSettings:
+    """The event store behind webhooks and the events feed: published events older than `retention` are purged
+    (a feed reader that falls further behind must start again), unpublished ones never are."""
+
+    retention: float = _duration(30 * 86400.0, positive=True)
+
+
+@attrs.frozen(kw_only=True)
 class IdempotencySettings:
     ttl: float = _duration(86400.0)
 
@@ -194,6 +202,7 @@ class Settings:
     idempotency: IdempotencySettings = IdempotencySettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    events: EventsSettings = EventsSettings()
     secrets: SecretsSettings = SecretsSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     observability: ObservabilitySettings = ObservabilitySettings()

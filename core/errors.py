@@ -50,6 +50,15 @@ class NotFound(CoreError, code="not_found"):
     """The resource does not exist in the caller's tenant (other tenants' objects look missing)."""
 
 
+class UnknownEvent(ValidationFailed, code="unknown_event"):
+    """The events feed was asked to continue after an event it does not hold for the caller: never written,
+    another tenant's, or purged after its retention. `field` names the parameter that held it."""
+
+    def __init__(self, field: str, message: str = "names no event of this feed (unknown, or past its retention)"
+                 ) -> None:
+        super().__init__([FieldError(field, message)])
+
+
 class InsufficientFunds(CoreError, code="insufficient_funds"):
     """The source account's balance is below the amount to move."""
 

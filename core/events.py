@@ -9,6 +9,7 @@ from uuid import UUID
 
 import attrs
 
+from core.clock import timestamp
 from core.ids import new_id
 from core.payments import PaymentType
 from core.work import PAYMENT, REFUND, WorkItem
@@ -26,9 +27,11 @@ def work_for(message: OutboxMessage) -> WorkItem | None:
     return WorkItem(kind=kind, tenant_id=message.tenant_id, target_id=message.aggregate_id,
                     correlation_id=message.correlation_id)
 
-#: Event types a webhook subscription may name (API.md §7); "*" matches all.
+#: Event types a webhook subscription may name (API.md §7) and the events feed serves (§11); "*" matches all.
+#: Other topics (`payment.late_charge_detected`, ...) are internal: never sent, never in the feed.
 CATALOGUE = (
     "account.created",
+    "account.updated",
     "transfer.completed",
     "payment.created",
     "payment.processing",
@@ -41,6 +44,10 @@ CATALOGUE = (
     "refund.created",
     "refund.succeeded",
     "refund.failed",
+    "hold.created",
+    "hold.captured",
+    "hold.voided",
+    "hold.expired",
 )
 
 
@@ -79,3 +86,10 @@ class OutboxMessage:
             id=new_id(), tenant_id=tenant_id, topic=topic, aggregate_id=aggregate_id,
             payload=payload, correlation_id=correlation_id, created_at=at,
         )
+
+
+def event_body(message: OutboxMessage) -> dict[str, Any]:
+    """The event as the outside world sees it: the body of a webhook delivery and an entry of the events feed,
+    `{"id", "type", "created_at", "data": {"object"}}` (API.md §7, §11)."""
+    return {"id": str(message.id), "type": message.topic, "created_at": timestamp(message.created_at),
+            "data": {"object": message.payload}}

@@ -1,5 +1,5 @@
 """The `payments` command: serve, worker, mock-providers, migrate, dev, keys create, dlq, ledger check, secrets,
-reconcile."""
+reconcile, events tail."""
 
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ from app.bootstrap import resolve_endpoints
 from app.configuration import load_settings
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError
+from core.events import CATALOGUE
 from payments.admin import cmd_dlq, cmd_keys_create, cmd_ledger_check, cmd_reconcile
 from payments.dev import cmd_dev
 from payments.encryption import check_key_opens, cmd_new_key, cmd_secrets, settings_with_key
+from payments.events import cmd_events_tail, event_id
 from payments.processes import cmd_migrate, cmd_mock_providers, cmd_serve, cmd_worker
 from payments.supervisor import follow_supervisor
 
 T = TypeVar("T")
 #: The commands that run until stopped: a stop on request is their normal end.
-SERVERS = frozenset({"serve", "worker", "dev", "mock-providers"})
+SERVERS = frozenset({"serve", "worker", "dev", "mock-providers", "events"})
 
 
 def _configured(read: Callable[[], T]) -> T:
@@ -78,7 +80,24 @@ def parser() -> argparse.ArgumentParser:
                                      "unreadable")
     secret.add_parser("check", help="count stored secrets by the key they are under; exits 1 unless all are "
                                     "under the first key")
+    _events_parser(sub)
     return root
+
+
+def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = sub.add_parser("events", help="the events feed").add_subparsers(dest="events_command", required=True)
+    tail = events.add_parser("tail", help="print the events feed as it grows, through the API (Ctrl-C to stop)",
+                             description="Follow GET /api/v1/events: only new events by default. The API is the "
+                                         "one `make run` serves, with its development key, unless told otherwise.")
+    tail.add_argument("--type", choices=CATALOGUE, metavar="TYPE", help="only events of this type")
+    tail.add_argument("--json", action="store_true", help="each event as one line of JSON, as the API has it")
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument("--after", type=event_id, metavar="ID", help="start after this event (resume where you were)")
+    start.add_argument("--from-start", action="store_true", help="start with the oldest event kept")
+    tail.add_argument("--url", help="the API's base URL (default: http://PAYMENTS_SERVER_HOST:PAYMENTS_SERVER_PORT, "
+                                    "that is http://127.0.0.1:8080)")
+    tail.add_argument("--key", help="an API key with the read scope (default: PAYMENTS_DEV_API_KEY, or the key "
+                                    "`make run` keeps in .data/dev_api_key)")
 
 
 def _interrupt(signum: int, _: FrameType | None) -> None:
@@ -118,6 +137,8 @@ def _run(args: argparse.Namespace) -> int:
                       process=args.command)
     if args.command == "mock-providers":
         return cmd_mock_providers(settings)
+    if args.command == "events":  # through the API: no database of its own to find or start
+        return cmd_events_tail(settings, args)
     endpoints = resolve_endpoints(settings, redis=args.command in {"serve", "worker", "dev", "dlq"})
     if not endpoints.redis_url:
         endpoints.redis_url = "redis://127.0.0.1:6379/0"  # unused by commands that do not touch Redis

@@ -16,7 +16,6 @@ from core.usecases.webhook_delivery import schedule_due
 from core.webhooks import DeliveryPolicy
 
 POLL_INTERVAL = 1.0  # a missed notification costs at most this much delay
-OUTBOX_RETENTION = timedelta(days=7)  # published events are kept a week for inspection and replay
 #: After a failure a loop waits BACKOFF_MIN, doubling per consecutive failure up to BACKOFF_MAX, less up to
 #: half at random (loops of many workers that failed together do not all come back at once).
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
@@ -73,8 +72,8 @@ async def first(*events: asyncio.Event, seconds: float) -> None:
 
 async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: str) -> None:
     """One worker at a time (a lease with a fencing token): re-enqueue stuck payments and refunds,
-    reap expired idempotency records and week-old published outbox rows, reconcile yesterday's settlement
-    reports once a day; no failure ends it."""
+    reap expired idempotency records and published events past their retention (the events feed reads them
+    until then), reconcile yesterday's settlement reports once a day; no failure ends it."""
     settings, episode = services.settings, Episode("housekeeping")
     interval = settings.worker.housekeeping_interval
     while not stop.is_set():
@@ -87,7 +86,7 @@ async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: s
                 logger.bind(requeued=requeued).warning("housekeeping re-enqueued {} stuck payment(s)/refund(s)",
                                                        requeued)
             done = await housekeep(lease=services.lease, owner=owner, ttl_seconds=interval * 2,
-                                   now=now, outbox_retention=OUTBOX_RETENTION)
+                                   now=now, outbox_retention=timedelta(seconds=settings.events.retention))
             if done and any(done.values()):
                 logger.bind(**done).info("housekeeping deleted expired idempotency keys and old outbox rows")
             await _reconcile(services, owner, interval * 2)

@@ -23,9 +23,8 @@ from dramatiq.middleware import (
 
 from adapters.dramatiq.observe import TRACE_OPTION, Observe
 from adapters.telemetry import trace_carrier
-from core.clock import timestamp
 from core.errors import Unavailable
-from core.events import OutboxMessage, work_for
+from core.events import OutboxMessage, event_body, work_for
 from core.ids import new_id
 from core.webhooks import DeliveryRef
 from core.work import PAYMENT, REFUND, WorkItem
@@ -57,12 +56,10 @@ def make_broker(redis_url: str) -> RedisBroker:
 
 
 def event_message(message: OutboxMessage) -> dramatiq.Message[Any]:
-    """The task for one outbox message; its id is the outbox id, so consumers can deduplicate."""
-    event = {
-        "id": str(message.id), "type": message.topic, "tenant_id": str(message.tenant_id),
-        "aggregate_id": str(message.aggregate_id), "created_at": timestamp(message.created_at),
-        "correlation_id": message.correlation_id, "data": {"object": message.payload},
-    }
+    """The task for one outbox message; its id is the outbox id, so consumers can deduplicate. It carries the
+    event's public body (what webhooks deliver and the events feed serves), and who it belongs to."""
+    event = {**event_body(message), "tenant_id": str(message.tenant_id), "aggregate_id": str(message.aggregate_id),
+             "correlation_id": message.correlation_id}
     options: dict[str, Any] = {TRACE_OPTION: dict(message.trace_context)} if message.trace_context else {}
     return dramatiq.Message(queue_name=EVENTS_QUEUE, actor_name=DISPATCH_ACTOR, args=(event,), kwargs={},
                             options=options, message_id=str(message.id))

@@ -12,6 +12,7 @@ import attrs
 from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.memory.accounts import MemoryAccounts
 from adapters.memory.dead_letters import MemoryDeadLetters
+from adapters.memory.events import MemoryEvents
 from adapters.memory.idempotency import MemoryIdempotencyKeys
 from adapters.memory.ledger import MemoryLedger
 from adapters.memory.outbox import MemoryOutbox
@@ -58,6 +59,7 @@ class InMemoryUnitOfWork:
         self.idempotency = MemoryIdempotencyKeys(store)
         self.tenants = MemoryTenants(session)
         self.reconciliations = MemoryReconciliations(store)
+        self.events = MemoryEvents(store)
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
         deadline = asyncio.get_running_loop().time() + self.store.wait_timeout

@@ -1,6 +1,6 @@
 """Gauges read from PostgreSQL when `/metrics` is scraped: the outbox backlog, the dead letter queue, the
-webhook deliveries waiting and the reconciliations' mismatches. Bounded: capped counts over partial indexes,
-a week of reconciliations, a short timeout."""
+webhook deliveries waiting, what holds the events feed back and the reconciliations' mismatches. Bounded:
+capped counts over partial indexes, a week of reconciliations, a short timeout."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ OUTBOX = f"""SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_
          AS oldest,
        (SELECT count(*) FROM (SELECT 1 FROM dead_letters WHERE retried_at IS NULL LIMIT {COUNT_CAP}) AS d) AS dlq,
        (SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries WHERE status = 'pending' LIMIT {COUNT_CAP}) AS w)
-         AS pending_webhooks"""
+         AS pending_webhooks,
+       coalesce(extract(epoch FROM now() - (SELECT min(xact_start) FROM pg_stat_activity
+                                            WHERE datname = current_database() AND backend_xid IS NOT NULL)), 0)
+         AS feed_held_back"""
 
 # Per provider, the mismatches of each tenant's latest completed reconciliation (by day) of the last week, summed.
 RECONCILED = """SELECT provider, sum(missing_in_ledger) AS missing_in_ledger,
@@ -40,6 +43,9 @@ _HELP = {
     "outbox_oldest_unpublished_age_seconds": "Age of the oldest unpublished outbox row (0 when none).",
     "dlq_size": "Dead letters (payments and refunds whose processing failed) not yet retried.",
     "webhook_deliveries_pending": "Webhook deliveries still pending (not yet succeeded or failed).",
+    "events_feed_held_back_seconds": "Age of the oldest open transaction of the database that holds a transaction "
+                                     "id: events committed since it began wait for it to end before the events "
+                                     "feed shows them (0 when none).",
 }
 
 
@@ -73,7 +79,8 @@ async def _read(pool: asyncpg.Pool) -> dict[str, float]:
         except asyncpg.UndefinedTableError:  # a database not migrated to 0009 yet: the other gauges still count
             reconciled = []
     values = {"outbox_backlog": float(row["backlog"]), "outbox_oldest_unpublished_age_seconds": float(row["oldest"]),
-              "dlq_size": float(row["dlq"]), "webhook_deliveries_pending": float(row["pending_webhooks"])}
+              "dlq_size": float(row["dlq"]), "webhook_deliveries_pending": float(row["pending_webhooks"]),
+              "events_feed_held_back_seconds": max(0.0, float(row["feed_held_back"]))}
     for line in reconciled:
         values |= {f"{line['provider']}|{result.value}": float(line[result.value]) for result in MISMATCHES}
     return values

@@ -18,6 +18,7 @@ from adapters.crypto import SecretBox
 from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.postgres.accounts import PgAccounts
 from adapters.postgres.dead_letters import PgDeadLetters
+from adapters.postgres.events import PgEvents
 from adapters.postgres.idempotency import PgIdempotencyKeys
 from adapters.postgres.ledger import PgLedger
 from adapters.postgres.outbox import PgOutbox
@@ -60,6 +61,7 @@ class PgUnitOfWork:
         self.dead_letters = PgDeadLetters(session)
         self.webhooks = PgWebhooks(session, secret_box)
         self.reconciliations = PgReconciliations(session)
+        self.events = PgEvents(session)
 
     async def __aenter__(self) -> PgUnitOfWork:
         deadline = asyncio.get_running_loop().time() + self._timeout

@@ -6,11 +6,12 @@ from typing import Any
 
 from app.http.endpoints import declared
 from app.http.openapi import Parameter, Webhook, build_openapi
-from app.http.routes import accounts, payments, reconciliations, webhooks
+from app.http.routes import accounts, events, payments, reconciliations, webhooks
 from app.http.schemas.webhooks import WebhookEvent
 
-#: In the document's order: accounts, then transfers and payments, then webhooks, then reconciliations.
-OPERATIONS = (*declared(accounts.bp), *declared(payments.bp), *declared(webhooks.bp),
+#: In the document's order: accounts, then transfers and payments, then webhooks, then the events feed, then
+#: reconciliations.
+OPERATIONS = (*declared(accounts.bp), *declared(payments.bp), *declared(webhooks.bp), *declared(events.bp),
               *declared(reconciliations.bp))
 
 _SIGNATURE = Parameter(name="Payments-Signature", location="header", required=True, schema={

@@ -6,7 +6,7 @@
 from core.ports.coordination import Clock, Lease, Locks
 from core.ports.idempotency import IdempotencyKeys
 from core.ports.ledger import Accounts, Ledger, LedgerAudit
-from core.ports.outbox import ClaimedOutbox, Outbox, OutboxFeed
+from core.ports.outbox import ClaimedOutbox, Events, Outbox, OutboxFeed
 from core.ports.paging import Page
 from core.ports.payments import PaymentFilter, Payments, Refunds
 from core.ports.reconciliations import Reconciliations
@@ -21,6 +21,7 @@ __all__ = [
     "Clock",
     "DeadLetters",
     "DueDeliveries",
+    "Events",
     "IdempotencyKeys",
     "InFlight",
     "Lease",

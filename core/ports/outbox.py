@@ -1,12 +1,15 @@
-"""Ports of the outbox: messages written with their change, and the feed the relay publishes from."""
+"""Ports of the outbox: messages written with their change, the feed the relay publishes from, and the events
+kept for the tenants' events feed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
+from uuid import UUID
 
 from core.events import OutboxMessage
+from core.ports.paging import Page
 
 
 class Outbox(Protocol):
@@ -35,3 +38,28 @@ class OutboxFeed(Protocol):
     """
 
     def claim(self, limit: int) -> AbstractAsyncContextManager[ClaimedOutbox]: ...
+
+
+class Events(Protocol):
+    """The committed outbox messages, kept for the retention: every tenant's events feed (API.md §11).
+
+    Feed order is a total order of a tenant's events, fixed for good when an event becomes
+    visible, and an event becomes visible only once no event placed before it can still
+    commit. So a reader that asks again after the last event it was given misses nothing and
+    is given nothing twice, however transactions interleave and in whatever order they
+    commit. An event whose transaction committed before another's began comes first; the
+    events of one transaction come in the order they were added. Rolled-back events never
+    appear.
+
+    `page` answers up to `limit` events whose topic is in `types`, following `after` (an
+    event id; None: from the oldest event kept) in feed order, with `next_cursor` set to the
+    last one's id when more are visible now. It raises `UnknownEvent` (field "after") when
+    `after` names no event of the tenant (never written, another tenant's, or purged).
+    `get` returns one of the tenant's events, visible in the feed yet or not.
+    """
+
+    async def get(self, tenant_id: UUID, event_id: UUID) -> OutboxMessage | None: ...
+
+    async def page(
+        self, tenant_id: UUID, *, after: UUID | None, types: Collection[str], limit: int
+    ) -> Page[OutboxMessage]: ...

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from core.ports.idempotency import IdempotencyKeys
 from core.ports.ledger import Accounts, Ledger
-from core.ports.outbox import Outbox
+from core.ports.outbox import Events, Outbox
 from core.ports.payments import Payments, Refunds
 from core.ports.reconciliations import Reconciliations
 from core.ports.tenants import Tenants
@@ -58,6 +58,9 @@ class UnitOfWork(Protocol):
 
     @property
     def reconciliations(self) -> Reconciliations: ...
+
+    @property
+    def events(self) -> Events: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

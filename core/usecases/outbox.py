@@ -41,8 +41,9 @@ async def housekeep(
     *, lease: Lease, owner: str, ttl_seconds: float, now: datetime, outbox_retention: timedelta,
     batch: int = 1000, name: str = HOUSEKEEPING,
 ) -> dict[str, int] | None:
-    """Under the housekeeping lease: reap expired idempotency keys and purge outbox rows
-    published longer ago than `outbox_retention`. None when another process holds the lease."""
+    """Under the housekeeping lease: reap expired idempotency keys and purge outbox rows published longer ago
+    than `outbox_retention` (the events feed serves them until then; unpublished rows are never purged). None
+    when another process holds the lease."""
     token = await lease.acquire(name, owner, ttl_seconds)
     if token is None:
         return None

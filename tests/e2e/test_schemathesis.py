@@ -67,10 +67,13 @@ class RealData:
     webhooks: list[dict[str, Any]] = attrs.Factory(list)
     foreign_webhooks: list[dict[str, Any]] = attrs.Factory(list)
     deliveries: list[str] = attrs.Factory(list)  # ids of deliveries of webhooks[0]
+    events: list[str] = attrs.Factory(list)  # ids of the tenant's events in the feed
+    foreign_events: list[str] = attrs.Factory(list)
 
     @property
     def foreign_ids(self) -> set[str]:
-        return {item["id"] for item in [*self.foreign_accounts, *self.foreign_payments, *self.foreign_webhooks]}
+        return {item["id"] for item in [*self.foreign_accounts, *self.foreign_payments, *self.foreign_webhooks]} | {
+            *self.foreign_events}
 
 
 #: The current test's data; the hooks are registered on SCHEMA at import time, the data exists at run time.
@@ -112,7 +115,8 @@ def _seed_tenant(base_url: str, key: str, prefix: str) -> tuple[list[dict[str, A
         lists = {"/api/v1/webhooks": "/api/v1/webhooks","/api/v1/accounts": "/api/v1/accounts",
                  "/api/v1/accounts/{account_id}/transactions": f"/api/v1/accounts/{accounts[0]['id']}/transactions",
                  "/api/v1/payments": "/api/v1/payments",
-                 "/api/v1/payments/{payment_id}/refunds": f"/api/v1/payments/{payments[0]['id']}/refunds"}
+                 "/api/v1/payments/{payment_id}/refunds": f"/api/v1/payments/{payments[0]['id']}/refunds",
+                 "/api/v1/events": "/api/v1/events"}
         cursors = {template: http.get(path, params={"limit": 1}).json()["next_cursor"]
                    for template, path in lists.items()}
     assert all(cursors.values()), cursors
@@ -145,9 +149,17 @@ async def real_data(stack: Stack, api_key: str, foreign_key: str, services: Serv
     cursors["/api/v1/webhooks/{webhook_id}/deliveries"] = (await _list_cursor(
         stack.base_url, api_key, f"/api/v1/webhooks/{webhooks[0]['id']}/deliveries"))
     CURRENT[:] = [RealData(stack.base_url, api_key, accounts, payments, cursors, foreign_accounts, foreign_payments,
-                           webhooks, foreign_webhooks, deliveries)]
+                           webhooks, foreign_webhooks, deliveries, await _event_ids(stack.base_url, api_key),
+                           await _event_ids(stack.base_url, foreign_key))]
     yield CURRENT[0]
     CURRENT.clear()
+
+
+async def _event_ids(base_url: str, key: str) -> list[str]:
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+        events = (await http.get("/api/v1/events", params={"limit": 100})).json()["data"]
+    assert events
+    return [event["id"] for event in events]
 
 
 async def _list_cursor(base_url: str, key: str, path: str) -> str:
@@ -169,6 +181,10 @@ def _use_real_data(case: Case[Any], choice: int) -> Case[Any]:
         case.path_parameters["webhook_id"] = [real.webhooks[0], real.foreign_webhooks[0]][choice % 2]["id"]
     if "delivery_id" in case.path_parameters and choice % 3 != 2:
         case.path_parameters["delivery_id"] = real.deliveries[choice % len(real.deliveries)]
+    if "event_id" in case.path_parameters:
+        case.path_parameters["event_id"] = [*real.events, real.foreign_events[0]][choice % (len(real.events) + 1)]
+    if "after" in case.query and choice % 3 != 2:
+        case.query["after"] = real.events[choice % len(real.events)]
     if "user_id" in case.query and choice % 3 != 2:
         case.query["user_id"] = [*own, foreign[0]][choice % (len(own) + 1)]["user_id"]
     if "cursor" in case.query and choice % 3 != 2:
@@ -235,6 +251,8 @@ def _prepare_coverage_case(case: Case[Any], real: RealData) -> None:
         case.path_parameters["webhook_id"] = real.webhooks[0]["id"]
     if "delivery_id" in case.path_parameters:
         case.path_parameters["delivery_id"] = real.deliveries[0]
+    if "event_id" in case.path_parameters:
+        case.path_parameters["event_id"] = real.events[0]
     if isinstance(case.body, dict) and "url" in case.body:
         case.body = {**case.body, "url": HOOK_URL}
     if isinstance(case.body, dict) and "source_account_id" in case.body:
