@@ -16,7 +16,10 @@ from core.work import PAYMENT, REFUND, WorkItem
 
 #: Events that ask a worker to do something besides telling subscribers. A late charge found by reconciliation
 #: (`payment.late_charge_detected` of a failed payment) is refunded by the payment's own work: the late-charge path.
-_WORK = {"payment.created": PAYMENT, "refund.created": REFUND, "payment.late_charge_detected": PAYMENT}
+#: A refund recorded failed that the provider settled after all (`refund.late_success_suspected`, also found by
+#: reconciliation) is looked up by the refund's own work, and posted if found: the late-refund path.
+_WORK = {"payment.created": PAYMENT, "refund.created": REFUND, "payment.late_charge_detected": PAYMENT,
+         "refund.late_success_suspected": REFUND}
 
 
 def work_for(message: OutboxMessage) -> WorkItem | None:

@@ -8,7 +8,8 @@ worker once the refund is `failed`. It comes one of two ways:
 - a later lookup: a refund that failed for any reason but a decline (its attempts ran out, or it waited out the
   breaker, after the provider's lookup missed it: real providers' searches lag) is looked up again, never
   refunded again, whenever its work is delivered once more (a duplicate or redelivered message, or an operator's
-  `payments dlq retry` of its dead letter).
+  `payments dlq retry` of its dead letter, or reconciliation finding it in the provider's settlement report:
+  `refund.late_success_suspected`).
 
 A decline is the provider's own answer for that key, so a declined refund is never looked up. Then, in one
 transaction, the refund becomes `succeeded` and the money moves exactly as for a refund that succeeded in time
@@ -31,6 +32,9 @@ from core.usecases.reversal import reverse_external
 from core.work import REFUND, DeadLetter, WorkItem
 
 LATE_REFUND_DETECTED, LATE_REFUND_HELD = "refund.late_success_detected", "refund.late_success_held"
+#: Reconciliation found the provider settled a refund recorded `failed`: the refund's work (started by this event,
+#: `core.events.work_for`) looks it up and posts it (an internal event: not sent, not in the feed).
+LATE_REFUND_SUSPECTED = "refund.late_success_suspected"
 #: The payment's history event that ends a refund `failed` (its data: the refund, with its `failure_code`).
 REFUND_FAILED = "refund.failed"
 

@@ -4,7 +4,9 @@ The reports are fetched first, outside any transaction (ARCHITECTURE.md rule 10)
 reconciliation and any late charge it finds then commit in one unit of work (with the Idempotency-Key's record,
 for `POST /reconciliations`). A charge the provider took for a payment the ledger failed is recorded as a late
 charge (`payment.late_charge_detected`, announced through the outbox) and the payment's own work refunds it:
-the late-charge path of API.md §6 (`late_charges.py`), not a second mechanism.
+the late-charge path of API.md §6 (`late_charges.py`), not a second mechanism. Likewise a refund the provider
+settled that the ledger recorded `failed` (not declined) is announced (`refund.late_success_suspected`) and the
+refund's own work looks it up and posts it: the late-refund path (`late_refunds.py`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from core.reconciliation import (
     day_bounds,
     match,
 )
-from core.usecases.announcements import announce_payment
+from core.usecases.announcements import announce_payment, announce_refund
 from core.usecases.late_charges import LATE_DETECTED, LATE_REVERSED, reversal_id
+from core.usecases.late_refunds import LATE_REFUND_SUSPECTED, may_have_succeeded, of_refund
 
 
 @attrs.frozen(kw_only=True)
@@ -94,6 +97,8 @@ async def record_reconciliation(
         for item in items:
             if item.result == MatchResult.MISSING_IN_LEDGER and item.kind == "charge" and item.payment_id:
                 await _flag_late_charge(uow, cmd, item.payment_id, item.provider_reference, now)
+            elif item.result == MatchResult.MISSING_IN_LEDGER and item.kind == "refund" and item.payment_id:
+                await _flag_late_refund(uow, cmd, item.payment_id, item.idempotency_key, now)
     uow.reconciliations.add(reconciliation)
     return reconciliation
 
@@ -170,6 +175,22 @@ async def _flag_late_charge(
     payment.note(LATE_DETECTED, now, charge_reference=reference, detected_by="reconciliation")
     uow.payments.save(payment)
     announce_payment(uow, payment, LATE_DETECTED, now, correlation_id=cmd.correlation_id)
+
+
+async def _flag_late_refund(uow: UnitOfWork, cmd: Reconcile, payment_id: UUID, key: str, now: datetime) -> None:
+    """A refund of ours recorded `failed` (not declined) that the provider settled: noted in the payment's history
+    and announced once, so that the refund's work looks it up at the provider and posts it."""
+    refund_id = _uuid(key)
+    payment = await uow.payments.lock(cmd.tenant_id, payment_id)
+    refund = await uow.refunds.lock(cmd.tenant_id, refund_id) if refund_id else None
+    if payment is None or refund is None or refund.payment_id != payment.id or payment.provider != cmd.provider:
+        return
+    history = await uow.payments.events(cmd.tenant_id, payment.id)
+    if not may_have_succeeded(history, refund) or of_refund(history, LATE_REFUND_SUSPECTED, refund):
+        return  # not failed, or declined (the provider's own answer), or already announced
+    payment.note(LATE_REFUND_SUSPECTED, now, refund=refund.summary(), detected_by="reconciliation")
+    uow.payments.save(payment)
+    announce_refund(uow, refund, LATE_REFUND_SUSPECTED, now)
 
 
 def _uuid(text: str) -> UUID | None:

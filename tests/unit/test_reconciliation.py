@@ -17,8 +17,9 @@ from core.providers import ProviderUnavailable, RefundRequest
 from core.reconciliation import Booked, MatchResult, Reports, Settled, match
 from core.usecases.daily_reconciliation import DailyReconciliation, reconcile_yesterday
 from core.usecases.late_charges import LATE_DETECTED, LATE_REVERSED, reversal_id
+from core.usecases.late_refunds import LATE_REFUND_SUSPECTED
 from core.usecases.reconciliation import Reconcile, check_reconcile, fetch_reports, run_reconciliation
-from core.work import PAYMENT, RetryPolicy
+from core.work import PAYMENT, REFUND, RetryPolicy
 from tests.unit.conftest import FakeClock
 from tests.unit.payments_fixtures import World
 
@@ -181,6 +182,41 @@ async def test_a_charge_for_a_failed_payment_is_flagged_and_refunded_by_the_late
     assert (reversal.amount, reversal.charge_reference) == (3_000, late.reference)
     assert world.balance(source.id) == 50_000  # the ledger returned the money when it failed: nothing moves
     # the charge and its reversal are now both known to the payment's history: everything matches
+    again = await reconcile(world)
+    assert (again.summary[MatchResult.MATCHED], again.items) == (2, [])
+    await world.check()
+
+
+async def test_a_refund_recorded_failed_that_the_provider_settled_is_posted_by_the_late_refund_path(
+        world: World) -> None:
+    source = await world.account(50_000)
+    paid = await world.completed(source.id, 10_000)
+    stripe = world.providers["stripe"]
+    refund = await world.refund(paid.id, "40.00")
+    stripe.available = False  # its only attempt fails: recorded failed (retries exhausted), not declined
+    world.policy = RetryPolicy(max_attempts=1)
+    assert (await world.process_refund(refund.id)).status == "failed"
+    stripe.available = True
+    await stripe.refund(RefundRequest(refund_id=refund.id, payment_id=paid.id, amount=4_000, currency="USD",
+                                      charge_reference=paid.provider_reference or "", reason=None, metadata={}))
+    assert world.balance(source.id) == 40_000  # the ledger does not know yet
+
+    done = await reconcile(world)
+
+    assert [(i.result, i.kind, i.idempotency_key) for i in done.items] == [
+        ("missing_in_ledger", "refund", str(refund.id))]
+    assert (await world.event_types(paid.id))[-1] == LATE_REFUND_SUSPECTED
+    message = next(m for m in world.store.outbox if m.topic == LATE_REFUND_SUSPECTED)
+    work = work_for(message)
+    assert work is not None and (work.kind, work.target_id) == (REFUND, refund.id)
+    await reconcile(world)  # a second run does not announce it twice
+    assert (await world.event_types(paid.id)).count(LATE_REFUND_SUSPECTED) == 1
+    # the refund's work (started by that event) looks it up and posts it: the late-refund path, once
+    refunds_asked = stripe.calls.count(("refund", str(refund.id)))
+    assert (await world.process_refund(refund.id)).status == "succeeded"
+    assert world.balance(source.id) == 44_000
+    assert stripe.calls.count(("refund", str(refund.id))) == refunds_asked  # looked up, never refunded again
+    assert stripe.calls.count(("find_refund", str(refund.id))) >= 1
     again = await reconcile(world)
     assert (again.summary[MatchResult.MATCHED], again.items) == (2, [])
     await world.check()
