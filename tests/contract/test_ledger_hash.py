@@ -87,10 +87,11 @@ def _swap_keeping_balances(entries: list[Entry]) -> tuple[list[Entry], Entry, st
     return entries, entries[2], "its hash does not match its fields: it, or the entry before it, was changed"
 
 
-@pytest.mark.parametrize("tamper", [_edit_amount, _edit_payment, _delete, _swap])
-async def test_the_audit_names_the_first_broken_entry(
+async def tampered(
     uow_factory, clock, tenant, audit, probe, tamper: Callable[[list[Entry]], tuple[list[Entry], Entry, str]]
-) -> None:
+) -> tuple[Any, list[str], Entry, str]:
+    """An account with a history, `tamper`ed in the store: (the account, what the audit says of it then, the entry
+    it must name, why). The history is put back afterwards, and the audit must then be clean again."""
     a, original = await history(uow_factory, clock, tenant.id)
     changed, broken, why = tamper(list(original))
     await probe.rewrite(a.id, changed)
@@ -98,22 +99,23 @@ async def test_the_audit_names_the_first_broken_entry(
         problems = mine(await audit.drift(), a)
     finally:
         await probe.rewrite(a.id, original)
-    assert f"account {a.id}: entry {broken.id} (seq {broken.seq}) breaks the hash chain: {why}" in problems
     assert mine(await audit.drift(), a) == []
+    return a, problems, broken, why
+
+
+@pytest.mark.parametrize("tamper", [_edit_amount, _edit_payment, _delete, _swap])
+async def test_the_audit_names_the_first_broken_entry(
+    uow_factory, clock, tenant, audit, probe, tamper: Callable[[list[Entry]], tuple[list[Entry], Entry, str]]
+) -> None:
+    a, problems, broken, why = await tampered(uow_factory, clock, tenant, audit, probe, tamper)
+    assert f"account {a.id}: entry {broken.id} (seq {broken.seq}) breaks the hash chain: {why}" in problems
 
 
 async def test_a_swap_that_keeps_balances_chaining_is_seen_by_the_hash_alone(
     uow_factory, clock, tenant, audit, probe
 ) -> None:
-    a, original = await history(uow_factory, clock, tenant.id)
-    changed, broken, why = _swap_keeping_balances(list(original))
-    await probe.rewrite(a.id, changed)
-    try:
-        problems = mine(await audit.drift(), a)
-    finally:
-        await probe.rewrite(a.id, original)
+    a, problems, broken, why = await tampered(uow_factory, clock, tenant, audit, probe, _swap_keeping_balances)
     assert problems == [f"account {a.id}: entry {broken.id} (seq 3) breaks the hash chain: {why}"]
-    assert mine(await audit.drift(), a) == []
 
 
 async def test_a_removed_latest_entry_is_seen_by_the_chain_head(uow_factory, clock, tenant, audit, probe) -> None:
