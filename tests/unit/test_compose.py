@@ -28,6 +28,7 @@ KNOWN_METRICS = {
     "payments_total", "provider_calls_total", *_histogram("provider_call_duration_seconds"),
     "circuit_breaker_state", "outbox_backlog", "outbox_oldest_unpublished_age_seconds", "dlq_size",
     "webhook_deliveries_total", "webhook_deliveries_pending", "reconciliation_mismatches",
+    "events_feed_held_back_seconds",
     "worker_messages_total", *_histogram("worker_message_duration_seconds"), "worker_messages_in_progress",
     "process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
     "process_open_fds", "process_max_fds", "process_start_time_seconds",
