@@ -50,9 +50,10 @@ class NotFound(CoreError, code="not_found"):
     """The resource does not exist in the caller's tenant (other tenants' objects look missing)."""
 
 
-class UnknownEvent(ValidationFailed, code="unknown_event"):
+class UnknownEvent(ValidationFailed):
     """The events feed was asked to continue after an event it does not hold for the caller: never written,
-    another tenant's, or purged after its retention. `field` names the parameter that held it."""
+    another tenant's, or purged after its retention. `field` names the parameter that held it. A
+    `validation_error` (API.md §1 lists the slugs; this is a bad parameter like any other)."""
 
     def __init__(self, field: str, message: str = "names no event of this feed (unknown, or past its retention)"
                  ) -> None:

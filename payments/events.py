@@ -128,7 +128,8 @@ def _detail(answer: Answer) -> str:
 
 def _refused(answer: Answer, after: str | None) -> int:
     body = answer.body if isinstance(answer.body, dict) else {}
-    if body.get("type") == "/problems/unknown_event":
+    if body.get("type") == "/problems/validation_error" and any(
+            e.get("field") in ("after", "cursor") for e in body.get("errors") or [] if isinstance(e, dict)):
         print(f"payments events tail: event {after} is not in this feed (unknown, another tenant's, or past the "
               "retention); start again without --after", file=sys.stderr)
     elif answer.status in (401, 403):

@@ -95,7 +95,8 @@ def test_an_api_that_is_down_or_busy_is_waited_for_and_said_once() -> None:
 @pytest.mark.parametrize(("answer", "says"), [
     (Answer(401, {"type": "/problems/unauthorized", "detail": "unknown API key"}), "refused the key"),
     (Answer(403, {"type": "/problems/forbidden", "detail": "needs read"}), "refused the key"),
-    (Answer(400, {"type": "/problems/unknown_event", "detail": "after: names no event"}), "is not in this feed"),
+    (Answer(422, {"type": "/problems/validation_error", "detail": "after: names no event",
+                 "errors": [{"field": "after", "message": "names no event"}]}), "is not in this feed"),
     (Answer(422, {"type": "/problems/validation_error", "detail": "type: must be one of"}), "type: must be one of"),
 ])
 def test_a_refusal_ends_it_with_status_1_and_why(answer: Answer, says: str, capsys: pytest.CaptureFixture[str]
