@@ -17,6 +17,10 @@ import asyncpg
 
 from adapters.pending import Pending
 
+#: asyncpg refuses a statement with more parameters than this: larger writes (a batch of a thousand
+#: transfers) are split into several rows-statements and composed statements.
+MAX_PARAMETERS = 32767
+
 Fragment = tuple[str, list[Any]]
 Typed = tuple[tuple[str, str], ...]
 Value = Callable[[Any, str], Any]
@@ -70,13 +74,16 @@ def update_rows(table: str, typed: Typed, rows: Sequence[Sequence[Any]]) -> Frag
 def insert_entities(table: str, columns: str, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
     """The insert of `entities` (none: no statement), each column's value read by `value(entity, name)`."""
     names = fields(columns)
-    return [insert_rows(table, columns, [[value(e, name) for name in names] for e in entities])] if entities else []
+    rows = [[value(e, name) for name in names] for e in entities]
+    step = MAX_PARAMETERS // len(names)
+    return [insert_rows(table, columns, rows[start:start + step]) for start in range(0, len(rows), step)]
 
 
 def update_entities(table: str, typed: Typed, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
     """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them."""
     rows = [[value(e, name) for name, _ in typed] for e in entities]
-    return [update_rows(table, typed, rows)] if entities else []
+    step = MAX_PARAMETERS // len(typed)
+    return [update_rows(table, typed, rows[start:start + step]) for start in range(0, len(rows), step)]
 
 
 def write_pending(
@@ -99,6 +106,21 @@ def compose(fragments: list[Fragment]) -> Fragment:
     """
     args = [value for _, values in fragments for value in values]
     return _statement(tuple((sql, len(values)) for sql, values in fragments)), args
+
+
+def statements(fragments: list[Fragment]) -> list[Fragment]:
+    """`compose` the fragments, in order, into as few statements as keep each within `MAX_PARAMETERS`
+    (one, but for the largest writes). Parents come before children in the fragments, so a foreign key
+    checked at the end of one statement finds its row written by that statement or an earlier one."""
+    groups: list[list[Fragment]] = [[]]
+    count = 0
+    for fragment in fragments:
+        if groups[-1] and count + len(fragment[1]) > MAX_PARAMETERS:
+            groups.append([])
+            count = 0
+        groups[-1].append(fragment)
+        count += len(fragment[1])
+    return [compose(group) for group in groups if group]
 
 
 @functools.lru_cache(maxsize=256)
