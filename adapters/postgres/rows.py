@@ -79,11 +79,27 @@ def insert_entities(table: str, columns: str, entities: Collection[Any], value: 
     return [insert_rows(table, columns, rows[start:start + step]) for start in range(0, len(rows), step)]
 
 
+#: From this many rows on, an update sends one array per column (`unnest`): its text no longer depends on
+#: the row count, so a batch's many accounts (a count that varies from batch to batch) reuse one prepared
+#: statement instead of preparing a new one each time.
+UNNEST_FROM = 9
+
+
+@functools.lru_cache(maxsize=32)
+def _update_arrays_sql(table: str, typed: Typed) -> str:
+    names = [name for name, _ in typed]
+    arrays = ", ".join(f"${c + 1}::{kind}[]" for c, (_, kind) in enumerate(typed))
+    assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
+    return (f"UPDATE {table} t SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
+            f"WHERE t.{names[0]} = v.{names[0]}")
+
+
 def update_entities(table: str, typed: Typed, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
     """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them."""
     rows = [[value(e, name) for name, _ in typed] for e in entities]
-    step = MAX_PARAMETERS // len(typed)
-    return [update_rows(table, typed, rows[start:start + step]) for start in range(0, len(rows), step)]
+    if len(rows) >= UNNEST_FROM:
+        return [(_update_arrays_sql(table, typed), [list(column) for column in zip(*rows, strict=True)])]
+    return [update_rows(table, typed, rows)] if rows else []
 
 
 def write_pending(
