@@ -228,3 +228,21 @@ def test_the_largest_batch_and_reference_are_accepted(tenant_id: UUID) -> None:
     legs: list[Leg] = [(uuid4(), uuid4(), 1)] * 1_000
     cmd = batch(tenant_id, legs, references=["r" * 64] * 1_000)
     assert len(cmd.transfers) == 1_000 and len(cmd.locked_accounts) == 2
+
+
+@pytest.mark.parametrize(("transfers", "errors"), [
+    ("abc", [("transfers", "must be a list")]),
+    ({"0": {}}, [("transfers", "must be a list")]),
+    ([1], [("transfers[0]", "has the wrong type")]),
+    ([{"source_account_id": "a", "destination_account_id": "b", "amount": "1", "currency": "USD"},
+      {"source_account_id": "a", "destination_account_id": "b", "amount": [1], "currency": "USD", "x": 1}],
+     [("transfers[1].amount", 'must be a decimal number or a decimal string such as "10.50"'),
+      ("transfers[1].x", "is not a known field")]),
+])
+def test_a_malformed_batch_body_names_each_bad_field_by_index(transfers: object, errors: list[tuple[str, str]]) -> None:
+    from app.http.bodies import parse_body
+    from app.http.schemas.batches import BatchRequest
+
+    with pytest.raises(ValidationFailed) as refused:
+        parse_body({"transfers": transfers}, BatchRequest)
+    assert [(e.field, e.message) for e in refused.value.errors] == errors
