@@ -56,14 +56,23 @@ def _status(result: BatchResult) -> HTTPStatus:
 @operation(bp, Operation(method="post", path="/api/v1/batches",
                          summary="Make many transfers at once: atomic (201), each on its own (200), or a dry run (200)",
                          tag="batches", operation_id="createBatch", request=BatchRequest, response=Batch,
-                         response_status=201, also=(200,), idempotency="required", errors=(*COMMON,),
+                         response_status=201, also=(200,), idempotency="required", errors=(409, *COMMON),
                          max_body_size=MAX_BODY))
 async def create(request: Request, body: BatchRequest) -> HTTPResponse:
     cmd, found = batch_command(request, body), services(request)
     if body.dry_run:  # a read: nothing is stored, not even the Idempotency-Key's record
         result = await dry_run_batch(cmd, uow_factory=found.uow_factory, clock=found.clock, view=view)
         return send(StoredResponse(status=200, body=dumps(view(result))))
-    return await write(request, lambda uow: post_batch(cmd, uow=uow, clock=found.clock, view=view), view,
+    rendered: list[tuple[BatchResult, dict[str, Any]]] = []
+
+    def answer(result: BatchResult) -> dict[str, Any]:
+        """Rendered once (a payment view a transfer): the answer stored with the batch is the one sent. The
+        result is kept with it, so a retried unit of work's new result is never taken for the old one."""
+        if not rendered or rendered[-1][0] is not result:
+            rendered.append((result, view(result)))
+        return rendered[-1][1]
+
+    return await write(request, lambda uow: post_batch(cmd, uow=uow, clock=found.clock, view=answer), answer,
                        status=_status, lock_accounts=cmd.locked_accounts)
 
 
