@@ -221,7 +221,7 @@ async def test_batches_and_single_transfers_racing_on_the_same_accounts(
     statuses = Counter(response.status_code for response in responses)
     assert set(statuses) <= {200, 201, 422}, statuses
     assert statuses[201] > 20 and statuses[200] > 0, statuses
-    total = sum(assert_money(await balance(client, account["id"]), "USD") for account in accounts)
+    total = sum([assert_money(await balance(client, account["id"]), "USD") for account in accounts])
     assert total == sum(initial)
     for account in accounts:
         await ledger_of(client, account)
