@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402 (the path above makes `bench` importable when run as a script)
+    Sampler,
     api_env,
     create_accounts,
     create_database,
@@ -145,12 +146,18 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for scenario in scenarios:
             asyncio.run(load(scenario, {**config, "run": f"warm-{time.time_ns()}"}, 1.0))  # warm up, unrecorded
-            rows.append(asyncio.run(load(scenario, {**config, "run": f"run-{time.time_ns()}"}, args.duration)))
+            sampler = Sampler(server.pid, name)
+            sampler.start()
+            row = asyncio.run(load(scenario, {**config, "run": f"run-{time.time_ns()}"}, args.duration))
+            rows.append({**row, **sampler.stop()})
         print(f"\n{'scenario':<28} {'clients':>7} {'requests/s':>11} {'transfers/s':>12} {'p50 ms':>8} "
-              f"{'p99 ms':>8}  statuses")
+              f"{'p99 ms':>8} {'API %':>6} {'DB %':>6} {'other %':>8}  statuses")
         for row in rows:
             print(f"{row['name']:<28} {row['clients']:>7} {row['rate']:>11.0f} {row['transfers_rate']:>12.0f} "
-                  f"{row['p50']:>8.1f} {row['p99']:>8.1f}  {json.dumps(row['statuses'])}")
+                  f"{row['p50']:>8.1f} {row['p99']:>8.1f} {row['api_cpu']:>6.0f} {row['db_cpu']:>6.0f} "
+                  f"{row['other_cpu']:>8.0f}  {json.dumps(row['statuses'])}")
+        print("API %, DB %: CPU of the API process and of PostgreSQL, in % of one core; other %: everything else on "
+              "the machine but this load generator (other people's work: noise)")
         single = rows[0]["transfers_rate"] or 1
         for row in rows[1:]:
             print(f"{row['name']}: {row['transfers_rate'] / single:.1f}x the transfers/s of single transfers")

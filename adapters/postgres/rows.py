@@ -71,10 +71,29 @@ def update_rows(table: str, typed: Typed, rows: Sequence[Sequence[Any]]) -> Frag
     return _update_sql(table, typed, len(rows)), [value for row in rows for value in row]
 
 
-def insert_entities(table: str, columns: str, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
-    """The insert of `entities` (none: no statement), each column's value read by `value(entity, name)`."""
+@functools.lru_cache(maxsize=32)
+def _insert_arrays_sql(table: str, columns: str, types: tuple[str, ...]) -> str:
+    arrays = ", ".join(f"${c + 1}::{kind}[]" for c, kind in enumerate(types))
+    return f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
+
+
+def insert_arrays(table: str, columns: str, types: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> Fragment:
+    """`INSERT INTO table (columns) SELECT * FROM unnest(...)`: one array per column, of the SQL `types`."""
+    return _insert_arrays_sql(table, columns, types), [list(column) for column in zip(*rows, strict=True)]
+
+
+def insert_entities(table: str, columns: str, entities: Collection[Any], value: Value = getattr,
+                    types: tuple[str, ...] | None = None) -> list[Fragment]:
+    """The insert of `entities` (none: no statement), each column's value read by `value(entity, name)`.
+
+    Given the columns' SQL `types`, as many rows as `UNNEST_FROM` or more go as one array per column: a
+    batch's hundreds of rows are then a short statement asyncpg prepares once, not one of thousands of
+    parameters (too long for its statement cache, so parsed and planned again every time).
+    """
     names = fields(columns)
     rows = [[value(e, name) for name in names] for e in entities]
+    if types is not None and len(rows) >= UNNEST_FROM:
+        return [insert_arrays(table, columns, types, rows)]
     step = MAX_PARAMETERS // len(names)
     return [insert_rows(table, columns, rows[start:start + step]) for start in range(0, len(rows), step)]
 
