@@ -102,3 +102,21 @@ class Unavailable(CoreError, code="service_unavailable", transient=True):
 
 class ConcurrencyConflict(CoreError, code="service_unavailable", transient=True):
     """A serialization failure or deadlock aborted the transaction; the whole unit of work may be retried."""
+
+
+@attrs.frozen
+class LegFailure:
+    """Why one transfer of a batch (API.md §10) fails: its `index` in the batch and the error it meets."""
+
+    index: int
+    error: CoreError
+
+
+class BatchFailed(CoreError, code="batch_failed"):
+    """An atomic batch would fail: `failures` name each transfer that fails, by index; nothing was written."""
+
+    def __init__(self, failures: list[LegFailure]) -> None:
+        first = failures[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        super().__init__(f"transfer {first.index} fails: {first.error.detail}{more}; nothing was written")
+        self.failures = failures

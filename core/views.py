@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core.accounts import Account
+from core.batches import BatchResult, LegResult
 from core.clock import timestamp
+from core.errors import CoreError
 from core.ledger import Entry
 from core.money import format_minor
 from core.payments import Payment, PaymentEvent
@@ -175,3 +178,34 @@ def reconciliation_item_view(item: Item) -> dict[str, Any]:
         "currency": item.currency,
     }
     return view | ({"provider_currency": item.provider_currency} if item.provider_currency else {})
+
+
+def batch_view(batch: BatchResult, problem: Callable[[CoreError], dict[str, Any]]) -> dict[str, Any]:
+    """API.md §10 batch: each transfer's result in order (`problem` renders a failing one's error); a dry run
+    shows each account's balance before and after, and its payments no `id` (none was made)."""
+    view: dict[str, Any] = {
+        "id": str(batch.id) if batch.id else None,
+        "atomic": batch.atomic,
+        "dry_run": batch.dry_run,
+        "status": batch.status,
+        "results": [_leg_view(result, problem, dry_run=batch.dry_run) for result in batch.results],
+        "created_at": timestamp(batch.created_at),
+    }
+    if batch.dry_run:
+        view["balances"] = [{"account_id": str(change.account_id),
+                             "balance_before": format_minor(change.before, change.currency),
+                             "balance_after": format_minor(change.after, change.currency)}
+                            for change in batch.balances]
+    return view
+
+
+def _leg_view(result: LegResult, problem: Callable[[CoreError], dict[str, Any]], *, dry_run: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {"index": result.index, "reference": result.reference}
+    if result.payment is not None:
+        payment = payment_view(result.payment)
+        if dry_run:
+            del payment["id"]
+        return view | {"status": 201, "payment": payment}
+    assert result.error is not None
+    error = problem(result.error)
+    return view | {"status": error["status"], "error": error}

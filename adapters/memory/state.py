@@ -10,6 +10,7 @@ from uuid import UUID
 import attrs
 
 from core.accounts import Account
+from core.batches import Batch
 from core.events import OutboxMessage
 from core.idempotency import IdempotencyRecord
 from core.ledger import Entry
@@ -40,6 +41,7 @@ class StoreState:
     subscriptions: dict[UUID, Subscription] = attrs.field(factory=dict)
     deliveries: dict[UUID, Delivery] = attrs.field(factory=dict)
     reconciliations: dict[UUID, Reconciliation] = attrs.field(factory=dict)
+    batches: dict[UUID, Batch] = attrs.field(factory=dict)
     #: Row locks by account id, and by ("tenant", name) for tenants being inserted.
     row_locks: dict[Hashable, asyncio.Lock] = attrs.field(factory=lambda: defaultdict(asyncio.Lock))
     key_locks: set[tuple[UUID, str]] = attrs.field(factory=set)

@@ -11,6 +11,7 @@ import attrs
 
 from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.memory.accounts import MemoryAccounts
+from adapters.memory.batches import MemoryBatches
 from adapters.memory.dead_letters import MemoryDeadLetters
 from adapters.memory.events import MemoryEvents
 from adapters.memory.idempotency import MemoryIdempotencyKeys
@@ -60,6 +61,7 @@ class InMemoryUnitOfWork:
         self.tenants = MemoryTenants(session)
         self.reconciliations = MemoryReconciliations(store)
         self.events = MemoryEvents(store)
+        self.batches = MemoryBatches(store)
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
         deadline = asyncio.get_running_loop().time() + self.store.wait_timeout
@@ -88,6 +90,8 @@ class InMemoryUnitOfWork:
         """Check what PostgreSQL's constraints would refuse, then apply every write: all or nothing."""
         self.idempotency.check()
         self.payments.check()
+        self.batches.check()
         for repository in (self.tenants, self.accounts, self.ledger, self.payments, self.refunds,
-                           self.dead_letters, self.webhooks, self.outbox, self.idempotency, self.reconciliations):
+                           self.dead_letters, self.webhooks, self.outbox, self.idempotency, self.reconciliations,
+                           self.batches):
             repository.apply()

@@ -19,6 +19,9 @@ from core.ports import Page
 
 COLUMNS = ("id, tenant_id, account_id, posting_id, payment_id, refund_id, seq, type, amount, balance_after,"
            " currency, created_at, hash")
+#: The SQL types of COLUMNS, for many entries written as one array per column.
+TYPES = ("uuid", "uuid", "uuid", "uuid", "uuid", "uuid", "bigint", "text", "bigint", "bigint", "text", "timestamptz",
+         "text")
 
 
 LIST = f"""SELECT {COLUMNS} FROM account_transactions
@@ -111,7 +114,7 @@ class PgLedger:
         return Page(items, encode_cursor(items[-1].seq) if len(rows) > limit else None)
 
     def flush(self) -> builtins.list[Fragment]:
-        return insert_entities("account_transactions", COLUMNS, self._new)
+        return insert_entities("account_transactions", COLUMNS, self._new, types=TYPES)
 
 
 class PgLedgerAudit:

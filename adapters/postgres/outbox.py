@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from adapters.postgres.rows import Fragment, insert_rows
+from adapters.postgres.rows import UNNEST_FROM, Fragment, insert_arrays, insert_rows
 from adapters.telemetry import trace_carrier
 from core.events import OutboxMessage
 
 COLUMNS = "id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at, trace_context"
+#: The SQL types of COLUMNS, for many messages written as one array per column (a batch's).
+TYPES = ("uuid", "uuid", "text", "uuid", "jsonb", "text", "timestamptz", "jsonb")
 
 
 class PgOutbox:
@@ -24,4 +26,6 @@ class PgOutbox:
         carrier = trace_carrier()  # the request's or message's trace: the work these events start joins it
         rows = [(x.id, x.tenant_id, x.topic, x.aggregate_id, x.payload, x.correlation_id, x.created_at,
                  x.trace_context or carrier) for x in self._new]
+        if len(rows) >= UNNEST_FROM:
+            return [insert_arrays("outbox", COLUMNS, TYPES, rows)]
         return [insert_rows("outbox", COLUMNS, rows)]

@@ -36,7 +36,12 @@ UPDATE = """UPDATE payments SET status = $3, provider_reference = $4, refunded_a
     version = $7, attempts = $8, next_attempt_at = $9, updated_at = $10, completed_at = $11, failure_code = $12
 WHERE id = $1 AND version = $2 RETURNING id"""
 
+#: The SQL types of COLUMNS, for many rows written as one array per column.
+TYPES = ("uuid", "uuid", "text", "text", "uuid", "uuid", "bigint", "text", "text", "text", "bigint", "text", "text",
+         "text", "jsonb", "bigint", "bigint", "timestamptz", "text", "timestamptz", "timestamptz", "timestamptz")
+
 EVENT_COLUMNS = "id, tenant_id, payment_id, sequence, type, data, correlation_id, created_at"
+EVENT_TYPES = ("uuid", "uuid", "uuid", "bigint", "text", "jsonb", "text", "timestamptz")
 
 EVENTS = f"SELECT {EVENT_COLUMNS} FROM payment_events WHERE tenant_id = $1 AND payment_id = $2 ORDER BY sequence"
 
@@ -71,5 +76,5 @@ class PgPayments:
                              p.failure_reason, p.version, p.attempts, p.next_attempt_at, p.updated_at,
                              p.completed_at, p.failure_code]) for p in dirty]
         events = [event for payment in self._pending.changed() for event in payment.events]
-        return [*insert_entities("payments", COLUMNS, new), *updates,
-                *insert_entities("payment_events", EVENT_COLUMNS, events)]
+        return [*insert_entities("payments", COLUMNS, new, types=TYPES), *updates,
+                *insert_entities("payment_events", EVENT_COLUMNS, events, types=EVENT_TYPES)]

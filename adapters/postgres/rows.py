@@ -17,6 +17,10 @@ import asyncpg
 
 from adapters.pending import Pending
 
+#: asyncpg refuses a statement with more parameters than this: larger writes (a batch of a thousand
+#: transfers) are split into several rows-statements and composed statements.
+MAX_PARAMETERS = 32767
+
 Fragment = tuple[str, list[Any]]
 Typed = tuple[tuple[str, str], ...]
 Value = Callable[[Any, str], Any]
@@ -67,16 +71,54 @@ def update_rows(table: str, typed: Typed, rows: Sequence[Sequence[Any]]) -> Frag
     return _update_sql(table, typed, len(rows)), [value for row in rows for value in row]
 
 
-def insert_entities(table: str, columns: str, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
-    """The insert of `entities` (none: no statement), each column's value read by `value(entity, name)`."""
+@functools.lru_cache(maxsize=32)
+def _insert_arrays_sql(table: str, columns: str, types: tuple[str, ...]) -> str:
+    arrays = ", ".join(f"${c + 1}::{kind}[]" for c, kind in enumerate(types))
+    return f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
+
+
+def insert_arrays(table: str, columns: str, types: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> Fragment:
+    """`INSERT INTO table (columns) SELECT * FROM unnest(...)`: one array per column, of the SQL `types`."""
+    return _insert_arrays_sql(table, columns, types), [list(column) for column in zip(*rows, strict=True)]
+
+
+def insert_entities(table: str, columns: str, entities: Collection[Any], value: Value = getattr,
+                    types: tuple[str, ...] | None = None) -> list[Fragment]:
+    """The insert of `entities` (none: no statement), each column's value read by `value(entity, name)`.
+
+    Given the columns' SQL `types`, as many rows as `UNNEST_FROM` or more go as one array per column: a
+    batch's hundreds of rows are then a short statement asyncpg prepares once, not one of thousands of
+    parameters (too long for its statement cache, so parsed and planned again every time).
+    """
     names = fields(columns)
-    return [insert_rows(table, columns, [[value(e, name) for name in names] for e in entities])] if entities else []
+    rows = [[value(e, name) for name in names] for e in entities]
+    if types is not None and len(rows) >= UNNEST_FROM:
+        return [insert_arrays(table, columns, types, rows)]
+    step = MAX_PARAMETERS // len(names)
+    return [insert_rows(table, columns, rows[start:start + step]) for start in range(0, len(rows), step)]
+
+
+#: From this many rows on, an update sends one array per column (`unnest`): its text no longer depends on
+#: the row count, so a batch's many accounts (a count that varies from batch to batch) reuse one prepared
+#: statement instead of preparing a new one each time.
+UNNEST_FROM = 9
+
+
+@functools.lru_cache(maxsize=32)
+def _update_arrays_sql(table: str, typed: Typed) -> str:
+    names = [name for name, _ in typed]
+    arrays = ", ".join(f"${c + 1}::{kind}[]" for c, (_, kind) in enumerate(typed))
+    assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
+    return (f"UPDATE {table} t SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
+            f"WHERE t.{names[0]} = v.{names[0]}")
 
 
 def update_entities(table: str, typed: Typed, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
     """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them."""
     rows = [[value(e, name) for name, _ in typed] for e in entities]
-    return [update_rows(table, typed, rows)] if entities else []
+    if len(rows) >= UNNEST_FROM:
+        return [(_update_arrays_sql(table, typed), [list(column) for column in zip(*rows, strict=True)])]
+    return [update_rows(table, typed, rows)] if rows else []
 
 
 def write_pending(
@@ -99,6 +141,21 @@ def compose(fragments: list[Fragment]) -> Fragment:
     """
     args = [value for _, values in fragments for value in values]
     return _statement(tuple((sql, len(values)) for sql, values in fragments)), args
+
+
+def statements(fragments: list[Fragment]) -> list[Fragment]:
+    """`compose` the fragments, in order, into as few statements as keep each within `MAX_PARAMETERS`
+    (one, but for the largest writes). Parents come before children in the fragments, so a foreign key
+    checked at the end of one statement finds its row written by that statement or an earlier one."""
+    groups: list[list[Fragment]] = [[]]
+    count = 0
+    for fragment in fragments:
+        if groups[-1] and count + len(fragment[1]) > MAX_PARAMETERS:
+            groups.append([])
+            count = 0
+        groups[-1].append(fragment)
+        count += len(fragment[1])
+    return [compose(group) for group in groups if group]
 
 
 @functools.lru_cache(maxsize=256)

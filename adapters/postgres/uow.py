@@ -17,6 +17,7 @@ import asyncpg
 from adapters.crypto import SecretBox
 from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.postgres.accounts import PgAccounts
+from adapters.postgres.batches import PgBatches
 from adapters.postgres.dead_letters import PgDeadLetters
 from adapters.postgres.events import PgEvents
 from adapters.postgres.idempotency import PgIdempotencyKeys
@@ -26,7 +27,7 @@ from adapters.postgres.payments import PgPayments
 from adapters.postgres.pool import translate_errors
 from adapters.postgres.reconciliations import PgReconciliations
 from adapters.postgres.refunds import PgRefunds
-from adapters.postgres.rows import compose
+from adapters.postgres.rows import statements
 from adapters.postgres.session import PgSession
 from adapters.postgres.tenants import PgTenants
 from adapters.postgres.webhooks import PgWebhooks
@@ -62,6 +63,7 @@ class PgUnitOfWork:
         self.webhooks = PgWebhooks(session, secret_box)
         self.reconciliations = PgReconciliations(session)
         self.events = PgEvents(session)
+        self.batches = PgBatches(session)
 
     async def __aenter__(self) -> PgUnitOfWork:
         deadline = asyncio.get_running_loop().time() + self._timeout
@@ -117,16 +119,15 @@ class PgUnitOfWork:
         self._my_turns = []
 
     async def _commit(self) -> None:
-        """Write everything buffered in one statement, then COMMIT."""
+        """Write everything buffered in one statement (a few for the largest batches), then COMMIT."""
         fragments = [
             *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(), *self.refunds.flush(),
             *self.ledger.flush(), *self.outbox.flush(), *self.idempotency.flush(), *self.dead_letters.flush(),
-            *self.webhooks.flush(), *self.reconciliations.flush(),
+            *self.webhooks.flush(), *self.reconciliations.flush(), *self.batches.flush(),
         ]
         try:
             with translate_errors():
-                if fragments:
-                    sql, args = compose(fragments)
+                for sql, args in statements(fragments):
                     await self._session.conn.execute(sql, *args)
                 await self._tx.commit()
         except asyncpg.UniqueViolationError as error:

@@ -21,7 +21,7 @@ from app.http.auth import KeyCache
 from app.http.docs import configure_sanic_ext, install_docs
 from app.http.operations import openapi_document
 from app.http.problems import PROBLEM_JSON, ApiError, problem, problem_for
-from app.http.routes import accounts, events, health, payments, reconciliations, webhooks
+from app.http.routes import accounts, batches, events, health, payments, reconciliations, webhooks
 from app.logs import configure_logging, correlation_id
 from app.settings import Settings
 from core.errors import CoreError
@@ -57,7 +57,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
     app.on_request(_start, priority=100)
     app.on_response(_finish, priority=100)  # type: ignore[no-untyped-call]
     app.error_handler.add(Exception, _error)
-    for module in (accounts, payments, webhooks, events, reconciliations, health):
+    for module in (accounts, payments, batches, webhooks, events, reconciliations, health):
         app.blueprint(module.bp)
     install_docs(app, lambda: openapi_document(health.VERSION), title="Payments API")
     return app

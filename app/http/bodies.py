@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import typing
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import attrs
 import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+import cattrs.cols
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
 
 from core.errors import FieldError, ValidationFailed
 
@@ -53,11 +64,29 @@ def _structure_dict(value: Any, _: type) -> dict[str, str]:
     return value
 
 
+def _list_of_shapes(tp: Any) -> bool:
+    """A request field holding a list of request shapes (a batch's `transfers`)."""
+    return typing.get_origin(tp) is list and attrs.has(typing.get_args(tp)[0])
+
+
+def _structure_list_of_shapes(value: Any, tp: Any) -> list[Any]:
+    if not isinstance(value, list):  # else a string or an object would be iterated, each item failing on its own
+        raise ValueError("must be a list")
+    return _shapes(tp)(value, tp)
+
+
+@functools.cache
+def _shapes(tp: Any) -> Callable[[Any, Any], list[Any]]:
+    structure: Callable[[Any, Any], list[Any]] = cattrs.cols.list_structure_factory(tp, converter)
+    return structure
+
+
 converter.register_structure_hook(str, _structure_str)
 converter.register_structure_hook(Decimal, _structure_decimal)
 converter.register_structure_hook(bool, _structure_bool)
 converter.register_structure_hook_func(lambda t: t == list[str], _structure_strings)
 converter.register_structure_hook_func(lambda t: t == dict[str, str], _structure_dict)
+converter.register_structure_hook_func(_list_of_shapes, _structure_list_of_shapes)
 
 
 def parse_body(body: Any, cls: type[Any]) -> Any:
@@ -77,9 +106,14 @@ def _field_errors(error: BaseException, path: str = "") -> list[FieldError]:
     if isinstance(error, BaseExceptionGroup):
         found: list[FieldError] = []
         for sub in error.exceptions:
-            name = next((str(n.name) for n in getattr(sub, "__notes__", []) if hasattr(n, "name")), "")
-            found += _field_errors(sub, f"{path}.{name}" if path and name else (name or path))
-        return found
+            notes = getattr(sub, "__notes__", [])
+            name = next((str(n.name) for n in notes if isinstance(n, AttributeValidationNote)), "")
+            index = next((n.index for n in notes if isinstance(n, IterableValidationNote)), None)
+            if index is not None:  # an item of a list: `transfers[3]`
+                found += _field_errors(sub, f"{path}[{index}]")
+            else:
+                found += _field_errors(sub, f"{path}.{name}" if path and name else (name or path))
+        return list(dict.fromkeys(found))  # a string taken for a list fails once, not once per character
     return [_leaf(error, path or "body")]
 
 

@@ -9,11 +9,13 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from sanic import Blueprint, HTTPResponse, Request
+from sanic.exceptions import PayloadTooLarge
 
 from app.http.auth import secured
 from app.http.bodies import parse_body
 from app.http.io import dumps, execute, page_view, query, read_json, require_idempotency_key
 from app.http.openapi import PATH_PARAMETER, Operation, Parameter
+from app.http.problems import ApiError
 from core.idempotency import StoredResponse
 from core.ports import Page, UnitOfWork
 
@@ -44,6 +46,8 @@ def operation(bp: Blueprint, op: Operation) -> Callable[[Handler], Handler]:
         @wraps(handler)
         async def parse(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
             request.ctx.operation = op
+            if op.max_body_size is not None:
+                await _receive_body(request, op.max_body_size)
             if op.idempotency == "required":
                 require_idempotency_key(request)
             if op.request is not None:
@@ -53,11 +57,27 @@ def operation(bp: Blueprint, op: Operation) -> Callable[[Handler], Handler]:
 
         route = secured(op.scope, query=op.query_names)(parse) if op.secured else parse
         # GET's and DELETE's own defaults (GET ignores a body), as `bp.get(...)` would register it
-        getattr(bp, op.method)(uri[len(prefix):])(route)
+        # A route with a larger body limit streams: Sanic then reads no body before the handler, which
+        # reads it under that limit; every other route keeps the server's (REQUEST_MAX_SIZE), enforced
+        # before its body is read.
+        stream = {"stream": True} if op.max_body_size is not None else {}
+        getattr(bp, op.method)(uri[len(prefix):], **stream)(route)
         _declared(bp).append(op)
         return route
 
     return decorate
+
+
+async def _receive_body(request: Request, limit: int) -> None:
+    """Read the body of a streaming route, refusing more than `limit` bytes (413) as the server refuses more
+    than its own limit: on the declared Content-Length before reading any of it, else as it arrives."""
+    if request.stream is None:
+        return
+    request.stream.request_max_size = limit
+    try:
+        await request.receive_body()  # type: ignore[no-untyped-call]
+    except PayloadTooLarge:
+        raise ApiError("payload_too_large", f"the request body is larger than {limit} bytes") from None
 
 
 def declared(bp: Blueprint) -> tuple[Operation, ...]:

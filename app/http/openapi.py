@@ -56,6 +56,7 @@ class Operation:
     secured: bool = True
     body_optional: bool = False  # the request body may be left out (POST .../cancel)
     also: tuple[int, ...] = ()  # other success statuses answering the same schema (201 and 202 of POST /payments)
+    max_body_size: int | None = None  # a larger body limit than the server's (POST /batches: 1 MiB)
 
     @property
     def scope(self) -> str:
@@ -85,9 +86,12 @@ class Operation:
 def _problem_schemas() -> dict[str, dict[str, Any]]:
     string = {"type": "string"}
     fields = {"field": string, "message": string}
+    leg = {"index": {"type": "integer", "minimum": 0}, "type": string, "title": string, "status": {"type": "integer"},
+           "detail": string}
     problem = {
         "type": string, "title": string, "status": {"type": "integer"}, "detail": string,
-        "request_id": string, "errors": {"type": "array", "items": ref("ProblemFieldError")},
+        "request_id": string,
+        "errors": {"type": "array", "items": {"anyOf": [ref("ProblemFieldError"), ref("ProblemBatchTransfer")]}},
     }
     return {
         "Problem": {
@@ -97,6 +101,8 @@ def _problem_schemas() -> dict[str, dict[str, Any]]:
             "properties": problem,
         },
         "ProblemFieldError": {"type": "object", "required": list(fields), "properties": fields},
+        "ProblemBatchTransfer": {"type": "object", "required": list(leg), "properties": leg,
+                                 "description": "A failing transfer of a batch (batch_failed): its index and problem"},
     }
 
 

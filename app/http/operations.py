@@ -6,13 +6,13 @@ from typing import Any
 
 from app.http.endpoints import declared
 from app.http.openapi import Parameter, Webhook, build_openapi
-from app.http.routes import accounts, events, payments, reconciliations, webhooks
+from app.http.routes import accounts, batches, events, payments, reconciliations, webhooks
 from app.http.schemas.webhooks import WebhookEvent
 
 #: In the document's order: accounts, then transfers and payments, then webhooks, then the events feed, then
-#: reconciliations.
+#: reconciliations, then batches.
 OPERATIONS = (*declared(accounts.bp), *declared(payments.bp), *declared(webhooks.bp), *declared(events.bp),
-              *declared(reconciliations.bp))
+              *declared(reconciliations.bp), *declared(batches.bp))
 
 _SIGNATURE = Parameter(name="Payments-Signature", location="header", required=True, schema={
     "type": "string", "pattern": "^t=[0-9]+(,v1=[0-9a-f]{64})+$"}, description=(

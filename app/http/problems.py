@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.errors import CoreError, ValidationFailed
+from core.errors import BatchFailed, CoreError, ValidationFailed
 from core.idempotency import StoredResponse
 
 STATUS: dict[str, int] = {
@@ -23,6 +23,7 @@ STATUS: dict[str, int] = {
     "same_account": 422,
     "invalid_state_transition": 409,
     "refund_exceeds_payment": 422,
+    "batch_failed": 422,
     "payload_too_large": 413,
     "request_header_fields_too_large": 431,
     "rate_limited": 429,
@@ -45,6 +46,7 @@ TITLES: dict[str, str] = {
     "same_account": "Same account",
     "invalid_state_transition": "Invalid state transition",
     "refund_exceeds_payment": "Refund exceeds payment",
+    "batch_failed": "Batch failed",
     "payload_too_large": "Payload too large",
     "request_header_fields_too_large": "Request headers too large",
     "rate_limited": "Too many requests",
@@ -68,7 +70,7 @@ def problem(
     code: str,
     detail: str,
     request_id: str | None,
-    errors: list[dict[str, str]] | None = None,
+    errors: list[dict[str, Any]] | None = None,
     *,
     status: int | None = None,
 ) -> StoredResponse:
@@ -88,7 +90,21 @@ def problem(
 
 def problem_for(error: CoreError, request_id: str | None) -> StoredResponse:
     """The problem response for a core or API error."""
-    errors = None
+    errors: list[dict[str, Any]] | None = None
     if isinstance(error, ValidationFailed):
         errors = [{"field": e.field, "message": e.message} for e in error.errors]
+    elif isinstance(error, BatchFailed):
+        errors = [leg_problem(f.index, f.error) for f in error.failures]
     return problem(error.code, error.detail, request_id, errors)
+
+
+def leg_problem(index: int, error: CoreError) -> dict[str, Any]:
+    """One failing transfer of an atomic batch (API.md §10): its index and the problem it alone would answer."""
+    return {"index": index, **problem_body(error)}
+
+
+def problem_body(error: CoreError) -> dict[str, Any]:
+    """The problem a transfer of a batch alone would have answered (a batch's request id is the batch's)."""
+    code = error.code
+    return {"type": f"/problems/{code}", "title": TITLES.get(code) or code.replace("_", " ").capitalize(),
+            "status": STATUS.get(code, 500), "detail": error.detail}

@@ -3,6 +3,7 @@
 `from core.ports import X` names every port.
 """
 
+from core.ports.batches import Batches
 from core.ports.coordination import Clock, Lease, Locks
 from core.ports.idempotency import IdempotencyKeys
 from core.ports.ledger import Accounts, Ledger, LedgerAudit
@@ -17,6 +18,7 @@ from core.ports.work import DeadLetters, InFlight, TaskQueue
 
 __all__ = [
     "Accounts",
+    "Batches",
     "ClaimedOutbox",
     "Clock",
     "DeadLetters",

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Protocol
 from uuid import UUID
 
+from core.ports.batches import Batches
 from core.ports.idempotency import IdempotencyKeys
 from core.ports.ledger import Accounts, Ledger
 from core.ports.outbox import Events, Outbox
@@ -61,6 +62,9 @@ class UnitOfWork(Protocol):
 
     @property
     def events(self) -> Events: ...
+
+    @property
+    def batches(self) -> Batches: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
 

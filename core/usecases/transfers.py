@@ -1,11 +1,14 @@
-"""Synchronous internal transfers between two accounts of one tenant (API.md §5)."""
+"""Synchronous internal transfers between two accounts of one tenant (API.md §5), alone or as a batch's legs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from uuid import UUID
 
 import attrs
 
+from core.accounts import Account
 from core.errors import CurrencyMismatch, NotFound, SameAccount
 from core.ids import new_id
 from core.payments import Payment, PaymentStatus, PaymentType
@@ -35,24 +38,35 @@ async def make_transfer(cmd: MakeTransfer, *, uow: UnitOfWork, clock: Clock) -> 
     if cmd.source_account_id == cmd.destination_account_id:
         raise SameAccount("source and destination must be different accounts")
     locked = await uow.accounts.lock(cmd.tenant_id, cmd.locked_accounts)
+    return book_transfer(cmd, locked, uow=uow, at=clock.now())
+
+
+def book_transfer(cmd: MakeTransfer, locked: Mapping[UUID, Account], *, uow: UnitOfWork, at: datetime) -> Payment:
+    """Check a transfer against accounts already locked, post its entries and record its completed payment.
+
+    The one posting path of a transfer, alone or as a leg of a batch (`core.usecases.batches`): every check
+    runs before anything changes, so a refused transfer leaves the accounts and the unit of work as they
+    were. Raises `SameAccount`, `NotFound`, `CurrencyMismatch`, `InsufficientFunds` or `ValidationFailed`.
+    """
+    if cmd.source_account_id == cmd.destination_account_id:
+        raise SameAccount("source and destination must be different accounts")
     source, destination = (locked.get(cmd.source_account_id), locked.get(cmd.destination_account_id))
     for account_id, account in ((cmd.source_account_id, source), (cmd.destination_account_id, destination)):
-        if account is None or not account.is_user:
+        if account is None or not account.is_user or account.tenant_id != cmd.tenant_id:
             raise NotFound(f"account {account_id} not found")
     assert source is not None and destination is not None
     for account in (source, destination):
         if account.currency != cmd.amount.currency:
             raise CurrencyMismatch(f"account {account.id} holds {account.currency}, not {cmd.amount.currency}")
-    now = clock.now()
     payment = Payment(
         id=new_id(), tenant_id=cmd.tenant_id, payment_type=PaymentType.INTERNAL_TRANSFER,
         status=PaymentStatus.PENDING, source_account_id=source.id, destination_account_id=destination.id,
         amount=cmd.amount.minor, currency=cmd.amount.currency, description=cmd.description, metadata=cmd.metadata,
-        correlation_id=cmd.correlation_id, created_at=now, updated_at=now,
+        correlation_id=cmd.correlation_id, created_at=at, updated_at=at,
     )
-    payment.record("payment.created", now)
-    move(uow, [(source, -cmd.amount.minor), (destination, cmd.amount.minor)], now, payment_id=payment.id)
-    payment.complete_internal(now)
+    payment.record("payment.created", at)
+    move(uow, [(source, -cmd.amount.minor), (destination, cmd.amount.minor)], at, payment_id=payment.id)
+    payment.complete_internal(at)
     uow.payments.add(payment)
-    announce_payment(uow, payment, "transfer.completed", now)
+    announce_payment(uow, payment, "transfer.completed", at)
     return payment

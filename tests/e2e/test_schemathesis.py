@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -69,11 +70,13 @@ class RealData:
     deliveries: list[str] = attrs.Factory(list)  # ids of deliveries of webhooks[0]
     events: list[str] = attrs.Factory(list)  # ids of the tenant's events in the feed
     foreign_events: list[str] = attrs.Factory(list)
+    batches: list[str] = attrs.Factory(list)  # ids of the tenant's batches
+    foreign_batches: list[str] = attrs.Factory(list)
 
     @property
     def foreign_ids(self) -> set[str]:
         return {item["id"] for item in [*self.foreign_accounts, *self.foreign_payments, *self.foreign_webhooks]} | {
-            *self.foreign_events}
+            *self.foreign_events, *self.foreign_batches}
 
 
 #: The current test's data; the hooks are registered on SCHEMA at import time, the data exists at run time.
@@ -150,9 +153,25 @@ async def real_data(stack: Stack, api_key: str, foreign_key: str, services: Serv
         stack.base_url, api_key, f"/api/v1/webhooks/{webhooks[0]['id']}/deliveries"))
     CURRENT[:] = [RealData(stack.base_url, api_key, accounts, payments, cursors, foreign_accounts, foreign_payments,
                            webhooks, foreign_webhooks, deliveries, await _event_ids(stack.base_url, api_key),
-                           await _event_ids(stack.base_url, foreign_key))]
+                           await _event_ids(stack.base_url, foreign_key),
+                           await _seed_batches(stack.base_url, api_key, accounts),
+                           await _seed_batches(stack.base_url, foreign_key, foreign_accounts))]
     yield CURRENT[0]
     CURRENT.clear()
+
+
+async def _seed_batches(base_url: str, key: str, accounts: list[dict[str, Any]]) -> list[str]:
+    """An atomic and a non-atomic batch between the tenant's first two (USD) accounts; their ids."""
+    legs = [{"source_account_id": accounts[a]["id"], "destination_account_id": accounts[b]["id"], "amount": "1.00",
+             "currency": "USD"} for a, b in ((0, 1), (1, 0))]
+    ids = []
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+        for atomic in (True, False):
+            response = await http.post("/api/v1/batches", json={"atomic": atomic, "transfers": legs},
+                                       headers={"Idempotency-Key": f"seed-batch-{secrets.token_hex(6)}"})
+            assert response.status_code in (200, 201), response.text
+            ids.append(response.json()["id"])
+    return ids
 
 
 async def _event_ids(base_url: str, key: str) -> list[str]:
@@ -183,6 +202,8 @@ def _use_real_data(case: Case[Any], choice: int) -> Case[Any]:
         case.path_parameters["delivery_id"] = real.deliveries[choice % len(real.deliveries)]
     if "event_id" in case.path_parameters:
         case.path_parameters["event_id"] = [*real.events, real.foreign_events[0]][choice % (len(real.events) + 1)]
+    if "batch_id" in case.path_parameters:
+        case.path_parameters["batch_id"] = [*real.batches, real.foreign_batches[0]][choice % (len(real.batches) + 1)]
     if "after" in case.query and choice % 3 != 2:
         case.query["after"] = real.events[choice % len(real.events)]
     if "user_id" in case.query and choice % 3 != 2:
@@ -204,6 +225,9 @@ def _unique_idempotency_key(case: Case[Any]) -> None:
 
 def _real_body(body: dict[str, Any], real: RealData, choice: int) -> dict[str, Any]:
     own, foreign = real.accounts, real.foreign_accounts
+    if isinstance(body.get("transfers"), list):  # a batch: each transfer as a transfer's body
+        body["transfers"] = [_real_body(dict(t), real, choice + n) if isinstance(t, dict) else t
+                             for n, t in enumerate(body["transfers"])]
     source = own[choice % len(own)]
     if "url" in body and choice % 3 != 2:  # mostly a URL the API accepts, so creations and changes go through
         body["url"] = HOOK_URL
@@ -253,6 +277,12 @@ def _prepare_coverage_case(case: Case[Any], real: RealData) -> None:
         case.path_parameters["delivery_id"] = real.deliveries[0]
     if "event_id" in case.path_parameters:
         case.path_parameters["event_id"] = real.events[0]
+    if "batch_id" in case.path_parameters:
+        case.path_parameters["batch_id"] = real.batches[0]
+    if isinstance(case.body, dict) and isinstance(case.body.get("transfers"), list):
+        case.body = {**case.body, "transfers": [
+            {**t, "source_account_id": real.accounts[0]["id"], "destination_account_id": real.accounts[1]["id"]}
+            if isinstance(t, dict) else t for t in case.body["transfers"]]}
     if isinstance(case.body, dict) and "url" in case.body:
         case.body = {**case.body, "url": HOOK_URL}
     if isinstance(case.body, dict) and "source_account_id" in case.body:
@@ -265,6 +295,13 @@ def _prepare_coverage_case(case: Case[Any], real: RealData) -> None:
 def never_serves_another_tenant(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
     """API.md §1: another tenant's resource is answered exactly as a missing one, and never listed."""
     foreign_ids = CURRENT[0].foreign_ids
+    if (case.method, case.path) == ("POST", "/api/v1/batches") and 200 <= response.status_code < 300:
+        # a batch answers for each transfer: one naming another tenant's account failed as if it were missing
+        transfers = case.body["transfers"] if isinstance(case.body, dict) else []
+        for result, sent_transfer in zip(response.json()["results"], transfers, strict=True):
+            if any(foreign in json.dumps(sent_transfer) for foreign in foreign_ids):
+                assert result["status"] == 404 and result["error"]["type"] == "/problems/not_found", result
+        return None
     if 200 <= response.status_code < 300:
         assert not any(foreign in response.text for foreign in foreign_ids), "another tenant's resource served"
     sent = json.dumps([case.path_parameters, case.body], default=str)

@@ -168,9 +168,8 @@ def test_components(doc: dict[str, Any]) -> None:
     problem = components["schemas"]["Problem"]
     assert problem["required"] == ["type", "title", "status", "detail", "request_id"]
     assert problem["properties"]["status"] == {"type": "integer"}
-    assert problem["properties"]["errors"]["items"] == {
-        "$ref": "#/components/schemas/ProblemFieldError",
-    }
+    assert problem["properties"]["errors"]["items"] == {"anyOf": [  # a field, or a failing transfer of a batch
+        {"$ref": "#/components/schemas/ProblemFieldError"}, {"$ref": "#/components/schemas/ProblemBatchTransfer"}]}
 
 
 def test_create_operation(doc: dict[str, Any]) -> None:
