@@ -525,6 +525,7 @@ def profile(args: argparse.Namespace, ctx: dict[str, Any]) -> None:
           f"{result['rate']:.0f} req/s while sampled; raw stacks in {out}")
     if out.exists():
         print(summarize_profile(out, seconds * 200 * max(1, args.api_workers)))
+        print(profile_steps(out))
     else:
         print(f"py-spy wrote nothing:\n{spy_log.read_text(errors='replace')[-2000:]}")
 
@@ -554,6 +555,64 @@ def summarize_profile(path: Path, possible: int, top: int = 25) -> str:
     lines += ["", "total % function (file:line)"]
     for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"{100.0 * count / total:6.1f}  {frame}")
+    return "\n".join(lines)
+
+
+#: The steps of a transfer, each matched by (function name or "", file) in a sampled stack: a sample counts for
+#: every step one of whose frames it holds (inclusive; steps nest, e.g. the idempotency claim's SQL is in both
+#: "idempotency claim" and "asyncpg"). Files are matched as path suffixes of py-spy's frames.
+PROFILE_STEPS: list[tuple[str, list[tuple[str, str]]]] = [
+    ("the transfer handler, in all (create_transfer)", [("create_transfer", "app/http/routes/payments.py")]),
+    ("auth: the key check (secured wrapper, cached lookup)", [("lookup", "app/http/auth.py")]),
+    ("request body: read_json, schema, command", [("read_json", "app/http/io.py"),
+                                                   ("transfer_command", "app/http/routes/payments.py"),
+                                                   ("", "app/http/bodies.py"), ("", "app/http/schemas/payments.py")]),
+    ("idempotency: request fingerprint", [("idempotent_request", "app/http/io.py")]),
+    ("idempotency: claim (advisory lock + lookup)", [("claim", "adapters/postgres/idempotency.py")]),
+    ("unit of work: enter (turns, pool acquire, BEGIN)", [("__aenter__", "adapters/postgres/uow.py")]),
+    ("accounts.lock (SELECT ... FOR UPDATE)", [("lock", "adapters/postgres/accounts.py")]),
+    ("make_transfer (domain: post, hash, payment, announce)", [("make_transfer", "core/usecases/transfers.py")]),
+    ("  of which core/hash_chain.py", [("", "core/hash_chain.py")]),
+    ("unit of work: commit (flush, compose, one write, COMMIT)", [("_commit", "adapters/postgres/uow.py")]),
+    ("unit of work: exit, commit included (release)", [("__aexit__", "adapters/postgres/uow.py")]),
+    ("response: payment view, JSON", [("", "core/views.py"), ("dumps", "app/http/io.py"), ("send", "app/http/io.py")]),
+    ("middleware: _start, _finish (request id, metrics, span)", [("_start", "app/http/app.py"),
+                                                                  ("_finish", "app/http/app.py")]),
+    ("logging (loguru)", [("", "loguru/")]),
+    ("metrics (prometheus_client)", [("", "prometheus_client/")]),
+    ("tracing (opentelemetry)", [("", "opentelemetry/")]),
+    ("asyncpg (driver: encode, send, decode; pool)", [("", "asyncpg/")]),
+    ("json module", [("", "json/")]),
+    ("sanic outside the handler (HTTP parse, routing, write)", []),
+]
+
+
+def profile_steps(path: Path) -> str:
+    """Inclusive share of the samples per step of a transfer (PROFILE_STEPS)."""
+    total = 0
+    counts = dict.fromkeys((label for label, _ in PROFILE_STEPS), 0)
+    frame = re.compile(r"^(.*) \((.*?):\d+\)$")
+    handler = PROFILE_STEPS[0][1]
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [(m.group(1), m.group(2)) for m in map(frame.match, stack.split(";")) if m]
+        for label, patterns in PROFILE_STEPS:
+            if not patterns:  # sanic's frames in a sample outside the handler
+                hit = (any("sanic/" in f for _, f in frames)
+                       and not any(f.endswith(p) and (not n or n == name) for name, f in frames for n, p in handler))
+            else:
+                hit = any(f.endswith(p) or (p.endswith("/") and p in f)
+                          for name, f in frames for n, p in patterns if not n or n == name)
+            if hit:
+                counts[label] += count
+    if not total:
+        return ""
+    lines = ["", "inclusive % of the samples, by step of a transfer (steps nest: see PROFILE_STEPS)"]
+    lines += [f"{100.0 * n / total:6.1f}  {label}" for label, n in counts.items()]
     return "\n".join(lines)
 
 
