@@ -8,8 +8,8 @@ check, update both balances, insert both hash-chained entries) and a minimal 201
 Idempotency-Key, no payment row, no events or outbox, no metrics, no tracing, no logging beyond errors. It runs
 like `payments serve` by default: one Sanic process (single_process), uvloop, access log off, and an asyncpg
 pool of PAYMENTS_DATABASE_POOL_MAX connections (the API's default when unset) opened lazily (min 0, as
-app/bootstrap.py does). bench/run.py starts it next to the API and loads both with the same clients, so that
-"API / floor" is what the API's layers cost over the database's own work.
+app/bootstrap.py does) and reset on release as the API's is. bench/run.py starts it next to the API and loads
+both with the same clients, so that "API / floor" is what the API's layers cost over the database's own work.
 
 GET /health/ready answers 200 once the pool is open, as the API's does, so that bench/run.py waits for both alike.
 """
@@ -57,6 +57,13 @@ def problem(status: int, detail: str) -> HTTPResponse:
     return json_response({"status": status, "detail": detail}, status=status)
 
 
+async def reset(conn: asyncpg.Connection) -> None:
+    """The API's pool reset (adapters/postgres/pool.py): nothing unless a transaction was left open. asyncpg's
+    default sends four statements on every release, one round trip more per transfer than the API pays."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 def create_app(database_url: str, pool_max: int) -> Sanic[Any, Any]:
     app: Sanic[Any, Any] = Sanic("floor", configure_logging=False)
     app.config.KEEP_ALIVE_TIMEOUT = 60
@@ -69,7 +76,7 @@ def create_app(database_url: str, pool_max: int) -> Sanic[Any, Any]:
             await conn.execute(FLOOR_SQL.read_text())
         finally:
             await conn.close()
-        app.ctx.pool = await asyncpg.create_pool(database_url, min_size=0, max_size=pool_max)
+        app.ctx.pool = await asyncpg.create_pool(database_url, min_size=0, max_size=pool_max, reset=reset)
 
     @app.after_server_stop
     async def close_pool(app: Sanic[Any, Any]) -> None:
