@@ -76,7 +76,8 @@ def create_app(database_url: str, pool_max: int) -> Sanic[Any, Any]:
             await conn.execute(FLOOR_SQL.read_text())
         finally:
             await conn.close()
-        app.ctx.pool = await asyncpg.create_pool(database_url, min_size=0, max_size=pool_max, reset=reset)
+        app.ctx.pool = await asyncpg.create_pool(database_url, min_size=0, max_size=pool_max, reset=reset,
+                                                 max_inactive_connection_lifetime=60)  # as the API's pool
 
     @app.after_server_stop
     async def close_pool(app: Sanic[Any, Any]) -> None:

@@ -859,8 +859,12 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(measure(args, database_url, lambda s=scenario, c=count: run_api_load(
                         args, ctx, s, c, args.duration, "floor")))
                 for script in scripts:
-                    rows.append(measure(args, database_url, lambda p=script, s=scenario, c=count: run_pgbench(
-                        args, ctx, p, s, c, args.duration)))
+                    try:
+                        rows.append(measure(args, database_url, lambda p=script, s=scenario, c=count: run_pgbench(
+                            args, ctx, p, s, c, args.duration)))
+                    except RuntimeError as error:  # e.g. "too many clients" on a server shared with others
+                        print(f"WARNING: pgbench {script} {scenario}/{count} failed, row left out: "
+                              f"{str(error).strip().splitlines()[-1]}", flush=True)
         if args.profile > 0 and not args.no_api:
             profile(args, ctx)
     finally:
