@@ -558,33 +558,45 @@ def summarize_profile(path: Path, possible: int, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-#: The steps of a transfer, each matched by (function name or "", file) in a sampled stack: a sample counts for
-#: every step one of whose frames it holds (inclusive; steps nest, e.g. the idempotency claim's SQL is in both
-#: "idempotency claim" and "asyncpg"). Files are matched as path suffixes of py-spy's frames.
+#: The steps of a transfer, each matched by (function, file) in a sampled stack: a sample counts for every step
+#: one of whose frames it holds (inclusive; steps nest, e.g. the claim's SQL is in both "idempotency claim" and
+#: "asyncpg"). A function matches py-spy's qualified name or its last part ("" matches any); a file matches as a
+#: path suffix, or anywhere when it ends in "/". py-spy sees one asyncio task's frames at a time: the
+#: request's task (Sanic, middleware, auth, the handler up to io.execute's asyncio.shield) and the shielded
+#: task that runs the unit of work (run_idempotent), so no step holds the whole of a request.
 PROFILE_STEPS: list[tuple[str, list[tuple[str, str]]]] = [
-    ("the transfer handler, in all (create_transfer)", [("create_transfer", "app/http/routes/payments.py")]),
-    ("auth: the key check (secured wrapper, cached lookup)", [("lookup", "app/http/auth.py")]),
-    ("request body: read_json, schema, command", [("read_json", "app/http/io.py"),
-                                                   ("transfer_command", "app/http/routes/payments.py"),
-                                                   ("", "app/http/bodies.py"), ("", "app/http/schemas/payments.py")]),
-    ("idempotency: request fingerprint", [("idempotent_request", "app/http/io.py")]),
-    ("idempotency: claim (advisory lock + lookup)", [("claim", "adapters/postgres/idempotency.py")]),
-    ("unit of work: enter (turns, pool acquire, BEGIN)", [("__aenter__", "adapters/postgres/uow.py")]),
-    ("accounts.lock (SELECT ... FOR UPDATE)", [("lock", "adapters/postgres/accounts.py")]),
-    ("make_transfer (domain: post, hash, payment, announce)", [("make_transfer", "core/usecases/transfers.py")]),
-    ("  of which core/hash_chain.py", [("", "core/hash_chain.py")]),
-    ("unit of work: commit (flush, compose, one write, COMMIT)", [("_commit", "adapters/postgres/uow.py")]),
-    ("unit of work: exit, commit included (release)", [("__aexit__", "adapters/postgres/uow.py")]),
-    ("response: payment view, JSON", [("", "core/views.py"), ("dumps", "app/http/io.py"), ("send", "app/http/io.py")]),
-    ("middleware: _start, _finish (request id, metrics, span)", [("_start", "app/http/app.py"),
-                                                                  ("_finish", "app/http/app.py")]),
+    ("request task: auth wrapper (key check, body, handler up to the shield)", [("wrapper", "app/http/auth.py")]),
+    ("  request body: read_json, parse_body", [("read_json", "app/http/io.py"), ("parse_body", "app/http/bodies.py")]),
+    ("  idempotency fingerprint (idempotent_request)", [("idempotent_request", "app/http/io.py")]),
+    ("middleware: _start, _finish (request id, metrics, log bind, span)", [("_start", "app/http/app.py"),
+                                                                          ("_finish", "app/http/app.py")]),
+    ("unit-of-work task (run_idempotent), in all", [("run_idempotent", "core/usecases/idempotency.py")]),
+    ("  enter: turns, pool acquire, BEGIN", [("__aenter__", "adapters/postgres/uow.py")]),
+    ("    of which BEGIN (Transaction.start)", [("Transaction.start", "asyncpg/transaction.py")]),
+    ("  idempotency claim (advisory lock + lookup)", [("claim", "adapters/postgres/idempotency.py")]),
+    ("  make_transfer", [("make_transfer", "core/usecases/transfers.py")]),
+    ("    of which accounts.lock (SELECT ... FOR UPDATE)", [("lock", "adapters/postgres/accounts.py")]),
+    ("    of which ledger.post (entries, hashes, ids)", [("post", "core/ledger.py")]),
+    ("  render the response (payment view, JSON)", [("render", "app/http/routes/payments.py"),
+                                                    ("", "core/views.py")]),
+    ("  exit: flush, the one write, COMMIT, release", [("__aexit__", "adapters/postgres/uow.py")]),
+    ("    of which _commit (flush, compose, write, COMMIT)", [("_commit", "adapters/postgres/uow.py")]),
+    ("    of which COMMIT (Transaction.commit)", [("Transaction.commit", "asyncpg/transaction.py")]),
+    ("ids (core/ids.py Uuid7)", [("", "core/ids.py")]),
+    ("hash chain (core/hash_chain.py)", [("", "core/hash_chain.py")]),
     ("logging (loguru)", [("", "loguru/")]),
     ("metrics (prometheus_client)", [("", "prometheus_client/")]),
     ("tracing (opentelemetry)", [("", "opentelemetry/")]),
-    ("asyncpg (driver: encode, send, decode; pool)", [("", "asyncpg/")]),
     ("json module", [("", "json/")]),
-    ("sanic outside the handler (HTTP parse, routing, write)", []),
+    ("asyncpg, all (encode, send, decode; pool)", [("", "asyncpg/")]),
+    ("no frame of ours: Sanic's HTTP, the event loop", []),
 ]
+OURS = ("app/", "core/", "adapters/")
+
+
+def _matches(name: str, file: str, function: str, suffix: str) -> bool:
+    named = not function or name == function or name.endswith("." + function)
+    return named and (file.endswith(suffix) or (suffix.endswith("/") and suffix in file))
 
 
 def profile_steps(path: Path) -> str:
@@ -592,7 +604,6 @@ def profile_steps(path: Path) -> str:
     total = 0
     counts = dict.fromkeys((label for label, _ in PROFILE_STEPS), 0)
     frame = re.compile(r"^(.*) \((.*?):\d+\)$")
-    handler = PROFILE_STEPS[0][1]
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not count_text.isdigit():
@@ -601,12 +612,11 @@ def profile_steps(path: Path) -> str:
         total += count
         frames = [(m.group(1), m.group(2)) for m in map(frame.match, stack.split(";")) if m]
         for label, patterns in PROFILE_STEPS:
-            if not patterns:  # sanic's frames in a sample outside the handler
-                hit = (any("sanic/" in f for _, f in frames)
-                       and not any(f.endswith(p) and (not n or n == name) for name, f in frames for n, p in handler))
+            if not patterns:
+                hit = not any(f.startswith(OURS) or f"/{OURS[0]}" in f or f"/{OURS[1]}" in f or f"/{OURS[2]}" in f
+                              for _, f in frames)
             else:
-                hit = any(f.endswith(p) or (p.endswith("/") and p in f)
-                          for name, f in frames for n, p in patterns if not n or n == name)
+                hit = any(_matches(name, f, n, p) for name, f in frames for n, p in patterns)
             if hit:
                 counts[label] += count
     if not total:
