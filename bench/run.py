@@ -1,22 +1,28 @@
-"""Load benchmark of POST /api/v1/transfers, side by side with pgbench running the same SQL.
+"""Load benchmark of POST /api/v1/transfers, side by side with the floor (a bare app) and pgbench running the same SQL.
 
     .venv/bin/python bench/run.py                          # everything: ~8 min on a quiet machine
     .venv/bin/python bench/run.py --duration 8 --profile 10 --markdown /tmp/bench.md
     .venv/bin/python bench/run.py --api-workers 2 --clients 32 --pgbench-scripts 7
     .venv/bin/python bench/run.py --no-api --pgbench-scripts bare,7 --clients 32 --scenarios uniform
+    .venv/bin/python bench/run.py --clients 32 --duration 8 --pgbench-scripts none   # API against the floor only
 
 What it does (docs/benchmarks.md explains how to read the output):
   1. creates a fresh database on the --database-url server and applies the migrations;
-  2. creates the pgbench tenant, its accounts and bench_transfer() (bench/pgbench/setup.sql);
+  2. creates the pgbench tenant, its accounts and bench_transfer() (bench/pgbench/setup.sql), and the
+     floor's bench_floor_transfer() (bench/floor.sql);
   3. starts `payments serve` (free port, rate limit off, log level warning), creates an API key
-     with `payments keys create --tenant bench` and --accounts accounts over HTTP;
+     with `payments keys create --tenant bench` and --accounts accounts over HTTP; then, unless --no-floor,
+     the floor: bench/floor.py, a bare Sanic + asyncpg app that does the same transfer (lock, check, both
+     balances, both hash-chained entries) as ONE call of bench_floor_transfer(), same pool size, one process;
   4. for each scenario (uniform: random distinct pairs; hot: one source, random destinations) and
      each client count: POST /api/v1/transfers for --duration seconds with wrk (bench/transfers.lua)
-     or, without wrk, bench/aioload.py; then pgbench -M prepared with each --pgbench-scripts script
-     at the same client count on the same database. Before every run: VACUUM ANALYZE, CHECKPOINT,
+     or, without wrk, bench/aioload.py; then the same requests from the same generator to the floor, on the
+     same accounts (the pgbench accounts with --no-api); then pgbench -M prepared with each --pgbench-scripts
+     script at the same client count on the same database. Before every run: VACUUM ANALYZE, CHECKPOINT,
      and a wait (at most --quiet-wait s) for other work on the machine to stop; a run during which
      other processes took more than --noise % of a core is repeated (at most --retries times);
-  5. prints one row per run (rate, p50/p99, status codes, CPU split) and the API/pgbench ratios,
+  5. prints one row per run (rate, p50/p99, status codes, CPU split), the API/floor and API/pgbench ratios,
+     the API-against-floor table (issue 12's target: uniform API >= 0.5 x the floor, p99 < 50 ms),
      optionally py-spy's hot spots (--profile), then stops the server and drops the database.
 Every load run stops by itself after --duration seconds (and is killed 30-60 s after that).
 """
@@ -49,6 +55,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 PGBENCH = BENCH / "pgbench"
+FLOOR = BENCH / "floor.py"
 sys.path.insert(0, str(ROOT))
 
 #: pgbench scripts by short name (bench/pgbench/transfer_<name>.sql), in the order they run.
@@ -103,9 +110,11 @@ class Sampler(threading.Thread):
     not ours (another database's backends, other people's processes): a measure of noise.
     """
 
-    def __init__(self, api_pid: int | None, database: str, interval: float = 0.5) -> None:
+    def __init__(self, api_pid: int | None, database: str, interval: float = 0.5,
+                 idle_pids: tuple[int, ...] = ()) -> None:
         super().__init__(daemon=True)
         self.api_pid, self.database, self.interval = api_pid, database, interval
+        self.idle_pids = idle_pids  # our other server (the API during a floor run): neither measured nor noise
         self.loadgen_pid: int | None = None
         self.first: dict[int, int] = {}
         self.last: dict[int, int] = {}
@@ -145,21 +154,15 @@ class Sampler(threading.Thread):
         self._sample()
         seconds = time.monotonic() - self.started
         busy, total = machine_ticks()
-        api_tree: set[int] = set()
-        if self.api_pid:
-            api_tree, frontier = {self.api_pid}, [self.api_pid]
-            while frontier:
-                parent = frontier.pop()
-                children = [p for p, pp in self.parent.items() if pp == parent and p not in api_tree]
-                api_tree.update(children)
-                frontier.extend(children)
+        api_tree = self._tree((self.api_pid,) if self.api_pid else ())
+        idle_tree = self._tree(self.idle_pids)
         use = {"api": 0, "db": 0, "other": 0}
         for pid, last in self.last.items():
             ticks = last - self.first[pid]
             cmd = self.cmdline.get(pid, "")
             if pid in api_tree:
                 use["api"] += ticks
-            elif pid in (os.getpid(), self.loadgen_pid):
+            elif pid in idle_tree or pid in (os.getpid(), self.loadgen_pid):
                 continue
             elif cmd.startswith("postgres: ") and (f" {self.database} " in cmd or not re.search(r"\(\d+\)", cmd)):
                 use["db"] += ticks
@@ -172,6 +175,17 @@ class Sampler(threading.Thread):
             "machine_cpu": 100.0 * cores * (busy - self.machine[0]) / max(1, total - self.machine[1]),
             **{f"{kind}_cpu": 100.0 * ticks / CLK / seconds for kind, ticks in use.items()},
         }
+
+
+    def _tree(self, roots: tuple[int, ...]) -> set[int]:
+        """The processes `roots` and all their descendants."""
+        tree, frontier = set(roots), list(roots)
+        while frontier:
+            parent = frontier.pop()
+            children = [p for p, pp in self.parent.items() if pp == parent and p not in tree]
+            tree.update(children)
+            frontier.extend(children)
+        return tree
 
 
 def _proc_stat(pid: int) -> tuple[int, int] | None:
@@ -241,6 +255,7 @@ def prepare_database(url: str, accounts: int, what_if: list[str]) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute((PGBENCH / "setup.sql").read_text())  # type: ignore[arg-type]
+        conn.execute((BENCH / "floor.sql").read_text())  # type: ignore[arg-type]
         conn.execute("SELECT bench_seed(%s, %s)", (accounts, BALANCE))
         if "no-outbox-notify" in what_if:
             conn.execute("ALTER TABLE outbox DISABLE TRIGGER outbox_inserted")
@@ -283,13 +298,16 @@ def create_key(env: dict[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1].strip()
 
 
-def start_server(env: dict[str, str], log: Path, base_url: str) -> subprocess.Popen[bytes]:
-    popen = subprocess.Popen([sys.executable, "-m", "payments", "serve"], env=env, cwd=ROOT,
+def start_server(env: dict[str, str], log: Path, base_url: str,
+                 argv: tuple[str, ...] = ("-m", "payments", "serve")) -> subprocess.Popen[bytes]:
+    """Start a server (`payments serve`, or the floor with its own argv) and wait until /health/ready says 200."""
+    popen = subprocess.Popen([sys.executable, *argv], env=env, cwd=ROOT,
                              stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    name = " ".join(argv[-2:]) if argv[0] == "-m" else Path(argv[0]).name
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if popen.poll() is not None:
-            raise RuntimeError(f"payments serve exited early:\n{log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(f"{name} exited early:\n{log.read_text(errors='replace')[-3000:]}")
         try:
             with urllib.request.urlopen(f"{base_url}/health/ready", timeout=1) as response:
                 if response.status == 200:
@@ -298,7 +316,23 @@ def start_server(env: dict[str, str], log: Path, base_url: str) -> subprocess.Po
             pass
         time.sleep(0.2)
     popen.kill()
-    raise RuntimeError(f"payments serve not ready in 60 s:\n{log.read_text(errors='replace')[-3000:]}")
+    raise RuntimeError(f"{name} not ready in 60 s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def start_floor(args: argparse.Namespace, ctx: dict[str, Any]) -> None:
+    """Start bench/floor.py on the bench database with the API's pool size (the same --pool-max, else the default)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
+    if args.pool_max:
+        env["PAYMENTS_DATABASE_POOL_MAX"] = str(args.pool_max)
+    ctx["floor_url"] = f"http://127.0.0.1:{port}"
+    ctx["floor"] = start_server(env, ctx["tmp"] / "floor.log", ctx["floor_url"],
+                                argv=(str(FLOOR), "--database-url", ctx["database_url"], "--port", str(port)))
+
+
+def pgbench_accounts(count: int) -> list[str]:
+    """The ids of bench_seed's accounts (bench/pgbench/setup.sql's bench_account(n)): the floor's without the API."""
+    return [f"b0000000-0000-4000-8000-{n:012x}" for n in range(1, count + 1)]
 
 
 def stop_server(popen: subprocess.Popen[bytes] | None) -> None:
@@ -349,16 +383,19 @@ def wrk_script(accounts: list[str], hot: str | None, key: str, run: str, directo
 
 
 def run_api_load(args: argparse.Namespace, ctx: dict[str, Any], scenario: str, clients: int,
-                 duration: float) -> dict[str, Any]:
+                 duration: float, target: str = "http") -> dict[str, Any]:
+    """POST /api/v1/transfers to the API (target "http") or to the floor ("floor"): same generator, same bodies."""
+    base_url, server = (ctx["base_url"], ctx["server"]) if target == "http" else (ctx["floor_url"], ctx["floor"])
+    idle = tuple(p.pid for p in (ctx["server"], ctx.get("floor")) if p is not None and p is not server)
     hot = ctx["accounts"][0] if scenario == "hot" else None
-    run = f"{scenario}-{clients}-{secrets.token_hex(4)}"
+    run = f"{target}-{scenario}-{clients}-{secrets.token_hex(4)}"
     if ctx["wrk"]:
         script = wrk_script(ctx["accounts"], hot, ctx["key"], run, ctx["tmp"])
         argv = [ctx["wrk"], "-t", str(min(args.wrk_threads, clients)), "-c", str(clients),
-                "-d", f"{math.ceil(duration)}s", "--timeout", "10s", "-s", str(script), ctx["base_url"]]
+                "-d", f"{math.ceil(duration)}s", "--timeout", "10s", "-s", str(script), base_url]
         generator = "wrk"
     else:
-        port = urllib.parse.urlsplit(ctx["base_url"]).port
+        port = urllib.parse.urlsplit(base_url).port
         config = {"host": "127.0.0.1", "port": port, "clients": clients, "duration": duration,
                   "accounts": [a for a in ctx["accounts"] if a != hot], "hot": hot, "api_key": ctx["key"],
                   "run": run}
@@ -366,7 +403,7 @@ def run_api_load(args: argparse.Namespace, ctx: dict[str, Any], scenario: str, c
         path.write_text(json.dumps(config))
         argv = [sys.executable, str(BENCH / "aioload.py"), str(path)]
         generator = "aioload"
-    sampler = Sampler(ctx["server"].pid, ctx["database"])
+    sampler = Sampler(server.pid, ctx["database"], idle_pids=idle)
     code, output, cpu_seconds, wall = run_measured(argv, timeout=duration + 30, sampler=sampler)
     usage = sampler.stop()
     match = re.search(r"^BENCH_RESULT (\{.*\})$", output, re.MULTILINE)
@@ -377,7 +414,8 @@ def run_api_load(args: argparse.Namespace, ctx: dict[str, Any], scenario: str, c
     statuses = {int(s): n for s, n in data["statuses"].items()}
     errors = {k: v for k, v in data["errors"].items() if k != "status" and v}
     return {
-        "scenario": scenario, "clients": clients, "target": "http", "label": f"API ({generator})",
+        "scenario": scenario, "clients": clients, "target": target,
+        "label": f"{'API' if target == 'http' else 'floor (1 call)'} ({generator})",
         "rate": data["requests"] / seconds, "p50": data["p50_us"] / 1000, "p99": data["p99_us"] / 1000,
         "mean": data["mean_us"] / 1000, "statuses": statuses, "errors": errors,
         "gen_cpu": 100.0 * cpu_seconds / wall, **usage,
@@ -392,7 +430,8 @@ def run_pgbench(args: argparse.Namespace, ctx: dict[str, Any], script: str, scen
             "-D", f"accounts={args.accounts}", "-D", f"hot={int(scenario == 'hot')}",
             "-c", str(clients), "-j", str(min(2, clients)), "-T", f"{max(1, round(duration))}",
             "--log", "--log-prefix", str(logdir / "log"), ctx["database_url"]]
-    sampler = Sampler(ctx["server"].pid if ctx["server"] else None, ctx["database"])
+    idle = tuple(p.pid for p in (ctx["server"], ctx.get("floor")) if p is not None)
+    sampler = Sampler(None, ctx["database"], idle_pids=idle)
     code, output, cpu_seconds, wall = run_measured(argv, timeout=duration + 60, sampler=sampler)
     usage = sampler.stop()
     tps = re.search(r"^tps = ([\d.]+)", output, re.MULTILINE)
@@ -486,6 +525,7 @@ def profile(args: argparse.Namespace, ctx: dict[str, Any]) -> None:
           f"{result['rate']:.0f} req/s while sampled; raw stacks in {out}")
     if out.exists():
         print(summarize_profile(out, seconds * 200 * max(1, args.api_workers)))
+        print(profile_steps(out))
     else:
         print(f"py-spy wrote nothing:\n{spy_log.read_text(errors='replace')[-2000:]}")
 
@@ -518,6 +558,74 @@ def summarize_profile(path: Path, possible: int, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+#: The steps of a transfer, each matched by (function, file) in a sampled stack: a sample counts for every step
+#: one of whose frames it holds (inclusive; steps nest, e.g. the claim's SQL is in both "idempotency claim" and
+#: "asyncpg"). A function matches py-spy's qualified name or its last part ("" matches any); a file matches as a
+#: path suffix, or anywhere when it ends in "/". py-spy sees one asyncio task's frames at a time: the
+#: request's task (Sanic, middleware, auth, the handler up to io.execute's asyncio.shield) and the shielded
+#: task that runs the unit of work (run_idempotent), so no step holds the whole of a request.
+PROFILE_STEPS: list[tuple[str, list[tuple[str, str]]]] = [
+    ("request task: auth wrapper (key check, body, handler up to the shield)", [("wrapper", "app/http/auth.py")]),
+    ("  request body: read_json, parse_body", [("read_json", "app/http/io.py"), ("parse_body", "app/http/bodies.py")]),
+    ("  idempotency fingerprint (idempotent_request)", [("idempotent_request", "app/http/io.py")]),
+    ("middleware: _start, _finish (request id, metrics, log bind, span)", [("_start", "app/http/app.py"),
+                                                                          ("_finish", "app/http/app.py")]),
+    ("unit-of-work task (run_idempotent), in all", [("run_idempotent", "core/usecases/idempotency.py")]),
+    ("  enter: turns, pool acquire, BEGIN", [("__aenter__", "adapters/postgres/uow.py")]),
+    ("    of which BEGIN (Transaction.start)", [("Transaction.start", "asyncpg/transaction.py")]),
+    ("  idempotency claim (advisory lock + lookup)", [("claim", "adapters/postgres/idempotency.py")]),
+    ("  make_transfer", [("make_transfer", "core/usecases/transfers.py")]),
+    ("    of which accounts.lock (SELECT ... FOR UPDATE)", [("lock", "adapters/postgres/accounts.py")]),
+    ("    of which ledger.post (entries, hashes, ids)", [("post", "core/ledger.py")]),
+    ("  render the response (payment view, JSON)", [("render", "app/http/routes/payments.py"),
+                                                    ("", "core/views.py")]),
+    ("  exit: flush, the one write, COMMIT, release", [("__aexit__", "adapters/postgres/uow.py")]),
+    ("    of which _commit (flush, compose, write, COMMIT)", [("_commit", "adapters/postgres/uow.py")]),
+    ("    of which COMMIT (Transaction.commit)", [("Transaction.commit", "asyncpg/transaction.py")]),
+    ("ids (core/ids.py Uuid7)", [("", "core/ids.py")]),
+    ("hash chain (core/hash_chain.py)", [("", "core/hash_chain.py")]),
+    ("logging (loguru)", [("", "loguru/")]),
+    ("metrics (prometheus_client)", [("", "prometheus_client/")]),
+    ("tracing (opentelemetry)", [("", "opentelemetry/")]),
+    ("json module", [("", "json/")]),
+    ("asyncpg, all (encode, send, decode; pool)", [("", "asyncpg/")]),
+    ("no frame of ours: Sanic's HTTP, the event loop", []),
+]
+OURS = ("app/", "core/", "adapters/")
+
+
+def _matches(name: str, file: str, function: str, suffix: str) -> bool:
+    named = not function or name == function or name.endswith("." + function)
+    return named and (file.endswith(suffix) or (suffix.endswith("/") and suffix in file))
+
+
+def profile_steps(path: Path) -> str:
+    """Inclusive share of the samples per step of a transfer (PROFILE_STEPS)."""
+    total = 0
+    counts = dict.fromkeys((label for label, _ in PROFILE_STEPS), 0)
+    frame = re.compile(r"^(.*) \((.*?):\d+\)$")
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [(m.group(1), m.group(2)) for m in map(frame.match, stack.split(";")) if m]
+        for label, patterns in PROFILE_STEPS:
+            if not patterns:
+                hit = not any(f.startswith(OURS) or f"/{OURS[0]}" in f or f"/{OURS[1]}" in f or f"/{OURS[2]}" in f
+                              for _, f in frames)
+            else:
+                hit = any(_matches(name, f, n, p) for name, f in frames for n, p in patterns)
+            if hit:
+                counts[label] += count
+    if not total:
+        return ""
+    lines = ["", "inclusive % of the samples, by step of a transfer (steps nest: see PROFILE_STEPS)"]
+    lines += [f"{100.0 * n / total:6.1f}  {label}" for label, n in counts.items()]
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------- reports
 
 
@@ -536,13 +644,15 @@ def ratio_text(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 
 COLUMNS = ("scenario", "clients", "target", "rate/s", "p50 ms", "p99 ms", "avg ms", "API/this",
-           "statuses / errors", "gen CPU%", "API CPU%", "DB CPU%", "other CPU%", "API ms/req", "DB ms/tx")
+           "statuses / errors", "gen CPU%", "app CPU%", "DB CPU%", "other CPU%", "app ms/req", "DB ms/tx")
+#: Targets served by one of our HTTP processes (the API, the floor), whose CPU is the "app" columns.
+SERVERS = {"http", "floor"}
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     out = []
     for r in rows:
-        api = r["target"] == "http"
+        api = r["target"] in SERVERS
         rate = max(r["rate"], 1e-9)
         out.append([
             r["scenario"], str(r["clients"]), r["label"], f"{r['rate']:.0f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}",
@@ -570,6 +680,39 @@ def render_text(rows: list[dict[str, Any]]) -> str:
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
+    floor = floor_rows(rows)
+    if floor:
+        out += ["", "| " + " | ".join(FLOOR_COLUMNS) + " |", "|" + "---|" * len(FLOOR_COLUMNS)]
+        out += ["| " + " | ".join(r) + " |" for r in floor]
+    return "\n".join(out)
+
+
+FLOOR_COLUMNS = ("scenario", "clients", "floor rate/s", "floor p50 ms", "floor p99 ms", "API rate/s", "API p50 ms",
+                 "API p99 ms", "API/floor")
+
+
+def floor_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The API against the floor, one line per scenario and client count that ran both."""
+    out = []
+    for floor in (r for r in rows if r["target"] == "floor"):
+        api = next((r for r in rows if r["target"] == "http" and r["scenario"] == floor["scenario"]
+                    and r["clients"] == floor["clients"]), None)
+        if api is None:
+            continue
+        out.append([floor["scenario"], str(floor["clients"]), f"{floor['rate']:.0f}", f"{floor['p50']:.1f}",
+                    f"{floor['p99']:.1f}", f"{api['rate']:.0f}", f"{api['p50']:.1f}", f"{api['p99']:.1f}",
+                    f"{api['rate'] / floor['rate']:.2f}" if floor["rate"] else ""])
+    return out
+
+
+def render_floor(rows: list[dict[str, Any]]) -> str:
+    body = floor_rows(rows)
+    if not body:
+        return ""
+    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(FLOOR_COLUMNS)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(FLOOR_COLUMNS, widths, strict=True))]
+    out.append("-" * len(out[0]))
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
     return "\n".join(out)
 
 
@@ -581,6 +724,13 @@ def verdicts(rows: list[dict[str, Any]], clients: int = 32) -> list[str]:
                      and r["target"] == target), None)
 
     out = []
+    api, floor = find("uniform", "http"), find("uniform", "floor")
+    if api and floor:
+        share = api["rate"] / floor["rate"] if floor["rate"] else 0.0
+        out.append(f"uniform, {clients} clients: API {api['rate']:.0f}/s = {share:.2f} x the floor's "
+                   f"{floor['rate']:.0f}/s (issue 12 target >= 0.5: {'MET' if share >= 0.5 else 'NOT MET'}); "
+                   f"p99 {api['p99']:.1f} ms (target < 50 ms: {'MET' if api['p99'] < 50 else 'NOT MET'}; "
+                   f"the floor's p99 {floor['p99']:.1f} ms)")
     api, seven = find("uniform", "http"), find("uniform", "7")
     if api and seven:
         share = api["rate"] / seven["rate"]
@@ -635,7 +785,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="PAYMENTS_DATABASE_POOL_MAX (default: the product's default)")
     parser.add_argument("--pgbench-scripts", default="7,fn,api",
                         help=f"comma-separated, from {', '.join(SCRIPTS)}; 'none' for no pgbench")
-    parser.add_argument("--no-api", action="store_true", help="pgbench only")
+    parser.add_argument("--no-api", action="store_true", help="no API: the floor (on the pgbench accounts) and pgbench")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="do not run the floor (bench/floor.py, the same transfer as one call from a bare app)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "aioload"), default="auto",
                         help="auto: wrk if installed, else bench/aioload.py")
     parser.add_argument("--wrk-threads", type=int, default=2)
@@ -698,22 +850,40 @@ def main(argv: list[str] | None = None) -> int:
             print(f"API on {ctx['base_url']} (pid {ctx['server'].pid}, {args.api_workers} worker(s)); "
                   f"{len(ctx['accounts'])} accounts created over HTTP in {time.monotonic() - started:.1f}s; "
                   f"load generator: {'wrk' if wrk else 'bench/aioload.py'}", flush=True)
-            if args.warmup > 0:
-                checkpoint(database_url)
-                run_api_load(args, ctx, "uniform", max(clients), args.warmup)
+        else:
+            ctx["accounts"], ctx["key"] = pgbench_accounts(args.accounts), "none"
+        if not args.no_floor:
+            start_floor(args, ctx)
+            print(f"floor on {ctx['floor_url']} (pid {ctx['floor'].pid}, bench/floor.py: one process, "
+                  f"one SQL call per transfer)", flush=True)
+        if args.warmup > 0:
+            checkpoint(database_url)
+            for target in [t for t, off in (("http", args.no_api), ("floor", args.no_floor)) if not off]:
+                run_api_load(args, ctx, "uniform", max(clients), args.warmup, target)
         for scenario in scenarios:
             for count in clients:
                 if not args.no_api:
                     rows.append(measure(args, database_url, lambda s=scenario, c=count: run_api_load(
                         args, ctx, s, c, args.duration)))
+                if not args.no_floor:
+                    rows.append(measure(args, database_url, lambda s=scenario, c=count: run_api_load(
+                        args, ctx, s, c, args.duration, "floor")))
                 for script in scripts:
-                    rows.append(measure(args, database_url, lambda p=script, s=scenario, c=count: run_pgbench(
-                        args, ctx, p, s, c, args.duration)))
+                    try:
+                        rows.append(measure(args, database_url, lambda p=script, s=scenario, c=count: run_pgbench(
+                            args, ctx, p, s, c, args.duration)))
+                    except RuntimeError as error:  # e.g. "too many clients" on a server shared with others
+                        print(f"WARNING: pgbench {script} {scenario}/{count} failed, row left out: "
+                              f"{str(error).strip().splitlines()[-1]}", flush=True)
         if args.profile > 0 and not args.no_api:
             profile(args, ctx)
     finally:
+        stop_server(ctx.get("floor"))
         stop_server(ctx["server"])
         report_api_log(tmp / "api.log")
+        floor_log = tmp / "floor.log"
+        if floor_log.exists() and floor_log.stat().st_size:
+            print(f"\nthe floor's log (errors only):\n{floor_log.read_text(errors='replace')[-2000:]}")
         if args.api_log and (tmp / "api.log").exists():
             shutil.copy(tmp / "api.log", args.api_log)
         if args.keep_database:
@@ -727,17 +897,21 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.duration:g}s per run" + (f"; WHAT-IF: {', '.join(args.what_if)}" if args.what_if else "") + "\n")
     print(render_text(rows))
     print("\nAPI/this: the API's rate divided by this row's rate (same scenario and clients).")
-    print("CPU columns in % of one core over the run: gen = the load generator (wrk or pgbench), API = the server's\n"
-          "processes, DB = postgres (this database's backends and shared processes), other = everything else on\n"
-          "the machine (noise: rows with other > --noise are suspect). API ms/req and DB ms/tx: CPU per request.")
+    print("CPU columns in % of one core over the run: gen = the load generator (wrk or pgbench), app = the server's\n"
+          "processes (the API's, or the floor's on floor rows), DB = postgres (this database's backends and shared\n"
+          "processes), other = everything else on the machine (noise: rows with other > --noise are suspect).\n"
+          "app ms/req and DB ms/tx: CPU per request.")
+    if floor_rows(rows):
+        print("\nThe API against the floor (bench/floor.py: the same transfer as one SQL call, bare Sanic app):\n")
+        print(render_floor(rows))
     for r in rows:
         if r["other_cpu"] > args.noise:
             print(f"WARNING: other processes used {r['other_cpu']:.0f}% of a core during {r['scenario']}/"
                   f"{r['clients']}/{r['label']}: that row is disturbed")
-    warnings = [r for r in rows if r["target"] == "http" and r["gen_cpu"] > 40]
+    warnings = [r for r in rows if r["target"] in SERVERS and r["gen_cpu"] > 40]
     for r in warnings:
         print(f"WARNING: the load generator used {r['gen_cpu']:.0f}% of a core in {r['scenario']}/{r['clients']}: "
-              "it competes with the API for the 2 cores; treat that row as a lower bound")
+              f"it competes with the server ({r['label']}) for the 2 cores; treat that row as a lower bound")
     for line in verdicts(rows):
         print(line)
     if args.markdown:
