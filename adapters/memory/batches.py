@@ -5,23 +5,15 @@ from __future__ import annotations
 import copy
 from uuid import UUID
 
-from adapters.memory.state import StoreState
+from adapters.memory.pending import Pending, tenants_copy
 from core.batches import Batch
 
 
-class MemoryBatches:
+class MemoryBatches(Pending[Batch]):
     """The `Batches` port over `StoreState.batches`."""
 
-    def __init__(self, store: StoreState) -> None:
-        self._store = store
-        self.new: list[Batch] = []
-
-    def add(self, batch: Batch) -> None:
-        self.new.append(batch)
-
     async def get(self, tenant_id: UUID, batch_id: UUID) -> Batch | None:
-        found = self._store.batches.get(batch_id)
-        return copy.deepcopy(found) if found is not None and found.tenant_id == tenant_id else None
+        return tenants_copy(self._store.batches.get(batch_id), tenant_id)
 
     def check(self) -> None:
         """Refuse what the primary key refuses: a batch id stored twice (ids are never reused)."""

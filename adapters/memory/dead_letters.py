@@ -8,20 +8,17 @@ from uuid import UUID
 
 import attrs
 
+from adapters.memory.pending import Pending
 from adapters.memory.state import StoreState
 from core.work import DeadLetter
 
 
-class MemoryDeadLetters:
+class MemoryDeadLetters(Pending[DeadLetter]):
     """The `DeadLetters` port over `StoreState.dead_letters`."""
 
     def __init__(self, store: StoreState) -> None:
-        self._store = store
-        self.new: list[DeadLetter] = []
+        super().__init__(store)
         self.retried: list[DeadLetter] = []
-
-    def add(self, letter: DeadLetter) -> None:
-        self.new.append(letter)
 
     async def list(self, *, limit: int) -> builtins.list[DeadLetter]:
         return sorted(self._store.dead_letters.values(), key=lambda x: (x.created_at, x.id), reverse=True)[:limit]

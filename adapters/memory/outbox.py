@@ -8,21 +8,15 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from uuid import UUID
 
+from adapters.memory.pending import Pending
 from adapters.memory.state import StoreState
 from core.events import ClaimedBatch, OutboxMessage, work_for
 from core.webhooks import DeliveryRef
 from core.work import PAYMENT, REFUND, WorkItem
 
 
-class MemoryOutbox:
+class MemoryOutbox(Pending[OutboxMessage]):
     """The `Outbox` port: messages buffered in a unit of work, appended to `StoreState.outbox` at commit."""
-
-    def __init__(self, store: StoreState) -> None:
-        self._store = store
-        self.new: list[OutboxMessage] = []
-
-    def add(self, message: OutboxMessage) -> None:
-        self.new.append(message)
 
     def apply(self) -> None:
         self._store.outbox.extend(self.new)

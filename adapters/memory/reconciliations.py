@@ -8,24 +8,16 @@ from collections.abc import Collection
 from datetime import date, datetime
 from uuid import UUID
 
-from adapters.memory.state import StoreState
+from adapters.memory.pending import Pending, tenants_copy
 from core.accounts import settlement
 from core.reconciliation import Booked, Reconciliation, ReconciliationStatus
 
 
-class MemoryReconciliations:
+class MemoryReconciliations(Pending[Reconciliation]):
     """The `Reconciliations` port over `StoreState.reconciliations` (and its accounts, entries, payments)."""
 
-    def __init__(self, store: StoreState) -> None:
-        self._store = store
-        self.new: list[Reconciliation] = []
-
-    def add(self, reconciliation: Reconciliation) -> None:
-        self.new.append(reconciliation)
-
     async def get(self, tenant_id: UUID, reconciliation_id: UUID) -> Reconciliation | None:
-        found = self._store.reconciliations.get(reconciliation_id)
-        return copy.deepcopy(found) if found is not None and found.tenant_id == tenant_id else None
+        return tenants_copy(self._store.reconciliations.get(reconciliation_id), tenant_id)
 
     async def booked(self, tenant_id: UUID, provider: str, start: datetime, end: datetime) -> builtins.list[Booked]:
         accounts = {a.id for a in self._store.accounts.values()

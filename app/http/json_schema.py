@@ -54,7 +54,10 @@ class SchemaRegistry:
         hints = typing.get_type_hints(cls)
         properties: dict[str, Any] = {}
         required: list[str] = []
+        omitted: frozenset[str] = getattr(cls, "__openapi_omit__", frozenset())
         for field in attrs.fields(cls):
+            if field.name in omitted:
+                continue
             properties[field.name] = self.field_schema(hints[field.name], field.metadata)
             if field.default is attrs.NOTHING:
                 required.append(field.name)

@@ -31,25 +31,10 @@ class BatchRequest:
 
 
 @attrs.frozen(kw_only=True)
-class DraftPayment:
+class DraftPayment(Payment):
     """A Payment as a dry run shows it: everything the real run would record but its `id`."""
 
-    payment_type: str
-    status: str
-    source_account_id: str = attrs.field(metadata=UUID)
-    destination_account_id: str | None = attrs.field(metadata=UUID)
-    amount: str = attrs.field(metadata=MONEY_OUT)
-    currency: str
-    provider: str | None
-    provider_reference: str | None
-    refunded_amount: str = attrs.field(metadata=MONEY_OUT)
-    failure_code: str | None
-    failure_reason: str | None
-    description: str | None
-    metadata: dict[str, str]
-    created_at: str = attrs.field(metadata=TIME)
-    updated_at: str = attrs.field(metadata=TIME)
-    completed_at: str | None = attrs.field(metadata=TIME)
+    __openapi_omit__ = frozenset({"id"})
 
 
 @attrs.frozen(kw_only=True)
