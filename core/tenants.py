@@ -10,7 +10,11 @@ from uuid import UUID
 import attrs
 
 SCOPES = ("read", "write")
-KEY_PREFIX = "pk_"
+#: Secret keys start `sk_` (by wide convention `pk_` marks a publishable key, which these are not).
+KEY_PREFIX = "sk_"
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: Base62 digits of 256 random bits: 62**43 > 2**256.
+_KEY_DIGITS = 43
 
 
 @attrs.frozen(kw_only=True)
@@ -36,6 +40,18 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None = None
     """Set once by a revocation; a revoked key authenticates nothing from then on."""
+    last4: str | None = None
+    """The plain key's last four characters (None for keys made before they were kept)."""
+    last_used_at: datetime | None = None
+    """When the key last authenticated a request, to within the API's key cache (seconds)."""
+
+
+@attrs.frozen(kw_only=True)
+class ListedKey:
+    """A key as `payments keys list` shows it: never its value."""
+
+    tenant: str
+    key: ApiKey
 
 
 @attrs.frozen(kw_only=True)
@@ -48,8 +64,12 @@ class Principal:
 
 
 def generate_key() -> str:
-    """A new plain API key: `pk_` and 32 random bytes in URL-safe base64 (256 bits)."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+    """A new plain API key: `sk_` and 256 random bits in base62 (43 digits)."""
+    number, digits = secrets.randbits(256), []
+    for _ in range(_KEY_DIGITS):
+        number, digit = divmod(number, 62)
+        digits.append(_BASE62[digit])
+    return KEY_PREFIX + "".join(digits)
 
 
 def hash_key(plain: str) -> bytes:

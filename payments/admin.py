@@ -1,43 +1,13 @@
-"""The operators' commands: `keys create`, `ledger check`, `dlq list` and `dlq retry`."""
+"""The operators' commands: `ledger check`, `dlq list|retry` and `reconcile`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
 
 from app.bootstrap import Endpoints, bootstrap
 from app.settings import Settings
-
-
-async def create_key(settings: Settings, endpoints: Endpoints, tenant: str, scopes: Sequence[str],
-                      plain: str | None = None) -> str:
-    from core.usecases.api_keys import CreateApiKey, create_api_key
-
-    services = await bootstrap(settings, endpoints.database_url, endpoints.redis_url)
-    try:
-        async with services.uow_factory() as uow:
-            key, _ = await create_api_key(CreateApiKey(tenant=tenant, scopes=tuple(scopes), plain_key=plain),
-                                          uow=uow, clock=services.clock)
-    finally:
-        await services.aclose()
-    return key
-
-
-def cmd_keys_create(settings: Settings, endpoints: Endpoints, args: argparse.Namespace) -> int:
-    from core.errors import ValidationFailed
-
-    scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
-    try:
-        key = asyncio.run(create_key(settings, endpoints, args.tenant, scopes))
-    except ValidationFailed as error:
-        print(f"payments keys create: {error.detail}", file=sys.stderr)
-        return 2
-    print(f"created an API key for tenant {args.tenant!r} with scopes {','.join(sorted(set(scopes)))}; "
-          "it is shown once:", file=sys.stderr)
-    print(key)
-    return 0
 
 
 def cmd_ledger_check(settings: Settings, endpoints: Endpoints) -> int:

@@ -6,7 +6,7 @@ import asyncio
 
 from app.bootstrap import Endpoints, data_dir
 from app.settings import Settings
-from payments.admin import create_key
+from payments.keys import create_key
 from payments.processes import STOP_MARGIN, child_environment, cmd_migrate, payments_command
 from payments.supervisor import Child, Supervisor
 

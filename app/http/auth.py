@@ -7,8 +7,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
+from loguru import logger
 from sanic import Request
 
 from app.http.context import services
@@ -16,12 +18,16 @@ from app.http.io import read
 from app.http.problems import ApiError
 from core.errors import FieldError, ValidationFailed
 from core.tenants import ApiKey
-from core.usecases.api_keys import authenticate, find_api_key
+from core.usecases.api_keys import authenticate, find_api_key, record_key_use
+
+if TYPE_CHECKING:
+    from app.bootstrap import Services
 
 Handler = Callable[..., Awaitable[Any]]
 
-#: Found keys are trusted this long (a revoked key stops working within it); misses are re-read sooner.
-HIT_TTL, MISS_TTL = 10.0, 1.0
+#: Found keys are trusted this long (a revoked key stops working within it: API.md §1 says 10 s); misses are
+#: re-read sooner. Each re-read of a live key also notes its use, so `last_used_at` is this precise.
+HIT_TTL, MISS_TTL = 5.0, 1.0
 
 
 class KeyCache:
@@ -34,6 +40,13 @@ class KeyCache:
     def __init__(self) -> None:
         self._entries: dict[bytes, tuple[float, ApiKey | None]] = {}
         self._loading: dict[bytes, asyncio.Future[ApiKey | None]] = {}
+        self._noting: set[asyncio.Task[None]] = set()
+
+    def note_use(self, found: Services, key_id: UUID) -> None:
+        """Record in the background that the key authenticated a request (never delays or fails one)."""
+        task = asyncio.get_running_loop().create_task(_note_use(found, key_id))
+        self._noting.add(task)
+        task.add_done_callback(self._noting.discard)
 
     async def lookup(self, key_hash: bytes, load: Callable[[bytes], Awaitable[ApiKey | None]]) -> ApiKey | None:
         cached = self._entries.get(key_hash)
@@ -59,6 +72,14 @@ class KeyCache:
         return key
 
 
+async def _note_use(found: Services, key_id: UUID) -> None:
+    try:
+        async with found.uow_factory() as uow:
+            await record_key_use(key_id, uow=uow, clock=found.clock)
+    except Exception as error:  # an outage, a shutdown: bookkeeping only; the next lookup notes it again
+        logger.debug("could not note an API key's use: {!r}", error)
+
+
 def bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -76,7 +97,10 @@ def secured(scope: str, *, query: tuple[str, ...] = ()) -> Callable[[Handler], H
         @wraps(handler)
         async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
             async def load(key_hash: bytes) -> ApiKey | None:
-                return await read(request, lambda uow: find_api_key(key_hash, uow=uow))
+                key = await read(request, lambda uow: find_api_key(key_hash, uow=uow))
+                if key is not None and key.revoked_at is None:
+                    request.app.ctx.keys.note_use(services(request), key.id)
+                return key
 
             principal = await authenticate(
                 bearer(request), scope, lookup=lambda h: request.app.ctx.keys.lookup(h, load))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from uuid import UUID
 
 import attrs
 
-from core.errors import FieldError, Forbidden, Unauthorized, ValidationFailed
+from core.errors import FieldError, Forbidden, NotFound, Unauthorized, ValidationFailed
 from core.ids import new_id
 from core.ports import Clock, UnitOfWork
-from core.tenants import SCOPES, ApiKey, Principal, generate_key, hash_key
+from core.tenants import SCOPES, ApiKey, ListedKey, Principal, generate_key, hash_key
 
 
 @attrs.frozen(kw_only=True)
@@ -38,7 +39,7 @@ async def create_api_key(cmd: CreateApiKey, *, uow: UnitOfWork, clock: Clock) ->
             raise ValidationFailed([FieldError("key", "this key value belongs to another tenant")])
         return plain, existing
     key = ApiKey(
-        id=new_id(), tenant_id=tenant.id, key_hash=key_hash, prefix=plain[:10],
+        id=new_id(), tenant_id=tenant.id, key_hash=key_hash, prefix=plain[:10], last4=plain[-4:],
         scopes=tuple(sorted(set(cmd.scopes))), created_at=now,
     )
     uow.tenants.add_key(key)
@@ -70,3 +71,24 @@ async def find_api_key(key_hash: bytes, *, uow: UnitOfWork) -> ApiKey | None:
     `authenticate` judges what it finds; drivers cache the answer for a few seconds.
     """
     return await uow.tenants.key_by_hash(key_hash)
+
+
+async def list_api_keys(tenant: str | None, *, uow: UnitOfWork) -> list[ListedKey]:
+    """Every key, or the keys of the tenant named `tenant`, oldest first (never their values)."""
+    return await uow.tenants.list_keys(tenant)
+
+
+async def revoke_api_key(key_id: UUID, *, uow: UnitOfWork, clock: Clock) -> tuple[ApiKey, bool]:
+    """Revoke the key; the key as it was and whether it was live. Every process refuses it once its key cache
+    expires (a few seconds)."""
+    key = await uow.tenants.key_by_id(key_id)
+    if key is None:
+        raise NotFound(f"no API key {key_id}")
+    if key.revoked_at is None:
+        uow.tenants.revoke_key(key.id, clock.now())
+    return key, key.revoked_at is None
+
+
+async def record_key_use(key_id: UUID, *, uow: UnitOfWork, clock: Clock) -> None:
+    """Note that the key authenticated a request now (drivers call it when they look the key up, not per request)."""
+    uow.tenants.mark_used(key_id, clock.now())

@@ -40,7 +40,7 @@ async def write_everything(uow, clock, tenant, a, b):
     assert await uow.idempotency.claim(request, now) is None
     uow.idempotency.add(IdempotencyRecord(request=request, response=StoredResponse(status=201, body=b"\x00{}\xff"),
                                           created_at=now, expires_at=now + timedelta(hours=1)))
-    plain = f"pk_{secrets.token_hex(16)}"
+    plain = f"sk_{secrets.token_hex(16)}"
     key = ApiKey(id=new_id(), tenant_id=tenant.id, key_hash=hash_key(plain), prefix=plain[:10],
                  scopes=("read", "write"), created_at=now)
     uow.tenants.add_key(key)
