@@ -76,6 +76,14 @@ class InvalidStateTransition(CoreError, code="invalid_state_transition"):
     """The payment's state machine does not allow the requested change."""
 
 
+class AccountFrozen(CoreError, code="account_frozen"):
+    """A frozen account takes part in no new movement, as source or as destination (API.md §3)."""
+
+
+class AccountClosed(CoreError, code="account_closed"):
+    """A closed account is final: no movement and no status change (API.md §3)."""
+
+
 class RefundExceedsPayment(CoreError, code="refund_exceeds_payment"):
     """Pending plus succeeded refunds would exceed the payment's amount."""
 
