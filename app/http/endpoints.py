@@ -131,5 +131,5 @@ async def write(
 async def read_page(
     request: Request, use_case: Callable[[UnitOfWork], Awaitable[Page[T]]], view: Callable[[T], Any]
 ) -> HTTPResponse:
-    """Run a read-only list use case and answer its page: `data` and `next_cursor`."""
+    """Run a read-only list use case and answer its page: `data`, `has_more` and `next_cursor` (API.md §1)."""
     return await query(request, use_case, lambda page: page_view(page, view))

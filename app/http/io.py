@@ -102,7 +102,8 @@ def send(response: StoredResponse) -> HTTPResponse:
 
 
 def page_view(page: Page[T], view: Callable[[T], Any]) -> dict[str, Any]:
-    return {"data": [view(item) for item in page.items], "next_cursor": page.next_cursor}
+    return {"data": [view(item) for item in page.items], "has_more": page.next_cursor is not None,
+            "next_cursor": page.next_cursor}
 
 
 def require_idempotency_key(request: Request) -> None:

@@ -156,6 +156,7 @@ def _success_schema(op: Operation, registry: SchemaRegistry) -> dict[str, Any] |
         return item
     properties = {
         "data": {"type": "array", "items": item},
+        "has_more": {"type": "boolean", "description": "Whether another page follows (then `next_cursor` is set)"},
         "next_cursor": {"anyOf": [{"type": "string"}, {"type": "null"}]},
     }
     envelope = {"type": "object", "required": list(properties), "properties": properties}

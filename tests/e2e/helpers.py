@@ -23,8 +23,9 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
-ACCOUNT_KEYS = {"id", "user_id", "currency", "balance", "status", "version", "metadata", "created_at", "updated_at"}
-BALANCE_KEYS = {"account_id", "currency", "balance", "version"}
+ACCOUNT_KEYS = {"id", "user_id", "currency", "balance", "available_balance", "overdraft_limit", "status", "version",
+                "metadata", "created_at", "updated_at"}
+BALANCE_KEYS = {"account_id", "currency", "balance", "available_balance", "held", "version", "as_of"}
 ENTRY_KEYS = {"id", "account_id", "payment_id", "type", "amount", "balance_after", "currency", "created_at", "hash"}
 PAYMENT_KEYS = {
     "id", "payment_type", "status", "source_account_id", "destination_account_id", "amount", "currency", "provider",
@@ -142,7 +143,8 @@ async def all_pages(client: httpx.AsyncClient, path: str, *, limit: int, params:
         response = await client.get(path, params=query)
         assert response.status_code == 200, response.text
         page = response.json()
-        assert set(page) == {"data", "next_cursor"}, page
+        assert set(page) == {"data", "has_more", "next_cursor"}, page
+        assert page["has_more"] is (page["next_cursor"] is not None), page
         assert len(page["data"]) <= limit
         items += page["data"]
         cursor = page["next_cursor"]

@@ -20,9 +20,9 @@ async def _open_many(client: httpx.AsyncClient, count: int, user_id: str = "user
 async def test_default_limit_and_bounds(client: httpx.AsyncClient) -> None:
     ids = await _open_many(client, 25)
     first = (await client.get(f"{API}/accounts")).json()
-    assert len(first["data"]) == 20 and isinstance(first["next_cursor"], str)
+    assert len(first["data"]) == 20 and isinstance(first["next_cursor"], str) and first["has_more"] is True
     rest = (await client.get(f"{API}/accounts", params={"cursor": first["next_cursor"]})).json()
-    assert len(rest["data"]) == 5 and rest["next_cursor"] is None
+    assert len(rest["data"]) == 5 and rest["next_cursor"] is None and rest["has_more"] is False
     assert [a["id"] for a in first["data"] + rest["data"]] == ids[::-1], "not newest first"
     one = (await client.get(f"{API}/accounts", params={"limit": "1"})).json()
     assert [a["id"] for a in one["data"]] == [ids[-1]] and one["next_cursor"]

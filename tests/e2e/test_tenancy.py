@@ -50,7 +50,7 @@ async def test_another_tenant_sees_nothing(client: httpx.AsyncClient, intruder: 
     for params in ({}, {"user_id": "alice"}, {"limit": "100"}):
         with case(params):
             listed = await intruder.get(f"{API}/accounts", params=params)
-            assert listed.status_code == 200 and listed.json() == {"data": [], "next_cursor": None}
+            assert listed.status_code == 200 and listed.json() == {"data": [], "has_more": False, "next_cursor": None}
 
 
 async def test_transfers_touching_a_foreign_account_are_not_found(

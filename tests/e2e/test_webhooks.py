@@ -101,8 +101,8 @@ async def test_a_payment_is_delivered_signed_to_the_subscriptions_that_hear_it(
     assert {(e["event_type"], e["status"], e["attempts"], e["last_status_code"]) for e in log} == {
         (t, "succeeded", 1, 200) for t in types}
     assert receiver.at("/refunds") == []  # the event filter
-    assert (await client.get(f"{API}/webhooks/{refunds['id']}/deliveries")).json() == {"data": [],
-                                                                                         "next_cursor": None}
+    assert (await client.get(f"{API}/webhooks/{refunds['id']}/deliveries")).json() == {
+        "data": [], "has_more": False, "next_cursor": None}
 
 
 async def test_failures_are_retried_with_the_same_event_id_until_success(

@@ -213,7 +213,8 @@ def test_list_envelope_and_query(doc: dict[str, Any]) -> None:
     schema = op["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/AccountList"}
     envelope = doc["components"]["schemas"]["AccountList"]
-    assert envelope["required"] == ["data", "next_cursor"]
+    assert envelope["required"] == ["data", "has_more", "next_cursor"]
+    assert envelope["properties"]["has_more"]["type"] == "boolean"
     assert envelope["properties"]["data"] == {
         "type": "array", "items": {"$ref": "#/components/schemas/Account"},
     }
