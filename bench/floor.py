@@ -42,7 +42,7 @@ from core.money import check_currency, parse_amount  # noqa: E402
 FLOOR_SQL = ROOT / "bench" / "floor.sql"
 TRANSFER = "SELECT bench_floor_transfer($1, $2, $3, $4, $5, $6, $7)"
 #: The function's SQLSTATEs (bench/floor.sql) and the statuses the API answers for the same errors.
-STATUSES = {"P0002": 404, "23514": 422, "22023": 422}
+STATUSES = {"P0002": 404, "23514": 422, "22023": 422, "55000": 409}
 
 log = logging.getLogger("floor")
 

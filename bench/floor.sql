@@ -5,8 +5,9 @@
 --
 -- What it does is what the API's make_transfer does to the ledger, in the same order:
 --   1. lock both accounts in ascending id order (the API's accounts.LOCK: SELECT ... ORDER BY id FOR UPDATE);
---   2. check them: both exist, are user accounts of one tenant, hold the transfer's currency, and the source has
---      the funds (core.ledger.post's checks, including the balance range);
+--   2. check them: both exist, are user accounts of one tenant, both active (not frozen or closed), hold the
+--      transfer's currency, and the source has the funds down to minus its overdraft limit (core.ledger.post's
+--      checks, including the balance range);
 --   3. update both balances, versions and last_entry_hash (one UPDATE ... FROM VALUES, like the API's write);
 --   4. insert both entries (one INSERT, two rows), each with its hash chained from the account's last hash
 --      (migration 0010's ledger_entry_hash: the same text core/hash_chain.py hashes in the API).
@@ -15,7 +16,8 @@
 -- entries) come from the caller, which makes them with core.ids.new_id (UUIDv7) like the API, so that the
 -- indexes see the same insertion pattern.
 -- Errors carry SQLSTATEs the floor app maps to HTTP statuses: no_data_found (P0002) for a missing or system
--- account, check_violation (23514) for insufficient funds, invalid_parameter_value (22023) for the rest.
+-- account, check_violation (23514) for insufficient funds, object_not_in_prerequisite_state (55000) for a frozen or
+-- closed account, invalid_parameter_value (22023) for the rest.
 CREATE OR REPLACE FUNCTION bench_floor_transfer(src uuid, dst uuid, minor bigint, code text, posting uuid,
                                                 src_entry uuid, dst_entry uuid)
 RETURNS timestamptz LANGUAGE plpgsql AS $$
@@ -34,7 +36,8 @@ BEGIN
     IF minor <= 0 THEN
         RAISE EXCEPTION 'amount must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    FOR r IN SELECT id, tenant_id, kind, currency AS cur, balance, version, last_entry_hash
+    FOR r IN SELECT id, tenant_id, kind, currency AS cur, balance, version, last_entry_hash, status,
+                    overdraft_limit
              FROM accounts WHERE id = ANY (ARRAY[src, dst]) ORDER BY id FOR UPDATE LOOP
         IF r.id = src THEN s := r; found_src := true; ELSE d := r; found_dst := true; END IF;
     END LOOP;
@@ -51,12 +54,15 @@ BEGIN
     IF d.kind <> 'user' OR d.tenant_id <> s.tenant_id THEN
         RAISE EXCEPTION 'account % not found', dst USING ERRCODE = 'no_data_found';
     END IF;
+    IF s.status <> 'active' OR d.status <> 'active' THEN  -- frozen or closed (API.md §3)
+        RAISE EXCEPTION 'account frozen or closed' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
     IF s.cur <> code OR d.cur <> code THEN
         RAISE EXCEPTION 'the accounts do not hold %', code USING ERRCODE = 'invalid_parameter_value';
     END IF;
     src_balance := s.balance - minor;
     dst_balance := d.balance + minor;
-    IF src_balance < 0 THEN
+    IF src_balance < -s.overdraft_limit THEN
         RAISE EXCEPTION 'account % has insufficient funds', src USING ERRCODE = 'check_violation';
     END IF;
     IF dst_balance > 4611686018427387904 THEN  -- core.ledger.MAX_BALANCE, 2**62

@@ -1,4 +1,5 @@
-"""Accounts: user accounts that may never go negative and per-tenant system accounts."""
+"""Accounts: user accounts (never below their overdraft limit, with a status that can stop their movements) and
+per-tenant system accounts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from uuid import UUID
 
 import attrs
 
-from core.errors import FieldError, InsufficientFunds, ValidationFailed
+from core.errors import (
+    AccountClosed,
+    AccountFrozen,
+    FieldError,
+    InsufficientFunds,
+    InvalidStateTransition,
+    ValidationFailed,
+)
 from core.hash_chain import GENESIS
 
 USER = "user"
@@ -18,7 +26,7 @@ SETTLEMENT_PREFIX = "settlement:"
 
 
 class AccountStatus(enum.StrEnum):
-    """Whether an account takes postings; every account opened today is active."""
+    """Whether an account takes part in movements (API.md §3): `active` ⇄ `frozen`, either → `closed` (final)."""
 
     ACTIVE = "active"
     FROZEN = "frozen"
@@ -61,6 +69,8 @@ class Account:
     balance: int = 0
     version: int = 0
     status: AccountStatus = attrs.field(default=AccountStatus.ACTIVE, converter=AccountStatus)
+    #: How far below zero a debit may take the balance, in minor units (≥ 0; user accounts only).
+    overdraft_limit: int = 0
     metadata: dict[str, str] = attrs.field(factory=dict)
     created_at: datetime
     updated_at: datetime
@@ -69,15 +79,78 @@ class Account:
 
     @property
     def is_user(self) -> bool:
-        """User accounts can never be overdrawn; system accounts carry the other side."""
+        """User accounts are bounded below by their overdraft limit; system accounts carry the other side."""
         return self.kind == USER
 
-    def apply(self, delta: int, at: datetime) -> int:
-        """Add a signed amount, bump the version and return the balance after."""
-        balance = self.balance + delta
-        if balance < 0 and self.is_user:
+    @property
+    def available_balance(self) -> int:
+        """What the account may spend before its overdraft: its balance (no holds are reserved yet)."""
+        return self.balance
+
+    def check_funds(self, delta: int) -> None:
+        """A debit of a user account needs `amount ≤ available_balance + overdraft_limit` (API.md §3), else
+        `InsufficientFunds`; a credit is always taken (it may leave an overdrawn balance still below zero)."""
+        if delta < 0 and self.is_user and -delta > self.available_balance + self.overdraft_limit:
             raise InsufficientFunds(f"account {self.id} has insufficient funds")
+
+    def apply(self, delta: int, at: datetime) -> int:
+        """Add a signed amount (`check_funds` first), bump the version and return the balance after."""
+        self.check_funds(delta)
+        balance = self.balance + delta
         self.balance = balance
         self.version += 1
         self.updated_at = at
         return balance
+
+    def ensure_movable(self) -> None:
+        """Refuse a new movement (transfer, payment, batch leg) of a frozen or closed account, either side."""
+        self.ensure_not_closed()
+        if self.status is AccountStatus.FROZEN:
+            raise AccountFrozen(f"account {self.id} is frozen")
+
+    def ensure_not_closed(self) -> None:
+        """Refuse any movement of a closed account, a refund's included (`AccountClosed`)."""
+        if self.status is AccountStatus.CLOSED:
+            raise AccountClosed(f"account {self.id} is closed")
+
+    def change_status(self, to: AccountStatus, at: datetime) -> bool:
+        """Move to `to` if API.md §3 allows it; whether anything changed.
+
+        `active` ⇄ `frozen`, and either → `closed` with a zero balance; a closed account changes no more
+        (`AccountClosed`). What else closing needs (nothing of it still in flight) the caller checks.
+        """
+        if self.status is AccountStatus.CLOSED:
+            raise AccountClosed(f"account {self.id} is closed: its status can change no more")
+        if to is self.status:
+            return False
+        if to is AccountStatus.CLOSED and self.balance != 0:
+            raise InvalidStateTransition(f"account {self.id} can be closed only at a zero balance")
+        self.status, self.updated_at = to, at
+        return True
+
+    def change_overdraft_limit(self, limit: int, at: datetime) -> bool:
+        """Set the overdraft limit (minor units, ≥ 0); whether it changed. It cannot go below what the account
+        already owes (`ValidationFailed`), and a closed account's cannot change (`AccountClosed`)."""
+        self.ensure_not_closed()
+        if limit == self.overdraft_limit:
+            return False
+        if self.balance < -limit:
+            raise ValidationFailed([FieldError(
+                "overdraft_limit", "must cover what the account already owes (its balance is below minus it)")])
+        self.overdraft_limit, self.updated_at = limit, at
+        return True
+
+    def replace_metadata(self, metadata: dict[str, str], at: datetime) -> bool:
+        """Replace the whole metadata object (API.md §3); whether it changed."""
+        if metadata == self.metadata:
+            return False
+        self.metadata, self.updated_at = dict(metadata), at
+        return True
+
+
+@attrs.frozen
+class BalanceAt:
+    """An account as read at `as_of` (`GET /accounts/{id}/balance`)."""
+
+    account: Account
+    as_of: datetime

@@ -10,7 +10,7 @@ from uuid import UUID
 import attrs
 
 from core.accounts import Account
-from core.errors import CurrencyMismatch, FieldError, InsufficientFunds, ValidationFailed
+from core.errors import CurrencyMismatch, FieldError, ValidationFailed
 from core.hash_chain import GENESIS, entry_hash
 from core.ids import new_id
 
@@ -55,7 +55,7 @@ def post(
     """Apply a balanced set of (account, signed amount) legs and return their entries.
 
     Raises `CurrencyMismatch` if the accounts' currencies differ and
-    `InsufficientFunds` (from `Account.apply`) if a user account would go negative.
+    `InsufficientFunds` (`Account.check_funds`) if a user account would go below its overdraft limit.
     A leg set that does not sum to zero is a programming error (ValueError).
     """
     currencies = {account.currency for account, _ in legs}
@@ -64,8 +64,7 @@ def post(
     if sum(amount for _, amount in legs) != 0 or any(amount == 0 for _, amount in legs):
         raise ValueError("a posting's entries must be non-zero and sum to zero")
     for account, amount in legs:  # check every leg before changing any account
-        if account.is_user and account.balance + amount < 0:
-            raise InsufficientFunds(f"account {account.id} has insufficient funds")
+        account.check_funds(amount)
         if abs(account.balance + amount) > MAX_BALANCE:
             raise ValidationFailed([FieldError("amount", "would take a balance beyond the supported range")])
     posting_id = new_id()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.accounts import Account
+from core.accounts import Account, BalanceAt
 from core.batches import BatchResult, LegResult
 from core.clock import timestamp
 from core.errors import CoreError
@@ -24,6 +24,8 @@ def account_view(account: Account) -> dict[str, Any]:
         "user_id": account.user_id,
         "currency": account.currency,
         "balance": format_minor(account.balance, account.currency),
+        "available_balance": format_minor(account.available_balance, account.currency),
+        "overdraft_limit": format_minor(account.overdraft_limit, account.currency),
         "status": account.status,
         "version": account.version,
         "metadata": account.metadata,
@@ -32,13 +34,17 @@ def account_view(account: Account) -> dict[str, Any]:
     }
 
 
-def balance_view(account: Account) -> dict[str, Any]:
-    """API.md §3 balance."""
+def balance_view(read: BalanceAt) -> dict[str, Any]:
+    """API.md §3 balance, read at `as_of`; `held` is what active holds reserve (none yet: holds are not built)."""
+    account, as_of = read.account, read.as_of
     return {
         "account_id": str(account.id),
         "currency": account.currency,
         "balance": format_minor(account.balance, account.currency),
+        "available_balance": format_minor(account.available_balance, account.currency),
+        "held": format_minor(account.balance - account.available_balance, account.currency),
         "version": account.version,
+        "as_of": timestamp(as_of),
     }
 
 

@@ -11,7 +11,7 @@ from adapters.cursor import decode_cursor, encode_cursor
 from adapters.memory.paging import account_key, page
 from adapters.memory.state import MemorySession, SystemSlot
 from adapters.pending import Pending
-from core.accounts import Account
+from core.accounts import Account, AccountStatus
 from core.ids import new_id
 from core.ports import Page
 
@@ -23,6 +23,7 @@ class MemoryAccounts:
         self._session, self._store = session, session.state
         self._pending = Pending[Account]()
         self.add, self.save = self._pending.add, self._pending.save  # buffered until commit
+        self.save_controls = self._pending.save  # the whole row is kept: controls and postings alike
         self.created: dict[SystemSlot, Account] = {}  # system accounts this unit of work inserted
 
     def _row(self, account_id: UUID) -> Account | None:
@@ -64,9 +65,10 @@ class MemoryAccounts:
                 return copy.deepcopy(account)
             await self._session.wait_for(pending.id)
 
-    async def list(self, tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None) -> Page[Account]:
+    async def list(self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None, limit: int,
+                   cursor: str | None) -> Page[Account]:
         rows = [a for a in self._store.accounts.values() if a.tenant_id == tenant_id and a.is_user]
-        rows = [a for a in rows if user_id is None or a.user_id == user_id]
+        rows = [a for a in rows if (user_id is None or a.user_id == user_id) and (status is None or a.status == status)]
         after = account_key(decode_cursor(cursor, 2)) if cursor is not None else None
         items, more = page(rows, limit, after, key=lambda a: (a.created_at, a.id))
         return Page(items, encode_cursor(items[-1].created_at.isoformat(), str(items[-1].id)) if more else None)

@@ -10,8 +10,11 @@ from adapters.memory.paging import time_id_page
 from adapters.memory.state import MemorySession
 from adapters.memory.table import Table
 from core.errors import ConcurrencyConflict
-from core.payments import Payment, PaymentEvent
+from core.payments import Payment, PaymentEvent, PaymentStatus
 from core.ports import Page, PaymentFilter
+from core.refunds import RefundStatus
+
+IN_FLIGHT = (PaymentStatus.PENDING, PaymentStatus.PROCESSING)
 
 
 class MemoryPayments:
@@ -31,6 +34,12 @@ class MemoryPayments:
         rows = [copy.deepcopy(p) for p in self._store.payments.values()
                 if p.tenant_id == tenant_id and _matches(p, where)]
         return time_id_page(rows, limit, cursor)
+
+    async def unsettled_for(self, tenant_id: UUID, account_id: UUID) -> bool:
+        mine = {p.id for p in self._store.payments.values()
+                if p.tenant_id == tenant_id and p.source_account_id == account_id}
+        return (any(self._store.payments[p].status in IN_FLIGHT for p in mine)
+                or any(r.payment_id in mine and r.status is RefundStatus.PENDING for r in self._store.refunds.values()))
 
     async def events(self, tenant_id: UUID, payment_id: UUID) -> builtins.list[PaymentEvent]:
         events = [e for e in self._store.events.get(payment_id, []) if e.tenant_id == tenant_id]

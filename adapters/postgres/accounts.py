@@ -10,15 +10,15 @@ from uuid import UUID
 
 from adapters.cursor import decode_cursor, encode_cursor
 from adapters.pending import Pending
-from adapters.postgres.rows import Fragment, reader, write_pending
+from adapters.postgres.rows import Fragment, insert_entities, reader, update_entities
 from adapters.postgres.session import PgSession
-from core.accounts import Account
+from core.accounts import Account, AccountStatus
 from core.errors import FieldError, ValidationFailed
 from core.ids import new_id
 from core.ports import Page
 
-COLUMNS = ("id, tenant_id, kind, user_id, currency, balance, version, status, metadata, created_at, updated_at,"
-           " last_entry_hash")
+COLUMNS = ("id, tenant_id, kind, user_id, currency, balance, version, status, overdraft_limit, metadata, created_at,"
+           " updated_at, last_entry_hash")
 
 GET = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2"
 
@@ -33,12 +33,15 @@ CREATE_SYSTEM = """INSERT INTO accounts (id, tenant_id, kind, currency, created_
 VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (tenant_id, kind, currency) WHERE kind <> 'user' DO NOTHING"""
 
 LIST = f"""SELECT {COLUMNS} FROM accounts
-WHERE tenant_id = $1 AND kind = 'user' AND ($2::text IS NULL OR user_id = $2)
-  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
-ORDER BY created_at DESC, id DESC LIMIT $5"""
+WHERE tenant_id = $1 AND kind = 'user' AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR status = $3)
+  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+ORDER BY created_at DESC, id DESC LIMIT $6"""
 
+#: What a posting changes (`save`), and besides it what `PATCH /accounts/{id}` changes (`save_controls`): a
+#: transfer's write does not carry the controls it never changes.
 _UPDATED = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"),
             ("last_entry_hash", "text"))
+_CONTROLLED = (*_UPDATED, ("status", "text"), ("overdraft_limit", "bigint"), ("metadata", "jsonb"))
 
 to_account = reader(Account, COLUMNS)
 
@@ -50,6 +53,7 @@ class PgAccounts:
         self._session = session
         self._pending = Pending[Account]()
         self.add, self.save = self._pending.add, self._pending.save  # buffered until commit
+        self._controlled: set[UUID] = set()
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
         return await self._session.read_one(GET, to_account, tenant_id, account_id)
@@ -67,18 +71,26 @@ class PgAccounts:
         assert row is not None
         return self._pending.current(to_account(row))
 
-    async def list(self, tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None) -> Page[Account]:
+    def save_controls(self, account: Account) -> None:
+        self._pending.save(account)
+        self._controlled.add(account.id)
+
+    async def list(self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None, limit: int,
+                   cursor: str | None) -> Page[Account]:
         after: list[Any] = [None, None]
         if cursor is not None:
             created, last_id = decode_cursor(cursor, 2)
             after = [_parse_time(created), _parse_uuid(last_id)]
-        rows = await self._session.fetch(LIST, tenant_id, user_id, *after, limit + 1)
+        rows = await self._session.fetch(LIST, tenant_id, user_id, status, *after, limit + 1)
         items = [to_account(row) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(items, encode_cursor(items[-1].created_at.isoformat(), str(items[-1].id)) if more else None)
 
     def flush(self) -> builtins.list[Fragment]:
-        return write_pending("accounts", COLUMNS, _UPDATED, self._pending)
+        dirty = self._pending.dirty.values()
+        return [*insert_entities("accounts", COLUMNS, self._pending.new.values()),
+                *update_entities("accounts", _UPDATED, [a for a in dirty if a.id not in self._controlled]),
+                *update_entities("accounts", _CONTROLLED, [a for a in dirty if a.id in self._controlled])]
 
 
 def _parse_time(value: Any) -> datetime:

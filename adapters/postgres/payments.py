@@ -43,6 +43,13 @@ TYPES = ("uuid", "uuid", "text", "text", "uuid", "uuid", "bigint", "text", "text
 EVENT_COLUMNS = "id, tenant_id, payment_id, sequence, type, data, correlation_id, created_at"
 EVENT_TYPES = ("uuid", "uuid", "uuid", "bigint", "text", "jsonb", "text", "timestamptz")
 
+# Closing an account (API.md §3) waits for what may still move its money: a payment from it in flight, or a
+# refund of one still pending. Both go through the payments of the account (`payments_by_source`).
+UNSETTLED = """SELECT EXISTS (SELECT 1 FROM payments WHERE tenant_id = $1 AND source_account_id = $2
+                     AND status IN ('pending', 'processing'))
+    OR EXISTS (SELECT 1 FROM payments p JOIN refunds r ON r.payment_id = p.id
+               WHERE p.tenant_id = $1 AND p.source_account_id = $2 AND r.status = 'pending')"""
+
 EVENTS = f"SELECT {EVENT_COLUMNS} FROM payment_events WHERE tenant_id = $1 AND payment_id = $2 ORDER BY sequence"
 
 
@@ -64,6 +71,10 @@ class PgPayments:
         return await time_id_page(self._session, LIST, to_payment, tenant_id, where.status, where.payment_type,
                                   where.account_id, where.provider, where.created_after, where.created_before,
                                   limit=limit, cursor=cursor)
+
+    async def unsettled_for(self, tenant_id: UUID, account_id: UUID) -> bool:
+        row = await self._session.fetchrow(UNSETTLED, tenant_id, account_id)
+        return bool(row is not None and row[0])
 
     async def events(self, tenant_id: UUID, payment_id: UUID) -> builtins.list[PaymentEvent]:
         return await self._session.read_all(EVENTS, to_event, tenant_id, payment_id)

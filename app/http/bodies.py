@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
 import typing
@@ -46,6 +47,14 @@ def _structure_decimal(value: Any, _: type) -> Decimal:
     return number
 
 
+def _structure_enum(value: Any, kind: type[enum.Enum]) -> enum.Enum:
+    """A status named by its value; `str` would take any string (a StrEnum is a str)."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"must be one of {', '.join(str(member.value) for member in kind)}") from None
+
+
 def _structure_bool(value: Any, _: type) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
@@ -84,6 +93,7 @@ def _shapes(tp: Any) -> Callable[[Any, Any], list[Any]]:
 converter.register_structure_hook(str, _structure_str)
 converter.register_structure_hook(Decimal, _structure_decimal)
 converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook(enum.StrEnum, _structure_enum)  # before `str` in a StrEnum's MRO
 converter.register_structure_hook_func(lambda t: t == list[str], _structure_strings)
 converter.register_structure_hook_func(lambda t: t == dict[str, str], _structure_dict)
 converter.register_structure_hook_func(_list_of_shapes, _structure_list_of_shapes)

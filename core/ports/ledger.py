@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 from uuid import UUID
 
-from core.accounts import Account
+from core.accounts import Account, AccountStatus
 from core.ledger import Entry
 from core.ports.paging import Page
 
@@ -29,14 +29,22 @@ class Accounts(Protocol):
         ...
 
     async def list(
-        self, tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None
+        self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None, limit: int,
+        cursor: str | None,
     ) -> Page[Account]:
-        """User accounts, newest first. Raises `ValidationFailed` for a malformed cursor."""
+        """User accounts, newest first, optionally of one user and one status. Raises `ValidationFailed` for a
+        malformed cursor."""
         ...
 
     def add(self, account: Account) -> None: ...
 
-    def save(self, account: Account) -> None: ...
+    def save(self, account: Account) -> None:
+        """Buffer what a posting changed: the balance, version, `updated_at` and chain head."""
+        ...
+
+    def save_controls(self, account: Account) -> None:
+        """Buffer what `PATCH /accounts/{id}` changed: status, overdraft limit, metadata and `updated_at`."""
+        ...
 
 
 class Ledger(Protocol):

@@ -50,6 +50,11 @@ class Payments(Protocol):
 
     async def events(self, tenant_id: UUID, payment_id: UUID) -> builtins.list[PaymentEvent]: ...
 
+    async def unsettled_for(self, tenant_id: UUID, account_id: UUID) -> bool:
+        """Whether money may still move on the account without a new request: an external payment from it
+        still `pending` or `processing`, or a refund of a payment from it still `pending`."""
+        ...
+
 
 class Refunds(Protocol):
     """Refunds of payments. `add`/`save` are buffered until commit; `for_payment` is newest first."""

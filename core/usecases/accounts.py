@@ -1,18 +1,19 @@
-"""Open accounts (funded from the tenant's funding account) and read them back."""
+"""Open accounts (funded from the tenant's funding account), change their controls, and read them back."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from uuid import UUID
 
 import attrs
 
-from core.accounts import FUNDING, USER, Account
+from core.accounts import FUNDING, USER, Account, AccountStatus, BalanceAt
 from core.commands import Command
-from core.errors import NotFound
+from core.errors import InvalidStateTransition, NotFound
 from core.events import OutboxMessage
 from core.ids import new_id
 from core.ledger import Entry, post
-from core.money import Money
+from core.money import Money, parse_amount
 from core.ports import Clock, Page, UnitOfWork
 from core.views import account_view
 
@@ -49,6 +50,56 @@ async def create_account(cmd: CreateAccount, *, uow: UnitOfWork, clock: Clock) -
     return account
 
 
+@attrs.frozen(kw_only=True)
+class UpdateAccount(Command):
+    """`PATCH /accounts/{id}` (API.md §3): what is given changes, what is not stays."""
+
+    account_id: UUID
+    metadata: dict[str, str] | None = None
+    """Replaces the whole object."""
+    status: AccountStatus | None = attrs.field(default=None, converter=attrs.converters.optional(AccountStatus))
+    overdraft_limit: Decimal | None = None
+    """A decimal amount in the account's currency, ≥ 0 (parsed once the account, hence its currency, is read)."""
+
+    @property
+    def locked_accounts(self) -> tuple[UUID]:
+        """The account `update_account` locks (declare it as `lock_accounts`)."""
+        return (self.account_id,)
+
+
+async def update_account(cmd: UpdateAccount, *, uow: UnitOfWork, clock: Clock) -> Account:
+    """Change an account's overdraft limit, metadata and status under its row lock, so that no movement of it
+    runs meanwhile, and announce `account.updated` if anything changed.
+
+    Closing needs a zero balance and nothing of the account still in flight (an external payment from it, a
+    refund to it): else `InvalidStateTransition`. Raises `NotFound`, `AccountClosed` (a closed account's status
+    and limit change no more; its metadata may), `ValidationFailed` (a limit that is no amount of the account's
+    currency, or below what the account owes).
+    """
+    account = (await uow.accounts.lock(cmd.tenant_id, cmd.locked_accounts)).get(cmd.account_id)
+    if account is None or not account.is_user:
+        raise NotFound(f"account {cmd.account_id} not found")
+    now, changed = clock.now(), False
+    if cmd.overdraft_limit is not None:
+        limit = parse_amount(cmd.overdraft_limit, account.currency, field="overdraft_limit", allow_zero=True)
+        changed |= account.change_overdraft_limit(limit.minor, now)
+    if cmd.metadata is not None:
+        changed |= account.replace_metadata(cmd.metadata, now)
+    if cmd.status is not None:
+        closing = cmd.status is AccountStatus.CLOSED and account.status is not AccountStatus.CLOSED
+        if closing and account.balance == 0 and await uow.payments.unsettled_for(cmd.tenant_id, account.id):
+            raise InvalidStateTransition(
+                f"account {account.id} cannot close while a payment from it or a refund to it is in flight")
+        changed |= account.change_status(cmd.status, now)
+    if changed:
+        uow.accounts.save_controls(account)
+        uow.outbox.add(OutboxMessage.new(
+            tenant_id=cmd.tenant_id, topic="account.updated", aggregate_id=account.id,
+            payload=account_view(account), correlation_id=cmd.correlation_id, at=now,
+        ))
+    return account
+
+
 async def get_account(tenant_id: UUID, account_id: UUID, *, uow: UnitOfWork) -> Account:
     """The caller's user account, or `NotFound` (also for other tenants' and system accounts)."""
     account = await uow.accounts.get(tenant_id, account_id)
@@ -57,11 +108,17 @@ async def get_account(tenant_id: UUID, account_id: UUID, *, uow: UnitOfWork) -> 
     return account
 
 
+async def get_balance(tenant_id: UUID, account_id: UUID, *, uow: UnitOfWork, clock: Clock) -> BalanceAt:
+    """The caller's user account and the time it was read at; `NotFound` as `get_account`."""
+    return BalanceAt(await get_account(tenant_id, account_id, uow=uow), clock.now())
+
+
 async def list_accounts(
-    tenant_id: UUID, *, user_id: str | None, limit: int, cursor: str | None, uow: UnitOfWork
+    tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None, limit: int, cursor: str | None,
+    uow: UnitOfWork,
 ) -> Page[Account]:
-    """The caller's user accounts, newest first, optionally of one user."""
-    return await uow.accounts.list(tenant_id, user_id=user_id, limit=limit, cursor=cursor)
+    """The caller's user accounts, newest first, optionally of one user and one status."""
+    return await uow.accounts.list(tenant_id, user_id=user_id, status=status, limit=limit, cursor=cursor)
 
 
 async def list_transactions(

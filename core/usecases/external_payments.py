@@ -33,13 +33,15 @@ async def create_external_payment(cmd: CreateExternalPayment, *, uow: UnitOfWork
     """Move the amount from the source to the tenant's clearing account and record a pending payment
     whose `payment.created` event asks a worker to charge the provider.
 
-    Raises `ValidationFailed` (unknown provider), `NotFound`, `CurrencyMismatch` or `InsufficientFunds`.
+    Raises `ValidationFailed` (unknown provider), `NotFound`, `AccountFrozen`, `AccountClosed`, `CurrencyMismatch`
+    or `InsufficientFunds`.
     """
     if cmd.provider not in PROVIDERS:
         raise ValidationFailed([FieldError("provider", f"must be one of {', '.join(PROVIDERS)}")])
     source = (await uow.accounts.lock(cmd.tenant_id, cmd.locked_accounts)).get(cmd.source_account_id)
     if source is None or not source.is_user:
         raise NotFound(f"account {cmd.source_account_id} not found")
+    source.ensure_movable()
     if source.currency != cmd.amount.currency:
         raise CurrencyMismatch(f"account {source.id} holds {source.currency}, not {cmd.amount.currency}")
     clearing = await uow.accounts.lock_system(cmd.tenant_id, CLEARING, source.currency)

@@ -31,7 +31,9 @@ async def request_refund(cmd: RequestRefund, *, uow: UnitOfWork, clock: Clock) -
 
     Pending plus succeeded refunds never exceed the payment: the payment row is locked while they are
     summed. Raises `NotFound`, `InvalidStateTransition`, `ValidationFailed` (amount),
-    `RefundExceedsPayment` or, for an internal transfer, `InsufficientFunds` on the destination.
+    `RefundExceedsPayment`, `AccountClosed` (the money would return to a closed account, or leave one) or, for an
+    internal transfer, `InsufficientFunds` on the destination. A frozen account takes refunds: a refund undoes an
+    earlier movement, it is not a new one (API.md §3 lists what a frozen account refuses).
     """
     payment = await uow.payments.lock(cmd.tenant_id, cmd.payment_id)
     if payment is None:
@@ -44,6 +46,9 @@ async def request_refund(cmd: RequestRefund, *, uow: UnitOfWork, clock: Clock) -
         raise RefundExceedsPayment(
             f"refunds of payment {payment.id} would exceed its amount: {held} of {payment.amount} minor units "
             "are already refunded or pending")
+    if payment.is_external:  # locked, so that the account cannot close while this refund is being made
+        source = await uow.accounts.lock(cmd.tenant_id, [payment.source_account_id])
+        source[payment.source_account_id].ensure_not_closed()
     now = clock.now()
     refund = Refund(id=new_id(), tenant_id=cmd.tenant_id, payment_id=payment.id, amount=amount,
                     currency=payment.currency, reason=cmd.reason, correlation_id=cmd.correlation_id,

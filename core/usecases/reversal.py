@@ -26,6 +26,8 @@ async def reverse_internal(uow: UnitOfWork, payment: Payment, refund: Refund, at
     ids = [payment.source_account_id, payment.destination_account_id]
     locked = await uow.accounts.lock(payment.tenant_id, ids)
     source, destination = locked[payment.source_account_id], locked[payment.destination_account_id]
+    for account in (source, destination):
+        account.ensure_not_closed()
     move(uow, [(destination, -refund.amount), (source, refund.amount)], at, payment_id=payment.id,
          refund_id=refund.id)
     refund.succeed(None, at)

@@ -33,7 +33,7 @@ class MakeTransfer(MoneyOut):
 async def make_transfer(cmd: MakeTransfer, *, uow: UnitOfWork, clock: Clock) -> Payment:
     """Lock both accounts (ascending id order), post the entries and record a completed payment.
 
-    Raises `SameAccount`, `NotFound`, `CurrencyMismatch` or `InsufficientFunds`.
+    Raises `SameAccount`, `NotFound`, `AccountFrozen`, `AccountClosed`, `CurrencyMismatch` or `InsufficientFunds`.
     """
     if cmd.source_account_id == cmd.destination_account_id:
         raise SameAccount("source and destination must be different accounts")
@@ -46,7 +46,8 @@ def book_transfer(cmd: MakeTransfer, locked: Mapping[UUID, Account], *, uow: Uni
 
     The one posting path of a transfer, alone or as a leg of a batch (`core.usecases.batches`): every check
     runs before anything changes, so a refused transfer leaves the accounts and the unit of work as they
-    were. Raises `SameAccount`, `NotFound`, `CurrencyMismatch`, `InsufficientFunds` or `ValidationFailed`.
+    were. Raises `SameAccount`, `NotFound`, `AccountFrozen`, `AccountClosed`, `CurrencyMismatch`,
+    `InsufficientFunds` or `ValidationFailed`.
     """
     if cmd.source_account_id == cmd.destination_account_id:
         raise SameAccount("source and destination must be different accounts")
@@ -56,6 +57,7 @@ def book_transfer(cmd: MakeTransfer, locked: Mapping[UUID, Account], *, uow: Uni
             raise NotFound(f"account {account_id} not found")
     assert source is not None and destination is not None
     for account in (source, destination):
+        account.ensure_movable()
         if account.currency != cmd.amount.currency:
             raise CurrencyMismatch(f"account {account.id} holds {account.currency}, not {cmd.amount.currency}")
     payment = Payment(

@@ -95,7 +95,7 @@ async def test_zero_initial_balance_is_allowed_and_posts_nothing(client: httpx.A
             account = await open_account(client, given)
             assert account["balance"] == "0.00" and account["version"] == 0
             assert (await client.get(f"{API}/accounts/{account['id']}/transactions")).json() == {
-                "data": [], "next_cursor": None}
+                "data": [], "has_more": False, "next_cursor": None}
 
 
 async def test_account_and_balance_shapes(client: httpx.AsyncClient) -> None:
@@ -113,7 +113,10 @@ async def test_account_and_balance_shapes(client: httpx.AsyncClient) -> None:
     assert (await client.get(f"{API}/accounts/{account['id']}")).json() == account
     shown = (await client.get(f"{API}/accounts/{account['id']}/balance")).json()
     assert set(shown) == BALANCE_KEYS
-    assert shown == {"account_id": account["id"], "currency": "KWD", "balance": "12.500", "version": 1}
+    assert TIMESTAMP.match(shown.pop("as_of"))
+    assert shown == {"account_id": account["id"], "currency": "KWD", "balance": "12.500", "available_balance": "12.500",
+                     "held": "0.000", "version": 1}
+    assert (account["available_balance"], account["overdraft_limit"]) == ("12.500", "0.000")
     full = await client.post(f"{API}/accounts", json={
         "user_id": "u" * 255, "currency": "USD", "metadata": {f"k{i}": "v" * 500 for i in range(20)}})
     assert full.status_code == 201, "20 keys, 255-char user id and 500-char values are within the limits"

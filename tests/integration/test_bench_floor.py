@@ -102,11 +102,15 @@ async def test_refused_floor_transfers_change_nothing(floor_services: Services) 
     bob = (await open_account(services.uow_factory, clock, tenant.id, 0, user_id="bob")).id
     euro = (await open_account(services.uow_factory, clock, tenant.id, 1_000, currency="EUR", user_id="eve")).id
     stranger = (await open_account(services.uow_factory, clock, other.id, 1_000, user_id="zed")).id
+    frozen = (await open_account(services.uow_factory, clock, tenant.id, 1_000, user_id="fay")).id
+    await services.pool.execute("UPDATE accounts SET status = 'frozen' WHERE id = $1", frozen)
     funding = await services.pool.fetchval("SELECT id FROM accounts WHERE tenant_id = $1 AND kind = $2",
                                            tenant.id, FUNDING)
     before = await services.pool.fetchrow(SNAPSHOT)
     refusals: list[tuple[tuple[UUID, UUID, int, str], str]] = [
         ((alice, bob, 1_001, "USD"), "23514"),  # insufficient funds
+        ((frozen, bob, 1, "USD"), "55000"),  # a frozen source
+        ((alice, frozen, 1, "USD"), "55000"),  # a frozen destination
         ((alice, alice, 1, "USD"), "22023"),  # the same account
         ((alice, bob, 0, "USD"), "22023"),  # not positive
         ((alice, euro, 1, "USD"), "22023"),  # the destination holds EUR
@@ -123,6 +127,12 @@ async def test_refused_floor_transfers_change_nothing(floor_services: Services) 
     assert await services.pool.fetchrow(SNAPSHOT) == before
     await floor_transfer(services.pool, alice, bob, 1_000)  # the whole balance still goes
     assert await services.pool.fetchval("SELECT balance FROM accounts WHERE id = $1", alice) == 0
+    await services.pool.execute("UPDATE accounts SET overdraft_limit = 500 WHERE id = $1", alice)
+    await floor_transfer(services.pool, alice, bob, 500)  # down to minus the overdraft limit, as the API
+    with pytest.raises(asyncpg.PostgresError) as beyond:
+        await floor_transfer(services.pool, alice, bob, 1)
+    assert beyond.value.sqlstate == "23514"
+    assert await services.pool.fetchval("SELECT balance FROM accounts WHERE id = $1", alice) == -500
 
 
 @pytest.fixture

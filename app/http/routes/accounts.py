@@ -1,8 +1,8 @@
-"""/api/v1/accounts: open accounts, read them, their balance and their ledger entries."""
+"""/api/v1/accounts: open accounts, change their controls, read them, their balance and their ledger entries."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 from sanic import Blueprint, HTTPResponse, Request
@@ -11,18 +11,26 @@ from app.http.context import request_id, services, tenant_id
 from app.http.endpoints import COMMON, LIST, operation, read_page, write
 from app.http.io import FieldChecks, list_params, query, storable
 from app.http.openapi import Operation, Parameter
-from app.http.schemas.accounts import Account, Balance, CreateAccountRequest, LedgerEntry
-from core.accounts import Account as AccountModel
-from core.accounts import check_metadata
-from core.errors import FieldError, ValidationFailed
+from app.http.schemas.accounts import Account, Balance, CreateAccountRequest, LedgerEntry, UpdateAccountRequest
+from core.accounts import AccountStatus, check_metadata
 from core.money import check_currency, parse_amount
-from core.ports import UnitOfWork
-from core.usecases.accounts import CreateAccount, create_account, get_account, list_accounts, list_transactions
+from core.usecases.accounts import (
+    CreateAccount,
+    UpdateAccount,
+    create_account,
+    get_account,
+    get_balance,
+    list_accounts,
+    list_transactions,
+    update_account,
+)
 from core.views import account_view, balance_view, entry_view
 
 bp = Blueprint("accounts", url_prefix="/api/v1/accounts")
 _ONE = "/api/v1/accounts/{account_id}"
 _USER_ID = Parameter(name="user_id", schema={"type": "string", "minLength": 1, "maxLength": 255})
+_STATUSES = tuple(status.value for status in AccountStatus)
+_STATUS = Parameter(name="status", schema={"type": "string", "enum": list(_STATUSES)})
 
 
 def create_command(request: Request, body: CreateAccountRequest) -> CreateAccount:
@@ -52,31 +60,55 @@ async def create(request: Request, body: CreateAccountRequest) -> HTTPResponse:
 
 @operation(bp, Operation(method="get", path="/api/v1/accounts", summary="List accounts", tag="accounts",
                          operation_id="listAccounts", response=Account, list_response=True,
-                         query=(_USER_ID, *LIST), errors=(422, *COMMON)))
+                         query=(_USER_ID, _STATUS, *LIST), errors=(422, *COMMON)))
 async def index(request: Request) -> HTTPResponse:
     params = list_params(request)
-    user_id = request.get_args(keep_blank_values=True).get("user_id")
+    args = request.get_args(keep_blank_values=True)
+    user_id, status = args.get("user_id"), args.get("status")
+    checks = FieldChecks()
     if user_id is not None and not (storable(user_id) and 1 <= len(user_id) <= 255):
-        raise ValidationFailed([FieldError("user_id", "must be 1 to 255 characters, without NUL")])
-    return await read_page(
-        request, lambda uow: list_accounts(tenant_id(request), user_id=user_id, uow=uow, **params), account_view)
+        checks.fail("user_id", "must be 1 to 255 characters, without NUL")
+    if status is not None and status not in _STATUSES:
+        checks.fail("status", f"must be one of {', '.join(_STATUSES)}")
+    checks.done()
+    chosen = AccountStatus(status) if status is not None else None
+    return await read_page(request, lambda uow: list_accounts(
+        tenant_id(request), user_id=user_id, status=chosen, uow=uow, **params), account_view)
 
 
 @operation(bp, Operation(method="get", path=_ONE, summary="Get an account", tag="accounts", operation_id="getAccount",
                          response=Account, errors=(404, *COMMON)))
 async def show(request: Request, account_id: UUID) -> HTTPResponse:
-    return await query(request, _account(request, account_id), account_view)
+    return await query(request, lambda uow: get_account(tenant_id(request), account_id, uow=uow), account_view)
+
+
+def update_command(request: Request, account_id: UUID, body: UpdateAccountRequest) -> UpdateAccount:
+    raw: dict[str, Any] = request.ctx.json  # the document as sent: null and absent differ here
+    checks = FieldChecks()
+    for name in ("metadata", "status", "overdraft_limit"):  # null is not a value these can take
+        if raw.get(name, "") is None:
+            checks.fail(name, "must not be null")
+    metadata = checks.check(check_metadata, body.metadata) if body.metadata is not None else None
+    checks.done()
+    return UpdateAccount(tenant_id=tenant_id(request), account_id=account_id, metadata=metadata, status=body.status,
+                         overdraft_limit=body.overdraft_limit, correlation_id=request_id(request))
+
+
+@operation(bp, Operation(method="patch", path=_ONE, summary="Change an account's metadata, status or overdraft limit",
+                         tag="accounts", operation_id="updateAccount", request=UpdateAccountRequest, response=Account,
+                         idempotency="optional", errors=(404, 409, *COMMON)))
+async def change(request: Request, account_id: UUID, body: UpdateAccountRequest) -> HTTPResponse:
+    cmd, clock = update_command(request, account_id, body), services(request).clock
+    return await write(request, lambda uow: update_account(cmd, uow=uow, clock=clock), account_view,
+                       lock_accounts=cmd.locked_accounts)
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/balance", summary="Get an account's balance", tag="accounts",
                          operation_id="getBalance", response=Balance, errors=(404, *COMMON)))
 async def balance(request: Request, account_id: UUID) -> HTTPResponse:
-    return await query(request, _account(request, account_id), balance_view)
-
-
-def _account(request: Request, account_id: UUID) -> Callable[[UnitOfWork], Awaitable[AccountModel]]:
-    """The read behind both an account and its balance (they differ only in the view)."""
-    return lambda uow: get_account(tenant_id(request), account_id, uow=uow)
+    clock = services(request).clock
+    return await query(request, lambda uow: get_balance(tenant_id(request), account_id, uow=uow, clock=clock),
+                       balance_view)
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/transactions", summary="List an account's ledger entries",

@@ -1,4 +1,5 @@
-"""The shapes of /api/v1/accounts: opening an account, an account, its balance and its ledger entries."""
+"""The shapes of /api/v1/accounts: opening and changing an account, an account, its balance and its ledger
+entries."""
 
 from __future__ import annotations
 
@@ -20,12 +21,29 @@ class CreateAccountRequest:
     metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
 
 
+_OVERDRAFT_LIMIT = {"openapi": {**AMOUNT["openapi"], "examples": ["50.00"],
+                                "description": "How far below zero debits may take the balance, ≥ 0 (default 0)"}}
+
+
+@attrs.frozen(kw_only=True)
+class UpdateAccountRequest:
+    """`PATCH /accounts/{id}`: each field given changes; `metadata` replaces the whole object."""
+
+    __openapi_strict__ = True
+    metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
+    status: AccountStatus | None = attrs.field(default=None, metadata={"openapi": {
+        "description": "active ⇄ frozen; either → closed (needs a zero balance and nothing in flight; final)"}})
+    overdraft_limit: Decimal | None = attrs.field(default=None, metadata=_OVERDRAFT_LIMIT)
+
+
 @attrs.frozen(kw_only=True)
 class Account:
     id: str = attrs.field(metadata=UUID)
     user_id: str
     currency: str
     balance: str = attrs.field(metadata=MONEY_OUT)
+    available_balance: str = attrs.field(metadata=MONEY_OUT)
+    overdraft_limit: str = attrs.field(metadata=MONEY_OUT)
     status: AccountStatus
     version: int
     metadata: dict[str, str]
@@ -38,7 +56,10 @@ class Balance:
     account_id: str = attrs.field(metadata=UUID)
     currency: str
     balance: str = attrs.field(metadata=MONEY_OUT)
+    available_balance: str = attrs.field(metadata=MONEY_OUT)
+    held: str = attrs.field(metadata=MONEY_OUT)
     version: int
+    as_of: str = attrs.field(metadata=TIME)
 
 
 @attrs.frozen(kw_only=True)
