@@ -335,6 +335,9 @@ async def test_wrong_method_is_a_problem(client: httpx.AsyncClient) -> None:
     assert response.status_code == 405 and response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["request_id"] == response.headers["x-request-id"]
     assert "GET" in response.headers.get("Allow", "")
+    on_one = await client.put(f"{API}/payments/{uuid.uuid4()}")  # a route with a path parameter (issue 13)
+    assert on_one.status_code == 405 and on_one.headers["content-type"].startswith("application/problem+json")
+    assert [method.strip() for method in on_one.headers["Allow"].split(",")] == ["GET", "HEAD", "OPTIONS"]
 
 
 # -- business rules: insufficient_funds, currency_mismatch, same_account 422 ----------------------------------------
