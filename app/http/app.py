@@ -20,8 +20,8 @@ from app.http import metrics
 from app.http.auth import KeyCache
 from app.http.docs import configure_sanic_ext, install_docs
 from app.http.operations import openapi_document
-from app.http.problems import PROBLEM_JSON, ApiError, problem, problem_for
-from app.http.routes import accounts, batches, events, health, payments, reconciliations, webhooks
+from app.http.problems import FRAMEWORK_SLUGS, PROBLEM_JSON, ApiError, problem, problem_for
+from app.http.routes import accounts, batches, events, health, payments, problems, reconciliations, webhooks
 from app.logs import configure_logging, correlation_id
 from app.settings import Settings
 from core.errors import CoreError
@@ -57,7 +57,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
     app.on_request(_start, priority=100)
     app.on_response(_finish, priority=100)  # type: ignore[no-untyped-call]
     app.error_handler.add(Exception, _error)
-    for module in (accounts, payments, batches, webhooks, events, reconciliations, health):
+    for module in (accounts, payments, batches, webhooks, events, reconciliations, health, problems):
         app.blueprint(module.bp)
     install_docs(app, lambda: openapi_document(health.VERSION), title="Payments API")
     return app
@@ -127,10 +127,10 @@ def _error(request: Request, exception: Exception) -> HTTPResponse:
         stored = problem("not_found", "no such resource", request_id)
     elif isinstance(exception, MethodNotAllowed):
         stored = problem("method_not_allowed", f"{request.method} is not allowed here", request_id)
-        headers["Allow"] = ", ".join(sorted(getattr(exception, "allowed_methods", None) or []))
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     elif isinstance(exception, SanicException) and 400 <= exception.status_code < 500:
         status = HTTPStatus(exception.status_code)
-        slug = "malformed_json" if status == 400 else status.phrase.lower().replace(" ", "_").replace("-", "_")
+        slug = FRAMEWORK_SLUGS.get(status) or status.phrase.lower().replace(" ", "_").replace("-", "_")
         stored = problem(slug, str(exception), request_id, status=status)
     else:
         logger.opt(exception=exception).error("unhandled error")
@@ -138,3 +138,20 @@ def _error(request: Request, exception: Exception) -> HTTPResponse:
     if request_id:
         headers["X-Request-ID"] = request_id
     return HTTPResponse(stored.body, status=stored.status, headers=headers, content_type=PROBLEM_JSON)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path takes, for a 405's `Allow`: each method the router resolves the path for.
+
+    Why not the exception's `allowed_methods`: Sanic's router fills it in only for paths without parameters;
+    for a route such as `/api/v1/accounts/<account_id:uuid>` its generated matcher raises the error bare.
+    """
+    router, host = request.app.router, request.headers.getone("host", None)
+    allowed = []
+    for method in sorted(str(method) for method in router.ALLOWED_METHODS):
+        try:
+            router.get(request.path, method, host)
+        except (NotFound, MethodNotAllowed):
+            continue
+        allowed.append(method)
+    return allowed

@@ -314,6 +314,20 @@ async def test_not_found(client: httpx.AsyncClient) -> None:
     assert await balance(client, account["id"]) == "10.00"
 
 
+async def test_the_type_of_a_problem_resolves(client: httpx.AsyncClient) -> None:
+    """API.md §1: a problem's `type` is a page of the same server (HTML by default, JSON on request)."""
+    problem = assert_problem(await client.get(f"{API}/accounts/{uuid.uuid4()}"), "not_found", 404)
+    page = await client.get(problem["type"])
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "Not found" in page.text and "404" in page.text
+    described = await client.get(problem["type"], headers={"Accept": "application/json"})
+    assert described.status_code == 200
+    assert {k: described.json()[k] for k in ("slug", "title", "status")} == {
+        "slug": "not_found", "title": problem["title"], "status": 404}
+    listed = (await client.get("/problems", headers={"Accept": "application/json"})).json()["data"]
+    assert "not_found" in [item["slug"] for item in listed]
+
+
 async def test_system_accounts_are_not_found(client: httpx.AsyncClient, services: Services) -> None:
     """The tenant's funding account exists (it paid the initial balance) but is nobody's to read or move."""
     account = await open_account(client, "10.00")
@@ -335,6 +349,9 @@ async def test_wrong_method_is_a_problem(client: httpx.AsyncClient) -> None:
     assert response.status_code == 405 and response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["request_id"] == response.headers["x-request-id"]
     assert "GET" in response.headers.get("Allow", "")
+    on_one = await client.put(f"{API}/payments/{uuid.uuid4()}")  # a route with a path parameter (issue 13)
+    assert on_one.status_code == 405 and on_one.headers["content-type"].startswith("application/problem+json")
+    assert [method.strip() for method in on_one.headers["Allow"].split(",")] == ["GET", "HEAD", "OPTIONS"]
 
 
 # -- business rules: insufficient_funds, currency_mismatch, same_account 422 ----------------------------------------

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -14,6 +11,7 @@ import pytest
 from sanic import Sanic
 
 from app.http.docs import configure_sanic_ext, install_docs
+from tests.unit.asgi import run
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -37,34 +35,6 @@ def make_app(calls: list[int] | None = None) -> Sanic[Any, Any]:
     configure_sanic_ext(app)
     install_docs(app, spec, title="Tiny <API>")
     return app
-
-
-@contextlib.asynccontextmanager
-async def client(app: Sanic[Any, Any]) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the ASGI lifespan (Sanic needs it before serving requests) around an httpx client."""
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    lifespan = asyncio.create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put)
-    )
-    await inbox.put({"type": "lifespan.startup"})
-    started = await asyncio.wait_for(outbox.get(), 30)
-    assert started["type"] == "lifespan.startup.complete", started
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await asyncio.wait_for(lifespan, 30)
-
-
-def run(app: Sanic[Any, Any], check: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with client(app) as c:
-            await check(c)
-
-    asyncio.run(main())
 
 
 def test_openapi_json_is_served_and_cached() -> None:
