@@ -106,7 +106,8 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         description="The resource's status does not allow the operation: cancelling a payment that is no longer "
                     "`pending` (`POST /api/v1/payments/{id}/cancel`), refunding one that is not `completed` or "
                     "`partially_refunded` (`POST /api/v1/payments/{id}/refund`), or closing an account whose "
-                    "balance is not zero or that has an active hold (`PATCH /api/v1/accounts/{id}`).",
+                    "balance is not zero, or with an external payment from it or a refund to it still in flight "
+                    "(`PATCH /api/v1/accounts/{id}`).",
         what_to_do="Read the resource's current `status` (`GET` it) and act on that: for example refund a "
                    "completed payment instead of cancelling it, or empty an account before closing it."),
     "refund_exceeds_payment": ProblemType(
@@ -118,15 +119,17 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         status=409, title="Account frozen",
         description="An account the request moves money from or to is `frozen` (`PATCH /api/v1/accounts/{id}` "
                     "`{\"status\": \"frozen\"}`): until it is unfrozen it takes part in no new movement "
-                    "(`POST /api/v1/transfers`, `POST /api/v1/payments`, a transfer of `POST /api/v1/batches`).",
+                    "(`POST /api/v1/transfers`, `POST /api/v1/payments`, a transfer of `POST /api/v1/batches`). "
+                    "Refunds still reach it: they undo an earlier movement.",
         what_to_do="Unfreeze it with `PATCH /api/v1/accounts/{id}` `{\"status\": \"active\"}` if that is "
                    "intended, then send the request again; or use another account."),
     "account_closed": ProblemType(
         status=409, title="Account closed",
         description="An account the request moves money from or to (`POST /api/v1/transfers`, "
-                    "`POST /api/v1/payments`, a transfer of `POST /api/v1/batches`), or whose status "
-                    "`PATCH /api/v1/accounts/{id}` would change, is `closed`. Closing is final: a closed account "
-                    "takes part in no movement and its status never changes again.",
+                    "`POST /api/v1/payments`, a transfer of `POST /api/v1/batches`, a refund), or whose status or "
+                    "overdraft limit `PATCH /api/v1/accounts/{id}` would change, is `closed`. Closing is final: a "
+                    "closed account takes part in no movement and its status never changes again (its metadata "
+                    "may).",
         what_to_do="Use another account (open one with `POST /api/v1/accounts`). Retrying will not help."),
     "batch_failed": ProblemType(
         status=422, title="Batch failed",
