@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
 from adapters.cursor import decode_cursor, encode_cursor
-from adapters.memory.paging import account_key, page
+from adapters.memory.paging import account_key, holds, page
 from adapters.memory.state import MemorySession, SystemSlot
 from adapters.pending import Pending
 from core.accounts import Account, AccountStatus
@@ -65,10 +65,11 @@ class MemoryAccounts:
                 return copy.deepcopy(account)
             await self._session.wait_for(pending.id)
 
-    async def list(self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None, limit: int,
-                   cursor: str | None) -> Page[Account]:
+    async def list(self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None,
+                   metadata: Mapping[str, str] | None = None, limit: int, cursor: str | None) -> Page[Account]:
         rows = [a for a in self._store.accounts.values() if a.tenant_id == tenant_id and a.is_user]
-        rows = [a for a in rows if (user_id is None or a.user_id == user_id) and (status is None or a.status == status)]
+        rows = [a for a in rows if (user_id is None or a.user_id == user_id) and (status is None or a.status == status)
+                and holds(a.metadata, metadata)]
         after = account_key(decode_cursor(cursor, 2)) if cursor is not None else None
         items, more = page(rows, limit, after, key=lambda a: (a.created_at, a.id))
         return Page(items, encode_cursor(items[-1].created_at.isoformat(), str(items[-1].id)) if more else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -54,3 +54,8 @@ def time_id_page(rows: list[_S], limit: int, cursor: str | None) -> Page[_S]:
     after = time_id_key(cursor) if cursor is not None else None
     items, more = page(rows, limit, after, key=lambda r: (r.created_at, r.id))
     return Page(items, time_id_cursor(items[-1].created_at, items[-1].id) if more else None)
+
+
+def holds(metadata: Mapping[str, str], wanted: Mapping[str, str] | None) -> bool:
+    """Whether `metadata` has every (key, value) of `wanted` (API.md §1 `?metadata[key]=value`; None: any)."""
+    return not wanted or all(metadata.get(key) == value for key, value in wanted.items())

@@ -6,7 +6,7 @@ import builtins
 import copy
 from uuid import UUID
 
-from adapters.memory.paging import time_id_page
+from adapters.memory.paging import holds, time_id_page
 from adapters.memory.state import MemorySession
 from adapters.memory.table import Table
 from core.errors import ConcurrencyConflict
@@ -67,4 +67,5 @@ def _matches(p: Payment, where: PaymentFilter) -> bool:
             and (where.account_id is None or where.account_id in (p.source_account_id, p.destination_account_id))
             and (where.provider is None or p.provider == where.provider)
             and (where.created_after is None or p.created_at >= where.created_after)
-            and (where.created_before is None or p.created_at < where.created_before))
+            and (where.created_before is None or p.created_at < where.created_before)
+            and holds(p.metadata, where.metadata))

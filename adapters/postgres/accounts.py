@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -36,6 +36,9 @@ LIST = f"""SELECT {COLUMNS} FROM accounts
 WHERE tenant_id = $1 AND kind = 'user' AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR status = $3)
   AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
 ORDER BY created_at DESC, id DESC LIMIT $6"""
+#: With a metadata filter (API.md §1): the partial GIN index `accounts_metadata` (migration 0014) serves it; the
+#: `<> '{}'` repeats the index's predicate so that the planner may use it.
+LIST_BY_METADATA = LIST.replace("\nORDER BY", "\n  AND metadata <> '{}'::jsonb AND metadata @> $7::jsonb\nORDER BY")
 
 #: What a posting changes (`save`), and besides it what `PATCH /accounts/{id}` changes (`save_controls`): a
 #: transfer's write does not carry the controls it never changes.
@@ -75,13 +78,15 @@ class PgAccounts:
         self._pending.save(account)
         self._controlled.add(account.id)
 
-    async def list(self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None, limit: int,
-                   cursor: str | None) -> Page[Account]:
+    async def list(self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None,
+                   metadata: Mapping[str, str] | None = None, limit: int, cursor: str | None) -> Page[Account]:
         after: list[Any] = [None, None]
         if cursor is not None:
             created, last_id = decode_cursor(cursor, 2)
             after = [_parse_time(created), _parse_uuid(last_id)]
-        rows = await self._session.fetch(LIST, tenant_id, user_id, status, *after, limit + 1)
+        by_metadata = (LIST_BY_METADATA, dict(metadata)) if metadata else (LIST,)
+        rows = await self._session.fetch(by_metadata[0], tenant_id, user_id, status, *after, limit + 1,
+                                         *by_metadata[1:])
         items = [to_account(row) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(items, encode_cursor(items[-1].created_at.isoformat(), str(items[-1].id)) if more else None)

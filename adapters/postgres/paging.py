@@ -15,11 +15,12 @@ T = TypeVar("T", bound=Stamped)
 
 
 async def time_id_page(
-    session: PgSession, sql: str, to_item: Callable[[asyncpg.Record], T], *args: Any, limit: int, cursor: str | None
+    session: PgSession, sql: str, to_item: Callable[[asyncpg.Record], T], *args: Any, limit: int, cursor: str | None,
+    tail: tuple[Any, ...] = (),
 ) -> Page[T]:
-    """Run `sql` with `args`, then the cursor's (created_at, id) or two NULLs, then `limit + 1`; the extra
-    row only tells whether another page follows."""
+    """Run `sql` with `args`, then the cursor's (created_at, id) or two NULLs, then `limit + 1`, then `tail`; the
+    extra row only tells whether another page follows."""
     after: list[Any] = [None, None] if cursor is None else list(time_id_key(cursor))
-    rows = await session.fetch(sql, *args, *after, limit + 1)
+    rows = await session.fetch(sql, *args, *after, limit + 1, *tail)
     items = [to_item(row) for row in rows[:limit]]
     return Page(items, time_id_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None)

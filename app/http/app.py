@@ -39,6 +39,9 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
     configure_tracing("payments-api")
     app: Sanic[Any, Any] = Sanic(name, configure_logging=False)
     app.config.REQUEST_MAX_SIZE = settings.server.max_body_size
+    # The request line and headers together (Sanic's ceiling; its default is 8 KiB): a list filtered on several
+    # metadata pairs (`?metadata[key]=value`, values up to 500 characters) must fit; beyond it, 431.
+    app.config.REQUEST_MAX_HEADER_SIZE = 16_384
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.server.shutdown_timeout
     app.config.FALLBACK_ERROR_FORMAT = "json"
     # Server-to-server API with secret keys: no CORS (browsers must never hold a key).

@@ -86,6 +86,12 @@ def bearer(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def deep_name(name: str) -> str:
+    """`metadata[tier]` → `metadata[]`, the name a deep-object parameter is declared under; others unchanged."""
+    base, bracket, rest = name.partition("[")
+    return f"{base}[]" if bracket and rest.endswith("]") and len(rest) > 1 else name
+
+
 def secured(scope: str, *, query: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
     """Authenticate the caller, require `scope`, apply the rate limit; sets `request.ctx.principal`.
 
@@ -111,7 +117,8 @@ def secured(scope: str, *, query: tuple[str, ...] = ()) -> Callable[[Handler], H
                     raise ApiError("rate_limited", "too many requests for this API key; slow down",
                                    retry_after=max(1, math.ceil(wait)))
             request.ctx.principal = principal
-            unknown = sorted(set(request.get_args(keep_blank_values=True)) - set(query))
+            unknown = sorted(name for name in request.get_args(keep_blank_values=True)
+                             if name not in query and deep_name(name) not in query)
             if unknown:
                 raise ValidationFailed([FieldError(name, "is not a known query parameter") for name in unknown])
             return await handler(request, *args, **kwargs)

@@ -25,6 +25,11 @@ Handler = Callable[..., Awaitable[HTTPResponse]]
 #: The query parameters of every list operation.
 LIST = (Parameter(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
         Parameter(name="cursor", schema={"type": "string", "minLength": 1}))
+#: `?metadata[key]=value` (API.md §1) on the lists of accounts and payments; parsed by `io.metadata_filter`.
+METADATA = Parameter(name="metadata", deep=True, description="Only rows whose metadata has every given key with "
+                     "the given value: `?metadata[tier]=gold&metadata[region]=eu`",
+                     schema={"type": "object", "maxProperties": 20, "propertyNames": {"minLength": 1, "maxLength": 40},
+                             "additionalProperties": {"type": "string", "maxLength": 500}})
 #: Errors any operation may answer: rate limited, or a dependency down.
 COMMON = (429, 503)
 

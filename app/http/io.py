@@ -228,6 +228,29 @@ def list_params(request: Request) -> ListParams:
     return ListParams(limit=limit, cursor=cursor)
 
 
+def metadata_filter(request: Request) -> dict[str, str]:
+    """`?metadata[key]=value`, repeatable with other keys (API.md §1): every pair must be in a row's metadata.
+    Keys and values follow the metadata rules (keys 1-40 characters, values at most 500); a key given twice is
+    refused rather than read as "both values", which no row can hold."""
+    args = request.get_args(keep_blank_values=True)
+    wanted: dict[str, str] = {}
+    checks = FieldChecks()
+    for name in args:
+        if not name.startswith("metadata[") or not name.endswith("]"):
+            continue
+        key, values = name[len("metadata["):-1], args.getlist(name)
+        if not 1 <= len(key) <= 40 or not storable(key):
+            checks.fail(name, "keys must be 1 to 40 characters, without NUL")
+        elif len(values) > 1:
+            checks.fail(name, "must be given once (every key given must match)")
+        elif len(values[0]) > 500 or not storable(values[0]):
+            checks.fail(name, "must be at most 500 characters, without NUL")
+        else:
+            wanted[key] = values[0]
+    checks.done()
+    return wanted
+
+
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$")
 
 

@@ -32,6 +32,8 @@ class Parameter:
     schema: dict[str, Any]
     required: bool = False
     description: str = ""
+    #: An object sent as `name[key]=value` pairs (OpenAPI `style: deepObject`), e.g. `?metadata[tier]=gold`.
+    deep: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -65,8 +67,9 @@ class Operation:
 
     @property
     def query_names(self) -> tuple[str, ...]:
-        """The query parameters it accepts; any other is refused like an unknown body field."""
-        return tuple(p.name for p in self.query if p.location == "query")
+        """The query parameters it accepts; any other is refused like an unknown body field. A deep object's
+        name ends in `[]`: it stands for every `name[key]`."""
+        return tuple(p.name + "[]" * p.deep for p in self.query if p.location == "query")
 
     @property
     def statuses(self) -> tuple[int, ...]:
@@ -135,6 +138,8 @@ def _headers(op: Operation, status: int) -> dict[str, Any]:
 def _parameter(p: Parameter) -> dict[str, Any]:
     required = p.required or p.location == "path"  # OpenAPI: path parameters are always required
     entry = {"name": p.name, "in": p.location, "required": required, "schema": p.schema}
+    if p.deep:
+        entry |= {"style": "deepObject", "explode": True}
     return entry | ({"description": p.description} if p.description else {})
 
 

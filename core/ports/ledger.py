@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -29,11 +29,11 @@ class Accounts(Protocol):
         ...
 
     async def list(
-        self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None, limit: int,
-        cursor: str | None,
+        self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None,
+        metadata: Mapping[str, str] | None = None, limit: int, cursor: str | None,
     ) -> Page[Account]:
-        """User accounts, newest first, optionally of one user and one status. Raises `ValidationFailed` for a
-        malformed cursor."""
+        """User accounts, newest first, optionally of one user, one status and holding every (key, value) of
+        `metadata`. Raises `ValidationFailed` for a malformed cursor."""
         ...
 
     def add(self, account: Account) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -24,6 +25,8 @@ class PaymentFilter:
     provider: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    #: Every key given must be in the payment's metadata with that value (API.md §1); None or empty: any.
+    metadata: Mapping[str, str] | None = None
 
 
 class Payments(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from uuid import UUID
 
@@ -114,11 +115,12 @@ async def get_balance(tenant_id: UUID, account_id: UUID, *, uow: UnitOfWork, clo
 
 
 async def list_accounts(
-    tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None, limit: int, cursor: str | None,
-    uow: UnitOfWork,
+    tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None,
+    metadata: Mapping[str, str] | None = None, limit: int, cursor: str | None, uow: UnitOfWork,
 ) -> Page[Account]:
-    """The caller's user accounts, newest first, optionally of one user and one status."""
-    return await uow.accounts.list(tenant_id, user_id=user_id, status=status, limit=limit, cursor=cursor)
+    """The caller's user accounts, newest first, optionally of one user, one status and matching `metadata`."""
+    return await uow.accounts.list(tenant_id, user_id=user_id, status=status, metadata=metadata or None,
+                                   limit=limit, cursor=cursor)
 
 
 async def list_transactions(

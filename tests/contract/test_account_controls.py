@@ -314,3 +314,52 @@ async def test_a_close_racing_deposits_leaves_a_closed_account_empty(uow_factory
     else:
         assert final == 0 and not made and closing.status is AccountStatus.CLOSED
     assert await audit.drift() == []
+
+
+async def test_accounts_and_payments_list_by_metadata(uow_factory, clock, tenant, backend, services) -> None:
+    """`?metadata[key]=value` (API.md §1): every pair given must be in the row's metadata, with that value."""
+    from core.ports import PaymentFilter
+
+    done = Cleanup(services.pool if backend == "postgres" else None)
+    done.tenants.add(tenant.id)
+    try:
+        gold_eu = await open_account(uow_factory, clock, tenant.id)
+        await update(uow_factory, clock, tenant.id, gold_eu.id, metadata={"tier": "gold", "region": "eu"})
+        gold_us = await open_account(uow_factory, clock, tenant.id, user_id="bob")
+        await update(uow_factory, clock, tenant.id, gold_us.id, metadata={"tier": "gold", "region": "us"})
+        plain = await open_account(uow_factory, clock, tenant.id, user_id="carol")
+        other = await new_tenant(uow_factory, clock)
+        done.tenants.add(other.id)
+        theirs = await open_account(uow_factory, clock, other.id)
+        await update(uow_factory, clock, other.id, theirs.id, metadata={"tier": "gold"})
+
+        async def accounts(metadata: dict[str, str] | None, user_id: str | None = None) -> list[UUID]:
+            async with uow_factory() as uow:
+                page = await list_accounts(tenant.id, user_id=user_id, metadata=metadata, limit=10, cursor=None,
+                                           uow=uow)
+            return [account.id for account in page.items]
+
+        assert await accounts(None) == [plain.id, gold_us.id, gold_eu.id]
+        assert await accounts({}) == [plain.id, gold_us.id, gold_eu.id]
+        assert await accounts({"tier": "gold"}) == [gold_us.id, gold_eu.id]
+        assert await accounts({"tier": "gold", "region": "eu"}) == [gold_eu.id]
+        assert await accounts({"tier": "gold", "region": "asia"}) == []
+        assert await accounts({"tier": "Gold"}) == []  # values match exactly
+        assert await accounts({"tier": "gold"}, user_id="bob") == [gold_us.id]
+
+        order = payment(tenant.id, gold_eu.id, status=PaymentStatus.COMPLETED)  # {"order": "7", "note": "é"}
+        bare = payment(tenant.id, gold_eu.id, status=PaymentStatus.COMPLETED)
+        bare.metadata = {}
+        await add(uow_factory, order, bare, payment(other.id, theirs.id, status=PaymentStatus.COMPLETED))
+
+        async def payments(metadata: dict[str, str] | None) -> list[UUID]:
+            async with uow_factory() as uow:
+                page = await uow.payments.list(tenant.id, PaymentFilter(metadata=metadata), limit=10, cursor=None)
+            return [p.id for p in page.items]
+
+        assert await payments({"order": "7"}) == [order.id]
+        assert await payments({"order": "7", "note": "é"}) == [order.id]
+        assert await payments({"order": "8"}) == []
+        assert set(await payments(None)) == {order.id, bare.id}
+    finally:
+        await done()

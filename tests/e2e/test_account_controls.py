@@ -63,7 +63,8 @@ async def test_a_frozen_account_is_refused_by_every_movement_until_unfrozen(clie
     batch = await client.post(f"{API}/batches", headers={"Idempotency-Key": key()}, json={"transfers": [
         {"source_account_id": b["id"], "destination_account_id": a["id"], "amount": "1.00", "currency": "USD"}]})
     assert batch.status_code == 422, batch.text
-    assert [(e["index"], e["type"], e["status"]) for e in batch.json()["errors"]] == [(0, "/problems/account_frozen", 409)]
+    legs = [(e["index"], e["type"], e["status"]) for e in batch.json()["errors"]]
+    assert legs == [(0, "/problems/account_frozen", 409)]
     for account in (a, b):
         assert (await client.get(f"{API}/accounts/{account['id']}/balance")).json()["balance"] == "100.00"
 
@@ -162,3 +163,32 @@ async def test_accounts_list_by_status_with_has_more(client: httpx.AsyncClient) 
         with case(bad):
             assert_problem(await client.get(f"{API}/accounts", params={"status": bad}), "validation_error", 422,
                            "status")
+
+
+async def test_lists_filter_on_metadata(client: httpx.AsyncClient, stack: Any) -> None:
+    a = await open_account(client, "10.00", user_id="md", metadata={"tier": "gold", "region": "eu"})
+    b = await open_account(client, user_id="md", metadata={"tier": "gold"})
+    await open_account(client, user_id="md")
+    for query, expected in (({"metadata[tier]": "gold"}, [b["id"], a["id"]]),
+                            ({"metadata[tier]": "gold", "metadata[region]": "eu"}, [a["id"]]),
+                            ({"metadata[region]": "us"}, [])):
+        with case(query):
+            page = (await client.get(f"{API}/accounts", params={"user_id": "md", **query})).json()
+            assert [x["id"] for x in page["data"]] == expected and page["has_more"] is False
+    sent = await transfer(client, a["id"], b["id"], "1.00", metadata={"order": "o-1"})
+    await transfer(client, a["id"], b["id"], "1.00")
+    listed = (await client.get(f"{API}/payments", params={"metadata[order]": "o-1"})).json()["data"]
+    assert [p["id"] for p in listed] == [sent.json()["id"]]
+
+    for params in ({"metadata[]": "x"}, {"metadata[" + "k" * 41 + "]": "x"}, {"metadata[tier]": "v" * 501},
+                   [("metadata[tier]", "gold"), ("metadata[tier]", "silver")]):
+        with case(params):
+            for path in ("/accounts", "/payments"):
+                assert_problem(await client.get(f"{API}{path}", params=params), "validation_error", 422)
+    assert_problem(await client.get(f"{API}/accounts", params={"metadatas[tier]": "gold"}), "validation_error", 422,
+                   "metadatas[tier]")
+
+    document = httpx.get(f"{stack.base_url}/openapi.json").json()
+    for path in ("/api/v1/accounts", "/api/v1/payments"):
+        declared = {p["name"]: p for p in document["paths"][path]["get"]["parameters"]}
+        assert (declared["metadata"]["style"], declared["metadata"]["explode"]) == ("deepObject", True)

@@ -42,7 +42,7 @@ async def test_a_missing_idempotency_key_is_reported_before_the_body(client: htt
 
 
 async def test_oversized_headers_are_431_not_413(stack: Stack) -> None:
-    request = (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 9_000 + b"\r\nConnection: close\r\n\r\n")
+    request = (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 17_000 + b"\r\nConnection: close\r\n\r\n")
     response = await raw_http(stack.base_url, request)
     assert response.status_code == 431
     assert response.json()["type"] == "/problems/request_header_fields_too_large"

@@ -8,8 +8,8 @@ from uuid import UUID
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.context import request_id, services, tenant_id
-from app.http.endpoints import COMMON, LIST, operation, read_page, write
-from app.http.io import FieldChecks, list_params, query, storable
+from app.http.endpoints import COMMON, LIST, METADATA, operation, read_page, write
+from app.http.io import FieldChecks, list_params, metadata_filter, query, storable
 from app.http.openapi import Operation, Parameter
 from app.http.schemas.accounts import Account, Balance, CreateAccountRequest, LedgerEntry, UpdateAccountRequest
 from core.accounts import AccountStatus, check_metadata
@@ -60,7 +60,7 @@ async def create(request: Request, body: CreateAccountRequest) -> HTTPResponse:
 
 @operation(bp, Operation(method="get", path="/api/v1/accounts", summary="List accounts", tag="accounts",
                          operation_id="listAccounts", response=Account, list_response=True,
-                         query=(_USER_ID, _STATUS, *LIST), errors=(422, *COMMON)))
+                         query=(_USER_ID, _STATUS, METADATA, *LIST), errors=(422, *COMMON)))
 async def index(request: Request) -> HTTPResponse:
     params = list_params(request)
     args = request.get_args(keep_blank_values=True)
@@ -71,9 +71,9 @@ async def index(request: Request) -> HTTPResponse:
     if status is not None and status not in _STATUSES:
         checks.fail("status", f"must be one of {', '.join(_STATUSES)}")
     checks.done()
-    chosen = AccountStatus(status) if status is not None else None
+    chosen, metadata = AccountStatus(status) if status is not None else None, metadata_filter(request)
     return await read_page(request, lambda uow: list_accounts(
-        tenant_id(request), user_id=user_id, status=chosen, uow=uow, **params), account_view)
+        tenant_id(request), user_id=user_id, status=chosen, metadata=metadata, uow=uow, **params), account_view)
 
 
 @operation(bp, Operation(method="get", path=_ONE, summary="Get an account", tag="accounts", operation_id="getAccount",

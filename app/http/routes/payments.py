@@ -5,11 +5,12 @@ from __future__ import annotations
 from http import HTTPStatus
 from uuid import UUID
 
+import attrs
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.context import request_id, services, tenant_id
-from app.http.endpoints import COMMON, LIST, operation, read_page, write
-from app.http.io import FieldChecks, list_params, parse_uuid, query, read
+from app.http.endpoints import COMMON, LIST, METADATA, operation, read_page, write
+from app.http.io import FieldChecks, list_params, metadata_filter, parse_uuid, query, read
 from app.http.openapi import Operation
 from app.http.payment_filters import PAYMENT_FILTERS, payment_filter
 from app.http.schemas.payments import (
@@ -108,10 +109,10 @@ def external_command(request: Request, body: PaymentRequest) -> CreateExternalPa
 
 @operation(bp, Operation(method="get", path="/api/v1/payments", summary="List payments", tag="payments",
                          operation_id="listPayments", response=Payment, list_response=True,
-                         query=(*PAYMENT_FILTERS, *LIST), errors=(422, *COMMON)))
+                         query=(*PAYMENT_FILTERS, METADATA, *LIST), errors=(422, *COMMON)))
 async def index(request: Request) -> HTTPResponse:
     params = list_params(request)
-    where = payment_filter(request.get_args(keep_blank_values=True))
+    where = attrs.evolve(payment_filter(request.get_args(keep_blank_values=True)), metadata=metadata_filter(request))
     return await read_page(
         request, lambda uow: list_payments(tenant_id(request), where, uow=uow, **params), payment_view)
 
