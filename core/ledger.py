@@ -132,3 +132,44 @@ def _why(broken: Entry, previous_seq: int, entries: Sequence[Entry]) -> str:
     if after is not None:
         return f"it is out of place: it was written after entry {after.id} (seq {after.seq})"
     return "its hash does not match its fields: it, or the entry before it, was changed"
+
+
+@attrs.frozen(kw_only=True)
+class Window:
+    """What an account's entries with `start ≤ created_at < end` add up to (a statement's totals).
+
+    The entries of a window are those with `first_seq ≤ seq ≤ last_seq` and a time inside it; entries are
+    append-only, so that set never changes once the window has been read, however long a statement takes to
+    stream. `opening` is the balance just before the window's first entry (or at `start` when it has none).
+    """
+
+    first_seq: int | None
+    last_seq: int | None
+    count: int
+    credits: int
+    debits: int  # ≤ 0
+    opening: int
+
+    @property
+    def closing(self) -> int:
+        return self.opening + self.credits + self.debits
+
+
+@attrs.frozen(kw_only=True)
+class PostedBalance:
+    """An account's posted balance as it was at `as_of`: that of its latest entry then (0 before the first)."""
+
+    account: Account
+    balance: int
+    version: int
+    as_of: datetime
+
+
+@attrs.frozen(kw_only=True)
+class Statement:
+    """An account's entries with `start ≤ created_at < end`: their totals now, their pages as they stream."""
+
+    account: Account
+    start: datetime
+    end: datetime
+    window: Window

@@ -9,7 +9,7 @@ from core.accounts import Account, BalanceAt
 from core.batches import BatchResult, LegResult
 from core.clock import timestamp
 from core.errors import CoreError
-from core.ledger import Entry
+from core.ledger import Entry, PostedBalance, Statement
 from core.money import format_minor
 from core.payments import Payment, PaymentEvent
 from core.reconciliation import Item, MatchResult, Reconciliation
@@ -46,6 +46,24 @@ def balance_view(read: BalanceAt) -> dict[str, Any]:
         "version": account.version,
         "as_of": timestamp(as_of),
     }
+
+
+def posted_balance_view(read: PostedBalance) -> dict[str, Any]:
+    """API.md §3 balance with `?at=`: the posted balance then (no `available_balance` or `held`)."""
+    currency = read.account.currency
+    return {"account_id": str(read.account.id), "currency": currency,
+            "balance": format_minor(read.balance, currency), "version": read.version, "as_of": timestamp(read.as_of)}
+
+
+def statement_head(statement: Statement) -> dict[str, Any]:
+    """API.md §3 statement without its `entries` (they stream after it)."""
+    currency, window = statement.account.currency, statement.window
+    return {"account_id": str(statement.account.id), "currency": currency,
+            "from": timestamp(statement.start), "to": timestamp(statement.end),
+            "opening_balance": format_minor(window.opening, currency),
+            "closing_balance": format_minor(window.closing, currency),
+            "total_credits": format_minor(window.credits, currency),
+            "total_debits": format_minor(window.debits, currency)}
 
 
 def entry_view(entry: Entry) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -14,7 +15,7 @@ from adapters.postgres.rows import Fragment, insert_entities, reader
 from adapters.postgres.session import PgSession
 from core.errors import FieldError, ValidationFailed
 from core.hash_chain import GENESIS
-from core.ledger import Entry
+from core.ledger import Entry, Window
 from core.ports import Page
 
 COLUMNS = ("id, tenant_id, account_id, posting_id, payment_id, refund_id, seq, type, amount, balance_after,"
@@ -27,6 +28,18 @@ TYPES = ("uuid", "uuid", "uuid", "uuid", "uuid", "uuid", "bigint", "text", "bigi
 LIST = f"""SELECT {COLUMNS} FROM account_transactions
 WHERE tenant_id = $1 AND account_id = $2 AND ($3::bigint IS NULL OR seq < $3)
 ORDER BY seq DESC LIMIT $4"""
+
+# Balances in time and statements (API.md §3), through `account_transactions_by_time` (migration 0015).
+LAST_BEFORE = f"""SELECT {COLUMNS} FROM account_transactions
+WHERE tenant_id = $1 AND account_id = $2 AND created_at < $3 ORDER BY created_at DESC, seq DESC LIMIT 1"""
+WINDOW = """SELECT min(seq) AS first_seq, max(seq) AS last_seq, count(*) AS count,
+    coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS credits,
+    coalesce(sum(amount) FILTER (WHERE amount < 0), 0) AS debits
+FROM account_transactions WHERE tenant_id = $1 AND account_id = $2 AND created_at >= $3 AND created_at < $4"""
+BEFORE_SEQ = """SELECT balance_after - amount FROM account_transactions WHERE account_id = $1 AND seq = $2"""
+WINDOW_ENTRIES = f"""SELECT {COLUMNS} FROM account_transactions
+WHERE tenant_id = $1 AND account_id = $2 AND seq > $3 AND seq <= $4 AND created_at >= $5 AND created_at < $6
+ORDER BY seq LIMIT $7"""
 
 # Each query returns one line per broken invariant.
 AUDIT = {
@@ -112,6 +125,31 @@ class PgLedger:
         rows = await self._session.read_all(LIST, to_entry, tenant_id, account_id, before, limit + 1)
         items = rows[:limit]
         return Page(items, encode_cursor(items[-1].seq) if len(rows) > limit else None)
+
+    async def last_before(self, tenant_id: UUID, account_id: UUID, at: datetime) -> Entry | None:
+        return await self._session.read_one(LAST_BEFORE, to_entry, tenant_id, account_id, at)
+
+    async def window(self, tenant_id: UUID, account_id: UUID, start: datetime, end: datetime) -> Window:
+        row = await self._session.fetchrow(WINDOW, tenant_id, account_id, start, end)
+        assert row is not None  # an aggregate always answers one row
+        if row["first_seq"] is None:
+            before = await self.last_before(tenant_id, account_id, start)
+            opening = before.balance_after if before is not None else 0
+        else:
+            first = await self._session.fetchrow(BEFORE_SEQ, account_id, row["first_seq"])
+            assert first is not None
+            opening = first[0]
+        return Window(first_seq=row["first_seq"], last_seq=row["last_seq"], count=row["count"],
+                      credits=row["credits"], debits=row["debits"], opening=opening)
+
+    async def window_entries(
+        self, tenant_id: UUID, account_id: UUID, window: Window, start: datetime, end: datetime, *, after_seq: int,
+        limit: int,
+    ) -> builtins.list[Entry]:
+        if window.last_seq is None:
+            return []
+        return await self._session.read_all(WINDOW_ENTRIES, to_entry, tenant_id, account_id, after_seq,
+                                            window.last_seq, start, end, limit)
 
     def flush(self) -> builtins.list[Fragment]:
         return insert_entities("account_transactions", COLUMNS, self._new, types=TYPES)

@@ -58,9 +58,10 @@ class SchemaRegistry:
         for field in attrs.fields(cls):
             if field.name in omitted:
                 continue
-            properties[field.name] = self.field_schema(hints[field.name], field.metadata)
+            name = field.metadata.get("json_name", field.name)  # `from`: a keyword, so `from_` in Python
+            properties[name] = self.field_schema(hints[field.name], field.metadata)
             if field.default is attrs.NOTHING:
-                required.append(field.name)
+                required.append(name)
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             schema["required"] = required

@@ -58,6 +58,7 @@ class Operation:
     secured: bool = True
     body_optional: bool = False  # the request body may be left out (POST .../cancel)
     also: tuple[int, ...] = ()  # other success statuses answering the same schema (201 and 202 of POST /payments)
+    csv: bool = False  # the success answer may also be `text/csv` (a statement with `format=csv`)
     max_body_size: int | None = None  # a larger body limit than the server's (POST /batches: 1 MiB)
 
     @property
@@ -185,6 +186,8 @@ def _operation(op: Operation, registry: SchemaRegistry) -> dict[str, Any]:
     }
     if (schema := _success_schema(op, registry)) is not None:
         success["content"] = {"application/json": {"schema": schema}}
+        if op.csv:
+            success["content"]["text/csv"] = {"schema": {"type": "string"}}
     responses = {str(op.response_status): success}
     for status in op.also:
         responses[str(status)] = {**success, "description": http.HTTPStatus(status).phrase,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from core.accounts import Account, AccountStatus
-from core.ledger import Entry
+from core.ledger import Entry, Window
 from core.ports.paging import Page
 
 
@@ -54,6 +55,22 @@ class Ledger(Protocol):
 
     async def list(self, tenant_id: UUID, account_id: UUID, *, limit: int, cursor: str | None) -> Page[Entry]:
         """An account's entries, newest first. Raises `ValidationFailed` for a malformed cursor."""
+        ...
+
+    async def last_before(self, tenant_id: UUID, account_id: UUID, at: datetime) -> Entry | None:
+        """The account's latest entry with `created_at < at` (the one whose `balance_after` was its balance
+        then), or None."""
+        ...
+
+    async def window(self, tenant_id: UUID, account_id: UUID, start: datetime, end: datetime) -> Window:
+        """What the account's entries with `start ≤ created_at < end` add up to."""
+        ...
+
+    async def window_entries(
+        self, tenant_id: UUID, account_id: UUID, window: Window, start: datetime, end: datetime, *, after_seq: int,
+        limit: int,
+    ) -> Sequence[Entry]:
+        """The window's entries with `seq > after_seq`, oldest first, at most `limit`: a statement page."""
         ...
 
 

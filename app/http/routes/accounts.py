@@ -9,9 +9,17 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.context import request_id, services, tenant_id
 from app.http.endpoints import COMMON, LIST, METADATA, operation, read_page, write
-from app.http.io import FieldChecks, list_params, metadata_filter, query, storable
+from app.http.io import FieldChecks, list_params, metadata_filter, parse_time, query, read, storable
 from app.http.openapi import Operation, Parameter
-from app.http.schemas.accounts import Account, Balance, CreateAccountRequest, LedgerEntry, UpdateAccountRequest
+from app.http.schemas.accounts import (
+    Account,
+    Balance,
+    CreateAccountRequest,
+    LedgerEntry,
+    Statement,
+    UpdateAccountRequest,
+)
+from app.http.statements import stream_statement
 from core.accounts import AccountStatus, check_metadata
 from core.money import check_currency, parse_amount
 from core.usecases.accounts import (
@@ -24,7 +32,8 @@ from core.usecases.accounts import (
     list_transactions,
     update_account,
 )
-from core.views import account_view, balance_view, entry_view
+from core.usecases.statements import balance_at, open_statement
+from core.views import account_view, balance_view, entry_view, posted_balance_view
 
 bp = Blueprint("accounts", url_prefix="/api/v1/accounts")
 _ONE = "/api/v1/accounts/{account_id}"
@@ -103,12 +112,43 @@ async def change(request: Request, account_id: UUID, body: UpdateAccountRequest)
                        lock_accounts=cmd.locked_accounts)
 
 
+_TIME = {"type": "string", "format": "date-time"}
+_AT = Parameter(name="at", schema=_TIME, description="The posted balance as it was at this instant (from the entries)")
+_FROM, _TO = (Parameter(name=name, schema=_TIME, required=True, description=text) for name, text in (
+    ("from", "The period's start (included)"), ("to", "The period's end (excluded)")))
+_FORMAT = Parameter(name="format", schema={"type": "string", "enum": ["json", "csv"], "default": "json"})
+
+
 @operation(bp, Operation(method="get", path=f"{_ONE}/balance", summary="Get an account's balance", tag="accounts",
-                         operation_id="getBalance", response=Balance, errors=(404, *COMMON)))
+                         operation_id="getBalance", response=Balance, query=(_AT,), errors=(404, 422, *COMMON)))
 async def balance(request: Request, account_id: UUID) -> HTTPResponse:
+    at = request.get_args(keep_blank_values=True).get("at")
+    if at is not None:
+        instant = parse_time(at, "at")
+        return await query(request, lambda uow: balance_at(tenant_id(request), account_id, instant, uow=uow),
+                           posted_balance_view)
     clock = services(request).clock
     return await query(request, lambda uow: get_balance(tenant_id(request), account_id, uow=uow, clock=clock),
                        balance_view)
+
+
+@operation(bp, Operation(method="get", path=f"{_ONE}/statement", summary="Get an account's statement for a period",
+                         tag="accounts", operation_id="getStatement", response=Statement, csv=True,
+                         query=(_FROM, _TO, _FORMAT), errors=(404, 422, *COMMON)))
+async def statement(request: Request, account_id: UUID) -> HTTPResponse:
+    args = request.get_args(keep_blank_values=True)
+    checks = FieldChecks()
+    for name in ("from", "to"):
+        if name not in args:
+            checks.fail(name, "is required")
+    start, end = (checks.check(parse_time, str(args.get(name)), name) if name in args else None
+                  for name in ("from", "to"))
+    if args.get("format", "json") not in ("json", "csv"):
+        checks.fail("format", "must be json or csv")
+    checks.done()
+    assert start is not None and end is not None
+    opened = await read(request, lambda uow: open_statement(tenant_id(request), account_id, start, end, uow=uow))
+    return await stream_statement(request, opened, as_csv=args.get("format") == "csv")
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/transactions", summary="List an account's ledger entries",

@@ -53,13 +53,15 @@ class Account:
 
 @attrs.frozen(kw_only=True)
 class Balance:
+    """Without `at`: now, with what holds reserve. With `at`: the posted balance then (no available or held)."""
+
     account_id: str = attrs.field(metadata=UUID)
     currency: str
     balance: str = attrs.field(metadata=MONEY_OUT)
-    available_balance: str = attrs.field(metadata=MONEY_OUT)
-    held: str = attrs.field(metadata=MONEY_OUT)
     version: int
     as_of: str = attrs.field(metadata=TIME)
+    available_balance: str = attrs.field(default="", metadata=MONEY_OUT)
+    held: str = attrs.field(default="", metadata=MONEY_OUT)
 
 
 @attrs.frozen(kw_only=True)
@@ -77,3 +79,18 @@ class LedgerEntry:
         "description": "SHA-256 (hex) over the account's previous entry's hash and this entry's fields: "
                        "editing, removing or reordering a stored entry breaks the chain (docs/design.md, "
                        "\"Tamper-evident entries\", spells out the text hashed)"}})
+
+
+@attrs.frozen(kw_only=True)
+class Statement:
+    """`GET /accounts/{id}/statement`: `opening_balance` + the entries = `closing_balance`."""
+
+    account_id: str = attrs.field(metadata=UUID)
+    currency: str
+    from_: str = attrs.field(metadata={"json_name": "from", **TIME})
+    to: str = attrs.field(metadata=TIME)
+    opening_balance: str = attrs.field(metadata=MONEY_OUT)
+    closing_balance: str = attrs.field(metadata=MONEY_OUT)
+    total_credits: str = attrs.field(metadata=MONEY_OUT)
+    total_debits: str = attrs.field(metadata=MONEY_OUT)
+    entries: list[LedgerEntry]
