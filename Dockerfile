@@ -1,5 +1,5 @@
 # One image for every process of the product: `payments serve`, `payments migrate`, ...
-# A production install (not editable): the package's own files, migrations included.
+# A production install: the wheel's files only (migrations included), without the embedded servers' extra.
 FROM python:3.11-slim
 WORKDIR /src
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1

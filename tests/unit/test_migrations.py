@@ -1,5 +1,5 @@
-"""Where the migrations are found (package data of `adapters.postgres`, through importlib.resources), and that
-finding none is an error rather than "0 applied"."""
+"""Where the migrations are found (package data of `adapters.postgres`, through importlib.resources), that finding
+none is an error rather than "0 applied", and that a missing `embedded` extra is named in one line."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters.postgres.migrate import MIGRATIONS, NoMigrations, apply_migrations, migration_ids, pending_migrations
+from app.bootstrap import EmbeddedUnavailable, require_embedded
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Nothing listens here: a migration run that got as far as connecting would fail with another error.
@@ -37,3 +38,12 @@ def test_no_migration_found_is_an_error_before_any_connection(tmp_path: Path, la
         message = str(raised.value)
         assert str(source) in message and "no migrations found" in message and "\n" not in message
 
+
+def test_a_missing_embedded_extra_is_named_in_one_line() -> None:
+    require_embedded(("json",))  # present: nothing to say
+    with pytest.raises(EmbeddedUnavailable) as raised:
+        require_embedded(("json", "payments_no_such_module"))
+    message = str(raised.value)
+    assert "payments_no_such_module missing" in message and "json" not in message
+    assert "pip install 'payments[embedded]'" in message and "PAYMENTS_DATABASE_URL" in message
+    assert "\n" not in message
