@@ -12,11 +12,13 @@ help:
 	@echo "make bench  - load benchmarks (see docs/benchmarks.md)"
 	@echo "make chaos  - the fault-injection suite, RUNS=N times in a row (see docs/reliability.md)"
 
+# The development install: editable, with the test tools (dev) and the embedded PostgreSQL and Redis (embedded)
+# that `make run` and the test suite use when no server URL is set. A production install is `pip install .`.
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
 	@touch $(STAMP)
 
 run: $(STAMP)

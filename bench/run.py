@@ -66,7 +66,8 @@ SCRIPTS = {
     "bare": ("calibrate_7_bare.sql", "pgbench 7 bare (calibration)"),
 }
 #: Experiments (--what-if): changes to the product's schema, applied to the bench database to measure them.
-WHAT_IFS = {"no-outbox-notify": "outbox's NOTIFY trigger disabled (migrations/0002_outbox_notify.sql)"}
+WHAT_IFS = {"no-outbox-notify":
+            "outbox's NOTIFY trigger disabled (adapters/postgres/migrations/0002_outbox_notify.sql)"}
 BALANCE = 100_000_000_000  # minor units per account: 1,000,000,000.00 USD, far more than any run moves
 CLK = os.sysconf("SC_CLK_TCK")
 

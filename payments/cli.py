@@ -12,7 +12,7 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
-from app.bootstrap import resolve_endpoints
+from app.bootstrap import EmbeddedUnavailable, resolve_endpoints
 from app.configuration import load_settings
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError
@@ -216,7 +216,10 @@ def _run(args: argparse.Namespace) -> int:
         return cmd_mock_providers(settings)
     if args.command == "events":  # through the API: no database of its own to find or start
         return cmd_events_tail(settings, args)
-    endpoints = resolve_endpoints(settings, redis=args.command in {"serve", "worker", "dev", "dlq"})
+    try:
+        endpoints = resolve_endpoints(settings, redis=args.command in {"serve", "worker", "dev", "dlq"})
+    except EmbeddedUnavailable as error:  # a production install without URLs: what to do, in one line
+        sys.exit(f"payments {args.command}: {error}")
     if not endpoints.redis_url:
         endpoints.redis_url = "redis://127.0.0.1:6379/0"  # unused by commands that do not touch Redis
     try:

@@ -106,9 +106,13 @@ def cmd_worker(settings: Settings, endpoints: Endpoints, *, processes: int = 1, 
 
 
 def cmd_migrate(settings: Settings, endpoints: Endpoints) -> int:
-    from adapters.postgres.migrate import apply_migrations
+    """Apply what is pending; an installation without migrations stops the command with one line, exit 1."""
+    from adapters.postgres.migrate import NoMigrations, apply_migrations
 
-    applied = apply_migrations(endpoints.database_url)
+    try:
+        applied = apply_migrations(endpoints.database_url)
+    except NoMigrations as error:
+        sys.exit(f"payments migrate: {error}")
     print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
     return 0
 
