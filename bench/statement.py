@@ -78,15 +78,15 @@ class Peak(threading.Thread):
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.pid, self.peak, self._done = pid, 0, threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             self.peak = max(self.peak, rss_kib(self.pid))
-            self._stop.wait(0.02)
+            self._done.wait(0.02)
 
     def stop(self) -> int:
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peak
 
@@ -97,6 +97,8 @@ async def read_statement(base_url: str, key: str, account: str, end: datetime, f
     params = {"from": T0.isoformat().replace("+00:00", "Z"), "to": end.isoformat().replace("+00:00", "Z"),
               "format": fmt}
     size = lines = 0
+    tail = b""  # a marker may straddle two chunks
+    marker = b"\n" if fmt == "csv" else b'"hash"'
     started = time.perf_counter()
     first_byte = None
     async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"},
@@ -106,7 +108,9 @@ async def read_statement(base_url: str, key: str, account: str, end: datetime, f
         async for chunk in response.aiter_bytes():
             first_byte = first_byte or time.perf_counter()
             size += len(chunk)
-            lines += chunk.count(b"\n") if fmt == "csv" else chunk.count(b'"hash"')
+            joined = tail + chunk
+            lines += joined.count(marker)
+            tail = joined[-(len(marker) - 1):] if len(marker) > 1 else b""
     seconds = time.perf_counter() - started
     return {"bytes": size, "entries": lines - 1 if fmt == "csv" else lines, "seconds": seconds,
             "first_byte_ms": ((first_byte or started) - started) * 1000}

@@ -71,6 +71,8 @@ class Account:
     status: AccountStatus = attrs.field(default=AccountStatus.ACTIVE, converter=AccountStatus)
     #: How far below zero a debit may take the balance, in minor units (≥ 0; user accounts only).
     overdraft_limit: int = 0
+    #: What its active holds reserve (API.md §9), in minor units; part of the balance it cannot spend.
+    held: int = 0
     metadata: dict[str, str] = attrs.field(factory=dict)
     created_at: datetime
     updated_at: datetime
@@ -84,8 +86,21 @@ class Account:
 
     @property
     def available_balance(self) -> int:
-        """What the account may spend before its overdraft: its balance (no holds are reserved yet)."""
-        return self.balance
+        """What the account may spend before its overdraft: its balance less what its active holds reserve."""
+        return self.balance - self.held
+
+    def reserve(self, amount: int, at: datetime) -> None:
+        """Hold `amount` (a debit to come): `InsufficientFunds` unless `amount ≤ available + overdraft_limit`."""
+        self.check_funds(-amount)
+        self.held += amount
+        self.updated_at = at
+
+    def release(self, amount: int, at: datetime) -> None:
+        """Give back what a hold reserved (captured, voided or expired)."""
+        if not 0 < amount <= self.held:
+            raise ValueError(f"account {self.id} holds {self.held}, cannot release {amount}")
+        self.held -= amount
+        self.updated_at = at
 
     def check_funds(self, delta: int) -> None:
         """A debit of a user account needs `amount ≤ available_balance + overdraft_limit` (API.md §3), else
@@ -125,6 +140,8 @@ class Account:
             return False
         if to is AccountStatus.CLOSED and self.balance != 0:
             raise InvalidStateTransition(f"account {self.id} can be closed only at a zero balance")
+        if to is AccountStatus.CLOSED and self.held:
+            raise InvalidStateTransition(f"account {self.id} cannot close while a hold on it is active")
         self.status, self.updated_at = to, at
         return True
 
@@ -134,7 +151,7 @@ class Account:
         self.ensure_not_closed()
         if limit == self.overdraft_limit:
             return False
-        if self.balance < -limit:
+        if self.available_balance < -limit:
             raise ValidationFailed([FieldError(
                 "overdraft_limit", "must cover what the account already owes (its balance is below minus it)")])
         self.overdraft_limit, self.updated_at = limit, at

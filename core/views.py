@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from core.accounts import Account, BalanceAt
 from core.batches import BatchResult, LegResult
 from core.clock import timestamp
 from core.errors import CoreError
+from core.holds import Hold
 from core.ledger import Entry, PostedBalance, Statement
 from core.money import format_minor
 from core.payments import Payment, PaymentEvent
@@ -31,6 +33,26 @@ def account_view(account: Account) -> dict[str, Any]:
         "metadata": account.metadata,
         "created_at": timestamp(account.created_at),
         "updated_at": timestamp(account.updated_at),
+    }
+
+
+def hold_view(hold: Hold, now: datetime | None = None) -> dict[str, Any]:
+    """API.md §9 Hold; `status` as of `now` when given (an active hold past its expiry reads `expired`)."""
+    currency = hold.currency
+    return {
+        "id": str(hold.id),
+        "status": hold.effective_status(now) if now is not None else hold.status,
+        "source_account_id": str(hold.source_account_id),
+        "destination_account_id": str(hold.destination_account_id),
+        "amount": format_minor(hold.amount, currency),
+        "captured_amount": format_minor(hold.captured_amount, currency),
+        "currency": currency,
+        "payment_id": str(hold.payment_id) if hold.payment_id else None,
+        "expires_at": timestamp(hold.expires_at),
+        "description": hold.description,
+        "metadata": hold.metadata,
+        "created_at": timestamp(hold.created_at),
+        "updated_at": timestamp(hold.updated_at),
     }
 
 

@@ -11,6 +11,7 @@ from loguru import logger
 from app.bootstrap import Services
 from core.errors import CoreError
 from core.usecases.daily_reconciliation import reconcile_yesterday
+from core.usecases.holds import expire_holds
 from core.usecases.outbox import housekeep, relay_outbox, requeue_stuck
 from core.usecases.webhook_delivery import schedule_due
 from core.webhooks import DeliveryPolicy
@@ -73,7 +74,8 @@ async def first(*events: asyncio.Event, seconds: float) -> None:
 async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: str) -> None:
     """One worker at a time (a lease with a fencing token): re-enqueue stuck payments and refunds,
     reap expired idempotency records and published events past their retention (the events feed reads them
-    until then), reconcile yesterday's settlement reports once a day; no failure ends it."""
+    until then), reconcile yesterday's settlement reports once a day; no failure ends it. Every worker also
+    records expired the holds past their expiry (each under its account's lock, so once, whoever runs it)."""
     settings, episode = services.settings, Episode("housekeeping")
     interval = settings.worker.housekeeping_interval
     while not stop.is_set():
@@ -89,6 +91,9 @@ async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: s
                                    now=now, outbox_retention=timedelta(seconds=settings.events.retention))
             if done and any(done.values()):
                 logger.bind(**done).info("housekeeping deleted expired idempotency keys and old outbox rows")
+            expired = await expire_holds(uow_factory=services.uow_factory, clock=services.clock)
+            if expired:
+                logger.bind(expired=expired).info("housekeeping expired {} hold(s)", expired)
             await _reconcile(services, owner, interval * 2)
         except Exception as error:  # the next round tries again
             await first(stop, seconds=min(interval, episode.failed(error)))

@@ -7,6 +7,7 @@ from collections import defaultdict
 from uuid import UUID
 
 from adapters.memory.state import StoreState
+from core.holds import HoldStatus
 from core.ledger import Entry, chain_problems
 
 
@@ -44,4 +45,10 @@ class InMemoryLedgerAudit:
         for posting_id, entries in by_posting.items():
             if sum(e.amount for e in entries) or len({e.currency for e in entries}) != 1:
                 problems.append(f"posting {posting_id}: entries do not balance in one currency")
+        held: dict[UUID, int] = defaultdict(int)
+        for hold in self._store.holds.values():
+            if hold.status is HoldStatus.ACTIVE:
+                held[hold.source_account_id] += hold.amount
+        problems += [f"account {account.id}: held {account.held} but its active holds sum to {held[account.id]}"
+                     for account in self._store.accounts.values() if account.held != held[account.id]]
         return problems

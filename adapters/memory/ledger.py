@@ -50,13 +50,14 @@ class MemoryLedger:
                       debits=sum(e.amount for e in inside if e.amount < 0), opening=first.balance_after - first.amount)
 
     async def window_entries(
-        self, tenant_id: UUID, account_id: UUID, window: Window, start: datetime, end: datetime, *, after_seq: int,
-        limit: int,
+        self, tenant_id: UUID, account_id: UUID, window: Window, start: datetime, end: datetime, *,
+        after: tuple[datetime, int] | None, limit: int,
     ) -> builtins.list[Entry]:
         last = window.last_seq if window.last_seq is not None else -1
+        since = after if after is not None else (start, -1)
         inside = [e for e in self._of(tenant_id, account_id)
-                  if after_seq < e.seq <= last and start <= e.created_at < end]
-        return sorted(inside, key=lambda e: e.seq)[:limit]
+                  if e.seq <= last and (e.created_at, e.seq) > since and e.created_at < end]
+        return sorted(inside, key=lambda e: (e.created_at, e.seq))[:limit]
 
     def apply(self) -> None:
         self._store.entries.extend(self.new)

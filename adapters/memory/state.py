@@ -12,6 +12,7 @@ import attrs
 from core.accounts import Account
 from core.batches import Batch
 from core.events import OutboxMessage
+from core.holds import Hold
 from core.idempotency import IdempotencyRecord
 from core.ledger import Entry
 from core.payments import Payment, PaymentEvent
@@ -37,6 +38,7 @@ class StoreState:
     tenants: dict[str, Tenant] = attrs.field(factory=dict)
     keys: dict[bytes, ApiKey] = attrs.field(factory=dict)
     refunds: dict[UUID, Refund] = attrs.field(factory=dict)
+    holds: dict[UUID, Hold] = attrs.field(factory=dict)
     dead_letters: dict[UUID, DeadLetter] = attrs.field(factory=dict)
     subscriptions: dict[UUID, Subscription] = attrs.field(factory=dict)
     deliveries: dict[UUID, Delivery] = attrs.field(factory=dict)

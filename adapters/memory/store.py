@@ -14,6 +14,7 @@ from adapters.memory.accounts import MemoryAccounts
 from adapters.memory.batches import MemoryBatches
 from adapters.memory.dead_letters import MemoryDeadLetters
 from adapters.memory.events import MemoryEvents
+from adapters.memory.holds import MemoryHolds
 from adapters.memory.idempotency import MemoryIdempotencyKeys
 from adapters.memory.ledger import MemoryLedger
 from adapters.memory.outbox import MemoryOutbox
@@ -54,6 +55,7 @@ class InMemoryUnitOfWork:
         self.ledger = MemoryLedger(store)
         self.payments = MemoryPayments(session)
         self.refunds = MemoryRefunds(session)
+        self.holds = MemoryHolds(session)
         self.dead_letters = MemoryDeadLetters(store)
         self.webhooks = MemoryWebhooks(session)
         self.outbox = MemoryOutbox(store)
@@ -91,7 +93,7 @@ class InMemoryUnitOfWork:
         self.idempotency.check()
         self.payments.check()
         self.batches.check()
-        for repository in (self.tenants, self.accounts, self.ledger, self.payments, self.refunds,
+        for repository in (self.tenants, self.accounts, self.ledger, self.payments, self.refunds, self.holds,
                            self.dead_letters, self.webhooks, self.outbox, self.idempotency, self.reconciliations,
                            self.batches):
             repository.apply()

@@ -17,8 +17,8 @@ from core.errors import FieldError, ValidationFailed
 from core.ids import new_id
 from core.ports import Page
 
-COLUMNS = ("id, tenant_id, kind, user_id, currency, balance, version, status, overdraft_limit, metadata, created_at,"
-           " updated_at, last_entry_hash")
+COLUMNS = ("id, tenant_id, kind, user_id, currency, balance, version, status, overdraft_limit, held, metadata,"
+           " created_at, updated_at, last_entry_hash")
 
 GET = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2"
 
@@ -44,7 +44,7 @@ LIST_BY_METADATA = LIST.replace("\nORDER BY", "\n  AND metadata <> '{}'::jsonb A
 #: transfer's write does not carry the controls it never changes.
 _UPDATED = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"),
             ("last_entry_hash", "text"))
-_CONTROLLED = (*_UPDATED, ("status", "text"), ("overdraft_limit", "bigint"), ("metadata", "jsonb"))
+_CONTROLLED = (*_UPDATED, ("status", "text"), ("overdraft_limit", "bigint"), ("held", "bigint"), ("metadata", "jsonb"))
 
 to_account = reader(Account, COLUMNS)
 

@@ -20,6 +20,7 @@ from adapters.postgres.accounts import PgAccounts
 from adapters.postgres.batches import PgBatches
 from adapters.postgres.dead_letters import PgDeadLetters
 from adapters.postgres.events import PgEvents
+from adapters.postgres.holds import PgHolds
 from adapters.postgres.idempotency import PgIdempotencyKeys
 from adapters.postgres.ledger import PgLedger
 from adapters.postgres.outbox import PgOutbox
@@ -59,6 +60,7 @@ class PgUnitOfWork:
         self.idempotency = PgIdempotencyKeys(session, secret_box)
         self.tenants = PgTenants(session)
         self.refunds = PgRefunds(session)
+        self.holds = PgHolds(session)
         self.dead_letters = PgDeadLetters(session)
         self.webhooks = PgWebhooks(session, secret_box)
         self.reconciliations = PgReconciliations(session)
@@ -122,6 +124,7 @@ class PgUnitOfWork:
         """Write everything buffered in one statement (a few for the largest batches), then COMMIT."""
         fragments = [
             *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(), *self.refunds.flush(),
+            *self.holds.flush(),
             *self.ledger.flush(), *self.outbox.flush(), *self.idempotency.flush(), *self.dead_letters.flush(),
             *self.webhooks.flush(), *self.reconciliations.flush(), *self.batches.flush(),
         ]

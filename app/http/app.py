@@ -21,7 +21,17 @@ from app.http.auth import KeyCache
 from app.http.docs import configure_sanic_ext, install_docs
 from app.http.operations import openapi_document
 from app.http.problems import FRAMEWORK_SLUGS, PROBLEM_JSON, ApiError, problem, problem_for
-from app.http.routes import accounts, batches, events, health, payments, problems, reconciliations, webhooks
+from app.http.routes import (
+    accounts,
+    batches,
+    events,
+    health,
+    holds,
+    payments,
+    problems,
+    reconciliations,
+    webhooks,
+)
 from app.logs import configure_logging, correlation_id
 from app.settings import Settings
 from core.errors import CoreError
@@ -60,7 +70,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
     app.on_request(_start, priority=100)
     app.on_response(_finish, priority=100)  # type: ignore[no-untyped-call]
     app.error_handler.add(Exception, _error)
-    for module in (accounts, payments, batches, webhooks, events, reconciliations, health, problems):
+    for module in (accounts, payments, holds, batches, webhooks, events, reconciliations, health, problems):
         app.blueprint(module.bp)
     install_docs(app, lambda: openapi_document(health.VERSION), title="Payments API")
     return app

@@ -55,6 +55,12 @@ def _structure_enum(value: Any, kind: type[enum.Enum]) -> enum.Enum:
         raise ValueError(f"must be one of {', '.join(str(member.value) for member in kind)}") from None
 
 
+def _structure_int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    return value
+
+
 def _structure_bool(value: Any, _: type) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
@@ -93,6 +99,7 @@ def _shapes(tp: Any) -> Callable[[Any, Any], list[Any]]:
 converter.register_structure_hook(str, _structure_str)
 converter.register_structure_hook(Decimal, _structure_decimal)
 converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook(int, _structure_int)
 converter.register_structure_hook(enum.StrEnum, _structure_enum)  # before `str` in a StrEnum's MRO
 converter.register_structure_hook_func(lambda t: t == list[str], _structure_strings)
 converter.register_structure_hook_func(lambda t: t == dict[str, str], _structure_dict)

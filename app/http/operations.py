@@ -6,12 +6,13 @@ from typing import Any
 
 from app.http.endpoints import declared
 from app.http.openapi import Parameter, Webhook, build_openapi
-from app.http.routes import accounts, batches, events, payments, reconciliations, webhooks
+from app.http.routes import accounts, batches, events, holds, payments, reconciliations, webhooks
 from app.http.schemas.webhooks import WebhookEvent
 
 #: In the document's order: accounts, then transfers and payments, then webhooks, then the events feed, then
 #: reconciliations, then batches.
-OPERATIONS = (*declared(accounts.bp), *declared(payments.bp), *declared(webhooks.bp), *declared(events.bp),
+OPERATIONS = (*declared(accounts.bp), *declared(payments.bp), *declared(holds.bp), *declared(webhooks.bp),
+              *declared(events.bp),
               *declared(reconciliations.bp), *declared(batches.bp))
 
 _SIGNATURE = Parameter(name="Payments-Signature", location="header", required=True, schema={

@@ -34,8 +34,8 @@ def _json_entries(entries: Sequence[Entry], first: bool) -> bytes:
     return (body if first else "," + body).encode()
 
 
-def _page(statement: Statement, after: int) -> Callable[[UnitOfWork], Awaitable[Sequence[Entry]]]:
-    return lambda uow: statement_page(statement, after_seq=after, uow=uow)
+def _page(statement: Statement, after: Entry | None) -> Callable[[UnitOfWork], Awaitable[Sequence[Entry]]]:
+    return lambda uow: statement_page(statement, after=after, uow=uow)
 
 
 async def stream_statement(request: Request, statement: Statement, *, as_csv: bool) -> HTTPResponse:
@@ -50,13 +50,14 @@ async def stream_statement(request: Request, statement: Statement, *, as_csv: bo
     else:
         head = json.dumps(statement_head(statement), ensure_ascii=False, separators=(",", ":"))
         await response.send((head[:-1] + ',"entries":[').encode())
-    after, first = (statement.window.first_seq or 1) - 1, True
+    after: Entry | None = None
+    first = True
     while True:
         page = await read(request, _page(statement, after))
         if not page:
             break
         await response.send(_csv(entry_view(entry) for entry in page) if as_csv else _json_entries(page, first))
-        after, first = page[-1].seq, False
+        after, first = page[-1], False
     if not as_csv:
         await response.send(b"]}")
     await response.eof()  # type: ignore[no-untyped-call]

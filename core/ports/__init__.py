@@ -5,6 +5,7 @@
 
 from core.ports.batches import Batches
 from core.ports.coordination import Clock, Lease, Locks
+from core.ports.holds import Holds
 from core.ports.idempotency import IdempotencyKeys
 from core.ports.ledger import Accounts, Ledger, LedgerAudit
 from core.ports.outbox import ClaimedOutbox, Events, Outbox, OutboxFeed
@@ -24,6 +25,7 @@ __all__ = [
     "DeadLetters",
     "DueDeliveries",
     "Events",
+    "Holds",
     "IdempotencyKeys",
     "InFlight",
     "Lease",

@@ -67,10 +67,11 @@ class Ledger(Protocol):
         ...
 
     async def window_entries(
-        self, tenant_id: UUID, account_id: UUID, window: Window, start: datetime, end: datetime, *, after_seq: int,
-        limit: int,
+        self, tenant_id: UUID, account_id: UUID, window: Window, start: datetime, end: datetime, *,
+        after: tuple[datetime, int] | None, limit: int,
     ) -> Sequence[Entry]:
-        """The window's entries with `seq > after_seq`, oldest first, at most `limit`: a statement page."""
+        """The window's entries (`seq ≤ window.last_seq`) oldest first, by (created_at, seq), from after the
+        entry `after` names, at most `limit`: a statement page, read by keyset on the index by time."""
         ...
 
 

@@ -8,6 +8,7 @@ from typing import Protocol
 from uuid import UUID
 
 from core.ports.batches import Batches
+from core.ports.holds import Holds
 from core.ports.idempotency import IdempotencyKeys
 from core.ports.ledger import Accounts, Ledger
 from core.ports.outbox import Events, Outbox
@@ -50,6 +51,9 @@ class UnitOfWork(Protocol):
 
     @property
     def refunds(self) -> Refunds: ...
+
+    @property
+    def holds(self) -> Holds: ...
 
     @property
     def dead_letters(self) -> DeadLetters: ...

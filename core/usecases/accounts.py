@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from core.ids import new_id
 from core.ledger import Entry, post
 from core.money import Money, parse_amount
 from core.ports import Clock, Page, UnitOfWork
+from core.usecases.hold_expiry import release_due
 from core.views import account_view
 
 
@@ -81,6 +83,7 @@ async def update_account(cmd: UpdateAccount, *, uow: UnitOfWork, clock: Clock) -
     if account is None or not account.is_user:
         raise NotFound(f"account {cmd.account_id} not found")
     now, changed = clock.now(), False
+    changed |= await release_due(uow, account, now) > 0
     if cmd.overdraft_limit is not None:
         limit = parse_amount(cmd.overdraft_limit, account.currency, field="overdraft_limit", allow_zero=True)
         changed |= account.change_overdraft_limit(limit.minor, now)
@@ -101,26 +104,38 @@ async def update_account(cmd: UpdateAccount, *, uow: UnitOfWork, clock: Clock) -
     return account
 
 
-async def get_account(tenant_id: UUID, account_id: UUID, *, uow: UnitOfWork) -> Account:
-    """The caller's user account, or `NotFound` (also for other tenants' and system accounts)."""
+async def get_account(tenant_id: UUID, account_id: UUID, *, uow: UnitOfWork, now: datetime | None = None
+                      ) -> Account:
+    """The caller's user account, or `NotFound` (also for other tenants' and system accounts). Given `now`, as
+    a read shows it then: what its holds past their expiry reserved is no longer held, recorded or not."""
     account = await uow.accounts.get(tenant_id, account_id)
     if account is None or not account.is_user:
         raise NotFound(f"account {account_id} not found")
+    if now is not None and account.held:
+        account.held -= sum(hold.amount for hold in await uow.holds.due(tenant_id, account_id, now))
     return account
 
 
 async def get_balance(tenant_id: UUID, account_id: UUID, *, uow: UnitOfWork, clock: Clock) -> BalanceAt:
     """The caller's user account and the time it was read at; `NotFound` as `get_account`."""
-    return BalanceAt(await get_account(tenant_id, account_id, uow=uow), clock.now())
+    now = clock.now()
+    return BalanceAt(await get_account(tenant_id, account_id, uow=uow, now=now), now)
 
 
 async def list_accounts(
     tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None,
     metadata: Mapping[str, str] | None = None, limit: int, cursor: str | None, uow: UnitOfWork,
+    now: datetime | None = None,
 ) -> Page[Account]:
-    """The caller's user accounts, newest first, optionally of one user, one status and matching `metadata`."""
-    return await uow.accounts.list(tenant_id, user_id=user_id, status=status, metadata=metadata or None,
+    """The caller's user accounts, newest first, optionally of one user, one status and matching `metadata`;
+    given `now`, what holds past their expiry reserved is no longer held (as `get_account`)."""
+    page = await uow.accounts.list(tenant_id, user_id=user_id, status=status, metadata=metadata or None,
                                    limit=limit, cursor=cursor)
+    if now is not None:
+        for account in page.items:
+            if account.held:
+                account.held -= sum(hold.amount for hold in await uow.holds.due(tenant_id, account.id, now))
+    return page
 
 
 async def list_transactions(

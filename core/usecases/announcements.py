@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.events import OutboxMessage
+from core.holds import Hold
 from core.payments import Payment
 from core.ports import UnitOfWork
 from core.refunds import Refund
-from core.views import payment_view, refund_view
+from core.views import hold_view, payment_view, refund_view
 
 
 def announce_payment(
@@ -18,6 +19,14 @@ def announce_payment(
     uow.outbox.add(OutboxMessage.new(
         tenant_id=payment.tenant_id, topic=topic, aggregate_id=payment.id, payload=payment_view(payment),
         correlation_id=correlation_id or payment.correlation_id, at=at,
+    ))
+
+
+def announce_hold(uow: UnitOfWork, hold: Hold, topic: str, at: datetime, *, correlation_id: str | None = None) -> None:
+    """Queue the hold's event (`hold.created`, `.captured`, `.voided`, `.expired`) in the same transaction."""
+    uow.outbox.add(OutboxMessage.new(
+        tenant_id=hold.tenant_id, topic=topic, aggregate_id=hold.id, payload=hold_view(hold),
+        correlation_id=correlation_id or hold.correlation_id, at=at,
     ))
 
 

@@ -25,6 +25,7 @@ from core.commands import Command
 from core.errors import BatchFailed, CoreError, LegFailure, NotFound, ValidationFailed
 from core.ids import new_id, provisional_ids
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from core.usecases.hold_expiry import release_all_due
 from core.usecases.transfers import MakeTransfer, book_transfer
 
 #: Renders a batch's answer: the response body, which is also what is stored for `GET /batches/{id}`.
@@ -66,8 +67,9 @@ async def post_batch(cmd: PostBatch, *, uow: UnitOfWork, clock: Clock, view: Bat
     transfers after it are checked (and reported) against the balances they would really meet.
     """
     locked = await uow.accounts.lock(cmd.tenant_id, cmd.locked_accounts)
-    before = {account_id: account.balance for account_id, account in locked.items()}
     at = clock.now()
+    await release_all_due(uow, locked.values(), at)
+    before = {account_id: account.balance for account_id, account in locked.items()}
     results = tuple(_book(index, leg, locked, uow, at) for index, leg in enumerate(cmd.transfers))
     failures = [LegFailure(result.index, result.error) for result in results if result.error is not None]
     if cmd.atomic and failures:

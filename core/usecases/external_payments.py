@@ -12,6 +12,7 @@ from core.ids import new_id
 from core.payments import PROVIDERS, Payment, PaymentStatus, PaymentType
 from core.ports import Clock, UnitOfWork
 from core.usecases.announcements import announce_payment
+from core.usecases.hold_expiry import release_due
 from core.usecases.postings import MoneyOut, move
 from core.usecases.reversal import return_to_source
 
@@ -46,6 +47,7 @@ async def create_external_payment(cmd: CreateExternalPayment, *, uow: UnitOfWork
         raise CurrencyMismatch(f"account {source.id} holds {source.currency}, not {cmd.amount.currency}")
     clearing = await uow.accounts.lock_system(cmd.tenant_id, CLEARING, source.currency)
     now = clock.now()
+    await release_due(uow, source, now)
     payment = Payment(
         id=new_id(), tenant_id=cmd.tenant_id, payment_type=PaymentType.EXTERNAL_PAYMENT,
         status=PaymentStatus.PENDING, source_account_id=source.id, destination_account_id=None,

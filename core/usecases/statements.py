@@ -34,9 +34,10 @@ async def open_statement(tenant_id: UUID, account_id: UUID, start: datetime, end
                      window=await uow.ledger.window(tenant_id, account_id, start, end))
 
 
-async def statement_page(statement: Statement, *, after_seq: int, uow: UnitOfWork,
+async def statement_page(statement: Statement, *, after: Entry | None, uow: UnitOfWork,
                          limit: int = STATEMENT_PAGE) -> Sequence[Entry]:
-    """The statement's next entries after `after_seq`, oldest first (none once it is all read)."""
-    account = statement.account
+    """The statement's entries after `after` (the last one read; None: from the first), oldest first (none once
+    it is all read)."""
+    account, key = statement.account, None if after is None else (after.created_at, after.seq)
     return await uow.ledger.window_entries(account.tenant_id, account.id, statement.window, statement.start,
-                                           statement.end, after_seq=after_seq, limit=limit)
+                                           statement.end, after=key, limit=limit)

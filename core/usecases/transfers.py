@@ -14,6 +14,7 @@ from core.ids import new_id
 from core.payments import Payment, PaymentStatus, PaymentType
 from core.ports import Clock, UnitOfWork
 from core.usecases.announcements import announce_payment
+from core.usecases.hold_expiry import release_all_due
 from core.usecases.postings import MoneyOut, move
 
 
@@ -38,7 +39,9 @@ async def make_transfer(cmd: MakeTransfer, *, uow: UnitOfWork, clock: Clock) -> 
     if cmd.source_account_id == cmd.destination_account_id:
         raise SameAccount("source and destination must be different accounts")
     locked = await uow.accounts.lock(cmd.tenant_id, cmd.locked_accounts)
-    return book_transfer(cmd, locked, uow=uow, at=clock.now())
+    now = clock.now()
+    await release_all_due(uow, locked.values(), now)
+    return book_transfer(cmd, locked, uow=uow, at=now)
 
 
 def book_transfer(cmd: MakeTransfer, locked: Mapping[UUID, Account], *, uow: UnitOfWork, at: datetime) -> Payment:

@@ -31,14 +31,14 @@ async def all_entries(uow_factory: UnitOfWorkFactory, tenant: Tenant, account_id
     async with uow_factory() as uow:
         statement = await open_statement(tenant.id, account_id, start, end, uow=uow)
     found: list[Entry] = []
-    after = (statement.window.first_seq or 1) - 1
+    after = None
     while True:
         async with uow_factory() as uow:
-            entries = list(await statement_page(statement, after_seq=after, uow=uow, limit=page))
+            entries = list(await statement_page(statement, after=after, uow=uow, limit=page))
         if not entries:
             return found
         found += entries
-        after = entries[-1].seq
+        after = entries[-1]
 
 
 async def test_balance_at_an_instant_is_the_balance_of_the_latest_entry_then(uow_factory, clock, tenant) -> None:
@@ -114,7 +114,7 @@ async def test_entries_written_while_a_statement_streams_are_not_in_it(uow_facto
         statement = await open_statement(tenant.id, a.id, start, end, uow=uow)
     await transfer(uow_factory, clock, tenant.id, a.id, b.id, 10)  # after the totals were read
     async with uow_factory() as uow:
-        entries = list(await statement_page(statement, after_seq=0, uow=uow))
+        entries = list(await statement_page(statement, after=None, uow=uow))
     assert len(entries) == statement.window.count == 3  # the page agrees with the totals it came with
     assert entries[-1].balance_after == statement.window.closing == 970
 

@@ -81,14 +81,18 @@ async def index(request: Request) -> HTTPResponse:
         checks.fail("status", f"must be one of {', '.join(_STATUSES)}")
     checks.done()
     chosen, metadata = AccountStatus(status) if status is not None else None, metadata_filter(request)
+    clock = services(request).clock
     return await read_page(request, lambda uow: list_accounts(
-        tenant_id(request), user_id=user_id, status=chosen, metadata=metadata, uow=uow, **params), account_view)
+        tenant_id(request), user_id=user_id, status=chosen, metadata=metadata, uow=uow, now=clock.now(), **params),
+        account_view)
 
 
 @operation(bp, Operation(method="get", path=_ONE, summary="Get an account", tag="accounts", operation_id="getAccount",
                          response=Account, errors=(404, *COMMON)))
 async def show(request: Request, account_id: UUID) -> HTTPResponse:
-    return await query(request, lambda uow: get_account(tenant_id(request), account_id, uow=uow), account_view)
+    clock = services(request).clock
+    return await query(request, lambda uow: get_account(tenant_id(request), account_id, uow=uow, now=clock.now()),
+                       account_view)
 
 
 def update_command(request: Request, account_id: UUID, body: UpdateAccountRequest) -> UpdateAccount:

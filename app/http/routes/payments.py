@@ -13,6 +13,7 @@ from app.http.endpoints import COMMON, LIST, METADATA, operation, read_page, wri
 from app.http.io import FieldChecks, list_params, metadata_filter, parse_uuid, query, read
 from app.http.openapi import Operation
 from app.http.payment_filters import PAYMENT_FILTERS, payment_filter
+from app.http.schemas.holds import HoldRequest
 from app.http.schemas.payments import (
     CancelRequest,
     Payment,
@@ -50,7 +51,7 @@ def transfer_command(request: Request, body: TransferRequest | PaymentRequest) -
 
 
 def money_fields(
-    checks: FieldChecks, body: TransferRequest | PaymentRequest
+    checks: FieldChecks, body: TransferRequest | PaymentRequest | HoldRequest
 ) -> tuple[UUID | None, Money | None, dict[str, str] | None]:
     """The source account, amount (in its currency) and metadata every movement of money carries."""
     source = checks.check(parse_uuid, body.source_account_id, "source_account_id")
