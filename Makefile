@@ -14,11 +14,15 @@ help:
 
 # The development install: editable, with the test tools (dev) and the embedded PostgreSQL and Redis (embedded)
 # that `make run` and the test suite use when no server URL is set. A production install is `pip install .`.
+# pip's own output shows (no --quiet on the install): the first run downloads for about a minute, and a silent
+# minute looks hung.
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	@if [ -x $(BIN)/python ]; then echo "updating $(VENV): setup.cfg or pyproject.toml changed"; \
+	 else echo "installing dependencies into $(VENV) (first run, about a minute)..."; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,embedded]'
 	@touch $(STAMP)
 
 run: $(STAMP)

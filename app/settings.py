@@ -183,11 +183,21 @@ class RateLimitSettings:
     burst: int = 0  # bucket size; 0 means equal to requests_per_second
 
 
+#: PAYMENTS_OBSERVABILITY_LOG_FORMAT's values (`app.logs.configure_logging` takes the same).
+LOG_FORMATS = ("auto", "json", "text")
+
+
+def _log_format(_: object, __: object, value: str) -> None:
+    if value not in LOG_FORMATS:
+        raise ValueError(f"expected auto (text on a terminal, JSON otherwise), json or text, not {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class ObservabilitySettings:
     log_level: str = attrs.field(default="info", validator=attrs.validators.in_(
         ["trace", "debug", "info", "success", "warning", "error", "critical"]))
-    log_format: str = attrs.field(default="json", validator=attrs.validators.in_(["json", "text"]))
+    #: `auto`: human-readable text when the logs (stderr) go to a terminal, JSON lines otherwise.
+    log_format: str = attrs.field(default="auto", validator=_log_format)
 
 
 @attrs.frozen(kw_only=True)

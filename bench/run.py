@@ -18,7 +18,8 @@ What it does (docs/benchmarks.md explains how to read the output):
      each client count: POST /api/v1/transfers for --duration seconds with wrk (bench/transfers.lua)
      or, without wrk, bench/aioload.py; then the same requests from the same generator to the floor, on the
      same accounts (the pgbench accounts with --no-api); then pgbench -M prepared with each --pgbench-scripts
-     script at the same client count on the same database. Before every run: VACUUM ANALYZE, CHECKPOINT,
+     script at the same client count on the same database (without pgbench on PATH, one line says these rows
+     are skipped and why; the others run). Before every run: VACUUM ANALYZE, CHECKPOINT,
      and a wait (at most --quiet-wait s) for other work on the machine to stop; a run during which
      other processes took more than --noise % of a core is repeated (at most --retries times);
   5. prints one row per run (rate, p50/p99, status codes, CPU split), the API/floor and API/pgbench ratios,
@@ -772,6 +773,26 @@ def report_api_log(log: Path) -> None:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def pgbench_selection(scripts: list[str]) -> tuple[str | None, list[str], str | None]:
+    """(pgbench's path, the --pgbench-scripts to run, the line saying what was skipped and why): without pgbench
+    on PATH its rows are skipped, and the API and floor rows still run."""
+    if not scripts:
+        return None, [], None
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        names = ", ".join(SCRIPTS[s][1] for s in scripts)
+        return None, [], (f"pgbench not found on PATH: skipping the pgbench rows ({names}); the API and floor rows "
+                          "still run. For them, install the PostgreSQL client tools "
+                          "(Debian/Ubuntu: apt-get install postgresql-client; macOS: brew install libpq), or pass "
+                          "--pgbench-scripts none to skip them quietly")
+    return pgbench, scripts, None
+
+
+def planned_targets(args: argparse.Namespace, scripts: list[str]) -> list[str]:
+    """What each scenario and client count measures, in order: the API (`http`), the floor, each pgbench script."""
+    return [target for target, off in (("http", args.no_api), ("floor", args.no_floor)) if not off] + scripts
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default="postgresql://root@127.0.0.1:5432/postgres",
@@ -827,9 +848,12 @@ def main(argv: list[str] | None = None) -> int:
     wrk = shutil.which("wrk") if args.loadgen in {"auto", "wrk"} else None
     if args.loadgen == "wrk" and not wrk:
         sys.exit("wrk is not installed (apt-get install -y wrk), or use --loadgen aioload")
-    pgbench = shutil.which("pgbench") or "/usr/bin/pgbench"
-    if scripts and not Path(pgbench).exists():
-        sys.exit("pgbench is not installed (apt-get install -y postgresql-client), or use --pgbench-scripts none")
+    pgbench, scripts, skipped = pgbench_selection(scripts)
+    if skipped:
+        print(skipped, flush=True)
+    plan = planned_targets(args, scripts)
+    if not plan:
+        sys.exit("nothing to measure: --no-api and --no-floor, and no pgbench script to run")
 
     name, database_url = create_database(args.database_url)
     tmp = Path(tempfile.mkdtemp(prefix="payments-bench-"))
@@ -863,13 +887,12 @@ def main(argv: list[str] | None = None) -> int:
                 run_api_load(args, ctx, "uniform", max(clients), args.warmup, target)
         for scenario in scenarios:
             for count in clients:
-                if not args.no_api:
-                    rows.append(measure(args, database_url, lambda s=scenario, c=count: run_api_load(
-                        args, ctx, s, c, args.duration)))
-                if not args.no_floor:
-                    rows.append(measure(args, database_url, lambda s=scenario, c=count: run_api_load(
-                        args, ctx, s, c, args.duration, "floor")))
-                for script in scripts:
+                for target in plan:
+                    if target in SERVERS:
+                        rows.append(measure(args, database_url, lambda s=scenario, c=count, t=target: run_api_load(
+                            args, ctx, s, c, args.duration, t)))
+                        continue
+                    script = target
                     try:
                         rows.append(measure(args, database_url, lambda p=script, s=scenario, c=count: run_pgbench(
                             args, ctx, p, s, c, args.duration)))

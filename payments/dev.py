@@ -6,6 +6,7 @@ import asyncio
 
 from app.bootstrap import Endpoints, data_dir
 from app.settings import Settings
+from payments.banner import Banner, banner_text, base_url
 from payments.keys import create_key
 from payments.processes import STOP_MARGIN, child_environment, cmd_migrate, payments_command
 from payments.supervisor import Child, Supervisor
@@ -26,16 +27,22 @@ def _dev_key(settings: Settings, endpoints: Endpoints) -> str:
 
 def cmd_dev(settings: Settings, endpoints: Endpoints) -> int:
     """Migrate, then run the API (and every background process) until Ctrl-C or SIGTERM, restarting any of them
-    that exits; a second Ctrl-C stops them at once. The embedded servers stop after them (in `payments.cli`)."""
+    that exits; a second Ctrl-C stops them at once. The URL, the key and how to stop are printed once the API
+    answers /health/ready. The embedded servers stop after them (in `payments.cli`)."""
     cmd_migrate(settings, endpoints)
     key = _dev_key(settings, endpoints)
     env = child_environment(settings, endpoints)  # the secrets key: the configured one, or the data dir's
     names = ["serve", "worker"]
     if not (settings.providers.stripe_url and settings.providers.paypal_url):
         names.append("mock-providers")  # the providers' default base URLs point at it
-    url = f"http://{settings.server.host}:{settings.server.port}"
-    mock = f"http://{settings.mock.host}:{settings.mock.port}/_mock/charges" if "mock-providers" in names else "-"
-    print(f"\n  Payments API   {url}\n  API docs       {url}/docs\n  Mock providers {mock}\n  Dev API key    {key}\n"
-          f"  Try it         curl -H 'Authorization: Bearer {key}' {url}/api/v1/accounts\n", flush=True)
+    url = base_url(settings.server.host, settings.server.port)
+    mock = base_url(settings.mock.host, settings.mock.port) if "mock-providers" in names else None
+    banner = Banner(url, banner_text(url, key, mock))
     children = [Child(name, payments_command(name), env) for name in names]
-    return Supervisor(children, grace=settings.server.shutdown_timeout + STOP_MARGIN).run()
+    supervisor = Supervisor(children, grace=settings.server.shutdown_timeout + STOP_MARGIN,
+                            on_exit=banner.child_exited, on_stop=banner.stop)
+    banner.start()
+    try:
+        return supervisor.run()
+    finally:
+        banner.stop()

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import attrs
@@ -73,10 +73,16 @@ def describe(returncode: int) -> str:
 class Supervisor:
     """Runs `children` until SIGINT/SIGTERM, restarting any that exits; `run` returns 0 once all have stopped."""
 
-    def __init__(self, children: Sequence[Child], *, grace: float, backoff: Backoff | None = None) -> None:
+    def __init__(self, children: Sequence[Child], *, grace: float, backoff: Backoff | None = None,
+                 on_exit: Callable[[str, str], None] | None = None,
+                 on_stop: Callable[[], None] | None = None) -> None:
+        """`on_exit(name, what)` hears of each child that exits (or cannot start) unasked, `on_stop()` that
+        the children are about to be stopped; both run on the supervisor's thread and must not block."""
         self._slots = [_Slot(child) for child in children]
         self._grace = grace
         self._backoff = backoff or Backoff()
+        self._on_exit = on_exit
+        self._on_stop = on_stop
         self._signals = 0
         self._first_signal = 0.0
 
@@ -95,6 +101,8 @@ class Supervisor:
                 for slot in self._slots:
                     self._tend(slot, now)
                 time.sleep(TICK)
+            if self._on_stop is not None:
+                self._on_stop()
             self._stop_all()
         finally:
             for sig, handler in previous.items():
@@ -123,6 +131,8 @@ class Supervisor:
                          self._backoff.stable_after, delay, self._backoff.cap)
         else:
             logger.warning("{} {}; restarting in {:.1f}s", name, what, delay)
+        if self._on_exit is not None:
+            self._on_exit(name, what)
 
     def _start(self, slot: _Slot, now: float) -> None:
         env = {**slot.child.env, SUPERVISOR_PID: str(os.getpid())}

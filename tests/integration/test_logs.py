@@ -1,8 +1,10 @@
-"""Logs: JSON lines by default, each line of a request carrying its correlation id; text on request."""
+"""Logs: JSON lines when not on a terminal (the default `auto` here: the log is a file), each line of a request
+carrying its correlation id; text on request, a request's line with its method, path, status, duration and id."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -40,5 +42,7 @@ def test_text_format(database_url: str, redis_url: str, tmp_path: Path) -> None:
     finally:
         process.stop()
     text = log.read_text()
-    assert "[req-text-1] request completed" in text
+    (line,) = [line for line in text.splitlines() if "req=req-text-1" in line]
+    assert re.match(r"^\d\d:\d\d:\d\d\.\d{3} INFO    api    GET /health 200 \d+\.\d ms req=req-text-1  "
+                    r"request completed$", line), line
     assert not any(line.startswith("{") for line in text.splitlines())

@@ -67,3 +67,29 @@ def test_profile_steps_match_py_spys_qualified_names(run: ModuleType, tmp_path: 
     assert shares["asyncpg, all (encode, send, decode; pool)"] == 90.0
     assert shares["no frame of ours: Sanic's HTTP, the event loop"] == 10.0
     assert shares["  make_transfer"] == 0.0
+
+
+def test_without_pgbench_its_rows_are_skipped_with_a_reason_and_the_api_rows_still_run(
+        run: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no pgbench anywhere: shutil.which finds nothing
+    args = run.parse_args([])  # what `make bench` runs: the default scripts 7, fn, api
+    requested = args.pgbench_scripts.split(",")
+    assert requested == ["7", "fn", "api"]
+    pgbench, scripts, skipped = run.pgbench_selection(requested)
+    assert (pgbench, scripts) == (None, [])
+    assert skipped.startswith("pgbench not found on PATH: skipping the pgbench rows (pgbench 7 statements, "
+                              "pgbench 1 call (function), pgbench API's own SQL); the API and floor rows still run")
+    assert "postgresql-client" in skipped
+    assert run.planned_targets(args, scripts) == ["http", "floor"]
+    assert run.planned_targets(run.parse_args(["--no-floor"]), scripts) == ["http"]
+
+
+def test_with_pgbench_its_rows_follow_the_api_and_the_floor(run: ModuleType, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    pgbench = tmp_path / "pgbench"
+    pgbench.write_text("#!/bin/sh\n")
+    pgbench.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert run.pgbench_selection(["7", "fn"]) == (str(pgbench), ["7", "fn"], None)
+    assert run.planned_targets(run.parse_args([]), ["7", "fn"]) == ["http", "floor", "7", "fn"]
+    assert run.pgbench_selection([]) == (None, [], None)  # --pgbench-scripts none: nothing to say

@@ -27,7 +27,7 @@ def test_defaults_without_environment_or_file() -> None:
     assert settings == Settings()
     assert (settings.server.port, settings.payment.max_retries, settings.payment.lock_ttl) == (8080, 5, 30.0)
     assert settings.idempotency.ttl == 24 * 3600
-    assert (settings.observability.log_level, settings.observability.log_format) == ("info", "json")
+    assert (settings.observability.log_level, settings.observability.log_format) == ("info", "auto")
 
 
 def test_yaml_overrides_defaults_and_environment_overrides_yaml(config) -> None:
@@ -74,6 +74,21 @@ def test_durations_from_yaml_numbers_and_strings(config) -> None:
 def test_log_level_and_format_are_case_insensitive() -> None:
     settings = load_settings({"PAYMENTS_OBSERVABILITY_LOG_LEVEL": "DEBUG", "PAYMENTS_OBSERVABILITY_LOG_FORMAT": "Text"})
     assert (settings.observability.log_level, settings.observability.log_format) == ("debug", "text")
+
+
+@pytest.mark.parametrize("value", ["auto", "json", "text"])
+def test_each_log_format_is_accepted(value: str) -> None:
+    assert load_settings({"PAYMENTS_OBSERVABILITY_LOG_FORMAT": value}).observability.log_format == value
+
+
+@pytest.mark.parametrize("value", ["xml", "", "plain"])
+def test_an_unknown_log_format_names_the_key_and_the_choices(value: str, config) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"PAYMENTS_OBSERVABILITY_LOG_FORMAT": value})
+    assert str(error.value) == (f"PAYMENTS_OBSERVABILITY_LOG_FORMAT: expected auto (text on a terminal, JSON "
+                                f"otherwise), json or text, not {value!r}")
+    with pytest.raises(SettingsError, match=r"^PAYMENTS_OBSERVABILITY_LOG_FORMAT: expected auto"):
+        load_settings(config(f"observability:\n  log_format: {value or 'none'}\n"))
 
 
 @pytest.mark.parametrize(
