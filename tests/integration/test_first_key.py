@@ -1,18 +1,25 @@
 """`payments keys create --if-none`: a tenant's first key, once. Without a live key it creates one (the key alone on
 stdout, as `keys create`); while the tenant has a live key it creates none, prints nothing on stdout, says so on
-stderr and exits 0; once every key is revoked it creates one again."""
+stderr and exits 0; once every key is revoked it creates one again.
+
+And compose.yaml's first-key service outside Docker: its exact script, run by `sh` with the service's environment
+(the database and Redis URLs pointed at the test servers), and `payments` a stand-in for the image's console script
+that runs this checkout's code, against a fresh database, twice."""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, fresh_database
+from tests.conftest import ROOT, _with_database, fresh_database
+from tests.unit.test_compose import _compose, first_key_script
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,8 +83,70 @@ def test_if_none_creates_a_first_key_once(fresh_url: str, redis_url: str) -> Non
 
 def test_if_none_fails_loudly_without_a_database(admin_database_url: str, redis_url: str) -> None:
     """A database that does not exist: an error exit, never an empty stdout taken for 'already has a key'."""
-    from tests.conftest import _with_database
-
     env = payments_env(_with_database(admin_database_url, f"missing_{secrets.token_hex(4)}"), redis_url)
     failed = payments(env, "keys", "create", "--tenant", "dev", "--if-none")
     assert failed.returncode != 0 and failed.stdout == "", failed
+
+
+def service_env(database_url: str, redis_url: str, bin_dir: Path) -> dict[str, str]:
+    """The first-key service's environment, compose's `${NAME:-default}` taken at its default, with the servers
+    of the test run and `bin_dir` first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
+    for name, value in _compose()["services"]["first-key"]["environment"].items():
+        env[name] = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+    env.update(PAYMENTS_DATABASE_URL=database_url, PAYMENTS_REDIS_URL=redis_url,
+               PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
+    return env
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path) -> Path:
+    """A `payments` on PATH that runs this checkout (the image's console script runs the installed wheel)."""
+    path = tmp_path / "bin"
+    path.mkdir()
+    shim = path / "payments"
+    shim.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m payments "$@"\n')
+    shim.chmod(0o755)
+    return path
+
+
+def first_key(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", first_key_script()], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_the_first_key_service_prints_a_key_once(fresh_url: str, redis_url: str, bin_dir: Path,
+                                                  tmp_path: Path) -> None:
+    env = service_env(fresh_url, redis_url, bin_dir)
+    first = first_key(env, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    keys = re.findall(r"\bsk_\w+", first.stdout)
+    assert len(set(keys)) == 1, first.stdout
+    key = keys[0]
+    assert len(key) == 46
+    assert re.search(rf"^  Dev API key    {key}$", first.stdout, re.MULTILINE), first.stdout
+    assert "  Payments API   http://localhost:8080\n" in first.stdout
+    assert "  Mock providers http://localhost:8090/_mock/charges\n" in first.stdout
+    assert f"curl -H 'Authorization: Bearer {key}' http://localhost:8080/api/v1/accounts" in first.stdout
+    assert "created an API key for tenant 'dev'" in first.stderr
+    plain_env = payments_env(fresh_url, redis_url)
+    assert [row[2] for row in live_keys(plain_env, "dev")] == [f"{key[:10]}...{key[-4:]}"]
+
+    # a restart (`docker compose up` again): no new key, and what to do instead
+    again = first_key(env, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "sk_" not in again.stdout + again.stderr, again
+    assert "tenant 'dev' already has 1 live API key(s)" in again.stderr
+    assert "docker compose logs first-key" in again.stdout
+    assert "docker compose run --rm api payments keys list --tenant dev" in again.stdout
+    assert "docker compose run --rm api payments keys create --tenant dev" in again.stdout
+    assert len(live_keys(plain_env, "dev")) == 1
+
+
+def test_the_first_key_service_fails_when_the_database_does_not_answer(admin_database_url: str, redis_url: str,
+                                                                        bin_dir: Path, tmp_path: Path) -> None:
+    """`set -e`: the service exits non-zero (compose reports it) instead of saying the tenant has a key."""
+    env = service_env(_with_database(admin_database_url, f"missing_{secrets.token_hex(4)}"), redis_url, bin_dir)
+    failed = first_key(env, tmp_path)
+    assert failed.returncode != 0, failed
+    assert "sk_" not in failed.stdout and "docker compose" not in failed.stdout, failed.stdout
