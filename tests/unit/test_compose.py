@@ -464,7 +464,7 @@ class _Answers(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def _stand_in(status: int) -> Iterator[tuple[int, list[str]]]:
-    handler = type("Handler", (_Answers,), {"status": status, "paths": []})
+    handler: type[_Answers] = type("Handler", (_Answers,), {"status": status, "paths": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -612,3 +612,13 @@ def test_compose_env_allows_private_webhooks_only_when_asked() -> None:
     assert env["PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS"] == "${PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS:-false}"
     assert env["PAYMENTS_MOCK_HOST"] == "mock-providers" and env["PAYMENTS_MOCK_PORT"] == "8090"
     assert env["PAYMENTS_SECRETS_KEYS"].startswith("${PAYMENTS_SECRETS_KEYS:-")
+
+
+def test_readme_docker_section_says_where_the_key_is_and_what_the_service_suggests() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Docker\n", 1)[1].split("\n## ", 1)[0]
+    assert "docker compose up --build" in section and "docker compose logs first-key" in section
+    assert "[Try it](#try-it)" in section and "\n## Try it\n" in readme
+    suggested = re.findall(r"docker compose run --rm api payments keys \w+ --tenant dev", first_key_script())
+    assert len(suggested) == 2 and all(command in section for command in suggested)
+    assert "127.0.0.1" in section and "compose.override.yaml" in section
