@@ -144,9 +144,13 @@ def _keys_parser(sub: Sub) -> None:
     create = _command(keys, "create", "create an API key (printed alone on the last line)",
                       "Create a secret API key (sk_...) for a tenant, created if new. The key is shown once; only "
                       "its hash is stored.",
-                      "  payments keys create --tenant acme\n  payments keys create --tenant acme --scopes read")
+                      "  payments keys create --tenant acme\n  payments keys create --tenant acme --scopes read\n"
+                      "  payments keys create --tenant dev --if-none   # a first key, once (compose's first-key)")
     create.add_argument("--tenant", required=True, help="the tenant's name")
     create.add_argument("--scopes", default="read,write", help="comma-separated: read, write (default: both)")
+    create.add_argument("--if-none", action="store_true",
+                        help="only if the tenant has no live (unrevoked) key; otherwise create nothing, print "
+                             "nothing on stdout, say so on stderr and exit 0")
     listing = _command(keys, "list", "list API keys: id, tenant, prefix and last four, scopes, created, last used",
                        "List keys oldest first, never their values: the first characters and the last four tell "
                        "them apart. A key's last use is noted when an API process looks it up (every few seconds "

@@ -28,6 +28,22 @@ async def create_key(settings: Settings, endpoints: Endpoints, tenant: str, scop
     return key
 
 
+async def create_key_if_none(settings: Settings, endpoints: Endpoints, tenant: str,
+                             scopes: Sequence[str]) -> tuple[str | None, int]:
+    """A new key for `tenant` if it has no live (unrevoked) key, else None; and how many live keys it had."""
+    services = await bootstrap(settings, endpoints.database_url, endpoints.redis_url)
+    try:
+        async with services.uow_factory() as uow:
+            live = sum(item.key.revoked_at is None for item in await list_api_keys(tenant, uow=uow))
+            if live:
+                return None, live
+            key, _ = await create_api_key(CreateApiKey(tenant=tenant, scopes=tuple(scopes)), uow=uow,
+                                          clock=services.clock)
+    finally:
+        await services.aclose()
+    return key, 0
+
+
 def cmd_keys(settings: Settings, endpoints: Endpoints, args: argparse.Namespace) -> int:
     if args.keys_command == "create":
         return _create(settings, endpoints, args)
@@ -45,10 +61,19 @@ def cmd_keys(settings: Settings, endpoints: Endpoints, args: argparse.Namespace)
 def _create(settings: Settings, endpoints: Endpoints, args: argparse.Namespace) -> int:
     scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
     try:
-        key = asyncio.run(create_key(settings, endpoints, args.tenant, scopes))
+        if args.if_none:
+            made, live = asyncio.run(create_key_if_none(settings, endpoints, args.tenant, scopes))
+        else:
+            made, live = asyncio.run(create_key(settings, endpoints, args.tenant, scopes)), 0
     except ValidationFailed as error:
         print(f"payments keys create: {error.detail}", file=sys.stderr)
         return 2
+    if made is None:  # --if-none, and the tenant has a key: nothing on stdout
+        print(f"tenant {args.tenant!r} already has {live} live API key(s), shown only when created; none created. "
+              f"List them with `payments keys list --tenant {args.tenant}`, make another with "
+              f"`payments keys create --tenant {args.tenant}`", file=sys.stderr)
+        return 0
+    key = made
     print(f"created an API key for tenant {args.tenant!r} with scopes {','.join(sorted(set(scopes)))}; "
           "it is shown once:", file=sys.stderr)
     print(key)
