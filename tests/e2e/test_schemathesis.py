@@ -72,15 +72,20 @@ class RealData:
     foreign_events: list[str] = attrs.Factory(list)
     batches: list[str] = attrs.Factory(list)  # ids of the tenant's batches
     foreign_batches: list[str] = attrs.Factory(list)
+    holds: list[dict[str, Any]] = attrs.Factory(list)
+    foreign_holds: list[dict[str, Any]] = attrs.Factory(list)
 
     @property
     def foreign_ids(self) -> set[str]:
-        return {item["id"] for item in [*self.foreign_accounts, *self.foreign_payments, *self.foreign_webhooks]} | {
+        return {item["id"] for item in [*self.foreign_accounts, *self.foreign_payments, *self.foreign_webhooks,
+                                         *self.foreign_holds]} | {
             *self.foreign_events, *self.foreign_batches}
 
 
 #: The current test's data; the hooks are registered on SCHEMA at import time, the data exists at run time.
 CURRENT: list[RealData] = []
+#: The holds `_seed_tenant` placed, by its prefix.
+HOLDS: dict[str, list[dict[str, Any]]] = {}
 #: Valid amounts per currency, as decimal strings and JSON numbers.
 AMOUNTS: dict[str, list[Any]] = {"USD": ["1.00", "0.01", 2, "12.5"], "JPY": ["1", 500, "70"],
                                  "KWD": ["0.001", "1.000", "0.25"]}
@@ -115,11 +120,14 @@ def _seed_tenant(base_url: str, key: str, prefix: str) -> tuple[list[dict[str, A
             post(f"/api/v1/payments/{payments[0]['id']}/refund", {"amount": "1.00"},
                  **{"Idempotency-Key": f"{prefix}-refund-{n}"})
         webhooks = [post("/api/v1/webhooks", {"url": HOOK_URL, "events": ["refund.failed"]}) for _ in range(2)]
+        holds = [post("/api/v1/holds", {**transfer, "amount": "5.00"}, **{"Idempotency-Key": f"{prefix}-hold-{n}"})
+                 for n in range(2)]
+        HOLDS[prefix] = holds
         lists = {"/api/v1/webhooks": "/api/v1/webhooks","/api/v1/accounts": "/api/v1/accounts",
                  "/api/v1/accounts/{account_id}/transactions": f"/api/v1/accounts/{accounts[0]['id']}/transactions",
                  "/api/v1/payments": "/api/v1/payments",
                  "/api/v1/payments/{payment_id}/refunds": f"/api/v1/payments/{payments[0]['id']}/refunds",
-                 "/api/v1/events": "/api/v1/events"}
+                 "/api/v1/events": "/api/v1/events", "/api/v1/holds": "/api/v1/holds"}
         cursors = {template: http.get(path, params={"limit": 1}).json()["next_cursor"]
                    for template, path in lists.items()}
     assert all(cursors.values()), cursors
@@ -155,7 +163,8 @@ async def real_data(stack: Stack, api_key: str, foreign_key: str, services: Serv
                            webhooks, foreign_webhooks, deliveries, await _event_ids(stack.base_url, api_key),
                            await _event_ids(stack.base_url, foreign_key),
                            await _seed_batches(stack.base_url, api_key, accounts),
-                           await _seed_batches(stack.base_url, foreign_key, foreign_accounts))]
+                           await _seed_batches(stack.base_url, foreign_key, foreign_accounts),
+                           HOLDS["own"], HOLDS["foreign"])]
     yield CURRENT[0]
     CURRENT.clear()
 
@@ -204,6 +213,8 @@ def _use_real_data(case: Case[Any], choice: int) -> Case[Any]:
         case.path_parameters["event_id"] = [*real.events, real.foreign_events[0]][choice % (len(real.events) + 1)]
     if "batch_id" in case.path_parameters:
         case.path_parameters["batch_id"] = [*real.batches, real.foreign_batches[0]][choice % (len(real.batches) + 1)]
+    if "hold_id" in case.path_parameters:
+        case.path_parameters["hold_id"] = [*real.holds, real.foreign_holds[0]][choice % (len(real.holds) + 1)]["id"]
     if "after" in case.query and choice % 3 != 2:
         case.query["after"] = real.events[choice % len(real.events)]
     if "user_id" in case.query and choice % 3 != 2:
@@ -300,6 +311,8 @@ def _prepare_coverage_case(case: Case[Any], real: RealData) -> None:
         case.path_parameters["event_id"] = real.events[0]
     if "batch_id" in case.path_parameters:
         case.path_parameters["batch_id"] = real.batches[0]
+    if "hold_id" in case.path_parameters:
+        case.path_parameters["hold_id"] = real.holds[0]["id"]
     if isinstance(case.body, dict) and isinstance(case.body.get("transfers"), list):
         case.body = {**case.body, "transfers": [
             {**t, "source_account_id": real.accounts[0]["id"], "destination_account_id": real.accounts[1]["id"]}

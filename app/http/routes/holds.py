@@ -84,7 +84,7 @@ async def capture(request: Request, hold_id: UUID, body: CaptureRequest) -> HTTP
 
 @operation(bp, Operation(method="post", path=f"{_ONE}/void", summary="Void a hold: release the whole amount",
                          tag="holds", operation_id="voidHold", response=Hold, idempotency="optional",
-                         errors=(404, 409, *COMMON)))
+                         errors=(404, 409, 422, *COMMON)))
 async def void(request: Request, hold_id: UUID) -> HTTPResponse:
     tenant, clock, correlation = tenant_id(request), services(request).clock, request_id(request)
     return await write(request, lambda uow: void_hold(tenant, hold_id, uow=uow, clock=clock,
