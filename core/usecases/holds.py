@@ -16,7 +16,7 @@ import attrs
 
 from core.accounts import Account
 from core.commands import Command
-from core.errors import CurrencyMismatch, NotFound, SameAccount
+from core.errors import NotFound, SameAccount
 from core.holds import Hold, HoldStatus, expiry
 from core.ids import new_id
 from core.money import Money, parse_amount
@@ -24,7 +24,7 @@ from core.ports import Clock, Page, UnitOfWork, UnitOfWorkFactory
 from core.usecases.announcements import announce_hold
 from core.usecases.hold_expiry import release_due
 from core.usecases.postings import MoneyOut
-from core.usecases.transfers import MakeTransfer, book_transfer
+from core.usecases.transfers import MakeTransfer, book_transfer, movable_pair
 
 
 @attrs.frozen(kw_only=True)
@@ -53,15 +53,8 @@ async def create_hold(cmd: CreateHold, *, uow: UnitOfWork, clock: Clock) -> Hold
     if cmd.source_account_id == cmd.destination_account_id:
         raise SameAccount("source and destination must be different accounts")
     locked = await uow.accounts.lock(cmd.tenant_id, cmd.locked_accounts)
-    source, destination = locked.get(cmd.source_account_id), locked.get(cmd.destination_account_id)
-    for account_id, account in ((cmd.source_account_id, source), (cmd.destination_account_id, destination)):
-        if account is None or not account.is_user:
-            raise NotFound(f"account {account_id} not found")
-    assert source is not None and destination is not None
-    for account in (source, destination):
-        account.ensure_movable()
-        if account.currency != cmd.amount.currency:
-            raise CurrencyMismatch(f"account {account.id} holds {account.currency}, not {cmd.amount.currency}")
+    source, destination = movable_pair(cmd.tenant_id, cmd.source_account_id, cmd.destination_account_id,
+                                       cmd.amount.currency, locked)
     now = clock.now()
     expires_at = expiry(cmd.expires_in, now)
     await release_due(uow, source, now)

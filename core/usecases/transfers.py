@@ -44,6 +44,25 @@ async def make_transfer(cmd: MakeTransfer, *, uow: UnitOfWork, clock: Clock) -> 
     return book_transfer(cmd, locked, uow=uow, at=now)
 
 
+def movable_pair(tenant_id: UUID, source_id: UUID, destination_id: UUID, currency: str,
+                 locked: Mapping[UUID, Account]) -> tuple[Account, Account]:
+    """The two locked accounts of a movement between them (a transfer, a hold), checked as API.md §5 checks a
+    transfer's: distinct, the tenant's user accounts, neither frozen nor closed, both in `currency`. Raises
+    `SameAccount`, `NotFound`, `AccountFrozen`, `AccountClosed` or `CurrencyMismatch`."""
+    if source_id == destination_id:
+        raise SameAccount("source and destination must be different accounts")
+    source, destination = locked.get(source_id), locked.get(destination_id)
+    for account_id, account in ((source_id, source), (destination_id, destination)):
+        if account is None or not account.is_user or account.tenant_id != tenant_id:
+            raise NotFound(f"account {account_id} not found")
+    assert source is not None and destination is not None
+    for account in (source, destination):
+        account.ensure_movable()
+        if account.currency != currency:
+            raise CurrencyMismatch(f"account {account.id} holds {account.currency}, not {currency}")
+    return source, destination
+
+
 def book_transfer(cmd: MakeTransfer, locked: Mapping[UUID, Account], *, uow: UnitOfWork, at: datetime) -> Payment:
     """Check a transfer against accounts already locked, post its entries and record its completed payment.
 
@@ -52,17 +71,8 @@ def book_transfer(cmd: MakeTransfer, locked: Mapping[UUID, Account], *, uow: Uni
     were. Raises `SameAccount`, `NotFound`, `AccountFrozen`, `AccountClosed`, `CurrencyMismatch`,
     `InsufficientFunds` or `ValidationFailed`.
     """
-    if cmd.source_account_id == cmd.destination_account_id:
-        raise SameAccount("source and destination must be different accounts")
-    source, destination = (locked.get(cmd.source_account_id), locked.get(cmd.destination_account_id))
-    for account_id, account in ((cmd.source_account_id, source), (cmd.destination_account_id, destination)):
-        if account is None or not account.is_user or account.tenant_id != cmd.tenant_id:
-            raise NotFound(f"account {account_id} not found")
-    assert source is not None and destination is not None
-    for account in (source, destination):
-        account.ensure_movable()
-        if account.currency != cmd.amount.currency:
-            raise CurrencyMismatch(f"account {account.id} holds {account.currency}, not {cmd.amount.currency}")
+    source, destination = movable_pair(cmd.tenant_id, cmd.source_account_id, cmd.destination_account_id,
+                                       cmd.amount.currency, locked)
     payment = Payment(
         id=new_id(), tenant_id=cmd.tenant_id, payment_type=PaymentType.INTERNAL_TRANSFER,
         status=PaymentStatus.PENDING, source_account_id=source.id, destination_account_id=destination.id,

@@ -65,9 +65,10 @@ async def test_metrics_count_requests_by_route_and_status(anonymous: httpx.Async
     latency = families["http_request_duration_seconds"]
     assert latency.type == "histogram"
     buckets = [(s.labels, s.value) for s in latency.samples if s.name.endswith("_bucket")
-               and s.labels.get("route") == route and s.labels.get("status") == "404"]
+               and s.labels.get("route") == route and s.labels.get("status") == "404"
+               and s.labels.get("method") == "GET"]
     assert buckets and any(labels["le"] == "+Inf" for labels, _ in buckets)
-    observed = [s.value for s in latency.samples if s.name.endswith("_count")
+    observed = [s.value for s in latency.samples if s.name.endswith("_count") and s.labels.get("method") == "GET"
                 and s.labels.get("route") == route and s.labels.get("status") == "404"]
     assert observed and observed[0] >= 3
     infinite = [value for labels, value in buckets if labels["le"] == "+Inf"]

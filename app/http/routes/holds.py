@@ -11,7 +11,7 @@ from app.http.endpoints import COMMON, LIST, METADATA, operation, read_page, wri
 from app.http.io import FieldChecks, list_params, metadata_filter, parse_uuid, query
 from app.http.openapi import Operation, Parameter
 from app.http.routes.payments import money_fields
-from app.http.schemas.holds import CaptureRequest, Hold, HoldRequest
+from app.http.schemas.holds import CaptureRequest, Hold, HoldRequest, VoidRequest
 from core.holds import HoldStatus
 from core.usecases.holds import CaptureHold, CreateHold, capture_hold, create_hold, get_hold, list_holds, void_hold
 from core.views import hold_view
@@ -83,9 +83,10 @@ async def capture(request: Request, hold_id: UUID, body: CaptureRequest) -> HTTP
 
 
 @operation(bp, Operation(method="post", path=f"{_ONE}/void", summary="Void a hold: release the whole amount",
-                         tag="holds", operation_id="voidHold", response=Hold, idempotency="optional",
+                         tag="holds", operation_id="voidHold", request=VoidRequest, body_optional=True,
+                         response=Hold, idempotency="optional",
                          errors=(404, 409, 422, *COMMON)))
-async def void(request: Request, hold_id: UUID) -> HTTPResponse:
+async def void(request: Request, hold_id: UUID, body: VoidRequest) -> HTTPResponse:
     tenant, clock, correlation = tenant_id(request), services(request).clock, request_id(request)
     return await write(request, lambda uow: void_hold(tenant, hold_id, uow=uow, clock=clock,
                                                       correlation_id=correlation), hold_view)

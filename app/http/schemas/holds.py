@@ -32,6 +32,13 @@ class CaptureRequest:
 
 
 @attrs.frozen(kw_only=True)
+class VoidRequest:
+    """`POST /holds/{id}/void` takes no field; the body may be left out."""
+
+    __openapi_strict__ = True
+
+
+@attrs.frozen(kw_only=True)
 class Hold:
     id: str = attrs.field(metadata=UUID)
     status: HoldStatus
