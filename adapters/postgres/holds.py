@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from adapters.pending import Pending
@@ -53,9 +52,8 @@ class PgHolds:
         metadata: Mapping[str, str] | None, now: datetime, limit: int, cursor: str | None,
     ) -> Page[Hold]:
         sql, tail = (LIST_BY_METADATA, (dict(metadata),)) if metadata else (LIST, ())
-        args: list[Any] = [tenant_id, account_id, status, now]
-        page = await time_id_page(self._session, sql, to_hold, *args, limit=limit, cursor=cursor, tail=tail)
-        return page
+        return await time_id_page(self._session, sql, to_hold, tenant_id, account_id, status, now, limit=limit,
+                                  cursor=cursor, tail=tail)
 
     async def due(self, tenant_id: UUID, account_id: UUID, now: datetime) -> builtins.list[Hold]:
         return await self._session.read_all(DUE, to_hold, tenant_id, account_id, now)

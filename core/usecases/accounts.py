@@ -111,8 +111,13 @@ async def get_account(tenant_id: UUID, account_id: UUID, *, uow: UnitOfWork, now
     account = await uow.accounts.get(tenant_id, account_id)
     if account is None or not account.is_user:
         raise NotFound(f"account {account_id} not found")
+    return await _as_read(account, uow, now)
+
+
+async def _as_read(account: Account, uow: UnitOfWork, now: datetime | None) -> Account:
+    """`account` as a read shows it at `now`: what its holds past their expiry reserved is no longer held."""
     if now is not None and account.held:
-        account.held -= sum(hold.amount for hold in await uow.holds.due(tenant_id, account_id, now))
+        account.held -= sum(hold.amount for hold in await uow.holds.due(account.tenant_id, account.id, now))
     return account
 
 
@@ -131,10 +136,8 @@ async def list_accounts(
     given `now`, what holds past their expiry reserved is no longer held (as `get_account`)."""
     page = await uow.accounts.list(tenant_id, user_id=user_id, status=status, metadata=metadata or None,
                                    limit=limit, cursor=cursor)
-    if now is not None:
-        for account in page.items:
-            if account.held:
-                account.held -= sum(hold.amount for hold in await uow.holds.due(tenant_id, account.id, now))
+    for account in page.items:
+        await _as_read(account, uow, now)
     return page
 
 
