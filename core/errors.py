@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import attrs
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -48,6 +52,13 @@ class ValidationFailed(CoreError, code="validation_error"):
 
 class NotFound(CoreError, code="not_found"):
     """The resource does not exist in the caller's tenant (other tenants' objects look missing)."""
+
+
+def found(value: _T | None, what: str) -> _T:
+    """`value` as looked up, or `NotFound("<what> not found")` when the lookup found nothing."""
+    if value is None:
+        raise NotFound(f"{what} not found")
+    return value
 
 
 class UnknownEvent(ValidationFailed):

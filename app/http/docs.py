@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -13,39 +12,28 @@ from sanic.response import HTTPResponse, raw
 from sanic.response import html as html_response
 from sanic_ext import openapi as sanic_ext_openapi
 
+from app.http.html import page
+
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_URL = "/docs/static"
 SPEC_URL = "/openapi.json"
 DOCS_URL = "/docs"
 REDOC_URL = "/docs/redoc"
 
-# The head both pages share; each adds its own assets.
-_HEAD = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="icon" type="image/png" href="{static}/swagger-ui/favicon-32x32.png">
-"""
+_ICON = f'<link rel="icon" type="image/png" href="{STATIC_URL}/swagger-ui/favicon-32x32.png">\n'
 
-_SWAGGER_PAGE = _HEAD + """<link rel="stylesheet" href="{static}/swagger-ui/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui" data-spec-url="{spec}"></div>
-<script src="{static}/swagger-ui/swagger-ui-bundle.js"></script>
-<script src="{static}/swagger-ui-init.js"></script>
-</body>
-</html>
-"""
 
-_REDOC_PAGE = _HEAD + """</head>
-<body>
-<redoc spec-url="{spec}"></redoc>
-<script src="{static}/redoc/redoc.standalone.js"></script>
-</body>
-</html>
-"""
+def _swagger_page(title: str) -> str:
+    return page(title, head=_ICON + f'<link rel="stylesheet" href="{STATIC_URL}/swagger-ui/swagger-ui.css">\n',
+                body=f'<div id="swagger-ui" data-spec-url="{SPEC_URL}"></div>\n'
+                     f'<script src="{STATIC_URL}/swagger-ui/swagger-ui-bundle.js"></script>\n'
+                     f'<script src="{STATIC_URL}/swagger-ui-init.js"></script>\n')
+
+
+def _redoc_page(title: str) -> str:
+    return page(title, head=_ICON, body=f'<redoc spec-url="{SPEC_URL}"></redoc>\n'
+                                        f'<script src="{STATIC_URL}/redoc/redoc.standalone.js"></script>\n')
+
 
 def configure_sanic_ext(app: Sanic[Any, Any]) -> None:
     """Stop sanic-ext from registering its own CDN-based /docs; call before Extend(app) or serving.
@@ -83,9 +71,8 @@ def install_docs(
             cache.append(json.dumps(spec(), separators=(",", ":")).encode())
         return cache[0]
 
-    fields = {"title": html.escape(title), "static": STATIC_URL, "spec": SPEC_URL}
-    swagger_page = _SWAGGER_PAGE.format(**fields)
-    redoc_page = _REDOC_PAGE.format(**fields)
+    swagger_page = _swagger_page(title)
+    redoc_page = _redoc_page(title)
 
     async def openapi_json(request: Request) -> HTTPResponse:
         return raw(spec_json(), content_type="application/json")

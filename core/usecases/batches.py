@@ -22,7 +22,7 @@ import attrs
 from core.accounts import Account
 from core.batches import BalanceChange, Batch, BatchResult, LegResult, limit_problems
 from core.commands import Command
-from core.errors import BatchFailed, CoreError, LegFailure, NotFound, ValidationFailed
+from core.errors import BatchFailed, CoreError, LegFailure, ValidationFailed, found
 from core.ids import new_id, provisional_ids
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from core.usecases.hold_expiry import release_all_due
@@ -93,10 +93,7 @@ async def dry_run_batch(cmd: PostBatch, *, uow_factory: UnitOfWorkFactory, clock
 
 async def get_batch(tenant_id: UUID, batch_id: UUID, *, uow: UnitOfWork) -> Batch:
     """The batch as it was answered. Raises `NotFound`."""
-    batch = await uow.batches.get(tenant_id, batch_id)
-    if batch is None:
-        raise NotFound(f"batch {batch_id} not found")
-    return batch
+    return found(await uow.batches.get(tenant_id, batch_id), f"batch {batch_id}")
 
 
 def _book(index: int, leg: BatchTransfer, locked: Mapping[UUID, Account], uow: UnitOfWork,

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import attrs
 
-from core.errors import InvalidStateTransition, NotFound
+from core.errors import InvalidStateTransition, NotFound, found
 from core.payments import PaymentStatus, owed_reversals
 from core.ports import Clock, TaskQueue, UnitOfWork, UnitOfWorkFactory
 from core.refunds import RefundStatus
@@ -54,9 +54,7 @@ async def retry_dead_letter(letter_id: UUID, *, uow_factory: UnitOfWorkFactory, 
     Raises `NotFound` for an unknown id.
     """
     async with uow_factory() as uow:
-        letter = await uow.dead_letters.get(letter_id)
-        if letter is None:
-            raise NotFound(f"dead letter {letter_id} not found")
+        letter = found(await uow.dead_letters.get(letter_id), f"dead letter {letter_id}")
         if await uow.payments.get(letter.tenant_id, letter.target_id) is None and letter.kind == PAYMENT:
             raise NotFound(f"payment {letter.target_id} of dead letter {letter_id} no longer exists")
         status = await _status(uow, letter)

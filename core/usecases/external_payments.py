@@ -7,7 +7,7 @@ from uuid import UUID
 import attrs
 
 from core.accounts import CLEARING
-from core.errors import CurrencyMismatch, FieldError, NotFound, ValidationFailed
+from core.errors import CurrencyMismatch, FieldError, NotFound, ValidationFailed, found
 from core.ids import new_id
 from core.payments import PROVIDERS, Payment, PaymentStatus, PaymentType
 from core.ports import Clock, UnitOfWork
@@ -66,9 +66,7 @@ async def cancel_payment(
 ) -> Payment:
     """Cancel a pending payment and return its money; racing a worker, exactly one of them wins
     (both lock the payment row and re-check its status). Raises `NotFound` or `InvalidStateTransition`."""
-    payment = await uow.payments.lock(tenant_id, payment_id)
-    if payment is None:
-        raise NotFound(f"payment {payment_id} not found")
+    payment = found(await uow.payments.lock(tenant_id, payment_id), f"payment {payment_id}")
     now = clock.now()
     payment.transition(PaymentStatus.CANCELLED, now)
     await return_to_source(uow, payment, now)

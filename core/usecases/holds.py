@@ -16,7 +16,7 @@ import attrs
 
 from core.accounts import Account
 from core.commands import Command
-from core.errors import NotFound, SameAccount
+from core.errors import SameAccount, found
 from core.holds import Hold, HoldStatus, expiry
 from core.ids import new_id
 from core.money import Money, parse_amount
@@ -72,10 +72,8 @@ async def create_hold(cmd: CreateHold, *, uow: UnitOfWork, clock: Clock) -> Hold
 async def _locked_hold(tenant_id: UUID, hold_id: UUID, uow: UnitOfWork,
                        *, destination: bool) -> tuple[Hold, dict[UUID, Account]]:
     """The hold, read again once its source (and its destination) are locked: every change of it holds them."""
-    found = await uow.holds.get(tenant_id, hold_id)
-    if found is None:
-        raise NotFound(f"hold {hold_id} not found")
-    ids = [found.source_account_id, *([found.destination_account_id] if destination else [])]
+    seen = found(await uow.holds.get(tenant_id, hold_id), f"hold {hold_id}")
+    ids = [seen.source_account_id, *([seen.destination_account_id] if destination else [])]
     locked = await uow.accounts.lock(tenant_id, ids)
     hold = await uow.holds.get(tenant_id, hold_id)
     assert hold is not None  # holds are never deleted
@@ -119,10 +117,7 @@ async def void_hold(tenant_id: UUID, hold_id: UUID, *, uow: UnitOfWork, clock: C
 
 
 async def get_hold(tenant_id: UUID, hold_id: UUID, *, uow: UnitOfWork) -> Hold:
-    hold = await uow.holds.get(tenant_id, hold_id)
-    if hold is None:
-        raise NotFound(f"hold {hold_id} not found")
-    return hold
+    return found(await uow.holds.get(tenant_id, hold_id), f"hold {hold_id}")
 
 
 async def list_holds(

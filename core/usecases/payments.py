@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from core.errors import NotFound
+from core.errors import found
 from core.payments import Payment, PaymentEvent
 from core.ports import Page, PaymentFilter, UnitOfWork
 
 
 async def get_payment(tenant_id: UUID, payment_id: UUID, *, uow: UnitOfWork) -> Payment:
     """The caller's payment or `NotFound`."""
-    payment = await uow.payments.get(tenant_id, payment_id)
-    if payment is None:
-        raise NotFound(f"payment {payment_id} not found")
-    return payment
+    return found(await uow.payments.get(tenant_id, payment_id), f"payment {payment_id}")
 
 
 async def list_payment_events(tenant_id: UUID, payment_id: UUID, *, uow: UnitOfWork) -> list[PaymentEvent]:

@@ -18,7 +18,7 @@ from uuid import UUID
 import attrs
 
 from core.commands import Command
-from core.errors import FieldError, NotFound, ValidationFailed
+from core.errors import FieldError, ValidationFailed, found
 from core.ids import new_id
 from core.payments import PROVIDERS, PaymentStatus
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -113,10 +113,7 @@ async def run_reconciliation(
 
 
 async def get_reconciliation(tenant_id: UUID, reconciliation_id: UUID, *, uow: UnitOfWork) -> Reconciliation:
-    found = await uow.reconciliations.get(tenant_id, reconciliation_id)
-    if found is None:
-        raise NotFound(f"reconciliation {reconciliation_id} not found")
-    return found
+    return found(await uow.reconciliations.get(tenant_id, reconciliation_id), f"reconciliation {reconciliation_id}")
 
 
 async def _tenants_lines(uow: UnitOfWork, tenant_id: UUID, reports: Reports) -> tuple[Reports, set[str]]:

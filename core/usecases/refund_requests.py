@@ -8,7 +8,7 @@ from uuid import UUID
 import attrs
 
 from core.commands import Command
-from core.errors import InvalidStateTransition, NotFound, RefundExceedsPayment
+from core.errors import InvalidStateTransition, NotFound, RefundExceedsPayment, found
 from core.ids import new_id
 from core.money import parse_amount
 from core.ports import Clock, Page, UnitOfWork
@@ -35,9 +35,7 @@ async def request_refund(cmd: RequestRefund, *, uow: UnitOfWork, clock: Clock) -
     internal transfer, `InsufficientFunds` on the destination. A frozen account takes refunds: a refund undoes an
     earlier movement, it is not a new one (API.md §3 lists what a frozen account refuses).
     """
-    payment = await uow.payments.lock(cmd.tenant_id, cmd.payment_id)
-    if payment is None:
-        raise NotFound(f"payment {cmd.payment_id} not found")
+    payment = found(await uow.payments.lock(cmd.tenant_id, cmd.payment_id), f"payment {cmd.payment_id}")
     if not payment.refundable:
         raise InvalidStateTransition(f"payment {payment.id} is {payment.status}; only completed payments refund")
     held = sum(r.amount for r in await uow.refunds.for_payment(cmd.tenant_id, payment.id) if r.outstanding)

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import attrs
 
-from core.errors import NotFound
+from core.errors import NotFound, found
 from core.ids import new_id
 from core.ports import Clock, Page, UnitOfWork
 from core.webhooks import Delivery, Subscription, new_secret
@@ -70,10 +70,7 @@ async def delete_subscription(tenant_id: UUID, subscription_id: UUID, *, uow: Un
 
 
 async def get_subscription(tenant_id: UUID, subscription_id: UUID, *, uow: UnitOfWork) -> Subscription:
-    subscription = await uow.webhooks.get(tenant_id, subscription_id)
-    if subscription is None:
-        raise NotFound(f"webhook {subscription_id} not found")
-    return subscription
+    return found(await uow.webhooks.get(tenant_id, subscription_id), f"webhook {subscription_id}")
 
 
 async def list_subscriptions(
@@ -103,7 +100,4 @@ async def redeliver(
 
 
 async def _locked(uow: UnitOfWork, tenant_id: UUID, subscription_id: UUID) -> Subscription:
-    subscription = await uow.webhooks.lock(tenant_id, subscription_id)
-    if subscription is None:
-        raise NotFound(f"webhook {subscription_id} not found")
-    return subscription
+    return found(await uow.webhooks.lock(tenant_id, subscription_id), f"webhook {subscription_id}")

@@ -9,6 +9,7 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi as sanic_ext_openapi
 
+from app.http.html import page as html_page
 from app.http.io import dumps
 from app.http.problem_types import PROBLEM_TYPES, ProblemType
 from app.http.problems import ApiError
@@ -22,19 +23,6 @@ _CODE = re.compile(r"`([^`]+)`")
 _STYLE = ("body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}"
           "code{background:#f3f3f3;padding:0 .2em;border-radius:3px}h1 small{color:#777;font-weight:normal}"
           "table{border-collapse:collapse}td,th{text-align:left;padding:.2rem .8rem .2rem 0}")
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{style}</style>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
 
 
 def describe(slug: str, kind: ProblemType) -> dict[str, Any]:
@@ -95,5 +83,5 @@ def _json(body: Any) -> HTTPResponse:
 
 
 def _html(title: str, body: str) -> HTTPResponse:
-    page = _PAGE.format(title=html.escape(title), style=_STYLE, body=body)
-    return HTTPResponse(page, content_type=_HTML, headers={"Vary": "Accept"})
+    document = html_page(title, head=f"<style>{_STYLE}</style>\n", body=body + "\n")
+    return HTTPResponse(document, content_type=_HTML, headers={"Vary": "Accept"})

@@ -6,17 +6,13 @@ from decimal import Decimal
 
 import attrs
 
-from app.http.schemas.fields import AMOUNT, CURRENCY, DESCRIPTION, METADATA, MONEY_OUT, TIME, UUID
+from app.http.schemas.fields import AMOUNT, DESCRIPTION, METADATA, MONEY_OUT, TIME, UUID
+from app.http.schemas.payments import Movement
 from core.holds import DEFAULT_EXPIRY, MAX_EXPIRY, MIN_EXPIRY, HoldStatus
 
 
 @attrs.frozen(kw_only=True)
-class HoldRequest:
-    __openapi_strict__ = True
-    source_account_id: str = attrs.field(metadata=UUID)
-    destination_account_id: str = attrs.field(metadata=UUID)
-    amount: Decimal = attrs.field(metadata=AMOUNT)
-    currency: str = attrs.field(metadata=CURRENCY)
+class HoldRequest(Movement):
     expires_in: int | None = attrs.field(default=None, metadata={"openapi": {
         "minimum": MIN_EXPIRY, "maximum": MAX_EXPIRY, "default": DEFAULT_EXPIRY,
         "description": "Seconds until the hold expires (60 s to 30 days; default 7 days)"}})

@@ -13,12 +13,18 @@ from core.payments import FailureCode, PaymentType
 
 
 @attrs.frozen(kw_only=True)
-class TransferRequest:
+class Movement:
+    """What a transfer and a hold both name first: from where, to where, how much."""
+
     __openapi_strict__ = True
     source_account_id: str = attrs.field(metadata=UUID)
     destination_account_id: str = attrs.field(metadata=UUID)
     amount: Decimal = attrs.field(metadata=AMOUNT)
     currency: str = attrs.field(metadata=CURRENCY)
+
+
+@attrs.frozen(kw_only=True)
+class TransferRequest(Movement):
     description: str | None = attrs.field(default=None, metadata=DESCRIPTION)
     metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
 
