@@ -112,6 +112,8 @@ class MockSettings:
 class WorkerSettings:
     concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))  # messages in flight per process
     housekeeping_interval: float = _duration(60.0, positive=True)
+    # how often every worker looks for holds past their expiry (one indexed query when none is due)
+    hold_sweep_interval: float = _duration(5.0, positive=True)
     # The worker's own Prometheus metrics (process, messages); port 0 turns them off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = attrs.field(default=9191, validator=attrs.validators.le(65535))

@@ -68,7 +68,9 @@ SCRIPTS = {
 }
 #: Experiments (--what-if): changes to the product's schema, applied to the bench database to measure them.
 WHAT_IFS = {"no-outbox-notify":
-            "outbox's NOTIFY trigger disabled (adapters/postgres/migrations/0002_outbox_notify.sql)"}
+            "outbox's NOTIFY trigger disabled (adapters/postgres/migrations/0002_outbox_notify.sql)",
+            "no-entries-by-time":
+            "the statements' time index dropped (adapters/postgres/migrations/0015_entries_by_time.sql)"}
 BALANCE = 100_000_000_000  # minor units per account: 1,000,000,000.00 USD, far more than any run moves
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -261,6 +263,8 @@ def prepare_database(url: str, accounts: int, what_if: list[str]) -> None:
         conn.execute("SELECT bench_seed(%s, %s)", (accounts, BALANCE))
         if "no-outbox-notify" in what_if:
             conn.execute("ALTER TABLE outbox DISABLE TRIGGER outbox_inserted")
+        if "no-entries-by-time" in what_if:
+            conn.execute("DROP INDEX account_transactions_by_time")
 
 
 def server_facts(url: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The worker's loops besides its consumers: the outbox relay, the webhook retry scheduler, housekeeping."""
+"""The worker's loops besides its consumers: the outbox relay, the webhook retry scheduler, the hold expiry sweep,
+housekeeping."""
 
 from __future__ import annotations
 
@@ -74,8 +75,7 @@ async def first(*events: asyncio.Event, seconds: float) -> None:
 async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: str) -> None:
     """One worker at a time (a lease with a fencing token): re-enqueue stuck payments and refunds,
     reap expired idempotency records and published events past their retention (the events feed reads them
-    until then), reconcile yesterday's settlement reports once a day; no failure ends it. Every worker also
-    records expired the holds past their expiry (each under its account's lock, so once, whoever runs it)."""
+    until then), reconcile yesterday's settlement reports once a day; no failure ends it."""
     settings, episode = services.settings, Episode("housekeeping")
     interval = settings.worker.housekeeping_interval
     while not stop.is_set():
@@ -91,10 +91,24 @@ async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: s
                                    now=now, outbox_retention=timedelta(seconds=settings.events.retention))
             if done and any(done.values()):
                 logger.bind(**done).info("housekeeping deleted expired idempotency keys and old outbox rows")
-            expired = await expire_holds(uow_factory=services.uow_factory, clock=services.clock)
-            if expired:
-                logger.bind(expired=expired).info("housekeeping expired {} hold(s)", expired)
             await _reconcile(services, owner, interval * 2)
+        except Exception as error:  # the next round tries again
+            await first(stop, seconds=min(interval, episode.failed(error)))
+            continue
+        episode.succeeded()
+        await first(stop, seconds=interval)
+
+
+async def sweep_holds_forever(services: Services, stop: asyncio.Event) -> None:
+    """Every sweep interval, record expired the holds past their expiry, batch after batch until none is due; any
+    number of workers may run this (each account's holds change under its row lock, so a hold expires once,
+    whoever gets there first). One query on the `holds_due` index when nothing is due; no failure ends it."""
+    interval, episode = services.settings.worker.hold_sweep_interval, Episode("hold expiry sweep")
+    while not stop.is_set():
+        try:
+            while not stop.is_set() and (expired := await expire_holds(uow_factory=services.uow_factory,
+                                                                        clock=services.clock)):
+                logger.bind(expired=expired).info("the sweep expired {} hold(s)", expired)
         except Exception as error:  # the next round tries again
             await first(stop, seconds=min(interval, episode.failed(error)))
             continue

@@ -31,7 +31,7 @@ Readiness = Callable[[], Coroutine[Any, Any, dict[str, str]]]
 
 class WorkerReadiness:
     """What /health/ready checks, on the actors' event loop: the services' probes (PostgreSQL, Redis,
-    migrations), the broker's connection, and that the relay, scheduler and housekeeping loops still run."""
+    migrations), the broker's connection, and that the relay, scheduler, hold sweep and housekeeping loops still run."""
 
     def __init__(self, context: WorkerContext, broker: RedisBroker, loops: Future[None]) -> None:
         self._context, self._broker, self._loops = context, broker, loops
@@ -50,7 +50,7 @@ class WorkerReadiness:
 
     async def _loops_running(self) -> None:
         if self._loops.done():
-            raise RuntimeError("the relay, scheduler and housekeeping loops have stopped")
+            raise RuntimeError("the relay, scheduler, hold sweep and housekeeping loops have stopped")
 
     def close(self) -> None:
         self._pinger.shutdown(wait=False, cancel_futures=True)

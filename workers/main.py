@@ -1,5 +1,5 @@
 """The worker process: Dramatiq consumers and, on the same event loop, the outbox relay, the webhook
-scheduler and housekeeping; all on one `Services` from the composition root."""
+scheduler, the hold expiry sweep and housekeeping; all on one `Services` from the composition root."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from adapters.telemetry import configure_tracing
 from app.bootstrap import broker as make_broker
 from app.settings import Settings
 from workers import events, payments, webhooks
-from workers.background import housekeeping_forever, relay_forever, schedule_forever
+from workers.background import housekeeping_forever, relay_forever, schedule_forever, sweep_holds_forever
 from workers.context import WorkerContext
 from workers.health import WorkerReadiness, serve_health
 
@@ -54,6 +54,7 @@ async def _background(context: WorkerContext, stop: asyncio.Event, owner: str) -
         loops.create_task(relay_forever(services, stop))
         loops.create_task(housekeeping_forever(services, stop, owner))
         loops.create_task(schedule_forever(services, ready.webhook_policy, stop))
+        loops.create_task(sweep_holds_forever(services, stop))
 
 
 def _on_signal(stop: asyncio.Event, signum: int) -> None:
@@ -100,7 +101,7 @@ async def run(settings: Settings, database_url: str, redis_url: str, stop: async
         try:
             await loops
         except Exception as error:
-            logger.opt(exception=error).error("the worker's relay, scheduler or housekeeping failed")
+            logger.opt(exception=error).error("the worker's relay, scheduler, hold sweep or housekeeping failed")
         await asyncio.to_thread(worker.stop, int(settings.server.shutdown_timeout * 1000))
         broker.close()
         stop_health()

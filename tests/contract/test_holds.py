@@ -9,9 +9,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
+import attrs
 import pytest
 
+from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.memory.clock import InMemoryClock
+from app.bootstrap import Services
 from core.accounts import AccountStatus
 from core.errors import (
     AccountFrozen,
@@ -276,4 +279,33 @@ async def test_holds_transfers_captures_and_voids_racing_never_overspend(uow_fac
         listed = await list_holds(tenant.id, account_id=a.id, status=HoldStatus.ACTIVE, metadata=None,
                                   now=now.now(), limit=100, cursor=None, uow=uow)
     assert held == sum(h.amount for h in listed.items)
+    assert await audit.drift() == []
+
+
+def sweepers(backend: str, uow_factory: UnitOfWorkFactory, services: Services, n: int) -> list[UnitOfWorkFactory]:
+    """`n` workers' unit-of-work factories: on PostgreSQL each with in-process locks of its own, as in `n` worker
+    processes, so that only the database's row locks keep them apart."""
+    if backend == "memory":
+        return [uow_factory] * n
+    return [attrs.evolve(services, local_locks=LocalLocks(), turns=LocalLocks(TURNS_PER_ACCOUNT)).uow_factory
+            for _ in range(n)]
+
+
+async def test_sweeps_racing_expire_each_hold_once(backend, uow_factory, services, now, tenant, audit) -> None:
+    """Any number of workers may sweep at once: each hold is recorded expired, given back and announced once."""
+    sources = [await open_account(uow_factory, now, tenant.id, 1_000, user_id=f"s{n}") for n in range(3)]
+    destination = await open_account(uow_factory, now, tenant.id, user_id="bob")
+    placed = [await hold(uow_factory, now, tenant.id, source.id, destination.id, 100 * (n + 1), expires_in=60)
+              for source in sources for n in range(3)]
+    now.advance(timedelta(seconds=60))
+    swept = await asyncio.wait_for(asyncio.gather(*(expire_holds(uow_factory=factory, clock=now)
+                                                    for factory in sweepers(backend, uow_factory, services, 8))), 30)
+    assert sum(swept) >= len(placed)  # (on PostgreSQL the sweep also sees other tests' due holds)
+    async with uow_factory(read_only=True) as uow:
+        stored = [(await get_hold(tenant.id, h.id, uow=uow)).status for h in placed]
+        written = [await get_account(tenant.id, source.id, uow=uow) for source in sources]  # `held` as stored
+    assert stored == [HoldStatus.EXPIRED] * len(placed)
+    assert [(a.balance, a.held) for a in written] == [(1_000, 0)] * len(sources)
+    expired = [e.aggregate_id for e in await feed(uow_factory, tenant.id) if e.topic == "hold.expired"]
+    assert sorted(expired) == sorted(h.id for h in placed)  # once each
     assert await audit.drift() == []

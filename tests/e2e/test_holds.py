@@ -1,13 +1,28 @@
-"""Holds over HTTP (API.md §9): place, capture (in part), void, read and list; refusals as problem+json; events."""
+"""Holds over HTTP (API.md §9): place, capture (in part), void, read and list; refusals as problem+json; events;
+expiry recorded by a real worker's sweep."""
 
 from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.e2e.conftest import Payments
 from tests.e2e.helpers import API, assert_problem, case, key, open_account, transfer
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver().start()
+    yield server
+    server.stop()
 
 
 async def place(client: httpx.AsyncClient, source: str, destination: str, amount: object, **extra: object
@@ -81,3 +96,47 @@ async def test_refusals(client: httpx.AsyncClient) -> None:
     capture = await client.post(f"{API}/holds/{hold['id']}/capture", headers={"Idempotency-Key": key()})
     assert_problem(capture, "account_frozen", 409)
     assert (await client.post(f"{API}/holds/{hold['id']}/void")).json()["status"] == "voided"
+
+
+async def test_the_workers_sweep_expires_a_due_hold_with_no_request_touching_its_account(
+    client: httpx.AsyncClient, payments_stack: Payments, receiver: Receiver
+) -> None:
+    """A real worker process (its sweep every 200 ms, FAST_WORKER) records expired a hold past its expiry: the hold
+    row, the account's `held`, the `hold.expired` event in the feed and as a webhook; the ledger stays clean.
+    Time passes by moving the hold's `expires_at` into the past in PostgreSQL (`expires_in` is at least 60 s)."""
+    pool = payments_stack.services.pool
+    hook = await client.post(f"{API}/webhooks", json={"url": receiver.url("/holds"), "events": ["hold.expired"]})
+    assert hook.status_code == 201, hook.text
+    a, b = await open_account(client, "10.00"), await open_account(client)
+    placed = await place(client, a["id"], b["id"], "4.00", expires_in=60)
+    assert placed.status_code == 201, placed.text
+    hold_id = placed.json()["id"]
+
+    async def stored() -> tuple[str, int]:
+        row = await pool.fetchrow("SELECT h.status, a.held FROM holds h JOIN accounts a ON a.id = h.source_account_id"
+                                  " WHERE h.id = $1", uuid.UUID(hold_id))
+        assert row is not None
+        return row["status"], row["held"]
+
+    assert await stored() == ("active", 400)
+    moved = await pool.execute("UPDATE holds SET expires_at = now() - interval '1 second' WHERE id = $1",
+                               uuid.UUID(hold_id))
+    assert moved == "UPDATE 1"
+
+    deadline = asyncio.get_running_loop().time() + 30  # a bound for a loaded machine, not a measure
+    while (now := await stored()) != ("expired", 0):
+        assert asyncio.get_running_loop().time() < deadline, f"the sweep has not expired the hold: {now}"
+        await asyncio.sleep(0.1)
+
+    hold = (await client.get(f"{API}/holds/{hold_id}")).json()
+    assert hold["status"] == "expired"
+    got = (await client.get(f"{API}/accounts/{a['id']}/balance")).json()
+    assert (got["balance"], got["available_balance"], got["held"]) == ("10.00", "10.00", "0.00")
+    while not (events := (await client.get(f"{API}/events", params={"type": "hold.expired"})).json()["data"]):
+        assert asyncio.get_running_loop().time() < deadline, "no hold.expired event in the feed"
+        await asyncio.sleep(0.1)
+    assert [(e["type"], e["data"]["object"]["id"], e["data"]["object"]["status"]) for e in events] == [
+        ("hold.expired", hold_id, "expired")]
+    delivered = await asyncio.to_thread(receiver.wait, "/holds", 1, 30.0)
+    assert [json.loads(hit.body)["id"] for hit in delivered] == [events[0]["id"]]
+    assert await payments_stack.services.audit.drift() == []

@@ -6,16 +6,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+from uuid import UUID
 
 from adapters.memory import InMemoryStore
+from adapters.memory.clock import InMemoryClock
 from adapters.memory.outbox import InMemoryOutboxFeed, InMemoryTaskQueue
 from core.errors import Unavailable
 from core.events import ClaimedBatch, OutboxMessage
+from core.holds import HoldStatus
 from core.ids import new_id
-from workers.background import Episode, relay_forever
+from core.money import Money
+from core.usecases.accounts import CreateAccount, create_account
+from core.usecases.holds import CreateHold, create_hold
+from workers.background import Episode, relay_forever, sweep_holds_forever
 
 
 class FailingFirst:
@@ -66,6 +72,55 @@ async def test_the_relay_survives_an_outage_and_a_bug_and_then_publishes_what_wa
     assert feed.claims >= 3 and not relay.done()
     stop.set()
     await asyncio.wait_for(relay, 10)  # ends by stop alone, without an exception
+
+
+class FailingFactory:
+    """A unit-of-work factory whose first units of work raise the given errors, then behaves."""
+
+    def __init__(self, store: InMemoryStore, errors: list[Exception]) -> None:
+        self._store, self._errors = store, errors
+        self.calls = 0
+
+    def __call__(self, **options: Any) -> Any:
+        self.calls += 1
+        if self._errors:
+            raise self._errors.pop(0)
+        return self._store(**options)
+
+
+async def test_the_hold_sweep_survives_an_outage_and_a_bug_and_expires_holds_on_every_round() -> None:
+    store, clock, tenant_id = InMemoryStore(), InMemoryClock(), new_id()
+    ids: list[UUID] = []
+    for user, opening in (("alice", 1_000), ("bob", 0)):
+        async with store() as uow:
+            ids.append((await create_account(CreateAccount(
+                tenant_id=tenant_id, user_id=user, currency="USD",
+                initial_balance=Money(opening, "USD") if opening else None), uow=uow, clock=clock)).id)
+
+    async def place() -> UUID:
+        async with store() as uow:
+            return (await create_hold(CreateHold(tenant_id=tenant_id, source_account_id=ids[0],
+                                                 destination_account_id=ids[1], amount=Money(100, "USD"),
+                                                 expires_in=60), uow=uow, clock=clock)).id
+
+    first, factory = await place(), FailingFactory(store, [Unavailable("the database is restarting"),
+                                                           RuntimeError("a bug in one round")])
+    services: Any = SimpleNamespace(settings=SimpleNamespace(worker=SimpleNamespace(hold_sweep_interval=0.02)),
+                                    uow_factory=factory, clock=clock)
+    stop = asyncio.Event()
+    sweep = asyncio.create_task(sweep_holds_forever(services, stop))
+    await asyncio.sleep(0.1)
+    assert store.holds[first].status is HoldStatus.ACTIVE  # not due yet: the rounds find nothing
+    clock.advance(timedelta(seconds=60))
+    await _until(lambda: store.holds[first].status is HoldStatus.EXPIRED)
+    assert store.accounts[ids[0]].held == 0 and factory.calls >= 3
+    second = await place()  # a later hold: a later round
+    clock.advance(timedelta(seconds=60))
+    await _until(lambda: store.holds[second].status is HoldStatus.EXPIRED)
+    assert store.accounts[ids[0]].held == 0 and not sweep.done()
+    assert [m.topic for m in store.outbox].count("hold.expired") == 2
+    stop.set()
+    await asyncio.wait_for(sweep, 10)  # ends by stop alone, without an exception
 
 
 def test_an_episode_backs_off_with_jitter_up_to_its_cap_and_starts_over_after_a_success() -> None:
