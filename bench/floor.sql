@@ -28,7 +28,7 @@ DECLARE
     d record;
     found_src boolean := false;
     found_dst boolean := false;
-    src_balance bigint; dst_balance bigint; src_hash text; dst_hash text;
+    src_balance bigint; dst_balance bigint; src_hash bytea; dst_hash bytea;
 BEGIN
     IF src = dst THEN
         RAISE EXCEPTION 'source and destination must be different accounts' USING ERRCODE = 'invalid_parameter_value';

@@ -24,7 +24,7 @@ DECLARE
     funding uuid := 'b0000000-0000-4000-8000-ffffffffffff';
     posting uuid := gen_random_uuid();
     at timestamptz := now();
-    genesis text := repeat('0', 64);
+    genesis bytea := decode(repeat('0', 64), 'hex');
 BEGIN
     INSERT INTO tenants (id, name, created_at) VALUES (t, 'pgbench', at);
     INSERT INTO accounts (id, tenant_id, kind, currency, balance, version, created_at, updated_at)
@@ -89,7 +89,7 @@ DECLARE
     correlation text := replace(gen_random_uuid()::text, '-', '');
     src_entry uuid := gen_random_uuid();
     dst_entry uuid := gen_random_uuid();
-    src_balance bigint; src_version bigint; dst_balance bigint; dst_version bigint; src_hash text; dst_hash text;
+    src_balance bigint; src_version bigint; dst_balance bigint; dst_version bigint; src_hash bytea; dst_hash bytea;
     view jsonb;
 BEGIN
     IF src_n < dst_n THEN
