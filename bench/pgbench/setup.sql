@@ -16,7 +16,7 @@ AS $$ SELECT ('b0000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid $$;
 
 -- A user account per n in 1..accounts, each funded with `balance` minor units from the tenant's
 -- funding account by one balanced posting, as POST /accounts with an initial_balance does. Every entry
--- carries its hash (migration 0010's ledger_entry_hash): each user account's one entry chains from the
+-- carries its hash (ledger_entry_hash, migrations 0010 and 0017): each user account's one entry chains from the
 -- genesis value, the funding account's 1..accounts entries chain one after the other.
 CREATE OR REPLACE FUNCTION bench_seed(accounts integer, balance bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
