@@ -10,7 +10,7 @@
 --      checks, including the balance range);
 --   3. update both balances, versions and last_entry_hash (one UPDATE ... FROM VALUES, like the API's write);
 --   4. insert both entries (one INSERT, two rows), each with its hash chained from the account's last hash
---      (migration 0010's ledger_entry_hash: the same text core/hash_chain.py hashes in the API).
+--      (ledger_entry_hash, migrations 0010 and 0017: the same text core/hash_chain.py hashes in the API).
 -- What it does NOT do, on purpose (the floor is "the same transfer, nothing else"): no payment row, no
 -- payment_events, no outbox row, no idempotency record; its entries carry no payment_id. The ids (posting, two
 -- entries) come from the caller, which makes them with core.ids.new_id (UUIDv7) like the API, so that the
@@ -28,7 +28,7 @@ DECLARE
     d record;
     found_src boolean := false;
     found_dst boolean := false;
-    src_balance bigint; dst_balance bigint; src_hash text; dst_hash text;
+    src_balance bigint; dst_balance bigint; src_hash bytea; dst_hash bytea;
 BEGIN
     IF src = dst THEN
         RAISE EXCEPTION 'source and destination must be different accounts' USING ERRCODE = 'invalid_parameter_value';

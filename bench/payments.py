@@ -792,7 +792,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
     pid, now = uuid.uuid4(), datetime.now(UTC)
     correlation = uuid.uuid4().hex
     updated = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"),
-               ("last_entry_hash", "text"))
+               ("last_entry_hash", "bytea"))
 
     def leg(row: Any, posting: uuid.UUID, amount: int, at: datetime) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         """The account's update and its entry, the entry chained from the account's last hash as core.ledger

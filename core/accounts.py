@@ -77,7 +77,7 @@ class Account:
     created_at: datetime
     updated_at: datetime
     #: The hash of the account's latest ledger entry (GENESIS before the first): the next entry chains from it.
-    last_entry_hash: str = GENESIS
+    last_entry_hash: bytes = GENESIS
 
     @property
     def is_user(self) -> bool:

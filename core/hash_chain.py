@@ -2,8 +2,11 @@
 
 An entry's hash is SHA-256 over the previous entry's hash on the same account and the entry's own fields
 (API.md §4). The text hashed is spelled out in docs/design.md ("Tamper-evident entries") so that anyone can
-verify a chain; migration 0010's `ledger_entry_hash` computes the same text in SQL, and a test holds the two
+verify a chain; migration 0017's `ledger_entry_hash` computes the same text in SQL, and a test holds the two
 to the same fixed vectors.
+
+Hashes are held as their 32 bytes (PostgreSQL `bytea`); the text hashed carries the previous hash as 64
+lower-case hex characters, and the API shows a hash the same way (`.hex()`).
 """
 
 from __future__ import annotations
@@ -12,34 +15,35 @@ import hashlib
 from datetime import UTC, datetime
 from uuid import UUID
 
-#: The "previous hash" of an account's first entry: 64 zeros (SHA-256's width, in hex).
-GENESIS = "0" * 64
+#: The "previous hash" of an account's first entry: 32 zero bytes (SHA-256's width; 64 zeros in hex).
+GENESIS = bytes(32)
 
 
 def canonical(
-    previous: str, *, id: UUID, account_id: UUID, payment_id: UUID | None, type: str, amount: int,
+    previous: bytes, *, id: UUID, account_id: UUID, payment_id: UUID | None, type: str, amount: int,
     balance_after: int, currency: str, created_at: datetime,
 ) -> str:
-    """The text an entry's hash is computed over: the previous hash and eight fields joined by `|` (none can hold one).
+    """The text an entry's hash is computed over: the previous hash (in lower-case hex) and eight fields joined by
+    `|` (none can hold one).
 
     Ids are lower-case hyphenated UUIDs; a missing payment is the empty string; amounts are signed
     integer minor units in decimal; `created_at` is UTC at millisecond precision, exactly as the API
     renders it (so a client can verify a chain from `GET /accounts/{id}/transactions` alone).
     """
     return "|".join((
-        previous, str(id), str(account_id), "" if payment_id is None else str(payment_id), type, str(amount),
+        previous.hex(), str(id), str(account_id), "" if payment_id is None else str(payment_id), type, str(amount),
         str(balance_after), currency, _instant(created_at),
     ))
 
 
 def entry_hash(
-    previous: str, *, id: UUID, account_id: UUID, payment_id: UUID | None, type: str, amount: int,
+    previous: bytes, *, id: UUID, account_id: UUID, payment_id: UUID | None, type: str, amount: int,
     balance_after: int, currency: str, created_at: datetime,
-) -> str:
-    """The entry's hash: lower-case hex SHA-256 of the UTF-8 bytes of `canonical(...)`."""
+) -> bytes:
+    """The entry's hash: the SHA-256 digest (32 bytes) of the UTF-8 bytes of `canonical(...)`."""
     text = canonical(previous, id=id, account_id=account_id, payment_id=payment_id, type=type, amount=amount,
                      balance_after=balance_after, currency=currency, created_at=created_at)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode()).digest()
 
 
 def _instant(at: datetime) -> str:

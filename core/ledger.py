@@ -31,10 +31,10 @@ class Entry:
     balance_after: int
     currency: str
     created_at: datetime
-    #: SHA-256 over the account's previous entry's hash and this entry's fields (`core.hash_chain`).
-    hash: str
+    #: SHA-256 over the account's previous entry's hash and this entry's fields (`core.hash_chain`), 32 bytes.
+    hash: bytes
 
-    def chains_from(self, previous: str) -> bool:
+    def chains_from(self, previous: bytes) -> bool:
         """Whether this entry's hash is the one computed from its fields after an entry hashed `previous`."""
         return self.hash == entry_hash(
             previous, id=self.id, account_id=self.account_id, payment_id=self.payment_id, type=self.type,
@@ -97,7 +97,7 @@ def post(
     return entries
 
 
-def chain_problems(account_id: UUID, entries: Sequence[Entry], last_entry_hash: str) -> list[str]:
+def chain_problems(account_id: UUID, entries: Sequence[Entry], last_entry_hash: bytes) -> list[str]:
     """What breaks an account's hash chain: its first broken entry (which, and why), and a chain head
     (`Account.last_entry_hash`) that is not its latest entry's hash. `entries` are the account's, by `seq`.
 

@@ -99,7 +99,7 @@ def entry_view(entry: Entry) -> dict[str, Any]:
         "balance_after": format_minor(entry.balance_after, entry.currency),
         "currency": entry.currency,
         "created_at": timestamp(entry.created_at),
-        "hash": entry.hash,
+        "hash": entry.hash.hex(),
     }
 
 

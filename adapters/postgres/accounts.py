@@ -43,7 +43,7 @@ LIST_BY_METADATA = LIST.replace("\nORDER BY", "\n  AND metadata <> '{}'::jsonb A
 #: What a posting changes (`save`), and besides it what `PATCH /accounts/{id}` changes (`save_controls`): a
 #: transfer's write does not carry the controls it never changes.
 _UPDATED = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"),
-            ("last_entry_hash", "text"))
+            ("last_entry_hash", "bytea"))
 _CONTROLLED = (*_UPDATED, ("status", "text"), ("overdraft_limit", "bigint"), ("held", "bigint"), ("metadata", "jsonb"))
 
 to_account = reader(Account, COLUMNS)

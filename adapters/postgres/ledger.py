@@ -22,7 +22,7 @@ COLUMNS = ("id, tenant_id, account_id, posting_id, payment_id, refund_id, seq, t
            " currency, created_at, hash")
 #: The SQL types of COLUMNS, for many entries written as one array per column.
 TYPES = ("uuid", "uuid", "uuid", "uuid", "uuid", "uuid", "bigint", "text", "bigint", "bigint", "text", "timestamptz",
-         "text")
+         "bytea")
 
 
 LIST = f"""SELECT {COLUMNS} FROM account_transactions
@@ -43,6 +43,9 @@ WINDOW_ENTRIES = f"""SELECT {COLUMNS} FROM account_transactions
 WHERE tenant_id = $1 AND account_id = $2 AND (created_at, seq) > ($3, $4) AND created_at < $5 AND seq <= $6
 ORDER BY created_at, seq LIMIT $7"""
 
+#: core.hash_chain.GENESIS as a bytea literal.
+GENESIS_SQL = f"'\\x{GENESIS.hex()}'::bytea"
+
 # Each query returns one line per broken invariant.
 AUDIT = {
     "balance equals the sum of entries": """
@@ -58,14 +61,14 @@ AUDIT = {
               FROM account_transactions WINDOW w AS (PARTITION BY account_id ORDER BY seq)) x
         WHERE balance_after <> running OR seq <> position""",
     # The first entry of each account whose hash does not follow from the entry before it, and why; worded as
-    # core.ledger.chain_problems words it. ledger_entry_hash is migration 0010's SQL twin of core.hash_chain.
+    # core.ledger.chain_problems words it. ledger_entry_hash is migration 0017's SQL twin of core.hash_chain.
     "every hash chain holds": f"""
         WITH links AS (
             SELECT t.*, lag(seq) OVER w AS previous_seq, lag(hash) OVER w AS previous_hash
             FROM account_transactions t WINDOW w AS (PARTITION BY account_id ORDER BY seq)),
         broken AS (
             SELECT DISTINCT ON (account_id) * FROM links
-            WHERE hash <> ledger_entry_hash(coalesce(previous_hash, '{GENESIS}'), id, account_id, payment_id, type,
+            WHERE hash <> ledger_entry_hash(coalesce(previous_hash, {GENESIS_SQL}), id, account_id, payment_id, type,
                                             amount, balance_after, currency, created_at)
             ORDER BY account_id, seq)
         SELECT 'account ' || b.account_id || ': entry ' || b.id || ' (seq ' || b.seq || ') breaks the hash chain: '
@@ -73,7 +76,7 @@ AUDIT = {
             WHEN b.seq <> coalesce(b.previous_seq, 0) + 1 THEN
                 'entries before it are missing (seq ' || coalesce(b.previous_seq, 0) + 1
                 || CASE WHEN b.seq - 1 > coalesce(b.previous_seq, 0) + 1 THEN ' to ' || b.seq - 1 ELSE '' END || ')'
-            WHEN b.hash = ledger_entry_hash('{GENESIS}', b.id, b.account_id, b.payment_id, b.type, b.amount,
+            WHEN b.hash = ledger_entry_hash({GENESIS_SQL}, b.id, b.account_id, b.payment_id, b.type, b.amount,
                                             b.balance_after, b.currency, b.created_at)
                 THEN 'it is out of place: it was written as the account''s first entry'
             WHEN after.id IS NOT NULL
@@ -100,7 +103,7 @@ AUDIT = {
                  || 'after it were removed, it was moved, or the account row was changed' END
         FROM accounts a LEFT JOIN LATERAL (SELECT id, seq, hash FROM account_transactions t WHERE t.account_id = a.id
                                            ORDER BY seq DESC LIMIT 1) l ON true
-        WHERE a.last_entry_hash <> coalesce(l.hash, '{GENESIS}')
+        WHERE a.last_entry_hash <> coalesce(l.hash, {GENESIS_SQL})
         ORDER BY a.id""",
     "a tenant's balances sum to zero per currency": """
         SELECT 'tenant ' || tenant_id || ' ' || currency || ': balances sum to ' || sum(balance)

@@ -16,7 +16,7 @@ AS $$ SELECT ('b0000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid $$;
 
 -- A user account per n in 1..accounts, each funded with `balance` minor units from the tenant's
 -- funding account by one balanced posting, as POST /accounts with an initial_balance does. Every entry
--- carries its hash (migration 0010's ledger_entry_hash): each user account's one entry chains from the
+-- carries its hash (ledger_entry_hash, migrations 0010 and 0017): each user account's one entry chains from the
 -- genesis value, the funding account's 1..accounts entries chain one after the other.
 CREATE OR REPLACE FUNCTION bench_seed(accounts integer, balance bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -24,7 +24,7 @@ DECLARE
     funding uuid := 'b0000000-0000-4000-8000-ffffffffffff';
     posting uuid := gen_random_uuid();
     at timestamptz := now();
-    genesis text := repeat('0', 64);
+    genesis bytea := decode(repeat('0', 64), 'hex');
 BEGIN
     INSERT INTO tenants (id, name, created_at) VALUES (t, 'pgbench', at);
     INSERT INTO accounts (id, tenant_id, kind, currency, balance, version, created_at, updated_at)
@@ -89,7 +89,7 @@ DECLARE
     correlation text := replace(gen_random_uuid()::text, '-', '');
     src_entry uuid := gen_random_uuid();
     dst_entry uuid := gen_random_uuid();
-    src_balance bigint; src_version bigint; dst_balance bigint; dst_version bigint; src_hash text; dst_hash text;
+    src_balance bigint; src_version bigint; dst_balance bigint; dst_version bigint; src_hash bytea; dst_hash bytea;
     view jsonb;
 BEGIN
     IF src_n < dst_n THEN

@@ -9,7 +9,7 @@
 --   6 INSERT the outbox row + the idempotency_keys row (one statement: a data-modifying WITH)
 --   7 COMMIT
 -- Each UPDATE also moves the account's last_entry_hash on: the entry's hash, computed in SQL by
--- ledger_entry_hash (migration 0010) where the API computes it in Python.
+-- ledger_entry_hash (migrations 0010, 0017) where the API computes it in Python.
 -- Updating the lower id first is the API's lock order (no deadlock). It does NOT do the API's
 -- three reads (advisory lock, idempotency lookup, SELECT ... FOR UPDATE): see transfer_api.sql.
 -- A source without funds makes \gset fail and pgbench abort the client; bench_seed's
@@ -72,9 +72,9 @@ SELECT e.id, bench_tenant(), e.account, p.posting, :payment::uuid, e.seq, e.type
        now(), e.hash
 FROM (SELECT gen_random_uuid() AS posting) p,
      LATERAL (VALUES (:src_entry::uuid, bench_account(:src), :src_version::bigint, 'debit', -:amount::bigint,
-                      :src_balance::bigint, :src_hash::text),
+                      :src_balance::bigint, :src_hash::bytea),
                      (:dst_entry::uuid, bench_account(:dst), :dst_version::bigint, 'credit', :amount::bigint,
-                      :dst_balance::bigint, :dst_hash::text))
+                      :dst_balance::bigint, :dst_hash::bytea))
              e(id, account, seq, type, amount, balance_after, hash);
 WITH v AS (
     SELECT bench_payment_view(:payment::uuid, bench_account(:src), bench_account(:dst), :amount, now()) AS view),

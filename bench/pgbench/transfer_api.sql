@@ -46,7 +46,7 @@ WITH w0 AS (
     FROM unnest(ARRAY[bench_account(:src), bench_account(:dst)],
                 ARRAY[:src_balance::bigint - :amount, :dst_balance::bigint + :amount],
                 ARRAY[:src_version::bigint + 1, :dst_version::bigint + 1],
-                ARRAY[:at::timestamptz, :at::timestamptz], ARRAY[:src_hash::text, :dst_hash::text])
+                ARRAY[:at::timestamptz, :at::timestamptz], ARRAY[:src_hash::bytea, :dst_hash::bytea])
          AS v(id, balance, version, updated_at, last_entry_hash)
     WHERE a.id = v.id),
 w1 AS (
@@ -75,7 +75,7 @@ w3 AS (
                 ARRAY[NULL::uuid, NULL::uuid], ARRAY[:src_version::bigint + 1, :dst_version::bigint + 1],
                 ARRAY['debit', 'credit'], ARRAY[-:amount::bigint, :amount::bigint],
                 ARRAY[:src_balance::bigint - :amount, :dst_balance::bigint + :amount], ARRAY['USD', 'USD'],
-                ARRAY[:at::timestamptz, :at::timestamptz], ARRAY[:src_hash::text, :dst_hash::text])
+                ARRAY[:at::timestamptz, :at::timestamptz], ARRAY[:src_hash::bytea, :dst_hash::bytea])
             AS e(id, tenant_id, account_id, payment_id, refund_id, seq, type, amount, balance_after, currency, created_at,
                  hash)),
 w4 AS (

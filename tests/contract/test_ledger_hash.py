@@ -48,7 +48,7 @@ async def test_every_entry_chains_from_the_accounts_previous_one(uow_factory, cl
     a, entries = await history(uow_factory, clock, tenant.id)
     previous = GENESIS
     for entry in entries:
-        assert len(entry.hash) == 64 and entry.chains_from(previous), entry
+        assert len(entry.hash) == 32 and entry.chains_from(previous), entry
         previous = entry.hash
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
     assert (await stored(uow_factory, a))[1] == entries[-1].hash

@@ -1,6 +1,7 @@
-"""Tamper-evident entries on real PostgreSQL: migration 0010's SQL hash equals core.hash_chain's, its backfill of
-entries written before it equals what the application would have written, and `payments ledger check` exits 1
-naming the entry when a stored row is edited, deleted or moved directly in PostgreSQL.
+"""Tamper-evident entries on real PostgreSQL: the SQL hash (migrations 0010, 0017) equals core.hash_chain's, 0010's
+backfill of entries written before it, carried into bytes by 0017, equals what the application would have
+written, and `payments ledger check` exits 1 naming the entry when a stored row is edited, deleted or moved
+directly in PostgreSQL.
 
 The tampering runs as a superuser could run it: entries are append-only (a trigger refuses UPDATE and DELETE),
 and `session_replication_role = replica` is what switches triggers off for one session."""
@@ -47,7 +48,7 @@ async def test_the_sql_hash_is_the_python_hash(services: Services) -> None:
     for _ in range(300):
         at = datetime(1900, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(400 * 366 * 86_400 * 10**6))
         cases.append(dict(
-            previous=rng.choice([GENESIS, os.urandom(32).hex()]), id=uuid4(), account_id=uuid4(),
+            previous=rng.choice([GENESIS, os.urandom(32)]), id=uuid4(), account_id=uuid4(),
             payment_id=rng.choice([None, uuid4()]), type=rng.choice(["debit", "credit"]),
             amount=rng.randrange(-(2**62), 2**62) or 1, balance_after=rng.randrange(-(2**62), 2**62),
             currency=rng.choice(["USD", "JPY", "KWD"]), created_at=at.astimezone(rng.choice(ZONES))))
@@ -57,7 +58,7 @@ async def test_the_sql_hash_is_the_python_hash(services: Services) -> None:
         expected = entry_hash(previous, **case)
         assert await services.pool.fetchval(SQL_HASH, previous, *case.values()) == expected, case
     for fields, _, digest in VECTORS:
-        assert await services.pool.fetchval(SQL_HASH, *fields.values()) == digest
+        assert await services.pool.fetchval(SQL_HASH, *fields.values()) == bytes.fromhex(digest)
 
 
 def _before_0010(url: str) -> None:
@@ -214,6 +215,19 @@ async def test_ledger_check_names_an_entry_edited_deleted_or_moved_in_postgresql
     await put(conn, (rows[2], rows[2]), (rows[3], rows[3]))
     assert drift_lines(moved) == [named(a.id, rows[3]["id"], 3, "its hash does not match its fields: it, or the "
                                         "entry before it, was changed")]
+
+    # 4. a stored hash edited (one byte of its 32, migration 0017): that entry is named; a hash that is not 32
+    #    bytes is refused by the column's check, on entries and on the account's chain head alike
+    flipped = bytes([rows[3]["hash"][0] ^ 1]) + rows[3]["hash"][1:]
+    await conn.execute("UPDATE account_transactions SET hash = $2 WHERE id = $1", rows[3]["id"], flipped)
+    rehashed = await check()
+    await conn.execute("UPDATE account_transactions SET hash = $2 WHERE id = $1", rows[3]["id"], rows[3]["hash"])
+    assert named(a.id, rows[3]["id"], 4, "its hash does not match its fields: it, or the entry before it, was "
+                 "changed") in drift_lines(rehashed)
+    for sql in ("UPDATE account_transactions SET hash = $2 WHERE id = $1",
+                "UPDATE accounts SET last_entry_hash = $2 WHERE id = $1"):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(sql, rows[3]["id"] if "account_transactions" in sql else a.id, rows[3]["hash"][:31])
 
     after = await check()
     assert after.returncode == 0 and "ledger ok" in after.stdout, after.stdout + after.stderr

@@ -21,11 +21,11 @@ VECTORS = [
     (dict(previous=GENESIS, id=UUID("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"), account_id=ACCOUNT, payment_id=None,
           type="credit", amount=100_000, balance_after=100_000, currency="USD",
           created_at=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)),
-     f"{GENESIS}|0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b|0190a1b2-0000-7000-8000-000000000001||credit|100000|100000|USD|"
+     f"{GENESIS.hex()}|0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b|0190a1b2-0000-7000-8000-000000000001||credit|100000|100000|USD|"
      "2025-01-02T03:04:05.678Z",
      "bb0b172c488d0d4f2b670278e5ac6c5b6c3e8e96bbd1e2240264f7590918e587"),
     # chained from the first; a payment; a negative amount; a time given in +01:00 with .999999 s (truncated)
-    (dict(previous="bb0b172c488d0d4f2b670278e5ac6c5b6c3e8e96bbd1e2240264f7590918e587",
+    (dict(previous=bytes.fromhex("bb0b172c488d0d4f2b670278e5ac6c5b6c3e8e96bbd1e2240264f7590918e587"),
           id=UUID("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2c"), account_id=ACCOUNT,
           payment_id=UUID("0190a1b2-0000-7000-8000-0000000000aa"), type="debit", amount=-2550, balance_after=97_450,
           currency="USD", created_at=datetime(2025, 1, 2, 4, 4, 5, 999999, tzinfo=timezone(timedelta(hours=1)))),
@@ -38,7 +38,7 @@ VECTORS = [
           account_id=UUID("0190a1b2-0000-7000-8000-000000000002"),
           payment_id=UUID("0190a1b2-0000-7000-8000-0000000000bb"), type="debit", amount=-1000, balance_after=0,
           currency="KWD", created_at=datetime(1999, 12, 31, 23, 59, 59, 500, tzinfo=UTC)),
-     f"{GENESIS}|0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2d|0190a1b2-0000-7000-8000-000000000002|"
+     f"{GENESIS.hex()}|0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2d|0190a1b2-0000-7000-8000-000000000002|"
      "0190a1b2-0000-7000-8000-0000000000bb|debit|-1000|0|KWD|1999-12-31T23:59:59.000Z",
      "200f1786af57c2bd652cdcfb37ecaded62d62e76893ce23421bd7ee5ab68bd2d"),
 ]
@@ -50,7 +50,7 @@ def test_fixed_vectors(fields: dict, text: str, digest: str) -> None:
     previous = fields["previous"]
     rest = {k: v for k, v in fields.items() if k != "previous"}
     assert canonical(previous, **rest) == text
-    assert entry_hash(previous, **rest) == digest
+    assert entry_hash(previous, **rest) == bytes.fromhex(digest)
 
 
 def test_a_time_without_a_zone_is_refused() -> None:
@@ -61,7 +61,7 @@ def test_a_time_without_a_zone_is_refused() -> None:
 
 def test_every_field_changes_the_hash() -> None:
     fields = {k: v for k, v in VECTORS[1][0].items() if k != "previous"}
-    previous, digest = VECTORS[1][0]["previous"], VECTORS[1][2]
+    previous, digest = VECTORS[1][0]["previous"], bytes.fromhex(VECTORS[1][2])
     changed = {"id": uuid4(), "account_id": uuid4(), "payment_id": None, "type": "credit", "amount": -2551,
                "balance_after": 97_451, "currency": "EUR",
                "created_at": fields["created_at"] + timedelta(milliseconds=1)}
@@ -98,11 +98,11 @@ def test_post_chains_each_entry_from_the_accounts_last_hash() -> None:
 
 def test_two_legs_on_one_account_chain_one_after_the_other() -> None:
     a, b = account(balance=100), account()
-    a.last_entry_hash = "ab" * 32
+    a.last_entry_hash = bytes.fromhex("ab" * 32)
     entries = post([(a, -10), (b, 4), (a, -5), (b, 11)], at=AT)
     mine = [e for e in entries if e.account_id == a.id]
     assert [e.seq for e in mine] == [1, 2]
-    assert mine[0].chains_from("ab" * 32) and mine[1].chains_from(mine[0].hash)
+    assert mine[0].chains_from(bytes.fromhex("ab" * 32)) and mine[1].chains_from(mine[0].hash)
     assert a.last_entry_hash == mine[1].hash
 
 
@@ -137,7 +137,7 @@ def test_an_edited_amount_is_named() -> None:
 
 
 @pytest.mark.parametrize("change", [{"payment_id": None}, {"created_at": AT}, {"balance_after": 7}, {"type": "credit"},
-                                    {"currency": "EUR"}, {"hash": "0" * 64}])
+                                    {"currency": "EUR"}, {"hash": bytes(32)}])
 def test_any_other_edit_is_named(change: dict) -> None:
     a = account()
     entries = entries_of(a, account(FUNDING))
