@@ -32,7 +32,7 @@ def feed_view(page: Page[OutboxMessage]) -> dict[str, Any]:
 
 @operation(bp, Operation(method="get", path="/api/v1/events", summary="The events feed, oldest first",
                          tag="events", operation_id="listEvents", response=EventPage, query=(_TYPE, _AFTER, *LIST),
-                         errors=(400, 422, *COMMON)))
+                         errors=(422, *COMMON)))
 async def index(request: Request) -> HTTPResponse:
     params, args = list_params(request), request.get_args(keep_blank_values=True)
     event_type, after, cursor = args.get("type"), args.get("after"), params["cursor"]
