@@ -29,6 +29,7 @@ from core.holds import HoldStatus
 from core.money import Money
 from core.ports import UnitOfWorkFactory
 from core.usecases.accounts import UpdateAccount, get_account, update_account
+from core.usecases.external_payments import CreateExternalPayment, create_external_payment
 from core.usecases.holds import (
     CaptureHold,
     CreateHold,
@@ -280,6 +281,65 @@ async def test_holds_transfers_captures_and_voids_racing_never_overspend(uow_fac
                                   now=now.now(), limit=100, cursor=None, uow=uow)
     assert held == sum(h.amount for h in listed.items)
     assert await audit.drift() == []
+
+
+
+async def test_expiries_and_external_payments_racing_with_holds_never_overspend(uow_factory, now, tenant,
+                                                                                 audit) -> None:
+    """Holds, transfers and external payments race on one source; then, once some holds are due, captures, voids,
+    the expiry sweep and more of the same race on it: it never holds or sends more than it has, no hold ends
+    twice, a due hold is never captured, and every cent is accounted for."""
+    a = await open_account(uow_factory, now, tenant.id, 2_000)
+    b = await open_account(uow_factory, now, tenant.id, user_id="bob")
+    placed: list[Any] = []
+    paid: list[int] = []
+
+    async def act(n: int) -> None:
+        try:
+            if n % 4 == 0:
+                placed.append(await hold(uow_factory, now, tenant.id, a.id, b.id, 120,
+                                         expires_in=60 if n % 8 == 0 else 3_600))
+            elif n % 4 == 1:
+                await transfer(uow_factory, now, tenant.id, a.id, b.id, 70)
+            elif n % 4 == 2:
+                async with uow_factory() as uow:
+                    await create_external_payment(CreateExternalPayment(
+                        tenant_id=tenant.id, source_account_id=a.id, amount=Money(50, "USD"), provider="stripe"),
+                        uow=uow, clock=now)
+                paid.append(50)
+            elif placed:
+                change = capture if n % 8 == 3 else void
+                await change(uow_factory, now, tenant.id, placed[n % len(placed)].id)
+        except CoreError:
+            pass
+
+    async def sweep() -> None:
+        for _ in range(5):
+            await expire_holds(uow_factory=uow_factory, clock=now)
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(asyncio.gather(*(act(n) for n in range(0, 32, 4)), *(act(n) for n in range(1, 24, 4)),
+                                          *(act(n) for n in range(2, 24, 4))), 60)
+    before = {h.id for h in placed}
+    now.advance(timedelta(seconds=61))  # the holds placed for 60 s are due; those for an hour are not
+    await asyncio.wait_for(asyncio.gather(*(act(n) for n in range(40)), sweep()), 60)
+    await expire_holds(uow_factory=uow_factory, clock=now)
+
+    balance_now, available, held = await seen(uow_factory, now, tenant.id, a.id)
+    assert available >= 0 and held >= 0 and balance_now == available + held
+    assert balance_now + (await balance(uow_factory, tenant.id, b.id) or 0) + sum(paid) == 2_000
+    ended = [await get_one(uow_factory, tenant.id, h.id) for h in placed]
+    statuses = {h.status for h in ended if h.id in before}
+    assert HoldStatus.EXPIRED in statuses and len(statuses) > 1, statuses  # the race had something to decide
+    assert all(h.status is not HoldStatus.ACTIVE or h.expires_at > now.now() for h in ended)
+    assert not [h for h in ended if h.status is HoldStatus.CAPTURED and h.expires_at <= now.now()]
+    assert held == sum(h.amount for h in ended if h.status is HoldStatus.ACTIVE)
+    assert await audit.drift() == []
+
+
+async def get_one(uow_factory: UnitOfWorkFactory, tenant_id: UUID, hold_id: UUID) -> Any:
+    async with uow_factory(read_only=True) as uow:
+        return await get_hold(tenant_id, hold_id, uow=uow)
 
 
 def sweepers(backend: str, uow_factory: UnitOfWorkFactory, services: Services, n: int) -> list[UnitOfWorkFactory]:
