@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from loguru import logger
@@ -72,48 +73,56 @@ async def first(*events: asyncio.Event, seconds: float) -> None:
             task.cancel()
 
 
+async def every(name: str, interval: float, stop: asyncio.Event, one_round: Callable[[], Awaitable[None]],
+                *, backoff_cap: float | None = None) -> None:
+    """Run `one_round` every `interval` seconds until `stop`; no failure ends it. A failed round is logged once per
+    episode and retried after a backoff, capped at `backoff_cap` (default: the interval)."""
+    episode, cap = Episode(name), interval if backoff_cap is None else backoff_cap
+    while not stop.is_set():
+        try:
+            await one_round()
+        except Exception as error:  # the next round tries again
+            await first(stop, seconds=min(cap, episode.failed(error)))
+            continue
+        episode.succeeded()
+        await first(stop, seconds=interval)
+
+
 async def housekeeping_forever(services: Services, stop: asyncio.Event, owner: str) -> None:
     """One worker at a time (a lease with a fencing token): re-enqueue stuck payments and refunds,
     reap expired idempotency records and published events past their retention (the events feed reads them
     until then), reconcile yesterday's settlement reports once a day; no failure ends it."""
-    settings, episode = services.settings, Episode("housekeeping")
+    settings = services.settings
     interval = settings.worker.housekeeping_interval
-    while not stop.is_set():
-        try:
-            now = datetime.now(UTC)
-            requeued = await requeue_stuck(lease=services.lease, owner=owner, ttl_seconds=interval * 2,
-                                           in_flight=services.in_flight, queue=services.queue, now=now,
-                                           stuck_after=timedelta(seconds=settings.payment.stuck_after))
-            if requeued:
-                logger.bind(requeued=requeued).warning("housekeeping re-enqueued {} stuck payment(s)/refund(s)",
-                                                       requeued)
-            done = await housekeep(lease=services.lease, owner=owner, ttl_seconds=interval * 2,
-                                   now=now, outbox_retention=timedelta(seconds=settings.events.retention))
-            if done and any(done.values()):
-                logger.bind(**done).info("housekeeping deleted expired idempotency keys and old outbox rows")
-            await _reconcile(services, owner, interval * 2)
-        except Exception as error:  # the next round tries again
-            await first(stop, seconds=min(interval, episode.failed(error)))
-            continue
-        episode.succeeded()
-        await first(stop, seconds=interval)
+
+    async def one_round() -> None:
+        now = datetime.now(UTC)
+        requeued = await requeue_stuck(lease=services.lease, owner=owner, ttl_seconds=interval * 2,
+                                       in_flight=services.in_flight, queue=services.queue, now=now,
+                                       stuck_after=timedelta(seconds=settings.payment.stuck_after))
+        if requeued:
+            logger.bind(requeued=requeued).warning("housekeeping re-enqueued {} stuck payment(s)/refund(s)",
+                                                   requeued)
+        done = await housekeep(lease=services.lease, owner=owner, ttl_seconds=interval * 2,
+                               now=now, outbox_retention=timedelta(seconds=settings.events.retention))
+        if done and any(done.values()):
+            logger.bind(**done).info("housekeeping deleted expired idempotency keys and old outbox rows")
+        await _reconcile(services, owner, interval * 2)
+
+    await every("housekeeping", interval, stop, one_round)
 
 
 async def sweep_holds_forever(services: Services, stop: asyncio.Event) -> None:
     """Every sweep interval, record expired the holds past their expiry, batch after batch until none is due; any
     number of workers may run this (each account's holds change under its row lock, so a hold expires once,
     whoever gets there first). One query on the `holds_due` index when nothing is due; no failure ends it."""
-    interval, episode = services.settings.worker.hold_sweep_interval, Episode("hold expiry sweep")
-    while not stop.is_set():
-        try:
-            while not stop.is_set() and (expired := await expire_holds(uow_factory=services.uow_factory,
-                                                                        clock=services.clock)):
-                logger.bind(expired=expired).info("the sweep expired {} hold(s)", expired)
-        except Exception as error:  # the next round tries again
-            await first(stop, seconds=min(interval, episode.failed(error)))
-            continue
-        episode.succeeded()
-        await first(stop, seconds=interval)
+
+    async def one_round() -> None:
+        while not stop.is_set() and (expired := await expire_holds(uow_factory=services.uow_factory,
+                                                                    clock=services.clock)):
+            logger.bind(expired=expired).info("the sweep expired {} hold(s)", expired)
+
+    await every("hold expiry sweep", services.settings.worker.hold_sweep_interval, stop, one_round)
 
 
 async def _reconcile(services: Services, owner: str, ttl_seconds: float) -> None:
@@ -135,14 +144,11 @@ async def _reconcile(services: Services, owner: str, ttl_seconds: float) -> None
 async def schedule_forever(services: Services, policy: DeliveryPolicy, stop: asyncio.Event) -> None:
     """Every poll interval, enqueue deliveries whose next attempt is due (any number of workers may run this);
     no failure ends it."""
-    interval, episode = services.settings.webhooks.poll_interval, Episode("webhook scheduler")
-    while not stop.is_set():
-        try:
-            while not stop.is_set() and await schedule_due(due=services.due_deliveries, queue=services.queue,
-                                                           clock=services.clock, policy=policy) > 0:
-                pass
-        except Exception as error:  # the next round tries again
-            await first(stop, seconds=episode.failed(error))
-            continue
-        episode.succeeded()
-        await first(stop, seconds=interval)
+
+    async def one_round() -> None:
+        while not stop.is_set() and await schedule_due(due=services.due_deliveries, queue=services.queue,
+                                                       clock=services.clock, policy=policy) > 0:
+            pass
+
+    await every("webhook scheduler", services.settings.webhooks.poll_interval, stop, one_round,
+                backoff_cap=BACKOFF_MAX)
