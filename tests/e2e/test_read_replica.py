@@ -37,7 +37,7 @@ from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.events import read_feed
 from core.usecases.transfers import MakeTransfer, make_transfer
 from tests.conftest import SECRETS_KEYS, new_api_key_for_url
-from tests.e2e.conftest import Process, start_api
+from tests.e2e.conftest import Process, free_port, stack_env, wait_ready
 from tests.e2e.helpers import API, metric_samples, open_account
 from tests.replica_pair import ReplicaPair, replica_pair
 
@@ -58,12 +58,14 @@ def apis(pair: ReplicaPair, redis_url: str, tmp_path_factory: pytest.TempPathFac
     """Two API processes reading the replica: `tolerant` (any lag) and `strict` (at most one second)."""
     log_dir, processes, urls = tmp_path_factory.mktemp("replica-api"), list[Process](), {}
     try:
-        for name, max_lag in (("tolerant", "1h"), ("strict", "1s")):
-            url, process = start_api(pair.primary.url(DATABASE), redis_url, Path(log_dir / f"{name}.log"),
-                                     PAYMENTS_DATABASE_READ_URL=pair.replica.url(DATABASE),
-                                     PAYMENTS_DATABASE_READ_MAX_LAG=max_lag)
-            processes.append(process)
-            urls[name] = url
+        for name, max_lag in (("tolerant", "1h"), ("strict", "1s")):  # both start at once, then both are awaited
+            port = free_port()
+            env = stack_env(pair.primary.url(DATABASE), redis_url, port, PAYMENTS_DATABASE_READ_MAX_LAG=max_lag,
+                            PAYMENTS_DATABASE_READ_URL=pair.replica.url(DATABASE))
+            processes.append(Process(["serve"], env, Path(log_dir / f"{name}.log")).start())
+            urls[name] = f"http://127.0.0.1:{port}"
+        for url, process in zip(urls.values(), processes, strict=True):
+            wait_ready(url, process)
         yield urls
     finally:
         for process in processes:
