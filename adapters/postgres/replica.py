@@ -43,9 +43,9 @@ class PgReplica:
     """
 
     def __init__(self, pool: asyncpg.Pool, primary: asyncpg.Pool, *, max_lag: float, interval: float = 1.0,
-                 timeout: float = 1.0) -> None:
+                 timeout: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.pool, self._primary, self.max_lag = pool, primary, max_lag
-        self._interval, self._timeout = max(1.0, interval), timeout
+        self._interval, self._timeout, self._clock = max(1.0, interval), timeout, clock
         self.lag: float | None = None  # seconds behind at the last sample; None: down or not sampled yet
         self._seen: deque[tuple[float, int]] = deque()  # (monotonic time, the primary's WAL position then)
         self._keep = max(60.0, 4 * max_lag)  # how far back positions are remembered
@@ -61,8 +61,8 @@ class PgReplica:
         self.lag = None
 
     async def sample(self) -> None:
-        """Measure the lag once (a second each at most, for the primary and the replica)."""
-        now = time.monotonic()
+        """Measure the lag once (waiting `timeout` at most for each of the primary and the replica)."""
+        now = self._clock()
         try:
             primary: int | None = await asyncio.wait_for(self._primary.fetchval(PRIMARY_POSITION), self._timeout)
         except Exception:  # the primary's own troubles surface elsewhere; the lag falls back on the replica's view
