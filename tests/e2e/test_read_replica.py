@@ -38,7 +38,7 @@ from core.usecases.events import read_feed
 from core.usecases.transfers import MakeTransfer, make_transfer
 from tests.conftest import SECRETS_KEYS, new_api_key_for_url
 from tests.e2e.conftest import Process, free_port, stack_env, wait_ready
-from tests.e2e.helpers import API, metric_samples, open_account
+from tests.e2e.helpers import API, metric_samples, open_account, server_errors
 from tests.replica_pair import ReplicaPair, replica_pair
 
 DATABASE = "payments"
@@ -122,6 +122,7 @@ async def test_lists_read_the_replica_reads_by_id_the_primary_and_a_lagging_or_s
     pair: ReplicaPair, clients: dict[str, httpx.AsyncClient],
 ) -> None:
     tolerant, strict = clients["tolerant"], clients["strict"]
+    errors = [server_errors((await client.get("/metrics")).text) for client in (tolerant, strict)]
     before = await open_account(tolerant, "10.00")
     await pair.caught_up()
     await pair.pause_replay()
@@ -174,6 +175,9 @@ async def test_lists_read_the_replica_reads_by_id_the_primary_and_a_lagging_or_s
         assert (await tolerant.get(f"{API}/accounts/{later['id']}")).status_code == 200
     finally:
         await pair.resume_replay()
+    # No request of this test got a 5xx (counted from its start: readiness polls while the processes started may
+    # have been counted as such under load).
+    assert [server_errors((await client.get("/metrics")).text) for client in (tolerant, strict)] == errors
 
 
 async def test_an_idle_primary_is_no_lag(pair: ReplicaPair) -> None:
