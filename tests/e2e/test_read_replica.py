@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import psycopg
@@ -27,18 +28,21 @@ import pytest
 from adapters.crypto import SecretBox, parse_keys
 from adapters.postgres.migrate import apply_migrations
 from adapters.postgres.pool import create_pool
-from adapters.postgres.replica import PgReplica
+from adapters.postgres.replica import PgReads, PgReplica
 from adapters.postgres.uow import PgUnitOfWork
 from app.bootstrap import Services, bootstrap
 from app.configuration import load_settings
 from core.events import OutboxMessage
 from core.money import Money
+from core.ports import Page
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.events import read_feed
 from core.usecases.transfers import MakeTransfer, make_transfer
 from tests.conftest import SECRETS_KEYS, new_api_key_for_url
 from tests.e2e.conftest import Process, free_port, stack_env, wait_ready
 from tests.e2e.helpers import API, metric_samples, open_account, server_errors
+from tests.integration.test_events_feed import ROUNDS, WRITERS, feed_reader, problems, race
+from tests.integration.test_events_feed import _everything as everything
 from tests.replica_pair import ReplicaPair, replica_pair
 
 DATABASE = "payments"
@@ -271,3 +275,39 @@ async def test_the_events_feed_on_the_replica_waits_for_a_transaction_still_runn
         assert named(await on_replica(tenant)) == [*early, *named(rest)]
     finally:
         await replica_pool.close()
+
+
+async def test_a_poller_moving_between_replica_and_primary_gets_every_event_once_in_order(
+    pair: ReplicaPair, primary_services: Services,
+) -> None:
+    """The events feed race of tests/integration/test_events_feed.py (writers committing out of the order they
+    took their transaction ids in, some rolling back), followed by a poller whose reads alternate between the
+    replica and the primary as the routing may send them (an `after` the replica does not hold yet is asked of
+    the primary): every committed event once, none rolled back, in the feed's order."""
+    services = primary_services
+    replica_pool = await create_pool(pair.replica.url(DATABASE), min_size=0, max_size=2, command_timeout=10)
+    replica = PgReplica(replica_pool, services.pool, max_lag=3600)
+    await replica.sample()
+    assert replica.usable()
+    box, polls, answered = SecretBox(parse_keys(SECRETS_KEYS)), [0], {"replica": 0, "primary": 0}
+
+    def on(pool: Any) -> Callable[[], PgUnitOfWork]:
+        return lambda: PgUnitOfWork(pool, read_only=True, acquire_timeout=5, secret_box=box)
+
+    async def read(tenant: UUID, after: UUID | None, limit: int) -> Page[OutboxMessage]:
+        polls[0] += 1
+        reads = PgReads(on(services.pool), on(replica_pool), replica if polls[0] % 2 else None)
+
+        async def use_case(uow: Any) -> Page[OutboxMessage]:
+            page = await read_feed(tenant, after=after, event_type=None, limit=limit, uow=uow)
+            answered["replica" if uow._pool is replica_pool else "primary"] += 1
+            return page
+        return await reads.run(use_case)
+
+    try:
+        run, tenant, start = await race(services, read, seed=15)
+        assert problems(run, await everything(feed_reader(services), tenant, start)) == []
+        assert len(run.committed) == WRITERS * ROUNDS * 4 // 5
+        assert answered["replica"] > 10 and answered["primary"] > 10, answered  # both served the poller
+    finally:
+        await replica.aclose()
