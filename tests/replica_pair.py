@@ -27,7 +27,17 @@ from tests.e2e.conftest import free_port
 SERVER_USER = "postgres"
 
 
+def _binary(name: str) -> str:
+    """A PostgreSQL program: on PATH, else in `pg_config --bindir` (Debian keeps initdb and pg_ctl there)."""
+    found = shutil.which(name)
+    if found is None:
+        bindir = subprocess.run(["pg_config", "--bindir"], check=True, capture_output=True, text=True).stdout.strip()
+        found = str(Path(bindir) / name)
+    return found
+
+
 def _as_server_user(command: list[str]) -> list[str]:
+    command = [_binary(command[0]), *command[1:]]
     return ["runuser", "-u", SERVER_USER, "--", *command] if os.geteuid() == 0 else command
 
 
