@@ -40,7 +40,7 @@ from core.usecases.events import read_feed
 from core.usecases.transfers import MakeTransfer, make_transfer
 from tests.conftest import SECRETS_KEYS, new_api_key_for_url
 from tests.e2e.conftest import Process, free_port, stack_env, wait_ready
-from tests.e2e.helpers import API, metric_samples, open_account, server_errors
+from tests.e2e.helpers import API, metric_samples, open_account, server_errors, transfer
 from tests.integration.test_events_feed import ROUNDS, WRITERS, feed_reader, problems, race
 from tests.integration.test_events_feed import _everything as everything
 from tests.replica_pair import ReplicaPair, replica_pair
@@ -124,6 +124,27 @@ async def equals(found: Awaitable[set[str]], wanted: set[str]) -> bool:
     return await found == wanted
 
 
+async def answers(found: Awaitable[str], wanted: str) -> bool:
+    return await found == wanted
+
+
+async def history(client: httpx.AsyncClient, account_id: str) -> str:
+    """The account's posted balance `?at=` a far future instant (balance history)."""
+    response = await client.get(f"{API}/accounts/{account_id}/balance", params={"at": "2999-01-01T00:00:00Z"})
+    assert response.status_code == 200, response.text
+    value: str = response.json()["balance"]
+    return value
+
+
+async def closing(client: httpx.AsyncClient, account_id: str) -> str:
+    """The closing balance of the account's statement over all time."""
+    response = await client.get(f"{API}/accounts/{account_id}/statement",
+                                params={"from": "2000-01-01T00:00:00Z", "to": "2999-01-01T00:00:00Z"})
+    assert response.status_code == 200, response.text
+    value: str = response.json()["closing_balance"]
+    return value
+
+
 async def listed(client: httpx.AsyncClient) -> set[str]:
     response = await client.get(f"{API}/accounts", params={"limit": "100"})
     assert response.status_code == 200, response.text
@@ -146,27 +167,30 @@ async def test_lists_read_the_replica_reads_by_id_the_primary_and_a_lagging_or_s
     await pair.pause_replay()
     try:
         after = await open_account(tolerant, "5.00")  # written to the primary; the replica does not replay it
-        # Lists, the feed, a statement and balance history: from the replica, which has `before` but not `after`.
-        # (Each is awaited rather than asked once: the primary always has `after`, so one answer without it proves
-        # the replica served it, and a sample that a loaded machine made time out may bypass the replica a moment.)
+        moved = await transfer(tolerant, before["id"], after["id"], "1.00")  # `before`: 9.00 now, 10.00 on the replica
+        assert moved.status_code == 201, moved.text
+        # Lists, the feed, a statement and balance history: from the replica, which has `before` as it was.
+        # (Each is awaited rather than asked once: the primary never answers what the replica does, so one such
+        # answer proves the replica served it, and a sample a loaded machine made time out may bypass it a moment.)
         assert before["id"] in await listed(tolerant)
         await eventually(lambda: lacks(listed(tolerant), after["id"]))
         await eventually(lambda: equals(feed_accounts(tolerant), {before["id"]}))
-        # Reads by id (and the current balance) come from the primary: the client sees its own write.
+        await eventually(lambda: answers(history(tolerant, before["id"]), "10.00"))
+        await eventually(lambda: answers(closing(tolerant, before["id"]), "10.00"))
+        # Reads by id and the current balance come from the primary: the client sees its own writes.
         assert (await tolerant.get(f"{API}/accounts/{after['id']}")).json()["id"] == after["id"]
-        assert (await tolerant.get(f"{API}/accounts/{after['id']}/balance")).json()["balance"] == "5.00"
-        # The replica does not know the account yet: its history and statement are asked of the primary.
+        assert (await tolerant.get(f"{API}/accounts/{before['id']}/balance")).json()["balance"] == "9.00"
+        # The replica does not know `after` yet: its entries and statement are asked of the primary.
         entries = await tolerant.get(f"{API}/accounts/{after['id']}/transactions")
-        assert [entry["amount"] for entry in entries.json()["data"]] == ["5.00"], entries.text
-        statement = await tolerant.get(f"{API}/accounts/{after['id']}/statement",
-                                       params={"from": "2000-01-01T00:00:00Z", "to": "2999-01-01T00:00:00Z"})
-        assert statement.status_code == 200 and statement.json()["closing_balance"] == "5.00", statement.text
+        assert sorted(entry["amount"] for entry in entries.json()["data"]) == ["1.00", "5.00"], entries.text
+        assert await closing(tolerant, after["id"]) == "6.00"
 
         # Lag beyond PAYMENTS_DATABASE_READ_MAX_LAG (1 s): the strict process bypasses the replica, which still
         # lacks `after`, so its lists now come from the primary.
         await wait_until(strict, in_use=0.0, lagging=1.0)
         assert after["id"] in await listed(strict)
         assert await feed_accounts(strict) == {before["id"], after["id"]}
+        assert await history(strict, before["id"]) == "9.00"
         await eventually(lambda: lacks(listed(tolerant), after["id"]))  # the tolerant one still reads the replica
 
         # The replica stopped: both answer every list from the primary, none with an error.
@@ -174,8 +198,8 @@ async def test_lists_read_the_replica_reads_by_id_the_primary_and_a_lagging_or_s
         for client in (tolerant, strict):
             assert after["id"] in await listed(client)
             assert await feed_accounts(client) == {before["id"], after["id"]}
-            history = await client.get(f"{API}/accounts/{before['id']}/balance", params={"at": "2999-01-01T00:00:00Z"})
-            assert history.status_code == 200 and history.json()["balance"] == "10.00", history.text
+            assert await history(client, before["id"]) == "9.00"
+            assert await closing(client, before["id"]) == "9.00"
             await wait_until(client, in_use=0.0, down=True)
     finally:
         if not (pair.replica.data / "postmaster.pid").exists():
