@@ -30,6 +30,7 @@ from adapters.postgres.ledger import PgLedgerAudit
 from adapters.postgres.notifications import PgNotifications
 from adapters.postgres.outbox_feed import PgOutboxFeed
 from adapters.postgres.pool import create_pool
+from adapters.postgres.replica import PgReads, PgReplica
 from adapters.postgres.sealed_secrets import PgSealedSecrets
 from adapters.postgres.uow import PgUnitOfWork
 from adapters.postgres.webhooks import PgDueDeliveries
@@ -147,12 +148,22 @@ class Services:
     webhook_slots: asyncio.Semaphore
     broker: RedisBroker
     owns_broker: bool
+    replica: PgReplica | None = None  # PAYMENTS_DATABASE_READ_URL, in the API only
 
     def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
         """The `UnitOfWorkFactory`: every unit of work of the process shares its in-process account locks and turns."""
-        return PgUnitOfWork(self.pool, read_only=read_only, acquire_timeout=self.settings.database.acquire_timeout,
+        return self._uow(self.pool, read_only=read_only, lock_accounts=lock_accounts)
+
+    def _uow(self, pool: asyncpg.Pool, *, read_only: bool, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
+        return PgUnitOfWork(pool, read_only=read_only, acquire_timeout=self.settings.database.acquire_timeout,
                             local_locks=self.local_locks, turns=self.turns, lock_accounts=lock_accounts,
                             secret_box=self.secret_box)
+
+    def reads(self) -> PgReads:
+        """The `Reads` of one request: on the read replica while it is usable, else on the primary."""
+        replica = self.replica
+        return PgReads(partial(self._uow, self.pool, read_only=True),
+                       None if replica is None else partial(self._uow, replica.pool, read_only=True), replica)
 
     def readiness_probes(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """What /health/ready checks, by name and in its order: each probe raises if its dependency fails."""
@@ -169,7 +180,9 @@ class Services:
         """Close every connection, on the loop that opened them, and the broker if bootstrap made it."""
         closers: list[Callable[[], Any]] = [self.webhook_sender.aclose,
                                             *(each.aclose for each in self.providers.values()),  # type: ignore[attr-defined]
-                                            self.outbox_notifications.aclose, self.pool.close, self.redis.aclose]
+                                            self.outbox_notifications.aclose,
+                                            *([self.replica.aclose] if self.replica else []),
+                                            self.pool.close, self.redis.aclose]
         for close in closers:
             with contextlib.suppress(Exception):
                 await close()
@@ -199,6 +212,7 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
     # The worker's relay, scheduler and housekeeping share its pool with its consumer threads.
     size = max(4, settings.worker.concurrency + 2) + 3 if role == "worker" else db.pool_max
     pool = await create_pool(database_url, min_size=0, max_size=size, command_timeout=db.statement_timeout)
+    replica = await _replica(settings, pool) if role == "api" and db.read_url else None
     timeout = 2.0 if role == "worker" else 1.0
     client = aioredis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     limit = settings.rate_limit
@@ -218,5 +232,16 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
         providers=_providers(settings, metrics),
         webhook_sender=HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls),
         webhook_slots=asyncio.Semaphore(settings.webhooks.concurrency), broker=own_broker,
-        owns_broker=broker is None,
+        owns_broker=broker is None, replica=replica,
     )
+
+
+async def _replica(settings: Settings, primary: asyncpg.Pool) -> PgReplica:
+    """The read replica's pool (as large as the primary's, connecting lazily, quick to give up on a replica that is
+    down) and the task sampling its lag."""
+    db = settings.database
+    pool = await create_pool(db.read_url, min_size=0, max_size=db.pool_max, command_timeout=db.statement_timeout,
+                             connect_timeout=min(2.0, db.acquire_timeout))
+    replica = PgReplica(pool, primary, max_lag=db.read_max_lag)
+    replica.start()
+    return replica

@@ -47,6 +47,9 @@ class DatabaseSettings:
     pool_max: int = attrs.field(default=20, validator=attrs.validators.ge(1))
     acquire_timeout: float = _duration(5.0, positive=True)  # for a hot account's turn, then a connection; 503 beyond
     statement_timeout: float = _duration(10.0, positive=True)
+    # A streaming replica for the reads that may lag (lists, statements, the events feed, balance history); "" = none
+    read_url: str = attrs.field(default="", repr=False)  # may hold a password
+    read_max_lag: float = _duration(5.0, positive=True)  # a replica further behind (or down) is bypassed
 
     def dsn(self) -> str:
         """The configured URL, or one built from host/port/user/password/name; "" means embedded."""
