@@ -17,7 +17,9 @@ from app.http.schemas.events import EventPage
 from app.http.schemas.holds import Hold
 from app.http.schemas.payments import Payment, PaymentEvent, Refund
 from app.http.schemas.reconciliations import Reconciliation
+from app.http.schemas.statuses import AccountStatus, DeliveryStatus, PaymentStatus, RefundStatus
 from app.http.schemas.webhooks import Webhook, WebhookDelivery, WebhookEvent, WebhookWithSecret
+from core.holds import HoldStatus
 from core.signatures import InvalidSignature, verify_signature
 from payments.client.aio_client import AsyncClient
 from payments.client.client import Client
@@ -48,11 +50,54 @@ from payments.client.retries import Retries
 from payments.client.routes import Page
 
 __all__ = [
-    "Account", "AccountClosed", "AccountFrozen", "ApiError", "AsyncClient", "AuthenticationError", "BadRequest",
-    "Balance", "Batch", "BatchFailed", "BatchTransferRequest", "BatchTransferResult", "Client", "Conflict",
-    "DraftPayment", "EventPage", "FieldProblem", "Hold", "IdempotencyKeyReused", "IdempotencyRequestInProgress",
-    "InsufficientFunds", "InvalidSignature", "InvalidStateTransition", "LedgerEntry", "NotFound", "Page",
-    "PayloadTooLarge", "Payment", "PaymentEvent", "PermissionDenied", "RateLimited", "Reconciliation", "Refund",
-    "Retries", "ServerError", "ServiceUnavailable", "Statement", "UnprocessableEntity", "ValidationError",
-    "Webhook", "WebhookDelivery", "WebhookEvent", "WebhookWithSecret", "construct_event", "verify_signature",
+    "Account",
+    "AccountClosed",
+    "AccountFrozen",
+    "AccountStatus",
+    "ApiError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequest",
+    "Balance",
+    "Batch",
+    "BatchFailed",
+    "BatchTransferRequest",
+    "BatchTransferResult",
+    "Client",
+    "Conflict",
+    "DeliveryStatus",
+    "DraftPayment",
+    "EventPage",
+    "FieldProblem",
+    "Hold",
+    "HoldStatus",
+    "IdempotencyKeyReused",
+    "IdempotencyRequestInProgress",
+    "InsufficientFunds",
+    "InvalidSignature",
+    "InvalidStateTransition",
+    "LedgerEntry",
+    "NotFound",
+    "Page",
+    "PayloadTooLarge",
+    "Payment",
+    "PaymentEvent",
+    "PaymentStatus",
+    "PermissionDenied",
+    "RateLimited",
+    "Reconciliation",
+    "Refund",
+    "RefundStatus",
+    "Retries",
+    "ServerError",
+    "ServiceUnavailable",
+    "Statement",
+    "UnprocessableEntity",
+    "ValidationError",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookWithSecret",
+    "construct_event",
+    "verify_signature",
 ]
