@@ -17,6 +17,9 @@ from payments.client.routes import Page, Route
 
 T = TypeVar("T")
 USER_AGENT = "payments-python-client"
+#: A request that may have been lost on the way or its answer on the way back: worth sending again under its key.
+#: (Other transport errors, such as an unsupported URL scheme, would fail again the same way.)
+_LOST = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 
 
 class AsyncTransport:
@@ -83,10 +86,10 @@ class AsyncTransport:
             try:
                 response = await self._http.request(route.method.upper(), url, params=query(dict(params or {})),
                                                     content=content, headers=headers)
-            except httpx.TransportError:
+            except _LOST as lost:
                 wait = self.retries.delay(attempt, None)
                 if wait is None:
-                    raise
+                    raise lost
                 await self._sleep(wait)
                 continue
             if response.is_success:

@@ -20,6 +20,9 @@ from payments.client.routes import Page, Route
 
 T = TypeVar("T")
 USER_AGENT = "payments-python-client"
+#: A request that may have been lost on the way or its answer on the way back: worth sending again under its key.
+#: (Other transport errors, such as an unsupported URL scheme, would fail again the same way.)
+_LOST = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 
 
 class Transport:
@@ -86,10 +89,10 @@ class Transport:
             try:
                 response = self._http.request(route.method.upper(), url, params=query(dict(params or {})),
                                                     content=content, headers=headers)
-            except httpx.TransportError:
+            except _LOST as lost:
                 wait = self.retries.delay(attempt, None)
                 if wait is None:
-                    raise
+                    raise lost
                 self._sleep(wait)
                 continue
             if response.is_success:
