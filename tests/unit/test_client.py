@@ -246,3 +246,10 @@ async def test_the_async_client_retries_under_one_key_too(fake: FakeApi) -> None
         listed = [p.id async for p in c.payments.iterate()]
     assert payment.id == listed[0] == PAYMENT["id"] and waits == [0.0]
     assert fake.seen[0].headers["idempotency-key"] == fake.seen[1].headers["idempotency-key"]
+
+
+def test_a_transport_error_that_would_recur_is_not_retried() -> None:
+    sleeps = Sleeps()
+    with Client("ftp://api.test", "sk_test", sleep=sleeps) as c, pytest.raises(httpx.UnsupportedProtocol):
+        c.accounts.get(A)
+    assert sleeps == []

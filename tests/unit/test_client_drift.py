@@ -121,13 +121,16 @@ def _check(request: httpx.Request, op: Operation) -> None:
         assert op.request is None or op.body_optional, f"{op.operation_id} needs a body"
 
 
-def _walk(name: str) -> list[Operation]:
+def _walk(name: str, queries: dict[str, set[str]] | None = None) -> list[Operation]:
     called: list[Operation] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         op = _operation(request)
         _check(request, op)
         called.append(op)
+        if queries is not None:
+            queries.setdefault(op.operation_id, set()).update(
+                re.sub(r"\[.*\]$", "[]", name) for name, _ in request.url.params.multi_items())
         return _answer(op)
 
     with Client("http://api.test", "sk_test", http=httpx.Client(transport=httpx.MockTransport(answer))) as client:
@@ -158,6 +161,15 @@ def test_each_method_sends_what_its_operation_parses_and_reads_its_answer(name: 
 def test_every_operation_has_a_method() -> None:
     walked = {op.operation_id for name in WALK for op in _walk(name)}
     assert walked == {op.operation_id for op in OPERATIONS}
+
+
+def test_every_declared_query_parameter_can_be_sent() -> None:
+    """A filter the server declares (a new one included) has an argument in the client."""
+    sent: dict[str, set[str]] = {}
+    for name in WALK:
+        _walk(name, sent)
+    for op in OPERATIONS:
+        assert sent.get(op.operation_id, set()) == set(op.query_names), op.operation_id
 
 
 def test_every_problem_type_has_an_exception_of_its_status() -> None:
