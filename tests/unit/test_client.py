@@ -224,7 +224,8 @@ def test_the_verifier_is_the_servers_and_constructs_the_event() -> None:
     header = core.signatures.sign(["whsec_1"], body, int(datetime.now(UTC).timestamp()))
     received = construct_event(body, header, "whsec_1")
     assert isinstance(received, WebhookEvent) and received.id == event["id"]
-    assert Client("http://api.test", "sk").webhooks.construct_event(body, header, "whsec_1") == received
+    with Client("http://api.test", "sk") as c:
+        assert c.webhooks.construct_event(body, header, "whsec_1") == received
     stale = core.signatures.sign(["whsec_1"], body, int(datetime.now(UTC).timestamp()) - 301)
     for signature, secret in ((header, "whsec_other"), (stale, "whsec_1"), (None, "whsec_1"), ("t=1", "whsec_1")):
         with pytest.raises(InvalidSignature):

@@ -147,9 +147,9 @@ def test_every_route_is_a_declared_operation_and_every_operation_a_route() -> No
 
 
 def test_every_public_method_is_walked() -> None:
-    client = Client("http://api.test", "sk_test")
-    methods = {f"{name}.{method}" for name, resource in vars(client).items() if name != "transport"
-               for method in dir(resource) if not method.startswith("_")}
+    with Client("http://api.test", "sk_test") as client:
+        methods = {f"{name}.{method}" for name, resource in vars(client).items() if name != "transport"
+                   for method in dir(resource) if not method.startswith("_")}
     assert methods - LOCAL == set(WALK)
 
 
