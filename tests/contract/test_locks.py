@@ -42,7 +42,7 @@ class RedisBackend:
 
     async def wait_expired(self, name: str) -> None:
         async def gone() -> None:
-            while await self.client.exists(self.prefix + name):
+            while await self.client.exists(self.locks.key(name)):
                 await asyncio.sleep(0.02)
 
         await asyncio.wait_for(gone(), 5)
@@ -96,7 +96,7 @@ async def test_only_the_owner_extends(locks_backend) -> None:
     if isinstance(locks_backend, MemoryBackend):
         locks_backend.clock.advance(first_ttl * 2)
     else:
-        assert await locks_backend.client.pttl(locks_backend.prefix + "job") > first_ttl * 1000
+        assert await locks_backend.client.pttl(locks_backend.locks.key("job")) > first_ttl * 1000
     assert await locks_backend.locks.acquire("job", LONG) is None
     assert await locks_backend.locks.release("job", token) is True
 
@@ -155,12 +155,13 @@ async def test_redis_down_raises_unavailable() -> None:
 
 
 async def test_redis_keys_carry_the_prefix(redis_url: str) -> None:
+    """The key is `prefix{name}`: the name is a hash tag, so on a Redis Cluster a lock is one key in one slot."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     prefix = f"test:lock:{secrets.token_hex(6)}:"
     try:
         token = await RedisLocks(client, prefix=prefix).acquire("job", LONG)
-        assert await client.get(prefix + "job") == token
-        assert 0 < await client.pttl(prefix + "job") <= LONG * 1000
+        assert await client.get(prefix + "{job}") == token
+        assert 0 < await client.pttl(prefix + "{job}") <= LONG * 1000
     finally:
-        await client.delete(prefix + "job")
+        await client.delete(prefix + "{job}")
         await client.aclose()
