@@ -14,12 +14,18 @@ import attrs
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.sentinel as async_sentinel
+import redis.retry
 import redis.sentinel as sync_sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import parse_url
 
 #: What every Redis adapter accepts: a plain (or Sentinel-managed) client, or a cluster client.
 AsyncRedis: TypeAlias = aioredis.Redis | aioredis.RedisCluster
 SyncRedis: TypeAlias = redis.Redis | redis.RedisCluster
+#: A cluster command whose node is down fails after this many quick retries (redis-py's default, up to 10 s
+#: of backoff, would hold a request that long); each retry re-reads the slot map, which also follows MOVED.
+CLUSTER_RETRIES, CLUSTER_BACKOFF = 2, ExponentialWithJitterBackoff(base=0.05, cap=0.25)
 SENTINEL_TIMEOUT = 2.0  # seconds for a Sentinel's answer when the client itself has no socket timeout
 
 
@@ -65,7 +71,8 @@ def async_client(topology: RedisTopology, *, timeout: float) -> AsyncRedis:
     """The asyncio client for `topology`; connections open lazily, so a Redis that is down fails commands, not this."""
     timeouts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     if topology.cluster:
-        return aioredis.RedisCluster.from_url(topology.url, **timeouts)
+        return aioredis.RedisCluster.from_url(topology.url, retry=AsyncRetry(CLUSTER_BACKOFF, CLUSTER_RETRIES),
+                                              **timeouts)
     if topology.sentinels:
         sentinel = async_sentinel.Sentinel(list(topology.sentinels), sentinel_kwargs=dict(timeouts))
         master: aioredis.Redis = sentinel.master_for(topology.sentinel_master, **timeouts,
@@ -79,7 +86,8 @@ def sync_client(topology: RedisTopology, *, timeout: float | None = None) -> Syn
     as Dramatiq's own client has none (its consumers block on their fetches)."""
     timeouts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     if topology.cluster:
-        return redis.RedisCluster.from_url(topology.url, **timeouts)
+        return redis.RedisCluster.from_url(topology.url, retry=redis.retry.Retry(CLUSTER_BACKOFF, CLUSTER_RETRIES),
+                                           **timeouts)
     if topology.sentinels:
         asking = timeout or SENTINEL_TIMEOUT  # a Sentinel that does not answer must not hold the broker forever
         sentinel = sync_sentinel.Sentinel(list(topology.sentinels), sentinel_kwargs={
