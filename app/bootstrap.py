@@ -122,8 +122,13 @@ def redis_topology(settings: Settings, redis_url: str) -> RedisTopology:
     return settings.redis.topology(redis_url)
 
 
-def build_broker(settings: Settings, redis_url: str) -> RedisBroker:
-    """The Dramatiq broker: the worker needs it before its event loop (and so its `Services`) exists.
+def broker(settings: Settings, redis_url: str) -> RedisBroker:
+    """The Dramatiq broker: the worker needs it before its event loop (and so its `Services`) exists."""
+    return _make_broker(settings, redis_url)
+
+
+def _make_broker(settings: Settings, redis_url: str) -> RedisBroker:
+    """The broker of `broker`, under a name that `bootstrap`'s `broker` argument does not hide.
 
     `PAYMENTS_BROKER_URL` (a `redis://` one) names a Redis of its own; otherwise the broker uses the Redis of
     PAYMENTS_REDIS_*, through the Sentinels when they are configured, so it follows a failover."""
@@ -225,7 +230,7 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
     limiter = (RedisRateLimiter(client, rate=limit.requests_per_second, burst=limit.burst or limit.requests_per_second)
                if limit.requests_per_second > 0 else None)
     metrics = RedisMetrics(client)
-    own_broker = broker or build_broker(settings, redis_url)
+    own_broker = broker or _make_broker(settings, redis_url)
     box = SecretBox(parse_keys(settings.secrets.keys))
     return Services(
         settings=settings, pool=pool, redis=client, clock=SystemClock(), local_locks=LocalLocks(),

@@ -12,7 +12,8 @@ from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
 from redis.sentinel import SentinelConnectionPool
 
 from adapters.redis.connect import RedisTopology, async_client, parse_sentinels, sync_client
-from app.bootstrap import build_broker, resolve_endpoints
+from app.bootstrap import broker as make_broker
+from app.bootstrap import resolve_endpoints
 from app.configuration import load_settings
 from app.settings import SettingsError
 from payments.cli import main
@@ -82,12 +83,12 @@ def test_with_sentinels_no_embedded_redis_is_started_and_the_broker_follows_the_
     settings = load_settings({**SENTINEL, "PAYMENTS_DATABASE_URL": "postgresql://u@db:5432/payments"})
     endpoints = resolve_endpoints(settings)
     assert endpoints.redis_url == "" and endpoints.embedded == []
-    broker = build_broker(settings, endpoints.redis_url)
+    made = make_broker(settings, endpoints.redis_url)
     try:
-        assert isinstance(broker.client.connection_pool, SentinelConnectionPool)
-        assert broker.client.connection_pool.service_name == "main"
+        assert isinstance(made.client.connection_pool, SentinelConnectionPool)
+        assert made.client.connection_pool.service_name == "main"
     finally:
-        broker.close()
+        made.close()
 
 
 def test_a_standalone_url_and_a_cluster_seed() -> None:
