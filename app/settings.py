@@ -85,6 +85,7 @@ class RedisSettings:
                              "Cluster fails over by itself")
         if self.cluster and not self.dsn():
             raise ValueError("PAYMENTS_REDIS_CLUSTER needs PAYMENTS_REDIS_URL naming one of the cluster's nodes")
+        self.topology(self.dsn())  # what the topology itself refuses (a cluster database other than 0)
 
     def dsn(self) -> str:
         """The configured URL, or one built from host/port/db; "" means embedded (or, with Sentinels, db 0

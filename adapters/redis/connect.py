@@ -52,11 +52,15 @@ class RedisTopology:
     sentinel_master: str = ""
     cluster: bool = False
 
+    def __attrs_post_init__(self) -> None:
+        if self.cluster and self.url and (parse_url(self.url).get("db") or 0) != 0:  # type: ignore[no-untyped-call]
+            raise ValueError("a Redis Cluster has only database 0: PAYMENTS_REDIS_URL must end in /0 or no path")
+
     @property
     def mode(self) -> str:
         return "cluster" if self.cluster else "sentinel" if self.sentinels else "standalone"
 
-    def _master_kwargs(self) -> dict[str, Any]:
+    def master_kwargs(self) -> dict[str, Any]:
         """Database and credentials of the master from `url`; its host and port come from the Sentinels."""
         if not self.url:
             return {}
@@ -76,7 +80,7 @@ def async_client(topology: RedisTopology, *, timeout: float) -> AsyncRedis:
     if topology.sentinels:
         sentinel = async_sentinel.Sentinel(list(topology.sentinels), sentinel_kwargs=dict(timeouts))
         master: aioredis.Redis = sentinel.master_for(topology.sentinel_master, **timeouts,
-                                                     **topology._master_kwargs())
+                                                     **topology.master_kwargs())
         return master
     return aioredis.Redis.from_url(topology.url, **timeouts)
 
@@ -93,6 +97,6 @@ def sync_client(topology: RedisTopology, *, timeout: float | None = None) -> Syn
         sentinel = sync_sentinel.Sentinel(list(topology.sentinels), sentinel_kwargs={
             "socket_timeout": asking, "socket_connect_timeout": asking})
         blocking: redis.Redis = sentinel.master_for(topology.sentinel_master, **timeouts,
-                                                    **topology._master_kwargs())
+                                                    **topology.master_kwargs())
         return blocking
     return redis.Redis.from_url(topology.url, **timeouts)

@@ -11,7 +11,7 @@ SLOTS = 16384
 
 
 class ClusterDown(RuntimeError):
-    """The Redis Cluster does not serve every slot (`cluster_state` is not `ok`)."""
+    """The Redis Cluster does not serve every slot (`cluster_state` is not `ok`, or a node's slots are down)."""
 
 
 async def ping_redis(client: AsyncRedis) -> None:

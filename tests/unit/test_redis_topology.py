@@ -37,6 +37,8 @@ def test_sentinel_addresses_parse(text: str, parsed: tuple[tuple[str, int], ...]
     ({**SENTINEL, "PAYMENTS_REDIS_CLUSTER": "true", "PAYMENTS_BROKER_URL": "amqp://h/v"}, "exclude each other"),
     ({"PAYMENTS_REDIS_CLUSTER": "true", "PAYMENTS_BROKER_URL": "amqp://h/v"}, "naming one of the cluster's nodes"),
     ({"PAYMENTS_REDIS_CLUSTER": "yes please"}, "PAYMENTS_REDIS_CLUSTER"),
+    ({"PAYMENTS_REDIS_CLUSTER": "1", "PAYMENTS_REDIS_URL": "redis://n:7000/3", "PAYMENTS_BROKER_URL": "amqp://h/v"},
+     "only database 0"),
 ])
 def test_inconsistent_settings_are_refused_naming_what_to_set(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
