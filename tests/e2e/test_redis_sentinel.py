@@ -17,6 +17,7 @@ import pytest
 from adapters.redis.connect import RedisTopology, async_client
 from adapters.redis.locks import RedisLocks
 from tests.conftest import new_api_key_for_url
+from tests.e2e.conftest import free_port
 from tests.e2e.helpers import PROBLEM_JSON, transfer
 from tests.e2e.isolated import isolated_stack
 from tests.e2e.payflow import balance, funded, pay, settled
@@ -49,7 +50,9 @@ async def test_the_stack_rides_a_sentinel_failover(
            "PAYMENTS_REDIS_URL": f"redis://127.0.0.1:1/{DB}",
            "PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND": "10000"}  # on, so every request goes through Redis
     assert sentinels.master_port() == sentinels.master.port
-    with isolated_stack(admin_database_url, tmp_path, api_env=env, worker_env=env) as stack:
+    ops = free_port()  # the worker's operations port: its /health/ready checks its Redis and its broker
+    with isolated_stack(admin_database_url, tmp_path, api_env=env,
+                        worker_env={**env, "PAYMENTS_WORKER_METRICS_PORT": str(ops)}) as stack:
         key = await new_api_key_for_url(stack.database_url)
         async with httpx.AsyncClient(base_url=stack.base_url, headers={"Authorization": f"Bearer {key}"},
                                      timeout=60) as client:
@@ -72,12 +75,13 @@ async def test_the_stack_rides_a_sentinel_failover(
                     response = await pay(client, source, "1.00")
                     if _answered(response, statuses):
                         payments[here].append(response.json()["id"])
+                    await asyncio.sleep(0.05)  # paced: a steady stream the one worker keeps up with, not a backlog
 
             async def acknowledged(wanted: int) -> None:
                 while len(transfers[phase]) < wanted or len(payments[phase]) < wanted:
                     await asyncio.sleep(0.05)
 
-            load = [asyncio.create_task(each()) for each in (transferring, transferring, paying, paying)]
+            load = [asyncio.create_task(each()) for each in (transferring, transferring, paying)]
             try:
                 await asyncio.wait_for(acknowledged(5), 60)
                 assert (await settled(client, payments["before"][0]))["status"] == "completed"
@@ -98,6 +102,8 @@ async def test_the_stack_rides_a_sentinel_failover(
             assert Decimal(await balance(client, sink)) == moved
             assert Decimal(await balance(client, source)) == 10000 - moved - len(acked)
             assert (await client.get("/health/ready")).json()["checks"]["redis"] == "ok"
+            worker = (await client.get(f"http://127.0.0.1:{ops}/health/ready")).json()["checks"]
+            assert (worker["redis"], worker["broker"]) == ("ok", "ok"), worker
 
         promoted = sentinels.replica.client(DB)
         # the API's rate limiter and the worker's broker now write to the new master, in the configured database
