@@ -1,4 +1,4 @@
-"""The `Locks` port: one suite over the in-memory fake and Redis."""
+"""The `Locks` port: one suite over the in-memory fake, Redis and a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from adapters.memory.locks import InMemoryLocks
+from adapters.redis.connect import AsyncRedis, RedisTopology, async_client
 from adapters.redis.locks import RedisLocks
 from core.errors import Unavailable
 from tests.fakes import FakeMonotonic
+from tests.redis_servers import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -35,7 +37,7 @@ class MemoryBackend:
 class RedisBackend:
     short_ttl = 0.2
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AsyncRedis) -> None:
         self.client = client
         self.prefix = f"test:lock:{secrets.token_hex(6)}:"
         self.locks = RedisLocks(client, prefix=self.prefix)
@@ -48,20 +50,27 @@ class RedisBackend:
         await asyncio.wait_for(gone(), 5)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def locks_backend(request: pytest.FixtureRequest) -> AsyncIterator[MemoryBackend | RedisBackend]:
-    """A fresh fake with a hand-moved clock, or `RedisLocks` under a prefix of its own on the session's Redis."""
+    """A fresh fake with a hand-moved clock, or `RedisLocks` under a prefix of its own on the session's Redis or
+    on the session's three-node cluster (through the client the service builds)."""
     if request.param == "memory":
         yield MemoryBackend()
         return
-    client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    client: AsyncRedis
+    if request.param == "redis":
+        client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    else:
+        cluster = request.getfixturevalue("redis_cluster_nodes")
+        wait_for(cluster.healthy, "a healthy cluster")
+        client = async_client(RedisTopology(url=cluster.seed_url, cluster=True), timeout=2.0)
     backend = RedisBackend(client)
     try:
         yield backend
     finally:
         keys = [key async for key in client.scan_iter(match=backend.prefix + "*")]
-        if keys:
-            await client.delete(*keys)
+        for key in keys:  # one by one: on a cluster they live in different slots
+            await client.delete(key)
         await client.aclose()
 
 

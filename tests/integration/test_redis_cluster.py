@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,15 +18,14 @@ from adapters.redis.locks import RedisLocks
 from adapters.redis.metrics import RedisMetrics, record_event_metrics
 from adapters.redis.rate_limit import RedisRateLimiter
 from core.errors import Unavailable
-from tests.redis_servers import Cluster, redis_cluster, restart, wait_for
+from tests.redis_servers import Cluster, restart, wait_for
 
 NAMES = [f"account-{n}" for n in range(24)]  # spread over the three nodes' slots
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with redis_cluster(Path(tmp_path_factory.mktemp("cluster"))) as running:
-        yield running
+@pytest.fixture
+def cluster(redis_cluster_nodes: Cluster) -> Cluster:
+    return redis_cluster_nodes
 
 
 @pytest.fixture
