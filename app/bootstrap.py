@@ -17,7 +17,7 @@ from uuid import UUID
 
 import asyncpg
 import attrs
-import redis.asyncio as aioredis
+import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from adapters.crypto import SecretBox, parse_keys
@@ -38,12 +38,13 @@ from adapters.providers.breaker import BreakerProvider
 from adapters.providers.metered import MeteredProvider
 from adapters.providers.paypal import PayPalProvider
 from adapters.providers.stripe import StripeProvider
+from adapters.redis.connect import AsyncRedis, RedisTopology, async_client, sync_client
 from adapters.redis.health import ping_redis
 from adapters.redis.locks import RedisLocks
 from adapters.redis.metrics import RedisMetrics
 from adapters.redis.rate_limit import RedisRateLimiter
 from adapters.webhook_sender import HttpxWebhookSender, SystemResolver
-from app.settings import Settings, default_data_dir
+from app.settings import Settings, SettingsError, default_data_dir
 from core.clock import SystemClock
 from core.errors import Unavailable
 from core.payments import PROVIDERS
@@ -94,6 +95,8 @@ def resolve_endpoints(settings: Settings, *, redis: bool = True) -> Endpoints:
     """Configured URLs, or embedded PostgreSQL/Redis under the data directory when none is set (`EmbeddedUnavailable`
     if the `embedded` extra is not installed)."""
     endpoints = Endpoints(settings.database.dsn(), settings.redis.dsn())
+    # with Sentinels the master is theirs to name: an empty URL means database 0, never the embedded Redis
+    redis = redis and not settings.redis.sentinels
     if not endpoints.database_url or (redis and not endpoints.redis_url):
         require_embedded()
     try:
@@ -115,9 +118,31 @@ def resolve_endpoints(settings: Settings, *, redis: bool = True) -> Endpoints:
     return endpoints
 
 
-def broker(redis_url: str) -> RedisBroker:
+def redis_topology(settings: Settings, redis_url: str) -> RedisTopology:
+    """How this process reaches Redis: `redis_url` (resolved, maybe embedded) and the Sentinel/Cluster settings."""
+    return settings.redis.topology(redis_url)
+
+
+def broker(settings: Settings, redis_url: str) -> RedisBroker:
     """The Dramatiq broker: the worker needs it before its event loop (and so its `Services`) exists."""
-    return make_broker(redis_url)
+    return _make_broker(settings, redis_url)
+
+
+def _make_broker(settings: Settings, redis_url: str) -> RedisBroker:
+    """The broker of `broker`, under a name that `bootstrap`'s `broker` argument does not hide.
+
+    `PAYMENTS_BROKER_URL` (a `redis://` one) names a Redis of its own; otherwise the broker uses the Redis of
+    PAYMENTS_REDIS_*, through the Sentinels when they are configured, so it follows a failover."""
+    url = settings.broker.url
+    if url.startswith(("amqp://", "amqps://")):  # the settings refuse a cluster with any other broker URL
+        raise SettingsError("PAYMENTS_BROKER_URL: the RabbitMQ broker (amqp://) is not available in this build")
+    if settings.redis.cluster:  # unreachable through load_settings; kept for settings built in code
+        raise SettingsError("a Redis Cluster cannot carry Dramatiq's Redis broker: set PAYMENTS_BROKER_URL=amqp://…")
+    if url:
+        return make_broker(url)
+    client = sync_client(redis_topology(settings, redis_url))
+    assert isinstance(client, redis.Redis)  # a cluster client was refused above
+    return make_broker(client=client)
 
 
 @attrs.define(kw_only=True)
@@ -126,7 +151,7 @@ class Services:
 
     settings: Settings
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: AsyncRedis
     clock: SystemClock
     local_locks: LocalLocks
     turns: LocalLocks
@@ -214,12 +239,12 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
     pool = await create_pool(database_url, min_size=0, max_size=size, command_timeout=db.statement_timeout)
     replica = await _replica(settings, pool) if role == "api" and db.read_url else None
     timeout = 2.0 if role == "worker" else 1.0
-    client = aioredis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = async_client(redis_topology(settings, redis_url), timeout=timeout)
     limit = settings.rate_limit
     limiter = (RedisRateLimiter(client, rate=limit.requests_per_second, burst=limit.burst or limit.requests_per_second)
                if limit.requests_per_second > 0 else None)
     metrics = RedisMetrics(client)
-    own_broker = broker or make_broker(redis_url)
+    own_broker = broker or _make_broker(settings, redis_url)
     box = SecretBox(parse_keys(settings.secrets.keys))
     return Services(
         settings=settings, pool=pool, redis=client, clock=SystemClock(), local_locks=LocalLocks(),
