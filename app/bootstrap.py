@@ -17,11 +17,11 @@ from uuid import UUID
 
 import asyncpg
 import attrs
+import dramatiq
 import redis.asyncio as aioredis
-from dramatiq.brokers.redis import RedisBroker
 
 from adapters.crypto import SecretBox, parse_keys
-from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
+from adapters.dramatiq.broker import BrokerProbe, DramatiqTaskQueue, make_broker
 from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.postgres.health import check_migrations, ping_database
 from adapters.postgres.in_flight import PgInFlight
@@ -114,9 +114,10 @@ def resolve_endpoints(settings: Settings, *, redis: bool = True) -> Endpoints:
     return endpoints
 
 
-def broker(redis_url: str) -> RedisBroker:
-    """The Dramatiq broker: the worker needs it before its event loop (and so its `Services`) exists."""
-    return make_broker(redis_url)
+def broker(settings: Settings, redis_url: str) -> dramatiq.Broker:
+    """The Dramatiq broker (PAYMENTS_BROKER_URL, else the Redis): the worker needs it before its event loop (and
+    so its `Services`) exists."""
+    return make_broker(settings.broker.dsn(redis_url))
 
 
 @attrs.define(kw_only=True)
@@ -145,8 +146,10 @@ class Services:
     providers: dict[str, PaymentProvider]
     webhook_sender: HttpxWebhookSender
     webhook_slots: asyncio.Semaphore
-    broker: RedisBroker
+    broker: dramatiq.Broker
     owns_broker: bool
+    broker_probe: BrokerProbe
+    broker_is_redis: bool  # the broker is the Redis that the `redis` check already pings
 
     def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
         """The `UnitOfWorkFactory`: every unit of work of the process shares its in-process account locks and turns."""
@@ -156,8 +159,12 @@ class Services:
 
     def readiness_probes(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """What /health/ready checks, by name and in its order: each probe raises if its dependency fails."""
-        return {"database": partial(ping_database, self.pool), "redis": partial(ping_redis, self.redis),
-                "migrations": partial(check_migrations, self.pool)}
+        probes: dict[str, Callable[[], Awaitable[None]]] = {
+            "database": partial(ping_database, self.pool), "redis": partial(ping_redis, self.redis),
+            "migrations": partial(check_migrations, self.pool)}
+        if not self.broker_is_redis:  # RabbitMQ, or a Redis of its own
+            probes["broker"] = self.broker_probe
+        return probes
 
     def provider(self, name: str) -> PaymentProvider:
         """The named provider's client (metered, behind its circuit breaker); `Unavailable` if unknown."""
@@ -173,6 +180,7 @@ class Services:
         for close in closers:
             with contextlib.suppress(Exception):
                 await close()
+        self.broker_probe.close()
         if self.owns_broker:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.broker.close)
@@ -192,7 +200,7 @@ def _providers(settings: Settings, metrics: RedisMetrics) -> dict[str, PaymentPr
 
 
 async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, role: Role = "cli",
-                    broker: RedisBroker | None = None) -> Services:
+                    broker: dramatiq.Broker | None = None) -> Services:
     """Build every adapter. Connections open lazily: a database that is down makes requests answer 503
     and work wait, it does not stop the process from starting."""
     db = settings.database
@@ -205,7 +213,8 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
     limiter = (RedisRateLimiter(client, rate=limit.requests_per_second, burst=limit.burst or limit.requests_per_second)
                if limit.requests_per_second > 0 else None)
     metrics = RedisMetrics(client)
-    own_broker = broker or make_broker(redis_url)
+    broker_url = settings.broker.dsn(redis_url)
+    own_broker = broker or make_broker(broker_url)
     box = SecretBox(parse_keys(settings.secrets.keys))
     return Services(
         settings=settings, pool=pool, redis=client, clock=SystemClock(), local_locks=LocalLocks(),
@@ -218,5 +227,5 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
         providers=_providers(settings, metrics),
         webhook_sender=HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls),
         webhook_slots=asyncio.Semaphore(settings.webhooks.concurrency), broker=own_broker,
-        owns_broker=broker is None,
+        owns_broker=broker is None, broker_probe=BrokerProbe(own_broker), broker_is_redis=broker_url == redis_url,
     )

@@ -71,7 +71,7 @@ def _on_signal(stop: asyncio.Event, signum: int) -> None:
 async def run(settings: Settings, database_url: str, redis_url: str, stop: asyncio.Event | None = None) -> None:
     """The worker until SIGTERM/SIGINT (or until `stop` is set, for callers that run it in-process)."""
     configure_tracing("payments-worker")
-    broker = make_broker(redis_url)
+    broker = make_broker(settings, redis_url)
     context = WorkerContext(settings=settings, database_url=database_url, redis_url=redis_url, broker=broker)
     declare_actors(broker, context)
     broker.add_middleware(_CloseServices(context), after=AsyncIO)
@@ -88,7 +88,7 @@ async def run(settings: Settings, database_url: str, redis_url: str, stop: async
     halt = asyncio.Event()  # set on the actors' loop, where the background loops wait on it
     background = asyncio.run_coroutine_threadsafe(
         _background(context, halt, f"{socket.gethostname()}:{os.getpid()}"), thread.loop)
-    readiness = WorkerReadiness(context, broker, background)
+    readiness = WorkerReadiness(context, background)
     stop_health = serve_health(settings.worker.metrics_host, settings.worker.metrics_port, thread.loop, readiness)
     logger.bind(process="worker").info("worker started")
     loops = asyncio.wrap_future(background)
@@ -105,7 +105,6 @@ async def run(settings: Settings, database_url: str, redis_url: str, stop: async
         await asyncio.to_thread(worker.stop, int(settings.server.shutdown_timeout * 1000))
         broker.close()
         stop_health()
-        readiness.close()
         logger.info("worker stopped")
 
 
