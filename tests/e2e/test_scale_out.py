@@ -1,5 +1,6 @@
-"""API.md §8 scale-out on RabbitMQ: two API processes and two worker processes on one database and one broker
-vhost; one worker is SIGKILLed mid-load and every payment still ends exactly once, the ledger clean."""
+"""API.md §8 scale-out: two API processes and two worker processes on one database and one RabbitMQ vhost, one
+worker SIGKILLed mid-load, every payment still ending exactly once and the ledger clean; and `serve --workers 2`,
+whose `/metrics` counts the requests of both its processes whichever one answers the scrape."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from uuid import UUID
 
 import asyncpg
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import new_api_key_for_url
+from tests.e2e.conftest import Process, free_port, stack_env, wait_ready
 from tests.e2e.isolated import isolated_stack
 from tests.e2e.payflow import balance, charges, funded, pay, settled
 from tests.e2e.test_external import assert_folds
@@ -74,3 +77,37 @@ async def test_two_apis_and_two_workers_on_rabbitmq_survive_a_worker_killed_mid_
             assert delayed_retries > 0  # retries went through the delay queue
             assert await balance(second, source) == f"{1000 - 2 * PAYMENTS}.00"
         ledger_ok(stack)
+
+
+def _health_requests(base_url: str) -> float:
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "http_requests_total" and sample.labels.get("route") == "/health")
+
+
+async def test_serve_with_two_workers_counts_the_requests_of_both_in_every_scrape(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Requests go to both processes (until each has written its metrics file); every scrape, answered by either
+    process, counts all of them. The multiprocess directory is gone once `serve` stops."""
+    port = free_port()
+    env = stack_env(database_url, redis_url, port, TMPDIR=str(tmp_path))  # where `serve` makes its metrics directory
+    serve = Process(["serve", "--workers", "2"], env, tmp_path / "serve.log")
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base_url, serve.start(), timeout=60)
+
+        async def one() -> int:
+            async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:  # a connection of its own
+                return (await http.get("/health")).status_code
+
+        sent, writers = 0, set()
+        while len(writers) < 2:  # the kernel hands connections to either process: until both have had some
+            assert sent < 2000, f"one process took every connection: {writers}"
+            assert set(await asyncio.gather(*(one() for _ in range(20)))) == {200}
+            sent += 20
+            writers = {path.stem.split("_")[-1] for path in tmp_path.glob("payments-api-metrics-*/counter_*.db")}
+        assert [_health_requests(base_url) for _ in range(6)] == [sent] * 6
+    finally:
+        assert serve.stop() == 0, serve.output()[-3000:]
+    assert not list(tmp_path.glob("payments-api-metrics-*")), "the metrics directory outlived serve"
