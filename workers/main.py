@@ -90,7 +90,7 @@ async def run(settings: Settings, database_url: str, redis_url: str, stop: async
         _background(context, halt, f"{socket.gethostname()}:{os.getpid()}"), thread.loop)
     readiness = WorkerReadiness(context, background)
     stop_health = serve_health(settings.worker.metrics_host, settings.worker.metrics_port, thread.loop, readiness)
-    logger.bind(process="worker").info("worker started")
+    logger.bind(process="worker", broker=type(broker).__name__).info("worker started")
     loops = asyncio.wrap_future(background)
     try:
         await first_done(stop, loops)
