@@ -37,6 +37,7 @@ from adapters.providers.breaker import BreakerProvider
 from adapters.providers.metered import MeteredProvider
 from adapters.providers.paypal import PayPalProvider
 from adapters.providers.stripe import StripeProvider
+from adapters.redis.circuit import RedisCircuit
 from adapters.redis.health import ping_redis
 from adapters.redis.locks import RedisLocks
 from adapters.redis.metrics import RedisMetrics
@@ -186,8 +187,9 @@ class Services:
                 await asyncio.to_thread(self.broker.close)
 
 
-def _providers(settings: Settings, metrics: RedisMetrics) -> dict[str, PaymentProvider]:
-    """Each provider's HTTP client behind its own failure-rate circuit breaker, metered."""
+def _providers(settings: Settings, metrics: RedisMetrics, client: aioredis.Redis) -> dict[str, PaymentProvider]:
+    """Each provider's HTTP client behind its own failure-rate circuit breaker, shared through Redis with every
+    other process (they open and close together), metered."""
     p, timeout = settings.payment, settings.payment.provider_timeout
     clients: dict[str, PaymentProvider] = {
         "stripe": StripeProvider(settings.provider_url("stripe"), settings.providers.stripe_api_key, timeout=timeout),
@@ -195,7 +197,8 @@ def _providers(settings: Settings, metrics: RedisMetrics) -> dict[str, PaymentPr
     }
     return {name: MeteredProvider(BreakerProvider(clients[name], window=p.breaker_window,
                                                   failure_rate=p.breaker_failure_rate,
-                                                  recovery_timeout=p.breaker_recovery), metrics)
+                                                  recovery_timeout=p.breaker_recovery,
+                                                  shared=RedisCircuit(client, name)), metrics)
             for name in PROVIDERS}
 
 
@@ -224,7 +227,7 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
         outbox_notifications=PgNotifications(database_url, "outbox"), lease=PgLease(pool), in_flight=PgInFlight(pool),
         due_deliveries=PgDueDeliveries(pool), secret_box=box, sealed_secrets=PgSealedSecrets(pool, box),
         queue=DramatiqTaskQueue(own_broker),
-        providers=_providers(settings, metrics),
+        providers=_providers(settings, metrics, client),
         webhook_sender=HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls),
         webhook_slots=asyncio.Semaphore(settings.webhooks.concurrency), broker=own_broker,
         owns_broker=broker is None, broker_probe=BrokerProbe(own_broker), broker_is_redis=broker_url == redis_url,
