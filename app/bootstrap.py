@@ -17,11 +17,11 @@ from uuid import UUID
 
 import asyncpg
 import attrs
+import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
 
 from adapters.crypto import SecretBox, parse_keys
-from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
+from adapters.dramatiq.broker import BrokerProbe, DramatiqTaskQueue, make_broker
 from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
 from adapters.postgres.health import check_migrations, ping_database
 from adapters.postgres.in_flight import PgInFlight
@@ -38,6 +38,7 @@ from adapters.providers.breaker import BreakerProvider
 from adapters.providers.metered import MeteredProvider
 from adapters.providers.paypal import PayPalProvider
 from adapters.providers.stripe import StripeProvider
+from adapters.redis.circuit import RedisCircuit
 from adapters.redis.connect import AsyncRedis, RedisTopology, async_client, sync_client
 from adapters.redis.health import ping_redis
 from adapters.redis.locks import RedisLocks
@@ -123,23 +124,21 @@ def redis_topology(settings: Settings, redis_url: str) -> RedisTopology:
     return settings.redis.topology(redis_url)
 
 
-def broker(settings: Settings, redis_url: str) -> RedisBroker:
+def broker(settings: Settings, redis_url: str) -> dramatiq.Broker:
     """The Dramatiq broker: the worker needs it before its event loop (and so its `Services`) exists."""
     return _make_broker(settings, redis_url)
 
 
-def _make_broker(settings: Settings, redis_url: str) -> RedisBroker:
+def _make_broker(settings: Settings, redis_url: str) -> dramatiq.Broker:
     """The broker of `broker`, under a name that `bootstrap`'s `broker` argument does not hide.
 
-    `PAYMENTS_BROKER_URL` (a `redis://` one) names a Redis of its own; otherwise the broker uses the Redis of
-    PAYMENTS_REDIS_*, through the Sentinels when they are configured, so it follows a failover."""
+    `PAYMENTS_BROKER_URL` names a broker of its own (RabbitMQ, `amqp://…`, or a Redis); otherwise the broker uses
+    the Redis of PAYMENTS_REDIS_*, through the Sentinels when they are configured, so it follows a failover."""
     url = settings.broker.url
-    if url.startswith(("amqp://", "amqps://")):  # the settings refuse a cluster with any other broker URL
-        raise SettingsError("PAYMENTS_BROKER_URL: the RabbitMQ broker (amqp://) is not available in this build")
-    if settings.redis.cluster:  # unreachable through load_settings; kept for settings built in code
-        raise SettingsError("a Redis Cluster cannot carry Dramatiq's Redis broker: set PAYMENTS_BROKER_URL=amqp://…")
     if url:
         return make_broker(url)
+    if settings.redis.cluster:  # unreachable through load_settings; kept for settings built in code
+        raise SettingsError("a Redis Cluster cannot carry Dramatiq's Redis broker: set PAYMENTS_BROKER_URL=amqp://…")
     client = sync_client(redis_topology(settings, redis_url))
     assert isinstance(client, redis.Redis)  # a cluster client was refused above
     return make_broker(client=client)
@@ -171,8 +170,10 @@ class Services:
     providers: dict[str, PaymentProvider]
     webhook_sender: HttpxWebhookSender
     webhook_slots: asyncio.Semaphore
-    broker: RedisBroker
+    broker: dramatiq.Broker
     owns_broker: bool
+    broker_probe: BrokerProbe
+    broker_is_redis: bool  # the broker is the Redis that the `redis` check already pings
     replica: PgReplica | None = None  # PAYMENTS_DATABASE_READ_URL, in the API only
 
     def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
@@ -192,8 +193,12 @@ class Services:
 
     def readiness_probes(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """What /health/ready checks, by name and in its order: each probe raises if its dependency fails."""
-        return {"database": partial(ping_database, self.pool), "redis": partial(ping_redis, self.redis),
-                "migrations": partial(check_migrations, self.pool)}
+        probes: dict[str, Callable[[], Awaitable[None]]] = {
+            "database": partial(ping_database, self.pool), "redis": partial(ping_redis, self.redis),
+            "migrations": partial(check_migrations, self.pool)}
+        if not self.broker_is_redis:  # RabbitMQ, or a Redis of its own
+            probes["broker"] = self.broker_probe
+        return probes
 
     def provider(self, name: str) -> PaymentProvider:
         """The named provider's client (metered, behind its circuit breaker); `Unavailable` if unknown."""
@@ -211,13 +216,15 @@ class Services:
         for close in closers:
             with contextlib.suppress(Exception):
                 await close()
+        self.broker_probe.close()
         if self.owns_broker:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.broker.close)
 
 
-def _providers(settings: Settings, metrics: RedisMetrics) -> dict[str, PaymentProvider]:
-    """Each provider's HTTP client behind its own failure-rate circuit breaker, metered."""
+def _providers(settings: Settings, metrics: RedisMetrics, client: AsyncRedis) -> dict[str, PaymentProvider]:
+    """Each provider's HTTP client behind its own failure-rate circuit breaker, shared through Redis with every
+    other process (they open and close together), metered."""
     p, timeout = settings.payment, settings.payment.provider_timeout
     clients: dict[str, PaymentProvider] = {
         "stripe": StripeProvider(settings.provider_url("stripe"), settings.providers.stripe_api_key, timeout=timeout),
@@ -225,12 +232,13 @@ def _providers(settings: Settings, metrics: RedisMetrics) -> dict[str, PaymentPr
     }
     return {name: MeteredProvider(BreakerProvider(clients[name], window=p.breaker_window,
                                                   failure_rate=p.breaker_failure_rate,
-                                                  recovery_timeout=p.breaker_recovery), metrics)
+                                                  recovery_timeout=p.breaker_recovery,
+                                                  shared=RedisCircuit(client, name)), metrics)
             for name in PROVIDERS}
 
 
 async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, role: Role = "cli",
-                    broker: RedisBroker | None = None) -> Services:
+                    broker: dramatiq.Broker | None = None) -> Services:
     """Build every adapter. Connections open lazily: a database that is down makes requests answer 503
     and work wait, it does not stop the process from starting."""
     db = settings.database
@@ -254,10 +262,11 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
         outbox_notifications=PgNotifications(database_url, "outbox"), lease=PgLease(pool), in_flight=PgInFlight(pool),
         due_deliveries=PgDueDeliveries(pool), secret_box=box, sealed_secrets=PgSealedSecrets(pool, box),
         queue=DramatiqTaskQueue(own_broker),
-        providers=_providers(settings, metrics),
+        providers=_providers(settings, metrics, client),
         webhook_sender=HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls),
         webhook_slots=asyncio.Semaphore(settings.webhooks.concurrency), broker=own_broker,
-        owns_broker=broker is None, replica=replica,
+        owns_broker=broker is None, broker_probe=BrokerProbe(own_broker),
+        broker_is_redis=not settings.broker.url or settings.broker.url == redis_url, replica=replica,
     )
 
 

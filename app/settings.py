@@ -103,11 +103,27 @@ class RedisSettings:
                              cluster=self.cluster)
 
 
+#: The schemes PAYMENTS_BROKER_URL takes: Dramatiq's Redis broker or its RabbitMQ one.
+BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps")
+
+
+def _broker_url(_: object, __: object, value: str) -> None:
+    scheme = value.partition("://")[0] if "://" in value else ""
+    if value and scheme not in BROKER_SCHEMES:
+        given = f"a {scheme}:// URL" if scheme else "a value without a scheme"  # not the URL: it may hold a password
+        raise ValueError(f"expected a redis://, rediss://, amqp:// or amqps:// URL (or nothing: the Redis URL), "
+                         f"not {given}")
+
+
 @attrs.frozen(kw_only=True)
 class BrokerSettings:
-    """Dramatiq's broker: `redis://…` or `amqp://…` (RabbitMQ); empty means the Redis of PAYMENTS_REDIS_*."""
+    """The Dramatiq broker: Redis (`redis://…`) or RabbitMQ (`amqp://…`); empty means the Redis of
+    PAYMENTS_REDIS_URL."""
 
-    url: str = ""
+    url: str = attrs.field(default="", validator=_broker_url)
+
+    def dsn(self, redis_url: str) -> str:
+        return self.url or redis_url
 
 
 _RATE = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from functools import partial
 from types import FrameType
 from typing import Any
@@ -68,19 +70,32 @@ def api_app(settings: Settings, database_url: str, redis_url: str) -> Any:
 
 def cmd_serve(settings: Settings, endpoints: Endpoints, *, workers: int | None = None) -> int:
     """The API until SIGINT/SIGTERM: Sanic stops accepting, drains in-flight requests for up to
-    PAYMENTS_SERVER_SHUTDOWN_TIMEOUT, then closes the services; a second signal stops it at once."""
+    PAYMENTS_SERVER_SHUTDOWN_TIMEOUT, then closes the services; a second signal stops it at once.
+
+    With several processes, their HTTP metrics go through a fresh multiprocess directory (removed on exit), so
+    that `/metrics`, whichever process answers it, counts the requests of all of them."""
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    loader = AppLoader(factory=partial(api_app, settings, endpoints.database_url, endpoints.redis_url))
-    app = loader.load()
     workers = workers or settings.server.workers
-    app.prepare(host=settings.server.host, port=settings.server.port, workers=workers, access_log=False,
-                motd=False, single_process=workers == 1)
     if workers == 1:
+        app = AppLoader(factory=partial(api_app, settings, endpoints.database_url, endpoints.redis_url)).load()
+        app.prepare(host=settings.server.host, port=settings.server.port, workers=1, access_log=False, motd=False,
+                    single_process=True)
         Sanic.serve_single(primary=app)
-    else:
+        return 0
+    from app.http.metrics import MULTIPROCESS_DIR
+
+    # Sanic spawns its processes: they import prometheus_client afresh, in the multiprocess mode this selects
+    metrics_dir = os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="payments-api-metrics-")
+    try:
+        loader = AppLoader(factory=partial(api_app, settings, endpoints.database_url, endpoints.redis_url))
+        app = loader.load()
+        app.prepare(host=settings.server.host, port=settings.server.port, workers=workers, access_log=False,
+                    motd=False)
         Sanic.serve(primary=app, app_loader=loader)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import attrs
-from dramatiq.brokers.redis import RedisBroker
+import dramatiq
 
 from app.bootstrap import Services, bootstrap
 from app.settings import Settings
@@ -42,7 +42,7 @@ class WorkerContext:
     settings: Settings
     database_url: str
     redis_url: str
-    broker: RedisBroker
+    broker: dramatiq.Broker
     _ready: Ready | None = None
     _building: asyncio.Lock | None = None
 

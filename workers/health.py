@@ -10,12 +10,11 @@ import asyncio
 import json
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from dramatiq.brokers.redis import RedisBroker
 from loguru import logger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -33,27 +32,22 @@ class WorkerReadiness:
     """What /health/ready checks, on the actors' event loop: the services' probes (PostgreSQL, Redis,
     migrations), the broker's connection, and that the relay, scheduler, hold sweep and housekeeping loops still run."""
 
-    def __init__(self, context: WorkerContext, broker: RedisBroker, loops: Future[None]) -> None:
-        self._context, self._broker, self._loops = context, broker, loops
-        # One thread for broker pings: a ping hanging on an unreachable host holds it, later pings time out.
-        self._pinger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-ping")
+    def __init__(self, context: WorkerContext, loops: Future[None]) -> None:
+        self._context, self._loops = context, loops
 
     async def __call__(self) -> dict[str, str]:
         try:
-            probes: dict[str, Callable[[], Awaitable[object]]] = dict((await self._context.get()).services
-                                                                      .readiness_probes())
+            services = (await self._context.get()).services
         except Exception as error:  # the composition root itself failed: nothing else can be judged
             return {"services": f"failed: {type(error).__name__}"}
-        probes["broker"] = lambda: asyncio.wrap_future(self._pinger.submit(self._broker.client.ping))
+        probes: dict[str, Callable[[], Awaitable[object]]] = dict(services.readiness_probes())
+        probes["broker"] = services.broker_probe  # always named here, even when it is the Redis already checked
         probes["loops"] = self._loops_running
         return await check_readiness(probes)
 
     async def _loops_running(self) -> None:
         if self._loops.done():
             raise RuntimeError("the relay, scheduler, hold sweep and housekeeping loops have stopped")
-
-    def close(self) -> None:
-        self._pinger.shutdown(wait=False, cancel_futures=True)
 
 
 class _Server(ThreadingHTTPServer):

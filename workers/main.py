@@ -88,9 +88,9 @@ async def run(settings: Settings, database_url: str, redis_url: str, stop: async
     halt = asyncio.Event()  # set on the actors' loop, where the background loops wait on it
     background = asyncio.run_coroutine_threadsafe(
         _background(context, halt, f"{socket.gethostname()}:{os.getpid()}"), thread.loop)
-    readiness = WorkerReadiness(context, broker, background)
+    readiness = WorkerReadiness(context, background)
     stop_health = serve_health(settings.worker.metrics_host, settings.worker.metrics_port, thread.loop, readiness)
-    logger.bind(process="worker").info("worker started")
+    logger.bind(process="worker", broker=type(broker).__name__).info("worker started")
     loops = asyncio.wrap_future(background)
     try:
         await first_done(stop, loops)
@@ -105,7 +105,6 @@ async def run(settings: Settings, database_url: str, redis_url: str, stop: async
         await asyncio.to_thread(worker.stop, int(settings.server.shutdown_timeout * 1000))
         broker.close()
         stop_health()
-        readiness.close()
         logger.info("worker stopped")
 
 

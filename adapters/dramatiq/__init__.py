@@ -1,1 +1,1 @@
-"""Dramatiq on Redis: the broker set-up and the `TaskQueue` port."""
+"""Dramatiq on Redis or RabbitMQ: the broker set-up and the `TaskQueue` port."""

@@ -1,14 +1,20 @@
-"""The Redis broker with the AsyncIO middleware (async actors) and the `TaskQueue` port over it."""
+"""The Dramatiq broker, Redis or RabbitMQ by its URL, with the AsyncIO middleware (async actors); its readiness
+probe; and the `TaskQueue` port over it."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import dramatiq
+import dramatiq.errors
+import pika.exceptions
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
@@ -36,25 +42,71 @@ WORK_ACTORS = {PAYMENT: "process_payment", REFUND: "process_refund"}
 WEBHOOKS_QUEUE = "webhooks"
 DELIVER_ACTOR = "deliver_webhook"
 _WORK_IDS = uuid.UUID("6f1c1d1e-4b0a-4c55-9a53-1f0b4d1c7a10")
-#: The messages a worker had taken (prefetched or in progress) when it died go back on their queue once its
+#: On Redis, the messages a worker had taken (prefetched or in progress) when it died go back on their queue once its
 #: heartbeat is this old and a queue's maintenance runs. Dramatiq's defaults (60 s; maintenance on 0.1 % of
 #: commands, about every 100 s per queue) left them stranded for one to five minutes after a SIGKILL (measured by
 #: the worker_kill chaos scenario); a live worker heartbeats on every fetch, ten times a second when idle.
 HEARTBEAT_TIMEOUT_MS, MAINTENANCE_CHANCE = 20_000, 10_000  # per million commands: 1 %
 
 
-def make_broker(redis_url: str | None = None, *, client: redis.Redis | None = None) -> RedisBroker:
-    """A Redis broker on `redis_url` or on `client` (not made Dramatiq's global one: actors are declared on it
-    explicitly). Given a Sentinel-managed `client` (`adapters.redis.connect.sync_client`), the broker follows a
-    failover: its next command asks the Sentinels for the new master. Dramatiq's Prometheus middleware is left
-    out: it would listen on 0.0.0.0; the worker exposes metrics itself."""
+#: The URL schemes of a RabbitMQ broker; any other URL names a Redis one.
+AMQP_SCHEMES = ("amqp", "amqps")
+#: What a broker raises when it cannot be reached: redis-py's errors, pika's, Dramatiq's wrapping of them.
+BROKER_ERRORS = (redis.RedisError, OSError, dramatiq.errors.ConnectionClosed, dramatiq.errors.ConnectionFailed,
+                 pika.exceptions.AMQPError)
+
+
+def is_rabbitmq(url: str) -> bool:
+    return urlsplit(url).scheme in AMQP_SCHEMES
+
+
+def make_broker(url: str | None = None, *, client: redis.Redis | None = None) -> dramatiq.Broker:
+    """A Dramatiq broker on `url`: RabbitMQ for `amqp://` and `amqps://`, else Redis, on `url` or on `client` (not
+    made Dramatiq's global one: actors are declared on it explicitly). Given a Sentinel-managed `client`
+    (`adapters.redis.connect.sync_client`), the Redis broker follows a failover: its next command asks the
+    Sentinels for the new master. Dramatiq's Prometheus middleware is left out: it would listen on
+    0.0.0.0; the worker exposes metrics itself.
+
+    On RabbitMQ every publish waits for the broker's confirmation (so an enqueue that returned is stored), and the
+    messages a dead consumer held return to their queue as soon as its connection closes; delays go through
+    Dramatiq's delay queues (`<queue>.DQ`) on both brokers."""
     # Observe first: its `after_*` hooks run last, so a retry or dead-letter message sent by Retries still
     # sees the message's span as current and joins its trace.
     middleware = [Observe(), AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(),
                   AsyncIO(), CurrentMessage()]
-    broker = RedisBroker(url=redis_url, client=client, middleware=middleware, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
-                         maintenance_chance=MAINTENANCE_CHANCE)  # type: ignore[no-untyped-call]
-    return broker
+    if url is not None and is_rabbitmq(url):
+        return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
+    return RedisBroker(url=url, client=client, middleware=middleware, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+                       maintenance_chance=MAINTENANCE_CHANCE)  # type: ignore[no-untyped-call]
+
+
+def ping_broker(broker: dramatiq.Broker) -> None:
+    """Raise unless the broker answers. On RabbitMQ, the calling thread's connection (Dramatiq keeps one per
+    thread) is exercised, and opened afresh once if the broker had closed it (an idle connection misses heartbeats)."""
+    if isinstance(broker, RedisBroker):
+        broker.client.ping()
+        return
+    assert isinstance(broker, RabbitmqBroker), f"no probe for {type(broker).__name__}"
+    try:
+        broker.connection.process_data_events(0)
+    except pika.exceptions.AMQPError:
+        del broker.connection
+        broker.connection.process_data_events(0)
+
+
+class BrokerProbe:
+    """The broker's readiness probe: pings from one thread of its own, so a ping hanging on an unreachable host
+    holds only that thread (later pings time out) and a RabbitMQ probe reuses one connection."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self._broker = broker
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-ping")
+
+    async def __call__(self) -> None:
+        await asyncio.wrap_future(self._thread.submit(ping_broker, self._broker))
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
 
 def event_message(message: OutboxMessage) -> dramatiq.Message[Any]:
@@ -96,9 +148,9 @@ def work_item(task: dict[str, Any]) -> WorkItem:
 
 
 class DramatiqTaskQueue:
-    """The `TaskQueue` port: enqueues on the Redis broker from a thread (redis-py is blocking)."""
+    """The `TaskQueue` port: enqueues on the broker from a thread (redis-py and pika are blocking)."""
 
-    def __init__(self, broker: RedisBroker) -> None:
+    def __init__(self, broker: dramatiq.Broker) -> None:
         self._broker = broker
 
     async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
@@ -129,5 +181,5 @@ class DramatiqTaskQueue:
         try:
             for task in tasks:
                 self._broker.enqueue(task, delay=delay)
-        except (redis.RedisError, OSError) as error:
+        except BROKER_ERRORS as error:
             raise Unavailable(f"the task queue is unavailable: {error}") from error

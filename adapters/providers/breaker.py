@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import NoReturn, ParamSpec, Protocol, TypeVar
 
 import attrs
 import circuitbreaker
@@ -93,6 +93,11 @@ class RollingWindowBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
     def failure_count(self) -> int:
         return sum(self._outcomes)
 
+    @property
+    def generation(self) -> int:
+        """Bumped by every change of state (opened, closed)."""
+        return self._generation
+
     def reset(self) -> None:
         """Close the circuit and start a new, empty window."""
         self._state = STATE_CLOSED
@@ -153,6 +158,22 @@ class RollingWindowBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
         self._probing = False
 
 
+class SharedCircuit(Protocol):
+    """One provider's circuit as every process of the deployment sees it (RedisCircuit, InMemoryCircuit)."""
+
+    async def open_for(self) -> float:
+        """Seconds the shared circuit stays open; 0 when it is closed (or cannot be read)."""
+        ...
+
+    async def trip(self, seconds: float) -> None:
+        """Open it for `seconds` (a process's breaker opened)."""
+        ...
+
+    async def close(self) -> None:
+        """Close it (a process's probe succeeded)."""
+        ...
+
+
 class BreakerProvider:
     """A `PaymentProvider` that stops calling `inner` while it keeps failing, and raises `CircuitOpen` instead.
 
@@ -160,6 +181,12 @@ class BreakerProvider:
     refunds. Only `ProviderUnavailable`, timeouts and cancelled calls count as
     failures; a `ProviderDeclined` means the provider answered. See `RollingWindowBreaker` for when the circuit
     opens and how it recovers.
+
+    With a `shared` circuit, the processes open and close together: when this breaker opens it opens the shared
+    circuit for the recovery timeout, and when its probe succeeds it closes it; while the shared circuit is open a
+    breaker that is closed here refuses as if open (its process's window never saw the failures). Once the shared
+    circuit's time is up every process may call again (the one that opened it sends its probe); the first to
+    open again re-opens it for all.
     """
 
     def __init__(
@@ -170,6 +197,7 @@ class BreakerProvider:
         failure_rate: float = 0.6,
         recovery_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedCircuit | None = None,
     ) -> None:
         self.name: str = inner.name
         self._inner = inner
@@ -177,11 +205,16 @@ class BreakerProvider:
             f"provider:{inner.name}", window=window, failure_rate=failure_rate,
             recovery_timeout=recovery_timeout, clock=clock,
         )
+        self._recovery, self._clock, self._shared = recovery_timeout, clock, shared
+        self._shared_open_until = 0.0  # on `clock`: the shared circuit as last read, while this breaker is closed
 
     @property
     def state(self) -> str:
-        """`closed`, `open` or `half_open` (open, with its recovery timeout over)."""
+        """`closed`, `open` or `half_open` (open, with its recovery timeout over); `open` too while the shared
+        circuit, as last read, is open and this breaker is closed."""
         state: str = self._breaker.state
+        if state == STATE_CLOSED and self._shared_open_until > self._clock():
+            state = STATE_OPEN
         return state
 
     @property
@@ -189,6 +222,8 @@ class BreakerProvider:
         """Seconds until the open circuit lets a probe through; 0 unless open."""
         if self.state != STATE_OPEN:
             return 0.0
+        if self._breaker.state == STATE_CLOSED:  # open through the shared circuit
+            return max(0.0, self._shared_open_until - self._clock())
         remaining: float = self._breaker.open_remaining
         return max(0.0, remaining)
 
@@ -214,9 +249,27 @@ class BreakerProvider:
             await close()
 
     async def _call(self, method: Callable[[R], Awaitable[T]], request: R) -> T:
+        if self._shared is not None and self._breaker.state == STATE_CLOSED:
+            remaining = await self._shared.open_for()
+            self._shared_open_until = self._clock() + remaining if remaining > 0 else 0.0
+            if remaining > 0:
+                raise CircuitOpen(f"circuit open for provider {self.name} (opened by another process)",
+                                  retry_after=remaining)
+        generation = self._breaker.generation
         try:
             result: T = await self._breaker.call_async(method, request)
         except circuitbreaker.CircuitBreakerError:
             raise CircuitOpen(f"circuit open for provider {self.name}",
                               retry_after=self.remaining_open_seconds) from None
+        finally:
+            if self._shared is not None and self._breaker.generation != generation:
+                await self._share()
         return result
+
+    async def _share(self) -> None:
+        """This breaker has just opened or closed: so does the shared circuit."""
+        assert self._shared is not None
+        if self._breaker.state == STATE_CLOSED:
+            await self._shared.close()
+        else:
+            await self._shared.trip(self._recovery)

@@ -1,13 +1,20 @@
-"""Prometheus metrics of the HTTP API, plus the cluster-wide families read at scrape time (Redis, PostgreSQL)."""
+"""Prometheus metrics of the HTTP API, plus the cluster-wide families read at scrape time (Redis, PostgreSQL).
+
+Under `payments serve --workers N` the HTTP metrics use the Prometheus client's multiprocess mode (`cmd_serve`
+sets PROMETHEUS_MULTIPROC_DIR before Sanic starts its processes): every process writes its samples to files there,
+and a scrape, whichever process answers it, renders the sums over all of them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from adapters.postgres.metrics import database_gauges
@@ -39,7 +46,16 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
     HTTP_LATENCY.labels(*labels).observe(seconds)
 
 
+#: Set (by `cmd_serve`) when the API runs as several processes sharing one port.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def render() -> bytes:
+    """The HTTP metrics: this process's, or, in multiprocess mode, those of every process of the `serve`."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
     return generate_latest(REGISTRY)
 
 

@@ -1,7 +1,8 @@
-"""The `TaskQueue` port: one suite over the in-memory fake and Dramatiq's Redis broker.
+"""The `TaskQueue` port: one suite over the in-memory fake and Dramatiq's Redis and RabbitMQ brokers.
 
-The real backend is `DramatiqTaskQueue` on a broker of its own, on a private Redis database that is
-read back key by key (what `RedisBroker.enqueue` wrote), so nothing here reaches a worker.
+A real backend is `DramatiqTaskQueue` on a broker of its own, on a private Redis database that is read back key by
+key (what `RedisBroker.enqueue` wrote), or on a RabbitMQ vhost of this module's whose queues are drained with
+`basic_get`, so nothing here reaches a worker.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from uuid import UUID, uuid5
 import attrs
 import dramatiq
 import dramatiq.broker
+import pika
 import pytest
 import redis.asyncio as aioredis
 
@@ -38,6 +40,7 @@ from core.events import OutboxMessage
 from core.ids import new_id
 from core.webhooks import DeliveryRef
 from core.work import PAYMENT, REFUND, WorkItem
+from tests.rabbitmq import rabbitmq_vhost
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,6 +101,32 @@ class RedisQueues:
         return tasks
 
 
+class RabbitQueues:
+    """The queue under test on a RabbitMQ broker, read back with a connection of its own."""
+
+    def __init__(self, queue: DramatiqTaskQueue, url: str) -> None:
+        self.queue, self._url = queue, url
+
+    async def take(self, before_ms: int, after_ms: int) -> list[Task]:
+        """Everything the broker holds, oldest first per queue, then forget it (taken with auto-ack)."""
+        tasks = []
+        connection = pika.BlockingConnection(pika.URLParameters(self._url))
+        try:
+            channel = connection.channel()
+            for name in [*QUEUES, *(f"{q}.DQ" for q in QUEUES)]:
+                while True:
+                    _, _, body = channel.basic_get(name, auto_ack=True)
+                    if body is None:
+                        break
+                    message = dramatiq.Message.decode(body)
+                    eta = message.options.get("eta")
+                    delay = (0.0, 0.0) if eta is None else ((eta - after_ms) / 1000, (eta - before_ms) / 1000)
+                    tasks.append(Task(*_subject(message), message.message_id, delay, message))
+        finally:
+            connection.close()
+        return tasks
+
+
 def _subject(message: dramatiq.Message[Any]) -> tuple[str, Any]:
     task = message.args[0]
     if message.queue_name.removesuffix(".DQ") == EVENTS_QUEUE:
@@ -147,16 +176,41 @@ async def private_broker(redis_url: str) -> AsyncIterator[RedisQueues]:
         await client.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def queues(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[MemoryQueues | RedisQueues]:
+@pytest.fixture(scope="module")
+def rabbitmq_url() -> Iterator[str]:
+    """A vhost of this module's (its queues are drained by every `take`)."""
+    with rabbitmq_vhost() as url:
+        yield url
+
+
+@asynccontextmanager
+async def rabbit_broker(url: str) -> AsyncIterator[RabbitQueues]:
+    with global_broker_kept():
+        broker = make_broker(url)
+    for name in QUEUES:  # each with its delay and dead-letter queues, so that `take` finds every one
+        broker.declare_queue(name, ensure=True)
+    real = RabbitQueues(DramatiqTaskQueue(broker), url)
+    try:
+        yield real
+    finally:
+        await real.take(0, 0)
+        broker.close()
+
+
+@pytest.fixture(params=["memory", "redis", "rabbitmq"])
+async def queues(request: pytest.FixtureRequest, redis_url: str
+                 ) -> AsyncIterator[MemoryQueues | RedisQueues | RabbitQueues]:
     if request.param == "memory":
         yield MemoryQueues()
-        return
-    async with private_broker(redis_url) as real:
-        yield real
+    elif request.param == "redis":
+        async with private_broker(redis_url) as real:
+            yield real
+    else:
+        async with rabbit_broker(request.getfixturevalue("rabbitmq_url")) as rabbit:
+            yield rabbit
 
 
-async def sent(queues: MemoryQueues | RedisQueues, call: Callable[[], Awaitable[None]]) -> list[Task]:
+async def sent(queues: MemoryQueues | RedisQueues | RabbitQueues, call: Callable[[], Awaitable[None]]) -> list[Task]:
     before = int(time.time() * 1000)
     await call()
     after = int(time.time() * 1000)
@@ -236,22 +290,28 @@ async def test_deliveries_are_enqueued_one_per_ref_with_their_delay(queues) -> N
 # --- what only the Dramatiq adapter has: queues, actors, the broker's own ids, an outage -----------------------
 
 
-@pytest.fixture
-async def redis_queues(redis_url: str) -> AsyncIterator[RedisQueues]:
-    async with private_broker(redis_url) as real:
-        yield real
+@pytest.fixture(params=["redis", "rabbitmq"])
+async def broker_queues(request: pytest.FixtureRequest, redis_url: str
+                        ) -> AsyncIterator[RedisQueues | RabbitQueues]:
+    """A real broker: Redis, or RabbitMQ."""
+    if request.param == "redis":
+        async with private_broker(redis_url) as real:
+            yield real
+    else:
+        async with rabbit_broker(request.getfixturevalue("rabbitmq_url")) as rabbit:
+            yield rabbit
 
 
-async def test_dramatiq_routes_each_task_to_its_queue_and_actor(redis_queues: RedisQueues) -> None:
-    queue = redis_queues.queue
+async def test_dramatiq_routes_each_task_to_its_queue_and_actor(broker_queues: RedisQueues | RabbitQueues) -> None:
+    queue = broker_queues.queue
     payment = _message("payment.created", {"payment_type": "external_payment"})
     refund = _message("refund.created")
     ref = DeliveryRef(id=new_id(), tenant_id=new_id(), attempt=0)
     item = WorkItem(kind=REFUND, tenant_id=new_id(), target_id=new_id())
-    published = await sent(redis_queues, lambda: queue.publish_events([payment, refund]))
-    again = await sent(redis_queues, lambda: queue.publish_events([payment, refund]))
-    later = await sent(redis_queues, lambda: queue.enqueue_work([item], delay_seconds=2))
-    hooks = await sent(redis_queues, lambda: queue.enqueue_deliveries([ref], delay_seconds=3))
+    published = await sent(broker_queues, lambda: queue.publish_events([payment, refund]))
+    again = await sent(broker_queues, lambda: queue.publish_events([payment, refund]))
+    later = await sent(broker_queues, lambda: queue.enqueue_work([item], delay_seconds=2))
+    hooks = await sent(broker_queues, lambda: queue.enqueue_deliveries([ref], delay_seconds=3))
     routes = {(t.kind, t.raw.queue_name, t.raw.actor_name) for t in [*published, *later, *hooks] if t.raw}
     assert routes == {("event", EVENTS_QUEUE, DISPATCH_ACTOR), ("work", WORK_QUEUE, WORK_ACTORS[PAYMENT]),
                       ("work", WORK_QUEUE, WORK_ACTORS[REFUND]), ("work", f"{WORK_QUEUE}.DQ", WORK_ACTORS[REFUND]),
@@ -265,9 +325,10 @@ async def test_dramatiq_routes_each_task_to_its_queue_and_actor(redis_queues: Re
     assert work_ids == [str(uuid5(WORK_IDS, str(m.id))) for m in (payment, refund)]
 
 
-async def test_an_unreachable_broker_is_unavailable() -> None:
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "amqp://guest:guest@127.0.0.1:1/"])
+async def test_an_unreachable_broker_is_unavailable(url: str) -> None:
     with global_broker_kept():
-        broker = make_broker("redis://127.0.0.1:1/0")  # nothing listens on port 1
+        broker = make_broker(url)  # nothing listens on port 1
     queue = DramatiqTaskQueue(broker)
     item = WorkItem(kind=PAYMENT, tenant_id=new_id(), target_id=new_id())
     try:

@@ -17,6 +17,10 @@ import redis
 
 from tests.conftest import fresh_database
 from tests.e2e.conftest import Process, free_port, stack_env, start_worker, wait_http
+from tests.rabbitmq import rabbitmq_vhost
+
+#: The brokers a stack can run on: Dramatiq's Redis broker (on the stack's Redis) or RabbitMQ (a vhost of its own).
+BROKERS = ("redis", "rabbitmq")
 
 
 @attrs.define
@@ -140,12 +144,33 @@ class Isolated:
     mock: Process
     workers: list[Process]
     logs: Path
+    broker_url: str = ""  # PAYMENTS_BROKER_URL; empty: the broker is the stack's Redis
+    apis: list[Process] = attrs.field(factory=list)  # the APIs added by `add_api`
+
+    @property
+    def broker(self) -> str:
+        """The URL of the broker the stack's processes use."""
+        return self.broker_url or self.redis.url
+
+    def env(self) -> dict[str, str]:
+        """What selects the stack's broker, for a process of its own (a worker, an API, a CLI command)."""
+        return {"PAYMENTS_BROKER_URL": self.broker_url} if self.broker_url else {}
 
     def add_worker(self, **env: str) -> Process:
         worker = start_worker(self.database_url, self.redis.url, self.mock_port,
-                              self.logs / f"worker{len(self.workers)}.log", **env)
+                              self.logs / f"worker{len(self.workers)}.log", **{**self.env(), **env})
         self.workers.append(worker)
         return worker
+
+    def add_api(self, **env: str) -> tuple[str, Process]:
+        """One more `payments serve` on the stack (stopped with the stack if started by `isolated_stack`)."""
+        port = free_port()
+        settings = {"PAYMENTS_DATABASE_POOL_MAX": "10", "PAYMENTS_MOCK_PORT": str(self.mock_port), **self.env(), **env}
+        api = Process(["serve"], stack_env(self.database_url, self.redis.url, port, **settings),
+                      self.logs / f"api{len(self.apis) + 1}.log")
+        self.apis.append(api)
+        wait_http(f"http://127.0.0.1:{port}/health/ready", api.start())
+        return f"http://127.0.0.1:{port}", api
 
 
 def _launched(cleanup: contextlib.ExitStack, process: Process, url: str) -> Process:
@@ -159,10 +184,15 @@ def _launched(cleanup: contextlib.ExitStack, process: Process, url: str) -> Proc
 def isolated_stack(
     admin_url: str, logs: Path, *, workers: int = 1, mock_env: dict[str, str] | None = None,
     worker_env: dict[str, str] | None = None, api_env: dict[str, str] | None = None, redis_port: int | None = None,
+    broker: str = "redis",
 ) -> Iterator[Isolated]:
-    """Redis, the mock providers, the API and `workers` workers on a fresh database of `admin_url`'s server;
-    everything started is stopped on the way out, whatever happened."""
+    """Redis, the mock providers, the API and `workers` workers on a fresh database of `admin_url`'s server, with
+    `broker` (one of BROKERS) as their Dramatiq broker; everything started is stopped on the way out, whatever
+    happened."""
+    assert broker in BROKERS, broker
     with fresh_database(admin_url) as database_url, contextlib.ExitStack() as cleanup:
+        broker_url = cleanup.enter_context(rabbitmq_vhost()) if broker == "rabbitmq" else ""
+        broker_env = {"PAYMENTS_BROKER_URL": broker_url} if broker_url else {}
         private = PrivateRedis(logs / "redis", port=redis_port)
         cleanup.callback(private.stop)
         private.start()
@@ -172,13 +202,14 @@ def isolated_stack(
             f"http://127.0.0.1:{mock_port}/health")
         # a small pool: the session's own stack and the machine's other users share max_connections
         # the API reads the providers' settlement reports (POST /reconciliations): this stack's mock server
-        api_settings = {"PAYMENTS_DATABASE_POOL_MAX": "10", "PAYMENTS_MOCK_PORT": str(mock_port), **(api_env or {})}
+        api_settings = {"PAYMENTS_DATABASE_POOL_MAX": "10", "PAYMENTS_MOCK_PORT": str(mock_port), **broker_env,
+                        **(api_env or {})}
         base_url = f"http://127.0.0.1:{api_port}"
         api = _launched(cleanup, Process(["serve"], stack_env(database_url, private.url, api_port, **api_settings),
                                          logs / "api.log"), f"{base_url}/health/ready")
         stack = Isolated(database_url, private, base_url, f"http://127.0.0.1:{mock_port}", mock_port, api, mock, [],
-                         logs)
-        cleanup.callback(lambda: [worker.stop() for worker in stack.workers])
+                         logs, broker_url)
+        cleanup.callback(lambda: [process.stop() for process in [*stack.workers, *stack.apis]])
         for _ in range(workers):
             stack.add_worker(**(worker_env or {}))
         yield stack

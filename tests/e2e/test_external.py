@@ -1,21 +1,28 @@
 """API.md §6 end to end: external payments through the worker and the mock providers, every mock_outcome,
-cancel, refunds, listings, and event histories that fold into the payment. Driven through `payments.client`."""
+cancel, refunds, listings, and event histories that fold into the payment. Driven through `payments.client`. The
+pipeline's own tests (a payment completing, transient failures retried on a delay) also run on RabbitMQ (API.md §8),
+on a stack of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import attrs
 import httpx
 import pytest
 
 from core.clock import timestamp
 from core.money import format_minor
 from payments.client import AsyncClient, InvalidStateTransition
+from tests.conftest import new_api_key_for_url
 from tests.e2e.apiflow import STATE, balance, fails, folds, funded, pay, refund_settled, settled
 from tests.e2e.conftest import Payments
+from tests.e2e.isolated import BROKERS, Isolated, isolated_stack
 from tests.e2e.payflow import charges
 from tests.e2e.test_concurrency import _ledger_check
 
@@ -24,10 +31,38 @@ pytestmark = pytest.mark.usefixtures("no_server_errors", "payments_stack")
 MISSING = "00000000-0000-7000-8000-000000000000"
 
 
+@pytest.fixture(scope="module")
+def rabbitmq_stack(admin_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Isolated]:
+    """API, worker and mock providers on a database of their own, with RabbitMQ (a vhost of its own) as broker."""
+    breaker = {"PAYMENTS_PAYMENT_BREAKER_WINDOW": "30", "PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE": "1.0"}  # as below
+    with isolated_stack(admin_database_url, Path(tmp_path_factory.mktemp("rabbitmq")), broker="rabbitmq",
+                        worker_env=breaker) as stack:
+        yield stack
+
+
+@attrs.frozen
+class Pipeline:
+    api: AsyncClient
+    mock_url: str
+
+
+@pytest.fixture(params=BROKERS)
+async def pipeline(
+    request: pytest.FixtureRequest, payments_stack: Payments, api: AsyncClient
+) -> AsyncIterator[Pipeline]:
+    """A fresh tenant's client and the mock providers of the session's stack (Redis) or the RabbitMQ one."""
+    if request.param == "redis":
+        yield Pipeline(api, payments_stack.mock_url)
+        return
+    stack: Isolated = request.getfixturevalue("rabbitmq_stack")
+    key = await new_api_key_for_url(stack.database_url)
+    async with httpx.AsyncClient(timeout=30) as http:
+        yield Pipeline(AsyncClient(stack.base_url, key, http=http), stack.mock_url)
+
+
 @pytest.mark.parametrize("provider", ["stripe", "paypal"])
-async def test_a_payment_completes_through_its_provider_and_settles(
-    api: AsyncClient, payments_stack: Payments, provider: str
-) -> None:
+async def test_a_payment_completes_through_its_provider_and_settles(pipeline: Pipeline, provider: str) -> None:
+    api = pipeline.api
     source = await funded(api, "100.00")
     created = await pay(api, source, "30.25", provider=provider, order="42")
     assert (created.status, created.provider, created.payment_type) == ("pending", provider, "external_payment")
@@ -38,7 +73,7 @@ async def test_a_payment_completes_through_its_provider_and_settles(
     assert done.status == "completed" and done.provider_reference and done.completed_at
     assert await balance(api, source) == "69.75"
     assert await folds(api, done) == ["payment.created", "payment.processing", "payment.completed"]
-    recorded = await charges(payments_stack.mock_url, created.id)
+    recorded = await charges(pipeline.mock_url, created.id)
     assert [(c["provider"], c["amount"], c["currency"], c["status"]) for c in recorded] == [
         (provider, 3025, "USD", "succeeded")]
 
@@ -51,9 +86,9 @@ async def test_a_decline_fails_the_payment_and_returns_the_money(api: AsyncClien
     assert await folds(api, done) == ["payment.created", "payment.processing", "payment.failed"]
 
 
-async def test_transient_failures_are_retried_then_succeed_with_one_charge(
-    api: AsyncClient, payments_stack: Payments
-) -> None:
+async def test_transient_failures_are_retried_then_succeed_with_one_charge(pipeline: Pipeline) -> None:
+    """Each retry is the payment's work enqueued again with a delay: through the broker's delay queue."""
+    api = pipeline.api
     source = await funded(api, "50.00")
     created = await pay(api, source, "5.00", outcome="fail_transient:3")
     done = await settled(api, created.id)
@@ -62,7 +97,7 @@ async def test_transient_failures_are_retried_then_succeed_with_one_charge(
     assert types == ["payment.created", "payment.processing", *["payment.attempt_failed"] * 3, "payment.completed"]
     history = await api.payments.events(created.id)
     assert [e.data["attempt"] for e in history if e.type == "payment.attempt_failed"] == [1, 2, 3]
-    recorded = await charges(payments_stack.mock_url, created.id)
+    recorded = await charges(pipeline.mock_url, created.id)
     assert len(recorded) == 1 and recorded[0]["requests"] == 4
 
 

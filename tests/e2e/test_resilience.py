@@ -14,18 +14,19 @@ from uuid import UUID
 
 import asyncpg
 import httpx
+import pytest
 
 from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
 from core.work import PAYMENT, WorkItem
 from tests.conftest import ROOT, new_api_key_for_url
-from tests.e2e.isolated import Isolated, isolated_stack
+from tests.e2e.isolated import BROKERS, Isolated, isolated_stack
 from tests.e2e.payflow import balance, charges, funded, pay, settled
 from tests.e2e.test_external import assert_folds
 
 
 def cli(stack: Isolated, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
-    env.update(PAYMENTS_DATABASE_URL=stack.database_url, PAYMENTS_REDIS_URL=stack.redis.url)
+    env.update(PAYMENTS_DATABASE_URL=stack.database_url, PAYMENTS_REDIS_URL=stack.redis.url, **stack.env())
     return subprocess.run([sys.executable, "-m", "payments", *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=False)
 
@@ -97,9 +98,11 @@ async def _refused(client: httpx.AsyncClient, payment_id: str, timeout: float = 
         await asyncio.sleep(0.05)
 
 
-async def test_dlq_retry_redrives_unfinished_work(admin_database_url: str, tmp_path: Path) -> None:
-    """A dead letter whose payment never finished (its message died on infrastructure errors) is re-driven."""
-    with isolated_stack(admin_database_url, tmp_path, workers=0) as stack:
+@pytest.mark.parametrize("broker", BROKERS)
+async def test_dlq_retry_redrives_unfinished_work(admin_database_url: str, tmp_path: Path, broker: str) -> None:
+    """A dead letter whose payment never finished (its message died on infrastructure errors) is re-driven,
+    through either broker."""
+    with isolated_stack(admin_database_url, tmp_path, workers=0, broker=broker) as stack:
         async with await client_for(stack) as client:
             source = await funded(client, "10.00")
             payment = (await pay(client, source, "4.00")).json()
@@ -131,7 +134,7 @@ async def test_duplicate_deliveries_and_two_workers_charge_once(admin_database_u
             source = await funded(client, "1000.00")
             created = [(await pay(client, source, "2.00", outcome=("succeed", "fail_transient:1")[n % 2])).json()
                        for n in range(40)]
-            broker = make_broker(stack.redis.url)
+            broker = make_broker(stack.broker)
             queue = DramatiqTaskQueue(broker)
             connection = await asyncpg.connect(stack.database_url)
             tenant_id = await connection.fetchval("SELECT tenant_id FROM payments WHERE id = $1",
@@ -203,18 +206,21 @@ async def test_redis_restarted_while_payments_are_in_flight(admin_database_url: 
         ledger_ok(stack)
 
 
+@pytest.mark.parametrize("broker", BROKERS)
 async def test_work_that_fails_on_every_dramatiq_retry_lands_in_the_dlq(
-    admin_database_url: str, tmp_path: Path
+    admin_database_url: str, tmp_path: Path, broker: str
 ) -> None:
     """The work actors hand a message whose retries ran out (`on_retry_exhausted`) to `dead_letter_work`,
-    which keeps it in PostgreSQL; here that hand-over is sent as Dramatiq's Retries middleware sends it."""
+    which keeps it in PostgreSQL; here that hand-over is sent as Dramatiq's Retries middleware sends it. The
+    project's DLQ is that table on either broker (Dramatiq's own `<queue>.XQ` only ever gets what
+    `dead_letter_work` itself fails on), so `payments dlq list` shows it the same."""
     import dramatiq
 
     from adapters.dramatiq.broker import WORK_QUEUE, work_message
     from workers.payments import DEAD_LETTER_ACTOR, INFRA_RETRIES, WORK_OPTIONS
 
     assert WORK_OPTIONS["on_retry_exhausted"] == DEAD_LETTER_ACTOR
-    with isolated_stack(admin_database_url, tmp_path, workers=1) as stack:
+    with isolated_stack(admin_database_url, tmp_path, workers=1, broker=broker) as stack:
         async with await client_for(stack) as client:
             source = await funded(client, "10.00")
             payment = (await pay(client, source, "1.00")).json()
@@ -225,11 +231,11 @@ async def test_work_that_fails_on_every_dramatiq_retry_lands_in_the_dlq(
                                        correlation_id="corr-dead"))
         error = "asyncpg.exceptions.CannotConnectNowError: the database is starting"
         failed.options["traceback"] = f"Traceback ...\n{error}"
-        broker = make_broker(stack.redis.url)
+        sender = make_broker(stack.broker)
         exhausted = {"retries": INFRA_RETRIES, "max_retries": INFRA_RETRIES}
-        broker.enqueue(dramatiq.Message(queue_name=WORK_QUEUE, actor_name=DEAD_LETTER_ACTOR,
+        sender.enqueue(dramatiq.Message(queue_name=WORK_QUEUE, actor_name=DEAD_LETTER_ACTOR,
                                         args=(failed.asdict(), exhausted), kwargs={}, options={}))
-        broker.close()
+        sender.close()
         try:
             deadline = asyncio.get_running_loop().time() + 30
             while (row := await connection.fetchrow("SELECT * FROM dead_letters WHERE target_id = $1",

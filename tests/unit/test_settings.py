@@ -179,6 +179,15 @@ def test_database_and_redis_dsn() -> None:
     assert load_settings({}).database.dsn() == ""  # embedded
 
 
+def test_the_broker_is_the_redis_unless_a_redis_or_rabbitmq_url_is_given() -> None:
+    assert load_settings({}).broker.dsn("redis://cache:6379/3") == "redis://cache:6379/3"
+    for url in ("amqp://u:p@rabbit:5672/payments", "amqps://rabbit/", "redis://other:6379/1", "rediss://r/0"):
+        assert load_settings({"PAYMENTS_BROKER_URL": url}).broker.dsn("redis://cache:6379/3") == url
+    with pytest.raises(SettingsError, match="PAYMENTS_BROKER_URL") as refused:
+        load_settings({"PAYMENTS_BROKER_URL": "http://u:secret@rabbit:15672/"})
+    assert "secret" not in str(refused.value)  # the URL may hold a password: only its scheme is named
+
+
 def test_payment_worker_and_provider_settings() -> None:
     defaults = load_settings({})
     p = defaults.payment

@@ -1,0 +1,67 @@
+"""BreakerProvider with a shared circuit: the breakers of several processes open and close together."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from adapters.memory.circuit import InMemoryCircuit
+from adapters.providers.breaker import BreakerProvider
+from core.providers import CircuitOpen, ProviderResult, ProviderUnavailable
+from tests.fakes import FakeMonotonic
+from tests.unit.test_breaker import RECOVERY, ScriptedProvider, charge_request
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Process:
+    """One process's breaker (window 4, rate 1.0) on the clock and circuit every process shares."""
+
+    def __init__(self, clock: FakeMonotonic, circuit: InMemoryCircuit) -> None:
+        self.inner = ScriptedProvider()
+        self.breaker = BreakerProvider(self.inner, window=4, failure_rate=1.0, recovery_timeout=RECOVERY, clock=clock,
+                                       shared=circuit)
+
+    async def call(self, outcome: str) -> None:
+        self.inner.outcome = outcome
+        with contextlib.suppress(ProviderUnavailable):
+            await self.breaker.charge(charge_request())
+
+
+async def test_one_breaker_opening_opens_the_others_and_its_probe_closes_them() -> None:
+    clock = FakeMonotonic()
+    circuit = InMemoryCircuit(clock)
+    first, second = Process(clock, circuit), Process(clock, circuit)
+    for _ in range(4):
+        await first.call("down")
+    assert first.breaker.state == "open"
+    clock.advance(10)
+    with pytest.raises(CircuitOpen) as refused:  # the second never saw a failure, yet refuses
+        await second.breaker.charge(charge_request())
+    assert second.inner.calls == 0 and refused.value.retry_after == pytest.approx(RECOVERY - 10)
+    assert second.breaker.state == "open" and second.breaker.remaining_open_seconds == pytest.approx(RECOVERY - 10)
+    clock.advance(RECOVERY - 10)  # the recovery timeout is over for every process at once
+    await first.call("down")  # the first's probe fails: the circuit opens again, for everyone
+    with pytest.raises(CircuitOpen):
+        await second.breaker.charge(charge_request())
+    clock.advance(RECOVERY)
+    await first.call("ok")  # its probe succeeds: closed everywhere
+    assert first.breaker.state == "closed"
+    assert await second.breaker.charge(charge_request()) == ProviderResult("ref-1")
+    assert second.breaker.state == "closed"
+
+
+async def test_a_breaker_opening_on_its_own_window_opens_the_shared_circuit_whoever_opened_it_before() -> None:
+    clock = FakeMonotonic()
+    circuit = InMemoryCircuit(clock)
+    first, second = Process(clock, circuit), Process(clock, circuit)
+    await first.call("down")
+    await second.call("down")
+    assert await circuit.open_for() == 0  # neither window is full yet
+    for _ in range(3):
+        await second.call("down")
+    assert second.breaker.state == "open" and await circuit.open_for() == RECOVERY
+    with pytest.raises(CircuitOpen):
+        await first.breaker.charge(charge_request())
+    assert first.inner.calls == 1
