@@ -12,7 +12,14 @@ from loguru import logger
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from sanic import HTTPResponse, Request, Sanic
-from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, RequestCancelled, SanicException
+from sanic.exceptions import (
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestCancelled,
+    SanicException,
+    ServiceUnavailable,
+)
 
 from adapters.telemetry import configure_tracing, context_from, tracer
 from app.bootstrap import bootstrap
@@ -150,6 +157,10 @@ def _error(request: Request, exception: BaseException) -> HTTPResponse:
     elif isinstance(exception, MethodNotAllowed):
         stored = problem("method_not_allowed", f"{request.method} is not allowed here", request_id)
         headers["Allow"] = ", ".join(_allowed_methods(request))
+    elif isinstance(exception, ServiceUnavailable):
+        # Sanic's own 503: the handler ran past RESPONSE_TIMEOUT and was cancelled. Not a bug to answer 500 for.
+        logger.warning("request cancelled after the response timeout ({}s)", request.app.config.RESPONSE_TIMEOUT)
+        stored = problem("service_unavailable", "the request took too long to answer; retry later", request_id)
     elif isinstance(exception, SanicException) and 400 <= exception.status_code < 500:
         status = HTTPStatus(exception.status_code)
         slug = FRAMEWORK_SLUGS.get(status) or status.phrase.lower().replace(" ", "_").replace("-", "_")
