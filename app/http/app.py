@@ -12,7 +12,14 @@ from loguru import logger
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from sanic import HTTPResponse, Request, Sanic
-from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, SanicException
+from sanic.exceptions import (
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestCancelled,
+    SanicException,
+    ServiceUnavailable,
+)
 
 from adapters.telemetry import configure_tracing, context_from, tracer
 from app.bootstrap import bootstrap
@@ -40,6 +47,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 #: Statuses that tell the client to come back, and the seconds a 503 without a better estimate asks it to wait.
 RETRY_LATER = frozenset({429, 503})
 UNAVAILABLE_RETRY_AFTER = 1
+#: The status a request is counted and logged with when its client went away before the answer (nginx's 499): no
+#: one receives it, and it is no error of the server.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def create_app(settings: Settings, database_url: str, redis_url: str, *, name: str = "payments") -> Sanic[Any, Any]:
@@ -69,7 +79,9 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
 
     app.on_request(_start, priority=100)
     app.on_response(_finish, priority=100)  # type: ignore[no-untyped-call]
-    app.error_handler.add(Exception, _error)
+    # BaseException, not Exception: a request whose client went away ends in Sanic's `RequestCancelled`, an
+    # `asyncio.CancelledError`; left to Sanic's default handler it became an unlogged 500.
+    app.error_handler.add(BaseException, _error)
     for module in (accounts, payments, holds, batches, webhooks, events, reconciliations, health, problems):
         app.blueprint(module.bp)
     install_docs(app, lambda: openapi_document(health.VERSION), title="Payments API")
@@ -124,9 +136,13 @@ async def _finish(request: Request, response: HTTPResponse) -> None:
     _end_span(request, response.status)
 
 
-def _error(request: Request, exception: Exception) -> HTTPResponse:
+def _error(request: Request, exception: BaseException) -> HTTPResponse:
     request_id = getattr(request.ctx, "request_id", None) if request is not None else None
     headers: dict[str, str] = {}
+    if isinstance(exception, RequestCancelled):
+        # The client closed its connection before the answer (it gave up waiting, or its connection sat in the
+        # listen backlog while the process started): Sanic cancelled the handler and nothing can be sent back.
+        return HTTPResponse(status=CLIENT_CLOSED_REQUEST)
     if isinstance(exception, CoreError):
         stored = problem_for(exception, request_id)
         if isinstance(exception, ApiError) and exception.retry_after is not None:
@@ -141,6 +157,10 @@ def _error(request: Request, exception: Exception) -> HTTPResponse:
     elif isinstance(exception, MethodNotAllowed):
         stored = problem("method_not_allowed", f"{request.method} is not allowed here", request_id)
         headers["Allow"] = ", ".join(_allowed_methods(request))
+    elif isinstance(exception, ServiceUnavailable):
+        # Sanic's own 503: the handler ran past RESPONSE_TIMEOUT and was cancelled. Not a bug to answer 500 for.
+        logger.warning("request cancelled after the response timeout ({}s)", request.app.config.RESPONSE_TIMEOUT)
+        stored = problem("service_unavailable", "the request took too long to answer; retry later", request_id)
     elif isinstance(exception, SanicException) and 400 <= exception.status_code < 500:
         status = HTTPStatus(exception.status_code)
         slug = FRAMEWORK_SLUGS.get(status) or status.phrase.lower().replace(" ", "_").replace("-", "_")
