@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import sys
 from functools import partial
 from types import FrameType
@@ -72,16 +73,30 @@ def cmd_serve(settings: Settings, endpoints: Endpoints, *, workers: int | None =
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    tls = _checked_tls(settings)
     loader = AppLoader(factory=partial(api_app, settings, endpoints.database_url, endpoints.redis_url))
     app = loader.load()
     workers = workers or settings.server.workers
     app.prepare(host=settings.server.host, port=settings.server.port, workers=workers, access_log=False,
-                motd=False, single_process=workers == 1)
+                motd=False, single_process=workers == 1, ssl=tls)
     if workers == 1:
         Sanic.serve_single(primary=app)
     else:
         Sanic.serve(primary=app, app_loader=loader)
     return 0
+
+
+def _checked_tls(settings: Settings) -> dict[str, str] | None:
+    """PAYMENTS_SERVER_TLS_CERT/_KEY as Sanic's `ssl` argument, once they are known to load as a pair: a missing
+    file, a key that is not the certificate's or a bad PEM stops `serve` with one line naming the keys."""
+    tls = settings.server.tls()
+    if tls is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls["cert"], tls["key"])
+        except (OSError, ssl.SSLError) as error:
+            sys.exit(f"payments: invalid configuration: PAYMENTS_SERVER_TLS_CERT / PAYMENTS_SERVER_TLS_KEY "
+                     f"({tls['cert']}, {tls['key']}): {error}")
+    return tls
 
 
 def cmd_worker(settings: Settings, endpoints: Endpoints, *, processes: int = 1, threads: int | None = None) -> int:
