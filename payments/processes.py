@@ -73,7 +73,7 @@ def cmd_serve(settings: Settings, endpoints: Endpoints, *, workers: int | None =
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    tls = _checked_tls(settings)
+    tls = checked_tls(settings)
     loader = AppLoader(factory=partial(api_app, settings, endpoints.database_url, endpoints.redis_url))
     app = loader.load()
     workers = workers or settings.server.workers
@@ -86,7 +86,7 @@ def cmd_serve(settings: Settings, endpoints: Endpoints, *, workers: int | None =
     return 0
 
 
-def _checked_tls(settings: Settings) -> dict[str, str] | None:
+def checked_tls(settings: Settings) -> dict[str, str] | None:
     """PAYMENTS_SERVER_TLS_CERT/_KEY as Sanic's `ssl` argument, once they are known to load as a pair: a missing
     file, a key that is not the certificate's or a bad PEM stops `serve` with one line naming the keys."""
     tls = settings.server.tls()

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import attrs
@@ -22,6 +23,9 @@ import pytest
 import redis
 
 from adapters.postgres.migrate import pending_migrations
+from app.configuration import load_settings
+from app.settings import SettingsError
+from payments.processes import checked_tls
 from tests.e2e.conftest import Process, free_port, stack_env
 from tests.integration.tls_servers import Pki, make_pki, tls_postgres, tls_redis, wait_for
 
@@ -135,17 +139,22 @@ def test_migrate_serve_and_worker_over_tls(tls_stack: TlsStack) -> None:
         worker.stop()
 
 
-def test_serve_refuses_a_half_or_broken_tls_configuration(tls_stack: TlsStack, tmp_path: Path) -> None:
-    env = stack_env(tls_stack.database_url, tls_stack.redis_url, free_port(),
-                    PAYMENTS_SERVER_TLS_CERT=str(tls_stack.pki.cert))
-    half = payments(env, "serve")
-    assert half.returncode != 0 and "PAYMENTS_SERVER_TLS_KEY" in half.stderr, half.stderr
-    foreign = make_pki(tmp_path / "foreign", label="someone else")
-    mismatched = payments({**env, "PAYMENTS_SERVER_TLS_KEY": str(foreign.key)}, "serve")
-    assert mismatched.returncode != 0, mismatched.stderr
-    assert "PAYMENTS_SERVER_TLS_CERT / PAYMENTS_SERVER_TLS_KEY" in mismatched.stderr, mismatched.stderr
-    missing = payments({**env, "PAYMENTS_SERVER_TLS_KEY": str(tmp_path / "nowhere.key")}, "serve")
-    assert missing.returncode != 0 and "nowhere.key" in missing.stderr, missing.stderr
+def test_serve_refuses_a_half_or_broken_tls_configuration(tmp_path: Path) -> None:
+    """One of the pair alone stops the settings; a key that is not the certificate's, or a file that is missing,
+    stops `serve` (its first step, before anything listens) with one line naming both variables."""
+    pki, foreign = make_pki(tmp_path / "pki"), make_pki(tmp_path / "foreign", label="someone else")
+    with pytest.raises(SettingsError, match="PAYMENTS_SERVER_TLS_KEY"):
+        load_settings({"PAYMENTS_SERVER_TLS_CERT": str(pki.cert)})
+    with pytest.raises(SettingsError, match="PAYMENTS_SERVER_TLS_CERT"):
+        load_settings({"PAYMENTS_SERVER_TLS_KEY": str(pki.key)})
+    assert load_settings({}).server.tls() is None
+    good = load_settings({"PAYMENTS_SERVER_TLS_CERT": str(pki.cert), "PAYMENTS_SERVER_TLS_KEY": str(pki.key)})
+    assert checked_tls(good) == {"cert": str(pki.cert), "key": str(pki.key)}
+    for key in (foreign.key, tmp_path / "nowhere.key"):
+        settings = load_settings({"PAYMENTS_SERVER_TLS_CERT": str(pki.cert), "PAYMENTS_SERVER_TLS_KEY": str(key)})
+        with pytest.raises(SystemExit, match="PAYMENTS_SERVER_TLS_CERT / PAYMENTS_SERVER_TLS_KEY") as stopped:
+            checked_tls(settings)
+        assert str(key) in str(stopped.value)
 
 
 def test_amqps_urls_carry_tls_to_pika(tmp_path: Path) -> None:
@@ -159,13 +168,14 @@ def test_amqps_urls_carry_tls_to_pika(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     options = quote(repr({"ca_certs": str(pki.ca)}), safe="")
     broker = RabbitmqBroker(url=f"amqps://guest:guest@localhost/payments?ssl_options={options}", middleware=[])
-    parameters = broker.parameters
+    parameters: Any = broker.parameters  # one URL: one URLParameters (typed as a list too)
     assert parameters.ssl_options is not None and parameters.port == 5671 and parameters.virtual_host == "payments"
     context = parameters.ssl_options.context
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert [dict(pair[0] for pair in ca["subject"]) for ca in context.get_ca_certs()] == [
         {"commonName": "payments test CA"}]
-    default = RabbitmqBroker(url="amqps://mq.example", middleware=[]).parameters
+    default: Any = RabbitmqBroker(url="amqps://mq.example", middleware=[]).parameters
     assert default.ssl_options is not None and default.port == 5671
     assert default.ssl_options.context.verify_mode == ssl.CERT_REQUIRED  # the system's CAs
-    assert RabbitmqBroker(url="amqp://localhost", middleware=[]).parameters.ssl_options is None
+    plain: Any = RabbitmqBroker(url="amqp://localhost", middleware=[]).parameters
+    assert plain.ssl_options is None
