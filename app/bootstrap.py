@@ -17,7 +17,7 @@ from uuid import UUID
 
 import asyncpg
 import attrs
-import redis.asyncio as aioredis
+import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from adapters.crypto import SecretBox, parse_keys
@@ -30,6 +30,7 @@ from adapters.postgres.ledger import PgLedgerAudit
 from adapters.postgres.notifications import PgNotifications
 from adapters.postgres.outbox_feed import PgOutboxFeed
 from adapters.postgres.pool import create_pool
+from adapters.postgres.replica import PgReads, PgReplica
 from adapters.postgres.sealed_secrets import PgSealedSecrets
 from adapters.postgres.uow import PgUnitOfWork
 from adapters.postgres.webhooks import PgDueDeliveries
@@ -37,12 +38,13 @@ from adapters.providers.breaker import BreakerProvider
 from adapters.providers.metered import MeteredProvider
 from adapters.providers.paypal import PayPalProvider
 from adapters.providers.stripe import StripeProvider
+from adapters.redis.connect import AsyncRedis, RedisTopology, async_client, sync_client
 from adapters.redis.health import ping_redis
 from adapters.redis.locks import RedisLocks
 from adapters.redis.metrics import RedisMetrics
 from adapters.redis.rate_limit import RedisRateLimiter
 from adapters.webhook_sender import HttpxWebhookSender, SystemResolver
-from app.settings import Settings, default_data_dir
+from app.settings import Settings, SettingsError, default_data_dir
 from core.clock import SystemClock
 from core.errors import Unavailable
 from core.payments import PROVIDERS
@@ -93,6 +95,8 @@ def resolve_endpoints(settings: Settings, *, redis: bool = True) -> Endpoints:
     """Configured URLs, or embedded PostgreSQL/Redis under the data directory when none is set (`EmbeddedUnavailable`
     if the `embedded` extra is not installed)."""
     endpoints = Endpoints(settings.database.dsn(), settings.redis.dsn())
+    # with Sentinels the master is theirs to name: an empty URL means database 0, never the embedded Redis
+    redis = redis and not settings.redis.sentinels
     if not endpoints.database_url or (redis and not endpoints.redis_url):
         require_embedded()
     try:
@@ -114,9 +118,31 @@ def resolve_endpoints(settings: Settings, *, redis: bool = True) -> Endpoints:
     return endpoints
 
 
-def broker(redis_url: str) -> RedisBroker:
+def redis_topology(settings: Settings, redis_url: str) -> RedisTopology:
+    """How this process reaches Redis: `redis_url` (resolved, maybe embedded) and the Sentinel/Cluster settings."""
+    return settings.redis.topology(redis_url)
+
+
+def broker(settings: Settings, redis_url: str) -> RedisBroker:
     """The Dramatiq broker: the worker needs it before its event loop (and so its `Services`) exists."""
-    return make_broker(redis_url)
+    return _make_broker(settings, redis_url)
+
+
+def _make_broker(settings: Settings, redis_url: str) -> RedisBroker:
+    """The broker of `broker`, under a name that `bootstrap`'s `broker` argument does not hide.
+
+    `PAYMENTS_BROKER_URL` (a `redis://` one) names a Redis of its own; otherwise the broker uses the Redis of
+    PAYMENTS_REDIS_*, through the Sentinels when they are configured, so it follows a failover."""
+    url = settings.broker.url
+    if url.startswith(("amqp://", "amqps://")):  # the settings refuse a cluster with any other broker URL
+        raise SettingsError("PAYMENTS_BROKER_URL: the RabbitMQ broker (amqp://) is not available in this build")
+    if settings.redis.cluster:  # unreachable through load_settings; kept for settings built in code
+        raise SettingsError("a Redis Cluster cannot carry Dramatiq's Redis broker: set PAYMENTS_BROKER_URL=amqp://…")
+    if url:
+        return make_broker(url)
+    client = sync_client(redis_topology(settings, redis_url))
+    assert isinstance(client, redis.Redis)  # a cluster client was refused above
+    return make_broker(client=client)
 
 
 @attrs.define(kw_only=True)
@@ -125,7 +151,7 @@ class Services:
 
     settings: Settings
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: AsyncRedis
     clock: SystemClock
     local_locks: LocalLocks
     turns: LocalLocks
@@ -147,12 +173,22 @@ class Services:
     webhook_slots: asyncio.Semaphore
     broker: RedisBroker
     owns_broker: bool
+    replica: PgReplica | None = None  # PAYMENTS_DATABASE_READ_URL, in the API only
 
     def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
         """The `UnitOfWorkFactory`: every unit of work of the process shares its in-process account locks and turns."""
-        return PgUnitOfWork(self.pool, read_only=read_only, acquire_timeout=self.settings.database.acquire_timeout,
+        return self._uow(self.pool, read_only=read_only, lock_accounts=lock_accounts)
+
+    def _uow(self, pool: asyncpg.Pool, *, read_only: bool, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
+        return PgUnitOfWork(pool, read_only=read_only, acquire_timeout=self.settings.database.acquire_timeout,
                             local_locks=self.local_locks, turns=self.turns, lock_accounts=lock_accounts,
                             secret_box=self.secret_box)
+
+    def reads(self) -> PgReads:
+        """The `Reads` of one request: on the read replica while it is usable, else on the primary."""
+        replica = self.replica
+        return PgReads(partial(self._uow, self.pool, read_only=True),
+                       None if replica is None else partial(self._uow, replica.pool, read_only=True), replica)
 
     def readiness_probes(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """What /health/ready checks, by name and in its order: each probe raises if its dependency fails."""
@@ -169,7 +205,9 @@ class Services:
         """Close every connection, on the loop that opened them, and the broker if bootstrap made it."""
         closers: list[Callable[[], Any]] = [self.webhook_sender.aclose,
                                             *(each.aclose for each in self.providers.values()),  # type: ignore[attr-defined]
-                                            self.outbox_notifications.aclose, self.pool.close, self.redis.aclose]
+                                            self.outbox_notifications.aclose,
+                                            *([self.replica.aclose] if self.replica else []),
+                                            self.pool.close, self.redis.aclose]
         for close in closers:
             with contextlib.suppress(Exception):
                 await close()
@@ -199,13 +237,14 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
     # The worker's relay, scheduler and housekeeping share its pool with its consumer threads.
     size = max(4, settings.worker.concurrency + 2) + 3 if role == "worker" else db.pool_max
     pool = await create_pool(database_url, min_size=0, max_size=size, command_timeout=db.statement_timeout)
+    replica = await _replica(settings, pool) if role == "api" and db.read_url else None
     timeout = 2.0 if role == "worker" else 1.0
-    client = aioredis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = async_client(redis_topology(settings, redis_url), timeout=timeout)
     limit = settings.rate_limit
     limiter = (RedisRateLimiter(client, rate=limit.requests_per_second, burst=limit.burst or limit.requests_per_second)
                if limit.requests_per_second > 0 else None)
     metrics = RedisMetrics(client)
-    own_broker = broker or make_broker(redis_url)
+    own_broker = broker or _make_broker(settings, redis_url)
     box = SecretBox(parse_keys(settings.secrets.keys))
     return Services(
         settings=settings, pool=pool, redis=client, clock=SystemClock(), local_locks=LocalLocks(),
@@ -218,5 +257,16 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
         providers=_providers(settings, metrics),
         webhook_sender=HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls),
         webhook_slots=asyncio.Semaphore(settings.webhooks.concurrency), broker=own_broker,
-        owns_broker=broker is None,
+        owns_broker=broker is None, replica=replica,
     )
+
+
+async def _replica(settings: Settings, primary: asyncpg.Pool) -> PgReplica:
+    """The read replica's pool (as large as the primary's, connecting lazily, quick to give up on a replica that is
+    down) and the task sampling its lag."""
+    db = settings.database
+    pool = await create_pool(db.read_url, min_size=0, max_size=db.pool_max, command_timeout=db.statement_timeout,
+                             connect_timeout=min(2.0, db.acquire_timeout))
+    replica = PgReplica(pool, primary, max_lag=db.read_max_lag)
+    replica.start()
+    return replica

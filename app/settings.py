@@ -10,6 +10,7 @@ from urllib.parse import quote
 import attrs
 
 from adapters.crypto import parse_keys
+from adapters.redis.connect import RedisTopology, parse_sentinels
 from core.usecases.daily_reconciliation import DailyReconciliation
 from core.webhooks import DeliveryPolicy
 
@@ -60,6 +61,9 @@ class DatabaseSettings:
     pool_max: int = attrs.field(default=20, validator=attrs.validators.ge(1))
     acquire_timeout: float = _duration(5.0, positive=True)  # for a hot account's turn, then a connection; 503 beyond
     statement_timeout: float = _duration(10.0, positive=True)
+    # A streaming replica for the reads that may lag (lists, statements, the events feed, balance history); "" = none
+    read_url: str = attrs.field(default="", repr=False)  # may hold a password
+    read_max_lag: float = _duration(5.0, positive=True)  # a replica further behind (or down) is bypassed
 
     def dsn(self) -> str:
         """The configured URL, or one built from host/port/user/password/name; "" means embedded."""
@@ -69,18 +73,54 @@ class DatabaseSettings:
         return f"postgresql://{auth}@{self.host}:{self.port}/{self.name}"
 
 
+def _sentinels(_: object, __: object, value: str) -> None:
+    parse_sentinels(value)
+
+
 @attrs.frozen(kw_only=True)
 class RedisSettings:
+    """One Redis (`url`, or `host`/`port`/`db`), a master found through Sentinels, or a Redis Cluster.
+
+    With `sentinels`, `url` (optional) gives only the database number and credentials; with `cluster`,
+    `url` names a seed node (`adapters.redis.connect` builds the client for each)."""
+
     url: str = ""
     host: str = ""
     port: int = attrs.field(default=6379, validator=_PORT)
     db: int = 0
+    sentinels: str = attrs.field(default="", validator=_sentinels)  # host:port,host:port,...
+    sentinel_master: str = ""  # the service name the Sentinels monitor
+    cluster: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if bool(self.sentinels) != bool(self.sentinel_master):
+            raise ValueError("PAYMENTS_REDIS_SENTINELS and PAYMENTS_REDIS_SENTINEL_MASTER go together: "
+                             "set both (the Sentinels, and the name of the master they monitor) or neither")
+        if self.sentinels and self.cluster:
+            raise ValueError("PAYMENTS_REDIS_CLUSTER and PAYMENTS_REDIS_SENTINELS exclude each other: a Redis "
+                             "Cluster fails over by itself")
+        if self.cluster and not self.dsn():
+            raise ValueError("PAYMENTS_REDIS_CLUSTER needs PAYMENTS_REDIS_URL naming one of the cluster's nodes")
+        self.topology(self.dsn())  # what the topology itself refuses (a cluster database other than 0)
 
     def dsn(self) -> str:
-        """The configured URL, or one built from host/port/db; "" means embedded."""
+        """The configured URL, or one built from host/port/db; "" means embedded (or, with Sentinels, db 0
+        without credentials)."""
         if self.url or not self.host:
             return self.url
         return f"redis://{self.host}:{self.port}/{self.db}"
+
+    def topology(self, url: str) -> RedisTopology:
+        """How to reach Redis, `url` being the resolved `dsn()` (the embedded server's when that is empty)."""
+        return RedisTopology(url=url, sentinels=parse_sentinels(self.sentinels), sentinel_master=self.sentinel_master,
+                             cluster=self.cluster)
+
+
+@attrs.frozen(kw_only=True)
+class BrokerSettings:
+    """Dramatiq's broker: `redis://…` or `amqp://…` (RabbitMQ); empty means the Redis of PAYMENTS_REDIS_*."""
+
+    url: str = ""
 
 
 _RATE = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0))
@@ -220,6 +260,7 @@ class Settings:
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
+    broker: BrokerSettings = BrokerSettings()
     payment: PaymentSettings = PaymentSettings()
     providers: ProvidersSettings = ProvidersSettings()
     mock: MockSettings = MockSettings()
@@ -233,6 +274,11 @@ class Settings:
     observability: ObservabilitySettings = ObservabilitySettings()
     data_dir: str = ""
     dev_api_key: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.redis.cluster and not self.broker.url.startswith(("amqp://", "amqps://")):
+            raise ValueError("a Redis Cluster cannot carry Dramatiq's Redis broker (its queues need one Redis): set "
+                             "PAYMENTS_BROKER_URL=amqp://user:password@host:5672/vhost to use RabbitMQ")
 
     def provider_url(self, name: str) -> str:
         """The provider's configured base URL, or the bundled mock server's route for it."""

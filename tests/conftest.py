@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -96,6 +97,16 @@ def redis_url(embedded_servers: list[object]) -> str:
     server = EmbeddedRedis(ROOT / ".data" / "test")
     embedded_servers.append(server)
     return server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A three-node Redis Cluster of the session's own (`tests.redis_servers.Cluster`), started on first use; a
+    test that kills a node must leave it rejoined (users wait for `healthy()` anyway)."""
+    from tests.redis_servers import redis_cluster
+
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,7 @@ def _on_signal(stop: asyncio.Event, signum: int) -> None:
 async def run(settings: Settings, database_url: str, redis_url: str, stop: asyncio.Event | None = None) -> None:
     """The worker until SIGTERM/SIGINT (or until `stop` is set, for callers that run it in-process)."""
     configure_tracing("payments-worker")
-    broker = make_broker(redis_url)
+    broker = make_broker(settings, redis_url)
     context = WorkerContext(settings=settings, database_url=database_url, redis_url=redis_url, broker=broker)
     declare_actors(broker, context)
     broker.add_middleware(_CloseServices(context), after=AsyncIO)

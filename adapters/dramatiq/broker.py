@@ -43,14 +43,16 @@ _WORK_IDS = uuid.UUID("6f1c1d1e-4b0a-4c55-9a53-1f0b4d1c7a10")
 HEARTBEAT_TIMEOUT_MS, MAINTENANCE_CHANCE = 20_000, 10_000  # per million commands: 1 %
 
 
-def make_broker(redis_url: str) -> RedisBroker:
-    """A Redis broker (not made Dramatiq's global one: actors are declared on it explicitly). Dramatiq's
-    Prometheus middleware is left out: it would listen on 0.0.0.0; the worker exposes metrics itself."""
+def make_broker(redis_url: str | None = None, *, client: redis.Redis | None = None) -> RedisBroker:
+    """A Redis broker on `redis_url` or on `client` (not made Dramatiq's global one: actors are declared on it
+    explicitly). Given a Sentinel-managed `client` (`adapters.redis.connect.sync_client`), the broker follows a
+    failover: its next command asks the Sentinels for the new master. Dramatiq's Prometheus middleware is left
+    out: it would listen on 0.0.0.0; the worker exposes metrics itself."""
     # Observe first: its `after_*` hooks run last, so a retry or dead-letter message sent by Retries still
     # sees the message's span as current and joins its trace.
     middleware = [Observe(), AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(),
                   AsyncIO(), CurrentMessage()]
-    broker = RedisBroker(url=redis_url, middleware=middleware, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+    broker = RedisBroker(url=redis_url, client=client, middleware=middleware, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
                          maintenance_chance=MAINTENANCE_CHANCE)  # type: ignore[no-untyped-call]
     return broker
 

@@ -4,8 +4,9 @@ An id or a sequence taken when a row is inserted is not commit order: a transact
 one that took 11, and a reader already past 11 would never see 10. Each row carries the id of the transaction that
 wrote it (`xid`, filled by `pg_current_xact_id()`), and a read serves only rows whose xid is below the oldest
 transaction still running: every transaction below it has ended and every later one gets a larger xid, so the rows
-in front of it are final. Rows of one transaction follow each other in id order (UUIDv7, made in the order they were
-added). The reads run outside any writing transaction (read-only units of work), so none sees its own rows.
+in front of it are final (on a streaming replica too: see HORIZON). Rows of one transaction follow each other in id
+order (UUIDv7, made in the order they were added). The reads run outside any writing transaction (read-only units
+of work), so none sees its own rows.
 """
 
 from __future__ import annotations
@@ -30,11 +31,17 @@ POSITION = "SELECT xid FROM outbox WHERE tenant_id = $1 AND id = $2"
 # none is. Transaction ids are server-wide, so the snapshot lists other databases' transactions too; they cannot
 # write this outbox, and a long one there must not hold the feed back. A transaction not found in pg_stat_activity
 # (ended since, prepared, or hidden from this role) is kept: the horizon only ever errs early.
-HORIZON = """(SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot()))
-   FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-  WHERE x::xid NOT IN (SELECT backend_xid FROM pg_stat_activity
-                        WHERE backend_xid IS NOT NULL
-                          AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())))"""
+# On a streaming replica (PAYMENTS_DATABASE_READ_URL) a snapshot lists no running transaction (the primary's are
+# kept apart, and pg_snapshot_xip() is empty there), so taking its xmax would serve rows of a transaction that
+# committed past one still running on the primary, which the reader would then skip. Its xmin is the oldest
+# transaction the replay has seen start and not end (of any database: pg_stat_activity there shows only the
+# replica's own sessions), so below it every row is final on the replica too.
+HORIZON = """(SELECT CASE WHEN pg_is_in_recovery() THEN pg_snapshot_xmin(pg_current_snapshot()) ELSE
+  (SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot()))
+     FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+    WHERE x::xid NOT IN (SELECT backend_xid FROM pg_stat_activity
+                          WHERE backend_xid IS NOT NULL
+                            AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))) END)"""
 
 PAGE = f"""SELECT {COLUMNS} FROM outbox
 WHERE tenant_id = $1 AND (xid, id) > ($2::xid8, $3::uuid) AND xid < {HORIZON}

@@ -28,11 +28,13 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def create_pool(dsn: str, *, min_size: int, max_size: int, command_timeout: float) -> asyncpg.Pool:
+async def create_pool(dsn: str, *, min_size: int, max_size: int, command_timeout: float,
+                      connect_timeout: float = 60.0) -> asyncpg.Pool:
     """A lazily-connecting pool: the API starts even while the database is down (and answers 503)."""
     pool = asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_reset,
         command_timeout=command_timeout, max_inactive_connection_lifetime=60,  # idle ones go back within a minute
+        timeout=connect_timeout,
     )
     with translate_errors():
         await pool

@@ -1,1 +1,2 @@
-"""Redis adapters: rate limiting (and, later, locks and caches)."""
+"""Redis adapters: the one client factory (one Redis, Sentinel, Cluster), locks, the rate limiter, cluster-wide
+metrics and the readiness probe."""

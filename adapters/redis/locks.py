@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import secrets
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from adapters.redis.connect import AsyncRedis
 from core.errors import Unavailable
 
 # KEYS[1] lock; ARGV: token, ttl in ms. Touches the key only while the token still owns it.
@@ -37,24 +37,31 @@ def _milliseconds(ttl_seconds: float) -> int:
 
 
 class RedisLocks:
-    """Cross-process locks (the `Locks` port) as Redis keys `prefix + name` holding the owner's random token.
+    """Cross-process locks (the `Locks` port) as Redis keys `prefix{name}` holding the owner's random token.
+
+    The name is a hash tag: on a Redis Cluster a lock is one key in one slot, and anything ever kept beside
+    it under the same name (a fencing counter, say) would share that slot, as a multi-key script needs.
 
     Check and act happen in one Lua script, so an owner whose lock expired and was
     taken by someone else can neither extend nor release the new owner's lock.
     """
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "payments:lock:") -> None:
+    def __init__(self, client: AsyncRedis, prefix: str = "payments:lock:") -> None:
         self._client = client
         self._prefix = prefix
         # AsyncScript runs EVALSHA and falls back to loading the script when Redis lost it (NOSCRIPT).
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
 
+    def key(self, name: str) -> str:
+        """The Redis key of lock `name`: `prefix{name}`."""
+        return f"{self._prefix}{{{name}}}"
+
     async def acquire(self, name: str, ttl_seconds: float) -> str | None:
         token = secrets.token_hex(16)
         ttl_ms = _milliseconds(ttl_seconds)
         try:
-            taken = await self._client.set(self._prefix + name, token, nx=True, px=ttl_ms)
+            taken = await self._client.set(self.key(name), token, nx=True, px=ttl_ms)
         except _REDIS_FAILURES as error:
             raise Unavailable(f"lock store unavailable: {error}") from error
         return token if taken else None
@@ -62,14 +69,14 @@ class RedisLocks:
     async def extend(self, name: str, token: str, ttl_seconds: float) -> bool:
         ttl_ms = _milliseconds(ttl_seconds)
         try:
-            extended = await self._extend(keys=[self._prefix + name], args=[token, ttl_ms])
+            extended = await self._extend(keys=[self.key(name)], args=[token, ttl_ms])
         except _REDIS_FAILURES as error:
             raise Unavailable(f"lock store unavailable: {error}") from error
         return int(extended) == 1
 
     async def release(self, name: str, token: str) -> bool:
         try:
-            deleted = await self._release(keys=[self._prefix + name], args=[token])
+            deleted = await self._release(keys=[self.key(name)], args=[token])
         except _REDIS_FAILURES as error:
             raise Unavailable(f"lock store unavailable: {error}") from error
         return int(deleted) == 1

@@ -12,10 +12,10 @@ import bisect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from loguru import logger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from adapters.redis.connect import AsyncRedis
 from core.payments import PaymentStatus
 
 #: Upper bounds (seconds) of the provider latency histogram's buckets; +Inf is implied.
@@ -40,9 +40,13 @@ return 0
 
 
 class RedisMetrics:
-    """Writers (workers) and the scrape-time reader (API) of the cluster-wide metrics, under `prefix`."""
+    """Writers (workers) and the scrape-time reader (API) of the cluster-wide metrics, under `prefix`.
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "payments:metrics:", timeout: float = 0.5) -> None:
+    The default prefix is a hash tag: on a Redis Cluster every metrics key is in one slot, so the count-once
+    script (two keys) and the scrape's pipeline each go to one node.
+    """
+
+    def __init__(self, client: AsyncRedis, *, prefix: str = "payments:{metrics}:", timeout: float = 0.5) -> None:
         self._redis = client
         self._prefix = prefix
         self._timeout = timeout

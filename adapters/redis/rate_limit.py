@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
-import redis.asyncio as aioredis
 from loguru import logger
+from redis.exceptions import RedisError
+
+from adapters.redis.connect import AsyncRedis
 
 # KEYS[1] bucket; ARGV: rate per second, burst, now in ms. Returns 0 when allowed,
 # else the milliseconds until a token is available.
@@ -25,17 +27,18 @@ return wait
 class RedisRateLimiter:
     """Allows `rate` requests per second per key with bursts up to `burst`; fails open if Redis is down."""
 
-    def __init__(self, client: aioredis.Redis, *, rate: int, burst: int) -> None:
+    def __init__(self, client: AsyncRedis, *, rate: int, burst: int) -> None:
         self._script = client.register_script(_BUCKET)
         self._rate, self._burst = rate, max(burst, 1)
 
     async def retry_after(self, key: str) -> float:
         """0 if the request may proceed, else the seconds to wait before the next one."""
         try:
+            # one key, hash-tagged: its own slot on a Redis Cluster
             wait_ms = await self._script(
-                keys=[f"ratelimit:{key}"], args=[self._rate, self._burst, int(time.time() * 1000)]
+                keys=[f"ratelimit:{{{key}}}"], args=[self._rate, self._burst, int(time.time() * 1000)]
             )
-        except (aioredis.RedisError, OSError) as error:
+        except (RedisError, OSError, TimeoutError) as error:
             logger.warning("rate limiter unavailable, allowing the request: {}", error)
             return 0.0
         return int(wait_ms) / 1000

@@ -136,5 +136,6 @@ async def write(
 async def read_page(
     request: Request, use_case: Callable[[UnitOfWork], Awaitable[Page[T]]], view: Callable[[T], Any]
 ) -> HTTPResponse:
-    """Run a read-only list use case and answer its page: `data`, `has_more` and `next_cursor` (API.md §1)."""
-    return await query(request, use_case, lambda page: page_view(page, view))
+    """Run a read-only list use case and answer its page: `data`, `has_more` and `next_cursor` (API.md §1). Lists
+    may lag: they read the replica when one is configured and usable (API.md §8)."""
+    return await query(request, use_case, lambda page: page_view(page, view), may_lag=True)

@@ -18,7 +18,7 @@ from app.http.context import services, tenant_id
 from app.http.problems import PROBLEM_JSON, ApiError, problem_for
 from core.errors import FieldError, ValidationFailed
 from core.idempotency import IdempotentRequest, StoredResponse
-from core.ports import Page, UnitOfWork
+from core.ports import Page, Reads, UnitOfWork
 from core.usecases.idempotency import run_idempotent
 
 T = TypeVar("T")
@@ -158,17 +158,29 @@ async def execute(
     return send(response)
 
 
-async def read(request: Request, use_case: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-    """Run a read-only use case (no transaction) and return what it found."""
+async def read(request: Request, use_case: Callable[[UnitOfWork], Awaitable[T]], *, may_lag: bool = False) -> T:
+    """Run a read-only use case (no transaction) and return what it found: on the primary, or with `may_lag` (lists,
+    statements, the events feed, balance history) through the request's `Reads` (the read replica when usable)."""
+    if may_lag:
+        return await reads(request).run(use_case)
     async with services(request).uow_factory(read_only=True) as uow:
         return await use_case(uow)
 
 
+def reads(request: Request) -> Reads:
+    """The request's `Reads`, made on first use and kept, so that its later reads never go back to the replica."""
+    if not hasattr(request.ctx, "reads"):
+        request.ctx.reads = services(request).reads()
+    found: Reads = request.ctx.reads
+    return found
+
+
 async def query(
-    request: Request, use_case: Callable[[UnitOfWork], Awaitable[T]], view: Callable[[T], Any]
+    request: Request, use_case: Callable[[UnitOfWork], Awaitable[T]], view: Callable[[T], Any], *,
+    may_lag: bool = False,
 ) -> HTTPResponse:
-    """Run a read-only use case and answer 200 with its view."""
-    return send(ok(200, view(await read(request, use_case))))
+    """Run a read-only use case and answer 200 with its view (`may_lag`: as `read`)."""
+    return send(ok(200, view(await read(request, use_case, may_lag=may_lag))))
 
 
 class FieldChecks:

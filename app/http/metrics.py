@@ -57,4 +57,5 @@ async def render_all(services: Services) -> bytes:
     """This process's HTTP metrics, the workers' cluster-wide counters (Redis) and the database gauges."""
     cluster, database = await asyncio.gather(services.metrics.families(PROVIDERS),
                                              database_gauges(services.pool))
-    return render() + generate_latest(_Families([*cluster, *database]))
+    replica = services.replica.gauges() if services.replica is not None else []
+    return render() + generate_latest(_Families([*cluster, *database, *replica]))

@@ -53,7 +53,7 @@ async def stream_statement(request: Request, statement: Statement, *, as_csv: bo
     after: Entry | None = None
     first = True
     while True:
-        page = await read(request, _page(statement, after))
+        page = await read(request, _page(statement, after), may_lag=True)  # the same source as its head
         if not page:
             break
         await response.send(_csv(entry_view(entry) for entry in page) if as_csv else _json_entries(page, first))

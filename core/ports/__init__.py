@@ -13,7 +13,7 @@ from core.ports.paging import Page
 from core.ports.payments import PaymentFilter, Payments, Refunds
 from core.ports.reconciliations import Reconciliations
 from core.ports.tenants import Tenants
-from core.ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from core.ports.unit_of_work import Reads, UnitOfWork, UnitOfWorkFactory
 from core.ports.webhooks import DueDeliveries, Resolver, Webhooks, WebhookSender
 from core.ports.work import DeadLetters, InFlight, TaskQueue
 
@@ -37,6 +37,7 @@ __all__ = [
     "Page",
     "PaymentFilter",
     "Payments",
+    "Reads",
     "Reconciliations",
     "Refunds",
     "Resolver",

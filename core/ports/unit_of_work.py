@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from core.ports.batches import Batches
@@ -17,6 +17,8 @@ from core.ports.reconciliations import Reconciliations
 from core.ports.tenants import Tenants
 from core.ports.webhooks import Webhooks
 from core.ports.work import DeadLetters
+
+T = TypeVar("T")
 
 
 class UnitOfWork(Protocol):
@@ -89,3 +91,16 @@ class UnitOfWorkFactory(Protocol):
     """
 
     def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> UnitOfWork: ...
+
+
+class Reads(Protocol):
+    """Where one request's reads that may lag a little go (lists, statements, the events feed, balance history).
+
+    `run(use_case)` runs it in a read-only unit of work, on a read replica while one is configured, up and close
+    enough to the primary, else on the primary; what it answers is what the use case returns, and it raises what
+    the use case raises. Reads that must see the caller's own writes (a resource by id, the current balance) do
+    not come here. Successive runs of one `Reads` never go back from the primary to the replica, so that a result
+    read in several parts (a statement's pages) is never older in a later part.
+    """
+
+    async def run(self, use_case: Callable[[UnitOfWork], Awaitable[T]]) -> T: ...

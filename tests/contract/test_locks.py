@@ -1,4 +1,4 @@
-"""The `Locks` port: one suite over the in-memory fake and Redis."""
+"""The `Locks` port: one suite over the in-memory fake, Redis and a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from adapters.memory.locks import InMemoryLocks
+from adapters.redis.connect import AsyncRedis, RedisTopology, async_client
 from adapters.redis.locks import RedisLocks
 from core.errors import Unavailable
 from tests.fakes import FakeMonotonic
+from tests.redis_servers import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -35,33 +37,40 @@ class MemoryBackend:
 class RedisBackend:
     short_ttl = 0.2
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AsyncRedis) -> None:
         self.client = client
         self.prefix = f"test:lock:{secrets.token_hex(6)}:"
         self.locks = RedisLocks(client, prefix=self.prefix)
 
     async def wait_expired(self, name: str) -> None:
         async def gone() -> None:
-            while await self.client.exists(self.prefix + name):
+            while await self.client.exists(self.locks.key(name)):
                 await asyncio.sleep(0.02)
 
         await asyncio.wait_for(gone(), 5)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def locks_backend(request: pytest.FixtureRequest) -> AsyncIterator[MemoryBackend | RedisBackend]:
-    """A fresh fake with a hand-moved clock, or `RedisLocks` under a prefix of its own on the session's Redis."""
+    """A fresh fake with a hand-moved clock, or `RedisLocks` under a prefix of its own on the session's Redis or
+    on the session's three-node cluster (through the client the service builds)."""
     if request.param == "memory":
         yield MemoryBackend()
         return
-    client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    client: AsyncRedis
+    if request.param == "redis":
+        client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    else:
+        cluster = request.getfixturevalue("redis_cluster_nodes")
+        wait_for(cluster.healthy, "a healthy cluster")
+        client = async_client(RedisTopology(url=cluster.seed_url, cluster=True), timeout=2.0)
     backend = RedisBackend(client)
     try:
         yield backend
     finally:
         keys = [key async for key in client.scan_iter(match=backend.prefix + "*")]
-        if keys:
-            await client.delete(*keys)
+        for key in keys:  # one by one: on a cluster they live in different slots
+            await client.delete(key)
         await client.aclose()
 
 
@@ -96,7 +105,7 @@ async def test_only_the_owner_extends(locks_backend) -> None:
     if isinstance(locks_backend, MemoryBackend):
         locks_backend.clock.advance(first_ttl * 2)
     else:
-        assert await locks_backend.client.pttl(locks_backend.prefix + "job") > first_ttl * 1000
+        assert await locks_backend.client.pttl(locks_backend.locks.key("job")) > first_ttl * 1000
     assert await locks_backend.locks.acquire("job", LONG) is None
     assert await locks_backend.locks.release("job", token) is True
 
@@ -155,12 +164,13 @@ async def test_redis_down_raises_unavailable() -> None:
 
 
 async def test_redis_keys_carry_the_prefix(redis_url: str) -> None:
+    """The key is `prefix{name}`: the name is a hash tag, so on a Redis Cluster a lock is one key in one slot."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     prefix = f"test:lock:{secrets.token_hex(6)}:"
     try:
         token = await RedisLocks(client, prefix=prefix).acquire("job", LONG)
-        assert await client.get(prefix + "job") == token
-        assert 0 < await client.pttl(prefix + "job") <= LONG * 1000
+        assert await client.get(prefix + "{job}") == token
+        assert 0 < await client.pttl(prefix + "{job}") <= LONG * 1000
     finally:
-        await client.delete(prefix + "job")
+        await client.delete(prefix + "{job}")
         await client.aclose()

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from app.bootstrap import Services
+from payments.client import AsyncClient
 from tests.conftest import SECRETS_KEYS, new_api_key
 
 
@@ -136,6 +137,15 @@ async def client(stack: Stack, api_key: str) -> AsyncIterator[httpx.AsyncClient]
         base_url=stack.base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30, limits=limits
     ) as http:
         yield http
+
+
+@pytest.fixture
+async def api(stack: Stack, api_key: str) -> AsyncIterator[AsyncClient]:
+    """The project's own client (`payments.client`), authenticated as the same fresh tenant as `client`, on a
+    connection pool as large as `client`'s."""
+    limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        yield AsyncClient(stack.base_url, api_key, http=http)
 
 
 def _server_errors(base_url: str) -> float:

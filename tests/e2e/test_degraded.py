@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app.bootstrap import Services
+from payments.client import AsyncClient, Retries, ServiceUnavailable
 from tests.conftest import new_api_key
 from tests.e2e.conftest import Process, free_port, stack_env, start_api
 from tests.e2e.helpers import API, assert_problem, case, key, transfer_body, wait_live
@@ -97,3 +98,37 @@ async def test_service_unavailable(broken_api: str, api_key: str) -> None:
         assert (await http.get("/health")).status_code == 200
         metrics = await http.get("/metrics")
         assert metrics.status_code == 200 and "http_requests_total" in metrics.text
+
+
+async def test_the_client_waits_out_429_as_told_and_does_each_write_once(limited_api: str,
+                                                                         services: Services) -> None:
+    """payments.client against a real rate limit: a burst three times the bucket all lands, after the Retry-After waits,
+    and every account is opened exactly once (a 429 stored nothing under the key)."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    key = await new_api_key(services)
+    async with AsyncClient(limited_api, key, retries=Retries(attempts=8), sleep=sleep) as client:
+        await client.accounts.list()  # the key is known (and cached) before the burst
+        opened = await asyncio.gather(*(client.accounts.create(user_id=f"burst-{n}", currency="USD")
+                                        for n in range(3 * RATE)))
+        assert waits and min(waits) >= 1, waits  # some were limited, and waited what Retry-After said
+        listed = [account.user_id async for account in client.accounts.iterate()]
+    assert sorted(listed) == sorted(account.user_id for account in opened) == sorted(
+        f"burst-{n}" for n in range(3 * RATE))
+
+
+async def test_the_client_raises_503_once_its_attempts_run_out(broken_api: str, api_key: str) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async with AsyncClient(broken_api, api_key, retries=Retries(attempts=2), sleep=sleep) as client:
+        with pytest.raises(ServiceUnavailable) as raised:
+            await client.accounts.create(user_id="a", currency="USD")
+    assert raised.value.code == "service_unavailable" and raised.value.retry_after is not None
+    assert waits == [raised.value.retry_after]  # one wait, as long as Retry-After said

@@ -1,5 +1,5 @@
-"""Holds over HTTP (API.md §9): place, capture (in part), void, read and list; refusals as problem+json; events;
-expiry recorded by a real worker's sweep."""
+"""Holds over HTTP (API.md §9): place, capture (in part), void, read and list, through `payments.client`;
+refusals as raw problem+json; events; expiry recorded by a real worker's sweep."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from payments.client import AsyncClient
+from tests.e2e.apiflow import fails, funded
 from tests.e2e.conftest import Payments
-from tests.e2e.helpers import API, assert_problem, case, key, open_account, transfer
+from tests.e2e.helpers import API, assert_problem, case, key, open_account
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
@@ -32,44 +34,34 @@ async def place(client: httpx.AsyncClient, source: str, destination: str, amount
         **extra})
 
 
-async def test_place_capture_in_part_and_void(client: httpx.AsyncClient) -> None:
-    a, b = await open_account(client, "10.00"), await open_account(client)
-    placed = await place(client, a["id"], b["id"], "6.00", expires_in=3600, metadata={"order": "o-9"})
-    assert placed.status_code == 201, placed.text
-    hold = placed.json()
-    assert (hold["status"], hold["amount"], hold["captured_amount"], hold["payment_id"]) == (
-        "active", "6.00", "0.00", None)
-    got = (await client.get(f"{API}/accounts/{a['id']}/balance")).json()
-    assert (got["balance"], got["available_balance"], got["held"]) == ("10.00", "4.00", "6.00")
-    assert_problem(await transfer(client, a["id"], b["id"], "4.01"), "insufficient_funds", 422)
+async def test_place_capture_in_part_and_void(api: AsyncClient) -> None:
+    a, b = await funded(api, "10.00"), await funded(api, "0.00")
+    hold = await api.holds.create(source_account_id=a, destination_account_id=b, amount="6.00", currency="USD",
+                                  expires_in=3600, metadata={"order": "o-9"})
+    assert (hold.status, hold.amount, hold.captured_amount, hold.payment_id) == ("active", "6.00", "0.00", None)
+    got = await api.accounts.balance(a)
+    assert (got.balance, got.available_balance, got.held) == ("10.00", "4.00", "6.00")
+    await fails(api.transfers.create(source_account_id=a, destination_account_id=b, amount="4.01", currency="USD"),
+                "insufficient_funds", 422)
 
-    same = key()
-    captured = await client.post(f"{API}/holds/{hold['id']}/capture", json={"amount": "2.50"},
-                                 headers={"Idempotency-Key": same})
-    assert captured.status_code == 200, captured.text
-    body = captured.json()
-    assert (body["status"], body["captured_amount"]) == ("captured", "2.50") and body["payment_id"]
-    again = await client.post(f"{API}/holds/{hold['id']}/capture", json={"amount": "2.50"},
-                              headers={"Idempotency-Key": same})
-    assert again.headers.get("idempotent-replayed") == "true" and again.content == captured.content
-    payment = (await client.get(f"{API}/payments/{body['payment_id']}")).json()
-    assert (payment["status"], payment["amount"], payment["payment_type"]) == ("completed", "2.50",
-                                                                                "internal_transfer")
-    got = (await client.get(f"{API}/accounts/{a['id']}/balance")).json()
-    assert (got["balance"], got["available_balance"], got["held"]) == ("7.50", "7.50", "0.00")
-    assert_problem(await client.post(f"{API}/holds/{hold['id']}/void"), "invalid_state_transition", 409)
+    same = f"capture-{hold.id}"
+    captured = await api.holds.capture(hold.id, amount="2.50", idempotency_key=same)
+    assert (captured.status, captured.captured_amount) == ("captured", "2.50") and captured.payment_id
+    again = await api.holds.capture(hold.id, amount="2.50", idempotency_key=same)
+    assert again == captured  # the first answer replayed (a second capture would be invalid_state_transition)
+    payment = await api.payments.get(captured.payment_id)
+    assert (payment.status, payment.amount, payment.payment_type) == ("completed", "2.50", "internal_transfer")
+    got = await api.accounts.balance(a)
+    assert (got.balance, got.available_balance, got.held) == ("7.50", "7.50", "0.00")
+    await fails(api.holds.void(hold.id), "invalid_state_transition", 409)
 
-    second = (await place(client, a["id"], b["id"], "1.00")).json()
-    voided = await client.post(f"{API}/holds/{second['id']}/void")
-    assert (voided.status_code, voided.json()["status"]) == (200, "voided")
-    listed = (await client.get(f"{API}/holds", params={"account_id": b["id"]})).json()
-    assert [h["id"] for h in listed["data"]] == [second["id"], hold["id"]] and listed["has_more"] is False
-    assert [h["id"] for h in (await client.get(f"{API}/holds", params={"status": "voided"})).json()["data"]] == [
-        second["id"]]
-    assert [h["id"] for h in (await client.get(f"{API}/holds", params={"metadata[order]": "o-9"})).json()[
-        "data"]] == [hold["id"]]
-    events = [e["type"] for e in (await client.get(f"{API}/events", params={"limit": "100"})).json()["data"]
-              if e["type"].startswith("hold.")]
+    second = await api.holds.create(source_account_id=a, destination_account_id=b, amount="1.00", currency="USD")
+    assert (await api.holds.void(second.id)).status == "voided"
+    listed = await api.holds.list(account_id=b)
+    assert [h.id for h in listed.data] == [second.id, hold.id] and listed.has_more is False
+    assert [h.id async for h in api.holds.iterate(status="voided")] == [second.id]
+    assert [h.id async for h in api.holds.iterate(metadata={"order": "o-9"})] == [hold.id]
+    events = [e.type async for e in api.events.iterate() if e.type.startswith("hold.")]
     assert events == ["hold.created", "hold.captured", "hold.created", "hold.voided"]
 
 
@@ -99,18 +91,16 @@ async def test_refusals(client: httpx.AsyncClient) -> None:
 
 
 async def test_the_workers_sweep_expires_a_due_hold_with_no_request_touching_its_account(
-    client: httpx.AsyncClient, payments_stack: Payments, receiver: Receiver
+    api: AsyncClient, payments_stack: Payments, receiver: Receiver
 ) -> None:
     """A real worker process (its sweep every 200 ms, FAST_WORKER) records expired a hold past its expiry: the hold
     row, the account's `held`, the `hold.expired` event in the feed and as a webhook; the ledger stays clean.
     Time passes by moving the hold's `expires_at` into the past in PostgreSQL (`expires_in` is at least 60 s)."""
     pool = payments_stack.services.pool
-    hook = await client.post(f"{API}/webhooks", json={"url": receiver.url("/holds"), "events": ["hold.expired"]})
-    assert hook.status_code == 201, hook.text
-    a, b = await open_account(client, "10.00"), await open_account(client)
-    placed = await place(client, a["id"], b["id"], "4.00", expires_in=60)
-    assert placed.status_code == 201, placed.text
-    hold_id = placed.json()["id"]
+    await api.webhooks.create(url=receiver.url("/holds"), events=["hold.expired"])
+    a, b = await funded(api, "10.00"), await funded(api, "0.00")
+    hold_id = (await api.holds.create(source_account_id=a, destination_account_id=b, amount="4.00", currency="USD",
+                                      expires_in=60)).id
 
     async def stored() -> tuple[str, int]:
         row = await pool.fetchrow("SELECT h.status, a.held FROM holds h JOIN accounts a ON a.id = h.source_account_id"
@@ -128,15 +118,14 @@ async def test_the_workers_sweep_expires_a_due_hold_with_no_request_touching_its
         assert asyncio.get_running_loop().time() < deadline, f"the sweep has not expired the hold: {now}"
         await asyncio.sleep(0.1)
 
-    hold = (await client.get(f"{API}/holds/{hold_id}")).json()
-    assert hold["status"] == "expired"
-    got = (await client.get(f"{API}/accounts/{a['id']}/balance")).json()
-    assert (got["balance"], got["available_balance"], got["held"]) == ("10.00", "10.00", "0.00")
-    while not (events := (await client.get(f"{API}/events", params={"type": "hold.expired"})).json()["data"]):
+    assert (await api.holds.get(hold_id)).status == "expired"
+    got = await api.accounts.balance(a)
+    assert (got.balance, got.available_balance, got.held) == ("10.00", "10.00", "0.00")
+    while not (events := (await api.events.list(type="hold.expired")).data):
         assert asyncio.get_running_loop().time() < deadline, "no hold.expired event in the feed"
         await asyncio.sleep(0.1)
-    assert [(e["type"], e["data"]["object"]["id"], e["data"]["object"]["status"]) for e in events] == [
+    assert [(e.type, e.data.object["id"], e.data.object["status"]) for e in events] == [
         ("hold.expired", hold_id, "expired")]
     delivered = await asyncio.to_thread(receiver.wait, "/holds", 1, 30.0)
-    assert [json.loads(hit.body)["id"] for hit in delivered] == [events[0]["id"]]
+    assert [json.loads(hit.body)["id"] for hit in delivered] == [events[0].id]
     assert await payments_stack.services.audit.drift() == []

@@ -119,6 +119,17 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+#: Run by the installed interpreter: the client's answer is the server's typed Account.
+WHEEL_CLIENT = """
+import sys
+from payments.client import Account, Client
+with Client(sys.argv[1], sys.argv[2]) as client:
+    account = client.accounts.create(user_id="wheel", currency="USD", initial_balance="5")
+    assert isinstance(account, Account)
+    print(account.status, client.accounts.get(account.id).balance)
+"""
+
+
 def test_the_wheel_installs_a_complete_payments(admin_database_url: str, redis_url: str, workdir: Path) -> None:
     wheel, output = build_wheel(workdir / "build")
     warnings = [line for line in output.splitlines()
@@ -192,6 +203,13 @@ def test_the_wheel_installs_a_complete_payments(admin_database_url: str, redis_u
             for asset in ("/docs", "/docs/redoc", "/docs/static/swagger-ui/swagger-ui-bundle.js",
                           "/docs/static/redoc/redoc.standalone.js", "/openapi.json"):
                 assert httpx.get(base + asset, timeout=5).status_code == 200, asset
+            # the Python client ships in the wheel and talks to the installed server
+            made_key = run(payments, "keys", "create", "--tenant", "wheel", "--scopes", "read,write", env=env,
+                           cwd=workdir)
+            assert made_key.returncode == 0, made_key.stderr
+            client = run(python, "-c", WHEEL_CLIENT, base, made_key.stdout.strip().splitlines()[-1], env=env,
+                         cwd=workdir)
+            assert (client.returncode, client.stdout.strip()) == (0, "active 5.00"), client.stdout + client.stderr
             server.send_signal(signal.SIGTERM)
             assert server.wait(40) == 0, log.read_text(errors="replace")[-4000:]
         finally:

@@ -195,3 +195,12 @@ def test_payment_worker_and_provider_settings() -> None:
         0.75, 0.05, 16)
     w = defaults.worker
     assert (w.housekeeping_interval, w.hold_sweep_interval, settings.worker.hold_sweep_interval) == (60.0, 5.0, 0.25)
+
+
+def test_read_replica_settings() -> None:
+    settings = load_settings({"PAYMENTS_DATABASE_READ_URL": "postgresql://replica/db",
+                              "PAYMENTS_DATABASE_READ_MAX_LAG": "1500ms"})
+    assert (settings.database.read_url, settings.database.read_max_lag) == ("postgresql://replica/db", 1.5)
+    assert (Settings().database.read_url, Settings().database.read_max_lag) == ("", 5.0)  # unset: primary only
+    with pytest.raises(SettingsError, match="PAYMENTS_DATABASE_READ_MAX_LAG"):
+        load_settings({"PAYMENTS_DATABASE_READ_MAX_LAG": "0s"})

@@ -130,7 +130,7 @@ async def balance(request: Request, account_id: UUID) -> HTTPResponse:
     if at is not None:
         instant = parse_time(at, "at")
         return await query(request, lambda uow: balance_at(tenant_id(request), account_id, instant, uow=uow),
-                           posted_balance_view)
+                           posted_balance_view, may_lag=True)  # history may lag; the current balance may not
     clock = services(request).clock
     return await query(request, lambda uow: get_balance(tenant_id(request), account_id, uow=uow, clock=clock),
                        balance_view)
@@ -151,7 +151,8 @@ async def statement(request: Request, account_id: UUID) -> HTTPResponse:
         checks.fail("format", "must be json or csv")
     checks.done()
     assert start is not None and end is not None
-    opened = await read(request, lambda uow: open_statement(tenant_id(request), account_id, start, end, uow=uow))
+    opened = await read(request, lambda uow: open_statement(tenant_id(request), account_id, start, end, uow=uow),
+                        may_lag=True)
     return await stream_statement(request, opened, as_csv=args.get("format") == "csv")
 
 

@@ -48,7 +48,7 @@ async def index(request: Request) -> HTTPResponse:
     checks.done()
     return await query(request, lambda uow: read_feed(
         tenant_id(request), after=start, event_type=event_type, limit=params["limit"], uow=uow,
-        after_field="after" if cursor is None else "cursor"), feed_view)
+        after_field="after" if cursor is None else "cursor"), feed_view, may_lag=True)
 
 
 def _cursor(cursor: str) -> UUID:
