@@ -26,7 +26,7 @@ from adapters.postgres.migrate import pending_migrations
 from app.configuration import load_settings
 from app.settings import SettingsError
 from payments.processes import checked_tls
-from tests.e2e.conftest import Process, free_port, stack_env
+from tests.e2e.conftest import FAST_WORKER, Process, free_port, stack_env, start_mock
 from tests.integration.tls_servers import Pki, make_pki, tls_postgres, tls_redis, wait_for
 
 
@@ -92,7 +92,8 @@ def test_redis_refuses_a_foreign_ca(tls_stack: TlsStack) -> None:
 
 def test_migrate_serve_and_worker_over_tls(tls_stack: TlsStack) -> None:
     """`payments migrate` (yoyo, psycopg) over verify-full; `payments serve` over HTTPS with the database (asyncpg)
-    and Redis over TLS, ready and writing; `payments worker` with its Dramatiq broker on rediss:// ready."""
+    and Redis over TLS, ready and writing; `payments worker` with its Dramatiq broker on rediss:// ready, and an
+    external payment going through all of it (outbox relay, broker, worker, mock provider) to `completed`."""
     port = free_port()
     env = stack_env(tls_stack.database_url, tls_stack.redis_url, port,
                     PAYMENTS_SERVER_TLS_CERT=str(tls_stack.pki.cert), PAYMENTS_SERVER_TLS_KEY=str(tls_stack.pki.key))
@@ -104,9 +105,10 @@ def test_migrate_serve_and_worker_over_tls(tls_stack: TlsStack) -> None:
     api_key = created.stdout.strip().splitlines()[-1]
 
     worker_port = free_port()
-    api = Process(["serve"], env, tls_stack.directory / "api.log").start()
-    worker = Process(["worker"], {**env, "PAYMENTS_WORKER_METRICS_PORT": str(worker_port)},
-                     tls_stack.directory / "worker.log").start()
+    mock_port, mock = start_mock(tls_stack.directory / "mock.log")
+    api = Process(["serve"], {**env, "PAYMENTS_MOCK_PORT": str(mock_port)}, tls_stack.directory / "api.log").start()
+    worker = Process(["worker"], {**env, **FAST_WORKER, "PAYMENTS_WORKER_METRICS_PORT": str(worker_port),
+                                  "PAYMENTS_MOCK_PORT": str(mock_port)}, tls_stack.directory / "worker.log").start()
     try:
         base = f"https://localhost:{port}"
         with httpx.Client(base_url=base, verify=ssl.create_default_context(cafile=str(tls_stack.pki.ca)),
@@ -117,11 +119,21 @@ def test_migrate_serve_and_worker_over_tls(tls_stack: TlsStack) -> None:
             wait_for(api_ready, "the HTTPS API ready", timeout=90)
             ready = client.get("/health/ready").json()
             assert ready["checks"] == {"database": "ok", "redis": "ok", "migrations": "ok"}
-            opened = client.post("/api/v1/accounts", json={"user_id": "tls", "currency": "USD"},
-                                 headers={"Authorization": f"Bearer {api_key}"})
+            client.headers["Authorization"] = f"Bearer {api_key}"
+            opened = client.post("/api/v1/accounts", json={"user_id": "tls", "currency": "USD",
+                                                            "initial_balance": "5.00"})
             assert opened.status_code == 201, opened.text
-            assert client.get(f"/api/v1/accounts/{opened.json()['id']}",
-                              headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
+            paid = client.post("/api/v1/payments", headers={"Idempotency-Key": "tls-1"}, json={
+                "payment_type": "external_payment", "source_account_id": opened.json()["id"], "amount": "1.25",
+                "currency": "USD", "provider": "stripe"})
+            assert paid.status_code == 202, paid.text
+
+            def completed() -> bool:
+                status = client.get(f"/api/v1/payments/{paid.json()['id']}").json()["status"]
+                assert status in {"pending", "processing", "completed"}, status
+                return bool(status == "completed")
+            wait_for(completed, "the payment completed by the worker (broker on rediss://)", timeout=90)
+            assert client.get(f"/api/v1/accounts/{opened.json()['id']}/balance").json()["balance"] == "3.75"
         # plain HTTP on the TLS port gets no HTTP answer, and a client without the CA refuses the certificate
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=10)
@@ -135,8 +147,9 @@ def test_migrate_serve_and_worker_over_tls(tls_stack: TlsStack) -> None:
         checks = httpx.get(f"http://127.0.0.1:{worker_port}/health/ready", timeout=5).json()["checks"]
         assert checks["broker"] == "ok" and checks["database"] == "ok" and checks["redis"] == "ok", checks
     finally:
-        assert api.stop() == 0, api.output()[-4000:]
         worker.stop()
+        mock.stop()
+        assert api.stop() == 0, api.output()[-4000:]
 
 
 def test_serve_refuses_a_half_or_broken_tls_configuration(tmp_path: Path) -> None:
