@@ -34,6 +34,19 @@ class ServerSettings:
     workers: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     shutdown_timeout: float = _duration(30.0)
     max_body_size: int = 65536
+    # HTTPS: PEM files of the certificate (chain) and its private key; both or neither (empty: plain HTTP)
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("PAYMENTS_SERVER_TLS_CERT and PAYMENTS_SERVER_TLS_KEY go together: set both, or neither "
+                             "for plain HTTP")
+
+    def tls(self) -> dict[str, str] | None:
+        """Sanic's `ssl` argument (`cert`/`key` file names, which Sanic also passes to each worker process), or
+        None for plain HTTP."""
+        return {"cert": self.tls_cert, "key": self.tls_key} if self.tls_cert else None
 
 
 @attrs.frozen(kw_only=True)

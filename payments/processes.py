@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 from functools import partial
@@ -77,11 +78,12 @@ def cmd_serve(settings: Settings, endpoints: Endpoints, *, workers: int | None =
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    tls = checked_tls(settings)
     workers = workers or settings.server.workers
     if workers == 1:
         app = AppLoader(factory=partial(api_app, settings, endpoints.database_url, endpoints.redis_url)).load()
         app.prepare(host=settings.server.host, port=settings.server.port, workers=1, access_log=False, motd=False,
-                    single_process=True)
+                    single_process=True, ssl=tls)
         Sanic.serve_single(primary=app)
         return 0
     from app.http.metrics import MULTIPROCESS_DIR
@@ -92,11 +94,24 @@ def cmd_serve(settings: Settings, endpoints: Endpoints, *, workers: int | None =
         loader = AppLoader(factory=partial(api_app, settings, endpoints.database_url, endpoints.redis_url))
         app = loader.load()
         app.prepare(host=settings.server.host, port=settings.server.port, workers=workers, access_log=False,
-                    motd=False)
+                    motd=False, ssl=tls)
         Sanic.serve(primary=app, app_loader=loader)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def checked_tls(settings: Settings) -> dict[str, str] | None:
+    """PAYMENTS_SERVER_TLS_CERT/_KEY as Sanic's `ssl` argument, once they are known to load as a pair: a missing
+    file, a key that is not the certificate's or a bad PEM stops `serve` with one line naming the keys."""
+    tls = settings.server.tls()
+    if tls is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls["cert"], tls["key"])
+        except (OSError, ssl.SSLError) as error:
+            sys.exit(f"payments: invalid configuration: PAYMENTS_SERVER_TLS_CERT / PAYMENTS_SERVER_TLS_KEY "
+                     f"({tls['cert']}, {tls['key']}): {error}")
+    return tls
 
 
 def cmd_worker(settings: Settings, endpoints: Endpoints, *, processes: int = 1, threads: int | None = None) -> int:

@@ -61,11 +61,13 @@ class RedisTopology:
         return "cluster" if self.cluster else "sentinel" if self.sentinels else "standalone"
 
     def master_kwargs(self) -> dict[str, Any]:
-        """Database and credentials of the master from `url`; its host and port come from the Sentinels."""
+        """Database, credentials and TLS options (`rediss://…?ssl_ca_certs=…`) of the master from `url`; its host
+        and port come from the Sentinels."""
         if not self.url:
             return {}
         parsed: dict[str, Any] = parse_url(self.url)  # type: ignore[no-untyped-call]
-        kwargs = {key: parsed[key] for key in ("db", "username", "password") if parsed.get(key) is not None}
+        kwargs = {key: value for key, value in parsed.items()
+                  if value is not None and (key in ("db", "username", "password") or key.startswith("ssl_"))}
         if urlsplit(self.url).scheme == "rediss":
             kwargs["ssl"] = True
         return kwargs

@@ -79,6 +79,13 @@ def test_with_sentinels_the_url_gives_only_the_database_and_credentials() -> Non
     assert isinstance(blocking, redis.Redis) and isinstance(blocking.connection_pool, SentinelConnectionPool)
     tls = RedisTopology(url="rediss://h/0", sentinels=(("s", 1),), sentinel_master="m")
     assert async_client(tls, timeout=1.0).connection_pool.connection_class.__name__ == "SentinelManagedSSLConnection"
+    # the URL's TLS options reach the master's connections (the Sentinels themselves are asked in plain text)
+    verified = RedisTopology(url="rediss://h/0?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=required",
+                             sentinels=(("s", 1),), sentinel_master="m")
+    for pool in (async_client(verified, timeout=1.0).connection_pool, sync_client(verified).connection_pool):
+        assert pool.connection_class.__name__ == "SentinelManagedSSLConnection"
+        assert (pool.connection_kwargs["ssl_ca_certs"], pool.connection_kwargs["ssl_cert_reqs"]) == (
+            "/etc/ca.pem", "required")
 
 
 def test_with_sentinels_no_embedded_redis_is_started_and_the_broker_follows_the_master() -> None:
