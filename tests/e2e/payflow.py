@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.helpers import open_account
+from tests.e2e.apiflow import STATE
+from tests.e2e.helpers import API, open_account
 
 TERMINAL = {"completed", "failed", "cancelled", "refunded", "partially_refunded"}
 
@@ -70,3 +71,16 @@ async def funded(client: httpx.AsyncClient, balance: str = "100.00", currency: s
 async def balance(client: httpx.AsyncClient, account_id: str) -> str:
     value: str = (await client.get(f"/api/v1/accounts/{account_id}/balance")).json()["balance"]
     return value
+
+
+async def assert_folds(client: httpx.AsyncClient, payment: dict[str, Any]) -> list[str]:
+    """Folding the payment's events gives the stored payment (in sequence order); returns the event types in order."""
+    answer = await client.get(f"{API}/payments/{payment['id']}/events")
+    assert answer.status_code == 200, answer.text
+    history: list[dict[str, Any]] = answer.json()["data"]
+    assert [e["sequence"] for e in history] == sorted(e["sequence"] for e in history)
+    state: dict[str, Any] = {}
+    for event in history:
+        state.update({k: event["data"][k] for k in STATE if k in event["data"]})
+    assert state == {k: payment[k] for k in STATE}, (state, payment)
+    return [e["type"] for e in history]

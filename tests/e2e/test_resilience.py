@@ -20,8 +20,7 @@ from adapters.dramatiq.broker import DramatiqTaskQueue, make_broker
 from core.work import PAYMENT, WorkItem
 from tests.conftest import ROOT, new_api_key_for_url
 from tests.e2e.isolated import BROKERS, Isolated, isolated_stack
-from tests.e2e.payflow import balance, charges, funded, pay, settled
-from tests.e2e.test_external import assert_folds
+from tests.e2e.payflow import assert_folds, balance, charges, funded, pay, settled
 
 
 def cli(stack: Isolated, *args: str) -> subprocess.CompletedProcess[str]:

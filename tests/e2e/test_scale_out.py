@@ -16,8 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import new_api_key_for_url
 from tests.e2e.conftest import Process, free_port, stack_env, wait_ready
 from tests.e2e.isolated import isolated_stack
-from tests.e2e.payflow import balance, charges, funded, pay, settled
-from tests.e2e.test_external import assert_folds
+from tests.e2e.payflow import assert_folds, balance, charges, funded, pay, settled
 from tests.e2e.test_resilience import ledger_ok
 
 PAYMENTS = 48
