@@ -24,7 +24,9 @@ from cattrs.errors import (
 from core.errors import FieldError, ValidationFailed
 
 converter = cattrs.Converter(forbid_extra_keys=True)
-_DECIMAL = re.compile(r"^[ ]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[ ]*$")  # ASCII digits only
+#: A decimal string: ASCII digits, no sign but `+` (an amount is never negative; `-0` is no exception). The
+#: schemas' patterns (`schemas.fields`) describe the same strings, with the places and digits the core allows.
+_DECIMAL = re.compile(r"[ ]*[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[ ]*")
 
 
 def _structure_str(value: Any, _: type) -> str:
@@ -36,7 +38,7 @@ def _structure_str(value: Any, _: type) -> str:
 def _structure_decimal(value: Any, _: type) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
         raise ValueError("must be a decimal number or a decimal string such as \"10.50\"")
-    if isinstance(value, str) and not _DECIMAL.match(value):
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
         raise ValueError("must be a decimal number or a decimal string such as \"10.50\"")
     try:
         number = Decimal(value.strip() if isinstance(value, str) else value)

@@ -8,21 +8,21 @@ from typing import Literal
 
 import attrs
 
-from app.http.schemas.fields import AMOUNT, CURRENCY, METADATA, MONEY_OUT, TIME, UUID
+from app.http.schemas.fields import AMOUNT_OR_ZERO, CURRENCY, METADATA, MONEY_OUT, TIME, UUID
 from app.http.schemas.statuses import AccountStatus
 
 
 @attrs.frozen(kw_only=True)
 class CreateAccountRequest:
     __openapi_strict__ = True
-    user_id: str = attrs.field(metadata={"openapi": {"minLength": 1, "maxLength": 255}})
+    user_id: str = attrs.field(metadata={"openapi": {"minLength": 1, "maxLength": 255, "examples": ["user_42"]}})
     currency: str = attrs.field(metadata=CURRENCY)
-    initial_balance: Decimal | None = attrs.field(default=None, metadata=AMOUNT)
+    initial_balance: Decimal | None = attrs.field(default=None, metadata=AMOUNT_OR_ZERO)
     metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
 
 
-_OVERDRAFT_LIMIT = {"openapi": {**AMOUNT["openapi"], "examples": ["50.00"],
-                                "description": "How far below zero debits may take the balance, ≥ 0 (default 0)"}}
+_OVERDRAFT_LIMIT = {"openapi": {**AMOUNT_OR_ZERO["openapi"], "examples": ["50.00"], "description": (
+    "How far below zero debits may take the balance, ≥ 0 (default 0), in the account's currency's places")}}
 
 
 @attrs.frozen(kw_only=True)
@@ -75,7 +75,7 @@ class LedgerEntry:
     currency: str
     created_at: str = attrs.field(metadata=TIME)
     hash: str = attrs.field(metadata={"openapi": {
-        "pattern": "^[0-9a-f]{64}$",
+        "pattern": "^[0-9a-f]{64}$", "examples": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
         "description": "SHA-256 (hex) over the account's previous entry's hash and this entry's fields: "
                        "editing, removing or reordering a stored entry breaks the chain (docs/design.md, "
                        "\"Tamper-evident entries\", spells out the text hashed)"}})

@@ -30,8 +30,44 @@ class TransferRequest(Movement):
 
 
 @attrs.frozen(kw_only=True)
-class PaymentRequest:
+class InternalPaymentRequest:
+    """An internal transfer: to `destination_account_id`, no `provider` (answers as `POST /transfers`)."""
+
     __openapi_strict__ = True
+    payment_type: Literal["internal_transfer"]
+    source_account_id: str = attrs.field(metadata=UUID)
+    destination_account_id: str = attrs.field(metadata=UUID)
+    amount: Decimal = attrs.field(metadata=AMOUNT)
+    currency: str = attrs.field(metadata=CURRENCY)
+    provider: None = attrs.field(default=None, metadata={"openapi": {"type": "null",
+                                                                     "description": "Absent (or null)"}})
+    description: str | None = attrs.field(default=None, metadata=DESCRIPTION)
+    metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
+
+
+@attrs.frozen(kw_only=True)
+class ExternalPaymentRequest:
+    """An external payment: through `provider`, no `destination_account_id` (answers 202 pending)."""
+
+    __openapi_strict__ = True
+    payment_type: Literal["external_payment"]
+    source_account_id: str = attrs.field(metadata=UUID)
+    destination_account_id: None = attrs.field(default=None, metadata={"openapi": {
+        "type": "null", "description": "Absent (or null)"}})
+    amount: Decimal = attrs.field(metadata=AMOUNT)
+    currency: str = attrs.field(metadata=CURRENCY)
+    provider: Literal["stripe", "paypal"]
+    description: str | None = attrs.field(default=None, metadata=DESCRIPTION)
+    metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
+
+
+@attrs.frozen(kw_only=True)
+class PaymentRequest:
+    """An internal transfer or an external payment, as `payment_type` says."""
+
+    __openapi_strict__ = True
+    __openapi_one_of__ = ("payment_type", {"internal_transfer": InternalPaymentRequest,
+                                           "external_payment": ExternalPaymentRequest})
     payment_type: Literal["internal_transfer", "external_payment"]
     source_account_id: str = attrs.field(metadata=UUID)
     destination_account_id: str | None = attrs.field(default=None, metadata=UUID)
@@ -53,8 +89,8 @@ class CancelRequest:
 class RefundRequest:
     __openapi_strict__ = True
     amount: Decimal | None = attrs.field(default=None, metadata={"openapi": {
-        "description": "Decimal amount in the payment's currency; absent: everything not yet refunded",
-        "examples": ["5.00"]}})
+        **AMOUNT["openapi"], "examples": ["5.00"],
+        "description": "Decimal amount > 0 in the payment's currency; absent: everything not yet refunded"}})
     reason: str | None = attrs.field(default=None, metadata=DESCRIPTION)
 
 
