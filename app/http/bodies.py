@@ -58,6 +58,9 @@ def _structure_enum(value: Any, kind: type[enum.Enum]) -> enum.Enum:
 
 
 def _structure_int(value: Any, _: type) -> int:
+    # JSON Schema counts 5.0 (and 5e3) as an integer; the body's numbers arrive as Decimals (`io.read_json`)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("must be a whole number")
     return value
@@ -112,10 +115,20 @@ def parse_body(body: Any, cls: type[Any]) -> Any:
     """Structure a parsed JSON body into `cls`, or raise `ValidationFailed` naming every bad field."""
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    # A field declared `not_null` may be left out (absent means "unchanged") but not be null: its schema says so too.
+    nulls = [FieldError(name, "must not be null") for name in _not_null(cls) if name in body and body[name] is None]
     try:
-        return converter.structure(body, cls)
+        parsed = converter.structure(body, cls)
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as group:
-        raise ValidationFailed(_field_errors(group)) from None
+        raise ValidationFailed([*nulls, *_field_errors(group)]) from None
+    if nulls:
+        raise ValidationFailed(nulls)
+    return parsed
+
+
+def _not_null(cls: type) -> tuple[str, ...]:
+    return tuple(field.metadata.get("json_name", field.name) for field in attrs.fields(cls)
+                 if field.metadata.get("not_null"))
 
 
 def _field_errors(error: BaseException, path: str = "") -> list[FieldError]:

@@ -81,8 +81,9 @@ class SchemaRegistry:
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             schema["required"] = required
-        if getattr(cls, "__openapi_strict__", False):
+        if getattr(cls, "__openapi_strict__", False):  # a request body: what the server's parser refuses too
             schema["additionalProperties"] = False
+            schema["properties"] = {name: _storable(field) for name, field in properties.items()}
         return schema
 
     def field_schema(self, tp: Any, metadata: typing.Mapping[Any, Any]) -> dict[str, Any]:
@@ -119,6 +120,29 @@ class SchemaRegistry:
         if isinstance(tp, type) and attrs.has(tp):
             return self.ref(tp)
         raise TypeError(f"unsupported type for OpenAPI schema: {tp!r}")
+
+
+#: The text PostgreSQL can store: no NUL character, no lone surrogate (`app.http.io.storable`; a pair is one
+#: character once the JSON is parsed, and a lone one matches in ECMA-262 with the `u` flag as in Python).
+STORABLE_TEXT = "^[^\\u0000\\ud800-\\udfff]*$"
+
+
+def _storable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with every free-text string of it (no pattern, format or enum) restricted to `STORABLE_TEXT`."""
+    kinds = schema.get("type")
+    result = dict(schema)
+    if (kinds == "string" or (isinstance(kinds, list) and "string" in kinds)) and not (
+            {"pattern", "format", "enum"} & set(schema)):
+        result["pattern"] = STORABLE_TEXT
+    if isinstance(schema.get("additionalProperties"), dict):
+        result["additionalProperties"] = _storable(schema["additionalProperties"])
+    if isinstance(schema.get("propertyNames"), dict):
+        result["propertyNames"] = _storable({"type": "string", **schema["propertyNames"]})
+    if isinstance(schema.get("items"), dict):
+        result["items"] = _storable(schema["items"])
+    if "anyOf" in schema:
+        result["anyOf"] = [_storable(option) for option in schema["anyOf"]]
+    return result
 
 
 def _without_none(tp: Any) -> Any:

@@ -307,7 +307,7 @@ def build_openapi(
     problems = _problem_schemas()
     registry = SchemaRegistry(reserved=list(problems))
     paths: dict[str, dict[str, Any]] = {}
-    tags: dict[str, None] = {}
+    ordered_tags: dict[str, None] = {}
     seen_ids: set[str] = set()
     for op in operations:
         if op.operation_id in seen_ids:
@@ -315,13 +315,14 @@ def build_openapi(
         if op.method in paths.get(op.path, {}):
             raise ValueError(f"duplicate operation {op.method.upper()} {op.path}")
         seen_ids.add(op.operation_id)
-        tags[op.tag] = None
+        ordered_tags[op.tag] = None
         paths.setdefault(op.path, {})[op.method] = _operation(op, registry)
     document = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, **({"description": description} if description else {})},
         "servers": [{"url": "/"}],
-        "tags": [{"name": tag, **({"description": described[tag]} if tag in described else {})} for tag in tags],
+        "tags": [{"name": tag, **({"description": described[tag]} if tag in described else {})}
+                 for tag in ordered_tags],
         "paths": paths,
         **({"webhooks": {hook.name: _webhook(hook, registry) for hook in webhooks}} if webhooks else {}),
         "components": {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from sanic import Blueprint, HTTPResponse, Request
@@ -99,11 +98,7 @@ async def show(request: Request, account_id: UUID) -> HTTPResponse:
 
 
 def update_command(request: Request, account_id: UUID, body: UpdateAccountRequest) -> UpdateAccount:
-    raw: dict[str, Any] = request.ctx.json  # the document as sent: null and absent differ here
-    checks = FieldChecks()
-    for name in ("metadata", "status", "overdraft_limit"):  # null is not a value these can take
-        if raw.get(name, "") is None:
-            checks.fail(name, "must not be null")
+    checks = FieldChecks()  # a null metadata, status or overdraft_limit is refused by `parse_body` (`not_null`)
     metadata = checks.check(check_metadata, body.metadata) if body.metadata is not None else None
     checks.done()
     return UpdateAccount(tenant_id=tenant_id(request), account_id=account_id, metadata=metadata, status=body.status,

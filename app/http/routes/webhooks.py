@@ -109,12 +109,8 @@ async def show(request: Request, webhook_id: UUID) -> HTTPResponse:
                          problems=("not_found",), request=WebhookUpdate, response=Webhook,
                          idempotency="optional", errors=(404, 409, *COMMON)))
 async def change(request: Request, webhook_id: UUID, body: WebhookUpdate) -> HTTPResponse:
-    raw: dict[str, Any] = request.ctx.json  # the document as sent: null and absent differ here
-    nulls = FieldChecks()
-    for name in ("url", "events", "enabled"):  # null is not a value these can take
-        if raw.get(name, "") is None:
-            nulls.fail(name, "must not be null")
-    nulls.done()
+    raw: dict[str, Any] = request.ctx.json  # the document as sent: a null description clears it
+    # a null url, events or enabled is refused by `parse_body` (`not_null`)
     events = _checked(body.events, body.description)
     if body.url is not None:
         await _destination(request, body.url)

@@ -21,7 +21,7 @@ class CreateAccountRequest:
     metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
 
 
-_OVERDRAFT_LIMIT = {"openapi": {**AMOUNT_OR_ZERO["openapi"], "examples": ["50.00"], "description": (
+_OVERDRAFT_LIMIT = {"not_null": True, "openapi": {**AMOUNT_OR_ZERO["openapi"], "examples": ["50.00"], "description": (
     "How far below zero debits may take the balance, ≥ 0 (default 0), in the account's currency's places")}}
 
 
@@ -30,8 +30,8 @@ class UpdateAccountRequest:
     """`PATCH /accounts/{id}`: each field given changes; `metadata` replaces the whole object."""
 
     __openapi_strict__ = True
-    metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
-    status: AccountStatus | None = attrs.field(default=None, metadata={"openapi": {
+    metadata: dict[str, str] | None = attrs.field(default=None, metadata={**METADATA, "not_null": True})
+    status: AccountStatus | None = attrs.field(default=None, metadata={"not_null": True, "openapi": {
         "description": "active ⇄ frozen; either → closed (needs a zero balance and nothing in flight; final)"}})
     overdraft_limit: Decimal | None = attrs.field(default=None, metadata=_OVERDRAFT_LIMIT)
 
