@@ -13,6 +13,7 @@ import jsonschema
 import openapi_spec_validator
 import pytest
 
+from app.http.json_schema import STORABLE_TEXT
 from app.http.openapi import Operation, Parameter, build_openapi, schema_for
 
 MONEY = {"type": ["string", "number"], "pattern": r"^\d+(\.\d{1,2})?$", "maxLength": 32}
@@ -128,7 +129,8 @@ def test_strict_request_and_type_override() -> None:
     props = schema["properties"]
     assert schema["additionalProperties"] is False
     assert schema["required"] == ["name", "opening_balance"]
-    assert props["name"] == {"type": "string", "maxLength": 100, "description": "Label"}
+    # free text of a request: what PostgreSQL can store (no NUL, no lone surrogate), as the server checks
+    assert props["name"] == {"type": "string", "maxLength": 100, "description": "Label", "pattern": STORABLE_TEXT}
     assert props["opening_balance"] == MONEY  # "type" override replaces the derived schema
     assert props["limit"]["type"] == ["string", "number", "null"]  # nullability preserved
     assert "anyOf" not in props["limit"]
