@@ -81,6 +81,8 @@ class SchemaRegistry:
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             schema["required"] = required
+        if (example := getattr(cls, "__openapi_example__", None)) is not None:  # a whole, consistent object
+            schema["examples"] = [example]
         if getattr(cls, "__openapi_strict__", False):  # a request body: what the server's parser refuses too
             schema["additionalProperties"] = False
             schema["properties"] = {name: _storable(field) for name, field in properties.items()}

@@ -4,11 +4,11 @@ entries."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 
-from app.http.schemas.fields import AMOUNT_OR_ZERO, CURRENCY, METADATA, MONEY_OUT, TIME, UUID
+from app.http.schemas.fields import AMOUNT_OR_ZERO, CURRENCY, CURRENCY_OUT, METADATA, MONEY_OUT, TIME, UUID
 from app.http.schemas.statuses import AccountStatus
 
 
@@ -38,9 +38,13 @@ class UpdateAccountRequest:
 
 @attrs.frozen(kw_only=True)
 class Account:
+    __openapi_example__: ClassVar[dict[str, Any]] = {
+        "id": "0190a6a4-3c1e-7d2a-9b1e-2f6a4c8d0e11", "user_id": "user_42", "currency": "USD", "balance": "100.00",
+        "available_balance": "95.00", "overdraft_limit": "0.00", "status": "active", "version": 3,
+        "metadata": {"tier": "gold"}, "created_at": "2026-01-31T12:00:00Z", "updated_at": "2026-01-31T12:05:00Z"}
     id: str = attrs.field(metadata=UUID)
-    user_id: str
-    currency: str
+    user_id: str = attrs.field(metadata={"openapi": {"examples": ["user_42"]}})
+    currency: str = attrs.field(metadata=CURRENCY_OUT)
     balance: str = attrs.field(metadata=MONEY_OUT)
     available_balance: str = attrs.field(metadata=MONEY_OUT)
     overdraft_limit: str = attrs.field(metadata=MONEY_OUT)
@@ -56,7 +60,7 @@ class Balance:
     """Without `at`: now, with what holds reserve. With `at`: the posted balance then (no available or held)."""
 
     account_id: str = attrs.field(metadata=UUID)
-    currency: str
+    currency: str = attrs.field(metadata=CURRENCY_OUT)
     balance: str = attrs.field(metadata=MONEY_OUT)
     version: int
     as_of: str = attrs.field(metadata=TIME)
@@ -72,7 +76,7 @@ class LedgerEntry:
     type: Literal["debit", "credit"]
     amount: str = attrs.field(metadata=MONEY_OUT)
     balance_after: str = attrs.field(metadata=MONEY_OUT)
-    currency: str
+    currency: str = attrs.field(metadata=CURRENCY_OUT)
     created_at: str = attrs.field(metadata=TIME)
     hash: str = attrs.field(metadata={"openapi": {
         "pattern": "^[0-9a-f]{64}$", "examples": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
@@ -86,7 +90,7 @@ class Statement:
     """`GET /accounts/{id}/statement`: `opening_balance` + the entries = `closing_balance`."""
 
     account_id: str = attrs.field(metadata=UUID)
-    currency: str
+    currency: str = attrs.field(metadata=CURRENCY_OUT)
     from_: str = attrs.field(metadata={"json_name": "from", **TIME})
     to: str = attrs.field(metadata=TIME)
     opening_balance: str = attrs.field(metadata=MONEY_OUT)

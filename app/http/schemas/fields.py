@@ -32,6 +32,7 @@ CURRENCY = {"openapi": {"type": "string", "enum": sorted(MINOR_UNITS), "examples
 METADATA = {"openapi": {"type": "object", "maxProperties": 20, "propertyNames": {"minLength": 1, "maxLength": 40},
                         "additionalProperties": {"type": "string", "maxLength": 500},
                         "description": "≤ 20 string keys (1–40 chars) to string values (≤ 500 chars)"}}
+CURRENCY_OUT = {"openapi": {"examples": ["USD"]}}
 MONEY_OUT = {"openapi": {"pattern": r"^-?\d+(\.\d+)?$", "examples": ["100.00"]}}
 UUID = {"openapi": {"format": "uuid"}}
 TIME = {"openapi": {"format": "date-time"}}
