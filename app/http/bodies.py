@@ -24,7 +24,9 @@ from cattrs.errors import (
 from core.errors import FieldError, ValidationFailed
 
 converter = cattrs.Converter(forbid_extra_keys=True)
-_DECIMAL = re.compile(r"^[ ]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[ ]*$")  # ASCII digits only
+#: A decimal string: ASCII digits, no sign but `+` (an amount is never negative; `-0` is no exception). The
+#: schemas' patterns (`schemas.fields`) describe the same strings, with the places and digits the core allows.
+_DECIMAL = re.compile(r"[ ]*[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[ ]*")
 
 
 def _structure_str(value: Any, _: type) -> str:
@@ -36,7 +38,7 @@ def _structure_str(value: Any, _: type) -> str:
 def _structure_decimal(value: Any, _: type) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
         raise ValueError("must be a decimal number or a decimal string such as \"10.50\"")
-    if isinstance(value, str) and not _DECIMAL.match(value):
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
         raise ValueError("must be a decimal number or a decimal string such as \"10.50\"")
     try:
         number = Decimal(value.strip() if isinstance(value, str) else value)
@@ -56,6 +58,9 @@ def _structure_enum(value: Any, kind: type[enum.Enum]) -> enum.Enum:
 
 
 def _structure_int(value: Any, _: type) -> int:
+    # JSON Schema counts 5.0 (and 5e3) as an integer; the body's numbers arrive as Decimals (`io.read_json`)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("must be a whole number")
     return value
@@ -110,10 +115,20 @@ def parse_body(body: Any, cls: type[Any]) -> Any:
     """Structure a parsed JSON body into `cls`, or raise `ValidationFailed` naming every bad field."""
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    # A field declared `not_null` may be left out (absent means "unchanged") but not be null: its schema says so too.
+    nulls = [FieldError(name, "must not be null") for name in _not_null(cls) if name in body and body[name] is None]
     try:
-        return converter.structure(body, cls)
+        parsed = converter.structure(body, cls)
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as group:
-        raise ValidationFailed(_field_errors(group)) from None
+        raise ValidationFailed([*nulls, *_field_errors(group)]) from None
+    if nulls:
+        raise ValidationFailed(nulls)
+    return parsed
+
+
+def _not_null(cls: type) -> tuple[str, ...]:
+    return tuple(field.metadata.get("json_name", field.name) for field in attrs.fields(cls)
+                 if field.metadata.get("not_null"))
 
 
 def _field_errors(error: BaseException, path: str = "") -> list[FieldError]:

@@ -14,7 +14,7 @@ from sanic.exceptions import PayloadTooLarge
 from app.http.auth import secured
 from app.http.bodies import parse_body
 from app.http.io import dumps, execute, page_view, query, read_json, require_idempotency_key
-from app.http.openapi import PATH_PARAMETER, Operation, Parameter
+from app.http.openapi import PATH_PARAMETER, Link, Operation, Parameter
 from app.http.problems import ApiError
 from core.idempotency import StoredResponse
 from core.ports import Page, UnitOfWork
@@ -32,6 +32,15 @@ METADATA = Parameter(name="metadata", deep=True, description="Only rows whose me
                              "additionalProperties": {"type": "string", "maxLength": 500}})
 #: Errors any operation may answer: rate limited, or a dependency down.
 COMMON = (429, 503)
+#: The business problems of moving money between two accounts (a transfer, a payment, a hold).
+MOVEMENT = ("not_found", "same_account", "currency_mismatch", "insufficient_funds", "account_frozen",
+            "account_closed")
+
+
+def links_to(parameter: str, *operation_ids: str) -> tuple[Link, ...]:
+    """Links from a created resource's `id` to the operations taking it as `parameter` (OpenAPI links: a
+    client, and schemathesis' stateful phase, follow them from a creation to what can be done with it)."""
+    return tuple(Link(operation_id=operation_id, parameter=parameter) for operation_id in operation_ids)
 
 
 def operation(bp: Blueprint, op: Operation) -> Callable[[Handler], Handler]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import copy
 import http
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from app.http.json_schema import SchemaRegistry, ref, schema_for
+from app.http.json_schema import SchemaRegistry, example_of, ref, schema_for
+from app.http.problem_types import PROBLEM_TYPES
 
-__all__ = ["Operation", "Parameter", "Webhook", "build_openapi", "schema_for"]
+__all__ = ["Link", "Operation", "Parameter", "Webhook", "build_openapi", "problem_slugs", "schema_for"]
 
 METHODS = frozenset({"get", "post", "put", "patch", "delete"})
 IDEMPOTENCY_MODES = frozenset({"required", "optional", "none"})
@@ -34,6 +35,16 @@ class Parameter:
     description: str = ""
     #: An object sent as `name[key]=value` pairs (OpenAPI `style: deepObject`), e.g. `?metadata[tier]=gold`.
     deep: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Link:
+    """An OpenAPI link from an operation's success response to another operation: `parameter` of `operation_id`
+    is the response's `field` (e.g. getAccount's `account_id` is the created account's `id`)."""
+
+    operation_id: str
+    parameter: str
+    field: str = "id"
 
 
 @attrs.frozen(kw_only=True)
@@ -60,6 +71,15 @@ class Operation:
     also: tuple[int, ...] = ()  # other success statuses answering the same schema (201 and 202 of POST /payments)
     csv: bool = False  # the success answer may also be `text/csv` (a statement with `format=csv`)
     max_body_size: int | None = None  # a larger body limit than the server's (POST /batches: 1 MiB)
+    #: The business problem types it may answer (slugs of `problem_types`), beyond those every operation of its
+    #: kind answers (auth, validation, idempotency, rate limit, unavailable: `problem_slugs` adds those); each
+    #: one's status must be among `errors`.
+    problems: tuple[str, ...] = ()
+    description: str = ""  # Markdown, shown under the summary
+    links: tuple[Link, ...] = ()  # operations its success response's fields feed (OpenAPI links)
+    #: Examples of its request body and success response; by default built from the schemas' own examples.
+    request_example: Any = None
+    response_example: Any = None
 
     @property
     def scope(self) -> str:
@@ -85,6 +105,24 @@ class Operation:
             raise ValueError(f"{self.operation_id}: path parameters not in path: {sorted(stray)}")
         default = Parameter(name="", location="path", schema=_UUID_PATH_SCHEMA)
         return [given.get(name, attrs.evolve(default, name=name)) for name in names]
+
+
+def problem_slugs(op: Operation, status: int) -> list[str]:
+    """The problem types `op` may answer with the error `status`: those of its kind, then its own."""
+    body = op.request is not None
+    idempotent, key_required = op.idempotency != "none", op.idempotency == "required"
+    generic = {400: ["malformed_json"] * body + ["idempotency_key_missing"] * key_required,
+               401: ["unauthorized"], 403: ["forbidden"], 413: ["payload_too_large"], 429: ["rate_limited"],
+               409: ["idempotency_request_in_progress"] * idempotent,
+               422: ["validation_error", *["idempotency_key_reused"] * idempotent],
+               503: ["service_unavailable"]}
+    return [*generic.get(status, []), *(slug for slug in op.problems if PROBLEM_TYPES[slug].status == status)]
+
+
+def _problem_example(slug: str) -> dict[str, Any]:
+    kind = PROBLEM_TYPES[slug]
+    return {"type": f"/problems/{slug}", "title": kind.title, "status": kind.status,
+            "detail": kind.description.split(". ")[0].rstrip("."), "request_id": "3f2c9a6e1b7d4c0a8e5f6a7b8c9d0e1f"}
 
 
 def _problem_schemas() -> dict[str, dict[str, Any]]:
@@ -170,24 +208,45 @@ def _success_schema(op: Operation, registry: SchemaRegistry) -> dict[str, Any] |
     return registry.add(name, ("list", op.response), envelope)
 
 
+_KEY = {"required": "`Idempotency-Key` is required: a retry with the same key and request replays the first answer.",
+        "optional": "`Idempotency-Key` is optional: with one, a retry with the same key and request replays the first "
+                    "answer.", "none": ""}
+
+
+def _description(op: Operation) -> str:
+    """What every operation's description says unless it declares its own: the key scope and the idempotency."""
+    scope = f"Needs an API key with the `{op.scope}` scope." if op.secured else "No API key needed."
+    return " ".join(filter(None, [scope, _KEY[op.idempotency]]))
+
+
 def _operation(op: Operation, registry: SchemaRegistry) -> dict[str, Any]:
     if op.method not in METHODS or op.idempotency not in IDEMPOTENCY_MODES:
         raise ValueError(f"{op.operation_id}: bad method or idempotency mode")
     doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
+    doc["description"] = op.description or _description(op)
     doc["tags"] = [op.tag]
     if params := _parameters(op):
         doc["parameters"] = params
     if op.request is not None:
         body = {"schema": registry.ref(op.request)}
+        body["example"] = (example_of(body["schema"], registry.schemas, request=True) if op.request_example is None
+                           else op.request_example)
         doc["requestBody"] = {"required": not op.body_optional, "content": {"application/json": body}}
     success: dict[str, Any] = {
         "description": http.HTTPStatus(op.response_status).phrase,
         "headers": _headers(op, op.response_status),
     }
     if (schema := _success_schema(op, registry)) is not None:
-        success["content"] = {"application/json": {"schema": schema}}
+        example = example_of(schema, registry.schemas) if op.response_example is None else op.response_example
+        success["content"] = {"application/json": {"schema": schema, "example": example}}
         if op.csv:
             success["content"]["text/csv"] = {"schema": {"type": "string"}}
+    if op.links:
+        success["links"] = {
+            link.operation_id[0].upper() + link.operation_id[1:]: {
+                "operationId": link.operation_id, "parameters": {link.parameter: f"$response.body#/{link.field}"},
+                "description": f"`{link.field}` of the response is the `{link.parameter}` of {link.operation_id}"}
+            for link in op.links}
     responses = {str(op.response_status): success}
     for status in op.also:
         responses[str(status)] = {**success, "description": http.HTTPStatus(status).phrase,
@@ -195,11 +254,19 @@ def _operation(op: Operation, registry: SchemaRegistry) -> dict[str, Any]:
     statuses = set(op.errors)
     statuses.update(_AUTH_ERRORS if op.secured else ())
     statuses.update(_BODY_ERRORS if op.request is not None else ())
+    if stray := [slug for slug in op.problems if PROBLEM_TYPES[slug].status not in statuses]:
+        raise ValueError(f"{op.operation_id}: problem types whose status it does not declare: {stray}")
     for status in sorted(statuses):
+        slugs = problem_slugs(op, status)
+        described = ", ".join(f"`{slug}`" for slug in slugs)
+        content: dict[str, Any] = {"schema": ref("Problem")}
+        if slugs:
+            content["example"] = _problem_example(slugs[-1])
         responses[str(status)] = {
-            "description": http.HTTPStatus(status).phrase,
+            "description": http.HTTPStatus(status).phrase + (f": {described}" if slugs else ""),
             "headers": _headers(op, status),
-            "content": {"application/problem+json": {"schema": ref("Problem")}},
+            "content": {"application/problem+json": content},
+            **({"x-problem-types": slugs} if slugs else {}),
         }
     doc["responses"] = responses
     if op.secured:
@@ -229,13 +296,18 @@ def _webhook(hook: Webhook, registry: SchemaRegistry) -> dict[str, Any]:
 
 
 def build_openapi(
-    operations: Sequence[Operation], *, title: str, version: str, webhooks: Sequence[Webhook] = ()
+    operations: Sequence[Operation], *, title: str, version: str, webhooks: Sequence[Webhook] = (),
+    description: str = "", tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Build a complete OpenAPI 3.1 document for the given operations (and the webhooks it sends)."""
+    """Build a complete OpenAPI 3.1 document for the given operations (and the webhooks it sends).
+
+    `tags`: each tag's description (a tag of an operation but not in `tags` has none).
+    """
+    described = dict(tags or {})
     problems = _problem_schemas()
     registry = SchemaRegistry(reserved=list(problems))
     paths: dict[str, dict[str, Any]] = {}
-    tags: dict[str, None] = {}
+    ordered_tags: dict[str, None] = {}
     seen_ids: set[str] = set()
     for op in operations:
         if op.operation_id in seen_ids:
@@ -243,13 +315,14 @@ def build_openapi(
         if op.method in paths.get(op.path, {}):
             raise ValueError(f"duplicate operation {op.method.upper()} {op.path}")
         seen_ids.add(op.operation_id)
-        tags[op.tag] = None
+        ordered_tags[op.tag] = None
         paths.setdefault(op.path, {})[op.method] = _operation(op, registry)
     document = {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version},
+        "info": {"title": title, "version": version, **({"description": description} if description else {})},
         "servers": [{"url": "/"}],
-        "tags": [{"name": tag} for tag in tags],
+        "tags": [{"name": tag, **({"description": described[tag]} if tag in described else {})}
+                 for tag in ordered_tags],
         "paths": paths,
         **({"webhooks": {hook.name: _webhook(hook, registry) for hook in webhooks}} if webhooks else {}),
         "components": {

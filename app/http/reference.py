@@ -19,29 +19,6 @@ DEFAULT_PATH = "docs/api/reference.md"
 COMMAND = f"python -m app.http.reference {DEFAULT_PATH}"
 #: Where `make run` serves the problem pages (`GET /problems/<slug>`).
 PAGES = "http://localhost:8080/problems/"
-_MOVEMENT = ("not_found", "same_account", "currency_mismatch", "insufficient_funds", "account_frozen",
-             "account_closed")
-#: The problem types an operation answers besides those every operation of its kind answers (auth, validation,
-#: idempotency, rate limit, unavailable): read off the core use cases' `Raises` and the routes.
-DOMAIN_PROBLEMS: dict[str, tuple[str, ...]] = {
-    "createAccount": (), "listAccounts": (), "getAccount": ("not_found",),
-    "updateAccount": ("not_found", "invalid_state_transition", "account_closed"),
-    "getBalance": ("not_found",), "getStatement": ("not_found",), "listTransactions": ("not_found",),
-    "createTransfer": _MOVEMENT, "createPayment": _MOVEMENT, "listPayments": (),
-    "cancelPayment": ("not_found", "invalid_state_transition"),
-    "refundPayment": ("not_found", "invalid_state_transition", "refund_exceeds_payment", "insufficient_funds",
-                      "account_closed"),
-    "listRefunds": ("not_found",), "getPayment": ("not_found",), "listPaymentEvents": ("not_found",),
-    "createHold": _MOVEMENT, "listHolds": (), "getHold": ("not_found",),
-    "captureHold": ("not_found", "invalid_state_transition", "account_frozen", "account_closed"),
-    "voidHold": ("not_found", "invalid_state_transition"),
-    "createWebhook": (), "listWebhooks": (), "getWebhook": ("not_found",), "updateWebhook": ("not_found",),
-    "deleteWebhook": ("not_found",), "rotateWebhookSecret": ("not_found",),
-    "listWebhookDeliveries": ("not_found",), "retryWebhookDelivery": ("not_found",),
-    "listEvents": (), "getEvent": ("not_found",),
-    "createReconciliation": (), "getReconciliation": ("not_found",),
-    "createBatch": ("batch_failed",), "getBatch": ("not_found",),
-}
 _ENUM_SHOWN = 30  # longer enums (the currencies) are summarised
 #: RFC 9110's names, fixed here: Python's `HTTPStatus` phrases differ between versions (3.13 renamed 413 and 422).
 _PHRASES = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
@@ -49,20 +26,11 @@ _PHRASES = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: 
             422: "Unprocessable Content", 429: "Too Many Requests", 503: "Service Unavailable"}
 
 
-def problems_of(operation: dict[str, Any], operation_id: str) -> dict[int, list[str]]:
-    """Each error status of an operation with the problem types it may carry."""
-    idempotent = any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
-    key_required = any(p["name"] == "Idempotency-Key" and p["required"] for p in operation.get("parameters", []))
-    body = "requestBody" in operation
-    generic = {400: ["malformed_json"] * body + ["idempotency_key_missing"] * key_required,
-               401: ["unauthorized"], 403: ["forbidden"], 413: ["payload_too_large"], 429: ["rate_limited"],
-               409: ["idempotency_request_in_progress"] * idempotent,
-               422: ["validation_error", *["idempotency_key_reused"] * idempotent], 503: ["service_unavailable"]}
-    found: dict[int, list[str]] = {}
-    for code in (int(c) for c in operation["responses"] if int(c) >= 400):
-        domain = [s for s in DOMAIN_PROBLEMS[operation_id] if PROBLEM_TYPES[s].status == code]
-        found[code] = [*generic.get(code, []), *domain]
-    return found
+def problems_of(operation: dict[str, Any]) -> dict[int, list[str]]:
+    """Each error status of an operation with the problem types it may carry, as the document declares them
+    (`x-problem-types`, from each `Operation`'s `problems`: see `openapi.problem_slugs`)."""
+    return {int(code): list(response.get("x-problem-types", []))
+            for code, response in operation["responses"].items() if int(code) >= 400}
 
 
 def _name(reference: str) -> str:
@@ -115,6 +83,10 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
 
 
 def _fields(schema: dict[str, Any]) -> list[str]:
+    if "oneOf" in schema:
+        options = " or ".join(type_of(option) for option in schema["oneOf"])
+        told = schema.get("discriminator", {}).get("propertyName")
+        return [f"One of {options}" + (f", as `{told}` says." if told else "."), ""]
     required = set(schema.get("required", []))
     rows = [(f"`{name}`", type_of(field), "yes" if name in required else "", notes_of(field))
             for name, field in schema.get("properties", {}).items()]
@@ -148,14 +120,15 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> list[str]:
     key = next((("required" if p["required"] else "optional") for p in op.get("parameters", [])
                 if p["name"] == "Idempotency-Key"), "not used")
     lines = [f"### {op['summary']}", "", f"`{method.upper()} {path}`", "",
-             f"Scope `{scope}` · `Idempotency-Key` {key} · operationId `{op['operationId']}`", ""]
+             f"Scope `{scope}` · `Idempotency-Key` {key} · operationId `{op['operationId']}`", "",
+             *([op["description"], ""] if "description" in op else [])]
     if op.get("parameters"):
         lines += _parameters(op["parameters"])
     if "requestBody" in op:
         body = op["requestBody"]
         shown = type_of(body["content"]["application/json"]["schema"])
         lines += [f"**Request body** {shown}" + ("" if body["required"] else " (optional: may be left out)"), ""]
-    errors = problems_of(op, op["operationId"])
+    errors = problems_of(op)
     rows = []
     for status, response in op["responses"].items():
         if int(status) < 400:

@@ -1,8 +1,14 @@
-"""Schemathesis against the served /openapi.json: every operation, a few hundred cases each, with a valid key.
+"""Schemathesis against the served /openapi.json: every operation, then its stateful phase, with a valid key.
 
-Requirement: no 5xx, and every response matches the document (status, content type, headers, body schema).
-Schemathesis' examples, coverage and fuzzing phases run, positive and negative, with every built-in check
-but `positive_data_acceptance` (see below), plus one of ours: another tenant's ids are never served.
+Requirement: no 5xx, every response matches the document (status, content type, headers, body schema), data the
+document calls invalid is refused and data it calls valid is accepted. Schemathesis' examples, coverage and
+fuzzing phases run, positive and negative, with every built-in check, plus ours: another tenant's ids are never
+served, problem bodies are consistent and of a type the document lists for their status. `positive_data_acceptance`
+runs wrapped (`valid_data_is_accepted`): a schema-valid request may still be refused for a business reason the
+operation declares (insufficient_funds, same_account, a key reused...: API.md §1), never for `validation_error`
+but the two rules the schema of a field cannot state (`_UNSTATABLE`). The stateful phase follows the document's
+links (create -> get, change, delete...) with `use_after_free` and `ensure_resource_availability` among its checks.
+A fixed seed (`derandomize`) and a bounded number of examples keep it deterministic and about a minute long.
 
 The schema is loaded eagerly from `openapi_document()`, the function that serves /openapi.json, so each
 operation is a pytest item of its own; `test_the_served_document_is_the_one_under_test` pins the two
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -27,14 +34,18 @@ from uuid import UUID
 
 import attrs
 import httpx
+import jsonschema
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import Case, CheckContext, GenerationMode, HookContext, Response
 from schemathesis.core.result import Ok
 from schemathesis.generation.hypothesis.builder import ApiOperationMark
 from schemathesis.generation.meta import TestPhase
+from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.bootstrap import Services
 from app.http.operations import OPERATIONS, openapi_document
@@ -44,14 +55,30 @@ from core.webhooks import Delivery
 from tests.conftest import new_api_key
 from tests.e2e.conftest import Stack
 
-MAX_EXAMPLES = 300
+MAX_EXAMPLES = 15
+#: The stateful phase: scenarios, and steps in each.
+SCENARIOS, STEPS = 30, 8
 
 SCHEMA = schemathesis.openapi.from_dict(openapi_document(VERSION))
 SCHEMA.config.generation.update(modes=list(GenerationMode))
-# A schema-valid request may rightly be refused with 422 (API.md §1): insufficient_funds, currency_mismatch,
-# same_account, idempotency_key_reused, a cursor this API never issued. "Valid data is accepted" is not a
-# property of this API; the other built-in checks are.
+# Replaced by `valid_data_is_accepted`, which runs it and lets through only the refusals the document declares.
 SCHEMA.config.checks.update(excluded_check_names=["positive_data_acceptance"])
+#: What the schema of one field cannot state, so a schema-valid value may still be refused with validation_error:
+#: an amount's places and its 2^53-1 minor units depend on the currency (another field, or the resource's), and a
+#: capture's on the hold; a cursor, or the feed's `after`, must be one the API issued; a statement's `to` comes
+#: after its `from`; a reconciliation's day is not in the future.
+_PLACES = re.compile(r"allows at most \d decimal places|is too large")
+_UNSTATABLE = (
+    ("amount", re.compile(rf"{_PLACES.pattern}|at most the held amount")),
+    ("initial_balance", _PLACES),
+    ("overdraft_limit", _PLACES),
+    ("cursor", re.compile(r".")),
+    ("after", re.compile(r"names no event")),
+    ("to", re.compile(r"must be after from")),
+    ("date", re.compile(r"future|today")),
+)
+#: Problem types every operation of a kind may answer that say the request itself is bad.
+_BAD_REQUEST = frozenset({"validation_error", "malformed_json", "idempotency_key_missing"})
 
 
 @attrs.frozen
@@ -147,24 +174,37 @@ async def _seed_deliveries(services: Services, webhook: dict[str, Any]) -> list[
     return [str(d.id) for d in deliveries]
 
 
-@pytest.fixture
-async def foreign_key(services: Services) -> str:
-    return await new_api_key(services)
+@attrs.frozen
+class Foreign:
+    """Another tenant's resources: seeded once for the module (nothing here acts with its key, so they stay)."""
+
+    accounts: list[dict[str, Any]]
+    payments: list[dict[str, Any]]
+    webhooks: list[dict[str, Any]]
+    events: list[str]
+    batches: list[str]
+    holds: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+async def foreign(stack: Stack, services: Services) -> Foreign:
+    key = await new_api_key(services)
+    accounts, payments, webhooks, _ = _seed_tenant(stack.base_url, key, "foreign")
+    return Foreign(accounts, payments, webhooks, await _event_ids(stack.base_url, key),
+                   await _seed_batches(stack.base_url, key, accounts), HOLDS["foreign"])
 
 
 @pytest.fixture
-async def real_data(stack: Stack, api_key: str, foreign_key: str, services: Services) -> AsyncIterator[RealData]:
+async def real_data(stack: Stack, api_key: str, foreign: Foreign, services: Services) -> AsyncIterator[RealData]:
+    """The tenant under test, seeded afresh for each test (the operations change its resources)."""
     accounts, payments, webhooks, cursors = _seed_tenant(stack.base_url, api_key, "own")
-    foreign_accounts, foreign_payments, foreign_webhooks, _ = _seed_tenant(stack.base_url, foreign_key, "foreign")
     deliveries = await _seed_deliveries(services, webhooks[0])
     cursors["/api/v1/webhooks/{webhook_id}/deliveries"] = (await _list_cursor(
         stack.base_url, api_key, f"/api/v1/webhooks/{webhooks[0]['id']}/deliveries"))
-    CURRENT[:] = [RealData(stack.base_url, api_key, accounts, payments, cursors, foreign_accounts, foreign_payments,
-                           webhooks, foreign_webhooks, deliveries, await _event_ids(stack.base_url, api_key),
-                           await _event_ids(stack.base_url, foreign_key),
-                           await _seed_batches(stack.base_url, api_key, accounts),
-                           await _seed_batches(stack.base_url, foreign_key, foreign_accounts),
-                           HOLDS["own"], HOLDS["foreign"])]
+    CURRENT[:] = [RealData(stack.base_url, api_key, accounts, payments, cursors, foreign.accounts, foreign.payments,
+                           webhooks, foreign.webhooks, deliveries, await _event_ids(stack.base_url, api_key),
+                           foreign.events, await _seed_batches(stack.base_url, api_key, accounts),
+                           foreign.batches, HOLDS["own"], foreign.holds)]
     yield CURRENT[0]
     CURRENT.clear()
 
@@ -326,6 +366,66 @@ def _prepare_coverage_case(case: Case[Any], real: RealData) -> None:
         _unique_idempotency_key(case)
 
 
+def _declared_problems(case: Case[Any], status: int) -> list[str]:
+    """The problem types the document lists for `status` of the case's operation (`x-problem-types`)."""
+    response = case.operation.definition.raw["responses"].get(str(status), {})
+    return list(response.get("x-problem-types", []))
+
+
+def _slug(response: Response) -> str | None:
+    if not response.headers.get("content-type", [""])[0].startswith("application/problem+json"):
+        return None
+    kind = response.json().get("type", "")
+    return kind.removeprefix("/problems/") if isinstance(kind, str) else None
+
+
+def _unstatable(problem: dict[str, Any]) -> bool:
+    """A validation_error all of whose fields fail only on a rule the schema cannot state (`_UNSTATABLE`)."""
+    errors = problem.get("errors") or []
+    return bool(errors) and all(
+        any(error["field"].rsplit(".", 1)[-1] == field and rule.search(error["message"]) for field, rule in _UNSTATABLE)
+        for error in errors)
+
+
+DOCUMENT = openapi_document(VERSION)
+
+
+def _body_is_valid(case: Case[Any]) -> bool:
+    """Whether the document's own schema accepts the case's body. Schemathesis' generator can label a body
+    positive that breaks a `pattern` under `additionalProperties` (a NUL in a metadata value, which
+    `STORABLE_TEXT` forbids); such a body is not valid data, and its refusal no failure."""
+    body = case.operation.definition.raw.get("requestBody")
+    if body is None or not isinstance(case.body, (dict, list)):
+        return True
+    schema = {**body["content"]["application/json"]["schema"], "components": DOCUMENT["components"]}
+    return jsonschema.Draft202012Validator(schema).is_valid(case.body)
+
+
+def valid_data_is_accepted(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
+    """`positive_data_acceptance`, but for a refusal with a business problem type the operation declares (the
+    document lists it under that status; never one saying the request is malformed) or a validation_error on a
+    rule the schema cannot state."""
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    except RejectedPositiveData:
+        slug = _slug(response)
+        if slug in _declared_problems(case, response.status_code) and slug not in _BAD_REQUEST:
+            return None
+        if slug == "validation_error" and _unstatable(response.json()):
+            return None
+        if not _body_is_valid(case):
+            return None  # labelled positive, yet the document refuses it (below): not valid data
+        raise
+
+
+def accepted_bodies_are_valid(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
+    """Whatever made the body (the generator, or the hooks putting real ids and amounts in), a body the document
+    refuses is never accepted: no amount beyond the declared pattern and bounds moves money."""
+    if 200 <= response.status_code < 300:
+        assert _body_is_valid(case), f"a body the document refuses was accepted ({response.status_code})"
+    return None
+
+
 def never_serves_another_tenant(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
     """API.md §1: another tenant's resource is answered exactly as a missing one, and never listed."""
     foreign_ids = CURRENT[0].foreign_ids
@@ -354,9 +454,16 @@ def errors_are_consistent_problems(ctx: CheckContext, response: Response, case: 
     problem = response.json()
     assert problem["status"] == response.status_code, f"problem status {problem['status']} on a {response.status_code}"
     assert problem["type"].startswith("/problems/") and problem["type"] != "/problems/internal_error", problem
+    declared = _declared_problems(case, response.status_code)
+    if declared:  # an undeclared status is status_code_conformance's to report
+        assert _slug(response) in declared, f"{problem['type']} is not among the declared {declared}"
     if response.headers.get("idempotent-replayed") != ["true"]:  # a replay repeats the first body byte for byte
         assert problem["request_id"] == response.headers["x-request-id"][0], "request_id differs from X-Request-ID"
     return None
+
+
+CHECKS = [valid_data_is_accepted, accepted_bodies_are_valid, never_serves_another_tenant,
+          errors_are_consistent_problems]
 
 
 @attrs.define
@@ -408,7 +515,7 @@ def test_api(case: Case[Any], operation_id: str, real_data: RealData, exercised:
     try:
         response = case.call_and_validate(
             base_url=real_data.base_url, headers={"Authorization": f"Bearer {real_data.key}"},
-            additional_checks=[never_serves_another_tenant, errors_are_consistent_problems])
+            additional_checks=CHECKS)
     except BaseException:
         exercised.failed = True
         raise
@@ -422,3 +529,80 @@ def test_the_served_document_is_the_one_under_test(stack: Stack) -> None:
     tested = {result.ok().label for result in SCHEMA.get_all_operations() if isinstance(result, Ok)}
     assert tested == documented
     assert len(documented) == len(OPERATIONS)
+
+
+#: The statuses each operation answered in the stateful phase.
+STATEFUL: dict[str, Counter[int]] = {}
+
+
+def _stable_choice(case: Case[Any]) -> int:
+    """A choice in 0..99 that depends on the case only (the stateful phase has no Hypothesis draw for it)."""
+    text = json.dumps([case.path, case.path_parameters, case.query, case.body], sort_keys=True, default=str)
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16) % 100
+
+
+class Workflow(SCHEMA.as_state_machine()):  # type: ignore[misc]
+    """Sequences of calls following the document's links, under the tenant's key; as `test_api`, most positive
+    bodies name the tenant's real accounts and amounts, and every Idempotency-Key is unique to its request."""
+
+    def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
+        real = CURRENT[0]
+        return {"base_url": real.base_url, "headers": {"Authorization": f"Bearer {real.key}"}}
+
+    def before_call(self, case: Case[Any]) -> None:
+        _fit_metadata_filter(case)
+        for name, value in list((case.query or {}).items()):
+            if value is None or value == []:
+                case.query[name] = ""
+        meta = case.meta
+        positive = meta is not None and meta.generation.mode is GenerationMode.POSITIVE
+        choice = _stable_choice(case)
+        if positive and isinstance(case.body, dict) and choice < 80:
+            case.body = _real_body(dict(case.body), CURRENT[0], choice)
+        if "Idempotency-Key" in case.headers:
+            _unique_idempotency_key(case)
+
+    def after_call(self, response: Response, case: Case[Any]) -> None:
+        STATEFUL.setdefault(case.operation.definition.raw["operationId"], Counter())[response.status_code] += 1
+
+    def validate_response(self, response: Response, case: Case[Any],
+                          additional_checks: list[Any] | None = None, **kwargs: Any) -> None:
+        case.validate_response(response, additional_checks=CHECKS, transport_kwargs=kwargs)
+
+
+#: The operations the document's links lead to (from a creation to its resource).
+LINKED = frozenset(link["operationId"] for item in DOCUMENT["paths"].values() for operation in item.values()
+                   for response in operation["responses"].values() for link in response.get("links", {}).values())
+#: How many of them the stateful phase must have reached with a success: a random id answers 404, so a success
+#: on one of them means an id a response gave was followed. (Which ones a short run reaches depends on the
+#: server's answers, so the test asks for a few, not for each.)
+MIN_LINKED = 3
+
+
+def test_stateful(real_data: RealData, no_server_errors: None, ledger_balanced: None) -> None:
+    """The stateful phase: from each creation along its links, with every check, the stateful ones included.
+
+    As schemathesis' own runner does, only Hypothesis' generate phase runs (no replay of earlier examples), and a
+    run that Hypothesis ends as flaky *without a failed check* (a replay drew differently because the server's state
+    moved on: its responses decide which links can be followed) is not a failure: the scenarios run so far passed
+    every check; the run goes on with a fresh state machine until SCENARIOS scenarios are done. A failed check
+    always fails the test (a FailureGroup, or a FlakyFailure wrapping it).
+    """
+    STATEFUL.clear()
+    done = 0
+    for _ in range(5):
+        before = sum(sum(statuses.values()) for statuses in STATEFUL.values())
+        try:
+            Workflow.run(settings=settings(
+                max_examples=SCENARIOS - done, stateful_step_count=STEPS, derandomize=True, deadline=None,
+                database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)))
+            break
+        except FlakyStrategyDefinition:
+            steps = sum(sum(statuses.values()) for statuses in STATEFUL.values()) - before
+            done += max(1, steps // STEPS)
+            if done >= SCENARIOS:
+                break
+    succeeded = {operation for operation, statuses in STATEFUL.items() if any(200 <= s < 300 for s in statuses)}
+    steps = sum(sum(statuses.values()) for statuses in STATEFUL.values())
+    assert steps >= SCENARIOS, f"the stateful phase made only {steps} calls: {STATEFUL}"
+    assert len(succeeded & LINKED) >= MIN_LINKED, f"the stateful phase hardly followed a link: {STATEFUL}"

@@ -13,6 +13,7 @@ import jsonschema
 import openapi_spec_validator
 import pytest
 
+from app.http.json_schema import STORABLE_TEXT
 from app.http.openapi import Operation, Parameter, build_openapi, schema_for
 
 MONEY = {"type": ["string", "number"], "pattern": r"^\d+(\.\d{1,2})?$", "maxLength": 32}
@@ -128,7 +129,8 @@ def test_strict_request_and_type_override() -> None:
     props = schema["properties"]
     assert schema["additionalProperties"] is False
     assert schema["required"] == ["name", "opening_balance"]
-    assert props["name"] == {"type": "string", "maxLength": 100, "description": "Label"}
+    # free text of a request: what PostgreSQL can store (no NUL, no lone surrogate), as the server checks
+    assert props["name"] == {"type": "string", "maxLength": 100, "description": "Label", "pattern": STORABLE_TEXT}
     assert props["opening_balance"] == MONEY  # "type" override replaces the derived schema
     assert props["limit"]["type"] == ["string", "number", "null"]  # nullability preserved
     assert "anyOf" not in props["limit"]
@@ -177,10 +179,8 @@ def test_create_operation(doc: dict[str, Any]) -> None:
     assert op["operationId"] == "createAccount"
     assert op["tags"] == ["accounts"]
     assert op["security"] == [{"bearerAuth": []}]
-    assert op["requestBody"] == {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateAccount"}}},
-    }
+    assert op["requestBody"]["required"] is True
+    assert op["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CreateAccount"}
     (key,) = op["parameters"]
     assert key["name"] == "Idempotency-Key" and key["in"] == "header" and key["required"] is True
     assert key["schema"] == {
@@ -194,9 +194,8 @@ def test_create_operation(doc: dict[str, Any]) -> None:
     }
     assert set(created["headers"]) == {"X-Request-ID", "Idempotent-Replayed"}
     for status in ("400", "401", "403", "409", "413", "422", "429"):
-        assert responses[status]["content"] == {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}},
-        }
+        assert responses[status]["content"]["application/problem+json"]["schema"] == {
+            "$ref": "#/components/schemas/Problem"}
         assert {"X-Request-ID", "Idempotent-Replayed"} <= set(responses[status]["headers"])
     assert "Retry-After" in responses["429"]["headers"]
     assert "Retry-After" not in responses["409"]["headers"]

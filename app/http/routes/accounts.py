@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.context import request_id, services, tenant_id
-from app.http.endpoints import COMMON, LIST, METADATA, operation, read_page, write
+from app.http.endpoints import COMMON, LIST, METADATA, links_to, operation, read_page, write
 from app.http.io import FieldChecks, list_params, metadata_filter, parse_time, query, read, storable
 from app.http.openapi import Operation, Parameter
 from app.http.schemas.accounts import (
@@ -60,7 +59,9 @@ def create_command(request: Request, body: CreateAccountRequest) -> CreateAccoun
 
 
 @operation(bp, Operation(method="post", path="/api/v1/accounts", summary="Open an account", tag="accounts",
-                         operation_id="createAccount", request=CreateAccountRequest, response=Account,
+                         operation_id="createAccount",
+                         links=links_to("account_id", "getAccount", "getBalance", "listTransactions", "updateAccount"),
+                         request=CreateAccountRequest, response=Account,
                          response_status=201, idempotency="optional", errors=(409, *COMMON)))
 async def create(request: Request, body: CreateAccountRequest) -> HTTPResponse:
     cmd, clock = create_command(request, body), services(request).clock
@@ -88,6 +89,7 @@ async def index(request: Request) -> HTTPResponse:
 
 
 @operation(bp, Operation(method="get", path=_ONE, summary="Get an account", tag="accounts", operation_id="getAccount",
+                         problems=("not_found",),
                          response=Account, errors=(404, *COMMON)))
 async def show(request: Request, account_id: UUID) -> HTTPResponse:
     clock = services(request).clock
@@ -96,11 +98,7 @@ async def show(request: Request, account_id: UUID) -> HTTPResponse:
 
 
 def update_command(request: Request, account_id: UUID, body: UpdateAccountRequest) -> UpdateAccount:
-    raw: dict[str, Any] = request.ctx.json  # the document as sent: null and absent differ here
-    checks = FieldChecks()
-    for name in ("metadata", "status", "overdraft_limit"):  # null is not a value these can take
-        if raw.get(name, "") is None:
-            checks.fail(name, "must not be null")
+    checks = FieldChecks()  # a null metadata, status or overdraft_limit is refused by `parse_body` (`not_null`)
     metadata = checks.check(check_metadata, body.metadata) if body.metadata is not None else None
     checks.done()
     return UpdateAccount(tenant_id=tenant_id(request), account_id=account_id, metadata=metadata, status=body.status,
@@ -108,7 +106,9 @@ def update_command(request: Request, account_id: UUID, body: UpdateAccountReques
 
 
 @operation(bp, Operation(method="patch", path=_ONE, summary="Change an account's metadata, status or overdraft limit",
-                         tag="accounts", operation_id="updateAccount", request=UpdateAccountRequest, response=Account,
+                         tag="accounts", operation_id="updateAccount",
+                         problems=("not_found", "invalid_state_transition", "account_closed"),
+                         request=UpdateAccountRequest, response=Account,
                          idempotency="optional", errors=(404, 409, *COMMON)))
 async def change(request: Request, account_id: UUID, body: UpdateAccountRequest) -> HTTPResponse:
     cmd, clock = update_command(request, account_id, body), services(request).clock
@@ -124,7 +124,8 @@ _FORMAT = Parameter(name="format", schema={"type": "string", "enum": ["json", "c
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/balance", summary="Get an account's balance", tag="accounts",
-                         operation_id="getBalance", response=Balance, query=(_AT,), errors=(404, 422, *COMMON)))
+                         operation_id="getBalance",
+                         problems=("not_found",), response=Balance, query=(_AT,), errors=(404, 422, *COMMON)))
 async def balance(request: Request, account_id: UUID) -> HTTPResponse:
     at = request.get_args(keep_blank_values=True).get("at")
     if at is not None:
@@ -137,7 +138,8 @@ async def balance(request: Request, account_id: UUID) -> HTTPResponse:
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/statement", summary="Get an account's statement for a period",
-                         tag="accounts", operation_id="getStatement", response=Statement, csv=True,
+                         tag="accounts", operation_id="getStatement",
+                         problems=("not_found",), response=Statement, csv=True,
                          query=(_FROM, _TO, _FORMAT), errors=(404, 422, *COMMON)))
 async def statement(request: Request, account_id: UUID) -> HTTPResponse:
     args = request.get_args(keep_blank_values=True)
@@ -157,7 +159,8 @@ async def statement(request: Request, account_id: UUID) -> HTTPResponse:
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/transactions", summary="List an account's ledger entries",
-                         tag="accounts", operation_id="listTransactions", response=LedgerEntry, list_response=True,
+                         tag="accounts", operation_id="listTransactions",
+                         problems=("not_found",), response=LedgerEntry, list_response=True,
                          query=LIST, errors=(404, 422, *COMMON)))
 async def transactions(request: Request, account_id: UUID) -> HTTPResponse:
     params = list_params(request)

@@ -10,7 +10,7 @@ from uuid import UUID
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.context import request_id, services, tenant_id
-from app.http.endpoints import COMMON, operation, write
+from app.http.endpoints import COMMON, links_to, operation, write
 from app.http.io import dumps, query, send
 from app.http.openapi import Operation
 from app.http.problems import problem_body
@@ -55,7 +55,9 @@ def _status(result: BatchResult) -> HTTPStatus:
 
 @operation(bp, Operation(method="post", path="/api/v1/batches",
                          summary="Make many transfers at once: atomic (201), each on its own (200), or a dry run (200)",
-                         tag="batches", operation_id="createBatch", request=BatchRequest, response=Batch,
+                         tag="batches", operation_id="createBatch",
+                         links=links_to("batch_id", "getBatch"),
+                         problems=("batch_failed",), request=BatchRequest, response=Batch,
                          response_status=201, also=(200,), idempotency="required", errors=(409, *COMMON),
                          max_body_size=MAX_BODY))
 async def create(request: Request, body: BatchRequest) -> HTTPResponse:
@@ -77,7 +79,8 @@ async def create(request: Request, body: BatchRequest) -> HTTPResponse:
 
 
 @operation(bp, Operation(method="get", path="/api/v1/batches/{batch_id}", summary="Get a batch, as it was answered",
-                         tag="batches", operation_id="getBatch", response=Batch, errors=(404, *COMMON)))
+                         tag="batches", operation_id="getBatch",
+                         problems=("not_found",), response=Batch, errors=(404, *COMMON)))
 async def show(request: Request, batch_id: UUID) -> HTTPResponse:
     tenant = tenant_id(request)
     return await query(request, lambda uow: get_batch(tenant, batch_id, uow=uow), _stored)

@@ -60,6 +60,7 @@ def _cursor(cursor: str) -> UUID:
 
 
 @operation(bp, Operation(method="get", path="/api/v1/events/{event_id}", summary="Get an event", tag="events",
-                         operation_id="getEvent", response=WebhookEvent, errors=(404, *COMMON)))
+                         operation_id="getEvent",
+                         problems=("not_found",), response=WebhookEvent, errors=(404, *COMMON)))
 async def show(request: Request, event_id: UUID) -> HTTPResponse:
     return await query(request, lambda uow: get_event(tenant_id(request), event_id, uow=uow), event_body)

@@ -7,7 +7,7 @@ from uuid import UUID
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.context import request_id, services, tenant_id
-from app.http.endpoints import COMMON, LIST, METADATA, operation, read_page, write
+from app.http.endpoints import COMMON, LIST, METADATA, MOVEMENT, links_to, operation, read_page, write
 from app.http.io import FieldChecks, list_params, metadata_filter, parse_uuid, query
 from app.http.openapi import Operation, Parameter
 from app.http.routes.payments import money_fields
@@ -36,7 +36,9 @@ def create_command(request: Request, body: HoldRequest) -> CreateHold:
 
 
 @operation(bp, Operation(method="post", path="/api/v1/holds", summary="Place a hold (reserve an amount)",
-                         tag="holds", operation_id="createHold", request=HoldRequest, response=Hold,
+                         tag="holds", operation_id="createHold",
+                         links=links_to("hold_id", "getHold", "captureHold", "voidHold"),
+                         problems=MOVEMENT, request=HoldRequest, response=Hold,
                          response_status=201, idempotency="required", errors=(404, 409, *COMMON)))
 async def create(request: Request, body: HoldRequest) -> HTTPResponse:
     cmd, clock = create_command(request, body), services(request).clock
@@ -64,6 +66,7 @@ async def index(request: Request) -> HTTPResponse:
 
 
 @operation(bp, Operation(method="get", path=_ONE, summary="Get a hold", tag="holds", operation_id="getHold",
+                         problems=("not_found",),
                          response=Hold, errors=(404, *COMMON)))
 async def show(request: Request, hold_id: UUID) -> HTTPResponse:
     now = services(request).clock.now()
@@ -73,7 +76,9 @@ async def show(request: Request, hold_id: UUID) -> HTTPResponse:
 
 @operation(bp, Operation(method="post", path=f"{_ONE}/capture",
                          summary="Capture a hold, in full or in part: a completed internal transfer",
-                         tag="holds", operation_id="captureHold", request=CaptureRequest, body_optional=True,
+                         tag="holds", operation_id="captureHold",
+                         problems=("not_found", "invalid_state_transition", "account_frozen", "account_closed"),
+                         request=CaptureRequest, body_optional=True,
                          response=Hold, idempotency="required", errors=(404, 409, *COMMON)))
 async def capture(request: Request, hold_id: UUID, body: CaptureRequest) -> HTTPResponse:
     cmd = CaptureHold(tenant_id=tenant_id(request), hold_id=hold_id, amount=body.amount,
@@ -83,7 +88,8 @@ async def capture(request: Request, hold_id: UUID, body: CaptureRequest) -> HTTP
 
 
 @operation(bp, Operation(method="post", path=f"{_ONE}/void", summary="Void a hold: release the whole amount",
-                         tag="holds", operation_id="voidHold", request=VoidRequest, body_optional=True,
+                         tag="holds", operation_id="voidHold",
+                         problems=("not_found", "invalid_state_transition"), request=VoidRequest, body_optional=True,
                          response=Hold, idempotency="optional",
                          errors=(404, 409, 422, *COMMON)))
 async def void(request: Request, hold_id: UUID, body: VoidRequest) -> HTTPResponse:

@@ -9,7 +9,7 @@ import attrs
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.context import request_id, services, tenant_id
-from app.http.endpoints import COMMON, LIST, METADATA, operation, read_page, write
+from app.http.endpoints import COMMON, LIST, METADATA, MOVEMENT, links_to, operation, read_page, write
 from app.http.io import FieldChecks, list_params, metadata_filter, parse_uuid, query, read
 from app.http.openapi import Operation
 from app.http.payment_filters import PAYMENT_FILTERS, payment_filter
@@ -70,7 +70,10 @@ async def _transfer(request: Request, cmd: MakeTransfer) -> HTTPResponse:
 
 
 @operation(bp, Operation(method="post", path="/api/v1/transfers", summary="Transfer between two accounts",
-                         tag="transfers", operation_id="createTransfer", request=TransferRequest, response=Payment,
+                         tag="transfers", operation_id="createTransfer",
+                         links=links_to("payment_id", "getPayment", "listPaymentEvents", "listRefunds",
+                                        "refundPayment"),
+                         problems=MOVEMENT, request=TransferRequest, response=Payment,
                          response_status=201, idempotency="required", errors=(404, 409, *COMMON)))
 async def create_transfer(request: Request, body: TransferRequest) -> HTTPResponse:
     return await _transfer(request, transfer_command(request, body))
@@ -78,7 +81,9 @@ async def create_transfer(request: Request, body: TransferRequest) -> HTTPRespon
 
 @operation(bp, Operation(method="post", path="/api/v1/payments",
                          summary="Create a payment (internal: 201 completed; external: 202 pending)", tag="payments",
-                         operation_id="createPayment", request=PaymentRequest, response=Payment, response_status=201,
+                         operation_id="createPayment",
+                         links=links_to("payment_id", "getPayment", "listPaymentEvents", "cancelPayment"),
+                         problems=MOVEMENT, request=PaymentRequest, response=Payment, response_status=201,
                          also=(202,), idempotency="required", errors=(404, 409, *COMMON)))
 async def create_payment(request: Request, body: PaymentRequest) -> HTTPResponse:
     if body.payment_type == "internal_transfer":
@@ -119,7 +124,9 @@ async def index(request: Request) -> HTTPResponse:
 
 
 @operation(bp, Operation(method="post", path=f"{_ONE}/cancel", summary="Cancel a pending payment", tag="payments",
-                         operation_id="cancelPayment", request=CancelRequest, body_optional=True, response=Payment,
+                         operation_id="cancelPayment",
+                         problems=("not_found", "invalid_state_transition"),
+                         request=CancelRequest, body_optional=True, response=Payment,
                          idempotency="optional", errors=(404, 409, *COMMON)))
 async def cancel(request: Request, payment_id: UUID, body: CancelRequest) -> HTTPResponse:
     tenant, correlation, clock = tenant_id(request), request_id(request), services(request).clock
@@ -130,7 +137,10 @@ async def cancel(request: Request, payment_id: UUID, body: CancelRequest) -> HTT
 
 @operation(bp, Operation(method="post", path=f"{_ONE}/refund",
                          summary="Refund a payment (external: 202 pending; internal transfer: 201 succeeded)",
-                         tag="payments", operation_id="refundPayment", request=RefundRequest, body_optional=True,
+                         tag="payments", operation_id="refundPayment",
+                         problems=("not_found", "invalid_state_transition", "refund_exceeds_payment",
+                                   "insufficient_funds", "account_closed"),
+                         request=RefundRequest, body_optional=True,
                          response=Refund, response_status=202, also=(201,), idempotency="required",
                          errors=(404, 409, *COMMON)))
 async def refund(request: Request, payment_id: UUID, body: RefundRequest) -> HTTPResponse:
@@ -147,7 +157,8 @@ async def refund(request: Request, payment_id: UUID, body: RefundRequest) -> HTT
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/refunds", summary="A payment's refunds", tag="payments",
-                         operation_id="listRefunds", response=Refund, list_response=True, query=LIST,
+                         operation_id="listRefunds",
+                         problems=("not_found",), response=Refund, list_response=True, query=LIST,
                          errors=(404, 422, *COMMON)))
 async def refunds(request: Request, payment_id: UUID) -> HTTPResponse:
     params = list_params(request)
@@ -156,13 +167,15 @@ async def refunds(request: Request, payment_id: UUID) -> HTTPResponse:
 
 
 @operation(bp, Operation(method="get", path=_ONE, summary="Get a payment", tag="payments", operation_id="getPayment",
+                         problems=("not_found",),
                          response=Payment, errors=(404, *COMMON)))
 async def show(request: Request, payment_id: UUID) -> HTTPResponse:
     return await query(request, lambda uow: get_payment(tenant_id(request), payment_id, uow=uow), payment_view)
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/events", summary="A payment's event history", tag="payments",
-                         operation_id="listPaymentEvents", response=PaymentEvents, errors=(404, *COMMON)))
+                         operation_id="listPaymentEvents",
+                         problems=("not_found",), response=PaymentEvents, errors=(404, *COMMON)))
 async def events(request: Request, payment_id: UUID) -> HTTPResponse:
     return await query(request, lambda uow: list_payment_events(tenant_id(request), payment_id, uow=uow),
                        lambda history: {"data": [event_view(event) for event in history]})

@@ -14,7 +14,7 @@ from uuid import UUID
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.context import request_id, services, tenant_id
-from app.http.endpoints import COMMON, operation, write
+from app.http.endpoints import COMMON, links_to, operation, write
 from app.http.io import query
 from app.http.openapi import Operation
 from app.http.schemas.reconciliations import Reconciliation, ReconciliationRequest
@@ -43,7 +43,8 @@ def _day(text: str) -> date:
 
 @operation(bp, Operation(method="post", path="/api/v1/reconciliations",
                          summary="Reconcile a provider's settlement report of a UTC day with the ledger",
-                         tag="reconciliations", operation_id="createReconciliation", request=ReconciliationRequest,
+                         tag="reconciliations", operation_id="createReconciliation",
+                         links=links_to("reconciliation_id", "getReconciliation"), request=ReconciliationRequest,
                          response=Reconciliation, response_status=201, idempotency="optional",
                          errors=(409, 422, *COMMON)))
 async def create(request: Request, body: ReconciliationRequest) -> HTTPResponse:
@@ -60,6 +61,7 @@ async def create(request: Request, body: ReconciliationRequest) -> HTTPResponse:
 
 @operation(bp, Operation(method="get", path="/api/v1/reconciliations/{reconciliation_id}",
                          summary="Get a reconciliation", tag="reconciliations", operation_id="getReconciliation",
+                         problems=("not_found",),
                          response=Reconciliation, errors=(404, *COMMON)))
 async def show(request: Request, reconciliation_id: UUID) -> HTTPResponse:
     tenant = tenant_id(request)

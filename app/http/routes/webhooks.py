@@ -10,7 +10,7 @@ import httpx
 from sanic import Blueprint, HTTPResponse, Request
 
 from app.http.context import services, tenant_id
-from app.http.endpoints import COMMON, LIST, operation, read_page, write
+from app.http.endpoints import COMMON, LIST, links_to, operation, read_page, write
 from app.http.io import FieldChecks, idempotent_request, list_params, query
 from app.http.openapi import Operation
 from app.http.schemas.webhooks import (
@@ -74,7 +74,10 @@ def _with_secret(subscription: Subscription) -> dict[str, Any]:
 
 @operation(bp, Operation(method="post", path="/api/v1/webhooks",
                          summary="Subscribe an endpoint to events (secret shown once)", tag="webhooks",
-                         operation_id="createWebhook", request=WebhookRequest, response=WebhookWithSecret,
+                         operation_id="createWebhook",
+                         links=links_to("webhook_id", "getWebhook", "updateWebhook", "deleteWebhook",
+                                        "rotateWebhookSecret", "listWebhookDeliveries"),
+                         request=WebhookRequest, response=WebhookWithSecret,
                          response_status=201, idempotency="optional", errors=(409, *COMMON)))
 async def create(request: Request, body: WebhookRequest) -> HTTPResponse:
     events = _checked(body.events, body.description)
@@ -95,21 +98,19 @@ async def index(request: Request) -> HTTPResponse:
 
 
 @operation(bp, Operation(method="get", path=_ONE, summary="Get a webhook", tag="webhooks", operation_id="getWebhook",
+                         problems=("not_found",),
                          response=Webhook, errors=(404, *COMMON)))
 async def show(request: Request, webhook_id: UUID) -> HTTPResponse:
     return await query(request, lambda uow: get_subscription(tenant_id(request), webhook_id, uow=uow), webhook_view)
 
 
 @operation(bp, Operation(method="patch", path=_ONE, summary="Change a webhook's url, events, description or enabled",
-                         tag="webhooks", operation_id="updateWebhook", request=WebhookUpdate, response=Webhook,
+                         tag="webhooks", operation_id="updateWebhook",
+                         problems=("not_found",), request=WebhookUpdate, response=Webhook,
                          idempotency="optional", errors=(404, 409, *COMMON)))
 async def change(request: Request, webhook_id: UUID, body: WebhookUpdate) -> HTTPResponse:
-    raw: dict[str, Any] = request.ctx.json  # the document as sent: null and absent differ here
-    nulls = FieldChecks()
-    for name in ("url", "events", "enabled"):  # null is not a value these can take
-        if raw.get(name, "") is None:
-            nulls.fail(name, "must not be null")
-    nulls.done()
+    raw: dict[str, Any] = request.ctx.json  # the document as sent: a null description clears it
+    # a null url, events or enabled is refused by `parse_body` (`not_null`)
     events = _checked(body.events, body.description)
     if body.url is not None:
         await _destination(request, body.url)
@@ -121,7 +122,8 @@ async def change(request: Request, webhook_id: UUID, body: WebhookUpdate) -> HTT
 
 
 @operation(bp, Operation(method="delete", path=_ONE, summary="Delete a webhook and its delivery log",
-                         tag="webhooks", operation_id="deleteWebhook", response_status=204, idempotency="optional",
+                         tag="webhooks", operation_id="deleteWebhook",
+                         problems=("not_found",), response_status=204, idempotency="optional",
                          errors=(404, 409, 422, *COMMON)))
 async def remove(request: Request, webhook_id: UUID) -> HTTPResponse:
     tenant = tenant_id(request)
@@ -130,7 +132,8 @@ async def remove(request: Request, webhook_id: UUID) -> HTTPResponse:
 
 @operation(bp, Operation(method="post", path=f"{_ONE}/rotate-secret",
                          summary="New signing secret (shown once); the old one also signs for 24 h", tag="webhooks",
-                         operation_id="rotateWebhookSecret", request=EmptyRequest, body_optional=True,
+                         operation_id="rotateWebhookSecret",
+                         problems=("not_found",), request=EmptyRequest, body_optional=True,
                          response=WebhookWithSecret, idempotency="optional", errors=(404, 409, *COMMON)))
 async def rotate(request: Request, webhook_id: UUID, body: EmptyRequest) -> HTTPResponse:
     found, tenant = services(request), tenant_id(request)
@@ -141,7 +144,8 @@ async def rotate(request: Request, webhook_id: UUID, body: EmptyRequest) -> HTTP
 
 
 @operation(bp, Operation(method="get", path=f"{_ONE}/deliveries", summary="A webhook's delivery log", tag="webhooks",
-                         operation_id="listWebhookDeliveries", response=WebhookDelivery, list_response=True,
+                         operation_id="listWebhookDeliveries",
+                         problems=("not_found",), response=WebhookDelivery, list_response=True,
                          query=LIST, errors=(404, 422, *COMMON)))
 async def deliveries(request: Request, webhook_id: UUID) -> HTTPResponse:
     params = list_params(request)
@@ -151,7 +155,8 @@ async def deliveries(request: Request, webhook_id: UUID) -> HTTPResponse:
 
 @operation(bp, Operation(method="post", path=f"{_ONE}/deliveries/{{delivery_id}}/retry",
                          summary="Redeliver now (one more attempt, even after a give-up)", tag="webhooks",
-                         operation_id="retryWebhookDelivery", request=EmptyRequest, body_optional=True,
+                         operation_id="retryWebhookDelivery",
+                         problems=("not_found",), request=EmptyRequest, body_optional=True,
                          response=WebhookDelivery, response_status=202, idempotency="optional",
                          errors=(404, 409, 422, *COMMON)))
 async def retry(request: Request, webhook_id: UUID, delivery_id: UUID, body: EmptyRequest) -> HTTPResponse:

@@ -35,6 +35,7 @@ class DraftPayment(Payment):
     """A Payment as a dry run shows it: everything the real run would record but its `id`."""
 
     __openapi_omit__ = frozenset({"id"})
+    __openapi_example__ = None  # Payment's has an id
 
 
 @attrs.frozen(kw_only=True)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import attrs
 
-from app.http.schemas.fields import AMOUNT, DESCRIPTION, METADATA, MONEY_OUT, TIME, UUID
+from app.http.schemas.fields import AMOUNT, CURRENCY_OUT, DESCRIPTION, METADATA, MONEY_OUT, TIME, UUID
 from app.http.schemas.payments import Movement
 from core.holds import DEFAULT_EXPIRY, MAX_EXPIRY, MIN_EXPIRY, HoldStatus
 
@@ -42,7 +42,7 @@ class Hold:
     destination_account_id: str = attrs.field(metadata=UUID)
     amount: str = attrs.field(metadata=MONEY_OUT)
     captured_amount: str = attrs.field(metadata=MONEY_OUT)
-    currency: str
+    currency: str = attrs.field(metadata=CURRENCY_OUT)
     payment_id: str | None = attrs.field(metadata={"openapi": {
         "format": "uuid", "description": "The completed internal transfer its capture made"}})
     expires_at: str = attrs.field(metadata=TIME)

@@ -6,7 +6,7 @@ from typing import Literal
 
 import attrs
 
-from app.http.schemas.fields import MONEY_OUT, TIME, UUID
+from app.http.schemas.fields import CURRENCY_OUT, MONEY_OUT, TIME, UUID
 from core.reconciliation import MatchResult, ReconciliationStatus
 
 _DATE = {"openapi": {"format": "date", "examples": ["2026-01-31"],
@@ -43,14 +43,14 @@ class ReconciliationItem:
     provider_reference: str | None
     ledger_amount: str | None = attrs.field(metadata=MONEY_OUT)
     provider_amount: str | None = attrs.field(metadata=MONEY_OUT)
-    currency: str
+    currency: str = attrs.field(metadata=CURRENCY_OUT)
     provider_currency: str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class Reconciliation:
     id: str = attrs.field(metadata=UUID)
-    provider: str
+    provider: str = attrs.field(metadata={"openapi": {"examples": ["stripe"]}})
     date: str = attrs.field(metadata={"openapi": {"format": "date"}})
     status: ReconciliationStatus
     summary: ReconciliationSummary

@@ -19,6 +19,7 @@ _URL = {"openapi": {"format": "uri", "maxLength": 2048, "examples": ["https://ex
 
 @attrs.frozen(kw_only=True)
 class WebhookRequest:
+    __openapi_strict__ = True
     url: str = attrs.field(metadata=_URL)
     events: list[str] = attrs.field(metadata=_EVENTS)
     description: str | None = attrs.field(default=None, metadata=DESCRIPTION)
@@ -29,13 +30,20 @@ class WebhookRequest:
 class EmptyRequest:
     """No fields: the body may be left out or be `{}`."""
 
+    __openapi_strict__ = True
+
 
 @attrs.frozen(kw_only=True)
 class WebhookUpdate:
-    url: str | None = attrs.field(default=None, metadata=_URL)
-    events: list[str] | None = attrs.field(default=None, metadata=_EVENTS)
-    description: str | None = attrs.field(default=None, metadata=DESCRIPTION)
-    enabled: bool | None = None
+    """`PATCH /webhooks/{id}`: each field given changes, a field left out stays. `url`, `events` and `enabled`
+    cannot be null; a null `description` clears it."""
+
+    __openapi_strict__ = True
+    url: str | None = attrs.field(default=None, metadata={**_URL, "not_null": True})
+    events: list[str] | None = attrs.field(default=None, metadata={**_EVENTS, "not_null": True})
+    description: str | None = attrs.field(default=None, metadata={"openapi": {
+        **DESCRIPTION["openapi"], "description": "null clears it"}})
+    enabled: bool | None = attrs.field(default=None, metadata={"not_null": True})
 
 
 @attrs.frozen(kw_only=True)
@@ -54,7 +62,8 @@ class Webhook:
 class WebhookWithSecret(Webhook):
     """A webhook as created or rotated: with its signing secret, shown this once."""
 
-    secret: str = attrs.field(metadata={"openapi": {"pattern": "^whsec_", "description": "Shown only here"}})
+    secret: str = attrs.field(metadata={"openapi": {"pattern": "^whsec_", "description": "Shown only here",
+                                                         "examples": ["whsec_3vQb8Kx2mT9pLr4Zc7Yw1nHs5Ud6Ef0A"]}})
 
 
 @attrs.frozen(kw_only=True)
