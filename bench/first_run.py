@@ -3,6 +3,7 @@
     python3 bench/first_run.py                       # 3 runs from fresh clones of this checkout's HEAD
     python3 bench/first_run.py --runs 5 --no-uv      # the pip fallback: every `uv` taken off PATH
     python3 bench/first_run.py --uv /path/to/dir     # with the `uv` found in that directory (put first on PATH)
+    python3 bench/first_run.py --rev e7eb7f6         # another commit (before this harness: same measurement)
 
 Each run: `git clone` of HEAD into a temporary directory (committed state only), then `make run` there (its own
 session, free ports, data in the clone's `.data`, the embedded PostgreSQL and Redis: no server URL), every line it
@@ -66,6 +67,8 @@ def one_run(args: argparse.Namespace, index: int) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="payments-first-run-"))
     clone = work / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    if args.rev:
+        subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", args.rev], check=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENTS_", "VIRTUAL_ENV"))}
     env.update(PAYMENTS_SERVER_PORT=str(port), PAYMENTS_MOCK_PORT=str(free_port()),
@@ -149,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-uv", action="store_true", help="take every directory holding a `uv` off PATH")
     parser.add_argument("--uv", help="a directory holding the `uv` to use, put first on PATH")
+    parser.add_argument("--rev", help="check this commit out in each clone (default: HEAD)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a run may take to be ready")
     parser.add_argument("--verbose", action="store_true", help="print make run's stamped output of each run")
     args = parser.parse_args(argv)
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.rev or "HEAD"], capture_output=True,
+                          text=True,
                           check=True).stdout.strip()
     uv = shutil.which("uv", path=path_without_uv(os.environ["PATH"]) if args.no_uv else
                       os.pathsep.join(filter(None, (args.uv, os.environ["PATH"]))))
