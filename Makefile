@@ -15,7 +15,8 @@ help:
 # The development install: editable, with the test tools (dev) and the embedded PostgreSQL and Redis (embedded)
 # that `make run` and the test suite use when no server URL is set. A production install is `pip install .`.
 # uv (https://docs.astral.sh/uv/) builds it when it is installed, on PATH or as `python -m uv`: a few seconds
-# once its cache is warm. Otherwise pip does, in about a minute (its own output shows: a silent minute looks hung).
+# once its cache is warm. Otherwise pip does, in about a minute (its own output shows: a silent minute looks hung),
+# upgraded first: the upgrade costs ~3 s and the newer pip installs with ~10 s less CPU (docs/benchmarks.md).
 # `make UV= run` forces pip; `make UV=/path/to/uv run` picks a uv. docs/benchmarks.md has the numbers.
 UV ?= $(shell command -v uv 2>/dev/null || { $(PYTHON) -m uv --version >/dev/null 2>&1 && echo "$(PYTHON) -m uv"; })
 
@@ -29,7 +30,9 @@ $(STAMP): setup.cfg pyproject.toml
 	     set -x; $$uv venv --seed --allow-existing --python $(PYTHON) $(VENV) \
 	     && $$uv pip install --python $(BIN)/python -e '.[dev,embedded]'; \
 	 else \
-	     set -x; $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,embedded]'; \
+	     set -x; $(PYTHON) -m venv $(VENV) \
+	     && $(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip \
+	     && $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,embedded]'; \
 	 fi
 	@touch $(STAMP)
 
