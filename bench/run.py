@@ -41,6 +41,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,7 +71,12 @@ SCRIPTS = {
 WHAT_IFS = {"no-outbox-notify":
             "outbox's NOTIFY trigger disabled (adapters/postgres/migrations/0002_outbox_notify.sql)",
             "no-entries-by-time":
-            "the statements' time index dropped (adapters/postgres/migrations/0015_entries_by_time.sql)"}
+            "the statements' time index dropped (adapters/postgres/migrations/0015_entries_by_time.sql)",
+            "no-hash":
+            "the entries' hash chain off: the API runs with bench/no_hash/sitecustomize.py (no hashing, an empty "
+            "hash on every entry and chain head) and the hashes' CHECKs are dropped (migration 0017)"}
+#: The directory whose sitecustomize.py switches the API's hashing off (--what-if no-hash).
+NO_HASH = BENCH / "no_hash"
 BALANCE = 100_000_000_000  # minor units per account: 1,000,000,000.00 USD, far more than any run moves
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -161,6 +167,7 @@ class Sampler(threading.Thread):
         api_tree = self._tree((self.api_pid,) if self.api_pid else ())
         idle_tree = self._tree(self.idle_pids)
         use = {"api": 0, "db": 0, "other": 0}
+        backends = 0  # this database's backends only: not postgres's shared processes, which serve everyone
         for pid, last in self.last.items():
             ticks = last - self.first[pid]
             cmd = self.cmdline.get(pid, "")
@@ -170,6 +177,7 @@ class Sampler(threading.Thread):
                 continue
             elif cmd.startswith("postgres: ") and (f" {self.database} " in cmd or not re.search(r"\(\d+\)", cmd)):
                 use["db"] += ticks
+                backends += ticks if f" {self.database} " in cmd else 0
             elif cmd.startswith("/usr/lib/postgresql/"):
                 use["db"] += ticks  # the postmaster
             else:
@@ -178,6 +186,7 @@ class Sampler(threading.Thread):
         return {
             "machine_cpu": 100.0 * cores * (busy - self.machine[0]) / max(1, total - self.machine[1]),
             **{f"{kind}_cpu": 100.0 * ticks / CLK / seconds for kind, ticks in use.items()},
+            "api_seconds": use["api"] / CLK, "backend_seconds": backends / CLK,
         }
 
 
@@ -234,15 +243,25 @@ def with_database(url: str, name: str) -> str:
 
 
 def sql(url: str, statement: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    """Run one statement; a server shared with others may be out of connections for a while: wait (up to 60 s)."""
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = psycopg.connect(url, autocommit=True)
+            break
+        except psycopg.OperationalError as error:
+            if "too many clients" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    with conn, conn.cursor() as cur:
         cur.execute(statement, params)  # type: ignore[arg-type]
         return cur.fetchall() if cur.description else []
 
 
-def create_database(admin_url: str) -> tuple[str, str]:
-    name = time.strftime("bench_%Y%m%d_%H%M%S_") + str(os.getpid())
+def create_database(admin_url: str, suffix: str = "") -> tuple[str, str]:
+    name = time.strftime("bench_%Y%m%d_%H%M%S_") + str(os.getpid()) + suffix
     sql(admin_url, f'CREATE DATABASE "{name}"')
     return name, with_database(admin_url, name)
 
@@ -265,6 +284,9 @@ def prepare_database(url: str, accounts: int, what_if: list[str]) -> None:
             conn.execute("ALTER TABLE outbox DISABLE TRIGGER outbox_inserted")
         if "no-entries-by-time" in what_if:
             conn.execute("DROP INDEX account_transactions_by_time")
+        if "no-hash" in what_if:
+            conn.execute("ALTER TABLE account_transactions DROP CONSTRAINT hash_is_sha256")
+            conn.execute("ALTER TABLE accounts DROP CONSTRAINT last_entry_hash_is_sha256")
 
 
 def server_facts(url: str) -> dict[str, str]:
@@ -285,8 +307,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def api_env(args: argparse.Namespace, database_url: str, port: int) -> dict[str, str]:
+def api_env(args: argparse.Namespace, database_url: str, port: int, what_if: list[str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENTS_")}
+    if "no-hash" in (args.what_if if what_if is None else what_if):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(NO_HASH), env.get("PYTHONPATH"))))
     env.update(
         PAYMENTS_DATABASE_URL=database_url, PAYMENTS_REDIS_URL=args.redis_url, PAYMENTS_SERVER_PORT=str(port),
         PAYMENTS_OBSERVABILITY_LOG_LEVEL="warning", PAYMENTS_SERVER_WORKERS=str(args.api_workers),
@@ -393,6 +417,7 @@ def run_api_load(args: argparse.Namespace, ctx: dict[str, Any], scenario: str, c
     """POST /api/v1/transfers to the API (target "http") or to the floor ("floor"): same generator, same bodies."""
     base_url, server = (ctx["base_url"], ctx["server"]) if target == "http" else (ctx["floor_url"], ctx["floor"])
     idle = tuple(p.pid for p in (ctx["server"], ctx.get("floor")) if p is not None and p is not server)
+    idle += ctx.get("idle", ())
     hot = ctx["accounts"][0] if scenario == "hot" else None
     run = f"{target}-{scenario}-{clients}-{secrets.token_hex(4)}"
     if ctx["wrk"]:
@@ -423,7 +448,7 @@ def run_api_load(args: argparse.Namespace, ctx: dict[str, Any], scenario: str, c
         "scenario": scenario, "clients": clients, "target": target,
         "label": f"{'API' if target == 'http' else 'floor (1 call)'} ({generator})",
         "rate": data["requests"] / seconds, "p50": data["p50_us"] / 1000, "p99": data["p99_us"] / 1000,
-        "mean": data["mean_us"] / 1000, "statuses": statuses, "errors": errors,
+        "mean": data["mean_us"] / 1000, "statuses": statuses, "errors": errors, "requests": data["requests"],
         "gen_cpu": 100.0 * cpu_seconds / wall, **usage,
     }
 
@@ -774,6 +799,160 @@ def report_api_log(log: Path) -> None:
         print(f"  {count:6d} x {key}")
 
 
+# --------------------------------------------------------------------------------- alternated pairs
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (linear interpolation between the closest ranks)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def cpu_per_transfer(row: dict[str, Any]) -> tuple[float, float]:
+    """(API, database backends) CPU milliseconds per completed transfer (201) of a run."""
+    done = max(1, row["statuses"].get(201, 0))
+    return 1000.0 * row["api_seconds"] / done, 1000.0 * row["backend_seconds"] / done
+
+
+def pair_summary(pairs: list[dict[str, Any]], scenario: str) -> list[str]:
+    """The median and spread, over the pairs of one scenario, of product ÷ what-if: throughput and CPU per transfer
+    (API + this database's backends; each apart); and the pooled CPU (all CPU ÷ all transfers of each side)."""
+    mine = [p for p in pairs if p["scenario"] == scenario]
+    if not mine:
+        return []
+
+    def spread(values: list[float]) -> str:
+        return (f"median {statistics.median(values):.3f} (quartiles {quantile(values, 0.25):.3f}-"
+                f"{quantile(values, 0.75):.3f}, range {min(values):.3f}-{max(values):.3f})")
+
+    rate = [p["product"]["rate"] / p["what_if"]["rate"] for p in mine]
+    cpu = [p["product_cpu"] / p["what_if_cpu"] for p in mine]
+    api = [p["product_ms"][0] / p["what_if_ms"][0] for p in mine]
+    db = [p["product_ms"][1] / p["what_if_ms"][1] for p in mine]
+
+    def pooled(side: str) -> float:
+        seconds = sum(p[side]["api_seconds"] + p[side]["backend_seconds"] for p in mine)
+        return 1000.0 * seconds / max(1, sum(p[side]["statuses"].get(201, 0) for p in mine))
+
+    pooled_ratio = pooled("product") / pooled("what_if")
+    cost_rate, cost_cpu = 1 - statistics.median(rate), statistics.median(cpu) - 1
+    return [
+        f"{scenario}, {len(mine)} pairs, product / what-if:",
+        f"  throughput         {spread(rate)}: the product runs at {1 - cost_rate:.1%} of the what-if's rate",
+        f"  CPU per transfer   {spread(cpu)}: API + this database's backends",
+        f"    API alone        {spread(api)}",
+        f"    backends alone   {spread(db)}",
+        f"  pooled CPU per transfer: {pooled('product'):.3f} ms against {pooled('what_if'):.3f} ms "
+        f"= {pooled_ratio:.3f}",
+        f"  => the product costs {cost_cpu:+.1%} CPU per transfer (median pair) and {cost_rate:+.1%} of throughput "
+        f"(median pair) over the what-if ({', '.join(pairs[0]['what_ifs'])})",
+    ]
+
+
+def load_into(got: dict[str, dict[str, Any]], side: str, args: argparse.Namespace, ctx: dict[str, Any],
+              scenario: str, clients: int) -> None:
+    """A run of --pairs --together, in a thread of its own: its row goes into got[side]."""
+    got[side] = run_api_load(args, ctx, scenario, clients, args.duration)
+
+
+def run_pairs(args: argparse.Namespace, clients: int, scenarios: list[str], wrk: str | None) -> int:
+    """--pairs N: the product and the product with the --what-if experiments side by side, each on a database and
+    an API server of its own, measured in N rounds of alternated short runs (round 1: product then what-if; round 2:
+    what-if then product; ...), so that the machine's drift weighs on both sides alike. Each pair gives two ratios:
+    throughput, which the other work on a shared machine disturbs, and CPU per completed transfer, summed over the
+    API's processes and this database's PostgreSQL backends (/proc/<pid>/stat), which it disturbs far less."""
+    tmp = Path(tempfile.mkdtemp(prefix="payments-bench-pairs-"))
+    sides: dict[str, dict[str, Any]] = {}
+    pairs: list[dict[str, Any]] = []
+    try:
+        for side, what_if in (("product", []), ("what_if", list(args.what_if))):
+            name, url = create_database(args.database_url, "_" + side.replace("_", ""))
+            ctx: dict[str, Any] = {"database_url": url, "database": name, "tmp": tmp, "wrk": wrk, "pgbench": None,
+                                   "server": None, "what_if": what_if}
+            sides[side] = ctx
+            print(f"{side}: database {name}{' with ' + ', '.join(what_if) if what_if else ''}: migrating", flush=True)
+            prepare_database(url, 1, what_if)
+            port = free_port()
+            env = api_env(args, url, port, what_if)
+            ctx["base_url"] = f"http://127.0.0.1:{port}"
+            ctx["key"] = create_key(env)
+            ctx["server"] = start_server(env, tmp / f"api-{side}.log", ctx["base_url"])
+            ctx["accounts"] = asyncio.run(create_accounts(ctx["base_url"], ctx["key"], args.accounts))
+            print(f"  API on {ctx['base_url']} (pid {ctx['server'].pid}), {len(ctx['accounts'])} accounts", flush=True)
+        sides["product"]["idle"] = (sides["what_if"]["server"].pid,)
+        sides["what_if"]["idle"] = (sides["product"]["server"].pid,)
+        facts = server_facts(sides["product"]["database_url"])
+        if args.warmup > 0:
+            for scenario in scenarios:
+                for ctx in sides.values():
+                    run_api_load(args, ctx, scenario, clients, args.warmup)
+        print(f"\n{args.pairs} rounds x {', '.join(scenarios)}, {clients} clients, {args.duration:g} s per run"
+              f"{' (both sides at once)' if args.together else ''}; "
+              f"CPU in ms per completed transfer (API + this database's backends)\n", flush=True)
+        print("round scenario  order   product: rate/s  CPU ms (api+db)   what-if: rate/s  CPU ms (api+db)   "
+              "rate ratio  CPU ratio  other %", flush=True)
+        for index in range(args.pairs):
+            order = ("product", "what_if") if index % 2 == 0 else ("what_if", "product")
+            for scenario in scenarios:
+                got: dict[str, dict[str, Any]] = {}
+                if args.together:  # both at once, each with its own load generator: the same machine for both
+                    for side in order:
+                        checkpoint(sides[side]["database_url"])
+                    threads = [threading.Thread(target=load_into, args=(got, side, args, sides[side], scenario,
+                                                                        clients)) for side in order]
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join()
+                    if set(got) != set(order):
+                        raise RuntimeError("a load run failed (its error is above)")
+                for side in order:
+                    if not args.together:
+                        checkpoint(sides[side]["database_url"])
+                        if args.quiet_wait > 0:
+                            wait_for_quiet(args.quiet_wait)
+                        got[side] = run_api_load(args, sides[side], scenario, clients, args.duration)
+                    bad = {s: n for s, n in got[side]["statuses"].items() if s != 201}
+                    if bad or got[side]["errors"]:
+                        print(f"  WARNING: {side} answered {bad} {got[side]['errors']}", flush=True)
+                pair = {"round": index + 1, "scenario": scenario, "order": "-".join(order),
+                        "what_ifs": list(args.what_if), "product": got["product"], "what_if": got["what_if"],
+                        "product_ms": cpu_per_transfer(got["product"]), "what_if_ms": cpu_per_transfer(got["what_if"])}
+                pair["product_cpu"], pair["what_if_cpu"] = sum(pair["product_ms"]), sum(pair["what_if_ms"])
+                pairs.append(pair)
+                p, w = got["product"], got["what_if"]
+                print(f"{index + 1:<5} {scenario:<9} {'p-w' if order[0] == 'product' else 'w-p'}   "
+                      f"{p['rate']:14.0f}  {pair['product_cpu']:.3f} ({pair['product_ms'][0]:.3f}+"
+                      f"{pair['product_ms'][1]:.3f})  {w['rate']:15.0f}  {pair['what_if_cpu']:.3f} "
+                      f"({pair['what_if_ms'][0]:.3f}+{pair['what_if_ms'][1]:.3f})   {p['rate'] / w['rate']:10.3f}  "
+                      f"{pair['product_cpu'] / pair['what_if_cpu']:9.3f}  {p['other_cpu']:.0f}/{w['other_cpu']:.0f}",
+                      flush=True)
+    finally:
+        for ctx in sides.values():
+            stop_server(ctx["server"])
+        for side, ctx in sides.items():
+            report_api_log(tmp / f"api-{side}.log")
+            if args.keep_database:
+                print(f"kept database {ctx['database']}: {ctx['database_url']}")
+            else:
+                drop_database(args.database_url, ctx["database"])
+        shutil.rmtree(tmp, ignore_errors=True)
+    load = os.getloadavg()
+    print(f"\n{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end; PostgreSQL "
+          f"{facts['postgres']}, synchronous_commit={facts['synchronous_commit']}, fsync={facts['fsync']}; "
+          f"API workers={args.api_workers}; load generator {'wrk' if wrk else 'bench/aioload.py'}; "
+          f"WHAT-IF: {', '.join(args.what_if)}\n")
+    for scenario in scenarios:
+        print("\n".join(pair_summary(pairs, scenario)))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"facts": facts, "args": vars(args), "pairs": pairs}, indent=1,
+                                              default=str))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -831,6 +1010,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--what-if", default="", type=lambda v: [c.strip() for c in v.split(",") if c.strip()],
                         help="comma-separated experiments: " + "; ".join(
                             f"{k}: {v}" for k, v in WHAT_IFS.items()))
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="with --what-if: the product against the what-if in this many rounds of alternated "
+                             "runs (API only, the first --clients count), each side on a database and an API of "
+                             "its own; reports the median ratios of throughput and of CPU per transfer")
+    parser.add_argument("--together", action="store_true",
+                        help="with --pairs: load both sides at the same time (each with --clients clients) rather "
+                             "than one after the other, so that both see the same machine")
     parser.add_argument("--api-log", help="keep the server's log (stdout and stderr) in this file")
     parser.add_argument("--markdown", help="also write the results table as Markdown to this file")
     parser.add_argument("--json", help="also write the raw results as JSON to this file")
@@ -852,6 +1038,10 @@ def main(argv: list[str] | None = None) -> int:
     wrk = shutil.which("wrk") if args.loadgen in {"auto", "wrk"} else None
     if args.loadgen == "wrk" and not wrk:
         sys.exit("wrk is not installed (apt-get install -y wrk), or use --loadgen aioload")
+    if args.pairs:
+        if not args.what_if:
+            sys.exit("--pairs compares the product with --what-if experiments: name at least one")
+        return run_pairs(args, clients[0], scenarios, wrk)
     pgbench, scripts, skipped = pgbench_selection(scripts)
     if skipped:
         print(skipped, flush=True)

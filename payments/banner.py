@@ -38,6 +38,8 @@ class Banner:
     def __init__(self, url: str, text: str, *, out: TextIO | None = None, slow: float = SLOW) -> None:
         self._url, self._text, self._out, self._slow = url, text, out or sys.stdout, slow
         self._done = threading.Event()
+        #: Set once the API has answered 200 (the banner printed, or due had the stack not been stopping).
+        self.ready = threading.Event()
         self._told_exit = False
         self._thread = threading.Thread(target=self._wait, name="dev-banner", daemon=True)
 
@@ -66,6 +68,7 @@ class Banner:
                 try:
                     answer = http.get(f"{self._url}/health/ready")
                     if answer.status_code == 200:
+                        self.ready.set()
                         if not self._done.is_set():
                             self._say(self._text)
                         self._done.set()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from app.bootstrap import Endpoints, data_dir
 from app.settings import Settings
-from payments.banner import Banner, banner_text, base_url
+from payments.banner import SLOW, Banner, banner_text, base_url
 from payments.keys import create_key
 from payments.processes import STOP_MARGIN, child_environment, cmd_migrate, payments_command
 from payments.supervisor import Child, Supervisor
@@ -38,7 +39,15 @@ def cmd_dev(settings: Settings, endpoints: Endpoints) -> int:
     url = base_url(settings.server.host, settings.server.port)
     mock = base_url(settings.mock.host, settings.mock.port) if "mock-providers" in names else None
     banner = Banner(url, banner_text(url, key, mock))
-    children = [Child(name, payments_command(name), env) for name in names]
+    # The API first: on a small machine the worker's and the mock providers' start-up (imports, mostly) would
+    # compete with it for the CPU, and nothing the API answers waits for them. They start once it answers, or
+    # after SLOW seconds if it does not (their logs may say why).
+    limit = time.monotonic() + SLOW
+
+    def api_up() -> bool:
+        return banner.ready.is_set() or time.monotonic() > limit
+
+    children = [Child(name, payments_command(name), env, None if name == "serve" else api_up) for name in names]
     supervisor = Supervisor(children, grace=settings.server.shutdown_timeout + STOP_MARGIN,
                             on_exit=banner.child_exited, on_stop=banner.stop)
     banner.start()

@@ -45,11 +45,13 @@ class Backoff:
 
 @attrs.frozen
 class Child:
-    """A command to keep running: `name` is what the logs call it."""
+    """A command to keep running: `name` is what the logs call it. With `after`, it is first started once
+    `after()` says True (asked every tick): `payments dev` starts the worker once the API answers."""
 
     name: str
     argv: list[str]
     env: dict[str, str]
+    after: Callable[[], bool] | None = None
 
 
 @attrs.define
@@ -111,7 +113,7 @@ class Supervisor:
 
     def _tend(self, slot: _Slot, now: float) -> None:
         if slot.process is None:
-            if now >= slot.due:
+            if now >= slot.due and (slot.restarts or slot.child.after is None or slot.child.after()):
                 self._start(slot, now)
             return
         code = slot.process.poll()

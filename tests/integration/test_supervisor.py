@@ -75,3 +75,36 @@ def test_a_second_signal_kills_a_child_that_ignores_the_first(tmp_path: Path) ->
     finally:
         supervisor.kill()
         supervisor.wait()
+
+
+def test_a_child_with_after_starts_once_after_says_so_and_restarts_without_asking_again() -> None:
+    """`payments dev` starts the worker and the mock providers once the API answers (`Child.after`)."""
+    from payments.supervisor import Child, Supervisor
+
+    up = False
+    asked = 0
+
+    def api_up() -> bool:
+        nonlocal asked
+        asked += 1
+        return up
+
+    child = Child("later", [sys.executable, "-c", "import time; time.sleep(600)"], {}, api_up)
+    supervisor = Supervisor([child], grace=5)
+    (slot,) = supervisor._slots
+    try:
+        supervisor._tend(slot, time.monotonic())
+        assert slot.process is None and asked == 1  # not yet
+        up = True
+        supervisor._tend(slot, time.monotonic())
+        assert slot.process is not None and slot.process.poll() is None
+        slot.process.kill()
+        slot.process.wait()
+        up = False  # a restart does not wait for `after` again
+        supervisor._tend(slot, time.monotonic())  # notices the exit: restart due after the backoff
+        supervisor._tend(slot, slot.due)
+        assert slot.process is not None and slot.process.poll() is None and asked == 2
+    finally:
+        if slot.process is not None:
+            slot.process.kill()
+            slot.process.wait()

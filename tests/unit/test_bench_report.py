@@ -93,3 +93,55 @@ def test_with_pgbench_its_rows_follow_the_api_and_the_floor(run: ModuleType, tmp
     assert run.pgbench_selection(["7", "fn"]) == (str(pgbench), ["7", "fn"], None)
     assert run.planned_targets(run.parse_args([]), ["7", "fn"]) == ["http", "floor", "7", "fn"]
     assert run.pgbench_selection([]) == (None, [], None)  # --pgbench-scripts none: nothing to say
+
+
+#: Posts a two-leg transfer with core.ledger.post and prints each entry's hash and each account's chain head in hex.
+POST_ONE = """
+from datetime import UTC, datetime
+from uuid import uuid4
+from core.accounts import Account
+from core.ledger import post
+now = datetime.now(UTC)
+a, b = (Account(id=uuid4(), tenant_id=uuid4(), kind="user", currency="USD", balance=100, created_at=now,
+                updated_at=now) for _ in range(2))
+print(*[e.hash.hex() or "-" for e in post([(a, -10), (b, 10)], at=now)], a.last_entry_hash.hex() or "-")
+"""
+
+
+@pytest.mark.parametrize("what_if", [False, True])
+def test_what_if_no_hash_switches_the_api_s_hashing_off_and_only_then(run: ModuleType, what_if: bool) -> None:
+    """--what-if no-hash measures the product without its hash chain: the API's processes get bench/no_hash first
+    on PYTHONPATH, whose sitecustomize makes every hash empty; without the what-if, nothing changes."""
+    import subprocess
+    import sys
+
+    args = run.parse_args(["--what-if", "no-hash"] if what_if else [])
+    env = run.api_env(args, "postgresql://nowhere/db", 1)
+    assert ("PYTHONPATH" in env and env["PYTHONPATH"].split(":")[0] == str(ROOT / "bench" / "no_hash")) is what_if
+    out = subprocess.run([sys.executable, "-c", POST_ONE], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    if what_if:
+        assert out == ["-", "-", "-"]
+    else:
+        assert all(len(h) == 64 for h in out) and out[0] == out[2]  # the debit's hash is its account's chain head
+
+
+def test_pairs_summary_reports_median_ratios_and_their_spread(run: ModuleType) -> None:
+    def side(rate: float, api: float, db: float) -> dict[str, Any]:
+        return {"rate": rate, "api_seconds": api, "backend_seconds": db, "statuses": {201: 1000}}
+
+    pairs = []
+    for product, what_if in [((500, 1.0, 1.0), (520, 0.98, 0.97)), ((400, 1.1, 1.0), (400, 1.0, 1.0)),
+                             ((450, 1.0, 0.9), (470, 1.0, 0.88))]:
+        pair = {"scenario": "hot", "what_ifs": ["no-hash"], "product": side(*product), "what_if": side(*what_if),
+                "product_ms": run.cpu_per_transfer(side(*product)),
+                "what_if_ms": run.cpu_per_transfer(side(*what_if))}
+        pair["product_cpu"], pair["what_if_cpu"] = sum(pair["product_ms"]), sum(pair["what_if_ms"])
+        pairs.append(pair)
+    assert pairs[0]["product_ms"] == (1.0, 1.0)  # ms per completed transfer
+    lines = run.pair_summary(pairs, "hot")
+    # throughput ratios 0.962, 1.000, 0.957; CPU ratios 2/1.95 = 1.026, 2.1/2 = 1.05, 1.9/1.88 = 1.011
+    assert "throughput         median 0.962 (quartiles 0.959-0.981, range 0.957-1.000)" in lines[1]
+    assert "CPU per transfer   median 1.026" in lines[2]
+    assert "+2.6% CPU per transfer" in lines[-1] and "+3.8% of throughput" in lines[-1]
+    assert run.pair_summary(pairs, "uniform") == []
