@@ -16,7 +16,13 @@ from pathlib import Path
 import dramatiq
 import pytest
 
-from adapters.dramatiq.broker import EVENTS_QUEUE, DramatiqTaskQueue, ReplicatedRedisBroker, make_broker
+from adapters.dramatiq.broker import (
+    EVENTS_QUEUE,
+    DramatiqTaskQueue,
+    ReplicatedRedisBroker,
+    ReplicationUnconfirmed,
+    make_broker,
+)
 from adapters.memory.outbox import InMemoryOutboxFeed
 from adapters.memory.state import StoreState
 from adapters.redis.connect import RedisTopology, sync_client
@@ -110,6 +116,10 @@ async def test_with_wait_the_row_stays_unpublished_and_is_sent_after_the_failove
     with pytest.raises(Unavailable, match="0 of 1 Redis replicas confirmed"):
         await relay_outbox(outbox=feed, queue=queue)
     assert message.id not in feed.published  # stays in the outbox
+    # Dramatiq's own sends (a Retries retry, a dead letter) call `enqueue`, which waits the same way
+    with pytest.raises(ReplicationUnconfirmed, match="0 of 1 Redis replicas confirmed 1 enqueued"):
+        broker.enqueue(dramatiq.Message(queue_name=EVENTS_QUEUE, actor_name="dispatch_event", args=(), kwargs={},
+                                        options={}))
 
     fail_over(redis_set)
     assert str(message.id) not in queued_ids(redis_set, redis_set.replica.port)  # the copy on the old master died
