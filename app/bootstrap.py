@@ -135,13 +135,15 @@ def _make_broker(settings: Settings, redis_url: str) -> dramatiq.Broker:
     `PAYMENTS_BROKER_URL` names a broker of its own (RabbitMQ, `amqp://…`, or a Redis); otherwise the broker uses
     the Redis of PAYMENTS_REDIS_*, through the Sentinels when they are configured, so it follows a failover."""
     url = settings.broker.url
-    if url:
-        return make_broker(url)
+    if url:  # a Redis of its own: its replicas are only waited for when PAYMENTS_REDIS_MIN_REPLICAS_ACK says so
+        return make_broker(url, min_replicas=max(settings.redis.min_replicas_ack, 0),
+                           replica_timeout=settings.redis.replica_ack_timeout)
     if settings.redis.cluster:  # unreachable through load_settings; kept for settings built in code
         raise SettingsError("a Redis Cluster cannot carry Dramatiq's Redis broker: set PAYMENTS_BROKER_URL=amqp://…")
     client = sync_client(redis_topology(settings, redis_url))
     assert isinstance(client, redis.Redis)  # a cluster client was refused above
-    return make_broker(client=client)
+    return make_broker(client=client, min_replicas=settings.redis.replicas_to_ack(),
+                       replica_timeout=settings.redis.replica_ack_timeout)
 
 
 @attrs.define(kw_only=True)

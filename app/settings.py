@@ -91,6 +91,10 @@ class RedisSettings:
     sentinels: str = attrs.field(default="", validator=_sentinels)  # host:port,host:port,...
     sentinel_master: str = ""  # the service name the Sentinels monitor
     cluster: bool = False
+    # replicas that must hold an enqueued Dramatiq message before the enqueue counts (Redis `WAIT`); -1: 1 with
+    # Sentinels (a failover must not lose what the relay marked published), else 0
+    min_replicas_ack: int = attrs.field(default=-1, validator=attrs.validators.ge(-1))
+    replica_ack_timeout: float = _duration(1.0, positive=True)  # how long an enqueue waits for them
 
     def __attrs_post_init__(self) -> None:
         if bool(self.sentinels) != bool(self.sentinel_master):
@@ -109,6 +113,12 @@ class RedisSettings:
         if self.url or not self.host:
             return self.url
         return f"redis://{self.host}:{self.port}/{self.db}"
+
+    def replicas_to_ack(self) -> int:
+        """`min_replicas_ack`, or its default: 1 behind Sentinels (there is a replica to promote), else 0."""
+        if self.min_replicas_ack >= 0:
+            return self.min_replicas_ack
+        return 1 if self.sentinels else 0
 
     def topology(self, url: str) -> RedisTopology:
         """How to reach Redis, `url` being the resolved `dsn()` (the embedded server's when that is empty)."""

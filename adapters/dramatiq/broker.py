@@ -4,6 +4,7 @@ probe; and the `TaskQueue` port over it."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +61,67 @@ def is_rabbitmq(url: str) -> bool:
     return urlsplit(url).scheme in AMQP_SCHEMES
 
 
-def make_broker(url: str | None = None, *, client: redis.Redis | None = None) -> dramatiq.Broker:
+class ReplicationUnconfirmed(redis.RedisError):
+    """Fewer replicas than required confirmed an enqueue in time: the messages are on the master, but a failover
+    now could lose them, so the enqueue counts as failed (the caller sends them again; consumers deduplicate)."""
+
+
+class _Dispatch:
+    """Dramatiq's `dispatch` script (every broker command is one call of it), queued on the calling thread's open
+    pipeline if it has one, else run at once as Dramatiq does."""
+
+    def __init__(self, script: Any, local: threading.local) -> None:
+        self._script, self._local = script, local
+
+    def __call__(self, *, args: Sequence[Any], keys: Sequence[Any]) -> Any:
+        pipeline = getattr(self._local, "pipeline", None)
+        if pipeline is None:
+            return self._script(args=args, keys=keys)
+        return self._script(args=args, keys=keys, client=pipeline)
+
+
+class ReplicatedRedisBroker(RedisBroker):
+    """Dramatiq's Redis broker whose enqueues return only once `min_replicas` replicas hold them.
+
+    Redis replicates asynchronously, and `WAIT n timeout` waits for the writes of *the connection that sends it*
+    (an idle connection's WAIT returns at once). So the enqueue scripts and the WAIT go down one connection, in one
+    pipeline: `[EVALSHA dispatch …]×n, WAIT min_replicas timeout`, one round trip. Should the connection break
+    (the master died), redis-py sends the whole pipeline again on a new connection, which the Sentinels point at
+    the new master, so the WAIT always covers the copies it answers for. Fewer replicas than `min_replicas` in
+    `timeout_ms` → `ReplicationUnconfirmed`. Every enqueue goes this way, also Dramatiq's own (Retries' retries,
+    dead letters): `enqueue` is one message's batch. With `min_replicas=0` this is Dramatiq's broker unchanged."""
+
+    def __init__(self, *, min_replicas: int, timeout_ms: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.min_replicas, self.timeout_ms = min_replicas, timeout_ms
+        self._local = threading.local()
+        self.scripts["dispatch"] = _Dispatch(self.scripts["dispatch"], self._local)
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        return self.enqueue_all([message], delay=delay)[0]
+
+    def enqueue_all(self, messages: Sequence[dramatiq.Message[Any]], *,
+                    delay: int | None = None) -> list[dramatiq.Message[Any]]:
+        """Enqueue `messages` in one pipeline and wait for the replicas; what Dramatiq's `enqueue` returns for each.
+        Dramatiq's `after_enqueue` hooks run before the pipeline is sent (none of this project's needs otherwise)."""
+        if self.min_replicas <= 0:
+            return [super(ReplicatedRedisBroker, self).enqueue(message, delay=delay) for message in messages]
+        pipeline = self.client.pipeline(transaction=False)
+        self._local.pipeline = pipeline
+        try:
+            sent = [super(ReplicatedRedisBroker, self).enqueue(message, delay=delay) for message in messages]
+        finally:
+            self._local.pipeline = None
+        pipeline.wait(self.min_replicas, self.timeout_ms)
+        acknowledged = int(pipeline.execute()[-1])
+        if acknowledged < self.min_replicas:
+            raise ReplicationUnconfirmed(f"{acknowledged} of {self.min_replicas} Redis replicas confirmed "
+                                         f"{len(messages)} enqueued messages within {self.timeout_ms} ms")
+        return sent
+
+
+def make_broker(url: str | None = None, *, client: redis.Redis | None = None, min_replicas: int = 0,
+                replica_timeout: float = 1.0) -> dramatiq.Broker:
     """A Dramatiq broker on `url`: RabbitMQ for `amqp://` and `amqps://`, else Redis, on `url` or on `client` (not
     made Dramatiq's global one: actors are declared on it explicitly). Given a Sentinel-managed `client`
     (`adapters.redis.connect.sync_client`), the Redis broker follows a failover: its next command asks the
@@ -69,15 +130,19 @@ def make_broker(url: str | None = None, *, client: redis.Redis | None = None) ->
 
     On RabbitMQ every publish waits for the broker's confirmation (so an enqueue that returned is stored), and the
     messages a dead consumer held return to their queue as soon as its connection closes; delays go through
-    Dramatiq's delay queues (`<queue>.DQ`) on both brokers."""
+    Dramatiq's delay queues (`<queue>.DQ`) on both brokers.
+
+    On Redis, `min_replicas` > 0 makes every enqueue wait (up to `replica_timeout` seconds) until that many
+    replicas hold it (`ReplicatedRedisBroker`), so a failover cannot lose an enqueue that returned."""
     # Observe first: its `after_*` hooks run last, so a retry or dead-letter message sent by Retries still
     # sees the message's span as current and joins its trace.
     middleware = [Observe(), AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries(),
                   AsyncIO(), CurrentMessage()]
     if url is not None and is_rabbitmq(url):
         return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
-    return RedisBroker(url=url, client=client, middleware=middleware, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
-                       maintenance_chance=MAINTENANCE_CHANCE)  # type: ignore[no-untyped-call]
+    return ReplicatedRedisBroker(url=url, client=client, middleware=middleware, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+                                 maintenance_chance=MAINTENANCE_CHANCE, min_replicas=min_replicas,
+                                 timeout_ms=max(1, round(replica_timeout * 1000)))
 
 
 def ping_broker(broker: dramatiq.Broker) -> None:
@@ -179,7 +244,10 @@ class DramatiqTaskQueue:
 
     def _send(self, tasks: Sequence[dramatiq.Message[Any]], delay: int | None) -> None:
         try:
-            for task in tasks:
-                self._broker.enqueue(task, delay=delay)
+            if isinstance(self._broker, ReplicatedRedisBroker):  # one pipeline, one WAIT for the whole batch
+                self._broker.enqueue_all(tasks, delay=delay)
+            else:
+                for task in tasks:
+                    self._broker.enqueue(task, delay=delay)
         except BROKER_ERRORS as error:
             raise Unavailable(f"the task queue is unavailable: {error}") from error

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
 from redis.sentinel import SentinelConnectionPool
 
+from adapters.dramatiq.broker import ReplicatedRedisBroker
 from adapters.redis.connect import RedisTopology, async_client, parse_sentinels, sync_client
 from app.bootstrap import broker as make_broker
 from app.bootstrap import resolve_endpoints
@@ -105,3 +106,29 @@ def test_a_standalone_url_and_a_cluster_seed() -> None:
     assert isinstance(plain, aioredis.Redis) and plain.connection_pool.connection_kwargs["db"] == 4
     seed = async_client(RedisTopology(url="redis://node1:7000/0", cluster=True), timeout=1.0)
     assert isinstance(seed, aioredis.RedisCluster)
+
+
+@pytest.mark.parametrize(("env", "replicas"), [
+    (SENTINEL, 1),  # behind Sentinels an enqueue waits for one replica by default
+    ({**SENTINEL, "PAYMENTS_REDIS_MIN_REPLICAS_ACK": "0"}, 0),
+    ({**SENTINEL, "PAYMENTS_REDIS_MIN_REPLICAS_ACK": "2"}, 2),
+    ({"PAYMENTS_REDIS_URL": "redis://h:6380/4"}, 0),  # one Redis: no replica to wait for
+    ({"PAYMENTS_REDIS_URL": "redis://h:6380/4", "PAYMENTS_REDIS_MIN_REPLICAS_ACK": "1"}, 1),
+    # a broker on a Redis of its own waits only when told to (the Sentinels' replicas are not its replicas)
+    ({**SENTINEL, "PAYMENTS_BROKER_URL": "redis://q:6379/0"}, 0),
+    ({**SENTINEL, "PAYMENTS_BROKER_URL": "redis://q:6379/0", "PAYMENTS_REDIS_MIN_REPLICAS_ACK": "1"}, 1),
+])
+def test_the_broker_waits_for_the_configured_replicas(env: dict[str, str], replicas: int) -> None:
+    settings = load_settings({**env, "PAYMENTS_DATABASE_URL": "postgresql://u@db:5432/payments",
+                              "PAYMENTS_REDIS_REPLICA_ACK_TIMEOUT": "0.25"})
+    made = make_broker(settings, settings.redis.dsn())
+    try:
+        assert isinstance(made, ReplicatedRedisBroker)
+        assert (made.min_replicas, made.timeout_ms) == (replicas, 250)
+    finally:
+        made.close()
+
+
+def test_a_negative_replica_count_is_refused() -> None:
+    with pytest.raises(SettingsError, match="PAYMENTS_REDIS_MIN_REPLICAS_ACK"):
+        load_settings({"PAYMENTS_REDIS_MIN_REPLICAS_ACK": "-2"})
