@@ -8,6 +8,7 @@ import dramatiq
 from loguru import logger
 
 from adapters.dramatiq.broker import WORK_ACTORS, WORK_QUEUE, work_item
+from core.errors import Unavailable
 from core.usecases.dlq import RecordDeadLetter, record_dead_letter
 from core.usecases.payment_attempt import process_payment
 from core.usecases.refund_attempt import process_refund
@@ -17,7 +18,9 @@ from workers.context import WorkerContext
 
 #: Retries of a message whose processing raised (database or Redis down, a bug): the use cases are
 #: idempotent, so a retry resumes where the failed delivery stopped. Provider failures are not
-#: exceptions here: they are retried on the payment's own schedule (RetryPolicy).
+#: exceptions here: they are retried on the payment's own schedule (RetryPolicy). A dependency that is down
+#: (`Unavailable`: say the Redis Cluster node serving the payment's lock) is expected while it lasts: its retry is
+#: logged as one warning, not as an unhandled exception with a traceback on every attempt.
 INFRA_RETRIES = 10
 DEAD_LETTER_ACTOR = "dead_letter_work"
 WORK_OPTIONS: dict[str, Any] = {"queue_name": WORK_QUEUE, "max_retries": INFRA_RETRIES, "min_backoff": 1000,
@@ -29,7 +32,12 @@ def declare(broker: dramatiq.Broker, context: WorkerContext) -> list[dramatiq.Ac
         # the Observe middleware has bound the message's actor and correlation id for these log lines
         ready = await context.get()
         process = process_payment if item.kind == PAYMENT else process_refund
-        outcome: Outcome = await process(item, deps=ready.deps)
+        try:
+            outcome: Outcome = await process(item, deps=ready.deps)
+        except Unavailable as error:  # retried on the actor's backoff, counted towards INFRA_RETRIES as before
+            logger.bind(kind=item.kind, target_id=str(item.target_id)).warning(
+                "{} {}: retried later: {}", item.kind, item.target_id, error)
+            raise dramatiq.Retry(str(error)) from error
         if outcome.retry_in is not None:
             await ready.services.queue.enqueue_work([item], delay_seconds=outcome.retry_in)
         logger.bind(kind=item.kind, target_id=str(item.target_id), result=outcome.result, status=outcome.status,

@@ -146,6 +146,7 @@ class Isolated:
     logs: Path
     broker_url: str = ""  # PAYMENTS_BROKER_URL; empty: the broker is the stack's Redis
     apis: list[Process] = attrs.field(factory=list)  # the APIs added by `add_api`
+    settings: dict[str, str] = attrs.field(factory=dict)  # `isolated_stack`'s `env`: for every API and worker
 
     @property
     def broker(self) -> str:
@@ -153,8 +154,9 @@ class Isolated:
         return self.broker_url or self.redis.url
 
     def env(self) -> dict[str, str]:
-        """What selects the stack's broker, for a process of its own (a worker, an API, a CLI command)."""
-        return {"PAYMENTS_BROKER_URL": self.broker_url} if self.broker_url else {}
+        """What selects the stack's broker (and `isolated_stack`'s `env`, a Redis Cluster say), for a process of its
+        own (a worker, an API, a CLI command)."""
+        return {**({"PAYMENTS_BROKER_URL": self.broker_url} if self.broker_url else {}), **self.settings}
 
     def add_worker(self, **env: str) -> Process:
         worker = start_worker(self.database_url, self.redis.url, self.mock_port,
@@ -184,15 +186,16 @@ def _launched(cleanup: contextlib.ExitStack, process: Process, url: str) -> Proc
 def isolated_stack(
     admin_url: str, logs: Path, *, workers: int = 1, mock_env: dict[str, str] | None = None,
     worker_env: dict[str, str] | None = None, api_env: dict[str, str] | None = None, redis_port: int | None = None,
-    broker: str = "redis",
+    broker: str = "redis", env: dict[str, str] | None = None,
 ) -> Iterator[Isolated]:
     """Redis, the mock providers, the API and `workers` workers on a fresh database of `admin_url`'s server, with
-    `broker` (one of BROKERS) as their Dramatiq broker; everything started is stopped on the way out, whatever
-    happened."""
+    `broker` (one of BROKERS) as their Dramatiq broker; `env` is set for every API and worker (also those added
+    later; `api_env` and `worker_env` come on top), e.g. a Redis of the test's own instead of the stack's.
+    Everything started is stopped on the way out, whatever happened."""
     assert broker in BROKERS, broker
     with fresh_database(admin_url) as database_url, contextlib.ExitStack() as cleanup:
         broker_url = cleanup.enter_context(rabbitmq_vhost()) if broker == "rabbitmq" else ""
-        broker_env = {"PAYMENTS_BROKER_URL": broker_url} if broker_url else {}
+        broker_env = {**({"PAYMENTS_BROKER_URL": broker_url} if broker_url else {}), **(env or {})}
         private = PrivateRedis(logs / "redis", port=redis_port)
         cleanup.callback(private.stop)
         private.start()
@@ -208,7 +211,7 @@ def isolated_stack(
         api = _launched(cleanup, Process(["serve"], stack_env(database_url, private.url, api_port, **api_settings),
                                          logs / "api.log"), f"{base_url}/health/ready")
         stack = Isolated(database_url, private, base_url, f"http://127.0.0.1:{mock_port}", mock_port, api, mock, [],
-                         logs, broker_url)
+                         logs, broker_url, settings=dict(env or {}))
         cleanup.callback(lambda: [process.stop() for process in [*stack.workers, *stack.apis]])
         for _ in range(workers):
             stack.add_worker(**(worker_env or {}))
