@@ -68,7 +68,8 @@ async def test_an_external_payment_completes_through_a_worker_on_amqps(
 ) -> None:
     """The API and `payments worker` with PAYMENTS_BROKER_URL=amqps://…: both ready with the broker ok; an external
     payment goes through the outbox relay, the TLS node's queue and the worker's actor to `completed`, charged once;
-    every connection the node holds meanwhile is a TLS one."""
+    every connection the node holds meanwhile is a TLS one. A worker whose URL names a foreign CA answers
+    /health/ready 503 with the certificate error as its broker check."""
     broker = {"PAYMENTS_BROKER_URL": amqps_node.url}
     worker_port = free_port()
     with isolated_stack(admin_database_url, tmp_path, workers=0, api_env=broker) as stack:
@@ -95,3 +96,16 @@ async def test_an_external_payment_completes_through_a_worker_on_amqps(
             assert [c["status"] for c in await charges(stack.mock_url, payment["id"])] == ["succeeded"]
         connections = _ssl_of_connections(amqps_node.rabbitmq)
         assert connections and set(connections) == {"true"}, connections
+
+        # a worker given another CA stays up but unready, and says why
+        foreign = make_pki(tmp_path / "foreign", label="someone else")
+        refused_port = free_port()
+        refused = stack.add_worker(PAYMENTS_BROKER_URL=amqps_node.rabbitmq.url(foreign.ca),
+                                   PAYMENTS_WORKER_METRICS_PORT=str(refused_port))
+
+        def unready_for_the_certificate() -> bool:
+            assert refused.popen is not None and refused.popen.poll() is None, refused.output()[-4000:]
+            answer = httpx.get(f"http://127.0.0.1:{refused_port}/health/ready", timeout=5)
+            return answer.status_code == 503 and answer.json()["checks"]["broker"] == (
+                "failed: SSLCertVerificationError")
+        wait_for(unready_for_the_certificate, "the worker with a foreign CA unready for its broker", timeout=90)
