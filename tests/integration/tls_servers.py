@@ -207,18 +207,21 @@ def tls_rabbitmq(pki: Pki) -> Iterator[TlsRabbitmq]:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     assert (RABBITMQ_BIN / "rabbitmq-server").exists(), "RabbitMQ is not installed (apt-get install rabbitmq-server)"
-    process = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=env, cwd=root,
-                               stdout=(root / "server.log").open("ab"), stderr=subprocess.STDOUT,
-                               start_new_session=True)  # its own process group, to kill it whole if need be
+    with (root / "server.log").open("ab") as log:
+        process = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=env, cwd=root, stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # its own process group, to kill it whole if need be
     try:
         parameters = pika.URLParameters(amqps_url(port, pki.ca, credentials=user))
 
-        def answers() -> bool:
-            assert process.poll() is None, (root / "server.log").read_text()[-4000:]
+        def answers_or_exited() -> bool:
+            if process.poll() is not None:
+                return True
             socket.create_connection(("127.0.0.1", port), timeout=2).close()  # listening (pika would log refusals)
             pika.BlockingConnection(parameters).close()
             return True
-        wait_for(answers, "the TLS RabbitMQ node accepting AMQP over TLS", timeout=120)
+        wait_for(answers_or_exited, "the TLS RabbitMQ node accepting AMQP over TLS", timeout=120)
+        assert process.poll() is None, f"rabbitmq-server exited: {(root / 'server.log').read_text()[-4000:]}"
         yield TlsRabbitmq(node, port, user, ctl)
     finally:
         if process.poll() is None:
