@@ -74,6 +74,12 @@ async def test_an_external_payment_completes_through_a_worker_on_amqps(
     worker_port = free_port()
     with isolated_stack(admin_database_url, tmp_path, workers=0, api_env=broker) as stack:
         worker = stack.add_worker(**broker, PAYMENTS_WORKER_METRICS_PORT=str(worker_port))
+        # meanwhile, a worker given another CA: it must stay up but unready, and say why (its failed publishes roll
+        # back their outbox claims, so the relay of the first worker still sends everything)
+        foreign = make_pki(tmp_path / "foreign", label="someone else")
+        refused_port = free_port()
+        refused = stack.add_worker(PAYMENTS_BROKER_URL=amqps_node.rabbitmq.url(foreign.ca),
+                                   PAYMENTS_WORKER_METRICS_PORT=str(refused_port))
 
         def worker_ready() -> bool:
             assert worker.popen is not None and worker.popen.poll() is None, worker.output()[-4000:]
@@ -96,12 +102,6 @@ async def test_an_external_payment_completes_through_a_worker_on_amqps(
             assert [c["status"] for c in await charges(stack.mock_url, payment["id"])] == ["succeeded"]
         connections = _ssl_of_connections(amqps_node.rabbitmq)
         assert connections and set(connections) == {"true"}, connections
-
-        # a worker given another CA stays up but unready, and says why
-        foreign = make_pki(tmp_path / "foreign", label="someone else")
-        refused_port = free_port()
-        refused = stack.add_worker(PAYMENTS_BROKER_URL=amqps_node.rabbitmq.url(foreign.ca),
-                                   PAYMENTS_WORKER_METRICS_PORT=str(refused_port))
 
         def unready_for_the_certificate() -> bool:
             assert refused.popen is not None and refused.popen.poll() is None, refused.output()[-4000:]
