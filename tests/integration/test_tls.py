@@ -171,10 +171,10 @@ def test_serve_refuses_a_half_or_broken_tls_configuration(tmp_path: Path) -> Non
 
 
 def test_amqps_urls_carry_tls_to_pika(tmp_path: Path) -> None:
-    """No RabbitMQ with TLS runs here, so no live amqps test. Dramatiq's RabbitmqBroker (what PAYMENTS_BROKER_URL=
-    amqp… is to build; not in this build yet) hands its URL to pika's URLParameters, and an `amqps://` URL comes out
-    as TLS parameters: port 5671, a context that verifies the chain and the host name, with the CA given in
-    `ssl_options`; plain `amqp://` carries none. Nothing connects."""
+    """Dramatiq's RabbitmqBroker (what `make_broker` builds for PAYMENTS_BROKER_URL=amqp…) hands its URL to pika's
+    URLParameters, and an `amqps://` URL comes out as TLS parameters: port 5671 by default, a context that verifies
+    the chain and the host name, with the CA given in `ssl_options`, else the system's; plain `amqp://` carries none.
+    Nothing connects here: test_tls_rabbitmq runs the API and a worker on a RabbitMQ node with TLS."""
     from urllib.parse import quote
 
     from dramatiq.brokers.rabbitmq import RabbitmqBroker

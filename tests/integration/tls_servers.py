@@ -1,20 +1,26 @@
-"""What the TLS test starts: a test CA and a server certificate for 127.0.0.1/localhost, a PostgreSQL of its own
-that accepts TLS connections only, and a redis-server listening on a TLS port only."""
+"""What the TLS tests start: a test CA and a server certificate for 127.0.0.1/localhost, a PostgreSQL of its own
+that accepts TLS connections only, a redis-server listening on a TLS port only, and a RabbitMQ node of its own with
+a TLS listener only."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
 import os
+import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import attrs
+import pika
 import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -145,3 +151,86 @@ def tls_redis(pki: Pki, directory: Path) -> Iterator[int]:
     finally:
         process.kill()
         process.wait(30)
+
+
+#: The RabbitMQ scripts themselves: /usr/sbin's wrappers would `su` to the rabbitmq user, whose home holds the
+#: machine's node's Erlang cookie. Run directly (as root or not), the node and its CLI share a cookie in the node's
+#: own HOME and touch nothing of the machine's node (rabbit@localhost on 5672, which must keep running).
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+def amqps_url(port: int, ca: Path, *, credentials: str, vhost: str = "%2F") -> str:
+    """An `amqps://` URL verifying the server against `ca`: pika's URLParameters reads `ssl_options` as a Python
+    dict literal, URL-encoded (`ca_certs`; `server_hostname` when the host differs from the certificate's name)."""
+    options = quote(repr({"ca_certs": str(ca), "server_hostname": "localhost"}), safe="")
+    return f"amqps://{credentials}@127.0.0.1:{port}/{vhost}?ssl_options={options}"
+
+
+@attrs.frozen
+class TlsRabbitmq:
+    node: str  # the Erlang node name, for `rabbitmqctl -n`
+    port: int  # the TLS listener on 127.0.0.1 (there is no plain one)
+    credentials: str  # "user:password" of the node's only user
+    ctl: Callable[..., subprocess.CompletedProcess[str]]  # rabbitmqctl against this node, e.g. ctl("list_queues")
+
+    def url(self, ca: Path) -> str:
+        return amqps_url(self.port, ca, credentials=self.credentials)
+
+
+@contextlib.contextmanager
+def tls_rabbitmq(pki: Pki) -> Iterator[TlsRabbitmq]:
+    """A RabbitMQ node of the test's own (`rabbitmq-server` in the foreground, its own node name, distribution
+    port, Mnesia, logs, config and cookie in a temporary directory; no plugins) listening for AMQP over TLS only,
+    with the test certificate; clients are not asked for one. Waits until an AMQP connection verified against the
+    test CA opens (about 5 s here). Stopped with `rabbitmqctl stop`, killed if that fails; its files go."""
+    root = Path(tempfile.mkdtemp(prefix="payments-tls-rabbitmq-"))
+    port, user = free_port(), f"payments:{secrets.token_hex(8)}"
+    node = f"payments-tls-{os.getpid()}-{secrets.token_hex(3)}@localhost"
+    (root / "home").mkdir()
+    (root / "enabled_plugins").write_text("[].\n")
+    (root / "rabbitmq-env.conf").write_text("")  # not the machine's, which names its node
+    name, password = user.split(":")
+    (root / "rabbitmq.conf").write_text(
+        f"listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:{port}\n"
+        f"ssl_options.cacertfile = {pki.ca}\nssl_options.certfile = {pki.cert}\nssl_options.keyfile = {pki.key}\n"
+        "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n"
+        f"default_user = {name}\ndefault_pass = {password}\nloopback_users = none\n")
+    env = {**os.environ, "HOME": str(root / "home"), "RABBITMQ_NODENAME": node,
+           "RABBITMQ_DIST_PORT": str(free_port()), "RABBITMQ_CONF_ENV_FILE": str(root / "rabbitmq-env.conf"),
+           "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq.conf"), "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+           "RABBITMQ_LOG_BASE": str(root / "log"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
+           "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+           "ERL_EPMD_ADDRESS": "127.0.0.1", "ERL_CRASH_DUMP": str(root / "erl_crash.dump")}
+
+    def ctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", node, "-q", *args], env=env, cwd=root,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    assert (RABBITMQ_BIN / "rabbitmq-server").exists(), "RabbitMQ is not installed (apt-get install rabbitmq-server)"
+    with (root / "server.log").open("ab") as log:
+        process = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=env, cwd=root, stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # its own process group, to kill it whole if need be
+    try:
+        parameters = pika.URLParameters(amqps_url(port, pki.ca, credentials=user))
+
+        def answers_or_exited() -> bool:
+            if process.poll() is not None:
+                return True
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()  # listening (pika would log refusals)
+            pika.BlockingConnection(parameters).close()
+            return True
+        wait_for(answers_or_exited, "the TLS RabbitMQ node accepting AMQP over TLS", timeout=120)
+        assert process.poll() is None, f"rabbitmq-server exited: {(root / 'server.log').read_text()[-4000:]}"
+        yield TlsRabbitmq(node, port, user, ctl)
+    finally:
+        if process.poll() is None:
+            stopping = False
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                stopping = ctl("stop", timeout=60).returncode == 0
+            try:
+                process.wait(60 if stopping else 0.1)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(30)
+        shutil.rmtree(root, ignore_errors=True)
