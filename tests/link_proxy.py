@@ -12,13 +12,10 @@ from pathlib import Path
 
 from tests.e2e.conftest import free_port
 from tests.redis_servers import (
-    DOWN_AFTER_MS,
-    SENTINEL_MASTER,
     SentinelSet,
     Server,
-    _start_sentinel,
     _stop,
-    wait_for,
+    watching,
 )
 
 
@@ -91,19 +88,7 @@ def proxied_sentinel_set(directory: Path) -> Iterator[tuple[SentinelSet, LinkPro
         proxy = LinkProxy(master.port)
         replica = Server(directory / "replica", free_port(), ["--replicaof", "127.0.0.1", str(proxy.port)]).start()
         started.append(replica)
-        sentinel_dir = directory / "sentinel"
-        sentinel_dir.mkdir(parents=True)
-        config = sentinel_dir / "sentinel.conf"
-        config.write_text(
-            f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {proxy.port} 1\n"
-            f"sentinel down-after-milliseconds {SENTINEL_MASTER} {DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {SENTINEL_MASTER} 5000\n")
-        sentinel = Server(sentinel_dir, free_port(), [str(config), "--sentinel"])
-        started.append(sentinel)
-        _start_sentinel(sentinel)
-        wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up", "the replica's sync")
-        wait_for(lambda: any(r["port"] == replica.port and not r["is_disconnected"]
-                             for r in sentinel.client().sentinel_slaves(SENTINEL_MASTER)), "the Sentinel's replica")
+        sentinel = watching(directory / "sentinel", proxy.port, replica, started)
         yield SentinelSet(master, replica, sentinel), proxy
     finally:
         if proxy is not None:

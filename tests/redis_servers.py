@@ -154,23 +154,29 @@ def sentinel_set(directory: Path) -> Iterator[SentinelSet]:
         started.append(master)
         replica = Server(directory / "replica", free_port(), ["--replicaof", "127.0.0.1", str(master.port)]).start()
         started.append(replica)
-        sentinel_dir = directory / "sentinel"
-        sentinel_dir.mkdir(parents=True)
-        config = sentinel_dir / "sentinel.conf"  # the Sentinel rewrites its file: one of its own
-        config.write_text(
-            f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master.port} 1\n"
-            f"sentinel down-after-milliseconds {SENTINEL_MASTER} {DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
-            f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n")
-        sentinel = Server(sentinel_dir, free_port(), [str(config), "--sentinel"])
-        started.append(sentinel)
-        _start_sentinel(sentinel)
-        wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up", "the replica's sync")
-        wait_for(lambda: any(r["port"] == replica.port and not r["is_disconnected"]
-                             for r in sentinel.client().sentinel_slaves(SENTINEL_MASTER)), "the Sentinel's replica")
+        sentinel = watching(directory / "sentinel", master.port, replica, started)
         yield SentinelSet(master, replica, sentinel)
     finally:
         _stop(started)
+
+
+def watching(sentinel_dir: Path, master_port: int, replica: Server, started: list[Server]) -> Server:
+    """A Sentinel (quorum 1) in `sentinel_dir` monitoring the master at `master_port` (added to `started` before it
+    starts), once it and `replica` see the replica in sync."""
+    sentinel_dir.mkdir(parents=True)
+    config = sentinel_dir / "sentinel.conf"  # the Sentinel rewrites its file: one of its own
+    config.write_text(
+        f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 1\n"
+        f"sentinel down-after-milliseconds {SENTINEL_MASTER} {DOWN_AFTER_MS}\n"
+        f"sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+        f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n")
+    sentinel = Server(sentinel_dir, free_port(), [str(config), "--sentinel"])
+    started.append(sentinel)
+    _start_sentinel(sentinel)
+    wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up", "the replica's sync")
+    wait_for(lambda: any(r["port"] == replica.port and not r["is_disconnected"]
+                         for r in sentinel.client().sentinel_slaves(SENTINEL_MASTER)), "the Sentinel's replica")
+    return sentinel
 
 
 def _start_sentinel(sentinel: Server) -> None:

@@ -30,19 +30,12 @@ class TransferRequest(Movement):
 
 
 @attrs.frozen(kw_only=True)
-class InternalPaymentRequest:
+class InternalPaymentRequest(TransferRequest):
     """An internal transfer: to `destination_account_id`, no `provider` (answers as `POST /transfers`)."""
 
-    __openapi_strict__ = True
     payment_type: Literal["internal_transfer"]
-    source_account_id: str = attrs.field(metadata=UUID)
-    destination_account_id: str = attrs.field(metadata=UUID)
-    amount: Decimal = attrs.field(metadata=AMOUNT)
-    currency: str = attrs.field(metadata=CURRENCY)
     provider: None = attrs.field(default=None, metadata={"openapi": {"type": "null",
                                                                      "description": "Absent (or null)"}})
-    description: str | None = attrs.field(default=None, metadata=DESCRIPTION)
-    metadata: dict[str, str] | None = attrs.field(default=None, metadata=METADATA)
 
 
 @attrs.frozen(kw_only=True)
