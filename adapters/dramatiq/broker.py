@@ -81,7 +81,12 @@ class _Dispatch:
 
 
 class ReplicatedRedisBroker(RedisBroker):
-    """Dramatiq's Redis broker whose enqueues return only once `min_replicas` replicas hold them.
+    """Dramatiq's Redis broker that sends a batch of enqueues as one pipeline, and whose enqueues return only once
+    `min_replicas` replicas hold them.
+
+    Dramatiq sends each enqueue as a round trip of its own; the relay publishes four messages per external payment
+    (three events and the work) and the fan-out one per subscription, so a batch (`enqueue_all`) goes as one
+    pipeline: a failure anywhere in it raises, and the caller sends the whole batch again (consumers deduplicate).
 
     Redis replicates asynchronously, and `WAIT n timeout` waits for the writes of *the connection that sends it*
     (an idle connection's WAIT returns at once). So the enqueue scripts and the WAIT go down one connection, in one
@@ -89,7 +94,8 @@ class ReplicatedRedisBroker(RedisBroker):
     (the master died), redis-py sends the whole pipeline again on a new connection, which the Sentinels point at
     the new master, so the WAIT always covers the copies it answers for. Fewer replicas than `min_replicas` in
     `timeout_ms` → `ReplicationUnconfirmed`. Every enqueue goes this way, also Dramatiq's own (Retries' retries,
-    dead letters): `enqueue` is one message's batch. With `min_replicas=0` this is Dramatiq's broker unchanged."""
+    dead letters): `enqueue` is one message's batch. With `min_replicas=0` there is no WAIT, and a lone message is
+    sent as Dramatiq sends it."""
 
     def __init__(self, *, min_replicas: int, timeout_ms: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
@@ -104,7 +110,7 @@ class ReplicatedRedisBroker(RedisBroker):
                     delay: int | None = None) -> list[dramatiq.Message[Any]]:
         """Enqueue `messages` in one pipeline and wait for the replicas; what Dramatiq's `enqueue` returns for each.
         Dramatiq's `after_enqueue` hooks run before the pipeline is sent (none of this project's needs otherwise)."""
-        if self.min_replicas <= 0:
+        if self.min_replicas <= 0 and len(messages) <= 1:
             return [super(ReplicatedRedisBroker, self).enqueue(message, delay=delay) for message in messages]
         pipeline = self.client.pipeline(transaction=False)
         self._local.pipeline = pipeline
@@ -112,6 +118,9 @@ class ReplicatedRedisBroker(RedisBroker):
             sent = [super(ReplicatedRedisBroker, self).enqueue(message, delay=delay) for message in messages]
         finally:
             self._local.pipeline = None
+        if self.min_replicas <= 0:
+            pipeline.execute()  # raises the first failed command's error: the batch is then sent again, whole
+            return sent
         pipeline.wait(self.min_replicas, self.timeout_ms)
         acknowledged = int(pipeline.execute()[-1])
         if acknowledged < self.min_replicas:

@@ -85,8 +85,11 @@ async def _unavailable(
 async def _settle(uow: UnitOfWork, payment: Payment, reference: str, now: datetime) -> None:
     """The provider charged: clearing -> settlement:<provider>, payment completed."""
     assert payment.provider is not None
-    clearing = await uow.accounts.lock_system(payment.tenant_id, CLEARING, payment.currency)
+    # Settlement first: clearing is the tenant's hottest row (every creation and completion locks it), so it is
+    # locked last, held for the commit only. No path locks clearing before settlement (creation and failure lock
+    # source -> clearing, a refund source -> settlement), so this order cannot deadlock.
     paid_out = await uow.accounts.lock_system(payment.tenant_id, settlement(payment.provider), payment.currency)
+    clearing = await uow.accounts.lock_system(payment.tenant_id, CLEARING, payment.currency)
     move(uow, [(clearing, -payment.amount), (paid_out, payment.amount)], now, payment_id=payment.id)
     payment.complete(reference, now)
     announce_payment(uow, payment, f"payment.{PaymentStatus.COMPLETED}", now)

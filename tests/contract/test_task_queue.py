@@ -20,6 +20,7 @@ import dramatiq
 import dramatiq.broker
 import pika
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from adapters.dramatiq.broker import (
@@ -325,6 +326,37 @@ async def test_dramatiq_routes_each_task_to_its_queue_and_actor(broker_queues: R
     assert work_ids == [str(uuid5(WORK_IDS, str(m.id))) for m in (payment, refund)]
 
 
+async def test_on_redis_a_batch_is_one_pipeline_not_a_round_trip_per_message(redis_url: str) -> None:
+    """The relay publishes four messages per external payment: Dramatiq alone would send each on its own round trip."""
+    pool = redis.ConnectionPool.from_url(_private(redis_url, PRIVATE_DB))
+    sends: list[int] = []
+
+    class Counting(pool.connection_class):  # type: ignore[name-defined,misc]
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sends.append(1)
+            super().send_packed_command(command, check_health)
+
+    pool.connection_class = Counting
+    client = redis.Redis(connection_pool=pool)
+    client.flushdb()
+    with global_broker_kept():
+        broker = make_broker(client=client)
+    real = RedisQueues(DramatiqTaskQueue(broker), aioredis.Redis.from_url(_private(redis_url, PRIVATE_DB)))
+    try:
+        await sent(real, lambda: real.queue.publish_events([_message("account.created")]))  # connects, loads the script
+        sends.clear()
+        payments = [_message("payment.created", {"payment_type": "external_payment"}) for _ in range(5)]
+        tasks = await sent(real, lambda: real.queue.publish_events(payments))
+        assert len(sends) <= 2  # the pipeline, and redis-py's SCRIPT EXISTS check before it
+        assert sorted(t.message_id for t in _of(tasks, "event")) == sorted(str(m.id) for m in payments)
+        assert len(_of(tasks, "work")) == 5
+    finally:
+        broker.close()
+        client.flushdb()
+        client.close()
+        await real._client.aclose()
+
+
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "amqp://guest:guest@127.0.0.1:1/"])
 async def test_an_unreachable_broker_is_unavailable(url: str) -> None:
     with global_broker_kept():
@@ -334,6 +366,8 @@ async def test_an_unreachable_broker_is_unavailable(url: str) -> None:
     try:
         with pytest.raises(Unavailable):
             await queue.publish_events([_message("account.created")])
+        with pytest.raises(Unavailable):  # a batch (on Redis, one pipeline)
+            await queue.publish_events([_message("account.created"), _message("account.created")])
         with pytest.raises(Unavailable):
             await queue.enqueue_work([item], delay_seconds=1)
         with pytest.raises(Unavailable):
