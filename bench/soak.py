@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import math
 import os
 import random
 import shutil
@@ -359,6 +360,11 @@ def soak_case(args: argparse.Namespace, run: Any, redis_pid: int) -> dict[str, A
     env = pay.case_env(run, api_port, args.worker_concurrency, PAYMENTS_MOCK_PORT=str(mock_port),
                        PAYMENTS_MOCK_LATENCY=f"{args.mock_latency}ms", PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS="true")
     key = base.create_key(env)
+    if args.trace_memory:  # bench/memtrace/sitecustomize.py: tracemalloc snapshots of the long-lived processes
+        Path(args.trace_memory).mkdir(parents=True, exist_ok=True)
+        env.update(PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT / "bench" / "memtrace"), env.get("PYTHONPATH")))),
+                   PAYMENTS_BENCH_TRACEMALLOC_DIR=str(Path(args.trace_memory).resolve()),
+                   PAYMENTS_BENCH_TRACEMALLOC_SECONDS=str(args.trace_seconds))
     stack.spawn("receiver", [sys.executable, str(ROOT / "bench" / "webhooks.py"), "--receive", str(receiver_port)])
     pay.wait_http(f"http://127.0.0.1:{receiver_port}/_count", stack, "the receiver")
     stack.start("mock", "mock-providers", env)
@@ -447,8 +453,9 @@ def report(args: argparse.Namespace, peak: float, rate: float, load: Load,
               f"{'n/a' if value is None else f'{value:+.1f} %':>21}")
     print("\nper minute: requests answered, rate, latency ms (all operations), machine CPU (% of a core)")
     by_minute: dict[int, list[float]] = defaultdict(list)
+    last_minute = max(0, math.ceil(args.minutes) - 1)  # a request that started late counts in the last one
     for at, _op, _status, ms in load.results:
-        by_minute[int(at // 60)].append(ms)
+        by_minute[min(int(at // 60), last_minute)].append(ms)
     minutes = []
     for minute in sorted(by_minute):
         values = by_minute[minute]
@@ -485,6 +492,30 @@ def report(args: argparse.Namespace, peak: float, rate: float, load: Load,
             "memory": [(at, s) for at, s in samples], "not_sent": load.not_sent}
 
 
+def trace_report(directory: Path, warmup: float, every: float, top: int = 12) -> list[str]:
+    """Per traced process: the allocation sites (by traceback) that grew most between the first snapshot taken
+    after the warm-up and the last one."""
+    import tracemalloc
+
+    lines = []
+    for cmd in sorted(directory.glob("*.cmd")):
+        pid = cmd.stem
+        snaps = sorted(directory.glob(f"{pid}-*.snap"))
+        after = [s for s in snaps if int(s.stem.rsplit("-", 1)[1]) * every >= warmup]  # n * every + delay s in
+        if len(after) < 2:
+            continue
+        first, last = (tracemalloc.Snapshot.load(str(s)) for s in (after[0], after[-1]))
+        stats = last.compare_to(first, "traceback")
+        total = sum(s.size_diff for s in stats)
+        lines += ["", f"tracemalloc, pid {pid} ({cmd.read_text()}): {total / 2**20:+.2f} MiB traced between "
+                      f"{after[0].name} and {after[-1].name}; the sites that grew most:"]
+        for stat in stats[:top]:
+            frames = [f"{f.filename.replace(str(ROOT) + '/', '')}:{f.lineno}" for f in stat.traceback]
+            lines.append(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  "
+                         + " <- ".join(reversed(frames[-4:])))
+    return lines
+
+
 def _busy(cpu: list[tuple[float, tuple[int, int]]], start: float, end: float) -> float:
     inside = [ticks for at, ticks in cpu if start <= at <= end + 1]
     if len(inside) < 2:
@@ -510,6 +541,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker-concurrency", type=int, default=0)
     parser.add_argument("--mock-latency", type=int, default=0, help="mock providers' latency, ms")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument("--trace-memory", metavar="DIR",
+                        help="run the payments processes under tracemalloc (bench/memtrace/sitecustomize.py), "
+                             "snapshots in DIR; at the end, per process, the allocations that grew most after the "
+                             "warm-up. Slows them down: not for the measured soak")
+    parser.add_argument("--trace-seconds", type=float, default=60.0, help="--trace-memory's snapshot interval")
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--json", help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
@@ -533,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         result = soak(args, tmp)
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end")
+    if args.trace_memory:
+        print("\n".join(trace_report(Path(args.trace_memory), 60 * args.warmup_minutes, args.trace_seconds)))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
     return 0 if result["passed"] else 1
