@@ -24,7 +24,8 @@ What it does:
      three samples after it against the median of the last three), errors (any answer but 2xx other than the
      expected business refusals 422 insufficient_funds and 409 invalid_state_transition for a refund of a
      payment not yet completed, and any transport error), latency percentiles per minute, the payments left
-     unfinished and the deliveries outstanding after a drain, and `payments ledger check`; then one verdict line:
+     unfinished after a drain, the webhook deliveries received and the Dramatiq queues' lengths left (not in the
+     verdict), what each process logged at level warning and above, and `payments ledger check`; then one line:
      SOAK PASS when every group grew < --growth-limit %, there was no error, the generator kept the schedule and
      the ledger is clean; SOAK FAIL with the reasons otherwise.
 The machine is shared: the `other` CPU (processes not ours) is printed per minute so that a disturbed minute shows.
@@ -344,7 +345,11 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     args.redis_url = redis_url
     try:
         with pay.case(args, tmp, "soak-") as run:
-            return soak_case(args, run, redis_proc.pid)
+            result = soak_case(args, run, redis_proc.pid)
+        for name, lines in run.logs.items():  # what each process logged at level warning and above
+            if lines:
+                print(f"{name} logged:\n" + "\n".join(lines))
+        return result
     finally:
         redis_proc.terminate()
         try:
@@ -416,10 +421,24 @@ def soak_case(args: argparse.Namespace, run: Any, redis_pid: int) -> dict[str, A
     received += len(asyncio.run(hooks.control(receiver_port, "POST", "/_take"))["records"])
     outbox_rows = base.sql(run.database_url, "SELECT status, count(*) FROM webhook_deliveries GROUP BY status") \
         if base.sql(run.database_url, "SELECT to_regclass('webhook_deliveries') IS NOT NULL")[0][0] else []
+    queued = queue_lengths(run.redis_url)
     stack.check()
     clean, ledger_text = ledger_check(env)
     dead = base.sql(run.database_url, "SELECT count(*) FROM dead_letters")[0][0]
-    return report(args, peak, rate, load, samples, cpu, left, received, dict(outbox_rows), clean, ledger_text, dead)
+    print(f"still queued in Redis after the drain (messages not yet consumed): {queued}")
+    return {**report(args, peak, rate, load, samples, cpu, left, received, dict(outbox_rows), clean, ledger_text,
+                     dead), "queued": queued}
+
+
+def queue_lengths(redis_url: str) -> dict[str, int]:
+    """The Dramatiq queues' lengths (a backlog the worker has not consumed yet)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return {queue: int(client.llen(f"dramatiq:{queue}")) for queue in ("payments", "events", "webhooks")}
+    finally:
+        client.close()
 
 
 async def subscribe(base_url: str, key: str, receiver_port: int) -> str:
@@ -460,7 +479,8 @@ def report(args: argparse.Namespace, peak: float, rate: float, load: Load,
     for minute in sorted(by_minute):
         values = by_minute[minute]
         busy = _busy(cpu, 60 * minute, 60 * (minute + 1))
-        row = {"minute": minute + 1, "requests": len(values), "rate": len(values) / 60, "p50": percentile(values, 50),
+        span = max(1.0, min(60.0, 60 * args.minutes - 60 * minute))  # the last minute may be a part of one
+        row = {"minute": minute + 1, "requests": len(values), "rate": len(values) / span, "p50": percentile(values, 50),
                "p90": percentile(values, 90), "p99": percentile(values, 99), "max": max(values), "machine_cpu": busy}
         minutes.append(row)
         print(f"  min {row['minute']:>2}: {row['requests']:6d} req  {row['rate']:6.1f}/s  p50 {row['p50']:7.1f}  "
