@@ -5,6 +5,7 @@
     .venv/bin/python bench/run.py --api-workers 2 --clients 32 --pgbench-scripts 7
     .venv/bin/python bench/run.py --no-api --pgbench-scripts bare,7 --clients 32 --scenarios uniform
     .venv/bin/python bench/run.py --clients 32 --duration 8 --pgbench-scripts none   # API against the floor only
+    .venv/bin/python bench/run.py --mixed 4 --clients 32 --duration 10   # hot half + uniform half; uniform alone
 
 What it does (docs/benchmarks.md explains how to read the output):
   1. creates a fresh database on the --database-url server and applies the migrations;
@@ -25,6 +26,9 @@ What it does (docs/benchmarks.md explains how to read the output):
   5. prints one row per run (rate, p50/p99, status codes, CPU split), the API/floor and API/pgbench ratios,
      the API-against-floor table (issue 12's target: uniform API >= 0.5 x the floor, p99 < 50 ms),
      optionally py-spy's hot spots (--profile), then stops the server and drops the database.
+With --mixed ROUNDS (API only, the first --clients count N): each round runs N/2 clients on one hot source and
+N/2 uniform clients at the same time, one generator process per half, and the N/2 uniform clients alone (the order
+alternates between rounds); it prints each half's rate and p50/p90/p99 and the uniform half's p99 mixed / alone.
 Every load run stops by itself after --duration seconds (and is killed 30-60 s after that).
 """
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import math
 import os
@@ -415,28 +420,39 @@ def wrk_script(accounts: list[str], hot: str | None, key: str, run: str, directo
 def run_api_load(args: argparse.Namespace, ctx: dict[str, Any], scenario: str, clients: int,
                  duration: float, target: str = "http") -> dict[str, Any]:
     """POST /api/v1/transfers to the API (target "http") or to the floor ("floor"): same generator, same bodies."""
-    base_url, server = (ctx["base_url"], ctx["server"]) if target == "http" else (ctx["floor_url"], ctx["floor"])
+    server = ctx["server"] if target == "http" else ctx["floor"]
     idle = tuple(p.pid for p in (ctx["server"], ctx.get("floor")) if p is not None and p is not server)
     idle += ctx.get("idle", ())
+    argv, generator = generator_argv(args, ctx, scenario, clients, duration, target)
+    sampler = Sampler(server.pid, ctx["database"], idle_pids=idle)
+    code, output, cpu_seconds, wall = run_measured(argv, timeout=duration + 30, sampler=sampler)
+    usage = sampler.stop()
+    return {**generator_result(code, output, generator, scenario, clients, target),
+            "gen_cpu": 100.0 * cpu_seconds / wall, **usage}
+
+
+def generator_argv(args: argparse.Namespace, ctx: dict[str, Any], scenario: str, clients: int, duration: float,
+                   target: str = "http") -> tuple[list[str], str]:
+    """The load generator's command line for one run (wrk, else bench/aioload.py) and its name."""
+    base_url = ctx["base_url"] if target == "http" else ctx["floor_url"]
     hot = ctx["accounts"][0] if scenario == "hot" else None
     run = f"{target}-{scenario}-{clients}-{secrets.token_hex(4)}"
     if ctx["wrk"]:
         script = wrk_script(ctx["accounts"], hot, ctx["key"], run, ctx["tmp"])
-        argv = [ctx["wrk"], "-t", str(min(args.wrk_threads, clients)), "-c", str(clients),
-                "-d", f"{math.ceil(duration)}s", "--timeout", "10s", "-s", str(script), base_url]
-        generator = "wrk"
-    else:
-        port = urllib.parse.urlsplit(base_url).port
-        config = {"host": "127.0.0.1", "port": port, "clients": clients, "duration": duration,
-                  "accounts": [a for a in ctx["accounts"] if a != hot], "hot": hot, "api_key": ctx["key"],
-                  "run": run}
-        path = ctx["tmp"] / f"{run}.json"
-        path.write_text(json.dumps(config))
-        argv = [sys.executable, str(BENCH / "aioload.py"), str(path)]
-        generator = "aioload"
-    sampler = Sampler(server.pid, ctx["database"], idle_pids=idle)
-    code, output, cpu_seconds, wall = run_measured(argv, timeout=duration + 30, sampler=sampler)
-    usage = sampler.stop()
+        return [ctx["wrk"], "-t", str(min(args.wrk_threads, clients)), "-c", str(clients),
+                "-d", f"{math.ceil(duration)}s", "--timeout", "10s", "-s", str(script), base_url], "wrk"
+    port = urllib.parse.urlsplit(base_url).port
+    config = {"host": "127.0.0.1", "port": port, "clients": clients, "duration": duration,
+              "accounts": [a for a in ctx["accounts"] if a != hot], "hot": hot, "api_key": ctx["key"],
+              "run": run}
+    path = ctx["tmp"] / f"{run}.json"
+    path.write_text(json.dumps(config))
+    return [sys.executable, str(BENCH / "aioload.py"), str(path)], "aioload"
+
+
+def generator_result(code: int, output: str, generator: str, scenario: str, clients: int,
+                     target: str = "http") -> dict[str, Any]:
+    """A row from the generator's `BENCH_RESULT {json}` line: rate, latency percentiles (ms), statuses, errors."""
     match = re.search(r"^BENCH_RESULT (\{.*\})$", output, re.MULTILINE)
     if code != 0 or match is None:
         raise RuntimeError(f"{generator} failed ({code}):\n{output[-3000:]}")
@@ -447,10 +463,97 @@ def run_api_load(args: argparse.Namespace, ctx: dict[str, Any], scenario: str, c
     return {
         "scenario": scenario, "clients": clients, "target": target,
         "label": f"{'API' if target == 'http' else 'floor (1 call)'} ({generator})",
-        "rate": data["requests"] / seconds, "p50": data["p50_us"] / 1000, "p99": data["p99_us"] / 1000,
+        "rate": data["requests"] / seconds, "p50": data["p50_us"] / 1000, "p90": data["p90_us"] / 1000,
+        "p99": data["p99_us"] / 1000,
         "mean": data["mean_us"] / 1000, "statuses": statuses, "errors": errors, "requests": data["requests"],
-        "gen_cpu": 100.0 * cpu_seconds / wall, **usage,
     }
+
+
+def run_mixed_load(args: argparse.Namespace, ctx: dict[str, Any], clients: int,
+                   duration: float) -> dict[str, dict[str, Any]]:
+    """The mixed scenario: half of `clients` on one hot source account and half uniform, at the same time, each
+    half from a generator process of its own (so each half's rate and percentiles are its own). Returns
+    {"hot": row, "uniform": row}; the CPU split (Sampler) is over both."""
+    halves = {"hot": clients // 2, "uniform": clients - clients // 2}
+    sampler = Sampler(ctx["server"].pid, ctx["database"], idle_pids=ctx.get("idle", ()))
+    popens: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    with contextlib.ExitStack() as files:
+        outs = {side: files.enter_context(tempfile.TemporaryFile()) for side in halves}
+        try:
+            started = time.monotonic()
+            for side, count in halves.items():
+                argv, generator = generator_argv(args, ctx, side, count, duration)
+                popens[side] = (subprocess.Popen(argv, stdout=outs[side], stderr=subprocess.STDOUT), generator)
+            sampler.start()
+            rows = {}
+            for side, (popen, generator) in popens.items():
+                try:
+                    code = popen.wait(max(1.0, started + duration + 30 - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    popen.kill()
+                    code = popen.wait()
+                outs[side].seek(0)
+                rows[side] = generator_result(code, outs[side].read().decode(errors="replace"), generator,
+                                              f"mixed-{side}", halves[side])
+            usage = sampler.stop()
+        finally:
+            for popen, _ in popens.values():
+                if popen.poll() is None:
+                    popen.kill()
+                    popen.wait()
+    for row in rows.values():
+        row.update(usage)
+    return rows
+
+
+def mixed_rounds(args: argparse.Namespace, ctx: dict[str, Any], clients: int) -> list[dict[str, Any]]:
+    """--mixed rounds: each the mixed run (hot half + uniform half together) and the uniform half alone (the same
+    client count, same API, same accounts), in alternating order; one record per round with the ratio of the
+    uniform half's p99 in the mix to its p99 alone (issue 12: < 2)."""
+    rounds = []
+    for index in range(args.mixed):
+        order = ("mixed", "alone") if index % 2 == 0 else ("alone", "mixed")
+        got: dict[str, Any] = {}
+        for what in order:
+            checkpoint(ctx["database_url"])
+            if args.quiet_wait > 0:
+                wait_for_quiet(args.quiet_wait)
+            if what == "mixed":
+                got.update(run_mixed_load(args, ctx, clients, args.duration))
+            else:
+                got["alone"] = run_api_load(args, ctx, "uniform", clients - clients // 2, args.duration)
+        record = {"round": index + 1, "order": "-".join(order), **got,
+                  "ratio": got["uniform"]["p99"] / got["alone"]["p99"] if got["alone"]["p99"] else math.inf}
+        rounds.append(record)
+        print(mixed_line(record), flush=True)
+    return rounds
+
+
+MIXED_HEADER = ("round order        hot req/s p50/p90/p99 ms     uniform req/s p50/p90/p99 ms  "
+                "alone req/s p50/p90/p99 ms    p99 mixed/alone  non-201  other CPU%")
+
+
+def mixed_line(record: dict[str, Any]) -> str:
+    def cell(row: dict[str, Any]) -> str:
+        return f"{row['rate']:6.0f} {row['p50']:5.1f}/{row['p90']:5.1f}/{row['p99']:6.1f}"
+
+    bad = {f"{side}:{s}": n for side in ("hot", "uniform", "alone") for s, n in record[side]["statuses"].items()
+           if s != 201}
+    bad.update({f"{side}:{k}": v for side in ("hot", "uniform", "alone") for k, v in record[side]["errors"].items()})
+    return (f"{record['round']:<5} {record['order']:<12} {cell(record['hot'])}   {cell(record['uniform'])}   "
+            f"{cell(record['alone'])}   {record['ratio']:14.2f}  {bad or 'none'}  "
+            f"{record['uniform']['other_cpu']:.0f}/{record['alone']['other_cpu']:.0f}")
+
+
+def mixed_summary(rounds: list[dict[str, Any]], clients: int, duration: float) -> list[str]:
+    ratios = [r["ratio"] for r in rounds]
+    median = statistics.median(ratios)
+    lines = ["", f"mixed: {clients // 2} clients on one hot source + {clients - clients // 2} uniform at the same "
+             f"time, against the {clients - clients // 2} uniform clients alone; {len(rounds)} round(s), "
+             f"{duration:g} s per run", MIXED_HEADER, *(mixed_line(r) for r in rounds),
+             f"MIXED {'MET' if median < 2 else 'NOT MET'}: the uniform half's p99 in the mix / alone: median "
+             f"{median:.2f} (runs {', '.join(f'{x:.2f}' for x in ratios)}); target < 2"]
+    return lines
 
 
 def run_pgbench(args: argparse.Namespace, ctx: dict[str, Any], script: str, scenario: str, clients: int,
@@ -1017,6 +1120,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--together", action="store_true",
                         help="with --pairs: load both sides at the same time (each with --clients clients) rather "
                              "than one after the other, so that both see the same machine")
+    parser.add_argument("--mixed", type=int, default=0, metavar="ROUNDS",
+                        help="the mixed scenario instead of --scenarios, API only: in each of ROUNDS rounds, half "
+                             "of the first --clients count on one hot source account and half uniform at the same "
+                             "time (each half's rate and percentiles reported separately), and the uniform half "
+                             "alone; reports the uniform half's p99 in the mix / alone (issue 12: < 2)")
     parser.add_argument("--api-log", help="keep the server's log (stdout and stderr) in this file")
     parser.add_argument("--markdown", help="also write the results table as Markdown to this file")
     parser.add_argument("--json", help="also write the raw results as JSON to this file")
@@ -1038,6 +1146,8 @@ def main(argv: list[str] | None = None) -> int:
     wrk = shutil.which("wrk") if args.loadgen in {"auto", "wrk"} else None
     if args.loadgen == "wrk" and not wrk:
         sys.exit("wrk is not installed (apt-get install -y wrk), or use --loadgen aioload")
+    if args.mixed:
+        args.no_floor, scripts = True, []
     if args.pairs:
         if not args.what_if:
             sys.exit("--pairs compares the product with --what-if experiments: name at least one")
@@ -1054,6 +1164,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx: dict[str, Any] = {"database_url": database_url, "database": name, "tmp": tmp, "wrk": wrk,
                            "pgbench": pgbench, "server": None}
     rows: list[dict[str, Any]] = []
+    mixed: list[dict[str, Any]] = []
     try:
         print(f"database {name}: migrating and seeding {args.accounts} pgbench accounts", flush=True)
         prepare_database(database_url, args.accounts, args.what_if)
@@ -1079,7 +1190,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint(database_url)
             for target in [t for t, off in (("http", args.no_api), ("floor", args.no_floor)) if not off]:
                 run_api_load(args, ctx, "uniform", max(clients), args.warmup, target)
-        for scenario in scenarios:
+        for scenario in [] if args.mixed else scenarios:
             for count in clients:
                 for target in plan:
                     if target in SERVERS:
@@ -1093,6 +1204,8 @@ def main(argv: list[str] | None = None) -> int:
                     except RuntimeError as error:  # e.g. "too many clients" on a server shared with others
                         print(f"WARNING: pgbench {script} {scenario}/{count} failed, row left out: "
                               f"{str(error).strip().splitlines()[-1]}", flush=True)
+        if args.mixed and not args.no_api:
+            mixed = mixed_rounds(args, ctx, clients[0])
         if args.profile > 0 and not args.no_api:
             profile(args, ctx)
     finally:
@@ -1110,6 +1223,16 @@ def main(argv: list[str] | None = None) -> int:
             drop_database(args.database_url, name)
         shutil.rmtree(tmp, ignore_errors=True)
 
+    if args.mixed:
+        load = os.getloadavg()
+        print(f"\n{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end; "
+              f"PostgreSQL {facts['postgres']}; API workers={args.api_workers}; load generator "
+              f"{'wrk' if wrk else 'bench/aioload.py'} (one process per half)")
+        print("\n".join(mixed_summary(mixed, clients[0], args.duration)))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"facts": facts, "args": vars(args), "mixed": mixed}, indent=1,
+                                                  default=str))
+        return 0
     print(f"\n{os.cpu_count()} CPUs; PostgreSQL {facts['postgres']}, synchronous_commit={facts['synchronous_commit']}, "
           f"fsync={facts['fsync']}, shared_buffers={facts['shared_buffers']}; API workers={args.api_workers}; "
           f"{args.duration:g}s per run" + (f"; WHAT-IF: {', '.join(args.what_if)}" if args.what_if else "") + "\n")
