@@ -53,6 +53,16 @@ class PgSession:
         deadline = None if self.lock_timeout is None else asyncio.get_running_loop().time() + self.lock_timeout
         self.held += await self.local_locks.acquire(wanted, deadline=deadline)
 
+    async def try_hold_local(self, ids: Iterable[UUID]) -> bool:
+        """Take the local locks of `ids` this session does not hold yet if they are all free now; whether it has
+        them all."""
+        wanted = set(ids) - set(self.held)
+        taken = await self.local_locks.try_acquire(wanted)
+        if taken is None:
+            return False
+        self.held += taken
+        return True
+
     def release_local(self) -> None:
         self.local_locks.release(self.held)
         self.held = []

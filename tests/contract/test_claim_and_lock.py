@@ -123,3 +123,41 @@ async def test_a_claim_waiting_on_another_process_rows_then_sees_its_commit(serv
         assert await services.audit.drift() == []
     finally:
         await other.aclose()
+
+
+async def test_a_held_or_stored_key_locks_no_account(services, clock) -> None:
+    """PostgreSQL: the claim locks the declared accounts only for a request that is to run; a key in flight answers
+    in progress and a stored one replays, neither waiting for nor holding the accounts' rows."""
+    tenant = await new_tenant(services.uow_factory, clock)
+    a = await open_account(services.uow_factory, clock, tenant.id, 300)
+    b = await open_account(services.uow_factory, clock, tenant.id, user_id="bob")
+    probe = "SELECT count(*) FROM (SELECT 1 FROM accounts WHERE id = ANY($1::uuid[]) FOR UPDATE NOWAIT) AS rows"
+    held, stored = make_request(tenant.id), make_request(tenant.id)
+    async with services.uow_factory() as uow:
+        uow.idempotency.add(make_record(stored, clock.now()))
+    async with services.uow_factory() as holder:
+        assert await holder.idempotency.claim(held, clock.now()) is None
+        async with services.uow_factory(lock_accounts=[a.id, b.id]) as uow:
+            with pytest.raises(IdempotencyRequestInProgress):
+                await uow.idempotency.claim(held, clock.now())
+            async with services.pool.acquire() as conn, conn.transaction():
+                assert await conn.fetchval(probe, [a.id, b.id]) == 2
+    async with services.uow_factory(lock_accounts=[a.id, b.id]) as uow:
+        assert (await uow.idempotency.claim(stored, clock.now())) is not None
+        async with services.pool.acquire() as conn, conn.transaction():
+            assert await conn.fetchval(probe, [a.id, b.id]) == 2
+        assert set(await uow.accounts.lock(tenant.id, [a.id, b.id])) == {a.id, b.id}  # locked apart, if asked
+
+
+async def test_a_request_queued_behind_another_on_its_accounts_claims_alone(services, clock) -> None:
+    """In one process, a unit of work whose accounts' local locks are busy claims without locking them (so a key
+    in flight answers at once) and waits for them in `accounts.lock`, as before issue 12."""
+    tenant = await new_tenant(services.uow_factory, clock)
+    a = await open_account(services.uow_factory, clock, tenant.id, 300)
+    b = await open_account(services.uow_factory, clock, tenant.id, user_id="bob")
+    request = make_request(tenant.id)
+    async with services.uow_factory(lock_accounts=[a.id, b.id]) as first:
+        assert await first.idempotency.claim(request, clock.now()) is None
+        async with services.uow_factory(lock_accounts=[a.id, b.id]) as second:
+            with pytest.raises(IdempotencyRequestInProgress):
+                await asyncio.wait_for(second.idempotency.claim(request, clock.now()), 10)
