@@ -53,6 +53,16 @@ class LocalLocks:
             raise
         return taken
 
+    async def try_acquire(self, ids: Iterable[UUID]) -> list[UUID] | None:
+        """Take the locks of `ids` if every one is free now, nobody queueing for it (FIFO stays fair); else
+        take none and return None. Taking a free one never suspends, so nothing can come in between."""
+        wanted = sorted(set(ids))
+        if any(lock_id in self._locks and self._locks[lock_id].locked() for lock_id in wanted):
+            return None
+        for lock_id in wanted:
+            await self._take(lock_id)
+        return wanted
+
     async def _take(self, lock_id: UUID) -> None:
         lock = self._locks.setdefault(lock_id, asyncio.Semaphore(self._capacity))
         self._users[lock_id] = self._users.get(lock_id, 0) + 1

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.prepare_database(database_url, 10, [])
         settings = argparse.Namespace(redis_url=args.redis_url, api_workers=1, pool_max=0)
         port = bench.free_port()
-        env = bench.api_env(settings, database_url, port)
+        env = bench.api_env(settings, database_url, port, what_if=[])
         env["PAYMENTS_RATE_LIMIT_REQUESTS_PER_SECOND"] = str(args.rate_limit)
         key = bench.create_key(env)
         api_log, floor_log = tmp / "api-calls.log", tmp / "floor-calls.log"

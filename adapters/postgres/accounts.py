@@ -62,8 +62,11 @@ class PgAccounts:
         return await self._session.read_one(GET, to_account, tenant_id, account_id)
 
     async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]:
+        ids = sorted(set(account_ids))
+        if (prelocked := self._session.take_prelocked(tenant_id, ids)) is not None:  # locked by the claim
+            return {row["id"]: self._pending.current(to_account(row)) for row in prelocked}
         await self._session.hold_local(account_ids)
-        rows = await self._session.read_all(LOCK, to_account, tenant_id, sorted(set(account_ids)))
+        rows = await self._session.read_all(LOCK, to_account, tenant_id, ids)
         return {row.id: self._pending.current(row) for row in rows}
 
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+import asyncpg
+
 from adapters.crypto import SecretBox
+from adapters.postgres.accounts import COLUMNS as ACCOUNT_COLUMNS
 from adapters.postgres.rows import Fragment
 from adapters.postgres.sealed_secrets import key_errors, response_context
 from adapters.postgres.session import PgSession
@@ -23,8 +26,24 @@ _SECRET = SECRET_PREFIX.encode()
 # and sees the stored response after it commits. A record committed between this
 # statement's snapshot and the lock is caught by the primary key at commit.
 CLAIM = """SELECT pg_try_advisory_xact_lock($1) AS locked, k.fingerprint, k.status_code, k.response_body,
-       k.response_sealed, k.created_at, k.expires_at
+       k.response_sealed, k.created_at AS key_created_at, k.expires_at
 FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.tenant_id = $2 AND k.key = $3"""
+
+# The claim and the row locks of the accounts the unit of work declared, in one statement (one round trip). The
+# accounts are locked only when the claim took the key's advisory lock and found no record (the request is to
+# run): a request whose key is in flight answers at once, and a replay waits for no account. They are locked
+# in ascending id order (`accounts.LOCK`'s ORDER BY), one row per account with the claim's columns on each (one
+# row of NULL accounts when none is locked). The advisory lock is only tried, never waited for, so it cannot
+# take part in a deadlock with the row locks.
+CLAIM_AND_LOCK = f"""WITH claim AS MATERIALIZED (
+  SELECT pg_try_advisory_xact_lock($1) AS locked, k.fingerprint, k.status_code, k.response_body, k.response_sealed,
+         k.created_at AS key_created_at, k.expires_at
+  FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.tenant_id = $2 AND k.key = $3),
+locked AS MATERIALIZED (
+  SELECT {ACCOUNT_COLUMNS} FROM accounts
+  WHERE tenant_id = $2 AND id = ANY($4::uuid[]) AND (SELECT locked AND fingerprint IS NULL FROM claim)
+  ORDER BY id FOR UPDATE)
+SELECT claim.*, locked.* FROM claim LEFT JOIN locked ON true ORDER BY locked.id"""
 
 DELETE_EXPIRED = "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expires_at <= $3"
 
@@ -47,7 +66,18 @@ class PgIdempotencyKeys:
         self._new: list[IdempotencyRecord] = []
 
     async def claim(self, request: IdempotentRequest, now: datetime) -> IdempotencyRecord | None:
-        row = await self._session.fetchrow(CLAIM, lock_id(request), request.tenant_id, request.key)
+        """The key's live record, if any, after taking its advisory lock; in the same round trip, the row locks
+        of the accounts the unit of work declared (`PgSession.prelock`), kept for `accounts.lock`."""
+        row: asyncpg.Record | None
+        # The accounts' local locks come first, as in `accounts.lock`; only when they are free now: a request
+        # queueing behind another of this process on them claims alone (and answers at once if its key is held).
+        if (prelock := self._session.prelock) and await self._session.try_hold_local(prelock):
+            rows = await self._session.fetch(CLAIM_AND_LOCK, lock_id(request), request.tenant_id, request.key, prelock)
+            row = rows[0] if rows else None
+            if row is not None and row["locked"] and row["fingerprint"] is None:  # the accounts were locked
+                self._session.prelocked = (request.tenant_id, prelock, [r for r in rows if r["id"] is not None])
+        else:
+            row = await self._session.fetchrow(CLAIM, lock_id(request), request.tenant_id, request.key)
         if row is None or not row["locked"]:
             raise IdempotencyRequestInProgress("a request with this Idempotency-Key is still in progress")
         if row["fingerprint"] is None:
@@ -61,7 +91,7 @@ class PgIdempotencyKeys:
             with key_errors():
                 body = self._box.open(body.decode(), response_context(request.tenant_id, request.key)).encode()
         response = StoredResponse(status=row["status_code"], body=body)
-        return IdempotencyRecord(request=stored, response=response, created_at=row["created_at"],
+        return IdempotencyRecord(request=stored, response=response, created_at=row["key_created_at"],
                                  expires_at=row["expires_at"])
 
     def add(self, record: IdempotencyRecord) -> None:

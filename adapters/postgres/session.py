@@ -23,6 +23,10 @@ class PgSession:
         self.conn: Any = None
         self.local_locks, self.lock_timeout = local_locks, lock_timeout
         self.held: list[UUID] = []
+        #: The accounts the unit of work declared (`lock_accounts`), ascending: the idempotency claim row-locks them
+        #: in its own statement (one round trip for both) and leaves their rows in `prelocked` for `accounts.lock`.
+        self.prelock: list[UUID] = []
+        self.prelocked: tuple[UUID, list[UUID], list[asyncpg.Record]] | None = None
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with translate_errors():
@@ -49,6 +53,25 @@ class PgSession:
         deadline = None if self.lock_timeout is None else asyncio.get_running_loop().time() + self.lock_timeout
         self.held += await self.local_locks.acquire(wanted, deadline=deadline)
 
+    async def try_hold_local(self, ids: Iterable[UUID]) -> bool:
+        """Take the local locks of `ids` this session does not hold yet if they are all free now; whether it has
+        them all."""
+        wanted = set(ids) - set(self.held)
+        taken = await self.local_locks.try_acquire(wanted)
+        if taken is None:
+            return False
+        self.held += taken
+        return True
+
     def release_local(self) -> None:
         self.local_locks.release(self.held)
         self.held = []
+        self.prelock, self.prelocked = [], None
+
+    def take_prelocked(self, tenant_id: UUID, ids: list[UUID]) -> list[asyncpg.Record] | None:
+        """The rows the claim locked, once, when they are exactly the accounts `ids` (ascending) of `tenant_id`;
+        else None (the caller locks them itself)."""
+        prelocked, self.prelocked = self.prelocked, None
+        if prelocked is None or prelocked[0] != tenant_id or prelocked[1] != ids:
+            return None
+        return prelocked[2]

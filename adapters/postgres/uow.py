@@ -52,6 +52,7 @@ class PgUnitOfWork:
         self._turns, self._lock_accounts = turns or LocalLocks(TURNS_PER_ACCOUNT), lock_accounts
         self._my_turns: list[UUID] = []
         self._session = session = PgSession(local_locks or LocalLocks(), lock_timeout=acquire_timeout)
+        self._prelock = [] if read_only else sorted(set(lock_accounts))
         self._tx: Any = None
         self.accounts = PgAccounts(session)
         self.ledger = PgLedger(session)
@@ -91,6 +92,7 @@ class PgUnitOfWork:
                     await self._pool.release(conn)
                     raise
         self._session.conn = conn
+        self._session.prelock = self._prelock
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

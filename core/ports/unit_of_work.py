@@ -87,7 +87,10 @@ class UnitOfWorkFactory(Protocol):
     `Unavailable` beyond) before it takes anything shared, so that requests piling onto
     one hot account hold no connection while they wait and cannot starve the others.
     Declaring is not locking: the work still locks them through `uow.accounts.lock`
-    (and may lock accounts it did not declare, waiting for them as before).
+    (and may lock accounts it did not declare, waiting for them as before). An adapter
+    may take the declared accounts' row locks early, in the same statement as the
+    idempotency claim (PostgreSQL does, to save a round trip), so work that declares
+    accounts locks them before any other row.
     """
 
     def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> UnitOfWork: ...
