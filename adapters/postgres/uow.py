@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from loguru import logger
 
 from adapters.crypto import SecretBox
 from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
@@ -112,11 +113,27 @@ class PgUnitOfWork:
             finally:
                 self._tx = None
                 try:
-                    with contextlib.suppress(asyncpg.InterfaceError):  # already released by the pool
-                        await self._pool.release(self._session.conn)
+                    await self._release()
                 finally:
                     self._session.release_local()
                     self._end_turns()
+
+    async def _release(self) -> None:
+        """Give the connection back; a failure to reset it never fails the unit of work, which has committed or
+        rolled back already (or is raising its own error, which must not be replaced).
+
+        asyncpg resets a released connection within the timeout given to `acquire` unless told otherwise: here
+        what was left of the wait for a turn and a connection, a few milliseconds under overload. A reset that
+        then has I/O to do (waiting out a cancelled statement, a ROLLBACK) overran it, asyncpg terminated the
+        connection and raised TimeoutError out of the block: an HTTP 500, after a commit. So the reset gets a
+        bound of its own, and beyond it the terminated connection is simply replaced by the pool.
+        """
+        try:
+            await self._pool.release(self._session.conn, timeout=self._timeout)
+        except (asyncpg.InterfaceError, asyncpg.PostgresError, asyncpg.exceptions.InternalClientError,
+                OSError) as error:  # OSError: asyncio's TimeoutError too; InterfaceError: already released
+            if not isinstance(error, asyncpg.InterfaceError):
+                logger.warning("a database connection could not be reset ({!r}): the pool replaces it", error)
 
     def _end_turns(self) -> None:
         self._turns.release(self._my_turns)
