@@ -13,8 +13,8 @@ from sanic.exceptions import PayloadTooLarge
 
 from app.http.auth import secured
 from app.http.bodies import parse_body
+from app.http.declarations import PATH_PARAMETER, Link, Operation, Parameter
 from app.http.io import dumps, execute, page_view, query, read_json, require_idempotency_key
-from app.http.openapi import PATH_PARAMETER, Link, Operation, Parameter
 from app.http.problems import ApiError
 from core.idempotency import StoredResponse
 from core.ports import Page, UnitOfWork
