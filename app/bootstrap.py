@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Collection
+from datetime import timedelta
 from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
@@ -45,11 +46,13 @@ from adapters.redis.locks import RedisLocks
 from adapters.redis.metrics import RedisMetrics
 from adapters.redis.rate_limit import RedisRateLimiter
 from adapters.webhook_sender import HttpxWebhookSender, SystemResolver
+from app.http.metrics import GROUP_COMMIT_REQUESTS
 from app.settings import Settings, SettingsError, default_data_dir
 from core.clock import SystemClock
 from core.errors import Unavailable
 from core.payments import PROVIDERS
 from core.providers import PaymentProvider
+from core.usecases.group_commit import PostingEngine
 
 #: Who the services are for: the pool and timeouts differ, the adapters do not.
 Role = Literal["api", "worker", "cli"]
@@ -177,6 +180,15 @@ class Services:
     broker_probe: BrokerProbe
     broker_is_redis: bool  # the broker is the Redis that the `redis` check already pings
     replica: PgReplica | None = None  # PAYMENTS_DATABASE_READ_URL, in the API only
+    #: Runs the transfers: those arriving together share one transaction (PAYMENTS_DATABASE_GROUP_*).
+    posting: PostingEngine = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        db = self.settings.database
+        self.posting = PostingEngine(
+            uow_factory=self.uow_factory, clock=self.clock, ttl=timedelta(seconds=self.settings.idempotency.ttl),
+            transactions=db.group_transactions, group_size=db.group_size, queue_timeout=db.acquire_timeout,
+            observe=GROUP_COMMIT_REQUESTS.observe)
 
     def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
         """The `UnitOfWorkFactory`: every unit of work of the process shares its in-process account locks and turns."""

@@ -324,6 +324,7 @@ def api_env(args: argparse.Namespace, database_url: str, port: int, what_if: lis
     )
     if args.pool_max:
         env["PAYMENTS_DATABASE_POOL_MAX"] = str(args.pool_max)
+    env.update(setting.split("=", 1) for setting in args.api_setting)
     return env
 
 
@@ -1089,6 +1090,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default="uniform,hot", help="uniform and/or hot")
     parser.add_argument("--accounts", type=int, default=1000, help="accounts created (API and pgbench each)")
     parser.add_argument("--api-workers", type=int, default=1, help="PAYMENTS_SERVER_WORKERS")
+    parser.add_argument("--api-setting", action="append", default=[], metavar="PAYMENTS_NAME=VALUE",
+                        help="a setting of the API's process (repeatable), e.g. PAYMENTS_DATABASE_GROUP_TRANSACTIONS=0")
     parser.add_argument("--pool-max", type=int, default=0,
                         help="PAYMENTS_DATABASE_POOL_MAX (default: the product's default)")
     parser.add_argument("--pgbench-scripts", default="7,fn,api",

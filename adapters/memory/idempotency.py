@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -31,6 +32,16 @@ class MemoryIdempotencyKeys:
             self.expired[slot] = record
             return None
         return record
+
+    async def claim_all(self, requests: Sequence[IdempotentRequest],
+                        now: datetime) -> list[IdempotencyRecord | IdempotencyRequestInProgress | None]:
+        claims: list[IdempotencyRecord | IdempotencyRequestInProgress | None] = []
+        for request in requests:
+            try:
+                claims.append(await self.claim(request, now))
+            except IdempotencyRequestInProgress as error:
+                claims.append(error)
+        return claims
 
     def add(self, record: IdempotencyRecord) -> None:
         self.new.append(record)

@@ -47,6 +47,7 @@ _UPDATED = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("upda
 _CONTROLLED = (*_UPDATED, ("status", "text"), ("overdraft_limit", "bigint"), ("held", "bigint"), ("metadata", "jsonb"))
 
 to_account = reader(Account, COLUMNS)
+_UNKNOWN = object()
 
 
 class PgAccounts:
@@ -57,16 +58,26 @@ class PgAccounts:
         self._pending = Pending[Account]()
         self.add, self.save = self._pending.add, self._pending.save  # buffered until commit
         self._controlled: set[UUID] = set()
+        #: The rows this unit of work has row-locked (by tenant, then id; None: asked for, not found): they stay
+        #: locked until it ends, so locking them again reads nothing (a group commit's requests lock theirs
+        #: after the group locked them all).
+        self._locked: dict[tuple[UUID, UUID], Account | None] = {}
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
         return await self._session.read_one(GET, to_account, tenant_id, account_id)
 
     async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]:
         ids = sorted(set(account_ids))
+        known = [self._locked.get((tenant_id, account_id), _UNKNOWN) for account_id in ids]
+        if _UNKNOWN not in known:  # every one locked already by this unit of work
+            return {account.id: self._pending.current(account) for account in known if isinstance(account, Account)}
         if (prelocked := self._session.take_prelocked(tenant_id, ids)) is not None:  # locked by the claim
-            return {row["id"]: self._pending.current(to_account(row)) for row in prelocked}
-        await self._session.hold_local(account_ids)
-        rows = await self._session.read_all(LOCK, to_account, tenant_id, ids)
+            rows = [to_account(row) for row in prelocked]
+        else:
+            await self._session.hold_local(account_ids)
+            rows = await self._session.read_all(LOCK, to_account, tenant_id, ids)
+        self._locked.update(dict.fromkeys(((tenant_id, account_id) for account_id in ids), None))
+        self._locked.update(((tenant_id, row.id), row) for row in rows)
         return {row.id: self._pending.current(row) for row in rows}
 
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:

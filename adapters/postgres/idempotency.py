@@ -6,13 +6,14 @@ A response showing a webhook signing secret (a create or rotate-secret) is store
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
 from adapters.crypto import SecretBox
 from adapters.postgres.accounts import COLUMNS as ACCOUNT_COLUMNS
-from adapters.postgres.rows import Fragment
+from adapters.postgres.rows import Fragment, insert_rows
 from adapters.postgres.sealed_secrets import key_errors, response_context
 from adapters.postgres.session import PgSession
 from core.errors import IdempotencyRequestInProgress
@@ -45,11 +46,18 @@ locked AS MATERIALIZED (
   ORDER BY id FOR UPDATE)
 SELECT claim.*, locked.* FROM claim LEFT JOIN locked ON true ORDER BY locked.id"""
 
+# The claims of many keys in one statement (a group commit's, `PostingEngine`): one row per request, in order.
+CLAIM_ALL = """SELECT pg_try_advisory_xact_lock(r.lock_id) AS locked, k.fingerprint, k.status_code, k.response_body,
+       k.response_sealed, k.created_at AS key_created_at, k.expires_at
+FROM unnest($1::bigint[], $2::uuid[], $3::text[]) WITH ORDINALITY AS r(lock_id, tenant_id, key, n)
+LEFT JOIN idempotency_keys k ON k.tenant_id = r.tenant_id AND k.key = r.key
+ORDER BY r.n"""
+
 DELETE_EXPIRED = "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expires_at <= $3"
 
-INSERT_KEY = """INSERT INTO idempotency_keys
-(tenant_id, key, fingerprint, status_code, response_body, response_sealed, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"""
+KEY_COLUMNS = "tenant_id, key, fingerprint, status_code, response_body, response_sealed, created_at, expires_at"
+#: One record's insert, as `flush` writes a lone record (bench/payments.py replays it raw).
+INSERT_KEY = f"INSERT INTO idempotency_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 
 
 def lock_id(request: IdempotentRequest) -> int:
@@ -80,6 +88,20 @@ class PgIdempotencyKeys:
             row = await self._session.fetchrow(CLAIM, lock_id(request), request.tenant_id, request.key)
         if row is None or not row["locked"]:
             raise IdempotencyRequestInProgress("a request with this Idempotency-Key is still in progress")
+        return await self._found(request, row, now)
+
+    async def claim_all(self, requests: Sequence[IdempotentRequest],
+                        now: datetime) -> list[IdempotencyRecord | IdempotencyRequestInProgress | None]:
+        """`claim` for each of `requests` (distinct keys), in one round trip: a key held elsewhere is reported as
+        `IdempotencyRequestInProgress` in its place instead of raised."""
+        rows = await self._session.fetch(CLAIM_ALL, [lock_id(r) for r in requests], [r.tenant_id for r in requests],
+                                         [r.key for r in requests])
+        return [await self._found(request, row, now) if row["locked"] else
+                IdempotencyRequestInProgress("a request with this Idempotency-Key is still in progress")
+                for request, row in zip(requests, rows, strict=True)]
+
+    async def _found(self, request: IdempotentRequest, row: asyncpg.Record, now: datetime) -> IdempotencyRecord | None:
+        """The live record a claim's row holds, if any (an expired one is deleted)."""
         if row["fingerprint"] is None:
             return None
         if row["expires_at"] <= now:
@@ -98,10 +120,12 @@ class PgIdempotencyKeys:
         self._new.append(record)
 
     def flush(self) -> list[Fragment]:
-        return [(INSERT_KEY, [
-            r.request.tenant_id, r.request.key, r.request.fingerprint, r.response.status, *self._stored(r),
-            r.created_at, r.expires_at,
-        ]) for r in self._new]
+        """The records added, as one multi-row insert (a group commit adds one per request)."""
+        if not self._new:
+            return []
+        return [insert_rows("idempotency_keys", KEY_COLUMNS, [
+            (r.request.tenant_id, r.request.key, r.request.fingerprint, r.response.status, *self._stored(r),
+             r.created_at, r.expires_at) for r in self._new])]
 
     def _stored(self, record: IdempotencyRecord) -> tuple[bytes, bool]:
         """The response body as stored, and whether it is sealed: sealed when it shows a signing secret."""

@@ -124,12 +124,14 @@ async def write(
     *,
     status: Callable[[T], HTTPStatus] | None = None,
     lock_accounts: Collection[UUID] = (),
+    grouped: bool = False,
 ) -> HTTPResponse:
     """Run a write use case under the operation's idempotency mode; answer its view (no body without one).
 
     The status is the operation's declared `response_status`, or `status(result)`, which must be
     one the operation declares. `lock_accounts`: the accounts the use case locks (its command's
     `locked_accounts`), so that the request waits for its turn on them before it takes a connection.
+    `grouped`: it may share a transaction with others arriving together (`io.execute`).
     """
     op = _operation(request)
 
@@ -139,7 +141,8 @@ async def write(
             raise ValueError(f"{op.operation_id} does not declare the status {code}")
         return StoredResponse(status=code, body=b"" if view is None else dumps(view(result)))
 
-    return await execute(request, use_case, render, idempotency=op.idempotency, lock_accounts=lock_accounts)
+    return await execute(request, use_case, render, idempotency=op.idempotency, lock_accounts=lock_accounts,
+                         grouped=grouped)
 
 
 async def read_page(

@@ -16,7 +16,7 @@ from sanic import HTTPResponse, Request
 
 from app.http.context import services, tenant_id
 from app.http.problems import PROBLEM_JSON, ApiError, problem_for
-from core.errors import FieldError, ValidationFailed
+from core.errors import CoreError, FieldError, ValidationFailed
 from core.idempotency import IdempotentRequest, StoredResponse
 from core.ports import Page, Reads, UnitOfWork
 from core.usecases.idempotency import run_idempotent
@@ -138,18 +138,30 @@ async def execute(
     *,
     idempotency: str,
     lock_accounts: Collection[UUID] = (),
+    grouped: bool = False,
 ) -> HTTPResponse:
     """Run a write use case in one unit of work, under the request's idempotency key; `lock_accounts`
-    are the accounts it locks, declared so that it waits for its turn on them before taking a connection."""
+    are the accounts it locks, declared so that it waits for its turn on them before taking a connection.
+    `grouped`: the use case may share its transaction with others arriving together (the process's
+    `PostingEngine`); it must change nothing when it refuses (a transfer)."""
     found = services(request)
+    idempotent = idempotent_request(request, required=idempotency == "required")
+
+    def render_error(error: CoreError) -> StoredResponse:
+        return problem_for(error, request.ctx.request_id)
+
     # Shielded: a client that disconnects mid-request cancels the handler, but the unit of
     # work still finishes (commit or rollback) instead of being torn down halfway; a retry
     # with the same key then replays its outcome.
+    if grouped and idempotent is not None:
+        response = await asyncio.shield(found.posting.run(
+            work, request=idempotent, render=render, render_error=render_error, lock_accounts=lock_accounts))
+        return send(response)
     response = await asyncio.shield(run_idempotent(
         work,
-        request=idempotent_request(request, required=idempotency == "required"),
+        request=idempotent,
         render=render,
-        render_error=lambda error: problem_for(error, request.ctx.request_id),
+        render_error=render_error,
         uow_factory=found.uow_factory,
         clock=found.clock,
         ttl=timedelta(seconds=found.settings.idempotency.ttl),

@@ -35,6 +35,11 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+GROUP_COMMIT_REQUESTS = Histogram(
+    "group_commit_requests", "Requests per transaction of the transfers' group commit (1: a request alone).",
+    registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1000),
+)
+
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

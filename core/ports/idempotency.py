@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from core.errors import IdempotencyRequestInProgress
 from core.idempotency import IdempotencyRecord, IdempotentRequest
 
 
@@ -19,5 +21,12 @@ class IdempotencyKeys(Protocol):
     """
 
     async def claim(self, request: IdempotentRequest, now: datetime) -> IdempotencyRecord | None: ...
+
+    async def claim_all(self, requests: Sequence[IdempotentRequest],
+                        now: datetime) -> list[IdempotencyRecord | IdempotencyRequestInProgress | None]:
+        """`claim` of each of `requests` (of distinct keys) at once, in their order; a key another unit of work
+        holds is answered by an `IdempotencyRequestInProgress` in its place (not raised), so that one busy key
+        does not refuse the others (a group commit claims its requests' keys this way)."""
+        ...
 
     def add(self, record: IdempotencyRecord) -> None: ...

@@ -17,8 +17,11 @@ class Accounts(Protocol):
 
     Reads never return another tenant's account. `lock` takes row locks that last
     until the unit of work ends, in ascending id order, so two units of work that
-    lock overlapping sets can never deadlock. `add` and `save` are buffered and
-    written when the unit of work commits.
+    lock overlapping sets can never deadlock; it returns the accounts found, as this
+    unit of work sees them (its own buffered changes included), and locking again
+    accounts it holds already returns them so without waiting (PostgreSQL reads
+    nothing again). `add` and `save` are buffered and written when the unit of
+    work commits.
     """
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None: ...

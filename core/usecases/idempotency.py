@@ -42,7 +42,7 @@ async def run_idempotent(
         try:
             async with uow_factory(lock_accounts=lock_accounts) as uow:
                 if request is not None and (stored := await uow.idempotency.claim(request, clock.now())):
-                    return _replay(stored, request)
+                    return replay(stored, request)
                 try:
                     result = await work(uow)
                 except CoreError as error:
@@ -50,7 +50,7 @@ async def run_idempotent(
                     raise  # out of the unit of work, so its effect rolls back
                 response = render(result)
                 if request is not None:
-                    uow.idempotency.add(_record(request, response, clock, ttl))
+                    uow.idempotency.add(record_of(request, response, clock, ttl))
             return response
         except ConcurrencyConflict:
             attempts += 1
@@ -77,17 +77,19 @@ async def _remember_error(
     async with uow_factory() as uow:
         stored = await uow.idempotency.claim(request, clock.now())
         if stored is not None:
-            return _replay(stored, request)
-        uow.idempotency.add(_record(request, response, clock, ttl))
+            return replay(stored, request)
+        uow.idempotency.add(record_of(request, response, clock, ttl))
     return response
 
 
-def _record(request: IdempotentRequest, response: StoredResponse, clock: Clock, ttl: timedelta) -> IdempotencyRecord:
+def record_of(request: IdempotentRequest, response: StoredResponse, clock: Clock, ttl: timedelta) -> IdempotencyRecord:
+    """What is stored for `request`'s key: its response, kept `ttl` from now."""
     now = clock.now()
     return IdempotencyRecord(request=request, response=response, created_at=now, expires_at=now + ttl)
 
 
-def _replay(stored: IdempotencyRecord, request: IdempotentRequest) -> StoredResponse:
+def replay(stored: IdempotencyRecord, request: IdempotentRequest) -> StoredResponse:
+    """The stored response, marked replayed; `IdempotencyKeyReused` if it answered a different request."""
     if stored.request.fingerprint != request.fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request")
     return StoredResponse(status=stored.response.status, body=stored.response.body, replayed=True)

@@ -13,6 +13,7 @@ from core.accounts import CLEARING, FUNDING, USER, settlement
 from core.errors import ValidationFailed
 from core.money import Money
 from core.usecases.accounts import CreateAccount, create_account
+from core.usecases.postings import move
 from core.usecases.transfers import MakeTransfer, make_transfer
 from tests.contract.builders import blocked
 from tests.contract.conftest import balance, new_tenant, open_account, transfer
@@ -45,6 +46,23 @@ async def test_lock_returns_only_the_tenants_accounts(uow_factory, clock, tenant
         assert list(locked) == [mine.id]
         assert (locked[mine.id].balance, locked[mine.id].tenant_id) == (10, tenant.id)
         assert await uow.accounts.lock(tenant.id, []) == {}
+
+
+async def test_locking_again_in_one_unit_of_work_returns_the_accounts_as_it_sees_them(uow_factory, clock,
+                                                                                        tenant) -> None:
+    """A group commit locks all its requests' accounts, then each request locks its own again: same rows, with
+    what the requests before it changed, and no wait on its own locks."""
+    a = await open_account(uow_factory, clock, tenant.id, 100)
+    b = await open_account(uow_factory, clock, tenant.id, 0)
+    missing = uuid4()
+    async with uow_factory(lock_accounts=[a.id, b.id]) as uow:
+        everything = await uow.accounts.lock(tenant.id, [b.id, missing, a.id])
+        assert sorted(everything) == sorted([a.id, b.id])
+        move(uow, [(everything[a.id], -30), (everything[b.id], 30)], clock.now())
+        again = await asyncio.wait_for(uow.accounts.lock(tenant.id, [a.id, missing]), timeout=5)
+        assert list(again) == [a.id] and again[a.id].balance == 70
+        assert (await uow.accounts.lock(tenant.id, [b.id]))[b.id].balance == 30
+    assert (await balance(uow_factory, tenant.id, a.id), await balance(uow_factory, tenant.id, b.id)) == (70, 30)
 
 
 async def test_lock_serialises_two_units_of_work_on_one_account(uow_factory, clock, tenant, backend, services) -> None:

@@ -127,3 +127,38 @@ async def test_an_expired_record_is_not_returned_and_can_be_replaced(uow_factory
         uow.idempotency.add(make_record(request, now, body=b"new"))
     async with uow_factory() as uow:
         assert (await uow.idempotency.claim(request, clock.now())).response.body == b"new"
+
+
+async def test_claim_all_answers_each_key_in_order_and_reports_a_busy_one_in_its_place(uow_factory, clock,
+                                                                                        tenant) -> None:
+    now = clock.now()
+    stored, expired, busy, fresh = (make_request(tenant.id) for _ in range(4))
+    async with uow_factory() as uow:
+        uow.idempotency.add(make_record(stored, now, status=422, body=b"\x00refused\xff"))
+        uow.idempotency.add(make_record(expired, now - timedelta(hours=2), ttl=timedelta(hours=1)))
+    claimed, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with uow_factory() as uow:
+            await uow.idempotency.claim(busy, clock.now())
+            claimed.set()
+            await release.wait()
+
+    held = asyncio.create_task(holder())
+    await claimed.wait()
+    try:
+        async with uow_factory() as uow:
+            claims = await uow.idempotency.claim_all([fresh, stored, busy, expired], now)
+            assert claims[0] is None and claims[3] is None
+            assert isinstance(claims[1], IdempotencyRecord)
+            assert claims[1].response == StoredResponse(status=422, body=b"\x00refused\xff")
+            assert isinstance(claims[2], IdempotencyRequestInProgress)
+            uow.idempotency.add(make_record(fresh, now))
+            uow.idempotency.add(make_record(expired, now, status=201, body=b"again"))
+    finally:
+        release.set()
+        await held
+    async with uow_factory() as uow:  # the claimed keys were held by that unit of work and their records written
+        again = await uow.idempotency.claim_all([fresh, expired, busy], clock.now())
+    assert [None if claim is None else claim.response.body for claim in again] == [b'{"id": 1}\n\x00\xff',
+                                                                                     b"again", None]

@@ -1,11 +1,12 @@
 """A property of the posting path (issue 12): any sequence of transfers leaves the same ledger whether it is
-posted as single transfers, as one atomic batch or as one non-atomic batch — the same balances and versions,
+posted as single transfers, grouped by the group commit, as one atomic batch or as one non-atomic batch — the same balances and versions,
 and the same entries (amount and balance after, in order) on every account; a non-atomic batch refuses
 exactly the transfers that, posted alone in turn, would have been refused, and for the same reason."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from uuid import UUID
 
 from hypothesis import given, settings
@@ -14,9 +15,11 @@ from hypothesis import strategies as st
 from adapters.memory import InMemoryLedgerAudit, InMemoryStore
 from app.http.routes.batches import view
 from core.errors import BatchFailed, CoreError
+from core.idempotency import IdempotentRequest, StoredResponse
 from core.money import Money
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.batches import BatchTransfer, PostBatch, post_batch
+from core.usecases.group_commit import PostingEngine
 from core.usecases.transfers import MakeTransfer, make_transfer
 from tests.unit.conftest import FakeClock
 
@@ -107,3 +110,35 @@ def test_batched_and_single_postings_leave_the_same_ledger(
     scenario: tuple[list[tuple[str, int]], list[tuple[int, int, int]]]
 ) -> None:
     asyncio.run(compare(*scenario))
+
+
+async def as_grouped(accounts, legs, *, transactions: int, group_size: int) -> tuple[Ledger, list[str | None]]:
+    """The same transfers sent at once through the group commit (`PostingEngine`), each under its own key."""
+    store, clock, ids = await world(accounts)
+    engine = PostingEngine(uow_factory=store, clock=clock, ttl=timedelta(hours=1), transactions=transactions,
+                           group_size=group_size, queue_timeout=60.0)
+
+    def render_error(error: CoreError) -> StoredResponse:
+        return StoredResponse(status=422, body=error.code.encode())
+
+    async def send(n: int, cmd: MakeTransfer) -> StoredResponse:
+        return await engine.run(lambda uow: make_transfer(cmd, uow=uow, clock=clock),
+                                request=IdempotentRequest(tenant_id=TENANT, key=f"k{n}", fingerprint=b"f"),
+                                render=lambda _: StoredResponse(status=201, body=b""), render_error=render_error,
+                                lock_accounts=cmd.locked_accounts)
+
+    answers = await asyncio.gather(*(send(n, cmd) for n, cmd in enumerate(transfers(ids, accounts, legs))))
+    return await ledger(store, ids), [answer.body.decode() if answer.status == 422 else None for answer in answers]
+
+
+@settings(max_examples=100, deadline=None)
+@given(scenarios(), st.integers(1, 3), st.integers(1, 6))
+def test_grouped_and_single_postings_leave_the_same_ledger(
+    scenario: tuple[list[tuple[str, int]], list[tuple[int, int, int]]], transactions: int, group_size: int
+) -> None:
+    """Transfers arriving together and grouped into shared transactions (any number running at once, any size)
+    book as if posted one by one in the order they came: per account, requests start in their order."""
+    singles, refused = asyncio.run(as_singles(*scenario))
+    grouped, grouped_refused = asyncio.run(as_grouped(*scenario, transactions=transactions, group_size=group_size))
+    assert grouped == singles
+    assert grouped_refused == refused

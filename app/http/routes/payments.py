@@ -66,7 +66,7 @@ def money_fields(
 async def _transfer(request: Request, cmd: MakeTransfer) -> HTTPResponse:
     clock = services(request).clock
     return await write(request, lambda uow: make_transfer(cmd, uow=uow, clock=clock), payment_view,
-                       lock_accounts=cmd.locked_accounts)
+                       lock_accounts=cmd.locked_accounts, grouped=True)
 
 
 @operation(bp, Operation(method="post", path="/api/v1/transfers", summary="Transfer between two accounts",
