@@ -15,17 +15,18 @@ class PgOutbox:
     """The `Outbox` port on PostgreSQL."""
 
     def __init__(self) -> None:
-        self._new: list[OutboxMessage] = []
+        self._new: list[tuple[OutboxMessage, dict[str, str]]] = []
 
     def add(self, message: OutboxMessage) -> None:
-        self._new.append(message)
+        # The trace of the request (or message) adding it, read now: the work these events start joins it, and a
+        # group commit writes many requests' messages at once, from a task of its own.
+        self._new.append((message, message.trace_context or trace_carrier()))
 
     def flush(self) -> list[Fragment]:
         if not self._new:
             return []
-        carrier = trace_carrier()  # the request's or message's trace: the work these events start joins it
-        rows = [(x.id, x.tenant_id, x.topic, x.aggregate_id, x.payload, x.correlation_id, x.created_at,
-                 x.trace_context or carrier) for x in self._new]
+        rows = [(x.id, x.tenant_id, x.topic, x.aggregate_id, x.payload, x.correlation_id, x.created_at, carrier)
+                for x, carrier in self._new]
         if len(rows) >= UNNEST_FROM:
             return [insert_arrays("outbox", COLUMNS, TYPES, rows)]
         return [insert_rows("outbox", COLUMNS, rows)]

@@ -1,7 +1,8 @@
 """A property of the posting path (issue 12): any sequence of transfers leaves the same ledger whether it is
-posted as single transfers, grouped by the group commit, as one atomic batch or as one non-atomic batch — the same balances and versions,
-and the same entries (amount and balance after, in order) on every account; a non-atomic batch refuses
-exactly the transfers that, posted alone in turn, would have been refused, and for the same reason."""
+posted as single transfers, grouped by the group commit, as one atomic batch or as one non-atomic batch — the
+same balances and versions, and the same entries (amount and balance after, in order) on every account; a
+non-atomic batch (and a group) refuses exactly the transfers that, posted alone in turn, would have been
+refused, and for the same reason."""
 
 from __future__ import annotations
 
