@@ -59,7 +59,7 @@ class DatabaseSettings:
     read_max_lag: float = _duration(5.0, positive=True)  # a replica further behind (or down) is bypassed
     # Group commit of transfers (`core.usecases.group_commit`): transactions of grouped requests one process runs
     # at once (0: every request alone, in its own), and the most requests one of them holds
-    group_transactions: int = attrs.field(default=4, validator=attrs.validators.ge(0))
+    group_transactions: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     group_size: int = attrs.field(default=64, validator=attrs.validators.and_(attrs.validators.ge(1),
                                                                               attrs.validators.le(1000)))
 
