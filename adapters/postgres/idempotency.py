@@ -13,7 +13,7 @@ import asyncpg
 
 from adapters.crypto import SecretBox
 from adapters.postgres.accounts import COLUMNS as ACCOUNT_COLUMNS
-from adapters.postgres.rows import Fragment, insert_rows
+from adapters.postgres.rows import UNNEST_FROM, Fragment, insert_arrays, insert_rows
 from adapters.postgres.sealed_secrets import key_errors, response_context
 from adapters.postgres.session import PgSession
 from core.errors import IdempotencyRequestInProgress
@@ -56,6 +56,7 @@ ORDER BY r.n"""
 DELETE_EXPIRED = "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expires_at <= $3"
 
 KEY_COLUMNS = "tenant_id, key, fingerprint, status_code, response_body, response_sealed, created_at, expires_at"
+KEY_TYPES = ("uuid", "text", "bytea", "integer", "bytea", "boolean", "timestamptz", "timestamptz")
 #: One record's insert, as `flush` writes a lone record (bench/payments.py replays it raw).
 INSERT_KEY = f"INSERT INTO idempotency_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 
@@ -123,9 +124,11 @@ class PgIdempotencyKeys:
         """The records added, as one multi-row insert (a group commit adds one per request)."""
         if not self._new:
             return []
-        return [insert_rows("idempotency_keys", KEY_COLUMNS, [
-            (r.request.tenant_id, r.request.key, r.request.fingerprint, r.response.status, *self._stored(r),
-             r.created_at, r.expires_at) for r in self._new])]
+        rows = [(r.request.tenant_id, r.request.key, r.request.fingerprint, r.response.status, *self._stored(r),
+                 r.created_at, r.expires_at) for r in self._new]
+        if len(rows) >= UNNEST_FROM:  # one array per column: one prepared statement whatever the group's size
+            return [insert_arrays("idempotency_keys", KEY_COLUMNS, KEY_TYPES, rows)]
+        return [insert_rows("idempotency_keys", KEY_COLUMNS, rows)]
 
     def _stored(self, record: IdempotencyRecord) -> tuple[bytes, bool]:
         """The response body as stored, and whether it is sealed: sealed when it shows a signing secret."""

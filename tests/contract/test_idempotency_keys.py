@@ -162,3 +162,17 @@ async def test_claim_all_answers_each_key_in_order_and_reports_a_busy_one_in_its
         again = await uow.idempotency.claim_all([fresh, expired, busy], clock.now())
     assert [None if claim is None else claim.response.body for claim in again] == [b'{"id": 1}\n\x00\xff',
                                                                                      b"again", None]
+
+
+async def test_many_records_of_one_unit_of_work_are_all_stored(uow_factory, clock, tenant) -> None:
+    """A group commit stores a record per request, dozens at once (PostgreSQL: one array per column)."""
+    now = clock.now()
+    requests = [make_request(tenant.id) for _ in range(12)]
+    async with uow_factory() as uow:
+        assert await uow.idempotency.claim_all(requests, now) == [None] * 12
+        for n, request in enumerate(requests):
+            uow.idempotency.add(make_record(request, now, status=200 + n, body=f"answer {n}\x00".encode()))
+    async with uow_factory() as uow:
+        claims = await uow.idempotency.claim_all(requests, now)
+    assert [(c.response.status, c.response.body) for c in claims if isinstance(c, IdempotencyRecord)] == [
+        (200 + n, f"answer {n}\x00".encode()) for n in range(12)]
