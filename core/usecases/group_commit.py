@@ -154,11 +154,16 @@ class PostingEngine:
                 outcomes = await self._together(group)
             except Unavailable as error:
                 outcomes = [error] * len(group)
-            except Exception:  # the transaction as a whole failed: each request again, alone
-                await asyncio.gather(*(self._alone(job) for job in group))
+            except Exception:  # the transaction as a whole failed: each request again, alone, in their order
+                for job in group:
+                    await self._alone(job)
                 return
             for job, outcome in zip(group, outcomes, strict=True):
                 _settle(job, outcome)
+        except BaseException:  # cancelled (the process stopping): no request waits for ever; a retry replays
+            for job in group:  # what committed, or runs what did not
+                _settle(job, Unavailable("the server is stopping; retry"))
+            raise
         finally:
             self._running -= 1
             self._hold(group, -1)
