@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from operator import attrgetter
 from uuid import UUID
 
 from core.errors import Unavailable
@@ -22,6 +23,14 @@ from core.errors import Unavailable
 #: account's lock, the next one already connected (its BEGIN and idempotency claim done) and waiting
 #: for the lock, so the hot account's throughput does not pay for those round trips.
 TURNS_PER_ACCOUNT = 2
+
+_INT = attrgetter("int")
+
+
+def ascending(ids: Iterable[UUID]) -> list[UUID]:
+    """`ids` once each, ascending: `sorted(set(ids))`, keyed by the ids' integers, which is the order `UUID`'s
+    own comparison gives, without a Python call per comparison (a batch names a few hundred accounts)."""
+    return sorted(set(ids), key=_INT)
 
 
 class LocalLocks:
@@ -43,7 +52,7 @@ class LocalLocks:
         waiting_for: UUID | None = None
         try:
             async with asyncio.timeout_at(deadline):
-                for waiting_for in sorted(set(ids)):
+                for waiting_for in ascending(ids):
                     await self._take(waiting_for)
                     taken.append(waiting_for)
         except BaseException as error:
@@ -56,7 +65,7 @@ class LocalLocks:
     async def try_acquire(self, ids: Iterable[UUID]) -> list[UUID] | None:
         """Take the locks of `ids` if every one is free now, nobody queueing for it (FIFO stays fair); else
         take none and return None. Taking a free one never suspends, so nothing can come in between."""
-        wanted = sorted(set(ids))
+        wanted = ascending(ids)
         if any(lock_id in self._locks and self._locks[lock_id].locked() for lock_id in wanted):
             return None
         for lock_id in wanted:

@@ -17,6 +17,7 @@ import asyncio
 import json
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ from bench.run import (  # noqa: E402 (the path above makes `bench` importable w
     server_facts,
     start_server,
     stop_server,
+    summarize_profile,
 )
 
 
@@ -115,15 +117,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-workers", type=int, default=1, help="PAYMENTS_SERVER_WORKERS")
     parser.add_argument("--pool-max", type=int, default=0, help="PAYMENTS_DATABASE_POOL_MAX (0: the default)")
     parser.add_argument("--no-non-atomic", action="store_true", help="leave out the non-atomic batches")
+    parser.add_argument("--no-single", action="store_true",
+                        help="leave out the single transfers (no ratio is printed then)")
+    parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                        help="after the measured runs, py-spy the API during SECONDS more of atomic batches "
+                             "(unrecorded) and print its top functions")
+    parser.add_argument("--profile-out", default="/tmp/batches-profile.txt", help="py-spy's raw stacks")
     parser.add_argument("--keep-database", action="store_true")
     return parser.parse_args(argv)
 
 
+def report(rows: list[dict[str, Any]], *, single: bool) -> None:
+    """The table of the measured runs, CPU per transfer included, and each batch scenario's ratio to singles."""
+    print(f"\n{'scenario':<28} {'clients':>7} {'requests/s':>11} {'transfers/s':>12} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'API %':>6} {'DB %':>6} {'other %':>8} {'API ms/t':>9} {'DB ms/t':>8}  statuses")
+    for row in rows:
+        made = max(1.0, row["transfers_rate"] * row["seconds"])
+        print(f"{row['name']:<28} {row['clients']:>7} {row['rate']:>11.0f} {row['transfers_rate']:>12.0f} "
+              f"{row['p50']:>8.1f} {row['p99']:>8.1f} {row['api_cpu']:>6.0f} {row['db_cpu']:>6.0f} "
+              f"{row['other_cpu']:>8.0f} {1000 * row['api_seconds'] / made:>9.3f} "
+              f"{1000 * row['backend_seconds'] / made:>8.3f}  {json.dumps(row['statuses'])}")
+    print("API %, DB %: CPU of the API process and of PostgreSQL, in % of one core; other %: everything else on "
+          "the machine but this load generator (other people's work: noise); API ms/t, DB ms/t: CPU ms per "
+          "transfer made of the API process and of this database's backends")
+    if single:
+        base = rows[0]["transfers_rate"] or 1
+        for row in rows[1:]:
+            print(f"{row['name']}: {row['transfers_rate'] / base:.1f}x the transfers/s of single transfers")
+
+
+def profile(args: argparse.Namespace, pid: int, scenario: dict[str, Any], config: dict[str, Any]) -> None:
+    """py-spy on the API during an extra, unrecorded run of `scenario`; its top functions, self and inclusive."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("py-spy not found (pip install py-spy); no profile", file=sys.stderr)
+        return
+    seconds, out = max(1, round(args.profile)), Path(args.profile_out)
+    spy_proc = subprocess.Popen([spy, "record", "--format", "raw", "--rate", "200", "-d", str(seconds), "-o",
+                                 str(out), "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    time.sleep(0.5)
+    asyncio.run(load(scenario, {**config, "run": f"profile-{time.time_ns()}"}, seconds + 1.0))
+    try:
+        spy_proc.wait(seconds + 30)
+    except subprocess.TimeoutExpired:
+        spy_proc.kill()
+    print(f"\nprofile: py-spy {seconds} s of {scenario['name']}; raw stacks in {out}")
+    print(summarize_profile(out, seconds * 200, top=40) if out.exists() else "py-spy wrote nothing")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    scenarios = [{"name": "single transfers", "size": 0, "atomic": True, "clients": args.clients},
-                 {"name": f"atomic batches of {args.size}", "size": args.size, "atomic": True,
-                  "clients": args.batch_clients}]
+    batches = {"name": f"atomic batches of {args.size}", "size": args.size, "atomic": True,
+               "clients": args.batch_clients}
+    scenarios = [] if args.no_single else [{"name": "single transfers", "size": 0, "atomic": True,
+                                            "clients": args.clients}]
+    scenarios.append(batches)
     if not args.no_non_atomic:
         scenarios.append({"name": f"non-atomic batches of {args.size}", "size": args.size, "atomic": False,
                           "clients": args.batch_clients})
@@ -135,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
         apply_migrations(database_url)
         port = free_port()
-        env = api_env(args, database_url, port)
+        env = api_env(args, database_url, port, what_if=[])
         base_url = f"http://127.0.0.1:{port}"
         key = create_key(env)
         server = start_server(env, tmp / "api.log", base_url)
@@ -149,18 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             sampler = Sampler(server.pid, name)
             sampler.start()
             row = asyncio.run(load(scenario, {**config, "run": f"run-{time.time_ns()}"}, args.duration))
-            rows.append({**row, **sampler.stop()})
-        print(f"\n{'scenario':<28} {'clients':>7} {'requests/s':>11} {'transfers/s':>12} {'p50 ms':>8} "
-              f"{'p99 ms':>8} {'API %':>6} {'DB %':>6} {'other %':>8}  statuses")
-        for row in rows:
-            print(f"{row['name']:<28} {row['clients']:>7} {row['rate']:>11.0f} {row['transfers_rate']:>12.0f} "
-                  f"{row['p50']:>8.1f} {row['p99']:>8.1f} {row['api_cpu']:>6.0f} {row['db_cpu']:>6.0f} "
-                  f"{row['other_cpu']:>8.0f}  {json.dumps(row['statuses'])}")
-        print("API %, DB %: CPU of the API process and of PostgreSQL, in % of one core; other %: everything else on "
-              "the machine but this load generator (other people's work: noise)")
-        single = rows[0]["transfers_rate"] or 1
-        for row in rows[1:]:
-            print(f"{row['name']}: {row['transfers_rate'] / single:.1f}x the transfers/s of single transfers")
+            rows.append({**row, **sampler.stop(), "seconds": args.duration})
+        report(rows, single=not args.no_single)
+        if args.profile:
+            profile(args, server.pid, batches, config)
         return 0
     finally:
         stop_server(server)

@@ -71,15 +71,38 @@ def update_rows(table: str, typed: Typed, rows: Sequence[Sequence[Any]]) -> Frag
     return _update_sql(table, typed, len(rows)), [value for row in rows for value in row]
 
 
-@functools.lru_cache(maxsize=32)
-def _insert_arrays_sql(table: str, columns: str, types: tuple[str, ...]) -> str:
-    arrays = ", ".join(f"${c + 1}::{kind}[]" for c, kind in enumerate(types))
-    return f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
+@functools.lru_cache(maxsize=64)
+def _insert_arrays_sql(table: str, columns: str, types: tuple[str, ...], constant: tuple[bool, ...]) -> str:
+    """Each column a scalar parameter (`constant`) or an array unnested (the others), in the columns' order."""
+    values, arrays = [], []
+    for index, (kind, fixed) in enumerate(zip(types, constant, strict=True)):
+        if fixed:
+            values.append(f"${index + 1}::{kind}")
+        else:
+            arrays.append(f"${index + 1}::{kind}[]")
+            values.append(f"u.c{index}")
+    names = ", ".join(f"c{index}" for index, fixed in enumerate(constant) if not fixed)
+    return f"INSERT INTO {table} ({columns}) SELECT {', '.join(values)} FROM unnest({', '.join(arrays)}) AS u({names})"
+
+
+def _same(column: Sequence[Any], kind: str) -> bool:
+    """Whether every value of `column` is its first (by type and equality): then it is sent once. Never for
+    `json`, which keeps its text as given (equal dicts may differ in key order); `jsonb` does not."""
+    first, first_type = column[0], type(column[0])
+    return kind != "json" and all(v is first or (type(v) is first_type and v == first) for v in column)
 
 
 def insert_arrays(table: str, columns: str, types: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> Fragment:
-    """`INSERT INTO table (columns) SELECT * FROM unnest(...)`: one array per column, of the SQL `types`."""
-    return _insert_arrays_sql(table, columns, types), [list(column) for column in zip(*rows, strict=True)]
+    """`INSERT INTO table (columns) SELECT ... FROM unnest(...)`: one array per column, of the SQL `types`, but for
+    a column whose value every row shares (a batch's tenant, instant, currency, correlation id, trace context,
+    empty metadata): that value goes once, as a scalar. Fewer values to encode (asyncpg checks and encodes each
+    element of an array one by one; a `jsonb` one is `json.dumps`ed each time) and fewer arrays to unnest."""
+    cols = list(zip(*rows, strict=True))
+    constant = tuple(_same(column, kind) for column, kind in zip(cols, types, strict=True))
+    if all(constant):  # unnest needs an array: keep the first column's
+        constant = (False, *constant[1:])
+    args = [column[0] if fixed else list(column) for column, fixed in zip(cols, constant, strict=True)]
+    return _insert_arrays_sql(table, columns, types, constant), args
 
 
 def insert_entities(table: str, columns: str, entities: Collection[Any], value: Value = getattr,

@@ -16,7 +16,7 @@ import asyncpg
 from loguru import logger
 
 from adapters.crypto import SecretBox
-from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks
+from adapters.local_locks import TURNS_PER_ACCOUNT, LocalLocks, ascending
 from adapters.postgres.accounts import PgAccounts
 from adapters.postgres.batches import PgBatches
 from adapters.postgres.dead_letters import PgDeadLetters
@@ -53,7 +53,7 @@ class PgUnitOfWork:
         self._turns, self._lock_accounts = turns or LocalLocks(TURNS_PER_ACCOUNT), lock_accounts
         self._my_turns: list[UUID] = []
         self._session = session = PgSession(local_locks or LocalLocks(), lock_timeout=acquire_timeout)
-        self._prelock = [] if read_only else sorted(set(lock_accounts))
+        self._prelock = [] if read_only else ascending(lock_accounts)
         self._tx: Any = None
         self.accounts = PgAccounts(session)
         self.ledger = PgLedger(session)

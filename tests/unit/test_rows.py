@@ -37,3 +37,18 @@ def test_many_updated_rows_go_as_one_array_per_column() -> None:
                    "WHERE t.id = v.id")
     assert args == [list(range(50)), [n * 10 for n in range(50)]]
     assert update_entities("accounts", TYPED, []) == []
+
+
+def test_a_column_every_row_shares_goes_once_as_a_scalar() -> None:
+    from adapters.postgres.rows import insert_arrays
+
+    rows = [(n, "t1", {"a": 1}, {"b": n % 2}, {"c": 1}) for n in range(UNNEST_FROM)]
+    sql, args = insert_arrays("t", "id, tenant, meta, data, raw", ("uuid", "text", "jsonb", "jsonb", "json"), rows)
+    assert sql == ("INSERT INTO t (id, tenant, meta, data, raw) SELECT u.c0, $2::text, $3::jsonb, u.c3, u.c4 "
+                   "FROM unnest($1::uuid[], $4::jsonb[], $5::json[]) AS u(c0, c3, c4)")
+    assert args == [list(range(UNNEST_FROM)), "t1", {"a": 1}, [{"b": n % 2} for n in range(UNNEST_FROM)],
+                    [{"c": 1}] * UNNEST_FROM]  # json keeps its text as given: never folded
+    mixed = [(1, 0), (1, False)]  # equal values of another type are not the same value
+    assert insert_arrays("t", "a, b", ("bigint", "bigint"), mixed)[1] == [1, [0, False]]
+    assert insert_arrays("t", "a, b", ("bigint", "bigint"), [(1, 2)] * 3) == (
+        "INSERT INTO t (a, b) SELECT u.c0, $2::bigint FROM unnest($1::bigint[]) AS u(c0)", [[1, 1, 1], 2])
