@@ -6,7 +6,7 @@ import enum
 import json
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,6 +20,24 @@ from core.events import CATALOGUE
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 ALL_EVENTS = "*"
 MAX_DESCRIPTION_LENGTH = 1000
+
+
+def hears(events: Collection[str], event_type: str) -> bool:
+    """Whether a subscription naming `events` is sent an event of `event_type` (`*`: every event of the catalogue;
+    events outside it are never sent)."""
+    return event_type in CATALOGUE and (event_type in events or ALL_EVENTS in events)
+
+
+@attrs.frozen(kw_only=True)
+class Listener:
+    """An enabled subscription as the fan-out sees it: which events of its tenant it hears."""
+
+    id: UUID
+    tenant_id: UUID
+    events: tuple[str, ...]
+
+    def hears(self, event_type: str) -> bool:
+        return hears(self.events, event_type)
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -64,7 +82,7 @@ class Subscription:
 
     def matches(self, event_type: str) -> bool:
         """Whether an event of this type is sent here (`*` means every event of the catalogue)."""
-        return self.enabled and (event_type in self.events or (ALL_EVENTS in self.events and event_type in CATALOGUE))
+        return self.enabled and hears(self.events, event_type)
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets a delivery made `now` is signed with: the current one, and each rotated-out one

@@ -15,7 +15,7 @@ from core.errors import CoreError
 from core.usecases.daily_reconciliation import reconcile_yesterday
 from core.usecases.holds import expire_holds
 from core.usecases.outbox import housekeep, relay_outbox, requeue_stuck
-from core.usecases.webhook_delivery import schedule_due
+from core.usecases.webhook_delivery import Audience, schedule_due
 from core.webhooks import DeliveryPolicy
 
 POLL_INTERVAL = 1.0  # a missed notification costs at most this much delay
@@ -47,14 +47,18 @@ class Episode:
             self.failures = 0
 
 
-async def relay_forever(services: Services, stop: asyncio.Event) -> None:
-    """Publish outbox rows as they commit: woken by NOTIFY, polling as a safety net; no failure ends it."""
+async def relay_forever(services: Services, policy: DeliveryPolicy, stop: asyncio.Event) -> None:
+    """Publish outbox rows as they commit, fanning them out to webhook subscriptions and counting final payments:
+    woken by NOTIFY, polling as a safety net; no failure ends it."""
     notified, episode = services.outbox_notifications, Episode("outbox relay")
+    audience = Audience(uow_factory=services.uow_factory, clock=services.clock, policy=policy)
     while not stop.is_set():
         try:
             await notified.listen()  # (re)LISTEN after a lost connection; the drain below sweeps what was missed
             notified.event.clear()  # before draining: a notification that arrives meanwhile wakes the next round
-            while not stop.is_set() and await relay_outbox(outbox=services.outbox_feed, queue=services.queue) > 0:
+            while not stop.is_set() and await relay_outbox(
+                    outbox=services.outbox_feed, queue=services.queue, audience=audience,
+                    metrics=services.metrics) > 0:
                 pass
         except Exception as error:  # the relay must outlive anything: an outage, a bug in one batch
             await first(stop, seconds=episode.failed(error))

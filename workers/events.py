@@ -9,7 +9,6 @@ import dramatiq
 from loguru import logger
 
 from adapters.dramatiq.broker import DISPATCH_ACTOR, EVENTS_QUEUE
-from adapters.redis.metrics import record_event_metrics
 from adapters.telemetry import trace_carrier
 from core.usecases.webhook_delivery import FanOut, fan_out_event
 from workers.context import WorkerContext
@@ -20,10 +19,12 @@ def declare(broker: dramatiq.Broker, context: WorkerContext) -> list[dramatiq.Ac
         """Consume one committed domain event (at least once; `event["id"]` is stable across redeliveries).
 
         The event fans out to the tenant's webhook subscriptions that hear it: their deliveries are
-        written in one transaction (once per event, however often it is redelivered) and enqueued.
+        written in one transaction (once per event, however often it is redelivered) and enqueued. The worker's
+        relay fans events out itself (`fan_out_events`) and counts the final payments (`payments_total`), so it
+        sends no such task: this actor consumes those a relay without an `Audience` sent (and any queued
+        before an upgrade; their final payments are not counted).
         """
         ready = await context.get()
-        await record_event_metrics(ready.services.metrics, event)
         cmd = FanOut(tenant_id=uuid.UUID(event["tenant_id"]), event_id=uuid.UUID(event["id"]),
                      event_type=event["type"], created_at=event["created_at"], data=event["data"],
                      correlation_id=event.get("correlation_id"), trace_context=trace_carrier())

@@ -51,7 +51,7 @@ async def _background(context: WorkerContext, stop: asyncio.Event, owner: str) -
     ready = await context.get()
     services = ready.services
     async with asyncio.TaskGroup() as loops:  # one loop raising cancels the others
-        loops.create_task(relay_forever(services, stop))
+        loops.create_task(relay_forever(services, ready.webhook_policy, stop))
         loops.create_task(housekeeping_forever(services, stop, owner))
         loops.create_task(schedule_forever(services, ready.webhook_policy, stop))
         loops.create_task(sweep_holds_forever(services, stop))

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import dramatiq
 from loguru import logger
 
 from adapters.dramatiq.broker import DELIVER_ACTOR, WEBHOOKS_QUEUE, delivery_ref
+from core.ports import WebhookSender
 from core.usecases.webhook_delivery import DeliveryResult, deliver_webhook
+from core.webhooks import SendResult
 from workers.context import WorkerContext
 
-#: How long a delivery waits for one of its worker's webhook slots, and, if none freed, how long it is
-#: then sent back to the queue for.
+#: How long a delivery waits for one of its worker's webhook slots to free when all are POSTing, and, if none
+#: freed, how long it is then sent back to the queue for.
 SLOT_WAIT = 0.05
 REQUEUE_DELAY = 0.25
+
+
+@attrs.frozen
+class SlottedSender:
+    """A `WebhookSender` that POSTs in one of its worker's webhook slots (`PAYMENTS_WEBHOOKS_CONCURRENCY`): the
+    slot is held for the POST alone, not for the delivery's two transactions around it."""
+
+    sender: WebhookSender
+    slots: asyncio.Semaphore
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, within: float) -> SendResult:
+        async with self.slots:
+            return await self.sender.post(url, body, headers, within=within)
 
 
 def declare(broker: dramatiq.Broker, context: WorkerContext) -> list[dramatiq.Actor[Any, Any]]:
@@ -24,17 +41,17 @@ def declare(broker: dramatiq.Broker, context: WorkerContext) -> list[dramatiq.Ac
         ref = delivery_ref(task)
         ready = await context.get()
         services = ready.services
-        try:  # a slot frees within milliseconds when receivers are fast; when they are slow, do not wait
-            async with asyncio.timeout(SLOT_WAIT):
-                await services.webhook_slots.acquire()
-        except TimeoutError:  # as many POSTs in flight as allowed: leave this thread to payments
-            await services.queue.enqueue_deliveries([ref], delay_seconds=REQUEUE_DELAY)
-            return
-        try:
-            outcome = await deliver_webhook(ref, uow_factory=ready.deps.uow_factory, sender=services.webhook_sender,
-                                            clock=ready.deps.clock, policy=ready.webhook_policy)
-        finally:
-            services.webhook_slots.release()
+        if services.webhook_slots.locked():  # every slot POSTing: wait a little for one, else leave the thread
+            try:
+                async with asyncio.timeout(SLOT_WAIT):
+                    await services.webhook_slots.acquire()
+            except TimeoutError:  # as many POSTs in flight as allowed: leave this thread to payments
+                await services.queue.enqueue_deliveries([ref], delay_seconds=REQUEUE_DELAY)
+                return
+            services.webhook_slots.release()  # a slot freed: the POST takes one (it may wait if another won it)
+        outcome = await deliver_webhook(ref, uow_factory=ready.deps.uow_factory, clock=ready.deps.clock,
+                                        sender=SlottedSender(services.webhook_sender, services.webhook_slots),
+                                        policy=ready.webhook_policy)
         if outcome.result == DeliveryResult.SKIPPED:
             return
         await services.metrics.webhook_delivery(outcome.result)

@@ -227,8 +227,9 @@ class DramatiqTaskQueue:
     def __init__(self, broker: dramatiq.Broker) -> None:
         self._broker = broker
 
-    async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
-        await asyncio.to_thread(self._enqueue, messages)
+    async def publish_events(self, messages: Sequence[OutboxMessage], *, dispatch: bool = True) -> None:
+        if tasks := self._tasks(messages, dispatch):  # a batch the relay fanned out itself may start no work
+            await asyncio.to_thread(self._send, tasks, None)
 
     async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:
         delay = int(delay_seconds * 1000) or None
@@ -239,17 +240,20 @@ class DramatiqTaskQueue:
         await asyncio.to_thread(self._send, tasks, delay)
 
     async def enqueue_deliveries(self, refs: Sequence[DeliveryRef], *, delay_seconds: float = 0.0) -> None:
-        await asyncio.to_thread(self._send, [delivery_message(ref) for ref in refs], int(delay_seconds * 1000) or None)
+        if refs:
+            await asyncio.to_thread(self._send, [delivery_message(ref) for ref in refs],
+                                    int(delay_seconds * 1000) or None)
 
-    def _enqueue(self, messages: Sequence[OutboxMessage]) -> None:
-        tasks = [event_message(message) for message in messages]
+    @staticmethod
+    def _tasks(messages: Sequence[OutboxMessage], dispatch: bool) -> list[dramatiq.Message[Any]]:
+        tasks = [event_message(message) for message in messages] if dispatch else []
         for message in messages:  # the work a message starts; its id derives from the event's, so it is stable
             if (item := work_for(message)) is not None:
                 task = work_message(item, str(uuid.uuid5(_WORK_IDS, str(message.id))))
                 if message.trace_context:
                     task.options[TRACE_OPTION] = dict(message.trace_context)
                 tasks.append(task)
-        self._send(tasks, None)
+        return tasks
 
     def _send(self, tasks: Sequence[dramatiq.Message[Any]], delay: int | None) -> None:
         try:

@@ -55,9 +55,10 @@ class InMemoryTaskQueue:
         self.deliveries: list[DeliveryRef] = []
         self.delivery_delays: list[float] = []
 
-    async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
+    async def publish_events(self, messages: Sequence[OutboxMessage], *, dispatch: bool = True) -> None:
         await asyncio.sleep(0)
-        self.events.extend(messages)
+        if dispatch:
+            self.events.extend(messages)
         self.work += [(item, 0.0) for item in map(work_for, messages) if item is not None]
 
     async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:

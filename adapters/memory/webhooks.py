@@ -6,7 +6,7 @@ import asyncio
 import builtins
 import copy
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -18,7 +18,7 @@ from adapters.memory.state import MemorySession, StoreState
 from adapters.memory.table import Table
 from core.ports import Page
 from core.webhook_destinations import refused_addresses
-from core.webhooks import Delivery, DeliveryRef, SendResult, Subscription
+from core.webhooks import Delivery, DeliveryRef, Listener, SendResult, Subscription
 
 
 class MemoryWebhooks:
@@ -44,6 +44,11 @@ class MemoryWebhooks:
     async def listening(self, tenant_id: UUID, event_type: str) -> builtins.list[Subscription]:
         return sorted((copy.deepcopy(s) for s in self._store.subscriptions.values()
                        if s.tenant_id == tenant_id and s.matches(event_type)), key=lambda s: s.id)
+
+    async def listeners(self, tenant_ids: Collection[UUID]) -> builtins.list[Listener]:
+        return sorted((Listener(id=s.id, tenant_id=s.tenant_id, events=s.events)
+                       for s in self._store.subscriptions.values() if s.tenant_id in tenant_ids and s.enabled),
+                      key=lambda s: s.id)
 
     def remove(self, subscription: Subscription) -> None:
         self._subscriptions.pending.drop(subscription.id)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from loguru import logger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from adapters.redis.connect import AsyncRedis
+from core.events import OutboxMessage
 from core.payments import PaymentStatus
 
 #: Upper bounds (seconds) of the provider latency histogram's buckets; +Inf is implied.
@@ -30,10 +31,13 @@ FINAL_EVENTS = {"payment.completed": PaymentStatus.COMPLETED, "payment.failed": 
 SEEN_SECONDS = 86400  # an event redelivered later than this would count twice (delivery retries stop far sooner)
 _SEP = "|"
 
-# Count a final payment once per event id, however often the event is delivered (at least once).
+# Count final payments once per event id, however often an event is published (at least once): KEYS[1] is the
+# counter hash, KEYS[i] (i > 1) an event's seen-key, ARGV[1] their lifetime, ARGV[i] the event's series.
 _COUNT_ONCE = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+  end
 end
 return 0
 """
@@ -74,11 +78,15 @@ class RedisMetrics:
         await self._quietly(self._redis.hset(self._key("breaker_state"), provider, BREAKER_STATES.get(state, 0)),
                             "breaker state")
 
-    async def payment_final(self, event_id: str, payment_type: str, status: str) -> None:
-        """A payment reached a final status; counted once per `event_id`."""
-        keys = [self._key(f"payment_seen:{event_id}"), self._key("payments")]
-        await self._quietly(self._count_once(keys=keys, args=[_SEP.join((payment_type, status)), SEEN_SECONDS]),
-                            "payment")
+    async def published(self, messages: Sequence[OutboxMessage]) -> None:
+        """The `EventMetrics` port: the final payments among the relay's batch, counted once per event id, in one
+        round trip."""
+        finals = [(message, status) for message in messages if (status := FINAL_EVENTS.get(message.topic))]
+        if not finals:
+            return
+        keys = [self._key("payments"), *(self._key(f"payment_seen:{message.id}") for message, _ in finals)]
+        series = [_SEP.join((_payment_type(message.topic, message.payload), status)) for message, status in finals]
+        await self._quietly(self._count_once(keys=keys, args=[SEEN_SECONDS, *series]), "batch of final payments")
 
     async def webhook_delivery(self, outcome: str) -> None:
         """One webhook delivery attempt ended: `succeeded`, `retrying` or `failed`."""
@@ -114,14 +122,10 @@ class RedisMetrics:
                          ["outcome"], webhooks)]
 
 
-async def record_event_metrics(metrics: RedisMetrics, event: Mapping[str, Any]) -> None:
-    """Count a dispatched domain event in `payments_total` if it is a payment's final status."""
-    status = FINAL_EVENTS.get(str(event.get("type")))
-    if status is None:
-        return
-    payload = (event.get("data") or {}).get("object") or {}
-    default = "internal_transfer" if event.get("type") == "transfer.completed" else "external_payment"
-    await metrics.payment_final(str(event["id"]), str(payload.get("payment_type") or default), status)
+def _payment_type(event_type: str, payload: Mapping[str, Any]) -> str:
+    """The `type` label of a final payment's event: its payment type; a transfer's event says none."""
+    default = "internal_transfer" if event_type == "transfer.completed" else "external_payment"
+    return str(payload.get("payment_type") or default)
 
 
 def _text(value: bytes | str) -> str:

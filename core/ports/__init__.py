@@ -15,7 +15,7 @@ from core.ports.reconciliations import Reconciliations
 from core.ports.tenants import Tenants
 from core.ports.unit_of_work import Reads, UnitOfWork, UnitOfWorkFactory
 from core.ports.webhooks import DueDeliveries, Resolver, Webhooks, WebhookSender
-from core.ports.work import DeadLetters, InFlight, TaskQueue
+from core.ports.work import DeadLetters, EventMetrics, InFlight, TaskQueue
 
 __all__ = [
     "Accounts",
@@ -24,6 +24,7 @@ __all__ = [
     "Clock",
     "DeadLetters",
     "DueDeliveries",
+    "EventMetrics",
     "Events",
     "Holds",
     "IdempotencyKeys",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from core.ports.paging import Page
-from core.webhooks import Delivery, DeliveryRef, SendResult, Subscription
+from core.webhooks import Delivery, DeliveryRef, Listener, SendResult, Subscription
 
 
 class Webhooks(Protocol):
@@ -38,6 +38,10 @@ class Webhooks(Protocol):
 
     async def listening(self, tenant_id: UUID, event_type: str) -> builtins.list[Subscription]:
         """The tenant's enabled subscriptions that hear `event_type`."""
+        ...
+
+    async def listeners(self, tenant_ids: Collection[UUID]) -> builtins.list[Listener]:
+        """The enabled subscriptions of `tenant_ids`, by id (their secrets are neither read nor opened)."""
         ...
 
     async def fan_out(self, deliveries: builtins.list[Delivery]) -> builtins.list[DeliveryRef]:

@@ -16,9 +16,10 @@ from core.work import DeadLetter, WorkItem
 class TaskQueue(Protocol):
     """The message broker the workers consume; delivery is at least once."""
 
-    async def publish_events(self, messages: Sequence[OutboxMessage]) -> None:
-        """Enqueue one event task per message, identified by the message id, and the work
-        (`core.events.work_for`) a message asks for. Raises `Unavailable`."""
+    async def publish_events(self, messages: Sequence[OutboxMessage], *, dispatch: bool = True) -> None:
+        """Enqueue one event task per message, identified by the message id (unless `dispatch` is false: the caller
+        fanned the events out itself), and the work (`core.events.work_for`) a message asks for. Raises
+        `Unavailable`."""
         ...
 
     async def enqueue_work(self, items: Sequence[WorkItem], *, delay_seconds: float = 0.0) -> None:
@@ -28,6 +29,15 @@ class TaskQueue(Protocol):
     async def enqueue_deliveries(self, refs: Sequence[DeliveryRef], *, delay_seconds: float = 0.0) -> None:
         """Enqueue one webhook delivery attempt per ref, to run no sooner than `delay_seconds` from now.
         Raises `Unavailable`."""
+        ...
+
+
+class EventMetrics(Protocol):
+    """Counters kept from the committed events the relay publishes."""
+
+    async def published(self, messages: Sequence[OutboxMessage]) -> None:
+        """Count the payments that `messages` put in a final status, once per event id however often an event is
+        published again. Never raises: a lost sample must not stop the relay."""
         ...
 
 

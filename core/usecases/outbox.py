@@ -5,21 +5,36 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from core.ports import InFlight, Lease, OutboxFeed, TaskQueue
+from core.ports import EventMetrics, InFlight, Lease, OutboxFeed, TaskQueue
+from core.usecases.webhook_delivery import Audience, fan_out_events
 
 HOUSEKEEPING = "housekeeping"
 
 
-async def relay_outbox(*, outbox: OutboxFeed, queue: TaskQueue, batch: int = 100) -> int:
+async def relay_outbox(
+    *, outbox: OutboxFeed, queue: TaskQueue, audience: Audience | None = None, metrics: EventMetrics | None = None,
+    batch: int = 100,
+) -> int:
     """Publish one batch of unpublished messages; how many were published.
 
     A message is marked published only after the queue accepted it, in the same
     claim: a crash in between publishes it again (at least once; consumers
-    deduplicate on the message id).
+    deduplicate on the message id, the fan-out on the event and subscription).
+    Given an `audience`, the relay fans the batch out to webhook subscriptions
+    itself and enqueues the deliveries, so an event needs no task of its own
+    (only the work it starts); without one, each event gets a `dispatch_event`
+    task. Given `metrics`, the batch's final payments are counted here.
     """
     async with outbox.claim(batch) as claimed:
         if claimed.messages:
-            await queue.publish_events(claimed.messages)
+            if audience is None:
+                await queue.publish_events(claimed.messages)
+            else:
+                refs = await fan_out_events(claimed.messages, audience=audience)
+                await queue.publish_events(claimed.messages, dispatch=False)
+                await queue.enqueue_deliveries(refs)
+            if metrics is not None:
+                await metrics.published(claimed.messages)
             claimed.mark_published()
         return len(claimed.messages)
 

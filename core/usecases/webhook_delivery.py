@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import enum
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import attrs
 
+from core.clock import timestamp
 from core.commands import Command
-from core.events import CATALOGUE
+from core.events import CATALOGUE, OutboxMessage
 from core.ids import new_id
 from core.ports import Clock, DueDeliveries, TaskQueue, UnitOfWorkFactory, WebhookSender
 from core.signatures import sign
-from core.webhooks import Delivery, DeliveryPolicy, DeliveryRef, DeliveryStatus, SendResult, webhook_body
+from core.webhooks import (
+    Delivery,
+    DeliveryPolicy,
+    DeliveryRef,
+    DeliveryStatus,
+    Listener,
+    SendResult,
+    Subscription,
+    webhook_body,
+)
 
 USER_AGENT = "payments-webhooks/1"
 
@@ -56,14 +67,50 @@ async def fan_out_event(
     async with uow_factory() as uow:
         now = clock.now()
         body = webhook_body(str(cmd.event_id), cmd.event_type, cmd.created_at, cmd.data)
-        held = now + timedelta(seconds=policy.lease)
-        refs = await uow.webhooks.fan_out([
-            Delivery(id=new_id(), tenant_id=cmd.tenant_id, subscription_id=s.id, event_id=cmd.event_id,
-                     event_type=cmd.event_type, body=body, next_attempt_at=held, correlation_id=cmd.correlation_id,
-                     trace_context=cmd.trace_context, created_at=now, updated_at=now)
-            for s in listening
-        ])
-    return refs
+        return await uow.webhooks.fan_out([_delivery(s, cmd, body, now, policy) for s in listening])
+
+
+@attrs.frozen(kw_only=True)
+class Audience:
+    """What the outbox relay needs to fan the events it publishes out to the tenants' webhook subscriptions."""
+
+    uow_factory: UnitOfWorkFactory
+    clock: Clock
+    policy: DeliveryPolicy
+
+
+async def fan_out_events(messages: Sequence[OutboxMessage], *, audience: Audience) -> list[DeliveryRef]:
+    """`fan_out_event` for a batch of committed events, as the relay publishes them: the subscriptions of their
+    tenants read once (a subscription committed before this read hears them, as it would hear them in
+    `dispatch_event`), and every event's deliveries written in one transaction (an event fanned out before gets
+    none again); the new ones, held for the lease (the caller enqueues them; the scheduler sends any it lost)."""
+    async with audience.uow_factory(read_only=True) as uow:  # most tenants have no subscription: no transaction
+        subscriptions = await uow.webhooks.listeners({m.tenant_id for m in messages})
+    if not subscriptions:
+        return []
+    now = audience.clock.now()
+    deliveries = []
+    for message in messages:
+        listening = [s for s in subscriptions if s.tenant_id == message.tenant_id and s.hears(message.topic)]
+        if listening:
+            cmd = FanOut(tenant_id=message.tenant_id, event_id=message.id, event_type=message.topic,
+                         created_at=timestamp(message.created_at) or "", data={"object": message.payload},
+                         correlation_id=message.correlation_id, trace_context=dict(message.trace_context))
+            body = webhook_body(str(cmd.event_id), cmd.event_type, cmd.created_at, cmd.data)
+            deliveries += [_delivery(s, cmd, body, now, audience.policy) for s in listening]
+    if not deliveries:
+        return []
+    async with audience.uow_factory() as uow:
+        return await uow.webhooks.fan_out(deliveries)
+
+
+def _delivery(
+    subscription: Subscription | Listener, cmd: FanOut, body: str, now: datetime, policy: DeliveryPolicy
+) -> Delivery:
+    return Delivery(id=new_id(), tenant_id=cmd.tenant_id, subscription_id=subscription.id, event_id=cmd.event_id,
+                    event_type=cmd.event_type, body=body, next_attempt_at=now + timedelta(seconds=policy.lease),
+                    correlation_id=cmd.correlation_id, trace_context=cmd.trace_context, created_at=now,
+                    updated_at=now)
 
 
 @attrs.frozen(kw_only=True)

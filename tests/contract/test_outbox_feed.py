@@ -15,10 +15,13 @@ from adapters.memory import InMemoryStore
 from adapters.memory.lease import InMemoryLease
 from adapters.memory.outbox import InMemoryOutboxFeed, InMemoryTaskQueue
 from app.bootstrap import Services
+from core.clock import SystemClock
 from core.events import OutboxMessage
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
 from core.ids import new_id
 from core.usecases.outbox import housekeep, reap_idempotency_keys, relay_outbox
+from core.usecases.webhook_delivery import Audience, fan_out_events
+from core.webhooks import DeliveryPolicy, Subscription
 
 
 @attrs.define
@@ -91,7 +94,7 @@ async def test_a_failed_publish_leaves_rows_unpublished(backend: Backend) -> Non
     ids = await add_messages(backend, 3)
 
     class Broken:
-        async def publish_events(self, messages: Any) -> None:
+        async def publish_events(self, messages: Any, **options: Any) -> None:
             raise RuntimeError("broker down")
 
     with pytest.raises(RuntimeError):
@@ -149,3 +152,38 @@ async def test_housekeeping_purges_only_old_published_rows(backend: Backend) -> 
     assert remaining == ids - published  # unpublished rows are never purged
     assert await housekeep(lease=backend.lease, owner="another", ttl_seconds=30, now=datetime.now(UTC),
                            outbox_retention=timedelta(days=7), name=name) is None
+
+
+async def test_the_relay_fans_events_out_itself_once_and_still_starts_the_work(backend: Backend) -> None:
+    now = datetime.now(UTC)
+    async with backend.uow_factory() as uow:
+        heard, everything, quiet = [await uow.tenants.get_or_create(f"audience-{secrets.token_hex(4)}", now)
+                                    for _ in range(3)]
+        for tenant, events, enabled in ((heard, ("account.created",), True), (heard, ("*",), True),
+                                        (everything, ("*",), True), (quiet, ("*",), False)):
+            uow.webhooks.add(Subscription(id=new_id(), tenant_id=tenant.id, url="https://example.com/hook",
+                                          events=events, description=None, enabled=enabled, secret="whsec_x",
+                                          created_at=now, updated_at=now))
+        external = {"payment_type": "external_payment"}
+        messages = {(tenant.id, topic): OutboxMessage.new(tenant_id=tenant.id, topic=topic, aggregate_id=new_id(),
+                                                          payload=payload, correlation_id=f"{n}:{topic}", at=now)
+                    for n, (tenant, topic, payload) in enumerate((
+                        (heard, "account.created", {}), (heard, "account.updated", {}),
+                        (everything, "transfer.completed", {}), (everything, "payment.late_charge_detected", external),
+                        (quiet, "payment.created", external)))}
+        for message in messages.values():
+            uow.outbox.add(message)
+    queue = InMemoryTaskQueue()
+    audience = Audience(uow_factory=backend.uow_factory, clock=SystemClock(), policy=DeliveryPolicy())
+    assert await relay_outbox(outbox=backend.feed, queue=queue, audience=audience, batch=10) == 5
+    # no event task; one delivery per event and subscription hearing it: internal events are never sent, not even
+    # to "*", and a disabled subscription hears nothing
+    assert queue.events == []
+    assert sorted(ref.correlation_id for ref in queue.deliveries) == [
+        "0:account.created", "0:account.created", "1:account.updated", "2:transfer.completed"]
+    worked = {messages[everything.id, "payment.late_charge_detected"].aggregate_id,
+              messages[quiet.id, "payment.created"].aggregate_id}
+    assert {item.target_id for item, _ in queue.work} == worked
+    assert await backend.published({m.id for m in messages.values()}) == {m.id for m in messages.values()}
+    # published again (a relay that crashed before its claim committed): no delivery is written twice
+    assert await fan_out_events(list(messages.values()), audience=audience) == []

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.redis.metrics import RedisMetrics, record_event_metrics
+from adapters.redis.metrics import RedisMetrics
+from core.events import OutboxMessage
 
 
 class _Families:
@@ -28,6 +32,11 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await redis.aclose()
 
 
+def _event(topic: str, payload: dict[str, Any], event_id: uuid.UUID | None = None) -> OutboxMessage:
+    return OutboxMessage(id=event_id or uuid.uuid4(), tenant_id=uuid.uuid4(), topic=topic, aggregate_id=uuid.uuid4(),
+                         payload=payload, correlation_id=None, created_at=datetime.now(UTC))
+
+
 def _parse(families: list[object]) -> dict[str, list[tuple[str, dict[str, str], float]]]:
     text = generate_latest(_Families(families)).decode()  # type: ignore[arg-type]
     return {f.name: [(s.name, s.labels, s.value) for s in f.samples] for f in text_string_to_metric_families(text)}
@@ -41,15 +50,13 @@ async def test_round_trip(client: aioredis.Redis) -> None:
         await metrics.provider_call("stripe", "charge", "succeeded", 3.0)
         await metrics.provider_call("paypal", "charge", "unavailable", 0.2, breaker="open")
         await metrics.breaker_state("stripe", "half_open")
-        event = {"id": "evt-1", "type": "payment.completed",
-                 "data": {"object": {"payment_type": "external_payment", "status": "completed"}}}
-        await record_event_metrics(metrics, event)
-        await record_event_metrics(metrics, event)  # redelivered: counted once
-        await record_event_metrics(metrics, {"id": "evt-2", "type": "transfer.completed",
-                                             "data": {"object": {"payment_type": "internal_transfer"}}})
-        await record_event_metrics(metrics, {"id": "evt-3", "type": "payment.processing", "data": {"object": {}}})
-        await record_event_metrics(metrics, {"id": "evt-4", "type": "payment.refunded",
-                                             "data": {"object": {"payment_type": "external_payment"}}})
+        event = _event("payment.completed", {"payment_type": "external_payment", "status": "completed"})
+        await metrics.published([event, _event("payment.processing", {})])
+        await metrics.published([event])  # published again: counted once
+        await metrics.published([_event("transfer.completed", {"payment_type": "internal_transfer"}),
+                                 _event("payment.processing", {}), _event("payment.created", {}),
+                                 _event("payment.refunded", {"payment_type": "external_payment"})])
+        await metrics.published([_event("transfer.completed", {})])  # a transfer's event: internal_transfer
         await metrics.webhook_delivery("succeeded")
         await metrics.webhook_delivery("retrying")
         await metrics.webhook_delivery("retrying")
@@ -71,7 +78,7 @@ async def test_round_trip(client: aioredis.Redis) -> None:
     assert latency[("provider_call_duration_seconds_sum", "stripe", None)] == pytest.approx(3.02)
     assert {s[1]["provider"]: s[2] for s in parsed["circuit_breaker_state"]} == {"stripe": 1, "paypal": 2, "adyen": 0}
     assert {(s[1]["type"], s[1]["status"]): s[2] for s in parsed["payments"] if s[0].endswith("_total")} == {
-        ("external_payment", "completed"): 1.0, ("internal_transfer", "completed"): 1.0,
+        ("external_payment", "completed"): 1.0, ("internal_transfer", "completed"): 2.0,
         ("external_payment", "refunded"): 1.0}
     assert {s[1]["outcome"]: s[2] for s in parsed["webhook_deliveries"] if s[0].endswith("_total")} == {
         "succeeded": 1.0, "retrying": 2.0}
@@ -83,7 +90,7 @@ async def test_writers_never_raise_and_the_reader_keeps_every_family_when_redis_
     try:
         await metrics.provider_call("stripe", "charge", "succeeded", 0.1, breaker="closed")
         await metrics.breaker_state("stripe", "open")
-        await metrics.payment_final("evt", "external_payment", "completed")
+        await metrics.published([_event("payment.completed", {"payment_type": "external_payment"})])
         await metrics.webhook_delivery("failed")
         parsed = _parse(await metrics.families(["stripe", "paypal"]))
     finally:

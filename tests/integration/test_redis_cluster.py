@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,9 +17,10 @@ import redis.asyncio as aioredis
 from adapters.redis.connect import AsyncRedis, RedisTopology, async_client
 from adapters.redis.health import ping_redis
 from adapters.redis.locks import RedisLocks
-from adapters.redis.metrics import RedisMetrics, record_event_metrics
+from adapters.redis.metrics import RedisMetrics
 from adapters.redis.rate_limit import RedisRateLimiter
 from core.errors import Unavailable
+from core.events import OutboxMessage
 from tests.redis_servers import Cluster, restart, wait_for
 
 NAMES = [f"account-{n}" for n in range(24)]  # spread over the three nodes' slots
@@ -64,10 +67,11 @@ async def test_the_adapters_run_on_a_cluster(client: AsyncRedis, cluster: Cluste
     assert [await limiter.retry_after(key) > 0 for _ in range(3)] == [False, False, True]
     # two keys in one script (count once per event id): one slot, thanks to the prefix's hash tag
     metrics = RedisMetrics(client, prefix=f"test:{{metrics-{secrets.token_hex(4)}}}:")
-    event = {"id": secrets.token_hex(4), "type": "payment.completed",
-             "data": {"object": {"payment_type": "external_payment"}}}
-    await record_event_metrics(metrics, event)
-    await record_event_metrics(metrics, event)
+    event = OutboxMessage(id=uuid.uuid4(), tenant_id=uuid.uuid4(), topic="payment.completed",
+                          aggregate_id=uuid.uuid4(), payload={"payment_type": "external_payment"},
+                          correlation_id=None, created_at=datetime.now(UTC))
+    await metrics.published([event, event])
+    await metrics.published([event])
     await metrics.provider_call("stripe", "charge", "succeeded", 0.02, breaker="closed")
     families = {family.name: family for family in await metrics.families(["stripe"])}
     assert [s.value for s in families["payments"].samples if s.name == "payments_total"] == [1.0]

@@ -4,7 +4,7 @@ loop, which then backs off, carries on and catches up; only `stop` ends it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -21,6 +21,7 @@ from core.ids import new_id
 from core.money import Money
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.holds import CreateHold, create_hold
+from core.webhooks import DeliveryPolicy, Subscription
 from workers.background import Episode, relay_forever, sweep_holds_forever
 
 
@@ -56,19 +57,35 @@ async def _until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
             await asyncio.sleep(0.01)
 
 
+class CountedEvents:
+    """An `EventMetrics` that remembers the events it was given."""
+
+    def __init__(self) -> None:
+        self.ids: list[UUID] = []
+
+    async def published(self, messages: Sequence[OutboxMessage]) -> None:
+        self.ids += [m.id for m in messages]
+
+
 async def test_the_relay_survives_an_outage_and_a_bug_and_then_publishes_what_waited() -> None:
-    store = InMemoryStore()
-    message = OutboxMessage.new(tenant_id=new_id(), topic="account.created", aggregate_id=new_id(), payload={},
-                                correlation_id=None, at=datetime.now(UTC))
+    store, tenant_id, now = InMemoryStore(), new_id(), datetime.now(UTC)
+    message = OutboxMessage.new(tenant_id=tenant_id, topic="account.created", aggregate_id=new_id(), payload={},
+                                correlation_id="req-1", at=now)
     async with store() as uow:
         uow.outbox.add(message)
+        uow.webhooks.add(Subscription(id=new_id(), tenant_id=tenant_id, url="https://example.com/hook",
+                                      events=("account.created",), description=None, enabled=True,
+                                      secret="whsec_x", created_at=now, updated_at=now))
     feed = FailingFirst(InMemoryOutboxFeed(store), [Unavailable("the database is restarting"),
                                                     RuntimeError("a bug in one batch")])
-    queue = InMemoryTaskQueue()
-    services: Any = SimpleNamespace(outbox_notifications=Notifications(), outbox_feed=feed, queue=queue)
+    queue, counted = InMemoryTaskQueue(), CountedEvents()
+    services: Any = SimpleNamespace(outbox_notifications=Notifications(), outbox_feed=feed, queue=queue,
+                                    uow_factory=store, clock=InMemoryClock(), metrics=counted)
     stop = asyncio.Event()
-    relay = asyncio.create_task(relay_forever(services, stop))
-    await _until(lambda: [m.id for m in queue.events] == [message.id])
+    relay = asyncio.create_task(relay_forever(services, DeliveryPolicy(), stop))
+    await _until(lambda: len(queue.deliveries) == 1)
+    # the relay fanned the event out itself: a delivery, and no `dispatch_event` task
+    assert queue.events == [] and queue.deliveries[0].correlation_id == "req-1" and counted.ids == [message.id]
     assert feed.claims >= 3 and not relay.done()
     stop.set()
     await asyncio.wait_for(relay, 10)  # ends by stop alone, without an exception
