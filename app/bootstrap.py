@@ -188,6 +188,7 @@ class Services:
         self.posting = PostingEngine(
             uow_factory=self.uow_factory, clock=self.clock, ttl=timedelta(seconds=self.settings.idempotency.ttl),
             transactions=db.group_transactions, group_size=db.group_size, queue_timeout=db.acquire_timeout,
+            stall=db.group_stall,
             observe=GROUP_COMMIT_REQUESTS.observe)
 
     def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:

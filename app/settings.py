@@ -58,8 +58,10 @@ class DatabaseSettings:
     read_url: str = attrs.field(default="", repr=False)  # may hold a password
     read_max_lag: float = _duration(5.0, positive=True)  # a replica further behind (or down) is bypassed
     # Group commit of transfers (`core.usecases.group_commit`): transactions of grouped requests one process runs
-    # at once (0: every request alone, in its own), and the most requests one of them holds
-    group_transactions: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    # at once (0: every request alone, in its own); a further one starts only once those running have run
+    # `group_stall` (stuck on a lock held elsewhere, say); the most requests one of them holds
+    group_transactions: int = attrs.field(default=4, validator=attrs.validators.ge(0))
+    group_stall: float = _duration(0.05, positive=True)
     group_size: int = attrs.field(default=64, validator=attrs.validators.and_(attrs.validators.ge(1),
                                                                               attrs.validators.le(1000)))
 

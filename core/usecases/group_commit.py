@@ -39,12 +39,14 @@ class _Job:
 class PostingEngine:
     """Runs idempotent units of work, one transaction for all those that wait together.
 
-    While fewer than `transactions` groups are running, a request starts one at once, alone (exactly as
-    `run_idempotent` runs it). Beyond, requests queue, and each group that ends starts the next with up to
-    `group_size` of the queued requests of one tenant: the busier the process, the larger its groups, and a
-    group makes one BEGIN, one claim of all its keys, one lock of all its accounts (ascending, as every lock),
-    one write and one COMMIT for all its requests. Requests on one hot account book in turn in memory inside
-    a group instead of queueing on its row lock.
+    With no group running, a request starts one at once, alone (exactly as `run_idempotent` runs it). While
+    one runs, requests queue, and the group that ends starts the next with up to `group_size` of the queued
+    requests of one tenant: the busier the process, the larger its groups, and a group makes one BEGIN, one
+    claim of all its keys, one lock of all its accounts (ascending, as every lock), one write and one COMMIT
+    for all its requests. Requests on one hot account book in turn in memory inside a group instead of
+    queueing on its row lock. A further group starts beside the running ones (up to `transactions` in all)
+    only once each of them has run `stall` seconds: one transaction at a time makes the largest groups (the
+    least work per request), and a group stalled on a row lock held elsewhere does not hold up the others.
 
     Each request keeps its own outcome: a replay or a key in flight answers as alone; a business error is
     rendered and stored for its key in the group's transaction, the others unaffected. So a grouped `work`
@@ -57,11 +59,15 @@ class PostingEngine:
     """
 
     def __init__(self, *, uow_factory: UnitOfWorkFactory, clock: Clock, ttl: timedelta, transactions: int,
-                 group_size: int, queue_timeout: float, observe: Callable[[int], None] | None = None) -> None:
+                 group_size: int, queue_timeout: float, stall: float = 0.05,
+                 observe: Callable[[int], None] | None = None) -> None:
         self._uow_factory, self._clock, self._ttl = uow_factory, clock, ttl
         self._transactions, self._group_size, self._queue_timeout = transactions, group_size, queue_timeout
+        self._stall = stall
         self._queue: deque[_Job] = deque()
         self._running = 0
+        self._since: list[float] = []  # when each running group started (the loop's time)
+        self._recheck: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy: dict[UUID, int] = {}  # accounts the running groups hold: how many of them
         self._keys: set[tuple[UUID, str]] = set()  # the keys of the requests queued or running
@@ -93,17 +99,28 @@ class PostingEngine:
             self._keys.discard(slot)
 
     def _start(self) -> None:
-        """Start groups from the queue while fewer than `transactions` run and a queued request is free to."""
+        """Start groups from the queue while fewer than `transactions` run, the running ones have all stalled,
+        and a queued request is free to start."""
+        loop = asyncio.get_running_loop()
         while self._queue and self._running < self._transactions:
+            if self._since and (youngest := max(self._since)) + self._stall > loop.time():
+                if self._recheck is None:  # look again when the youngest running group will have stalled
+                    self._recheck = loop.call_at(youngest + self._stall, self._look_again)
+                return
             group = self._take()
             if not group:
                 return
             self._running += 1
             self._hold(group, 1)
             # An empty context: the group belongs to no one request (each job's work runs in its own).
-            task = asyncio.get_running_loop().create_task(self._run(group), context=contextvars.Context())
+            task = loop.create_task(self._run(group, started := loop.time()), context=contextvars.Context())
+            self._since.append(started)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _look_again(self) -> None:
+        self._recheck = None
+        self._start()
 
     def _hold(self, group: list[_Job], step: int) -> None:
         for account in {account for job in group for account in job.lock_accounts}:
@@ -143,7 +160,7 @@ class PostingEngine:
             self._queue.remove(job)
             _settle(job, Unavailable("too many requests are waiting for the database; retry later"))
 
-    async def _run(self, group: list[_Job]) -> None:
+    async def _run(self, group: list[_Job], started: float) -> None:
         try:
             if self._observe is not None:
                 self._observe(len(group))
@@ -166,6 +183,7 @@ class PostingEngine:
             raise
         finally:
             self._running -= 1
+            self._since.remove(started)
             self._hold(group, -1)
             self._start()
 

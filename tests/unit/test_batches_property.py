@@ -117,7 +117,7 @@ async def as_grouped(accounts, legs, *, transactions: int, group_size: int) -> t
     """The same transfers sent at once through the group commit (`PostingEngine`), each under its own key."""
     store, clock, ids = await world(accounts)
     engine = PostingEngine(uow_factory=store, clock=clock, ttl=timedelta(hours=1), transactions=transactions,
-                           group_size=group_size, queue_timeout=60.0)
+                           group_size=group_size, queue_timeout=60.0, stall=0.0)
 
     def render_error(error: CoreError) -> StoredResponse:
         return StoredResponse(status=422, body=error.code.encode())

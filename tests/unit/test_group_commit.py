@@ -28,11 +28,12 @@ TENANT = UUID("0191e5a0-0000-7000-8000-000000000002")
 class World:
     """A store with accounts, an engine over it and the sizes of the groups it ran."""
 
-    def __init__(self, *, transactions: int = 1, group_size: int = 64, queue_timeout: float = 30.0) -> None:
+    def __init__(self, *, transactions: int = 1, group_size: int = 64, queue_timeout: float = 30.0,
+                 stall: float = 0.05) -> None:
         self.store, self.clock, self.sizes = InMemoryStore(), FakeClock(), []
         self.engine = PostingEngine(uow_factory=self.store, clock=self.clock, ttl=timedelta(hours=1),
                                     transactions=transactions, group_size=group_size, queue_timeout=queue_timeout,
-                                    observe=self.sizes.append)
+                                    stall=stall, observe=self.sizes.append)
 
     async def accounts(self, *openings: int) -> list[UUID]:
         ids = []
@@ -164,6 +165,23 @@ async def test_a_hot_accounts_requests_wait_in_memory_while_other_accounts_pass(
     assert [answer.status for answer in await asyncio.gather(first, *waiting)] == [201] * 5
     assert world.sizes == [1, 1, 4]  # hot-1, cold, then the four hot ones together
     assert world.balances([hot, b, c]) == [95, 1, 4]
+
+
+async def test_a_further_transaction_starts_only_once_the_running_one_has_stalled() -> None:
+    world = World(transactions=2, stall=0.3)
+    a, b, c, d = await world.accounts(100, 0, 100, 0)
+    hold = asyncio.Event()
+    stuck = world.send("stuck", a, b, 1, before=hold.wait)
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    cold = world.send("cold", c, d, 1)
+    await asyncio.sleep(0.1)
+    assert not cold.done()  # a running group that has not stalled: the next requests wait to group
+    assert (await asyncio.wait_for(cold, timeout=5)).status == 201  # it stalled: a second transaction took them
+    assert loop.time() - began >= 0.25
+    hold.set()
+    assert (await stuck).status == 201 and world.sizes == [1, 1]
 
 
 async def test_a_request_queued_longer_than_the_timeout_is_shed() -> None:
