@@ -324,7 +324,7 @@ def api_env(args: argparse.Namespace, database_url: str, port: int, what_if: lis
     )
     if args.pool_max:
         env["PAYMENTS_DATABASE_POOL_MAX"] = str(args.pool_max)
-    env.update(setting.split("=", 1) for setting in args.api_setting)
+    env.update(setting.split("=", 1) for setting in getattr(args, "api_setting", []))
     return env
 
 
