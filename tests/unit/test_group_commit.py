@@ -62,6 +62,14 @@ class World:
             render_error=lambda error: StoredResponse(status=422, body=error.code.encode()),
             lock_accounts=cmd.locked_accounts))
 
+    async def holding(self, key: str, source: UUID, destination: UUID) -> tuple[asyncio.Task[StoredResponse],
+                                                                               asyncio.Event]:
+        """A transfer whose transaction stays open (started, alone) until the event is set."""
+        hold = asyncio.Event()
+        task = self.send(key, source, destination, 1, before=hold.wait)
+        await asyncio.sleep(0)
+        return task, hold
+
     def balances(self, ids: list[UUID]) -> list[int]:
         return [self.store.accounts[account].balance for account in ids]
 
@@ -87,9 +95,7 @@ async def test_replays_reused_keys_and_keys_in_flight_answer_as_alone() -> None:
     world = World(transactions=1)
     a, b, c, d = await world.accounts(100, 0, 100, 0)
     first = await world.send("done", a, b, 10)
-    hold = asyncio.Event()
-    blocker = world.send("blocker", c, d, 1, before=hold.wait)  # runs alone and holds the one transaction
-    await asyncio.sleep(0)
+    blocker, hold = await world.holding("blocker", c, d)  # runs alone and holds the one transaction
     replayed = world.send("done", a, b, 10)
     reused = world.send("done-2", a, b, 10)
     await asyncio.sleep(0)
@@ -107,9 +113,7 @@ async def test_replays_reused_keys_and_keys_in_flight_answer_as_alone() -> None:
 async def test_a_group_that_fails_as_a_whole_runs_each_request_again_alone() -> None:
     world = World(transactions=1)
     a, b, c, d = await world.accounts(100, 0, 100, 0)
-    hold = asyncio.Event()
-    blocker = world.send("blocker", c, d, 1, before=hold.wait)
-    await asyncio.sleep(0)
+    blocker, hold = await world.holding("blocker", c, d)
     broken: list[bool] = [True]
 
     async def breaks_once() -> None:
@@ -132,9 +136,7 @@ async def test_a_group_that_fails_as_a_whole_runs_each_request_again_alone() -> 
 async def test_unavailable_answers_every_request_of_the_group() -> None:
     world = World(transactions=1)
     a, b, c, d = await world.accounts(100, 0, 100, 0)
-    hold = asyncio.Event()
-    blocker = world.send("blocker", c, d, 1, before=hold.wait)
-    await asyncio.sleep(0)
+    blocker, hold = await world.holding("blocker", c, d)
 
     async def down() -> None:
         raise Unavailable("the database is down")
@@ -153,9 +155,7 @@ async def test_unavailable_answers_every_request_of_the_group() -> None:
 async def test_a_hot_accounts_requests_wait_in_memory_while_other_accounts_pass() -> None:
     world = World(transactions=2)
     hot, b, c, d, e = await world.accounts(100, 0, 0, 50, 0)
-    hold = asyncio.Event()
-    first = world.send("hot-1", hot, b, 1, before=hold.wait)  # holds the hot account in a running transaction
-    await asyncio.sleep(0)
+    first, hold = await world.holding("hot-1", hot, b)  # holds the hot account in a running transaction
     waiting = [world.send(f"hot-{n}", hot, c, 1) for n in range(2, 6)]
     await asyncio.sleep(0)
     cold = await asyncio.wait_for(world.send("cold", d, e, 5), timeout=5)  # the other transaction is free
@@ -170,9 +170,7 @@ async def test_a_hot_accounts_requests_wait_in_memory_while_other_accounts_pass(
 async def test_a_further_transaction_starts_only_once_the_running_one_has_stalled() -> None:
     world = World(transactions=2, stall=0.3)
     a, b, c, d = await world.accounts(100, 0, 100, 0)
-    hold = asyncio.Event()
-    stuck = world.send("stuck", a, b, 1, before=hold.wait)
-    await asyncio.sleep(0)
+    stuck, hold = await world.holding("stuck", a, b)
     loop = asyncio.get_running_loop()
     began = loop.time()
     cold = world.send("cold", c, d, 1)
@@ -187,9 +185,7 @@ async def test_a_further_transaction_starts_only_once_the_running_one_has_stalle
 async def test_a_request_queued_longer_than_the_timeout_is_shed() -> None:
     world = World(transactions=1, queue_timeout=0.05)
     a, b, c, d = await world.accounts(100, 0, 100, 0)
-    hold = asyncio.Event()
-    blocker = world.send("blocker", a, b, 1, before=hold.wait)
-    await asyncio.sleep(0)
+    blocker, hold = await world.holding("blocker", a, b)
     with pytest.raises(Unavailable):
         await world.send("late", c, d, 1)
     hold.set()
