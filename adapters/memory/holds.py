@@ -38,9 +38,9 @@ class MemoryHolds:
         return time_id_page(rows, limit, cursor)
 
     async def due(self, tenant_id: UUID, account_id: UUID, now: datetime) -> builtins.list[Hold]:
-        return sorted((copy.deepcopy(h) for h in self._store.holds.values()
-                       if h.tenant_id == tenant_id and h.source_account_id == account_id and h.is_due(now)),
-                      key=lambda h: (h.expires_at, h.id))
+        seen = (self._table.pending.mine(h.id) or copy.deepcopy(h) for h in self._store.holds.values()
+                if h.tenant_id == tenant_id and h.source_account_id == account_id)
+        return sorted((h for h in seen if h.is_due(now)), key=lambda h: (h.expires_at, h.id))
 
     async def expiring(self, now: datetime, limit: int) -> builtins.list[tuple[UUID, UUID]]:
         due = sorted((h for h in self._store.holds.values() if h.is_due(now)), key=lambda h: (h.expires_at, h.id))

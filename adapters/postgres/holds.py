@@ -56,7 +56,9 @@ class PgHolds:
                                   cursor=cursor, tail=tail)
 
     async def due(self, tenant_id: UUID, account_id: UUID, now: datetime) -> builtins.list[Hold]:
-        return await self._session.read_all(DUE, to_hold, tenant_id, account_id, now)
+        # As this unit of work sees them: a hold it expired already (an earlier transfer of a group) is not due.
+        rows = await self._session.read_all(DUE, to_hold, tenant_id, account_id, now)
+        return [hold for hold in map(self._pending.current, rows) if hold.is_due(now)]
 
     async def expiring(self, now: datetime, limit: int) -> builtins.list[tuple[UUID, UUID]]:
         return [(row["tenant_id"], row["source_account_id"]) for row in await self._session.fetch(EXPIRING, now, limit)]

@@ -28,7 +28,8 @@ class Holds(Protocol):
         ...
 
     async def due(self, tenant_id: UUID, account_id: UUID, now: datetime) -> builtins.list[Hold]:
-        """The account's active holds (as source) whose expiry has passed by `now`."""
+        """The account's active holds (as source) whose expiry has passed by `now`, as this unit of work sees them:
+        one it has expired already (an earlier transfer of the same group commit) is not due again."""
         ...
 
     async def expiring(self, now: datetime, limit: int) -> builtins.list[tuple[UUID, UUID]]:

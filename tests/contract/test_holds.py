@@ -30,6 +30,7 @@ from core.money import Money
 from core.ports import UnitOfWorkFactory
 from core.usecases.accounts import UpdateAccount, get_account, update_account
 from core.usecases.external_payments import CreateExternalPayment, create_external_payment
+from core.usecases.hold_expiry import release_due
 from core.usecases.holds import (
     CaptureHold,
     CreateHold,
@@ -161,6 +162,24 @@ async def test_a_hold_expires_at_its_time_for_every_read_and_once_in_the_ledger(
     assert await seen(uow_factory, now, tenant.id, a.id) == (200, 200, 0)
     expired = [e.aggregate_id for e in await feed(uow_factory, tenant.id) if e.topic == "hold.expired"]
     assert expired == [early.id, late.id]
+    assert await audit.drift() == []
+
+
+async def test_a_hold_this_unit_of_work_expired_is_not_due_again_in_it(uow_factory, now, tenant, audit) -> None:
+    """A group commit books several transfers of one source in one unit of work: each releases what is due first,
+    and the second must not find (and release again) the hold the first expired."""
+    a = await open_account(uow_factory, now, tenant.id, 1_000)
+    b = await open_account(uow_factory, now, tenant.id, user_id="bob")
+    early = await hold(uow_factory, now, tenant.id, a.id, b.id, 300, expires_in=60)
+    await hold(uow_factory, now, tenant.id, a.id, b.id, 200, expires_in=3_600)
+    now.advance(timedelta(seconds=61))
+    async with uow_factory(lock_accounts=[a.id]) as uow:
+        account = (await uow.accounts.lock(tenant.id, [a.id]))[a.id]
+        assert [h.id for h in await uow.holds.due(tenant.id, a.id, now.now())] == [early.id]
+        assert await release_due(uow, account, now.now()) == 1
+        assert await uow.holds.due(tenant.id, a.id, now.now()) == []
+        assert await release_due(uow, (await uow.accounts.lock(tenant.id, [a.id]))[a.id], now.now()) == 0
+    assert await seen(uow_factory, now, tenant.id, a.id) == (1_000, 800, 200)
     assert await audit.drift() == []
 
 
