@@ -95,6 +95,8 @@ class PgIdempotencyKeys:
                         now: datetime) -> list[IdempotencyRecord | IdempotencyRequestInProgress | None]:
         """`claim` for each of `requests` (distinct keys), in one round trip: a key held elsewhere is reported as
         `IdempotencyRequestInProgress` in its place instead of raised."""
+        if len({(r.tenant_id, r.key) for r in requests}) != len(requests):  # the session's own lock would pass twice
+            raise ValueError("claim_all takes each key once")
         rows = await self._session.fetch(CLAIM_ALL, [lock_id(r) for r in requests], [r.tenant_id for r in requests],
                                          [r.key for r in requests])
         return [await self._found(request, row, now) if row["locked"] else

@@ -53,9 +53,9 @@ class PostingEngine:
     must change nothing in the unit of work when it raises a business error (a transfer checks everything
     before it changes anything). When the group's transaction fails as a whole (a conflict, a key stored
     meanwhile, an unexpected error), each of its requests runs again alone, so one request's failure is only
-    its own; `Unavailable` (the database, or the wait for it) answers every request of the group. A request
+    its own; so does `Unavailable` (a bounded wait ran out), each request alone at once with its own wait. A request
     that waited in the queue longer than `queue_timeout` is shed with `Unavailable` (503), as a unit of work
-    that waits too long for its connection is. `observe` is told each group's size.
+    that waits too long for its connection is. `observe`, when set, is told each group's size.
     """
 
     def __init__(self, *, uow_factory: UnitOfWorkFactory, clock: Clock, ttl: timedelta, transactions: int,
@@ -68,10 +68,11 @@ class PostingEngine:
         self._running = 0
         self._since: list[float] = []  # when each running group started (the loop's time)
         self._recheck: asyncio.TimerHandle | None = None
+        self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy: dict[UUID, int] = {}  # accounts the running groups hold: how many of them
         self._keys: set[tuple[UUID, str]] = set()  # the keys of the requests queued or running
-        self._observe = observe
+        self.observe = observe  # the HTTP driver sets its metric here
 
     async def run(self, work: Work, *, request: IdempotentRequest,
                   render: Callable[[Any], StoredResponse], render_error: Callable[[CoreError], StoredResponse],
@@ -102,7 +103,7 @@ class PostingEngine:
         """Start groups from the queue while fewer than `transactions` run, the running ones have all stalled,
         and a queued request is free to start."""
         loop = asyncio.get_running_loop()
-        while self._queue and self._running < self._transactions:
+        while self._queue and self._running < self._transactions and not self._stopping:
             if self._since and (youngest := max(self._since)) + self._stall > loop.time():
                 if self._recheck is None:  # look again when the youngest running group will have stalled
                     self._recheck = loop.call_at(youngest + self._stall, self._look_again)
@@ -159,18 +160,21 @@ class PostingEngine:
         if job in self._queue:
             self._queue.remove(job)
             _settle(job, Unavailable("too many requests are waiting for the database; retry later"))
+            self._start()  # the requests queued behind it on its accounts may start now
 
     async def _run(self, group: list[_Job], started: float) -> None:
         try:
-            if self._observe is not None:
-                self._observe(len(group))
+            if self.observe is not None:
+                self.observe(len(group))
             if len(group) == 1:
                 await self._alone(group[0])
                 return
             try:
                 outcomes = await self._together(group)
-            except Unavailable as error:
-                outcomes = [error] * len(group)
+            except Unavailable:  # a wait ran out (one account's row held elsewhere, the database down): each
+                # request again alone, at once, each with its own bounded wait; only those it concerns fail
+                await asyncio.gather(*(self._alone(job) for job in group))
+                return
             except Exception:  # the transaction as a whole failed: each request again, alone, in their order
                 for job in group:
                     await self._alone(job)
@@ -178,8 +182,10 @@ class PostingEngine:
             for job, outcome in zip(group, outcomes, strict=True):
                 _settle(job, outcome)
         except BaseException:  # cancelled (the process stopping): no request waits for ever; a retry replays
-            for job in group:  # what committed, or runs what did not
+            self._stopping = True  # what committed, or runs what did not
+            for job in [*group, *self._queue]:
                 _settle(job, Unavailable("the server is stopping; retry"))
+            self._queue.clear()
             raise
         finally:
             self._running -= 1

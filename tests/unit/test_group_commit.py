@@ -19,6 +19,7 @@ from core.money import Money
 from core.ports import UnitOfWork
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.group_commit import PostingEngine
+from core.usecases.holds import CreateHold, create_hold
 from core.usecases.transfers import MakeTransfer, make_transfer
 from tests.unit.conftest import FakeClock
 
@@ -133,23 +134,51 @@ async def test_a_group_that_fails_as_a_whole_runs_each_request_again_alone() -> 
     assert await InMemoryLedgerAudit(world.store).drift() == []
 
 
-async def test_unavailable_answers_every_request_of_the_group() -> None:
+async def test_a_wait_that_runs_out_in_a_group_fails_only_the_requests_it_concerns() -> None:
+    """`Unavailable` in a group (say, one account's row held elsewhere past the bound): each request runs again
+    alone, at once; only the one that meets the wait again fails, with nothing stored for its key."""
     world = World(transactions=1)
     a, b, c, d = await world.accounts(100, 0, 100, 0)
     blocker, hold = await world.holding("blocker", c, d)
+    down = [True, True]
 
-    async def down() -> None:
-        raise Unavailable("the database is down")
+    async def waits_too_long() -> None:
+        if down.pop() if down else False:
+            raise Unavailable("the account's row stayed locked")
 
-    sent = [world.send("x-1", a, b, 10), world.send("x-2", a, b, 5, before=down)]
+    sent = [world.send("x-1", a, b, 10), world.send("x-2", c, d, 5, before=waits_too_long)]
     await asyncio.sleep(0)
     hold.set()
     await blocker
-    answers = await asyncio.gather(*sent, return_exceptions=True)
-    assert all(isinstance(answer, Unavailable) for answer in answers)
-    assert world.balances([a, b]) == [100, 0]
-    retried = await world.send("x-1", a, b, 10)  # nothing was stored for the keys
+    answers = await asyncio.gather(*sent)
+    assert world.sizes == [1, 2]
+    assert [(answer.status, answer.body) for answer in answers][1] == (422, b"service_unavailable")  # rendered,
+    assert answers[0].status == 201  # as a transient error is (the API's problem is a 503), and never stored
+    assert world.balances([a, b, c, d]) == [90, 10, 99, 1]
+    retried = await world.send("x-2", c, d, 5)  # nothing was stored for its key
     assert retried.status == 201 and not retried.replayed
+
+
+async def test_an_expired_hold_is_released_once_by_a_group_of_transfers_from_its_account() -> None:
+    world = World(transactions=1)
+    source, b, c, d = await world.accounts(1_000, 0, 100, 0)
+    async with world.store() as uow:
+        await create_hold(CreateHold(tenant_id=TENANT, source_account_id=source, destination_account_id=b,
+                                     amount=Money(100, "USD"), expires_in=60), uow=uow, clock=world.clock)
+    async with world.store() as uow:
+        await create_hold(CreateHold(tenant_id=TENANT, source_account_id=source, destination_account_id=b,
+                                     amount=Money(500, "USD"), expires_in=3_600), uow=uow, clock=world.clock)
+    world.clock.advance(timedelta(seconds=61))  # the first is due, the second is not
+    blocker, hold = await world.holding("blocker", c, d)
+    sent = [world.send("t-1", source, b, 10), world.send("t-2", source, b, 20)]
+    await asyncio.sleep(0)
+    hold.set()
+    await blocker
+    assert [answer.status for answer in await asyncio.gather(*sent)] == [201, 201]
+    assert world.sizes == [1, 2]
+    assert world.store.accounts[source].held == 500 and world.balances([source]) == [970]
+    assert [m.topic for m in world.store.outbox].count("hold.expired") == 1
+    assert await InMemoryLedgerAudit(world.store).drift() == []
 
 
 async def test_a_hot_accounts_requests_wait_in_memory_while_other_accounts_pass() -> None:
