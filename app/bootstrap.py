@@ -46,7 +46,6 @@ from adapters.redis.locks import RedisLocks
 from adapters.redis.metrics import RedisMetrics
 from adapters.redis.rate_limit import RedisRateLimiter
 from adapters.webhook_sender import HttpxWebhookSender, SystemResolver
-from app.http.metrics import GROUP_COMMIT_REQUESTS
 from app.settings import Settings, SettingsError, default_data_dir
 from core.clock import SystemClock
 from core.errors import Unavailable
@@ -188,8 +187,7 @@ class Services:
         self.posting = PostingEngine(
             uow_factory=self.uow_factory, clock=self.clock, ttl=timedelta(seconds=self.settings.idempotency.ttl),
             transactions=db.group_transactions, group_size=db.group_size, queue_timeout=db.acquire_timeout,
-            stall=db.group_stall,
-            observe=GROUP_COMMIT_REQUESTS.observe)
+            stall=db.group_stall)
 
     def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
         """The `UnitOfWorkFactory`: every unit of work of the process shares its in-process account locks and turns."""

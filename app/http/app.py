@@ -73,6 +73,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
     @app.before_server_start
     async def connect(app: Sanic[Any, Any]) -> None:
         app.ctx.services = await bootstrap(settings, database_url, redis_url, role="api")
+        app.ctx.services.posting.observe = metrics.GROUP_COMMIT_REQUESTS.observe
 
     @app.after_server_start
     async def freeze(app: Sanic[Any, Any]) -> None:
