@@ -77,7 +77,7 @@ class MockProviders:
         except Refused as error:
             return _send(wire.error(error.problem, error.message, error.field))
         slot = (kind, wire.provider, key)
-        async with state.locks.setdefault(slot, asyncio.Lock()):  # one request per key at a time
+        async with state.lock(slot):  # one request per key at a time
             state.requests[slot] += 1
             try:
                 answer = mock_charges.charge(state, wire, slot, parsed) if isinstance(parsed, ChargeIn) else (

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import attrs
+
+from adapters.providers.mock_store import Counts, Store, Table
 
 MAX_LATENCY = 600.0
 
@@ -60,36 +63,52 @@ def check_config(latency: object, failure_rate: object) -> list[str]:
     return problems
 
 
-@attrs.define
 class MockState:
-    """Everything the server remembers: config, records by (provider, key), request counts and per-key locks."""
+    """Everything the server remembers: config, records by (provider, key), request counts and per-key locks.
 
-    latency: float
-    failure_rate: float
-    initial: tuple[float, float]
-    charges: dict[tuple[str, str], Record] = attrs.field(factory=dict)
-    refunds: dict[tuple[str, str], Record] = attrs.field(factory=dict)
-    charges_by_id: dict[str, Record] = attrs.field(factory=dict)
-    refunded: Counter[str] = attrs.field(factory=Counter)
-    requests: Counter[Slot] = attrs.field(factory=Counter)
-    locks: dict[Slot, asyncio.Lock] = attrs.field(factory=dict)
-    by_lookup: dict[Slot, list[Record]] = attrs.field(factory=dict)  # (kind, provider, record.lookup)
+    The records and counts live in a `Store` (SQLite on disk): the process's memory stays flat however many
+    charges it keeps. A key's lock lives while requests hold or wait for it.
+    """
+
+    def __init__(self, latency: float, failure_rate: float, initial: tuple[float, float]) -> None:
+        self.latency, self.failure_rate, self.initial = latency, failure_rate, initial
+        self._store = Store()
+        self.charges: Table[Record] = Table(self._store, "charge")
+        self.refunds: Table[Record] = Table(self._store, "refund")
+        self.charges_by_id: Table[Record] = Table(self._store, "charge_id")
+        self.refunded = Counts(self._store, "refunded")
+        self.requests = Counts(self._store, "requests")
+        self._locks: dict[Slot, tuple[asyncio.Lock, int]] = {}  # a key's lock, and how many hold or wait for it
 
     def add(self, kind: Kind, key: tuple[str, str], record: Record) -> None:
         """Remember a new charge or refund under (provider, idempotency key), its id and its lookup value."""
+        table = self.charges if kind == "charge" else self.refunds
+        table[key] = record
         if kind == "charge":
-            self.charges[key] = self.charges_by_id[record.id] = record
-        else:
-            self.refunds[key] = record
+            self.charges_by_id[record.id] = record
         if record.lookup is not None:
-            self.by_lookup.setdefault((kind, record.provider, record.lookup), []).append(record)
+            table.tag((record.provider, record.lookup), key)
 
     def find(self, kind: Kind, provider: str, lookup: str) -> list[Record]:
         """The provider's charges or refunds whose `lookup` is `lookup`, oldest first."""
-        return list(self.by_lookup.get((kind, provider, lookup), ()))
+        return (self.charges if kind == "charge" else self.refunds).tagged((provider, lookup))
+
+    @contextlib.asynccontextmanager
+    async def lock(self, slot: Slot) -> AsyncIterator[None]:
+        """Hold `slot`'s lock: one request per key at a time. The lock is forgotten when nobody needs it."""
+        lock, users = self._locks.get(slot) or (asyncio.Lock(), 0)
+        self._locks[slot] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[slot]
+            if users == 1:
+                del self._locks[slot]
+            else:
+                self._locks[slot] = (lock, users - 1)
 
     def reset(self) -> None:
         """Forget every record and count; back to the latency and failure rate the server started with."""
         self.latency, self.failure_rate = self.initial
-        self.charges, self.refunds, self.charges_by_id, self.by_lookup = {}, {}, {}, {}
-        self.refunded, self.requests, self.locks = Counter(), Counter(), {}
+        self._store.clear()
