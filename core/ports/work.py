@@ -36,8 +36,8 @@ class EventMetrics(Protocol):
     """Counters kept from the committed events the relay publishes."""
 
     async def published(self, messages: Sequence[OutboxMessage]) -> None:
-        """Count the payments that `messages` put in a final status, once per event id however often an event is
-        published again. Never raises: a lost sample must not stop the relay."""
+        """Count the payments that `messages` put in a final status. The relay calls it once per committed claim,
+        so each event once: nothing per event is kept. Never raises: a lost sample must not stop the relay."""
         ...
 
 

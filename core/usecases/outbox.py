@@ -23,7 +23,10 @@ async def relay_outbox(
     Given an `audience`, the relay fans the batch out to webhook subscriptions
     itself and enqueues the deliveries, so an event needs no task of its own
     (only the work it starts); without one, each event gets a `dispatch_event`
-    task. Given `metrics`, the batch's final payments are counted here.
+    task. Given `metrics`, the batch's final payments are counted once the
+    claim has committed: a committed claim is never published again, so each
+    event counts once with nothing kept per event (a crash between the commit
+    and the count loses those samples; metrics never hold up the relay).
     """
     async with outbox.claim(batch) as claimed:
         if claimed.messages:
@@ -33,10 +36,10 @@ async def relay_outbox(
                 refs = await fan_out_events(claimed.messages, audience=audience)
                 await queue.publish_events(claimed.messages, dispatch=False)
                 await queue.enqueue_deliveries(refs)
-            if metrics is not None:
-                await metrics.published(claimed.messages)
             claimed.mark_published()
-        return len(claimed.messages)
+    if metrics is not None and claimed.messages:
+        await metrics.published(claimed.messages)
+    return len(claimed.messages)
 
 
 async def reap_idempotency_keys(

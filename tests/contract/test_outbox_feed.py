@@ -104,6 +104,28 @@ async def test_a_failed_publish_leaves_rows_unpublished(backend: Backend) -> Non
     assert await relay_outbox(outbox=backend.feed, queue=queue, batch=10) == 3
 
 
+async def test_the_relay_counts_a_batch_once_after_its_claim_committed(backend: Backend) -> None:
+    ids = await add_messages(backend, 4)
+    counted: list[Any] = []
+
+    class Metrics:
+        async def published(self, messages: Any) -> None:
+            assert await backend.published({m.id for m in messages}) == {m.id for m in messages}  # committed
+            counted.extend(m.id for m in messages)
+
+    class Broken:
+        async def publish_events(self, messages: Any, **options: Any) -> None:
+            raise RuntimeError("broker down")
+
+    with pytest.raises(RuntimeError):  # a batch that does not commit counts nothing; it is published again
+        await relay_outbox(outbox=backend.feed, queue=Broken(), metrics=Metrics(), batch=10)
+    assert counted == []
+    queue = InMemoryTaskQueue()
+    assert await relay_outbox(outbox=backend.feed, queue=queue, metrics=Metrics(), batch=10) == 4
+    assert await relay_outbox(outbox=backend.feed, queue=queue, metrics=Metrics(), batch=10) == 0
+    assert sorted(counted) == sorted(ids)
+
+
 async def test_lease_is_exclusive_renewable_and_fenced(backend: Backend) -> None:
     name = f"job-{secrets.token_hex(4)}"
     first = await backend.lease.acquire(name, "a", 0.3)
