@@ -91,14 +91,15 @@ async def deliver_webhooks(
     every answer. When every slot is busy, the batch waits up to `admission.wait` before claiming anything,
     else it goes back to the queue whole; a claimed delivery that then waits as long for a slot has its attempt
     taken back in transaction 2 and goes back to the queue with the rest after it."""
-    refs = list({ref.id: ref for ref in reversed(cmd.refs)}.values())[::-1]  # a duplicate ref: the first one
+    refs = _first_of_each(cmd.refs)
     if admission is not None and not await _slot_frees(admission):
         await admission.queue.enqueue_deliveries(refs, delay_seconds=admission.requeue_delay)
         return Delivered(outcomes=[], requeued=refs)
     claimed, outcomes = await _claim(refs, uow_factory=uow_factory, clock=clock, policy=policy)
     sent, unsent = await _post_all(claimed, sender, policy, admission)
     outcomes |= await _record(sent, unsent, uow_factory=uow_factory, clock=clock, policy=policy)
-    requeued = [ref for ref in refs if ref.id in {d.id for d, _ in unsent}]
+    left = {delivery.id for delivery, _ in unsent}
+    requeued = [ref for ref in refs if ref.id in left]
     if requeued and admission is not None:
         await admission.queue.enqueue_deliveries(requeued, delay_seconds=admission.requeue_delay)
     return Delivered(outcomes=[(ref, outcomes[ref.id]) for ref in refs if ref.id in outcomes], requeued=requeued)
@@ -120,6 +121,14 @@ async def deliver_webhook(
 
 
 Claimed = tuple[Delivery, Subscription]
+
+
+def _first_of_each(refs: Sequence[DeliveryRef]) -> list[DeliveryRef]:
+    """The refs in order, a delivery named twice only once (its first ref)."""
+    first: dict[UUID, DeliveryRef] = {}
+    for ref in refs:
+        first.setdefault(ref.id, ref)
+    return list(first.values())
 
 
 async def _claim(
