@@ -199,3 +199,14 @@ async def test_a_delivery_that_moved_on_between_claim_and_record_is_left_alone(h
     results = {r.id: o.result for r, o in delivered.outcomes}
     assert results == {r.id: DeliveryResult.SKIPPED if r is late else DeliveryResult.SUCCEEDED for r in refs}
     assert (hooks.delivery(late.id).status, hooks.delivery(late.id).attempts) == ("pending", 2)
+
+
+async def test_a_delivery_named_twice_is_attempted_once_in_the_batchs_order(hooks: Hooks) -> None:
+    for url in (URL, OTHER):
+        await hooks.subscribe(url=url)
+    first, second = await hooks.event()
+    delivered = await deliver_webhooks(DeliverWebhooks(refs=(first, second, first)), uow_factory=hooks.store,
+                                       sender=hooks.sender, clock=hooks.clock, policy=hooks.policy)
+    assert [(r, o.result) for r, o in delivered.outcomes] == [(first, DeliveryResult.SUCCEEDED),
+                                                             (second, DeliveryResult.SUCCEEDED)]
+    assert len(hooks.sender.sent) == 2 and hooks.delivery(first.id).attempts == 1
