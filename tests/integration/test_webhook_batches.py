@@ -31,6 +31,19 @@ async def _fan_out(services: Services, tenant_id: Any, correlation_id: str) -> l
                                policy=DeliveryPolicy())
 
 
+async def _recorded(services: Services, tenant_id: Any, count: int, timeout: float = 30) -> list[Any]:
+    """The tenant's delivery rows once `count` of them are no longer pending (the worker records each answer in
+    its batch's second transaction, after the receiver got it)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = await services.pool.fetch(
+            "SELECT id, status, attempts FROM webhook_deliveries WHERE tenant_id = $1", tenant_id)
+        if len([row for row in rows if row["status"] != "pending"]) >= count:
+            return list(rows)
+        assert asyncio.get_running_loop().time() < deadline, f"still pending: {rows}"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_worker_delivers_batches_and_messages_queued_before_batches(
     own_stack: tuple[Services, str, str], tmp_path: Path
 ) -> None:
@@ -53,19 +66,18 @@ async def test_a_worker_delivers_batches_and_messages_queued_before_batches(
         worker = Process(["worker"], stack_env(database_url, redis_url, 8080), tmp_path / "worker.log").start()
         try:
             got = [*await asyncio.to_thread(receiver.wait, "/a", 4), *await asyncio.to_thread(receiver.wait, "/b", 4)]
-            rows = await services.pool.fetch(
-                "SELECT id, status, attempts FROM webhook_deliveries WHERE tenant_id = $1", tenant_id)
+            rows = await _recorded(services, tenant_id, 8)
         finally:
             assert worker.stop(signal.SIGTERM) == 0, worker.output()[-3000:]
     finally:
         receiver.stop()
     sent = [*old, *batch]
     assert {row["id"]: (row["status"], row["attempts"]) for row in rows} == {ref.id: ("succeeded", 1) for ref in sent}
-    delivered = {request.headers["Payments-Delivery-Id"]: request for request in got}
+    delivered = {request.headers["payments-delivery-id"]: request for request in got}
     assert len(got) == len(delivered) == 8 and set(delivered) == {str(ref.id) for ref in sent}  # each once
     secrets = {sub.url: sub.secret for sub in subs}
     for ref in sent:
         request = delivered[str(ref.id)]
-        assert request.headers["X-Request-ID"] == ref.correlation_id  # each its own request's id, in a mixed batch
-        assert verify_signature(secrets[receiver.url(request.path)], request.headers["Payments-Signature"],
+        assert request.headers["x-request-id"] == ref.correlation_id  # each its own request's id, in a mixed batch
+        assert verify_signature(secrets[receiver.url(request.path)], request.headers["payments-signature"],
                                 request.body)
