@@ -19,8 +19,9 @@ What it does:
      (POST /payments, stripe/paypal alternately), 10 % refunds of an earlier external payment
      (POST /payments/{id}/refund), 10 % holds (POST /holds), 10 % capture or void of an earlier hold;
   4. every --sample-seconds samples the memory of EVERY process: the API's process tree, each worker's tree,
-     the mock's tree, this database's PostgreSQL backends (their private memory, RssAnon: the shared buffers
-     they touch are shared memory, not theirs), and the redis-server; also the webhook deliveries received;
+     the mock's tree, this database's PostgreSQL backends (a backend's private memory, RssAnon, the mean over
+     them: the shared buffers they touch are not theirs, and their number follows the pools), and the
+     redis-server; also the webhook deliveries received;
   5. reports each process group's memory growth after the warm-up (--warmup-minutes; the median of the first
      three samples after it against the median of the last three), errors (any answer but 2xx other than the
      expected business refusals 422 insufficient_funds and 409 invalid_state_transition for a refund of a
@@ -169,8 +170,12 @@ def sample_memory(roots: dict[str, int], database: str) -> dict[str, dict[str, i
 
 
 def measured(group: str, values: dict[str, int]) -> int:
-    """The memory a group's verdict uses: RSS, but private (anonymous) memory for PostgreSQL backends."""
-    return values["anon"] if group == "postgres" else values["rss"]
+    """The memory a group's verdict uses: RSS, but for PostgreSQL a backend's private (anonymous) memory, the
+    mean over this database's backends: their number follows the pools (more open while requests queue), which
+    is not any process growing."""
+    if group == "postgres":
+        return values["anon"] // max(values["processes"], 1)
+    return values["rss"]
 
 
 # ------------------------------------------------------------------------------------------- the load
@@ -482,7 +487,8 @@ def report(args: argparse.Namespace, peak: float, rate: float, load: Load,
     groups = list(samples[0][1]) if samples else []
     series = {g: [(at, float(measured(g, s[g]))) for at, s in samples if g in s] for g in groups}
     growths = {g: growth(series[g], warmup) for g in groups}
-    print("\nmemory (MiB; postgres = this database's backends' private memory, the rest RSS of the process tree)")
+    print("\nmemory (MiB; postgres = a backend's private memory, the mean over this database's backends; the rest "
+          "RSS of the process tree)")
     print(f"{'group':<10} {'procs':>5} {'start':>8} {'warm':>8} {'end':>8} {'max':>8} {'growth after warm-up':>21}")
     for g in groups:
         values = [v for _, v in series[g]]

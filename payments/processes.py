@@ -129,10 +129,11 @@ def cmd_worker(settings: Settings, endpoints: Endpoints, *, processes: int = 1, 
                           {**env, "PAYMENTS_WORKER_METRICS_PORT": str(base + index if base else 0)})
                     for index in range(processes)]
         return Supervisor(children, grace=settings.server.shutdown_timeout + STOP_MARGIN).run()
-    from adapters.malloc import limit_arenas
+    from adapters.malloc import limit_arenas, start_trimming
     from workers.main import run
 
     limit_arenas()  # before the worker's threads start: its memory stays flat (adapters/malloc.py)
+    start_trimming()
     asyncio.run(run(settings, endpoints.database_url, endpoints.redis_url))
     return 0
 

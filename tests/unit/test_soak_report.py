@@ -78,3 +78,12 @@ def test_mixed_summary_reports_the_median_ratio_and_the_verdict(run: ModuleType)
     assert "{'hot:422': 1}" in lines[4]
     rounds[0]["ratio"] = 2.6
     assert run.mixed_summary(rounds, 32, 10.0)[-1].startswith("MIXED NOT MET: ")
+
+
+def test_postgres_is_measured_per_backend_so_a_pool_that_opens_more_connections_is_not_growth(
+        soak: ModuleType) -> None:
+    few = {"rss": 900 * 2**20, "anon": 40 * 2**20, "processes": 4}
+    more = {"rss": 1800 * 2**20, "anon": 80 * 2**20, "processes": 8}
+    assert soak.measured("postgres", few) == soak.measured("postgres", more) == 10 * 2**20
+    assert soak.measured("postgres", {"rss": 0, "anon": 0, "processes": 0}) == 0
+    assert soak.measured("worker1", more) == 1800 * 2**20  # every other group: the RSS of its process tree
