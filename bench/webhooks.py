@@ -450,8 +450,9 @@ def case_run(args: argparse.Namespace, subscriptions: int, tmp_root: Path) -> di
     with pay.case(args, tmp_root, f"subs{subscriptions}-") as run:
         stack, database_url, name = run.stack, run.database_url, run.database
         api_port, receiver_port = base.free_port(), base.free_port()
+        slots = {"PAYMENTS_WEBHOOKS_CONCURRENCY": str(args.webhooks_concurrency)} if args.webhooks_concurrency else {}
         env = pay.case_env(run, api_port, args.worker_concurrency,
-                           PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS="true")  # the receiver is on 127.0.0.1
+                           PAYMENTS_WEBHOOKS_ALLOW_PRIVATE_URLS="true", **slots)  # the receiver is on 127.0.0.1
         key = base.create_key(env)
         stack.spawn("receiver", [sys.executable, str(Path(__file__).resolve()), "--receive", str(receiver_port)])
         pay.wait_http(f"http://127.0.0.1:{receiver_port}/_count", stack, "the receiver")
@@ -568,6 +569,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default: %(default)s)")
     parser.add_argument("--worker-concurrency", type=int, default=0,
                         help="PAYMENTS_WORKER_CONCURRENCY (default: the product's, 8); also the raw baseline's senders")
+    parser.add_argument("--webhooks-concurrency", type=int, default=0,
+                        help="PAYMENTS_WEBHOOKS_CONCURRENCY, each worker's POSTs in flight (default: the product's, 4)")
     parser.add_argument("--drain-timeout", type=float, default=60.0,
                         help="after the load, wait at most this long for the deliveries (default: %(default)s)")
     parser.add_argument("--verify-every", type=int, default=10,

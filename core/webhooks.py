@@ -145,6 +145,15 @@ class DeliveryRef(Command):
     trace_context: dict[str, str] = attrs.field(factory=dict)
 
 
+#: The most delivery refs one `deliver_webhook` message carries: a worker claims, POSTs and records them together.
+DELIVERY_BATCH = 50
+
+
+def delivery_batches(refs: Sequence[DeliveryRef], size: int = DELIVERY_BATCH) -> list[list[DeliveryRef]]:
+    """`refs` in order, in groups of at most `size` (one message each)."""
+    return [list(refs[start:start + size]) for start in range(0, len(refs), size)]
+
+
 @attrs.define(kw_only=True)
 class Delivery:
     """One event on its way to one subscription; the same event id and body on every attempt."""
@@ -183,6 +192,11 @@ class Delivery:
         self.attempts += 1
         self.next_attempt_at = now + timedelta(seconds=policy.lease)
         self.queued, self.updated_at = 0, now
+
+    def release_attempt(self, now: datetime) -> None:
+        """Take back an attempt counted by `begin_attempt` but never made (no webhook slot freed in time): the
+        claim's lease still holds it, and the message that requeued its ref makes that attempt."""
+        self.attempts, self.updated_at = self.attempts - 1, now
 
     def succeeded(self, status_code: int, now: datetime) -> None:
         self.status, self.last_status_code, self.last_error = DeliveryStatus.SUCCEEDED, status_code, None

@@ -33,7 +33,7 @@ from adapters.telemetry import trace_carrier
 from core.errors import Unavailable
 from core.events import OutboxMessage, event_body, work_for
 from core.ids import new_id
-from core.webhooks import DeliveryRef
+from core.webhooks import DeliveryRef, delivery_batches
 from core.work import PAYMENT, REFUND, WorkItem
 
 EVENTS_QUEUE = "events"
@@ -201,19 +201,35 @@ def work_message(item: WorkItem, message_id: str | None = None) -> dramatiq.Mess
                             options={}, message_id=message_id or str(new_id()))
 
 
-def delivery_message(ref: DeliveryRef) -> dramatiq.Message[Any]:
-    """The task that makes attempt `ref.attempt + 1` of one webhook delivery (stale copies do nothing)."""
-    task = {"tenant_id": str(ref.tenant_id), "delivery_id": str(ref.id), "attempt": ref.attempt,
-            "correlation_id": ref.correlation_id}
-    # the trace of the event that caused it (a scheduler-sent retry has no current trace of its own)
-    options: dict[str, Any] = {TRACE_OPTION: dict(ref.trace_context)} if ref.trace_context else {}
+def delivery_message(refs: Sequence[DeliveryRef]) -> dramatiq.Message[Any]:
+    """The task that makes attempt `ref.attempt + 1` of each of up to `DELIVERY_BATCH` webhook deliveries, of any
+    tenants (stale copies do nothing). Each ref keeps its correlation id and the trace of the event that caused it;
+    the message joins the first such trace (a scheduler-sent retry has no current trace of its own), and its
+    correlation id is the refs' own when they share one."""
+    task: dict[str, Any] = {"refs": [
+        {"tenant_id": str(ref.tenant_id), "delivery_id": str(ref.id), "attempt": ref.attempt,
+         "correlation_id": ref.correlation_id, **({"trace_context": dict(ref.trace_context)} if ref.trace_context
+                                                  else {})} for ref in refs]}
+    if len(correlations := {ref.correlation_id for ref in refs}) == 1:
+        task["correlation_id"] = correlations.pop()
+    trace = next((ref.trace_context for ref in refs if ref.trace_context), None)
+    options: dict[str, Any] = {TRACE_OPTION: dict(trace)} if trace else {}
     return dramatiq.Message(queue_name=WEBHOOKS_QUEUE, actor_name=DELIVER_ACTOR, args=(task,), kwargs={},
                             options=options, message_id=str(new_id()))
 
 
+def delivery_refs(task: dict[str, Any]) -> list[DeliveryRef]:
+    """The refs a `deliver_webhook` task carries: a batch's, or the one of a message queued before batches (one
+    delivery per message, its fields at the top level)."""
+    if "refs" not in task:
+        return [delivery_ref(task)]
+    return [delivery_ref(ref) for ref in task["refs"]]
+
+
 def delivery_ref(task: dict[str, Any]) -> DeliveryRef:
     return DeliveryRef(id=uuid.UUID(task["delivery_id"]), tenant_id=uuid.UUID(task["tenant_id"]),
-                       attempt=int(task["attempt"]), correlation_id=task.get("correlation_id"))
+                       attempt=int(task["attempt"]), correlation_id=task.get("correlation_id"),
+                       trace_context=dict(task.get("trace_context") or {}))
 
 
 def work_item(task: dict[str, Any]) -> WorkItem:
@@ -241,7 +257,7 @@ class DramatiqTaskQueue:
 
     async def enqueue_deliveries(self, refs: Sequence[DeliveryRef], *, delay_seconds: float = 0.0) -> None:
         if refs:
-            await asyncio.to_thread(self._send, [delivery_message(ref) for ref in refs],
+            await asyncio.to_thread(self._send, [delivery_message(batch) for batch in delivery_batches(refs)],
                                     int(delay_seconds * 1000) or None)
 
     @staticmethod

@@ -11,7 +11,7 @@ from uuid import UUID
 from adapters.memory.pending import Pending
 from adapters.memory.state import StoreState
 from core.events import ClaimedBatch, OutboxMessage, work_for
-from core.webhooks import DeliveryRef
+from core.webhooks import DeliveryRef, delivery_batches
 from core.work import PAYMENT, REFUND, WorkItem
 
 
@@ -54,6 +54,8 @@ class InMemoryTaskQueue:
         self.work: list[tuple[WorkItem, float]] = []
         self.deliveries: list[DeliveryRef] = []
         self.delivery_delays: list[float] = []
+        #: The messages the refs went in, as the real queue groups them, each with its delay.
+        self.delivery_messages: list[tuple[list[DeliveryRef], float]] = []
 
     async def publish_events(self, messages: Sequence[OutboxMessage], *, dispatch: bool = True) -> None:
         await asyncio.sleep(0)
@@ -69,6 +71,7 @@ class InMemoryTaskQueue:
         await asyncio.sleep(0)
         self.deliveries.extend(refs)
         self.delivery_delays.extend([delay_seconds] * len(refs))
+        self.delivery_messages += [(batch, delay_seconds) for batch in delivery_batches(refs)]
 
 
 class InMemoryInFlight:

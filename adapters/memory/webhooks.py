@@ -50,6 +50,17 @@ class MemoryWebhooks:
                        for s in self._store.subscriptions.values() if s.tenant_id in tenant_ids and s.enabled),
                       key=lambda s: s.id)
 
+    async def lock_deliveries(self, keys: Collection[tuple[UUID, UUID]]) -> builtins.list[Delivery]:
+        locked = []
+        for tenant_id, delivery_id in sorted(set(keys), key=lambda key: key[1]):  # ascending ids, as PostgreSQL
+            if (delivery := await self.lock_delivery(tenant_id, delivery_id)) is not None:
+                locked.append(delivery)
+        return locked
+
+    async def get_subscriptions(self, keys: Collection[tuple[UUID, UUID]]) -> builtins.list[Subscription]:
+        found = (self._subscriptions.get(tenant_id, subscription_id) for tenant_id, subscription_id in set(keys))
+        return sorted((s for s in found if s is not None), key=lambda s: s.id)
+
     def remove(self, subscription: Subscription) -> None:
         self._subscriptions.pending.drop(subscription.id)
         self.removed[subscription.id] = subscription

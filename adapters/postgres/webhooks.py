@@ -42,6 +42,13 @@ DELIVERY_COLUMNS = ("id, tenant_id, subscription_id, event_id, event_type, body,
                     " last_error, next_attempt_at, delivered_at, correlation_id, trace_context, granted_through,"
                     " queued, created_at, updated_at")
 LOCK_DELIVERY = f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+# Many at once, by (tenant, id) pairs: `id = ANY` finds them by primary key; the rows are locked in id order (the
+# lock is taken above the sort).
+LOCK_DELIVERIES = f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+WHERE id = ANY($2::uuid[]) AND (tenant_id, id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))
+ORDER BY id FOR UPDATE"""
+GET_SUBSCRIPTIONS = f"""SELECT {SUB_COLUMNS} FROM webhook_subscriptions
+WHERE id = ANY($2::uuid[]) AND (tenant_id, id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[])) ORDER BY id"""
 DELIVERIES = f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND subscription_id = $2
 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid)) ORDER BY created_at DESC, id DESC LIMIT $5"""
 # A subscription deleted since it was read gets no delivery (as the in-memory fake does).
@@ -120,6 +127,19 @@ class PgWebhooks:
     async def listeners(self, tenant_ids: Collection[UUID]) -> builtins.list[Listener]:
         rows = await self._session.fetch(LISTENERS, list(tenant_ids))
         return [Listener(id=row["id"], tenant_id=row["tenant_id"], events=tuple(row["events"])) for row in rows]
+
+    async def lock_deliveries(self, keys: Collection[tuple[UUID, UUID]]) -> builtins.list[Delivery]:
+        if not keys:
+            return []
+        tenants, ids = zip(*keys, strict=True)
+        rows = await self._session.read_all(LOCK_DELIVERIES, to_delivery, list(tenants), list(ids))
+        return [self._deliveries.current(row) for row in rows]
+
+    async def get_subscriptions(self, keys: Collection[tuple[UUID, UUID]]) -> builtins.list[Subscription]:
+        if not keys:
+            return []
+        tenants, ids = zip(*keys, strict=True)
+        return await self._session.read_all(GET_SUBSCRIPTIONS, self._read, list(tenants), list(ids))
 
     def remove(self, subscription: Subscription) -> None:
         self._pending.drop(subscription.id)

@@ -81,7 +81,16 @@ class RedisMetrics:
 
     async def webhook_delivery(self, outcome: str) -> None:
         """One webhook delivery attempt ended: `succeeded`, `retrying` or `failed`."""
-        await self._quietly(self._redis.hincrby(self._key("webhook_deliveries"), outcome, 1), "webhook delivery")
+        await self.webhook_deliveries([outcome])
+
+    async def webhook_deliveries(self, outcomes: Iterable[str]) -> None:
+        """A batch of webhook delivery attempts ended, each `succeeded`, `retrying` or `failed`: one round trip."""
+        if not (counts := Counter(outcomes)):
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for outcome, count in counts.items():
+            pipe.hincrby(self._key("webhook_deliveries"), outcome, count)
+        await self._quietly(pipe.execute(), "batch of webhook deliveries")
 
     async def _quietly(self, command: Any, what: str) -> None:
         try:

@@ -51,6 +51,17 @@ class Webhooks(Protocol):
 
     async def lock_delivery(self, tenant_id: UUID, delivery_id: UUID) -> Delivery | None: ...
 
+    async def lock_deliveries(self, keys: Collection[tuple[UUID, UUID]]) -> builtins.list[Delivery]:
+        """The deliveries of `keys` (`(tenant_id, delivery_id)` pairs) that exist, each locked as `lock_delivery`
+        locks one, in one round trip, in ascending id order (so two batches sharing rows never deadlock); this
+        unit of work's own changes win over the stored rows. A key naming another tenant's delivery finds none."""
+        ...
+
+    async def get_subscriptions(self, keys: Collection[tuple[UUID, UUID]]) -> builtins.list[Subscription]:
+        """The subscriptions of `keys` (`(tenant_id, subscription_id)` pairs) that exist, in one query, not locked,
+        in ascending id order. A key naming another tenant's subscription finds none."""
+        ...
+
     async def deliveries(
         self, tenant_id: UUID, subscription_id: UUID, *, limit: int, cursor: str | None
     ) -> Page[Delivery]:

@@ -27,8 +27,9 @@ class TaskQueue(Protocol):
         ...
 
     async def enqueue_deliveries(self, refs: Sequence[DeliveryRef], *, delay_seconds: float = 0.0) -> None:
-        """Enqueue one webhook delivery attempt per ref, to run no sooner than `delay_seconds` from now.
-        Raises `Unavailable`."""
+        """Enqueue the next attempt of each ref's webhook delivery, to run no sooner than `delay_seconds` from now:
+        the refs in order, in messages of up to `core.webhooks.DELIVERY_BATCH` (`delivery_batches`), each made by one
+        worker at once. Raises `Unavailable`."""
         ...
 
 

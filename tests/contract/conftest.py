@@ -15,9 +15,11 @@ from uuid import UUID
 import pytest
 
 from adapters.memory import InMemoryLedgerAudit, InMemoryStore
+from adapters.memory.webhooks import MemoryDueDeliveries
 from adapters.postgres.ledger import COLUMNS as ENTRY_COLUMNS
 from adapters.postgres.rows import insert_entities
-from app.bootstrap import Services
+from app.bootstrap import Services, bootstrap
+from app.configuration import load_settings
 from core.accounts import Account
 from core.clock import SystemClock
 from core.ledger import Entry
@@ -27,6 +29,7 @@ from core.ports import LedgerAudit, UnitOfWorkFactory
 from core.tenants import Tenant
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.transfers import MakeTransfer, make_transfer
+from tests.conftest import SECRETS_KEYS, fresh_database
 from tests.contract.builders import Cleanup
 
 BACKENDS = ["memory", "postgres"]
@@ -148,3 +151,18 @@ async def cleanup(backend: str, services: Services) -> AsyncIterator[Cleanup]:
     done = Cleanup(services.pool if backend == "postgres" else None)
     yield done
     await done()
+
+
+@pytest.fixture
+async def private(backend: str, admin_database_url: str, redis_url: str) -> AsyncIterator[Any]:
+    """A store of this test's own: claiming due deliveries takes every tenant's, and no one else's may go."""
+    if backend == "memory":
+        store = InMemoryStore()
+        yield store, MemoryDueDeliveries(store)
+        return
+    with fresh_database(admin_database_url) as url:
+        own = await bootstrap(load_settings({"PAYMENTS_SECRETS_KEYS": SECRETS_KEYS}), url, redis_url)
+        try:
+            yield own.uow_factory, own.due_deliveries
+        finally:
+            await own.aclose()

@@ -31,7 +31,8 @@ from adapters.dramatiq.broker import (
     WORK_ACTORS,
     WORK_QUEUE,
     DramatiqTaskQueue,
-    delivery_ref,
+    delivery_message,
+    delivery_refs,
     make_broker,
     work_item,
 )
@@ -56,7 +57,7 @@ class Task:
     """One enqueued task in port terms; `delay` is the interval the requested delay must lie in."""
 
     kind: str  # "event", "work" or "delivery"
-    subject: Any  # the event id, the `WorkItem`, or the `DeliveryRef` without its trace context
+    subject: Any  # the event id, the `WorkItem`, or the message's `DeliveryRef`s (a tuple)
     message_id: str | None
     delay: tuple[float, float]
     raw: dramatiq.Message[Any] | None = None  # what the broker holds (the real backend only)
@@ -77,9 +78,9 @@ class MemoryQueues:
         events, work, deliveries = self._seen
         tasks = [Task("event", m.id, str(m.id), (0.0, 0.0)) for m in q.events[events:]]
         tasks += [Task("work", item, None, (delay, delay)) for item, delay in q.work[work:]]
-        tasks += [Task("delivery", _bare(ref), None, (delay, delay))
-                  for ref, delay in zip(q.deliveries[deliveries:], q.delivery_delays[deliveries:], strict=True)]
-        self._seen = (len(q.events), len(q.work), len(q.deliveries))
+        tasks += [Task("delivery", tuple(refs), None, (delay, delay))
+                  for refs, delay in q.delivery_messages[deliveries:]]
+        self._seen = (len(q.events), len(q.work), len(q.delivery_messages))
         return tasks
 
 
@@ -134,11 +135,7 @@ def _subject(message: dramatiq.Message[Any]) -> tuple[str, Any]:
         return "event", UUID(task["id"])
     if message.queue_name.removesuffix(".DQ") == WORK_QUEUE:
         return "work", work_item(task)
-    return "delivery", delivery_ref(task)
-
-
-def _bare(ref: DeliveryRef) -> DeliveryRef:
-    return attrs.evolve(ref, trace_context={})
+    return "delivery", tuple(delivery_refs(task))
 
 
 def _private(url: str, db: int) -> str:
@@ -274,18 +271,31 @@ async def test_work_is_enqueued_with_its_delay(queues) -> None:
     assert await sent(queues, lambda: queues.queue.enqueue_work([])) == []
 
 
-async def test_deliveries_are_enqueued_one_per_ref_with_their_delay(queues) -> None:
-    tenant = new_id()
-    refs = [DeliveryRef(id=new_id(), tenant_id=tenant, attempt=0, correlation_id="req-1"),
-            DeliveryRef(id=new_id(), tenant_id=tenant, attempt=3, trace_context={"traceparent": "x"})]
+async def test_deliveries_are_enqueued_in_messages_of_up_to_50_refs_with_their_delay(queues) -> None:
+    tenants = [new_id(), new_id()]
+    refs = [DeliveryRef(id=new_id(), tenant_id=tenants[n % 2], attempt=n % 3, correlation_id=f"req-{n}",
+                        trace_context={"traceparent": f"00-{n:032x}-{1:016x}-01"} if n % 2 else {})
+            for n in range(1, 108)]
     immediate = await sent(queues, lambda: queues.queue.enqueue_deliveries(refs))
-    retry = DeliveryRef(id=refs[0].id, tenant_id=tenant, attempt=1)
+    retry = DeliveryRef(id=refs[0].id, tenant_id=refs[0].tenant_id, attempt=1)
     postponed = await sent(queues, lambda: queues.queue.enqueue_deliveries([retry], delay_seconds=120))
-    assert [(t.kind, t.subject) for t in immediate] == [("delivery", _bare(ref)) for ref in refs]
+    # in order, 50 + 50 + 7, each ref whole (its tenant, attempt, correlation id and trace)
+    assert [(t.kind, t.subject) for t in immediate] == [
+        ("delivery", tuple(refs[:50])), ("delivery", tuple(refs[50:100])), ("delivery", tuple(refs[100:]))]
     assert all(delayed_by(t, 0) for t in immediate)
     (task,) = postponed
-    assert task.subject == retry and delayed_by(task, 120) and not delayed_by(task, 0)
+    assert task.subject == (retry,) and delayed_by(task, 120) and not delayed_by(task, 0)
     assert await sent(queues, lambda: queues.queue.enqueue_deliveries([], delay_seconds=5)) == []
+
+
+def test_a_message_queued_before_batches_still_names_its_one_delivery() -> None:
+    """A `deliver_webhook` message of the last release (one delivery, its fields at the top level) is still read."""
+    ref = DeliveryRef(id=new_id(), tenant_id=new_id(), attempt=2, correlation_id="req-old")
+    old = {"tenant_id": str(ref.tenant_id), "delivery_id": str(ref.id), "attempt": 2, "correlation_id": "req-old"}
+    assert delivery_refs(old) == [ref]
+    batch = delivery_message([ref, attrs.evolve(ref, id=new_id(), correlation_id="req-2")])
+    assert "correlation_id" not in batch.args[0]  # two requests' deliveries: each keeps its own
+    assert delivery_message([ref]).args[0]["correlation_id"] == "req-old"
 
 
 # --- what only the Dramatiq adapter has: queues, actors, the broker's own ids, an outage -----------------------

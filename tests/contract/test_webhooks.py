@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
 
-from adapters.memory import InMemoryStore
-from adapters.memory.webhooks import MemoryDueDeliveries
-from app.bootstrap import bootstrap
-from app.configuration import load_settings
 from core.errors import ValidationFailed
 from core.ids import new_id
 from core.ports import UnitOfWorkFactory
 from core.webhooks import Delivery, DeliveryRef, Subscription, new_secret
-from tests.conftest import SECRETS_KEYS, fresh_database
 
 # Far from the present, so a worker of another suite sharing the database never finds these due.
 T0 = datetime(2090, 1, 1, tzinfo=UTC)
@@ -131,21 +125,6 @@ async def test_deliveries_are_locked_saved_and_removed_with_their_subscription(
     async with uow_factory(read_only=True) as uow:
         assert await uow.webhooks.get(tenant, sub.id) is None
         assert (await uow.webhooks.deliveries(tenant, sub.id, limit=5, cursor=None)).items == []
-
-
-@pytest.fixture
-async def private(backend: str, admin_database_url: str, redis_url: str) -> AsyncIterator[Any]:
-    """A store of this test's own: claiming due deliveries takes every tenant's, and no one else's may go."""
-    if backend == "memory":
-        store = InMemoryStore()
-        yield store, MemoryDueDeliveries(store)
-        return
-    with fresh_database(admin_database_url) as url:
-        own = await bootstrap(load_settings({"PAYMENTS_SECRETS_KEYS": SECRETS_KEYS}), url, redis_url)
-        try:
-            yield own.uow_factory, own.due_deliveries
-        finally:
-            await own.aclose()
 
 
 async def test_due_deliveries_are_claimed_once_and_held_longer_each_time(private: Any) -> None:

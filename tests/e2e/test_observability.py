@@ -70,8 +70,12 @@ def test_one_payment_is_one_trace_from_the_api_through_the_worker(admin_database
     assert not [s for s in spans if s["name"] == "dispatch_event process"]
     (webhook,) = [s for s in trace if s["name"] == "deliver_webhook process"]
     assert ancestors(webhook)[:1] == ["process_payment process"] and ancestors(webhook)[-1] == api["name"]
+    # the message is a batch (of one delivery here): the delivery has its span under it, and the POST under that
+    (delivery,) = [s for s in trace if s["name"] == "webhook delivery"]
+    assert ancestors(delivery)[0] == "deliver_webhook process"
+    assert delivery["attributes"]["http.response.status_code"] == 200
     posts = [s for s in trace if s["kind"] == "CLIENT" and urls[s["span_id"]].endswith("/hook")]
-    assert len(posts) == 1 and ancestors(posts[0])[0] == "deliver_webhook process"
+    assert len(posts) == 1 and ancestors(posts[0])[:2] == ["webhook delivery", "deliver_webhook process"]
 
 
 def _scrape(url: str) -> Samples:

@@ -22,7 +22,8 @@ from core.idempotency import IdempotentRequest, StoredResponse
 from core.ids import new_id
 from core.signatures import InvalidSignature, verify_signature
 from core.usecases.idempotency import run_idempotent
-from core.usecases.webhook_delivery import DeliveryOutcome, FanOut, deliver_webhook, fan_out_event
+from core.usecases.webhook_attempts import DeliveryOutcome, deliver_webhook
+from core.usecases.webhook_delivery import FanOut, fan_out_event
 from core.usecases.webhooks import CreateSubscription, create_subscription, rotate_secret
 from core.views import webhook_view
 from core.webhooks import DeliveryRef

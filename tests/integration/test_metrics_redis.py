@@ -58,7 +58,8 @@ async def test_round_trip(client: aioredis.Redis) -> None:
         await metrics.published([_event("transfer.completed", {})])  # a transfer's event: internal_transfer
         await metrics.webhook_delivery("succeeded")
         await metrics.webhook_delivery("retrying")
-        await metrics.webhook_delivery("retrying")
+        await metrics.webhook_deliveries(["succeeded", "failed", "succeeded", "retrying"])  # a batch's, one pipeline
+        await metrics.webhook_deliveries([])
 
         parsed = _parse(await metrics.families(["stripe", "paypal", "adyen"]))
     finally:
@@ -81,7 +82,7 @@ async def test_round_trip(client: aioredis.Redis) -> None:
         ("external_payment", "completed"): 1.0, ("internal_transfer", "completed"): 2.0,
         ("external_payment", "refunded"): 1.0}
     assert {s[1]["outcome"]: s[2] for s in parsed["webhook_deliveries"] if s[0].endswith("_total")} == {
-        "succeeded": 1.0, "retrying": 2.0}
+        "succeeded": 3.0, "retrying": 2.0, "failed": 1.0}
 
 
 async def test_writers_never_raise_and_the_reader_keeps_every_family_when_redis_is_down() -> None:
@@ -92,6 +93,7 @@ async def test_writers_never_raise_and_the_reader_keeps_every_family_when_redis_
         await metrics.breaker_state("stripe", "open")
         await metrics.published([_event("payment.completed", {"payment_type": "external_payment"})])
         await metrics.webhook_delivery("failed")
+        await metrics.webhook_deliveries(["failed", "succeeded"])
         parsed = _parse(await metrics.families(["stripe", "paypal"]))
     finally:
         await down.aclose()

@@ -5,19 +5,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
-
-from app.bootstrap import Services, bootstrap
-from app.configuration import load_settings
+from app.bootstrap import Services
 from core.money import Money
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.webhooks import CreateSubscription, create_subscription
-from tests.conftest import SECRETS_KEYS, fresh_database
 from tests.e2e.conftest import Process, stack_env
-from tests.e2e.isolated import PrivateRedis
 
 
 async def _published(services: Services, ids: list[object]) -> int:
@@ -30,19 +25,6 @@ async def _wait_for(predicate: Callable[[], Awaitable[bool]], message: Callable[
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, f"condition not met in time:\n{message()[-3000:]}"
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def own_stack(admin_database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Services, str, str]]:
-    """A database and a Redis of this test's own: no other worker (the e2e suite's) relays its events."""
-    with fresh_database(admin_database_url) as database_url:
-        private = PrivateRedis(tmp_path / "redis").start()
-        services = await bootstrap(load_settings({"PAYMENTS_SECRETS_KEYS": SECRETS_KEYS}), database_url, private.url)
-        try:
-            yield services, database_url, private.url
-        finally:
-            await services.aclose()
-            private.stop()
 
 
 async def test_worker_relays_events_with_their_correlation_id_and_stops_cleanly(

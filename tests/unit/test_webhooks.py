@@ -19,14 +19,8 @@ from core.errors import NotFound, ValidationFailed
 from core.events import CATALOGUE
 from core.ids import new_id
 from core.signatures import InvalidSignature, verify_signature
-from core.usecases.webhook_delivery import (
-    DeliveryOutcome,
-    DeliveryResult,
-    FanOut,
-    deliver_webhook,
-    fan_out_event,
-    schedule_due,
-)
+from core.usecases.webhook_attempts import DeliveryOutcome, DeliveryResult, deliver_webhook
+from core.usecases.webhook_delivery import FanOut, fan_out_event, schedule_due
 from core.usecases.webhook_destinations import check_destination
 from core.usecases.webhooks import (
     CreateSubscription,
