@@ -15,6 +15,7 @@ from adapters.malloc import limit_arenas, start_trimming
 GLIBC = platform.libc_ver()[0] == "glibc"
 
 
+# allowed: mallopt exists only in glibc; on musl or macOS there is nothing to call (test_no_libc_found covers that)
 @pytest.mark.skipif(not GLIBC, reason="mallopt(M_ARENA_MAX) is glibc's; elsewhere limit_arenas answers False")
 def test_the_cap_is_set_on_glibc() -> None:
     # in a child: the cap is process-wide and must not leak into the test session
@@ -56,6 +57,7 @@ print(before, rss(), gave, took)
 """
 
 
+# allowed: malloc_trim exists only in glibc; elsewhere test_no_trimming_without_malloc_trim covers the fallback
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's; elsewhere trimmer answers None")
 def test_a_trim_gives_back_the_pages_an_arena_kept() -> None:
     out = subprocess.run([sys.executable, "-c", _FRAGMENTED], capture_output=True, text=True, check=True,
