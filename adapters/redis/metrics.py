@@ -79,10 +79,6 @@ class RedisMetrics:
             pipe.hincrby(self._key("payments"), name, count)
         await self._quietly(pipe.execute(), "batch of final payments")
 
-    async def webhook_delivery(self, outcome: str) -> None:
-        """One webhook delivery attempt ended: `succeeded`, `retrying` or `failed`."""
-        await self.webhook_deliveries([outcome])
-
     async def webhook_deliveries(self, outcomes: Iterable[str]) -> None:
         """A batch of webhook delivery attempts ended, each `succeeded`, `retrying` or `failed`: one round trip."""
         if not (counts := Counter(outcomes)):

@@ -56,8 +56,8 @@ async def test_round_trip(client: aioredis.Redis) -> None:
                                  _event("payment.processing", {}), _event("payment.created", {}),
                                  _event("payment.refunded", {"payment_type": "external_payment"})])
         await metrics.published([_event("transfer.completed", {})])  # a transfer's event: internal_transfer
-        await metrics.webhook_delivery("succeeded")
-        await metrics.webhook_delivery("retrying")
+        await metrics.webhook_deliveries(["succeeded"])
+        await metrics.webhook_deliveries(["retrying"])
         await metrics.webhook_deliveries(["succeeded", "failed", "succeeded", "retrying"])  # a batch's, one pipeline
         await metrics.webhook_deliveries([])
 
@@ -92,7 +92,7 @@ async def test_writers_never_raise_and_the_reader_keeps_every_family_when_redis_
         await metrics.provider_call("stripe", "charge", "succeeded", 0.1, breaker="closed")
         await metrics.breaker_state("stripe", "open")
         await metrics.published([_event("payment.completed", {"payment_type": "external_payment"})])
-        await metrics.webhook_delivery("failed")
+        await metrics.webhook_deliveries(["failed"])
         await metrics.webhook_deliveries(["failed", "succeeded"])
         parsed = _parse(await metrics.families(["stripe", "paypal"]))
     finally:
