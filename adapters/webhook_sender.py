@@ -17,6 +17,10 @@ from core.webhooks import SendResult
 RESOLVE_TIMEOUT = 2.0
 _TEMPORARY = {socket.EAI_AGAIN, socket.EAI_FAIL}
 _SNIPPET = 300  # bytes of a failing answer kept in the delivery log
+# A success's answer is read to its end, up to this many bytes, so that its connection goes back to the pool:
+# httpcore closes a connection whose answer was left unread, and the next POST to that receiver would then
+# pay a new TCP (and TLS) handshake.
+_KEEP_ALIVE_BODY = 64 * 1024
 
 
 class SystemResolver:
@@ -110,13 +114,15 @@ class HttpxWebhookSender:
 
     async def _post(self, url: str, body: bytes, headers: Mapping[str, str], seconds: float) -> SendResult:
         async with self._client.stream("POST", url, content=body, headers=dict(headers), timeout=seconds) as answer:
-            if 200 <= answer.status_code < 300:
-                return SendResult(status_code=answer.status_code)
+            ok = 200 <= answer.status_code < 300
             snippet = b""
             async for chunk in answer.aiter_bytes():
                 snippet += chunk
-                if len(snippet) >= _SNIPPET:
+                if len(snippet) >= (_KEEP_ALIVE_BODY if ok else _SNIPPET):
+                    # A long answer is not read to its end: the connection is then closed, not kept alive.
                     break
+            if ok:
+                return SendResult(status_code=answer.status_code)
             text = snippet[:_SNIPPET].decode("utf-8", "replace").strip()
             return SendResult(status_code=answer.status_code,
                               error=f"HTTP {answer.status_code}" + (f": {text}" if text else ""))

@@ -19,25 +19,30 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    peer: tuple[str, int] | None = None  # the sender's address and port: which connection carried the request
 
 
 class Receiver:
     """`script[path]` is a list of answers consumed one per request, the last repeating: an int is a
     status code (a 3xx one redirects to `/redirected`), a float is seconds to wait before answering 200,
-    a `threading.Event` holds the answer (200) until the test sets it. Default 200."""
+    a `threading.Event` holds the answer (200) until the test sets it. Default 200. With `keep_alive`, it
+    speaks HTTP/1.1 and keeps each connection open for the sender's next request (default: HTTP/1.0, one
+    request per connection)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_alive: bool = False) -> None:
         self.received: list[Received] = []
         self.script: dict[str, list[int | float | threading.Event]] = defaultdict(list)
         self._lock = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
                     receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                      body, time.time()))
+                                                      body, time.time(), self.client_address[:2]))
                     receiver._lock.notify_all()
                     script = receiver.script.get(self.path) or [200]
                     answer = script.pop(0) if len(script) > 1 else script[0]

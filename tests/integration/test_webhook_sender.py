@@ -39,6 +39,23 @@ async def test_answers_are_reported_as_they_came(receiver: Receiver) -> None:
     assert len(receiver.at("/moved")) == 1
 
 
+async def test_connections_are_kept_alive_between_posts() -> None:
+    """A success's answer is read to its end, so its connection goes back to the pool and carries the next POST
+    (left unread, httpcore closes it: a new TCP handshake per delivery)."""
+    receiver = Receiver(keep_alive=True).start()
+    receiver.script["/ok"] = [200, 200, 200, 200, 200, 500]
+    sender = HttpxWebhookSender(allow_private=True)
+    try:
+        results = [await sender.post(receiver.url("/ok"), b"{}", {}, within=5) for _ in range(5)]
+        failed = await sender.post(receiver.url("/ok"), b"{}", {}, within=5)
+    finally:
+        await sender.aclose()
+        receiver.stop()
+    assert [r.status_code for r in [*results, failed]] == [200] * 5 + [500]
+    peers = {r.peer for r in receiver.at("/ok")}
+    assert len(receiver.at("/ok")) == 6 and len(peers) == 1, peers
+
+
 async def test_a_slow_receiver_is_a_timeout(receiver: Receiver) -> None:
     sender = HttpxWebhookSender(allow_private=True)
     answer = threading.Event()
