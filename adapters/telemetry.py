@@ -91,6 +91,7 @@ def _installed() -> TracerProvider | None:
 
 
 def _instrument_libraries() -> None:
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -98,6 +99,7 @@ def _instrument_libraries() -> None:
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     RedisInstrumentor().instrument()
     HTTPXClientInstrumentor().instrument()
+    AioHttpClientInstrumentor().instrument()
 
 
 def shutdown_tracing() -> None:

@@ -1,14 +1,23 @@
-"""The `WebhookSender` over httpx, with the SSRF guard at connect time, and the system `Resolver`."""
+"""The `WebhookSender` over aiohttp, with the SSRF guard at connect time, and the system `Resolver`.
+
+aiohttp rather than httpx (which the provider adapters use): a webhook POST through httpcore cost about twice
+the worker CPU (headers and body in two socket writes, anyio's task groups, h11's validation; docs/benchmarks.md,
+"Webhook deliveries: keep-alive and aiohttp"), and deliveries are the worker's hottest path.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
-from collections.abc import Iterable, Mapping
+import ssl
+from collections.abc import Mapping
 from typing import Any
 
-import httpcore
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from core.errors import Unavailable
 from core.webhook_destinations import refused_addresses
@@ -17,10 +26,12 @@ from core.webhooks import SendResult
 RESOLVE_TIMEOUT = 2.0
 _TEMPORARY = {socket.EAI_AGAIN, socket.EAI_FAIL}
 _SNIPPET = 300  # bytes of a failing answer kept in the delivery log
-# A success's answer is read to its end, up to this many bytes, so that its connection goes back to the pool:
-# httpcore closes a connection whose answer was left unread, and the next POST to that receiver would then
-# pay a new TCP (and TLS) handshake.
+# A success's answer is read to its end, up to this many bytes, so that its connection goes back to the pool: a
+# connection whose answer was left unread is closed, and the next POST to that receiver would then pay a new TCP
+# (and TLS) handshake.
 _KEEP_ALIVE_BODY = 64 * 1024
+_POOL = 100  # connections per worker process, every receiver together
+_KEEP_ALIVE = 30.0  # seconds an idle connection is kept
 
 
 class SystemResolver:
@@ -45,87 +56,132 @@ class SystemResolver:
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class RefusedDestination(httpcore.ConnectError):
+class RefusedDestination(OSError):
     """The host resolves to an address webhooks may not reach."""
 
 
-class GuardedBackend(httpcore.AnyIOBackend):
-    """Resolves the host itself, refuses it if any address is private, then connects to a checked address.
+class CannotConnect(OSError):
+    """The host does not resolve, or its resolver did not answer."""
 
-    The check happens where the connection is made, so a name that resolves to a public address
-    when the subscription is saved and to a private one later (DNS rebinding) is still refused.
-    TLS still verifies the certificate against the URL's host name.
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver: resolves the host itself and refuses it if any address is private.
+
+    aiohttp asks it for every new connection (its DNS cache is off), so a name that resolves to a public
+    address when the subscription is saved and to a private one later (DNS rebinding) is still refused; the
+    connection goes to a checked address and TLS still verifies the certificate against the URL's host name.
+    An IP address in the URL never reaches a resolver: `HttpWebhookSender` checks it before connecting.
     """
 
     def __init__(self, resolver: SystemResolver, *, allow_private: bool) -> None:
         self._resolver, self._allow_private = resolver, allow_private
 
-    async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         try:
             addresses = await self._resolver.resolve(host)
         except Unavailable as slow:
-            raise httpcore.ConnectTimeout(slow.detail) from None
+            raise CannotConnect(slow.detail) from None
         if not addresses:
-            raise httpcore.ConnectError(f"{host} does not resolve")
-        if not self._allow_private and (refused := refused_addresses(addresses)):
-            raise RefusedDestination(f"refused: {host} resolves to a private, loopback or link-local address "
-                                     f"({refused[0]})")
-        error: Exception | None = None
-        for address in addresses:
-            try:
-                return await super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as failed:
-                error = failed
-        assert error is not None
-        raise error
+            raise CannotConnect(f"{host} does not resolve")
+        if not self._allow_private:
+            _refuse_private(host, addresses)
+        return [{"hostname": host, "host": address, "port": port, "proto": 0, "flags": socket.AI_NUMERICHOST,
+                 "family": socket.AF_INET6 if ":" in address else socket.AF_INET} for address in addresses]
+
+    async def close(self) -> None:
+        return None
 
 
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, backend: GuardedBackend) -> None:
-        super().__init__(trust_env=False)  # no proxy from the environment: it would bypass the guard
-        # httpx builds its pool without a way to pass a network backend; swap in one that has ours.
-        self._pool = httpcore.AsyncConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=backend,
-                                                  max_connections=100, keepalive_expiry=30.0)
+def _refuse_private(host: str, addresses: list[str]) -> None:
+    if refused := refused_addresses(addresses):
+        raise RefusedDestination(f"refused: {host} resolves to a private, loopback or link-local address "
+                                 f"({refused[0]})")
 
 
-class HttpxWebhookSender:
-    """The `WebhookSender` port: POST, no redirects followed, 2xx within `timeout` (overall) is success."""
+def unusable(url: str) -> str | None:
+    """Why the sender could not POST to `url` (its parser is stricter than urllib about some hosts), or None."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError, UnicodeError) as error:
+        return str(error) or "it does not parse"
+    if not parsed.absolute or not parsed.host:
+        return "it has no host"
+    text = parsed.host.strip("[]")
+    if (address := _literal_address(text)) is not None and ":" not in text and address != text:
+        return f"{text} is not an IPv4 address in dotted decimal ({address} is)"
+    return None
 
-    def __init__(self, *, allow_private: bool, resolver: SystemResolver | None = None) -> None:
-        backend = GuardedBackend(resolver or SystemResolver(), allow_private=allow_private)
-        self._client = httpx.AsyncClient(transport=_GuardedTransport(backend), follow_redirects=False,
-                                         trust_env=False)
+
+def _literal_address(host: str | None) -> str | None:
+    """The address when the host is an IP address, which aiohttp connects to without asking a resolver; an IPv4
+    one in a legacy numeric form too (`2130706433`, `127.1`, `0x7f.0.0.1`: aiohttp refuses to use those, but
+    the verdict is the guard's)."""
+    text = (host or "").strip("[]")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(text)) if text and ":" not in text else None
+    except OSError:
+        return None
+
+
+class HttpWebhookSender:
+    """The `WebhookSender` port: POST, no redirects followed, 2xx within `timeout` (overall) is success.
+
+    One keep-alive pool per process, opened on the first POST (aiohttp binds it to the running event loop).
+    """
+
+    def __init__(self, *, allow_private: bool, resolver: SystemResolver | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self._allow_private, self._tls = allow_private, tls
+        self._resolver = GuardedResolver(resolver or SystemResolver(), allow_private=allow_private)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # TLS verifies against certifi's roots unless told otherwise, as the provider adapters (httpx) do
+            connector = aiohttp.TCPConnector(limit=_POOL, keepalive_timeout=_KEEP_ALIVE, use_dns_cache=False,
+                                             resolver=self._resolver, ssl=self._tls or httpx.create_ssl_context())
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False,  # no proxy: the guard
+                                                  auto_decompress=False)
+        return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, within: float) -> SendResult:
         try:
             return await asyncio.wait_for(self._post(url, body, headers, within), within)
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:  # aiohttp's timeouts are asyncio's TimeoutError too
             return SendResult(error=f"timed out after {within:g} s")
         except RefusedDestination as refused:
             return SendResult(error=str(refused))
-        except httpx.HTTPError as failed:
-            cause = failed.__cause__ if isinstance(failed.__cause__, RefusedDestination) else failed
-            text = str(cause) or type(cause).__name__
-            return SendResult(error=text if text.startswith("refused:") else f"{type(failed).__name__}: {text}")
+        except aiohttp.ClientConnectorError as failed:
+            cause = failed.os_error
+            if isinstance(cause, RefusedDestination):
+                return SendResult(error=str(cause))
+            return SendResult(error=f"ConnectError: {cause if isinstance(cause, CannotConnect) else failed}")
+        except (aiohttp.ClientError, ValueError) as failed:  # ValueError: a URL aiohttp cannot use
+            return SendResult(error=f"{type(failed).__name__}: {failed}" if str(failed) else type(failed).__name__)
 
     async def _post(self, url: str, body: bytes, headers: Mapping[str, str], seconds: float) -> SendResult:
-        async with self._client.stream("POST", url, content=body, headers=dict(headers), timeout=seconds) as answer:
-            ok = 200 <= answer.status_code < 300
+        target = URL(url)
+        if not self._allow_private and (address := _literal_address(target.host)) is not None:
+            _refuse_private(target.host or address, [address])
+        options: dict[str, Any] = {"data": body, "headers": dict(headers), "allow_redirects": False,
+                                   "timeout": aiohttp.ClientTimeout(total=seconds)}
+        async with self._client().post(target, **options) as answer:
+            ok = 200 <= answer.status < 300
             snippet = b""
-            async for chunk in answer.aiter_bytes():
+            limit = _KEEP_ALIVE_BODY if ok else _SNIPPET
+            while len(snippet) < limit and (chunk := await answer.content.read(limit - len(snippet))):
                 snippet += chunk
-                if len(snippet) >= (_KEEP_ALIVE_BODY if ok else _SNIPPET):
-                    # A long answer is not read to its end: the connection is then closed, not kept alive.
-                    break
+            # A longer answer is not read to its end: leaving the block then closes its connection.
             if ok:
-                return SendResult(status_code=answer.status_code)
+                return SendResult(status_code=answer.status)
             text = snippet[:_SNIPPET].decode("utf-8", "replace").strip()
-            return SendResult(status_code=answer.status_code,
-                              error=f"HTTP {answer.status_code}" + (f": {text}" if text else ""))
+            return SendResult(status_code=answer.status, error=f"HTTP {answer.status}" + (f": {text}" if text else ""))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()

@@ -45,7 +45,7 @@ from adapters.redis.health import ping_redis
 from adapters.redis.locks import RedisLocks
 from adapters.redis.metrics import RedisMetrics
 from adapters.redis.rate_limit import RedisRateLimiter
-from adapters.webhook_sender import HttpxWebhookSender, SystemResolver
+from adapters.webhook_sender import HttpWebhookSender, SystemResolver
 from app.settings import Settings, SettingsError, default_data_dir
 from core.clock import SystemClock
 from core.errors import Unavailable
@@ -172,7 +172,7 @@ class Services:
     sealed_secrets: PgSealedSecrets
     queue: DramatiqTaskQueue
     providers: dict[str, PaymentProvider]
-    webhook_sender: HttpxWebhookSender
+    webhook_sender: HttpWebhookSender
     webhook_slots: asyncio.Semaphore
     broker: dramatiq.Broker
     owns_broker: bool
@@ -276,7 +276,7 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
         due_deliveries=PgDueDeliveries(pool), secret_box=box, sealed_secrets=PgSealedSecrets(pool, box),
         queue=DramatiqTaskQueue(own_broker),
         providers=_providers(settings, metrics, client),
-        webhook_sender=HttpxWebhookSender(allow_private=settings.webhooks.allow_private_urls),
+        webhook_sender=HttpWebhookSender(allow_private=settings.webhooks.allow_private_urls),
         webhook_slots=asyncio.Semaphore(settings.webhooks.concurrency), broker=own_broker,
         owns_broker=broker is None, broker_probe=BrokerProbe(own_broker),
         broker_is_redis=not settings.broker.url or settings.broker.url == redis_url, replica=replica,

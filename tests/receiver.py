@@ -56,9 +56,10 @@ class Receiver:
                     self.send_response(answer)
                     if 300 <= answer < 400:
                         self.send_header("Location", "/redirected")
-                    self.send_header("Content-Length", "2")
+                    body = b"" if answer in (204, 304) else b"ok"  # these answers have no body (RFC 9110)
+                    self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -1,6 +1,6 @@
-"""The `WebhookSender` port: one suite over the in-memory fake and the httpx sender.
+"""The `WebhookSender` port: one suite over the in-memory fake and the aiohttp sender.
 
-The httpx sender posts to a real local receiver (`tests.receiver`); the fake records its posts and
+The aiohttp sender posts to a real local receiver (`tests.receiver`); the fake records its posts and
 answers from its script, the in-memory stand-in for what a receiver would do.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from adapters.memory.webhooks import FixedResolver, InMemoryWebhookSender
-from adapters.webhook_sender import HttpxWebhookSender
+from adapters.webhook_sender import HttpWebhookSender
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.timeout(60)
@@ -60,12 +60,12 @@ class MemoryEndpoint:
 
 
 class HttpEndpoint:
-    """`HttpxWebhookSender` and a local HTTP receiver; a stalled path is held until the test ends."""
+    """`HttpWebhookSender` and a local HTTP receiver; a stalled path is held until the test ends."""
 
     def __init__(self) -> None:
         self.receiver = Receiver().start()
-        self.sender = HttpxWebhookSender(allow_private=True)
-        self.guarded = HttpxWebhookSender(allow_private=False)
+        self.sender = HttpWebhookSender(allow_private=True)
+        self.guarded = HttpWebhookSender(allow_private=False)
         self.held = threading.Event()
 
     def url(self, path: str) -> str:
@@ -96,7 +96,7 @@ class HttpEndpoint:
         self.receiver.stop()
 
 
-@pytest.fixture(params=["memory", "httpx"])
+@pytest.fixture(params=["memory", "http"])
 async def endpoint(request: pytest.FixtureRequest) -> AsyncIterator[MemoryEndpoint | HttpEndpoint]:
     made = MemoryEndpoint() if request.param == "memory" else HttpEndpoint()
     try:

@@ -203,6 +203,7 @@ async def test_subscriptions_are_managed_and_validated(client: httpx.AsyncClient
         ({"url": receiver.url(), "events": "payment.completed"}, "events"),
         ({"url": "ftp://example.com/x", "events": ["*"]}, "url"),
         ({"url": "not a url", "events": ["*"]}, "url"),
+        ({"url": "http://127.1/x", "events": ["*"]}, "url"),  # the sender takes IPv4 in dotted decimal only
         ({"events": ["*"]}, "url"),
         ({"url": receiver.url(), "events": ["*"], "enabled": "yes"}, "enabled"),
         ({"url": receiver.url(), "events": ["*"], "secret": "whsec_mine"}, "secret"),

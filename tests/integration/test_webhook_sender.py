@@ -1,16 +1,20 @@
-"""The httpx webhook sender against a real local receiver: answers, timeouts, redirects, the SSRF guard."""
+"""The aiohttp webhook sender against a real local receiver: answers, timeouts, redirects, the SSRF guard."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from adapters.webhook_sender import HttpxWebhookSender, SystemResolver
+from adapters.webhook_sender import HttpWebhookSender, SystemResolver, unusable
 from core.errors import Unavailable
+from tests.integration.tls_servers import make_pki
 from tests.receiver import Receiver
 
 
@@ -22,7 +26,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 async def test_answers_are_reported_as_they_came(receiver: Receiver) -> None:
-    sender = HttpxWebhookSender(allow_private=True)
+    sender = HttpWebhookSender(allow_private=True)
     receiver.script["/fail"] = [500]
     receiver.script["/moved"] = [302]
     try:
@@ -44,7 +48,7 @@ async def test_connections_are_kept_alive_between_posts() -> None:
     (left unread, httpcore closes it: a new TCP handshake per delivery)."""
     receiver = Receiver(keep_alive=True).start()
     receiver.script["/ok"] = [200, 200, 200, 200, 200, 500]
-    sender = HttpxWebhookSender(allow_private=True)
+    sender = HttpWebhookSender(allow_private=True)
     try:
         results = [await sender.post(receiver.url("/ok"), b"{}", {}, within=5) for _ in range(5)]
         failed = await sender.post(receiver.url("/ok"), b"{}", {}, within=5)
@@ -56,8 +60,54 @@ async def test_connections_are_kept_alive_between_posts() -> None:
     assert len(receiver.at("/ok")) == 6 and len(peers) == 1, peers
 
 
+class _AlsoResolving(SystemResolver):
+    def __init__(self, name: str, address: str) -> None:
+        self._name, self._address = name, address
+
+    async def resolve(self, host: str) -> list[str]:
+        return [self._address] if host == self._name else await super().resolve(host)
+
+
+async def test_tls_receivers_are_verified(tmp_path: Path) -> None:
+    """HTTPS goes to the address the guard checked, and the certificate is verified against the URL's host name:
+    with the receiver's CA trusted the POST lands; with the default roots (certifi) it is an error, not sent."""
+    pki = make_pki(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(pki.cert, pki.key)
+    got: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            got.append(await reader.readexactly(length))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+    url = f"https://localhost:{server.sockets[0].getsockname()[1]}/hook"
+    trusting = HttpWebhookSender(allow_private=True, tls=ssl.create_default_context(cafile=str(pki.ca)),
+                                 resolver=_AlsoResolving("hooks.test", "127.0.0.1"))
+    default = HttpWebhookSender(allow_private=True)
+    try:
+        ok = await trusting.post(url, b'{"tls":1}', {}, within=5)
+        unknown_ca = await default.post(url, b'{"tls":2}', {}, within=5)
+        # the same server, under a name its certificate does not have
+        wrong_name = await trusting.post(url.replace("localhost", "hooks.test"), b'{"tls":3}', {}, within=5)
+    finally:
+        await trusting.aclose()
+        await default.aclose()
+        server.close()
+    assert (ok.ok, ok.status_code) == (True, 200)
+    assert not unknown_ca.ok and "certificate" in (unknown_ca.error or "").lower(), unknown_ca.error
+    assert not wrong_name.ok and "hooks.test" in (wrong_name.error or ""), wrong_name.error
+    assert got == [b'{"tls":1}']
+
+
 async def test_a_slow_receiver_is_a_timeout(receiver: Receiver) -> None:
-    sender = HttpxWebhookSender(allow_private=True)
+    sender = HttpWebhookSender(allow_private=True)
     answer = threading.Event()
     receiver.script["/slow"] = [answer]  # the receiver answers only when the test lets it
     try:
@@ -73,7 +123,7 @@ async def test_a_slow_receiver_is_a_timeout(receiver: Receiver) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "[::ffff:127.0.0.1]", "2130706433", "127.1",
                                   "0x7f.0.0.1", "user@127.0.0.1", "[64:ff9b::7f00:1]", "[::7f00:1]"])
 async def test_private_destinations_are_refused_before_connecting(receiver: Receiver, host: str) -> None:
-    sender = HttpxWebhookSender(allow_private=False)
+    sender = HttpWebhookSender(allow_private=False)
     try:
         result = await sender.post(receiver.url("/private").replace("127.0.0.1", host), b"{}", {}, within=5)
     finally:
@@ -84,7 +134,7 @@ async def test_private_destinations_are_refused_before_connecting(receiver: Rece
 
 
 async def test_closed_ports_and_unknown_hosts_are_errors_not_exceptions() -> None:
-    sender = HttpxWebhookSender(allow_private=True)
+    sender = HttpWebhookSender(allow_private=True)
     try:
         closed = await sender.post("http://127.0.0.1:1/x", b"{}", {}, within=5)
         unknown = await sender.post("http://no-such-host.invalid/x", b"{}", {}, within=5)
@@ -92,6 +142,16 @@ async def test_closed_ports_and_unknown_hosts_are_errors_not_exceptions() -> Non
         await sender.aclose()
     assert closed.status_code is None and closed.error and "ConnectError" in closed.error
     assert unknown.status_code is None and unknown.error and "does not resolve" in unknown.error
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("https://hooks.example.com/in", None), ("http://10.0.0.1:8080/x", None), ("http://[::1]/x", None),
+    ("http://127.1/x", "127.1 is not an IPv4 address in dotted decimal (127.0.0.1 is)"),
+    ("http://2130706433/x", "2130706433 is not an IPv4 address in dotted decimal (127.0.0.1 is)"),
+    ("http:///x", "it has no host"), ("http://127.0.0.1:99999/x", "Port out of range 0-65535"),
+])
+def test_urls_the_sender_cannot_use_are_named(url: str, problem: str | None) -> None:
+    assert unusable(url) == problem
 
 
 async def test_the_system_resolver() -> None:

@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import httpx
 from sanic import Blueprint, HTTPResponse, Request
 
+from adapters.webhook_sender import unusable
 from app.http.context import services, tenant_id
 from app.http.endpoints import COMMON, LIST, links_to, operation, read_page, write
 from app.http.io import FieldChecks, idempotent_request, list_params, query
@@ -53,10 +53,8 @@ def _checked(events: list[str] | None, description: str | None) -> tuple[str, ..
 
 def _sender_accepts(url: str) -> None:
     """The sender's own parser must accept the URL too (it is stricter than urllib about some hosts)."""
-    try:
-        httpx.URL(url)
-    except (httpx.InvalidURL, UnicodeError, ValueError) as error:
-        raise ValidationFailed([FieldError("url", f"is not a URL webhooks can be sent to: {error}")]) from None
+    if (problem := unusable(url)) is not None:
+        raise ValidationFailed([FieldError("url", f"is not a URL webhooks can be sent to: {problem}")])
 
 
 async def _destination(request: Request, url: str) -> None:
