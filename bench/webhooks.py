@@ -153,6 +153,8 @@ async def serve_receiver(port: int) -> None:
                     break
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
             pass
+        except asyncio.CancelledError:  # the receiver stops: a kept-alive connection was waiting for its next POST
+            pass
         finally:
             writer.close()
 

@@ -38,6 +38,7 @@ async def test_answers_are_reported_as_they_came(receiver: Receiver) -> None:
     assert (ok.ok, ok.status_code, ok.error) == (True, 200, None)
     (got,) = receiver.at("/ok")
     assert got.body == b'{"a":1}' and got.headers["x-test"] == "1"
+    assert "accept-encoding" not in got.headers  # asks for no compression: an error's snippet stays readable
     assert (failed.ok, failed.status_code, failed.error) == (False, 500, "HTTP 500: ok")
     assert (moved.ok, moved.status_code) == (False, 302)  # redirects are not followed
     assert len(receiver.at("/moved")) == 1
