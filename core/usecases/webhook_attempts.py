@@ -16,6 +16,10 @@ from core.signatures import sign
 from core.webhooks import Delivery, DeliveryPolicy, DeliveryRef, DeliveryStatus, SendResult, Subscription
 
 USER_AGENT = "payments-webhooks/1"
+#: Seconds a batch waits for all its POSTs before it records the answers in so far (the rest when they come): a
+#: slow receiver does not hold back the record of the batch's others, nor leave them to be sent again should the
+#: worker stop meanwhile.
+RECORD_AFTER = 1.0
 
 
 class DeliveryResult(enum.StrEnum):
@@ -82,21 +86,34 @@ def delivery_headers(delivery: Delivery, secrets: list[str], timestamp: int) -> 
 
 async def deliver_webhooks(
     cmd: DeliverWebhooks, *, uow_factory: UnitOfWorkFactory, sender: WebhookSender, clock: Clock,
-    policy: DeliveryPolicy, admission: Admission | None = None,
+    policy: DeliveryPolicy, admission: Admission | None = None, record_after: float = RECORD_AFTER,
 ) -> Delivered:
     """Make attempt `ref.attempt + 1` of each delivery of the batch, each with its own outcome, as
     `deliver_webhook` makes one: transaction 1 claims them all (a stale or duplicate ref does nothing; one whose
     subscription is gone or disabled, or whose attempts are spent, is given up), the POSTs run concurrently
     outside any transaction, each in one of the `admission` slots (none: no limit), and transaction 2 records
-    every answer. When every slot is busy, the batch waits up to `admission.wait` before claiming anything,
-    else it goes back to the queue whole; a claimed delivery that then waits as long for a slot has its attempt
-    taken back in transaction 2 and goes back to the queue with the rest after it."""
+    every answer; when some POSTs still run `record_after` seconds after the last one started, the answers in
+    by then are recorded first, in a transaction of their own. When every slot is busy, the batch waits up to
+    `admission.wait` before claiming anything, else it goes back to the queue whole; a claimed delivery that then
+    waits as long for a slot has its attempt taken back in transaction 2 and goes back to the queue with the rest
+    after it."""
     refs = _first_of_each(cmd.refs)
     if admission is not None and not await _slot_frees(admission):
         await admission.queue.enqueue_deliveries(refs, delay_seconds=admission.requeue_delay)
         return Delivered(outcomes=[], requeued=refs)
     claimed, outcomes = await _claim(refs, uow_factory=uow_factory, clock=clock, policy=policy)
-    sent, unsent = await _post_all(claimed, sender, policy, admission)
+    posts, unsent = await _start_posts(claimed, sender, policy, admission)
+    try:
+        done, _ = await asyncio.wait([post for _, post in posts], timeout=record_after) if posts else (set(), set())
+        if done and len(done) < len(posts):  # the answers in so far are recorded without waiting for the slowest
+            early = [(delivery, post.result()) for delivery, post in posts if post in done]
+            outcomes |= await _record(early, [], uow_factory=uow_factory, clock=clock, policy=policy)
+            posts = [(delivery, post) for delivery, post in posts if post not in done]
+        sent = [(delivery, await post) for delivery, post in posts]
+    except BaseException:  # cancelled (the worker stops): no POST outlives its batch; the lease covers the rest
+        for _, post in posts:
+            post.cancel()
+        raise
     outcomes |= await _record(sent, unsent, uow_factory=uow_factory, clock=clock, policy=policy)
     left = {delivery.id for delivery, _ in unsent}
     requeued = [ref for ref in refs if ref.id in left]
@@ -164,27 +181,25 @@ async def _claim(
     return claimed, outcomes
 
 
-async def _post_all(
+Started = tuple[Delivery, "asyncio.Future[SendResult]"]
+
+
+async def _start_posts(
     claimed: list[Claimed], sender: WebhookSender, policy: DeliveryPolicy, admission: Admission | None
-) -> tuple[list[tuple[Delivery, SendResult]], list[Claimed]]:
-    """POST the claimed deliveries concurrently, each in a slot taken in order: what each got, and the ones left
-    unsent because no slot freed within the wait."""
-    posts: list[asyncio.Task[SendResult]] = []
+) -> tuple[list[Started], list[Claimed]]:
+    """Start POSTing the claimed deliveries concurrently, each in a slot taken in order: each one's POST, and the
+    ones left unsent because no slot freed within the wait."""
+    posts: list[Started] = []
     for index, (delivery, subscription) in enumerate(claimed):
         if admission is not None and not await _take_slot(admission):
-            return await _answers(claimed, posts), claimed[index:]
+            return posts, claimed[index:]
         post = _post(delivery, subscription, sender, policy, admission)
         if len(claimed) == 1:  # no concurrency to gain: POST in this task (what it raises propagates as is)
-            return [(delivery, await post)], []
-        posts.append(asyncio.create_task(post))
-    return await _answers(claimed, posts), []
-
-
-async def _answers(
-    claimed: list[Claimed], posts: list[asyncio.Task[SendResult]]
-) -> list[tuple[Delivery, SendResult]]:
-    results = await asyncio.gather(*posts)
-    return [(delivery, result) for (delivery, _), result in zip(claimed, results, strict=False)]
+            answered: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+            answered.set_result(await post)
+            return [(delivery, answered)], []
+        posts.append((delivery, asyncio.ensure_future(post)))
+    return posts, []
 
 
 async def _post(

@@ -97,6 +97,69 @@ async def test_one_claim_and_one_record_per_batch(hooks: Hooks) -> None:
     assert units == [False, False] and delivered.requeued == []  # the claim, the record
 
 
+async def test_answers_in_early_are_recorded_before_the_slowest_post_ends(hooks: Hooks) -> None:
+    await hooks.subscribe()
+    slow_sub = await hooks.subscribe(url=SLOW)
+    refs = await hooks.event()
+    (slow,) = [r for r in refs if hooks.delivery(r.id).subscription_id == slow_sub.id]
+    (fast,) = [r for r in refs if r is not slow]
+    release = asyncio.Event()
+    units: list[bool] = []
+
+    def counting(*, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> InMemoryUnitOfWork:
+        units.append(read_only)
+        return hooks.store(read_only=read_only, lock_accounts=lock_accounts)
+
+    class Slow:
+        async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, within: float) -> SendResult:
+            if url == SLOW:
+                await release.wait()
+            return await hooks.sender.post(url, body, headers, within=within)
+
+    batch = asyncio.create_task(deliver_webhooks(DeliverWebhooks(refs=tuple(refs)), uow_factory=counting,
+                                                 sender=Slow(), clock=hooks.clock, policy=hooks.policy,
+                                                 record_after=0.05))
+    for _ in range(200):
+        if hooks.delivery(fast.id).status == "succeeded":
+            break
+        await asyncio.sleep(0.01)
+    # the fast receiver's answer is recorded while the slow one still has its POST open
+    assert (hooks.delivery(fast.id).status, hooks.delivery(slow.id).status) == ("succeeded", "pending")
+    assert not batch.done() and units == [False, False]
+    release.set()
+    delivered = await batch
+    assert [o.result for _, o in delivered.outcomes] == [DeliveryResult.SUCCEEDED] * 2
+    assert hooks.delivery(slow.id).status == "succeeded" and units == [False, False, False]
+
+
+async def test_a_cancelled_batch_leaves_no_post_running(hooks: Hooks) -> None:
+    for _ in range(3):
+        await hooks.subscribe()
+    refs = await hooks.event()
+    started, cancelled = asyncio.Event(), []
+
+    class Hanging:
+        async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, within: float) -> SendResult:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(url)
+                raise
+            raise AssertionError("never answered")
+
+    batch = asyncio.create_task(deliver_webhooks(DeliverWebhooks(refs=tuple(refs)), uow_factory=hooks.store,
+                                                 sender=Hanging(), clock=hooks.clock, policy=hooks.policy))
+    await started.wait()
+    await asyncio.sleep(0.01)
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    await asyncio.sleep(0)
+    assert len(cancelled) == 3  # the claim's lease covers them: the scheduler retries them after it
+    assert {hooks.delivery(r.id).status for r in refs} == {"pending"}
+
+
 async def test_a_sender_that_raises_fails_only_its_own_delivery(hooks: Hooks) -> None:
     await hooks.subscribe()
     await hooks.subscribe(url=OTHER)
