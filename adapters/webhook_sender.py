@@ -30,6 +30,8 @@ _SNIPPET = 300  # bytes of a failing answer kept in the delivery log
 # connection whose answer was left unread is closed, and the next POST to that receiver would then pay a new TCP
 # (and TLS) handshake.
 _KEEP_ALIVE_BODY = 64 * 1024
+_BODY_WAIT = 1.0  # seconds an answer's body may take after its status and headers
+_HEADER_LIMIT = 64 * 1024  # bytes of an answer's status line or of one of its headers
 _POOL = 100  # connections per worker process, every receiver together
 _KEEP_ALIVE = 30.0  # seconds an idle connection is kept
 
@@ -105,19 +107,28 @@ def unusable(url: str) -> str | None:
         parsed = URL(url)
     except (ValueError, TypeError, UnicodeError) as error:
         return str(error) or "it does not parse"
-    if not parsed.absolute or not parsed.host:
+    if not parsed.absolute or not parsed.raw_host:
         return "it has no host"
-    text = parsed.host.strip("[]")
-    if (address := _literal_address(text)) is not None and ":" not in text and address != text:
-        return f"{text} is not an IPv4 address in dotted decimal ({address} is)"
+    raw = parsed.raw_host
+    if "%" in raw:
+        return f"{raw} has a zone index or an escape in its host"
+    if _looks_like_ip(raw) and ":" not in raw and (address := _literal_address(raw)) != raw:
+        return f"{raw} is not an IPv4 address in dotted decimal" + (f" ({address} is)" if address else "")
     return None
 
 
+def _looks_like_ip(host: str) -> bool:
+    """aiohttp's own test (`helpers.is_ip_address`): a host it connects to as an address, asking no resolver."""
+    return ":" in host or host.replace(".", "").isdigit()
+
+
 def _literal_address(host: str | None) -> str | None:
-    """The address when the host is an IP address, which aiohttp connects to without asking a resolver; an IPv4
-    one in a legacy numeric form too (`2130706433`, `127.1`, `0x7f.0.0.1`: aiohttp refuses to use those, but
-    the verdict is the guard's)."""
+    """The address when the host is a plain IP address; an IPv4 one in a legacy numeric form too (`2130706433`,
+    `127.1`, `0x7f.0.0.1`: aiohttp refuses to use those, but the verdict is the guard's). None for anything else,
+    a zone index (`::1%25`) included."""
     text = (host or "").strip("[]")
+    if "%" in text:
+        return None
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -126,6 +137,17 @@ def _literal_address(host: str | None) -> str | None:
         return socket.inet_ntoa(socket.inet_aton(text)) if text and ":" not in text else None
     except OSError:
         return None
+
+
+def _guarded_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """aiohttp's socket factory when private addresses are refused: the last check, on the very address about to be
+    connected to, whichever way aiohttp came by it (a resolver's answer or an IP literal in the URL)."""
+    family, kind, proto, _, sockaddr = addr_info
+    host = str(sockaddr[0])
+    if (address := _literal_address(host)) is None:  # a zone index, or not an address at all
+        raise RefusedDestination(f"refused: {host} is not an address the guard can check")
+    _refuse_private(host, [address])
+    return socket.socket(family, kind, proto)
 
 
 class HttpWebhookSender:
@@ -143,17 +165,23 @@ class HttpWebhookSender:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # TLS verifies against certifi's roots unless told otherwise, as the provider adapters (httpx) do
-            connector = aiohttp.TCPConnector(limit=_POOL, keepalive_timeout=_KEEP_ALIVE, use_dns_cache=False,
-                                             resolver=self._resolver, ssl=self._tls or httpx.create_ssl_context())
-            # no proxy from the environment (it would bypass the guard); no Accept-Encoding: an error's snippet in
-            # the delivery log stays readable
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
-                                                  skip_auto_headers=("Accept-Encoding",))
+            connector = aiohttp.TCPConnector(
+                limit=_POOL, keepalive_timeout=_KEEP_ALIVE, use_dns_cache=False, resolver=self._resolver,
+                ssl=self._tls or httpx.create_ssl_context(),
+                socket_factory=None if self._allow_private else _guarded_socket)
+            # no proxy from the environment (it would bypass the guard); no Accept-Encoding, so that an error's
+            # snippet in the delivery log stays readable; no made-up Content-Type; headers as long as a receiver's
+            # (aiohttp's 8 KiB default would turn a 2xx with a long header into a failure)
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "Content-Type"), timeout=aiohttp.ClientTimeout(total=None),
+                max_line_size=_HEADER_LIMIT, max_field_size=_HEADER_LIMIT)
         return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, within: float) -> SendResult:
         try:
-            return await asyncio.wait_for(self._post(url, body, headers, within), within)
+            async with asyncio.timeout(within):
+                answer = await self._send(url, body, headers)
         except TimeoutError:  # aiohttp's timeouts are asyncio's TimeoutError too
             return SendResult(error=f"timed out after {within:g} s")
         except RefusedDestination as refused:
@@ -163,27 +191,41 @@ class HttpWebhookSender:
             if isinstance(cause, RefusedDestination):
                 return SendResult(error=str(cause))
             return SendResult(error=f"ConnectError: {cause if isinstance(cause, CannotConnect) else failed}")
+        except aiohttp.ClientResponseError as failed:  # what came back is not HTTP (its "status" is made up)
+            return SendResult(error=f"the answer is not HTTP: {failed.message}"[:1000])
         except (aiohttp.ClientError, ValueError) as failed:  # ValueError: a URL aiohttp cannot use
             return SendResult(error=f"{type(failed).__name__}: {failed}" if str(failed) else type(failed).__name__)
+        return await _verdict(answer)
 
-    async def _post(self, url: str, body: bytes, headers: Mapping[str, str], seconds: float) -> SendResult:
+    async def _send(self, url: str, body: bytes, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
+        """POST and return once the answer's status and headers are in (its body is left to `_verdict`)."""
         target = URL(url)
-        if not self._allow_private and (address := _literal_address(target.host)) is not None:
-            _refuse_private(target.host or address, [address])
-        options: dict[str, Any] = {"data": body, "headers": dict(headers), "allow_redirects": False,
-                                   "timeout": aiohttp.ClientTimeout(total=seconds)}
-        async with self._client().post(target, **options) as answer:
-            ok = 200 <= answer.status < 300
-            snippet = b""
-            limit = _KEEP_ALIVE_BODY if ok else _SNIPPET
-            while len(snippet) < limit and (chunk := await answer.content.read(limit - len(snippet))):
-                snippet += chunk
-            # A longer answer is not read to its end: leaving the block then closes its connection.
-            if ok:
-                return SendResult(status_code=answer.status)
-            text = snippet[:_SNIPPET].decode("utf-8", "replace").strip()
-            return SendResult(status_code=answer.status, error=f"HTTP {answer.status}" + (f": {text}" if text else ""))
+        raw = target.raw_host or ""
+        if not self._allow_private and _looks_like_ip(raw):  # aiohttp would connect to it asking no resolver
+            if (address := _literal_address(raw)) is None:
+                raise RefusedDestination(f"refused: {raw} is not an address the guard can check")
+            _refuse_private(raw, [address])
+        return await self._client().post(target, data=body, headers=dict(headers), allow_redirects=False)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def _verdict(answer: aiohttp.ClientResponse) -> SendResult:
+    """The status decides. The body is read, bounded in size and time, so that the connection is kept alive (or for
+    a failure's snippet); a body that stalls or breaks changes nothing but the connection, which is then dropped."""
+    ok = 200 <= answer.status < 300
+    limit, snippet = (_KEEP_ALIVE_BODY if ok else _SNIPPET), b""
+    try:
+        async with asyncio.timeout(_BODY_WAIT):
+            while len(snippet) < limit and (chunk := await answer.content.read(limit - len(snippet))):
+                snippet += chunk
+    except (TimeoutError, aiohttp.ClientError):
+        answer.close()
+    finally:
+        answer.release()  # a longer answer, not read to its end, closes its connection
+    if ok:
+        return SendResult(status_code=answer.status)
+    text = snippet[:_SNIPPET].decode("utf-8", "replace").strip()
+    return SendResult(status_code=answer.status, error=f"HTTP {answer.status}" + (f": {text}" if text else ""))

@@ -7,12 +7,12 @@ import contextlib
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from adapters.webhook_sender import HttpWebhookSender, SystemResolver, unusable
+from adapters.webhook_sender import HttpWebhookSender, RefusedDestination, SystemResolver, _guarded_socket, unusable
 from core.errors import Unavailable
 from tests.integration.tls_servers import make_pki
 from tests.receiver import Receiver
@@ -39,6 +39,7 @@ async def test_answers_are_reported_as_they_came(receiver: Receiver) -> None:
     (got,) = receiver.at("/ok")
     assert got.body == b'{"a":1}' and got.headers["x-test"] == "1"
     assert "accept-encoding" not in got.headers  # asks for no compression: an error's snippet stays readable
+    assert "content-type" not in got.headers  # none made up (the worker always sends application/json)
     assert (failed.ok, failed.status_code, failed.error) == (False, 500, "HTTP 500: ok")
     assert (moved.ok, moved.status_code) == (False, 302)  # redirects are not followed
     assert len(receiver.at("/moved")) == 1
@@ -121,17 +122,90 @@ async def test_a_slow_receiver_is_a_timeout(receiver: Receiver) -> None:
     assert len(receiver.at("/slow")) == 1
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "[::ffff:127.0.0.1]", "2130706433", "127.1",
-                                  "0x7f.0.0.1", "user@127.0.0.1", "[64:ff9b::7f00:1]", "[::7f00:1]"])
-async def test_private_destinations_are_refused_before_connecting(receiver: Receiver, host: str) -> None:
-    sender = HttpWebhookSender(allow_private=False)
+@pytest.fixture
+async def listener() -> AsyncIterator[tuple[int, list[object]]]:
+    """A server on 127.0.0.1 and ::1 (one port) that answers 200 and notes every connection it accepts."""
+    accepted: list[object] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer.get_extra_info("peername"))
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    v4 = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = v4.sockets[0].getsockname()[1]
+    v6 = await asyncio.start_server(handle, "::1", port)
+    yield port, accepted
+    v4.close()
+    v6.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST", "[::1]", "[::ffff:127.0.0.1]", "2130706433",
+                                  "127.1", "0x7f.0.0.1", "user@127.0.0.1", "[64:ff9b::7f00:1]", "[::7f00:1]",
+                                  "127.0.0.1.", "[::1%25]", "[::1%251]", "[::ffff:127.0.0.1%25]"])
+async def test_private_destinations_are_refused_before_connecting(listener: tuple[int, list[object]],
+                                                                  host: str) -> None:
+    port, accepted = listener
+    sender, control = HttpWebhookSender(allow_private=False), HttpWebhookSender(allow_private=True)
     try:
-        result = await sender.post(receiver.url("/private").replace("127.0.0.1", host), b"{}", {}, within=5)
+        result = await sender.post(f"http://{host}:{port}/private", b"{}", {}, within=5)
+        allowed = await control.post(f"http://127.0.0.1:{port}/x", b"{}", {}, within=5)
     finally:
         await sender.aclose()
+        await control.aclose()
     assert not result.ok and result.status_code is None
     assert (result.error or "").startswith("refused: "), result.error
-    assert receiver.at("/private") == []
+    assert allowed.ok and len(accepted) == 1  # the listener works, and the refused POST never reached it
+
+
+@pytest.mark.parametrize(("host", "refused"), [("127.0.0.1", True), ("::1", True), ("::1%25", True), ("10.1.2.3", True),
+                                               ("8.8.8.8", False), ("2001:4860:4860::8888", False),
+                                               ("2001:4860:4860:0:0:0:0:8888", False)])
+def test_the_last_check_is_on_the_address_about_to_be_connected(host: str, refused: bool) -> None:
+    """Whichever way aiohttp came by an address, its socket factory refuses a private one (or one with a zone)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if refused:
+        with pytest.raises(RefusedDestination):
+            _guarded_socket((family, socket.SOCK_STREAM, 6, "", (host, 443)))
+    else:
+        _guarded_socket((family, socket.SOCK_STREAM, 6, "", (host, 443))).close()
+
+
+async def test_a_2xx_is_success_whatever_its_body_does() -> None:
+    """The status decides: a 2xx whose body stalls, breaks off or is huge, or with a long header, is delivered (the
+    receiver has it; failing it would send it again), and its connection is dropped."""
+    answers = {
+        b"/stall": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",  # then nothing
+        b"/short": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",  # then the connection closes
+        b"/huge": b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200_000,
+        b"/header": b"HTTP/1.1 201 Created\r\nX-Long: " + b"y" * 20_000 + b"\r\nContent-Length: 0\r\n\r\n",
+    }
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            path = head.split(b" ")[1]
+            writer.write(answers[path])
+            await writer.drain()
+            if path == b"/stall":
+                await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    sender = HttpWebhookSender(allow_private=True)
+    try:
+        results = {path: await sender.post(base + path, b"{}", {}, within=3) for path in ("/stall", "/short", "/huge",
+                                                                                          "/header")}
+    finally:
+        await sender.aclose()
+        server.close()
+    assert {path: (r.ok, r.status_code, r.error) for path, r in results.items()} == {
+        "/stall": (True, 200, None), "/short": (True, 200, None), "/huge": (True, 200, None),
+        "/header": (True, 201, None)}
 
 
 async def test_closed_ports_and_unknown_hosts_are_errors_not_exceptions() -> None:
@@ -150,6 +224,8 @@ async def test_closed_ports_and_unknown_hosts_are_errors_not_exceptions() -> Non
     ("http://127.1/x", "127.1 is not an IPv4 address in dotted decimal (127.0.0.1 is)"),
     ("http://2130706433/x", "2130706433 is not an IPv4 address in dotted decimal (127.0.0.1 is)"),
     ("http:///x", "it has no host"), ("http://127.0.0.1:99999/x", "Port out of range 0-65535"),
+    ("http://8.8.8.8./x", "8.8.8.8. is not an IPv4 address in dotted decimal"),
+    ("http://[fe80::1%25eth0]/x", "fe80::1%25eth0 has a zone index or an escape in its host"),
 ])
 def test_urls_the_sender_cannot_use_are_named(url: str, problem: str | None) -> None:
     assert unusable(url) == problem
