@@ -72,7 +72,8 @@ class GuardedResolver(AbstractResolver):
     aiohttp asks it for every new connection (its DNS cache is off), so a name that resolves to a public
     address when the subscription is saved and to a private one later (DNS rebinding) is still refused; the
     connection goes to a checked address and TLS still verifies the certificate against the URL's host name.
-    An IP address in the URL never reaches a resolver: `HttpWebhookSender` checks it before connecting.
+    An IP address in the URL never reaches a resolver: `HttpWebhookSender` checks it before connecting, and its
+    socket factory checks every address about to be connected to, whichever way aiohttp came by it.
     """
 
     def __init__(self, resolver: SystemResolver, *, allow_private: bool) -> None:
