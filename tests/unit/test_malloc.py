@@ -15,8 +15,11 @@ from adapters.malloc import limit_arenas, start_trimming
 GLIBC = platform.libc_ver()[0] == "glibc"
 
 
-# allowed: mallopt exists only in glibc; on musl or macOS there is nothing to call (test_no_libc_found covers that)
-@pytest.mark.skipif(not GLIBC, reason="mallopt(M_ARENA_MAX) is glibc's; elsewhere limit_arenas answers False")
+NO_MALLOPT = "mallopt(M_ARENA_MAX) is glibc's; elsewhere limit_arenas answers False"
+NO_MALLOC_TRIM = "malloc_trim is glibc's; elsewhere trimmer answers None"
+
+
+@pytest.mark.skipif(not GLIBC, reason=NO_MALLOPT)  # allowed: glibc-only call; test_no_libc_found covers the rest
 def test_the_cap_is_set_on_glibc() -> None:
     # in a child: the cap is process-wide and must not leak into the test session
     code = "from adapters.malloc import limit_arenas, start_trimming; print(limit_arenas(2))"
@@ -57,8 +60,7 @@ print(before, rss(), gave, took)
 """
 
 
-# allowed: malloc_trim exists only in glibc; elsewhere test_no_trimming_without_malloc_trim covers the fallback
-@pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's; elsewhere trimmer answers None")
+@pytest.mark.skipif(not GLIBC, reason=NO_MALLOC_TRIM)  # allowed: glibc-only; the fallback has its own test
 def test_a_trim_gives_back_the_pages_an_arena_kept() -> None:
     out = subprocess.run([sys.executable, "-c", _FRAGMENTED], capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin"}, cwd=".")
