@@ -144,11 +144,15 @@ def _guarded_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     """aiohttp's socket factory when private addresses are refused: the last check, on the very address about to be
     connected to, whichever way aiohttp came by it (a resolver's answer or an IP literal in the URL)."""
     family, kind, proto, _, sockaddr = addr_info
-    host = str(sockaddr[0])
+    _check_address(str(sockaddr[0]))
+    return socket.socket(family, kind, proto)
+
+
+def _check_address(host: str) -> None:
+    """Refuse an IP address (any form but one with a zone index, which is refused outright) that is private."""
     if (address := _literal_address(host)) is None:  # a zone index, or not an address at all
         raise RefusedDestination(f"refused: {host} is not an address the guard can check")
     _refuse_private(host, [address])
-    return socket.socket(family, kind, proto)
 
 
 class HttpWebhookSender:
@@ -203,9 +207,7 @@ class HttpWebhookSender:
         target = URL(url)
         raw = target.raw_host or ""
         if not self._allow_private and _looks_like_ip(raw):  # aiohttp would connect to it asking no resolver
-            if (address := _literal_address(raw)) is None:
-                raise RefusedDestination(f"refused: {raw} is not an address the guard can check")
-            _refuse_private(raw, [address])
+            _check_address(raw)  # here, so that a legacy form aiohttp refuses to parse is named as the guard's refusal
         return await self._client().post(target, data=body, headers=dict(headers), allow_redirects=False)
 
     async def aclose(self) -> None:
