@@ -130,8 +130,9 @@ def cmd_worker(settings: Settings, endpoints: Endpoints, *, processes: int = 1, 
                     for index in range(processes)]
         return Supervisor(children, grace=settings.server.shutdown_timeout + STOP_MARGIN).run()
     from adapters.malloc import limit_arenas, start_trimming
-    from workers.main import run
+    from workers.main import run, use_uvloop
 
+    use_uvloop()
     limit_arenas()  # before the worker's threads start: its memory stays flat (adapters/malloc.py)
     start_trimming()
     asyncio.run(run(settings, endpoints.database_url, endpoints.redis_url))

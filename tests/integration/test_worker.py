@@ -66,3 +66,5 @@ async def test_worker_relays_events_with_their_correlation_id_and_stops_cleanly(
         code = worker.stop(signal.SIGTERM)
     assert code == 0, worker.output()[-3000:]
     assert "worker stopped" in worker.output()
+    # `payments worker` runs its actors, relay and background loops on uvloop (workers/main.py use_uvloop)
+    assert "worker started (uvloop event loop)" in worker.output()
