@@ -65,6 +65,10 @@ class MemoryAccounts:
                 return copy.deepcopy(account)
             await self._session.wait_for(pending.id)
 
+    async def lock_systems(self, tenant_id: UUID, kinds: Sequence[str], currency: str) -> list[Account]:
+        assert len(set(kinds)) == len(kinds), "each system account once"
+        return [await self.lock_system(tenant_id, kind, currency) for kind in kinds]
+
     async def list(self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None,
                    metadata: Mapping[str, str] | None = None, limit: int, cursor: str | None) -> Page[Account]:
         rows = [a for a in self._store.accounts.values() if a.tenant_id == tenant_id and a.is_user]

@@ -29,6 +29,11 @@ LOCK = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = ANY($2::uu
 LOCK_SYSTEM = f"""SELECT {COLUMNS} FROM accounts
 WHERE tenant_id = $1 AND kind = $2 AND currency = $3 AND kind <> 'user' FOR UPDATE"""
 
+#: Several, in the order of $2: ORDER BY runs below FOR UPDATE, so the rows are locked in that order.
+LOCK_SYSTEMS = f"""SELECT {COLUMNS} FROM accounts
+WHERE tenant_id = $1 AND kind = ANY($2::text[]) AND currency = $3 AND kind <> 'user'
+ORDER BY array_position($2::text[], kind) FOR UPDATE"""
+
 CREATE_SYSTEM = """INSERT INTO accounts (id, tenant_id, kind, currency, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (tenant_id, kind, currency) WHERE kind <> 'user' DO NOTHING"""
 
@@ -87,6 +92,13 @@ class PgAccounts:
             row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
         assert row is not None
         return self._pending.current(to_account(row))
+
+    async def lock_systems(self, tenant_id: UUID, kinds: Sequence[str], currency: str) -> builtins.list[Account]:
+        assert len(set(kinds)) == len(kinds), "each system account once"
+        rows = await self._session.fetch(LOCK_SYSTEMS, tenant_id, builtins.list(kinds), currency)
+        if len(rows) < len(kinds):  # one is missing: create it in turn (those found stay locked, in order)
+            return [await self.lock_system(tenant_id, kind, currency) for kind in kinds]
+        return [self._pending.current(to_account(row)) for row in rows]
 
     def save_controls(self, account: Account) -> None:
         self._pending.save(account)

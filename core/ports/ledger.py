@@ -32,6 +32,11 @@ class Accounts(Protocol):
         """Lock the tenant's system account of `kind` in `currency`, creating it if needed."""
         ...
 
+    async def lock_systems(self, tenant_id: UUID, kinds: Sequence[str], currency: str) -> list[Account]:
+        """`lock_system` for each of `kinds` (distinct), in that order, which is the order of their row locks: the
+        accounts, in the same order. PostgreSQL locks those that exist in one statement (one round trip)."""
+        ...
+
     async def list(
         self, tenant_id: UUID, *, user_id: str | None, status: AccountStatus | None = None,
         metadata: Mapping[str, str] | None = None, limit: int, cursor: str | None,

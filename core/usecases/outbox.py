@@ -9,11 +9,14 @@ from core.ports import EventMetrics, InFlight, Lease, OutboxFeed, TaskQueue
 from core.usecases.webhook_delivery import Audience, fan_out_events
 
 HOUSEKEEPING = "housekeeping"
+#: The most messages one claim publishes. A claim that comes back with fewer has drained what it could see: a
+#: message committed after its snapshot was taken NOTIFYs the relay again (`workers/background.py`).
+RELAY_BATCH = 100
 
 
 async def relay_outbox(
     *, outbox: OutboxFeed, queue: TaskQueue, audience: Audience | None = None, metrics: EventMetrics | None = None,
-    batch: int = 100,
+    batch: int = RELAY_BATCH,
 ) -> int:
     """Publish one batch of unpublished messages; how many were published.
 

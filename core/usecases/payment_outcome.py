@@ -88,8 +88,8 @@ async def _settle(uow: UnitOfWork, payment: Payment, reference: str, now: dateti
     # Settlement first: clearing is the tenant's hottest row (every creation and completion locks it), so it is
     # locked last, held for the commit only. No path locks clearing before settlement (creation and failure lock
     # source -> clearing, a refund source -> settlement), so this order cannot deadlock.
-    paid_out = await uow.accounts.lock_system(payment.tenant_id, settlement(payment.provider), payment.currency)
-    clearing = await uow.accounts.lock_system(payment.tenant_id, CLEARING, payment.currency)
+    paid_out, clearing = await uow.accounts.lock_systems(payment.tenant_id, [settlement(payment.provider), CLEARING],
+                                                         payment.currency)
     move(uow, [(clearing, -payment.amount), (paid_out, payment.amount)], now, payment_id=payment.id)
     payment.complete(reference, now)
     announce_payment(uow, payment, f"payment.{PaymentStatus.COMPLETED}", now)

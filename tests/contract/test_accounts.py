@@ -190,6 +190,36 @@ async def test_lock_system_locks_the_account_it_creates(uow_factory, clock, tena
         assert (await uow.accounts.lock_system(tenant.id, FUNDING, "CHF")).id == found.id
 
 
+async def test_lock_systems_locks_them_in_the_order_given_and_creates_those_missing(
+    uow_factory, clock, tenant, backend, services
+) -> None:
+    async with uow_factory() as uow:
+        clearing = await uow.accounts.lock_system(tenant.id, CLEARING, "USD")  # exists; the settlement does not
+    paid_out = settlement("stripe")
+    async with uow_factory() as uow:
+        first = await uow.accounts.lock_systems(tenant.id, [paid_out, CLEARING], "USD")
+    assert [(a.kind, a.currency, a.tenant_id) for a in first] == [(paid_out, "USD", tenant.id), (CLEARING, "USD",
+                                                                                                   tenant.id)]
+    assert first[1].id == clearing.id
+    acquired = asyncio.Event()
+
+    async def waiter() -> None:
+        async with uow_factory() as uow:
+            await uow.accounts.lock_system(tenant.id, CLEARING, "USD")
+            acquired.set()
+
+    async with uow_factory() as uow:  # both exist now: the same accounts in the order asked, both locked
+        again = await uow.accounts.lock_systems(tenant.id, [CLEARING, paid_out], "USD")
+        assert [a.id for a in again] == [clearing.id, first[0].id]
+        task = asyncio.create_task(waiter())
+        await asyncio.wait_for(blocked(backend, uow_factory, services, clearing.id), 10)
+        assert not acquired.is_set()
+    await asyncio.wait_for(task, 10)
+    async with uow_factory() as uow:  # each system account once
+        with pytest.raises(AssertionError):
+            await uow.accounts.lock_systems(tenant.id, [CLEARING, CLEARING], "USD")
+
+
 async def test_lock_system_twice_in_one_unit_of_work(uow_factory, clock, tenant) -> None:
     async with uow_factory() as uow:
         first = await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)

@@ -21,6 +21,7 @@ from core.ids import new_id
 from core.money import Money
 from core.usecases.accounts import CreateAccount, create_account
 from core.usecases.holds import CreateHold, create_hold
+from core.usecases.outbox import RELAY_BATCH
 from core.webhooks import DeliveryPolicy, Subscription
 from workers.background import Episode, relay_forever, sweep_holds_forever
 
@@ -89,6 +90,36 @@ async def test_the_relay_survives_an_outage_and_a_bug_and_then_publishes_what_wa
     assert feed.claims >= 3 and not relay.done()
     stop.set()
     await asyncio.wait_for(relay, 10)  # ends by stop alone, without an exception
+
+
+async def test_a_wake_up_claims_until_a_batch_comes_back_short_and_not_once_more_to_find_nothing() -> None:
+    store, tenant_id, now = InMemoryStore(), new_id(), datetime.now(UTC)
+
+    async def write(count: int) -> None:
+        async with store() as uow:
+            for _ in range(count):
+                uow.outbox.add(OutboxMessage.new(tenant_id=tenant_id, topic="account.created", aggregate_id=new_id(),
+                                                 payload={}, correlation_id=None, at=now))
+
+    inner = InMemoryOutboxFeed(store)
+    feed, notifications = FailingFirst(inner, []), Notifications()
+    services: Any = SimpleNamespace(outbox_notifications=notifications, outbox_feed=feed, queue=InMemoryTaskQueue(),
+                                    uow_factory=store, clock=InMemoryClock(), metrics=None)
+    await write(3)
+    stop = asyncio.Event()
+    relay = asyncio.create_task(relay_forever(services, DeliveryPolicy(), stop))
+    try:
+        await _until(lambda: len(inner.published) == 3)
+        await asyncio.sleep(0.1)
+        assert feed.claims == 1  # a short batch: drained, no second claim (the poll comes after 1 s)
+        await write(RELAY_BATCH + 5)
+        notifications.event.set()  # what the commit's NOTIFY does
+        await _until(lambda: len(inner.published) == RELAY_BATCH + 8)
+        await asyncio.sleep(0.1)
+        assert feed.claims == 3  # a full batch, then the short rest
+    finally:
+        stop.set()
+        await asyncio.wait_for(relay, 10)
 
 
 class FailingFactory:
