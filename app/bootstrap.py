@@ -189,14 +189,16 @@ class Services:
             transactions=db.group_transactions, group_size=db.group_size, queue_timeout=db.acquire_timeout,
             stall=db.group_stall)
 
-    def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
+    def uow_factory(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = (),
+                    optimistic: bool = False) -> PgUnitOfWork:
         """The `UnitOfWorkFactory`: every unit of work of the process shares its in-process account locks and turns."""
-        return self._uow(self.pool, read_only=read_only, lock_accounts=lock_accounts)
+        return self._uow(self.pool, read_only=read_only, lock_accounts=lock_accounts, optimistic=optimistic)
 
-    def _uow(self, pool: asyncpg.Pool, *, read_only: bool, lock_accounts: Collection[UUID] = ()) -> PgUnitOfWork:
+    def _uow(self, pool: asyncpg.Pool, *, read_only: bool, lock_accounts: Collection[UUID] = (),
+             optimistic: bool = False) -> PgUnitOfWork:
         return PgUnitOfWork(pool, read_only=read_only, acquire_timeout=self.settings.database.acquire_timeout,
                             local_locks=self.local_locks, turns=self.turns, lock_accounts=lock_accounts,
-                            secret_box=self.secret_box)
+                            secret_box=self.secret_box, optimistic=optimistic)
 
     def reads(self) -> PgReads:
         """The `Reads` of one request: on the read replica while it is usable, else on the primary."""

@@ -37,8 +37,10 @@ class InMemoryStore(StoreState):
     wait_timeout: float = 5.0
     turns: LocalLocks = attrs.field(factory=lambda: LocalLocks(TURNS_PER_ACCOUNT))
 
-    def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> InMemoryUnitOfWork:
-        """The `UnitOfWorkFactory`."""
+    def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = (),
+                 optimistic: bool = False) -> InMemoryUnitOfWork:
+        """The `UnitOfWorkFactory`. An `optimistic` unit of work is an ordinary one here: its reads lock nothing
+        (`get`), and its writes apply all at once at the end, version-checked."""
         return InMemoryUnitOfWork(self, read_only=read_only, lock_accounts=lock_accounts)
 
 

@@ -43,13 +43,19 @@ class PgUnitOfWork:
     declares (`lock_accounts`), then for a pooled connection, and raises `Unavailable` beyond:
     load is shed, not queued without end, and requests piling onto one hot account wait for
     their turn holding no connection, so they cannot starve the pool for everyone else.
+
+    An `optimistic` one opens no transaction: its reads run alone, and its writes go as one
+    statement, which PostgreSQL runs atomically in a transaction of its own (or, should they
+    need several, in a transaction opened for them at the end).
     """
 
     def __init__(
         self, pool: asyncpg.Pool, *, read_only: bool, acquire_timeout: float, local_locks: LocalLocks | None = None,
         turns: LocalLocks | None = None, lock_accounts: Collection[UUID] = (), secret_box: SecretBox,
+        optimistic: bool = False,
     ) -> None:
         self._pool, self._read_only, self._timeout = pool, read_only, acquire_timeout
+        self._optimistic = optimistic and not read_only
         self._turns, self._lock_accounts = turns or LocalLocks(TURNS_PER_ACCOUNT), lock_accounts
         self._my_turns: list[UUID] = []
         self._session = session = PgSession(local_locks or LocalLocks(), lock_timeout=acquire_timeout)
@@ -83,7 +89,7 @@ class PgUnitOfWork:
         """Take a pooled connection by `deadline` (asyncpg's TimeoutError becomes `Unavailable`) and BEGIN."""
         with translate_errors():
             conn = await self._pool.acquire(timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
-            if not self._read_only:
+            if not self._read_only and not self._optimistic:
                 try:
                     self._tx = conn.transaction()
                     await self._tx.start()
@@ -100,7 +106,7 @@ class PgUnitOfWork:
     ) -> None:
         """Leaving the block normally commits; an exception (or a failed commit) rolls back."""
         try:
-            if exc_type is None and self._tx is not None:
+            if exc_type is None and (self._tx is not None or self._optimistic):
                 await self._commit()
         finally:
             try:
@@ -140,7 +146,8 @@ class PgUnitOfWork:
         self._my_turns = []
 
     async def _commit(self) -> None:
-        """Write everything buffered in one statement (a few for the largest batches), then COMMIT."""
+        """Write everything buffered in one statement (a few for the largest batches), then COMMIT. Without a
+        transaction (optimistic), one statement commits by itself, and several get a transaction of their own."""
         fragments = [
             *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(), *self.refunds.flush(),
             *self.holds.flush(),
@@ -149,9 +156,14 @@ class PgUnitOfWork:
         ]
         try:
             with translate_errors():
-                for sql, args in statements(fragments):
+                writes = statements(fragments)
+                if self._tx is None and len(writes) > 1:
+                    self._tx = self._session.conn.transaction()
+                    await self._tx.start()
+                for sql, args in writes:
                     await self._session.conn.execute(sql, *args)
-                await self._tx.commit()
+                if self._tx is not None:
+                    await self._tx.commit()
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name == "idempotency_keys_pkey":
                 raise IdempotencyRequestInProgress("this Idempotency-Key was stored by a concurrent request") from error

@@ -91,9 +91,16 @@ class UnitOfWorkFactory(Protocol):
     may take the declared accounts' row locks early, in the same statement as the
     idempotency claim (PostgreSQL does, to save a round trip), so work that declares
     accounts locks them before any other row.
+
+    An `optimistic` unit of work locks nothing while it reads (an adapter may not even open a
+    transaction for its reads): its work reads with `get`, never `lock`, and its writes must
+    be version-checked (a payment's `save`), so that leaving it raises `ConcurrencyConflict`
+    if what it read changed meanwhile. Its writes still land all or nothing. On PostgreSQL it
+    spares two round trips (BEGIN and COMMIT) when its writes fit one statement.
     """
 
-    def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> UnitOfWork: ...
+    def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = (),
+                 optimistic: bool = False) -> UnitOfWork: ...
 
 
 class Reads(Protocol):

@@ -14,6 +14,7 @@ most `PAYMENTS_PAYMENT_BREAKER_MAX_WAIT` (`provider_calls.judge`).
 
 from __future__ import annotations
 
+from core.errors import ConcurrencyConflict
 from core.locking import LockBusy, held_lock
 from core.payments import Payment, PaymentEvent, PaymentStatus, ambiguous_attempts, waiting_since
 from core.providers import ChargeRequest, CircuitOpen, ProviderError, ProviderUnavailable
@@ -62,20 +63,28 @@ async def process_payment(item: WorkItem, *, deps: Deps) -> Outcome:
 
 async def begin_attempt(item: WorkItem, deps: Deps) -> tuple[Payment | None, float | None]:
     """Transaction 1: `pending -> processing`; a payment already processing is resumed. An early
-    duplicate of a scheduled retry gets the seconds still to wait; other payments are not ours."""
-    async with deps.uow_factory() as uow:
-        payment = await uow.payments.lock(item.tenant_id, item.target_id)
-        if payment is None or not payment.is_external or payment.status not in (
-                PaymentStatus.PENDING, PaymentStatus.PROCESSING):
-            return None, None
-        now = deps.clock.now()
-        if (wait := payment.wait(now)) is not None:
-            return None, wait
-        if payment.status == PaymentStatus.PENDING:
-            payment.transition(PaymentStatus.PROCESSING, now)
-            uow.payments.save(payment)
-            announce_payment(uow, payment, "payment.processing", now)
-        return payment, None
+    duplicate of a scheduled retry gets the seconds still to wait; other payments are not ours.
+
+    Optimistic: the payment is read without a row lock and its change is version-checked, so a
+    change made meanwhile (a cancellation, another worker) fails the write, and the attempt waits
+    `min_backoff` and starts over. On PostgreSQL a payment resumed costs one read, one begun a
+    read and a write: no BEGIN, no COMMIT, no row lock (issue 12)."""
+    try:
+        async with deps.uow_factory(optimistic=True) as uow:
+            payment = await uow.payments.get(item.tenant_id, item.target_id)
+            if payment is None or not payment.is_external or payment.status not in (
+                    PaymentStatus.PENDING, PaymentStatus.PROCESSING):
+                return None, None
+            now = deps.clock.now()
+            if (wait := payment.wait(now)) is not None:
+                return None, wait
+            if payment.status == PaymentStatus.PENDING:
+                payment.transition(PaymentStatus.PROCESSING, now)
+                uow.payments.save(payment)
+                announce_payment(uow, payment, "payment.processing", now)
+    except ConcurrencyConflict:
+        return None, deps.policy.min_backoff
+    return payment, None
 
 
 async def _history(payment: Payment, deps: Deps) -> list[PaymentEvent]:

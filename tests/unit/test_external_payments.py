@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
+import attrs
 import pytest
 
 from adapters.memory import InMemoryStore
@@ -120,6 +122,35 @@ async def test_a_successful_charge_completes_the_payment_and_settles_it(world: W
     [completed] = [m for m in world.store.outbox if m.topic == "payment.completed"]
     assert completed.payload == payment_view(stored)
     assert world.store.dead_letters == {}
+    await world.check()
+
+
+async def test_a_payment_cancelled_while_its_attempt_begins_is_never_charged(world: World) -> None:
+    """The attempt reads the payment without a row lock (optimistic, issue 12): a cancellation committed between
+    that read and its write makes the write fail, so the provider is not called; the retry finds it cancelled."""
+    source = await world.account(10_000)
+    payment = await world.pay(source.id, 2_500)
+
+    def cancel_after_the_read(**options: Any) -> Any:
+        uow = world.store(**options)
+        if options.get("optimistic"):
+            read = uow.payments.get
+
+            async def read_then_cancel(tenant_id: UUID, payment_id: UUID) -> Any:
+                found = await read(tenant_id, payment_id)
+                await world.cancel(payment_id)
+                return found
+
+            uow.payments.get = read_then_cancel
+        return uow
+
+    outcome = await world.process(payment.id, attrs.evolve(world.deps(), uow_factory=cancel_after_the_read))
+    assert (outcome.result, outcome.retry_in) == (WorkResult.RETRY, world.policy.min_backoff)
+    assert charges(world) == []
+    assert (await world.payment(payment.id)).status == PaymentStatus.CANCELLED
+    assert await world.event_types(payment.id) == ["payment.created", "payment.cancelled"]
+    assert (await world.process(payment.id)).status != PaymentStatus.PROCESSING  # the retry: nothing to charge
+    assert charges(world) == [] and world.balance(source.id) == 10_000
     await world.check()
 
 
