@@ -26,7 +26,7 @@ def another_redis_database(url: str) -> str:
     if parts.scheme == "unix":
         query = dict(parse_qsl(parts.query))
         query["db"] = str((int(query.get("db", "0")) + 1) % 16)
-        return urlunsplit(parts._replace(query=urlencode(query)))
+        return f"unix://{parts.path}?{urlencode(query)}"  # urlunsplit would write `unix:/path`, which redis-py refuses
     current = int(parts.path.strip("/") or "0")
     return urlunsplit(parts._replace(path=f"/{(current + 1) % 16}"))
 
