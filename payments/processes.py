@@ -87,6 +87,9 @@ def cmd_serve(settings: Settings, endpoints: Endpoints, *, workers: int | None =
         Sanic.serve_single(primary=app)
         return 0
     from app.http.metrics import MULTIPROCESS_DIR
+    from payments import sanic_manager
+
+    sanic_manager.install()
 
     # Sanic spawns its processes: they import prometheus_client afresh, in the multiprocess mode this selects
     metrics_dir = os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="payments-api-metrics-")
