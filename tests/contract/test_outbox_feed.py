@@ -14,8 +14,6 @@ import pytest
 from adapters.memory import InMemoryStore
 from adapters.memory.lease import InMemoryLease
 from adapters.memory.outbox import InMemoryOutboxFeed, InMemoryTaskQueue
-from adapters.postgres import outbox_feed
-from adapters.postgres.outbox_feed import PgOutboxFeed
 from app.bootstrap import Services
 from core.clock import SystemClock
 from core.events import OutboxMessage
@@ -211,54 +209,3 @@ async def test_the_relay_fans_events_out_itself_once_and_still_starts_the_work(b
     assert await backend.published({m.id for m in messages.values()}) == {m.id for m in messages.values()}
     # published again (a relay that crashed before its claim committed): no delivery is written twice
     assert await fan_out_events(list(messages.values()), audience=audience) == []
-
-
-async def test_on_postgresql_a_dead_relays_claim_comes_back_when_its_lease_ends(services: Services) -> None:
-    """A relay that died between its claim and its mark (neither published nor gave back) keeps its rows from the
-    others until its lease ends; then they are claimed and published again (at least once)."""
-    await services.pool.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
-    ids = await add_messages(Backend(services.uow_factory, services.outbox_feed, services.lease, None), 3)
-    dying = PgOutboxFeed(services.pool, lease=timedelta(seconds=0.5))
-    rows = await services.pool.fetch(outbox_feed.CLAIM, 10, timedelta(seconds=0.5))  # its claim, then it dies
-    assert {row["id"] for row in rows} == ids
-    async with services.outbox_feed.claim(10) as other:
-        assert other.messages == []  # leased: skipped
-    await asyncio.sleep(0.6)
-    async with dying.claim(10) as again:
-        assert {m.id for m in again.messages} == ids
-        assert [m.created_at for m in again.messages] == sorted(m.created_at for m in again.messages)
-        again.mark_published()
-    async with services.outbox_feed.claim(10) as last:
-        assert last.messages == []
-
-
-class _Statements:
-    """A pool that records the statements the feed sends (a claim and a mark, no BEGIN nor COMMIT)."""
-
-    def __init__(self, pool: Any) -> None:
-        self.pool, self.sent = pool, list[str]()
-
-    async def fetch(self, sql: str, *args: Any) -> Any:
-        self.sent.append(sql.split(maxsplit=1)[0] + " " + sql.split()[2])
-        return await self.pool.fetch(sql, *args)
-
-    async def execute(self, sql: str, *args: Any) -> Any:
-        self.sent.append(sql.split(maxsplit=1)[0] + " " + sql.split()[3])
-        return await self.pool.execute(sql, *args)
-
-
-async def test_on_postgresql_a_claim_is_one_statement_and_its_mark_another(services: Services) -> None:
-    await services.pool.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
-    pool = _Statements(services.pool)
-    feed = PgOutboxFeed(pool)  # type: ignore[arg-type]
-    async with feed.claim(10) as empty:
-        assert empty.messages == []
-    assert pool.sent == ["UPDATE SET"]  # nothing to publish: one round trip
-    ids = await add_messages(Backend(services.uow_factory, services.outbox_feed, services.lease, None), 2)
-    pool.sent.clear()
-    async with feed.claim(10) as claimed:
-        assert {m.id for m in claimed.messages} == ids
-        claimed.mark_published()
-    assert pool.sent == ["UPDATE SET", "UPDATE published_at"]
-    rows = await services.pool.fetch("SELECT published_at, attempts FROM outbox WHERE id = ANY($1::uuid[])", list(ids))
-    assert all(row["published_at"] is not None and row["attempts"] == 1 for row in rows)
