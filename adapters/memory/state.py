@@ -16,6 +16,7 @@ from core.holds import Hold
 from core.idempotency import IdempotencyRecord
 from core.ledger import Entry
 from core.payments import Payment, PaymentEvent
+from core.ports.unit_of_work import NO_LOCK_WHEN_OPTIMISTIC
 from core.reconciliation import Reconciliation
 from core.refunds import Refund
 from core.tenants import ApiKey, Tenant
@@ -57,12 +58,15 @@ class MemorySession:
     """What the repositories of one unit of work share: the store's state and the row locks the unit
     of work holds on it, all released when it ends."""
 
-    def __init__(self, state: StoreState) -> None:
-        self.state = state
+    def __init__(self, state: StoreState, *, optimistic: bool = False) -> None:
+        self.state, self.optimistic = state, optimistic
         self._held: dict[Hashable, asyncio.Lock] = {}
 
     async def hold(self, key: Hashable) -> None:
-        """Take a row lock until the unit of work ends; taking one it already holds is a no-op."""
+        """Take a row lock until the unit of work ends; taking one it already holds is a no-op. An optimistic unit of
+        work takes none (`RuntimeError`)."""
+        if self.optimistic:
+            raise RuntimeError(NO_LOCK_WHEN_OPTIMISTIC)
         if key not in self._held:
             lock = self.state.row_locks[key]
             await lock.acquire()

@@ -39,20 +39,21 @@ class InMemoryStore(StoreState):
 
     def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = (),
                  optimistic: bool = False) -> InMemoryUnitOfWork:
-        """The `UnitOfWorkFactory`. An `optimistic` unit of work is an ordinary one here: its reads lock nothing
-        (`get`), and its writes apply all at once at the end, version-checked."""
-        return InMemoryUnitOfWork(self, read_only=read_only, lock_accounts=lock_accounts)
+        """The `UnitOfWorkFactory`. An `optimistic` unit of work is an ordinary one here, but that it refuses row
+        locks: its reads lock nothing (`get`), and its writes apply all at once at the end, version-checked."""
+        return InMemoryUnitOfWork(self, read_only=read_only, lock_accounts=lock_accounts, optimistic=optimistic)
 
 
 class InMemoryUnitOfWork:
     """A unit of work over `InMemoryStore`; leaving it normally applies every buffered write at once
     (unless it is read-only), an exception drops them."""
 
-    def __init__(self, store: InMemoryStore, *, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> None:
+    def __init__(self, store: InMemoryStore, *, read_only: bool = False, lock_accounts: Collection[UUID] = (),
+                 optimistic: bool = False) -> None:
         self.store, self._read_only = store, read_only
         self._lock_accounts = lock_accounts
         self._my_turns: list[UUID] = []
-        self._session = session = MemorySession(store)
+        self._session = session = MemorySession(store, optimistic=optimistic and not read_only)
         self.accounts = MemoryAccounts(session)
         self.ledger = MemoryLedger(store)
         self.payments = MemoryPayments(session)

@@ -11,6 +11,7 @@ import asyncpg
 
 from adapters.local_locks import LocalLocks
 from adapters.postgres.pool import translate_errors
+from core.ports.unit_of_work import NO_LOCK_WHEN_OPTIMISTIC
 
 T = TypeVar("T")
 
@@ -27,16 +28,24 @@ class PgSession:
         #: in its own statement (one round trip for both) and leaves their rows in `prelocked` for `accounts.lock`.
         self.prelock: list[UUID] = []
         self.prelocked: tuple[UUID, list[UUID], list[asyncpg.Record]] | None = None
+        #: An optimistic unit of work's session, which has no transaction: a row lock would be released at once.
+        self.optimistic = False
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self._no_lock_if_optimistic(sql)
         with translate_errors():
             rows: list[asyncpg.Record] = await self.conn.fetch(sql, *args)
         return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        self._no_lock_if_optimistic(sql)
         with translate_errors():
             row: asyncpg.Record | None = await self.conn.fetchrow(sql, *args)
         return row
+
+    def _no_lock_if_optimistic(self, sql: str) -> None:
+        if self.optimistic and "FOR UPDATE" in sql:
+            raise RuntimeError(NO_LOCK_WHEN_OPTIMISTIC)
 
     async def read_one(self, sql: str, read: Callable[[asyncpg.Record], T], *args: Any) -> T | None:
         """The first row `sql` selects, through the row mapper `read`; None when there is none."""
@@ -49,6 +58,7 @@ class PgSession:
     async def hold_local(self, ids: Iterable[UUID]) -> None:
         """Take the local locks of `ids` this session does not hold yet, in ascending id order;
         `Unavailable` if they stay busy beyond the bound."""
+        self._no_lock_if_optimistic("FOR UPDATE")
         wanted = set(ids) - set(self.held)
         deadline = None if self.lock_timeout is None else asyncio.get_running_loop().time() + self.lock_timeout
         self.held += await self.local_locks.acquire(wanted, deadline=deadline)

@@ -19,6 +19,9 @@ from core.ports.webhooks import Webhooks
 from core.ports.work import DeadLetters
 
 T = TypeVar("T")
+#: What an adapter raises when work in an optimistic unit of work asks for a row lock (a bug in that work: outside a
+#: transaction the lock would be released at once and protect nothing).
+NO_LOCK_WHEN_OPTIMISTIC = "an optimistic unit of work takes no row lock: read with `get`, write version-checked"
 
 
 class UnitOfWork(Protocol):
@@ -96,7 +99,8 @@ class UnitOfWorkFactory(Protocol):
     transaction for its reads): its work reads with `get`, never `lock`, and its writes must
     be version-checked (a payment's `save`), so that leaving it raises `ConcurrencyConflict`
     if what it read changed meanwhile. Its writes still land all or nothing. On PostgreSQL it
-    spares two round trips (BEGIN and COMMIT) when its writes fit one statement.
+    spares two round trips (BEGIN and COMMIT) when its writes fit one statement. Asking it for a
+    row lock raises `RuntimeError` (`NO_LOCK_WHEN_OPTIMISTIC`) on every adapter.
     """
 
     def __call__(self, *, read_only: bool = False, lock_accounts: Collection[UUID] = (),

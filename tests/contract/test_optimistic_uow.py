@@ -11,6 +11,7 @@ import pytest
 
 from adapters.postgres import rows
 from adapters.postgres.uow import PgUnitOfWork
+from core.accounts import CLEARING
 from core.errors import ConcurrencyConflict
 from core.events import OutboxMessage
 from core.payments import PaymentStatus
@@ -163,3 +164,17 @@ async def test_on_postgresql_optimistic_writes_of_several_statements_land_all_or
     async with services.uow_factory(read_only=True) as uow:
         assert (await uow.payments.get(tenant.id, made.id)).status == PaymentStatus.PENDING
     assert await _topics(services.uow_factory, tenant.id, made.id) == ["payment.created"]
+
+
+async def test_an_optimistic_unit_of_work_refuses_row_locks(uow_factory, clock, tenant) -> None:
+    """Outside a transaction a row lock would protect nothing: asking for one is a bug in the work, on every adapter."""
+    made = await _pending(uow_factory, clock, tenant.id)
+    for lock in (lambda uow: uow.payments.lock(tenant.id, made.id),
+                 lambda uow: uow.accounts.lock(tenant.id, [made.source_account_id]),
+                 lambda uow: uow.accounts.lock_system(tenant.id, CLEARING, "USD")):
+        with pytest.raises(RuntimeError, match="takes no row lock"):
+            async with uow_factory(optimistic=True) as uow:
+                await lock(uow)
+    async with uow_factory(optimistic=True) as uow:  # reads are what it is for
+        assert (await uow.payments.get(tenant.id, made.id)).status == PaymentStatus.PENDING
+        assert (await uow.accounts.get(tenant.id, made.source_account_id)).balance == 5_000
