@@ -51,6 +51,7 @@ async def test_transfers_waiting_together_share_a_transaction_each_with_its_own_
             queued.append(asyncio.create_task(transfer(client, poor, sink, "5.00", idempotency_key=keys[10])))
             queued.append(asyncio.create_task(transfer(client, rich[2], rich[2], "1.00", idempotency_key=keys[11])))
             queued.append(asyncio.create_task(transfer(client, rich[0], rich[1], "5.00", idempotency_key=done_key)))
+            await asyncio.sleep(0.2)  # the replay reaches the queue first: the next one finds its key queued
             queued.append(asyncio.create_task(transfer(client, rich[0], rich[1], "6.00", idempotency_key=done_key)))
             await asyncio.sleep(0.5)
             assert not any(task.done() for task in [first, *queued[:12]])  # queued behind the one transaction
