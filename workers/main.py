@@ -25,19 +25,18 @@ from workers.context import WorkerContext
 from workers.health import WorkerReadiness, serve_health
 
 
-def use_uvloop() -> bool:
+def use_uvloop() -> None:
     """Make every event loop this process creates from now on a uvloop loop: the main one, and the actors'
     loop that Dramatiq's AsyncIO middleware creates with `asyncio.new_event_loop()` when the worker starts.
 
     The actors' loop carries the payments, the deliveries and the background loops; on the default loop about a
     third of its samples were the loop's own bookkeeping and its socket writes (docs/benchmarks.md, "uvloop in
-    the worker"). False, and the default loop, where uvloop is not installed (it is not built for Windows)."""
+    the worker"). The default loop stays where uvloop is not installed (it is not built for Windows)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is installed wherever sanic is, except on Windows
-        return False
+        return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
 
 
 def declare_actors(broker: dramatiq.Broker, context: WorkerContext) -> list[dramatiq.Actor[Any, Any]]:

@@ -20,7 +20,7 @@ class PgSession:
     """The pooled connection a unit of work holds (`conn`, set while it is open) and the in-process
     account locks it has taken, released when it ends; waiting for one lasts at most `lock_timeout`."""
 
-    def __init__(self, local_locks: LocalLocks, lock_timeout: float | None = None) -> None:
+    def __init__(self, local_locks: LocalLocks, lock_timeout: float | None = None, *, optimistic: bool = False) -> None:
         self.conn: Any = None
         self.local_locks, self.lock_timeout = local_locks, lock_timeout
         self.held: list[UUID] = []
@@ -29,7 +29,7 @@ class PgSession:
         self.prelock: list[UUID] = []
         self.prelocked: tuple[UUID, list[UUID], list[asyncpg.Record]] | None = None
         #: An optimistic unit of work's session, which has no transaction: a row lock would be released at once.
-        self.optimistic = False
+        self.optimistic = optimistic
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         self._no_lock_if_optimistic(sql)
@@ -44,7 +44,11 @@ class PgSession:
         return row
 
     def _no_lock_if_optimistic(self, sql: str) -> None:
-        if self.optimistic and "FOR UPDATE" in sql:
+        if "FOR UPDATE" in sql:
+            self._refuse_lock_if_optimistic()
+
+    def _refuse_lock_if_optimistic(self) -> None:
+        if self.optimistic:
             raise RuntimeError(NO_LOCK_WHEN_OPTIMISTIC)
 
     async def read_one(self, sql: str, read: Callable[[asyncpg.Record], T], *args: Any) -> T | None:
@@ -58,7 +62,7 @@ class PgSession:
     async def hold_local(self, ids: Iterable[UUID]) -> None:
         """Take the local locks of `ids` this session does not hold yet, in ascending id order;
         `Unavailable` if they stay busy beyond the bound."""
-        self._no_lock_if_optimistic("FOR UPDATE")
+        self._refuse_lock_if_optimistic()
         wanted = set(ids) - set(self.held)
         deadline = None if self.lock_timeout is None else asyncio.get_running_loop().time() + self.lock_timeout
         self.held += await self.local_locks.acquire(wanted, deadline=deadline)

@@ -58,8 +58,8 @@ class PgUnitOfWork:
         self._optimistic = optimistic and not read_only
         self._turns, self._lock_accounts = turns or LocalLocks(TURNS_PER_ACCOUNT), lock_accounts
         self._my_turns: list[UUID] = []
-        self._session = session = PgSession(local_locks or LocalLocks(), lock_timeout=acquire_timeout)
-        session.optimistic = self._optimistic
+        self._session = session = PgSession(local_locks or LocalLocks(), lock_timeout=acquire_timeout,
+                                            optimistic=self._optimistic)
         self._prelock = [] if read_only else ascending(lock_accounts)
         self._tx: Any = None
         self.accounts = PgAccounts(session)
