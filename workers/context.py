@@ -7,8 +7,10 @@ import asyncio
 import attrs
 import dramatiq
 
+from adapters.dramatiq.observe import WORKER_SHARED_UNITS
 from app.bootstrap import Services, bootstrap
 from app.settings import Settings
+from core.usecases.shared_attempts import shared_attempts
 from core.usecases.worker_deps import Deps
 from core.webhooks import DeliveryPolicy
 from core.work import RetryPolicy
@@ -54,8 +56,10 @@ class WorkerContext:
             if self._ready is None:
                 services = await bootstrap(self.settings, self.database_url, self.redis_url, role="worker",
                                            broker=self.broker)
+                shared = shared_attempts(services.uow_factory,
+                                         observe=lambda step, size: WORKER_SHARED_UNITS.labels(step).observe(size))
                 deps = Deps(uow_factory=services.uow_factory, providers=services.provider, locks=services.locks,
-                            clock=services.clock, policy=retry_policy(self.settings))
+                            clock=services.clock, policy=retry_policy(self.settings), shared=shared)
                 self._ready = Ready(services=services, deps=deps, webhook_policy=self.settings.webhooks.policy())
         return self._ready
 

@@ -41,6 +41,11 @@ WORKER_DURATION = Histogram(
     "worker_message_duration_seconds", "Time this worker spent on a message, by actor.", ["actor"],
     registry=WORKER_REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+WORKER_SHARED_UNITS = Histogram(
+    "worker_shared_transaction_payments", "Payment attempts per transaction that attempts waiting together share, by "
+    "step (begin, completion; 1: an attempt alone).", ["step"], registry=WORKER_REGISTRY,
+    buckets=(1, 2, 4, 8, 16, 32),
+)
 WORKER_IN_PROGRESS = Gauge(
     "worker_messages_in_progress", "Messages this worker is processing now, by actor.", ["actor"],
     registry=WORKER_REGISTRY,

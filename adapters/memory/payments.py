@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+from collections.abc import Sequence
 from uuid import UUID
 
 from adapters.memory.paging import holds, time_id_page
@@ -29,6 +30,14 @@ class MemoryPayments:
 
     async def get(self, tenant_id: UUID, payment_id: UUID) -> Payment | None:
         return self._table.get(tenant_id, payment_id)
+
+    async def get_all(self, tenant_id: UUID, payment_ids: Sequence[UUID]) -> dict[UUID, Payment]:
+        found = {payment_id: self._table.get(tenant_id, payment_id) for payment_id in payment_ids}
+        return {payment_id: payment for payment_id, payment in found.items() if payment is not None}
+
+    async def lock_all(self, tenant_id: UUID, payment_ids: Sequence[UUID]) -> dict[UUID, Payment]:
+        found = {payment_id: await self.lock(tenant_id, payment_id) for payment_id in sorted(set(payment_ids))}
+        return {payment_id: payment for payment_id, payment in found.items() if payment is not None}
 
     async def list(self, tenant_id: UUID, where: PaymentFilter, *, limit: int, cursor: str | None) -> Page[Payment]:
         rows = [copy.deepcopy(p) for p in self._store.payments.values()

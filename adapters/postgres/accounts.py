@@ -67,6 +67,9 @@ class PgAccounts:
         #: locked until it ends, so locking them again reads nothing (a group commit's requests lock theirs
         #: after the group locked them all).
         self._locked: dict[tuple[UUID, UUID], Account | None] = {}
+        #: The system accounts it has row-locked, by (tenant, kind, currency): locking one again reads nothing (the
+        #: completions a worker shares in one unit of work lock theirs after the group locked them).
+        self._systems: dict[tuple[UUID, str, str], Account] = {}
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
         return await self._session.read_one(GET, to_account, tenant_id, account_id)
@@ -86,19 +89,28 @@ class PgAccounts:
         return {row.id: self._pending.current(row) for row in rows}
 
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
+        if (held := self._systems.get((tenant_id, kind, currency))) is not None:
+            return self._pending.current(held)
         row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
         if row is None:
             await self._session.fetch(CREATE_SYSTEM, new_id(), tenant_id, kind, currency, datetime.now(UTC))
             row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
         assert row is not None
-        return self._pending.current(to_account(row))
+        return self._pending.current(self._hold_system(to_account(row)))
 
     async def lock_systems(self, tenant_id: UUID, kinds: Sequence[str], currency: str) -> builtins.list[Account]:
         assert len(set(kinds)) == len(kinds), "each system account once"
+        held = [self._systems.get((tenant_id, kind, currency)) for kind in kinds]
+        if all(account is not None for account in held):  # locked by this unit of work already (a shared one)
+            return [self._pending.current(account) for account in held if account is not None]
         rows = await self._session.fetch(LOCK_SYSTEMS, tenant_id, builtins.list(kinds), currency)
         if len(rows) < len(kinds):  # one is missing: create it in turn (those found stay locked, in order)
             return [await self.lock_system(tenant_id, kind, currency) for kind in kinds]
-        return [self._pending.current(to_account(row)) for row in rows]
+        return [self._pending.current(self._hold_system(to_account(row))) for row in rows]
+
+    def _hold_system(self, account: Account) -> Account:
+        """The row kept for the unit of work: the first one read (entities are mutable; a later read is stale)."""
+        return self._systems.setdefault((account.tenant_id, account.kind, account.currency), account)
 
     def save_controls(self, account: Account) -> None:
         self._pending.save(account)

@@ -20,6 +20,9 @@ COLUMNS = (
 
 GET = f"SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
 LOCK = GET + " FOR UPDATE"
+GET_ALL = f"SELECT {COLUMNS} FROM payments WHERE tenant_id = $1 AND id = ANY($2::uuid[])"
+#: ORDER BY runs below FOR UPDATE: the rows are locked in ascending id order, as two groups must lock them.
+LOCK_ALL = GET_ALL + " ORDER BY id FOR UPDATE"
 
 LIST = f"""SELECT {COLUMNS} FROM payments
 WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR payment_type = $3)
@@ -65,9 +68,9 @@ class PgPayments:
 
     def __init__(self, session: PgSession) -> None:
         self._session = session
-        table = Table(session, to_payment, get=GET, lock=LOCK)
+        table = Table(session, to_payment, get=GET, lock=LOCK, get_all=GET_ALL, lock_all=LOCK_ALL)
         self._pending = table.pending
-        self.get, self.lock = table.get, table.lock
+        self.get, self.lock, self.get_all, self.lock_all = table.get, table.lock, table.get_all, table.lock_all
         self.add, self.save = self._pending.add, self._pending.save  # buffered until commit
 
     async def list(self, tenant_id: UUID, where: PaymentFilter, *, limit: int, cursor: str | None) -> Page[Payment]:

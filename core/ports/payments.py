@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -40,6 +40,17 @@ class Payments(Protocol):
     async def get(self, tenant_id: UUID, payment_id: UUID) -> Payment | None: ...
 
     async def lock(self, tenant_id: UUID, payment_id: UUID) -> Payment | None: ...
+
+    async def get_all(self, tenant_id: UUID, payment_ids: Sequence[UUID]) -> dict[UUID, Payment]:
+        """`get` of each (those found, by id), in one statement on PostgreSQL, where this unit of work's later
+        `get` of one of them then reads it from memory."""
+        ...
+
+    async def lock_all(self, tenant_id: UUID, payment_ids: Sequence[UUID]) -> dict[UUID, Payment]:
+        """`lock` of each (those found, by id), in ascending id order (as any two units of work that lock several
+        payments must), in one statement on PostgreSQL, where this unit of work's later `lock` or `get` of one of
+        them then takes nothing more."""
+        ...
 
     async def list(
         self, tenant_id: UUID, where: PaymentFilter, *, limit: int, cursor: str | None

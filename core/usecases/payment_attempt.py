@@ -17,12 +17,14 @@ from __future__ import annotations
 from core.errors import ConcurrencyConflict
 from core.locking import LockBusy, held_lock
 from core.payments import Payment, PaymentEvent, PaymentStatus, ambiguous_attempts, waiting_since
+from core.ports import UnitOfWork
 from core.providers import ChargeRequest, CircuitOpen, ProviderError, ProviderUnavailable
 from core.usecases.announcements import announce_payment
 from core.usecases.confirmation import confirm
 from core.usecases.late_charges import reverse_late_charge, reverse_late_charges
 from core.usecases.payment_outcome import record_charge_outcome
 from core.usecases.provider_calls import ask, call, waited_out
+from core.usecases.shared_attempts import PaymentClaim
 from core.usecases.worker_deps import Deps, Outcome, WorkResult
 from core.work import WorkItem
 
@@ -68,23 +70,30 @@ async def begin_attempt(item: WorkItem, deps: Deps) -> tuple[Payment | None, flo
     Optimistic: the payment is read without a row lock and its change is version-checked, so a
     change made meanwhile (a cancellation, another worker) fails the write, and the attempt waits
     `min_backoff` and starts over. On PostgreSQL a payment resumed costs one read, one begun a
-    read and a write: no BEGIN, no COMMIT, no row lock (issue 12)."""
+    read and a write: no BEGIN, no COMMIT, no row lock (issue 12). In a worker, the attempts beginning together
+    share that read and that write (`Deps.shared`)."""
+    async def begin(uow: UnitOfWork) -> tuple[Payment | None, float | None]:
+        payment = await uow.payments.get(item.tenant_id, item.target_id)
+        if payment is None or not payment.is_external or payment.status not in (
+                PaymentStatus.PENDING, PaymentStatus.PROCESSING):
+            return None, None
+        now = deps.clock.now()
+        if (wait := payment.wait(now)) is not None:
+            return None, wait
+        if payment.status == PaymentStatus.PENDING:
+            payment.transition(PaymentStatus.PROCESSING, now)
+            uow.payments.save(payment)
+            announce_payment(uow, payment, "payment.processing", now)
+        return payment, None
+
     try:
+        if deps.shared is not None:  # with the attempts beginning now: one read and one write for all
+            return await deps.shared.begins.run(begin, tenant_id=item.tenant_id,
+                                                claim=PaymentClaim(payment_id=item.target_id))
         async with deps.uow_factory(optimistic=True) as uow:
-            payment = await uow.payments.get(item.tenant_id, item.target_id)
-            if payment is None or not payment.is_external or payment.status not in (
-                    PaymentStatus.PENDING, PaymentStatus.PROCESSING):
-                return None, None
-            now = deps.clock.now()
-            if (wait := payment.wait(now)) is not None:
-                return None, wait
-            if payment.status == PaymentStatus.PENDING:
-                payment.transition(PaymentStatus.PROCESSING, now)
-                uow.payments.save(payment)
-                announce_payment(uow, payment, "payment.processing", now)
+            return await begin(uow)
     except ConcurrencyConflict:
         return None, deps.policy.min_backoff
-    return payment, None
 
 
 async def _history(payment: Payment, deps: Deps) -> list[PaymentEvent]:

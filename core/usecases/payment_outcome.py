@@ -18,6 +18,7 @@ from core.usecases.late_charges import LATE_DETECTED
 from core.usecases.postings import move
 from core.usecases.provider_calls import judge
 from core.usecases.reversal import return_to_source
+from core.usecases.shared_attempts import PaymentClaim
 from core.usecases.worker_deps import Deps, Outcome, WorkResult
 from core.work import PAYMENT, DeadLetter, RetryPolicy, WorkItem
 
@@ -33,7 +34,7 @@ async def record_charge_outcome(
     otherwise another worker's attempt overlapped this one and the next delivery asks again.
     `history` is the payment's events when the attempt began (those that matter: see `_history`).
     """
-    async with deps.uow_factory() as uow:
+    async def record(uow: UnitOfWork) -> Outcome:
         payment = await uow.payments.lock(begun.tenant_id, begun.id)
         if payment is None:
             return Outcome(WorkResult.SKIPPED)
@@ -57,7 +58,15 @@ async def record_charge_outcome(
             assert isinstance(error, ProviderUnavailable)
             retry_in = await _unavailable(uow, payment, error, list(history), now, policy=deps.policy)
         uow.payments.save(payment)
-    return Outcome(WorkResult.RETRY if retry_in is not None else WorkResult.DONE, payment.status, retry_in)
+        return Outcome(WorkResult.RETRY if retry_in is not None else WorkResult.DONE, payment.status, retry_in)
+
+    if reference is not None and deps.shared is not None:
+        # A charge, the common case: its completion shares one transaction with those completing now. Failures go
+        # alone: returning money locks the source account, which may not be locked after clearing.
+        claim = PaymentClaim(payment_id=begun.id, currency=begun.currency, provider=begun.provider)
+        return await deps.shared.completions.run(record, tenant_id=begun.tenant_id, claim=claim)
+    async with deps.uow_factory() as uow:
+        return await record(uow)
 
 
 async def _unavailable(

@@ -11,6 +11,7 @@ from core.payments import PaymentStatus
 from core.ports import Clock, Locks, UnitOfWorkFactory
 from core.providers import PaymentProvider
 from core.refunds import RefundStatus
+from core.usecases.shared_attempts import SharedAttempts
 from core.work import RetryPolicy
 
 
@@ -47,3 +48,5 @@ class Deps:
     locks: Locks
     clock: Clock
     policy: RetryPolicy
+    #: Units of work shared by the attempts waiting together (a worker process sets them); None: each its own.
+    shared: SharedAttempts | None = None

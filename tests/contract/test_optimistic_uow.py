@@ -18,6 +18,7 @@ from core.payments import PaymentStatus
 from core.usecases.announcements import announce_payment
 from tests.contract.builders import add, payment
 from tests.contract.conftest import new_tenant, open_account
+from tests.contract.recording import RecordingPool
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -67,63 +68,10 @@ async def test_an_optimistic_change_read_before_a_concurrent_one_is_refused_and_
     assert await _topics(uow_factory, tenant.id, made.id) == ["payment.created", "payment.cancelled"]
 
 
-class _Recording:
-    """A pooled connection that records what the unit of work sends through it."""
-
-    def __init__(self, conn: Any, sent: list[str]) -> None:
-        self.conn, self.sent = conn, sent
-
-    def transaction(self) -> Any:
-        return _RecordingTransaction(self.conn.transaction(), self.sent)
-
-    async def execute(self, sql: str, *args: Any) -> Any:
-        self.sent.append("COMMIT" if sql.strip().upper() == "COMMIT" else sql.split(maxsplit=1)[0].upper())
-        return await self.conn.execute(sql, *args)
-
-    async def fetch(self, sql: str, *args: Any) -> Any:
-        self.sent.append(sql.split(maxsplit=1)[0].upper())
-        return await self.conn.fetch(sql, *args)
-
-    async def fetchrow(self, sql: str, *args: Any) -> Any:
-        self.sent.append(sql.split(maxsplit=1)[0].upper())
-        return await self.conn.fetchrow(sql, *args)
-
-    def is_closed(self) -> bool:
-        return bool(self.conn.is_closed())
-
-
-class _RecordingTransaction:
-    def __init__(self, tx: Any, sent: list[str]) -> None:
-        self.tx, self.sent = tx, sent
-
-    async def start(self) -> None:
-        self.sent.append("BEGIN")
-        await self.tx.start()
-
-    async def commit(self) -> None:
-        self.sent.append("COMMIT")
-        await self.tx.commit()
-
-    async def rollback(self) -> None:
-        self.sent.append("ROLLBACK")
-        await self.tx.rollback()
-
-
-class _RecordingPool:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool, self.sent = pool, list[str]()
-
-    async def acquire(self, *, timeout: float) -> _Recording:
-        return _Recording(await self.pool.acquire(timeout=timeout), self.sent)
-
-    async def release(self, conn: _Recording, *, timeout: float) -> None:
-        await self.pool.release(conn.conn, timeout=timeout)
-
-
 async def test_on_postgresql_an_optimistic_change_is_one_read_and_one_write(services, clock) -> None:
     tenant = await new_tenant(services.uow_factory, clock)
     made = await _pending(services.uow_factory, clock, tenant.id)
-    pool = _RecordingPool(services.pool)
+    pool = RecordingPool(services.pool)
     async with PgUnitOfWork(pool, read_only=False, acquire_timeout=5, secret_box=services.secret_box,  # type: ignore[arg-type]
                             optimistic=True) as uow:
         read = await uow.payments.get(tenant.id, made.id)
