@@ -753,11 +753,12 @@ def pipeline_run(args: argparse.Namespace, latency: int, workers: int, tmp_root:
 def raw_sql() -> dict[str, Any]:
     """The statements the API and the worker send for one external payment (adapters/postgres/*.py)."""
     from adapters.postgres import accounts, idempotency, ledger, outbox, payments, rows
+    from core.accounts import SYSTEM_SHARDS
     from core.hash_chain import entry_hash
     from core.idempotency import IdempotentRequest
 
-    return {"entry_hash": entry_hash, "insert_rows": rows.insert_rows, "update_rows": rows.update_rows,
-            "compose": rows.compose,
+    return {"entry_hash": entry_hash, "shards": SYSTEM_SHARDS, "insert_rows": rows.insert_rows,
+            "update_rows": rows.update_rows, "compose": rows.compose,
             "lock_id": lambda tenant, key, fp: idempotency.lock_id(IdempotentRequest(tenant_id=tenant, key=key,
                                                                                        fingerprint=fp)),
             "claim": idempotency.CLAIM, "lock_accounts": accounts.LOCK, "lock_system": accounts.LOCK_SYSTEM,
@@ -808,7 +809,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
     async with conn.transaction():
         await conn.fetchrow(q["claim"], q["lock_id"](tenant, key, fingerprint), tenant, key)
         (src,) = await conn.fetch(q["lock_accounts"], tenant, [source])
-        clearing = await conn.fetchrow(q["lock_system"], tenant, "clearing", "USD")
+        clearing = await conn.fetchrow(q["lock_system"], tenant, "clearing", "USD", random.randrange(q["shards"]))
         posting = uuid.uuid4()
         view = payment_view(pid, source, provider, "pending", now, None)
         body = json.dumps(view).encode()
@@ -843,8 +844,9 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
     now = datetime.now(UTC)
     async with conn.transaction():
         await conn.fetchrow(q["lock_payment"], tenant, pid)
-        clearing = await conn.fetchrow(q["lock_system"], tenant, "clearing", "USD")
-        settled = await conn.fetchrow(q["lock_system"], tenant, f"settlement:{provider}", "USD")
+        clearing = await conn.fetchrow(q["lock_system"], tenant, "clearing", "USD", random.randrange(q["shards"]))
+        settled = await conn.fetchrow(q["lock_system"], tenant, f"settlement:{provider}", "USD",
+                                      random.randrange(q["shards"]))
         posting = uuid.uuid4()
         (clearing_update, clearing_entry), (settled_update, settled_entry) = (
             leg(clearing, posting, -AMOUNT, now), leg(settled, posting, AMOUNT, now))
@@ -864,9 +866,9 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
 
 RAW_SEED = """
 INSERT INTO tenants (id, name, created_at) VALUES ($1::uuid, 'raw-' || $1::uuid::text, now());
-INSERT INTO accounts (id, tenant_id, kind, currency, balance, version, created_at, updated_at)
-SELECT gen_random_uuid(), $1, k, 'USD', 0, 0, now(), now()
-FROM unnest(ARRAY['funding', 'clearing', 'settlement:stripe', 'settlement:paypal']) k;
+INSERT INTO accounts (id, tenant_id, kind, currency, shard, balance, version, created_at, updated_at)
+SELECT gen_random_uuid(), $1, k, 'USD', s, 0, 0, now(), now()
+FROM unnest(ARRAY['funding', 'clearing', 'settlement:stripe', 'settlement:paypal']) k, generate_series(0, $2 - 1) s;
 INSERT INTO accounts (id, tenant_id, kind, user_id, currency, balance, version, created_at, updated_at)
 SELECT gen_random_uuid(), $1, 'user', 'raw-' || n, 'USD', 100000000000, 0, now(), now()
 FROM generate_series(1, $2) n;
@@ -883,8 +885,8 @@ async def raw_load(database_url: str, database: str, clients: int, seconds: floa
     q = raw_sql()
     admin = await connect(database_url)
     try:
-        for statement in RAW_SEED.strip().split(";\n"):
-            args = [tenant, accounts] if "$2" in statement else [tenant]
+        tenants, systems, users = RAW_SEED.strip().split(";\n")
+        for statement, args in ((tenants, [tenant]), (systems, [tenant, q["shards"]]), (users, [tenant, accounts])):
             await admin.execute(statement, *args)
         ids = [r["id"] for r in await admin.fetch("SELECT id FROM accounts WHERE tenant_id = $1 AND kind = 'user'",
                                                   tenant)]

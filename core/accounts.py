@@ -23,6 +23,10 @@ USER = "user"
 FUNDING = "funding"
 CLEARING = "clearing"
 SETTLEMENT_PREFIX = "settlement:"
+#: How many rows each system account (funding, clearing, settlement:<provider>) of a tenant and currency is split
+#: into (API.md §4): a unit of work locks one, picked at random, so concurrent ones mostly lock different rows
+#: instead of queueing on one. The account is the sum of its rows; one row's balance alone means nothing.
+SYSTEM_SHARDS = 8
 
 
 class AccountStatus(enum.StrEnum):
@@ -78,6 +82,8 @@ class Account:
     updated_at: datetime
     #: The hash of the account's latest ledger entry (GENESIS before the first): the next entry chains from it.
     last_entry_hash: bytes = GENESIS
+    #: Which row of its system account this is (0 to SYSTEM_SHARDS - 1); a user account is one row, shard 0.
+    shard: int = 0
 
     @property
     def is_user(self) -> bool:

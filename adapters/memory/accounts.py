@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
@@ -11,7 +12,7 @@ from adapters.cursor import decode_cursor, encode_cursor
 from adapters.memory.paging import account_key, holds, page
 from adapters.memory.state import MemorySession, SystemSlot
 from adapters.pending import Pending
-from core.accounts import Account, AccountStatus
+from core.accounts import SYSTEM_SHARDS, Account, AccountStatus
 from core.ids import new_id
 from core.ports import Page
 
@@ -25,6 +26,7 @@ class MemoryAccounts:
         self.add, self.save = self._pending.add, self._pending.save  # buffered until commit
         self.save_controls = self._pending.save  # the whole row is kept: controls and postings alike
         self.created: dict[SystemSlot, Account] = {}  # system accounts this unit of work inserted
+        self._shards: dict[tuple[UUID, str, str], int] = {}  # the row of each system account it uses
 
     def _row(self, account_id: UUID) -> Account | None:
         """The row as this unit of work sees it: committed, or a system account it inserted itself."""
@@ -47,18 +49,21 @@ class MemoryAccounts:
         return found
 
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
-        slot = (tenant_id, kind, currency)
+        # One of the account's rows, picked at random the first time, then kept for this unit of work (as on
+        # PostgreSQL: a row a unit of work has locked stays its row).
+        shard = self._shards.setdefault((tenant_id, kind, currency), random.randrange(SYSTEM_SHARDS))
+        slot = (tenant_id, kind, currency, shard)
         while True:
             if slot in self.created:
                 return (await self.lock(tenant_id, [self.created[slot].id]))[self.created[slot].id]
             committed = next((a.id for a in self._store.accounts.values()
-                              if not a.is_user and (a.tenant_id, a.kind, a.currency) == slot), None)
+                              if not a.is_user and (a.tenant_id, a.kind, a.currency, a.shard) == slot), None)
             if committed is not None:
                 return (await self.lock(tenant_id, [committed]))[committed]
             pending = self._store.pending_system.get(slot)
             if pending is None:
                 now = datetime.now(UTC)
-                account = Account(id=new_id(), tenant_id=tenant_id, kind=kind, currency=currency,
+                account = Account(id=new_id(), tenant_id=tenant_id, kind=kind, currency=currency, shard=shard,
                                   created_at=now, updated_at=now)
                 self._store.pending_system[slot] = self.created[slot] = account
                 await self._session.hold(account.id)

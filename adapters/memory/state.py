@@ -23,7 +23,7 @@ from core.tenants import ApiKey, Tenant
 from core.webhooks import Delivery, Subscription
 from core.work import DeadLetter
 
-SystemSlot = tuple[UUID, str, str]
+SystemSlot = tuple[UUID, str, str, int]  # tenant, kind, currency, shard
 
 
 @attrs.define

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import random
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -12,13 +13,13 @@ from adapters.cursor import decode_cursor, encode_cursor
 from adapters.pending import Pending
 from adapters.postgres.rows import Fragment, insert_entities, reader, update_entities
 from adapters.postgres.session import PgSession
-from core.accounts import Account, AccountStatus
+from core.accounts import SYSTEM_SHARDS, Account, AccountStatus
 from core.errors import FieldError, ValidationFailed
 from core.ids import new_id
 from core.ports import Page
 
 COLUMNS = ("id, tenant_id, kind, user_id, currency, balance, version, status, overdraft_limit, held, metadata,"
-           " created_at, updated_at, last_entry_hash")
+           " created_at, updated_at, last_entry_hash, shard")
 
 GET = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2"
 
@@ -27,15 +28,16 @@ GET = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2"
 LOCK = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE"
 
 LOCK_SYSTEM = f"""SELECT {COLUMNS} FROM accounts
-WHERE tenant_id = $1 AND kind = $2 AND currency = $3 AND kind <> 'user' FOR UPDATE"""
+WHERE tenant_id = $1 AND kind = $2 AND currency = $3 AND shard = $4 AND kind <> 'user' FOR UPDATE"""
 
-#: Several, in the order of $2: ORDER BY runs below FOR UPDATE, so the rows are locked in that order.
-LOCK_SYSTEMS = f"""SELECT {COLUMNS} FROM accounts
-WHERE tenant_id = $1 AND kind = ANY($2::text[]) AND currency = $3 AND kind <> 'user'
-ORDER BY array_position($2::text[], kind) FOR UPDATE"""
+#: Several rows, one per (kind, shard) of $2 and $4, locked in that order: ORDER BY runs below FOR UPDATE.
+LOCK_SYSTEMS = f"""SELECT {", ".join("a." + c.strip() for c in COLUMNS.split(","))}
+FROM unnest($2::text[], $4::smallint[]) WITH ORDINALITY AS w (kind, shard, n)
+JOIN accounts a ON a.tenant_id = $1 AND a.kind = w.kind AND a.currency = $3 AND a.shard = w.shard AND a.kind <> 'user'
+ORDER BY w.n FOR UPDATE OF a"""
 
-CREATE_SYSTEM = """INSERT INTO accounts (id, tenant_id, kind, currency, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (tenant_id, kind, currency) WHERE kind <> 'user' DO NOTHING"""
+CREATE_SYSTEM = """INSERT INTO accounts (id, tenant_id, kind, currency, shard, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (tenant_id, kind, currency, shard) WHERE kind <> 'user' DO NOTHING"""
 
 LIST = f"""SELECT {COLUMNS} FROM accounts
 WHERE tenant_id = $1 AND kind = 'user' AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR status = $3)
@@ -70,6 +72,7 @@ class PgAccounts:
         #: The system accounts it has row-locked, by (tenant, kind, currency): locking one again reads nothing (the
         #: completions a worker shares in one unit of work lock theirs after the group locked them).
         self._systems: dict[tuple[UUID, str, str], Account] = {}
+        self._shards: dict[tuple[UUID, str, str], int] = {}
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
         return await self._session.read_one(GET, to_account, tenant_id, account_id)
@@ -91,10 +94,11 @@ class PgAccounts:
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
         if (held := self._systems.get((tenant_id, kind, currency))) is not None:
             return self._pending.current(held)
-        row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
+        shard = self._shard(tenant_id, kind, currency)
+        row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency, shard)
         if row is None:
-            await self._session.fetch(CREATE_SYSTEM, new_id(), tenant_id, kind, currency, datetime.now(UTC))
-            row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency)
+            await self._session.fetch(CREATE_SYSTEM, new_id(), tenant_id, kind, currency, shard, datetime.now(UTC))
+            row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency, shard)
         assert row is not None
         return self._pending.current(self._hold_system(to_account(row)))
 
@@ -103,10 +107,16 @@ class PgAccounts:
         held = [self._systems.get((tenant_id, kind, currency)) for kind in kinds]
         if all(account is not None for account in held):  # locked by this unit of work already (a shared one)
             return [self._pending.current(account) for account in held if account is not None]
-        rows = await self._session.fetch(LOCK_SYSTEMS, tenant_id, builtins.list(kinds), currency)
+        shards = [self._shard(tenant_id, kind, currency) for kind in kinds]
+        rows = await self._session.fetch(LOCK_SYSTEMS, tenant_id, builtins.list(kinds), currency, shards)
         if len(rows) < len(kinds):  # one is missing: create it in turn (those found stay locked, in order)
             return [await self.lock_system(tenant_id, kind, currency) for kind in kinds]
         return [self._pending.current(self._hold_system(to_account(row))) for row in rows]
+
+    def _shard(self, tenant_id: UUID, kind: str, currency: str) -> int:
+        """The row of the system account this unit of work uses: picked at random the first time, then kept (it
+        stays locked until the unit of work ends, and a second row would only add a lock)."""
+        return self._shards.setdefault((tenant_id, kind, currency), random.randrange(SYSTEM_SHARDS))
 
     def _hold_system(self, account: Account) -> Account:
         """The row kept for the unit of work: the first one read (entities are mutable; a later read is stale)."""

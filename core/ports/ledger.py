@@ -29,7 +29,12 @@ class Accounts(Protocol):
     async def lock(self, tenant_id: UUID, account_ids: Sequence[UUID]) -> dict[UUID, Account]: ...
 
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
-        """Lock the tenant's system account of `kind` in `currency`, creating it if needed."""
+        """Lock a row of the tenant's system account of `kind` in `currency`, creating it if needed.
+
+        A system account is `SYSTEM_SHARDS` rows (API.md §4: a hot row spread): the first call in a unit of work
+        picks one at random, and every later call in it returns that row (locked already: no round trip on
+        PostgreSQL), so each unit of work moves one row of each system account it touches, and concurrent ones
+        mostly different rows. The account's balance is the sum of its rows; a row's own balance means nothing."""
         ...
 
     async def lock_systems(self, tenant_id: UUID, kinds: Sequence[str], currency: str) -> list[Account]:

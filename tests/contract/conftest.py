@@ -139,6 +139,17 @@ async def transfer(
     return payment
 
 
+async def system_balance(uow_factory: UnitOfWorkFactory, services: Services, tenant_id: UUID, kind: str,
+                         currency: str = "USD") -> int:
+    """A system account's balance: the sum of its rows (API.md §4), 0 while it has none."""
+    if isinstance(uow_factory, InMemoryStore):
+        return sum(a.balance for a in uow_factory.accounts.values()
+                   if (a.tenant_id, a.kind, a.currency) == (tenant_id, kind, currency))
+    return int(await services.pool.fetchval(
+        "SELECT coalesce(sum(balance), 0) FROM accounts WHERE tenant_id = $1 AND kind = $2 AND currency = $3",
+        tenant_id, kind, currency))
+
+
 async def balance(uow_factory: UnitOfWorkFactory, tenant_id: UUID, account_id: UUID) -> int | None:
     async with uow_factory() as uow:
         account = await uow.accounts.get(tenant_id, account_id)

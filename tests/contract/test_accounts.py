@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+from collections.abc import Callable
 from uuid import uuid4
 
 import pytest
 
 from adapters.cursor import encode_cursor
-from core.accounts import CLEARING, FUNDING, USER, settlement
+from core.accounts import CLEARING, FUNDING, SYSTEM_SHARDS, USER, settlement
 from core.errors import ValidationFailed
 from core.money import Money
 from core.usecases.accounts import CreateAccount, create_account
@@ -133,7 +135,43 @@ async def test_opposite_transfers_never_deadlock_and_conserve_money(uow_factory,
     assert await audit.drift() == []
 
 
-async def test_lock_system_creates_one_account_per_tenant_kind_and_currency(uow_factory, clock, tenant) -> None:
+@pytest.fixture
+def shard(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """Pins the row (shard) that a unit of work picks, at random otherwise, for each system account it locks:
+    `shard(n)` from then on; 0 until told."""
+    chosen = [0]
+    monkeypatch.setattr(random, "randrange", lambda stop: chosen[0] % stop)
+    return lambda n: chosen.__setitem__(0, n)
+
+
+async def test_a_system_account_is_rows_and_a_unit_of_work_keeps_the_one_it_picked(
+    uow_factory, clock, tenant, shard, audit
+) -> None:
+    """API.md §4: a system account may be several rows. Each unit of work locks one, picked once (a later call
+    in it, `lock_systems` too, returns that row); rows are created as they are first picked; money moved through
+    different rows leaves the account's sum, and the ledger, whole."""
+    source = await open_account(uow_factory, clock, tenant.id, 1_000)
+    picked = []
+    for n in (3, SYSTEM_SHARDS - 1, 3):
+        shard(n)
+        async with uow_factory() as uow:
+            first = await uow.accounts.lock_system(tenant.id, CLEARING, "USD")
+            shard(n + 1)  # the pick is made once per unit of work
+            assert (await uow.accounts.lock_system(tenant.id, CLEARING, "USD")).id == first.id
+            [again, own] = await uow.accounts.lock_systems(tenant.id, [CLEARING, settlement("x")], "USD")
+            assert again.id == first.id and own.shard == (n + 1) % SYSTEM_SHARDS
+            [payer] = (await uow.accounts.lock(tenant.id, [source.id])).values()
+            move(uow, [(payer, -100), (again, 100)] if n == 3 else [(again, -150), (payer, 150)], clock.now())
+        picked.append(first)
+    assert [(a.shard, a.kind) for a in picked] == [(3, CLEARING), (SYSTEM_SHARDS - 1, CLEARING), (3, CLEARING)]
+    assert picked[0].id == picked[2].id != picked[1].id
+    rows = {a.id: await balance(uow_factory, tenant.id, a.id) for a in picked}
+    assert rows == {picked[0].id: 200, picked[1].id: -150}  # a row alone may be below zero; the account is 50
+    assert await balance(uow_factory, tenant.id, source.id) == 950
+    assert await audit.drift() == []
+
+
+async def test_lock_system_creates_one_account_per_tenant_kind_and_currency(uow_factory, clock, tenant, shard) -> None:
     other = await new_tenant(uow_factory, clock)
 
     async def lock_system(tenant_id, kind, currency):
@@ -164,7 +202,9 @@ async def test_lock_system_creates_one_account_per_tenant_kind_and_currency(uow_
 
 
 @pytest.mark.parametrize("ending", ["commit", "rollback"])
-async def test_lock_system_locks_the_account_it_creates(uow_factory, clock, tenant, ending, backend, services) -> None:
+async def test_lock_system_locks_the_account_it_creates(
+    uow_factory, clock, tenant, ending, backend, services, shard
+) -> None:
     acquired = asyncio.Event()
 
     async def second():
@@ -191,7 +231,7 @@ async def test_lock_system_locks_the_account_it_creates(uow_factory, clock, tena
 
 
 async def test_lock_systems_locks_them_in_the_order_given_and_creates_those_missing(
-    uow_factory, clock, tenant, backend, services
+    uow_factory, clock, tenant, backend, services, shard
 ) -> None:
     async with uow_factory() as uow:
         clearing = await uow.accounts.lock_system(tenant.id, CLEARING, "USD")  # exists; the settlement does not
@@ -220,7 +260,7 @@ async def test_lock_systems_locks_them_in_the_order_given_and_creates_those_miss
             await uow.accounts.lock_systems(tenant.id, [CLEARING, CLEARING], "USD")
 
 
-async def test_lock_system_twice_in_one_unit_of_work(uow_factory, clock, tenant) -> None:
+async def test_lock_system_twice_in_one_unit_of_work(uow_factory, clock, tenant, shard) -> None:
     async with uow_factory() as uow:
         first = await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)
         again = await asyncio.wait_for(uow.accounts.lock_system(tenant.id, CLEARING, "GBP"), 5)

@@ -5,6 +5,7 @@ what it holds; on PostgreSQL, a group's rows read once."""
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +27,7 @@ from core.usecases.shared_attempts import PaymentClaim, lock_for_completion, rea
 from core.usecases.shared_units import SharedUnits
 from core.usecases.worker_deps import Deps, WorkResult
 from core.work import PAYMENT, RetryPolicy, WorkItem
-from tests.contract.conftest import balance, open_account
+from tests.contract.conftest import balance, open_account, system_balance
 from tests.contract.recording import RecordingPool
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,7 +70,7 @@ async def test_get_all_and_lock_all_return_the_payments_found(uow_factory, clock
 
 
 async def test_attempts_that_wait_together_share_their_transactions_and_each_settles(
-    uow_factory, clock, tenant, audit: LedgerAudit
+    uow_factory, clock, tenant, audit: LedgerAudit, services
 ) -> None:
     source = await open_account(uow_factory, clock, tenant.id, 100_000)
     names = ["stripe", "paypal"] * 4
@@ -90,10 +91,8 @@ async def test_attempts_that_wait_together_share_their_transactions_and_each_set
             assert [e.type for e in await uow.payments.events(tenant.id, p.id)] == [
                 "payment.created", "payment.processing", "payment.completed"]
     assert await balance(uow_factory, tenant.id, source.id) == 100_000 - 8_000
-    async with uow_factory() as uow:
-        stripe_paid, paypal_paid, clearing = await uow.accounts.lock_systems(
-            tenant.id, [settlement("stripe"), settlement("paypal"), CLEARING], "USD")
-    assert (stripe_paid.balance, paypal_paid.balance, clearing.balance) == (4_000, 4_000, 0)
+    assert [await system_balance(uow_factory, services, tenant.id, kind)
+            for kind in (settlement("stripe"), settlement("paypal"), CLEARING)] == [4_000, 4_000, 0]
     assert {len(providers[name].charges) for name in providers} == {4}
     assert await audit.drift() == []
 
@@ -191,9 +190,10 @@ async def test_a_waiter_that_stops_waiting_does_not_stop_its_group(uow_factory, 
     assert statuses == {PaymentStatus.PROCESSING}  # its work ran in the group all the same (what a retry sees)
 
 
-async def test_on_postgresql_a_group_reads_and_locks_its_rows_once(services, clock) -> None:
+async def test_on_postgresql_a_group_reads_and_locks_its_rows_once(services, clock, monkeypatch) -> None:
     """The group's prepare locks every payment in one statement and the system accounts in one more; each member's
     own `lock` and `lock_systems` then send nothing: BEGIN, two reads, the write and COMMIT for three completions."""
+    monkeypatch.setattr(random, "randrange", lambda stop: 0)  # every unit of work the same system rows (made once)
     uow_factory = services.uow_factory
     async with uow_factory() as uow:
         tenant = await uow.tenants.get_or_create(f"contract-{new_id().hex[:12]}", clock.now())
@@ -221,7 +221,5 @@ async def test_on_postgresql_a_group_reads_and_locks_its_rows_once(services, clo
             uow.payments.save(locked)
             announce_payment(uow, locked, "payment.completed", clock.now())
     assert pool.sent == ["BEGIN", "SELECT", "SELECT", "WITH", "COMMIT"]
-    async with uow_factory() as uow:
-        stripe_paid, paypal_paid, clearing = await uow.accounts.lock_systems(
-            tenant.id, [settlement("stripe"), settlement("paypal"), CLEARING], "USD")
-    assert (stripe_paid.balance, paypal_paid.balance, clearing.balance) == (2_000, 1_000, 0)
+    assert [await system_balance(uow_factory, services, tenant.id, kind)
+            for kind in (settlement("stripe"), settlement("paypal"), CLEARING)] == [2_000, 1_000, 0]

@@ -11,7 +11,7 @@ import attrs
 from adapters.memory import InMemoryLedgerAudit, InMemoryStore
 from adapters.memory.locks import InMemoryLocks
 from adapters.memory.providers import InMemoryProvider, RecordedCharge, RecordedRefund
-from core.accounts import CLEARING, Account, settlement
+from core.accounts import CLEARING, SYSTEM_SHARDS, Account, settlement
 from core.money import Money
 from core.payments import Payment, PaymentEvent, fold
 from core.refunds import Refund, RefundStatus
@@ -124,11 +124,11 @@ class World:
         return self.store.accounts[account_id].balance
 
     def system(self, kind: str, currency: str = "USD") -> int:
-        """The balance of a system account (0 while it does not exist)."""
-        found = [a.balance for a in self.store.accounts.values()
-                 if (a.tenant_id, a.kind, a.currency) == (self.tenant_id, kind, currency)]
-        assert len(found) <= 1
-        return found[0] if found else 0
+        """The balance of a system account: the sum of its rows (0 while none exists; API.md §4)."""
+        rows = [a for a in self.store.accounts.values()
+                if (a.tenant_id, a.kind, a.currency) == (self.tenant_id, kind, currency)]
+        assert len({a.shard for a in rows}) == len(rows) <= SYSTEM_SHARDS  # one row per shard
+        return sum(a.balance for a in rows)
 
     def clearing(self, currency: str = "USD") -> int:
         return self.system(CLEARING, currency)

@@ -19,7 +19,7 @@ B = UUID("0191e5a0-0000-7000-8000-00000000000b")
 class Recorder:
     def __init__(self) -> None:
         self.prepared: list[tuple[UUID, list[str]]] = []
-        self.units: list[int] = []  # the unit of work each work ran in (by id)
+        self.units: list[UnitOfWork] = []  # the unit of work each work ran in (kept: ids of freed ones recur)
         self.sizes: list[int] = []
 
     async def prepare(self, uow: UnitOfWork, tenant_id: UUID, claims: Sequence[str]) -> None:
@@ -32,7 +32,7 @@ async def test_a_unit_of_work_alone_runs_at_once_and_those_waiting_meanwhile_sha
                              observe=seen.sizes.append)
 
     async def work(uow: UnitOfWork, name: str) -> str:
-        seen.units.append(id(uow))
+        seen.units.append(uow)
         await asyncio.sleep(0)
         return name.upper()
 
@@ -45,7 +45,7 @@ async def test_a_unit_of_work_alone_runs_at_once_and_those_waiting_meanwhile_sha
     assert await asyncio.gather(first, *rest) == ["A1", "A2", "B1", "A3", "A4"]
     assert seen.sizes == [1, 3, 1]  # alone; then the queued ones of the first one's tenant; then the other tenant's
     assert seen.prepared == [(A, ["a2", "a3", "a4"])]  # a group prepares; a lone unit of work needs nothing read ahead
-    assert len(set(seen.units)) == 3 and seen.units[1] == seen.units[2] == seen.units[3]
+    assert len({id(uow) for uow in seen.units}) == 3 and seen.units[1] is seen.units[2] is seen.units[3]
 
 
 async def test_groups_are_at_most_group_size() -> None:
