@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pytest
 from adapters.memory import InMemoryStore
 from adapters.memory.lease import InMemoryLease
 from adapters.memory.outbox import InMemoryOutboxFeed, InMemoryTaskQueue
+from adapters.postgres.outbox_feed import PgOutboxFeed
 from app.bootstrap import Services
 from core.clock import SystemClock
 from core.events import OutboxMessage
@@ -22,6 +24,7 @@ from core.ids import new_id
 from core.usecases.outbox import housekeep, reap_idempotency_keys, relay_outbox
 from core.usecases.webhook_delivery import Audience, fan_out_events
 from core.webhooks import DeliveryPolicy, Subscription
+from tests.contract.recording import Recording
 
 
 @attrs.define
@@ -209,3 +212,33 @@ async def test_the_relay_fans_events_out_itself_once_and_still_starts_the_work(b
     assert await backend.published({m.id for m in messages.values()}) == {m.id for m in messages.values()}
     # published again (a relay that crashed before its claim committed): no delivery is written twice
     assert await fan_out_events(list(messages.values()), audience=audience) == []
+
+
+async def test_on_postgresql_a_claim_is_one_statement_in_its_transaction(services: Services) -> None:
+    """The claim marks the rows it takes in the statement that takes them (issue 12): BEGIN, UPDATE … RETURNING,
+    COMMIT once they are published; rolled back, they are not. They come back in the order they were written."""
+    await services.pool.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+    backend = Backend(services.uow_factory, services.outbox_feed, services.lease, None)
+    ids = await add_messages(backend, 3)
+    sent: list[str] = []
+
+    class Pool:
+        @contextlib.asynccontextmanager
+        async def acquire(self) -> AsyncIterator[Recording]:
+            async with services.pool.acquire() as conn:
+                yield Recording(conn, sent)
+
+    feed = PgOutboxFeed(Pool())  # type: ignore[arg-type]
+    async with feed.claim(10) as claimed:
+        assert [m.payload["n"] for m in claimed.messages] == [0, 1, 2]
+    assert sent == ["BEGIN", "UPDATE", "ROLLBACK"]  # not marked: the rows stay unpublished
+    sent.clear()
+    async with feed.claim(10) as claimed:
+        assert {m.id for m in claimed.messages} == ids
+        claimed.mark_published()
+    async with feed.claim(10) as claimed:
+        assert claimed.messages == []
+    assert sent == ["BEGIN", "UPDATE", "COMMIT"] * 2
+    rows = await services.pool.fetch(
+        "SELECT attempts FROM outbox WHERE id = ANY($1::uuid[]) AND published_at IS NOT NULL", list(ids))
+    assert [row["attempts"] for row in rows] == [1, 1, 1]
