@@ -761,7 +761,7 @@ def raw_sql() -> dict[str, Any]:
             "update_rows": rows.update_rows, "compose": rows.compose,
             "lock_id": lambda tenant, key, fp: idempotency.lock_id(IdempotentRequest(tenant_id=tenant, key=key,
                                                                                        fingerprint=fp)),
-            "claim": idempotency.CLAIM, "lock_accounts": accounts.LOCK, "lock_system": accounts.LOCK_SYSTEM,
+            "claim": idempotency.CLAIM, "lock_accounts": accounts.LOCK, "lock_systems": accounts.LOCK_SYSTEMS,
             "lock_payment": payments.LOCK, "update_payment": payments.UPDATE, "payment_columns": payments.COLUMNS,
             "event_columns": payments.EVENT_COLUMNS, "entry_columns": ledger.COLUMNS,
             "outbox_columns": outbox.COLUMNS, "insert_key": idempotency.INSERT_KEY}
@@ -809,7 +809,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
     async with conn.transaction():
         await conn.fetchrow(q["claim"], q["lock_id"](tenant, key, fingerprint), tenant, key)
         (src,) = await conn.fetch(q["lock_accounts"], tenant, [source])
-        clearing = await conn.fetchrow(q["lock_system"], tenant, "clearing", "USD", random.randrange(q["shards"]))
+        clearing = await conn.fetchrow(q["lock_systems"], tenant, ["clearing"], "USD", [random.randrange(q["shards"])])
         posting = uuid.uuid4()
         view = payment_view(pid, source, provider, "pending", now, None)
         body = json.dumps(view).encode()
@@ -844,9 +844,8 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
     now = datetime.now(UTC)
     async with conn.transaction():
         await conn.fetchrow(q["lock_payment"], tenant, pid)
-        clearing = await conn.fetchrow(q["lock_system"], tenant, "clearing", "USD", random.randrange(q["shards"]))
-        settled = await conn.fetchrow(q["lock_system"], tenant, f"settlement:{provider}", "USD",
-                                      random.randrange(q["shards"]))
+        settled, clearing = await conn.fetch(q["lock_systems"], tenant, [f"settlement:{provider}", "clearing"], "USD",
+                                             [random.randrange(q["shards"]), random.randrange(q["shards"])])
         posting = uuid.uuid4()
         (clearing_update, clearing_entry), (settled_update, settled_entry) = (
             leg(clearing, posting, -AMOUNT, now), leg(settled, posting, AMOUNT, now))

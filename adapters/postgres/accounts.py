@@ -27,17 +27,22 @@ GET = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = $2"
 # transactions can wait on each other's rows in opposite orders.
 LOCK = f"SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE"
 
-LOCK_SYSTEM = f"""SELECT {COLUMNS} FROM accounts
-WHERE tenant_id = $1 AND kind = $2 AND currency = $3 AND shard = $4 AND kind <> 'user' FOR UPDATE"""
-
 #: Several rows, one per (kind, shard) of $2 and $4, locked in that order: ORDER BY runs below FOR UPDATE.
 LOCK_SYSTEMS = f"""SELECT {", ".join("a." + c.strip() for c in COLUMNS.split(","))}
 FROM unnest($2::text[], $4::smallint[]) WITH ORDINALITY AS w (kind, shard, n)
 JOIN accounts a ON a.tenant_id = $1 AND a.kind = w.kind AND a.currency = $3 AND a.shard = w.shard AND a.kind <> 'user'
 ORDER BY w.n FOR UPDATE OF a"""
 
-CREATE_SYSTEM = """INSERT INTO accounts (id, tenant_id, kind, currency, shard, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (tenant_id, kind, currency, shard) WHERE kind <> 'user' DO NOTHING"""
+#: The rows of $3/$5 (kind, shard) not there yet; RETURNING those this statement inserted. A row another transaction
+#: is inserting makes it wait for that one's end, holding no row lock of its own meanwhile (it runs before the lock).
+CREATE_SYSTEMS = """INSERT INTO accounts (id, tenant_id, kind, currency, shard, created_at, updated_at)
+SELECT w.id, $2, w.kind, $4, w.shard, $6, $6 FROM unnest($1::uuid[], $3::text[], $5::smallint[]) AS w (id, kind, shard)
+ON CONFLICT (tenant_id, kind, currency, shard) WHERE kind <> 'user' DO NOTHING RETURNING kind, shard"""
+
+#: System rows known to exist, in this process (tenant, kind, currency, shard): they are never deleted, so locking
+#: them needs no insert first. Rows this process inserted are added once a later unit of work finds them there.
+Slot = tuple[UUID, str, str, int]
+_EXISTING: set[Slot] = set()
 
 LIST = f"""SELECT {COLUMNS} FROM accounts
 WHERE tenant_id = $1 AND kind = 'user' AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR status = $3)
@@ -92,26 +97,37 @@ class PgAccounts:
         return {row.id: self._pending.current(row) for row in rows}
 
     async def lock_system(self, tenant_id: UUID, kind: str, currency: str) -> Account:
-        if (held := self._systems.get((tenant_id, kind, currency))) is not None:
-            return self._pending.current(held)
-        shard = self._shard(tenant_id, kind, currency)
-        row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency, shard)
-        if row is None:
-            await self._session.fetch(CREATE_SYSTEM, new_id(), tenant_id, kind, currency, shard, datetime.now(UTC))
-            row = await self._session.fetchrow(LOCK_SYSTEM, tenant_id, kind, currency, shard)
-        assert row is not None
-        return self._pending.current(self._hold_system(to_account(row)))
+        return (await self.lock_systems(tenant_id, [kind], currency))[0]
 
     async def lock_systems(self, tenant_id: UUID, kinds: Sequence[str], currency: str) -> builtins.list[Account]:
         assert len(set(kinds)) == len(kinds), "each system account once"
         held = [self._systems.get((tenant_id, kind, currency)) for kind in kinds]
         if all(account is not None for account in held):  # locked by this unit of work already (a shared one)
             return [self._pending.current(account) for account in held if account is not None]
-        shards = [self._shard(tenant_id, kind, currency) for kind in kinds]
-        rows = await self._session.fetch(LOCK_SYSTEMS, tenant_id, builtins.list(kinds), currency, shards)
-        if len(rows) < len(kinds):  # one is missing: create it in turn (those found stay locked, in order)
-            return [await self.lock_system(tenant_id, kind, currency) for kind in kinds]
+        slots = [(tenant_id, kind, currency, self._shard(tenant_id, kind, currency)) for kind in kinds]
+        inserted = await self._create_missing(slots)
+        rows = await self._session.fetch(LOCK_SYSTEMS, tenant_id, builtins.list(kinds), currency,
+                                         [slot[3] for slot in slots])
+        if len(rows) < len(kinds):  # cannot happen: every row exists now, or this unit of work inserted it
+            _EXISTING.difference_update(slots)
+            raise RuntimeError(f"system accounts {kinds} ({currency}) of tenant {tenant_id} vanished while locked")
+        _EXISTING.update(slot for slot in slots if slot not in inserted)
         return [self._pending.current(self._hold_system(to_account(row))) for row in rows]
+
+    async def _create_missing(self, slots: builtins.list[Slot]) -> set[Slot]:
+        """Insert the rows not known to exist, before any of them is locked, and return those inserted. Were a
+        missing row created after the others were locked (as it used to be), a unit of work could hold `clearing`
+        while it waits for another's insert of a settlement row, and that one wait for `clearing`: a deadlock
+        that PostgreSQL breaks after `deadlock_timeout` (seen in bench/payments.py while a tenant's first payments
+        created its system rows)."""
+        missing = [slot for slot in slots if slot not in _EXISTING]
+        if not missing:
+            return set()
+        tenant_id, currency = missing[0][0], missing[0][2]
+        rows = await self._session.fetch(CREATE_SYSTEMS, [new_id() for _ in missing], tenant_id,
+                                         [slot[1] for slot in missing], currency, [slot[3] for slot in missing],
+                                         datetime.now(UTC))
+        return {(tenant_id, row["kind"], currency, row["shard"]) for row in rows}
 
     def _shard(self, tenant_id: UUID, kind: str, currency: str) -> int:
         """The row of the system account this unit of work uses: picked at random the first time, then kept (it

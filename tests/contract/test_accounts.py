@@ -342,3 +342,27 @@ async def test_list_refuses_a_cursor_time_outside_the_database_range(
         with pytest.raises(ValidationFailed):
             await uow.accounts.list(tenant.id, user_id=None, limit=5,
                                     cursor=encode_cursor("0001-01-01T00:00:00+05:00", str(uuid4())))
+
+
+async def test_on_postgresql_a_missing_system_row_is_created_before_any_is_locked(services, clock, shard) -> None:
+    """A completion locks a settlement row and `clearing`, in that order. When the settlement row did not exist yet,
+    it used to be created after `clearing` was locked: with another unit of work inserting that same row and then
+    locking `clearing`, each waited for the other (a deadlock PostgreSQL breaks after a second; seen at the start of
+    bench runs). Now the missing row is inserted before anything is locked, so the second one only waits."""
+    uow_factory, fresh = services.uow_factory, settlement(f"p{uuid4().hex[:8]}")
+    tenant = await new_tenant(uow_factory, clock)
+    async with uow_factory() as uow:
+        await uow.accounts.lock_system(tenant.id, CLEARING, "USD")  # clearing exists
+    async with uow_factory() as first:
+        await first.accounts.lock_system(tenant.id, fresh, "USD")  # inserts the settlement row, not committed yet
+
+        async def second() -> list[str]:
+            async with uow_factory() as uow:
+                return [a.kind for a in await uow.accounts.lock_systems(tenant.id, [fresh, CLEARING], "USD")]
+
+        task = asyncio.create_task(second())
+        await asyncio.wait_for(blocked("postgres", uow_factory, services, uuid4()), 10)  # waits for the insert
+        assert not task.done()
+        # The second holds nothing yet: clearing is free for the first (it used to be the second's by now).
+        assert (await asyncio.wait_for(first.accounts.lock_system(tenant.id, CLEARING, "USD"), 0.8)).kind == CLEARING
+    assert await asyncio.wait_for(task, 10) == [fresh, CLEARING]
