@@ -77,7 +77,6 @@ class PgAccounts:
         #: The system accounts it has row-locked, by (tenant, kind, currency): locking one again reads nothing (the
         #: completions a worker shares in one unit of work lock theirs after the group locked them).
         self._systems: dict[tuple[UUID, str, str], Account] = {}
-        self._shards: dict[tuple[UUID, str, str], int] = {}
 
     async def get(self, tenant_id: UUID, account_id: UUID) -> Account | None:
         return await self._session.read_one(GET, to_account, tenant_id, account_id)
@@ -104,7 +103,9 @@ class PgAccounts:
         held = [self._systems.get((tenant_id, kind, currency)) for kind in kinds]
         if all(account is not None for account in held):  # locked by this unit of work already (a shared one)
             return [self._pending.current(account) for account in held if account is not None]
-        slots = [(tenant_id, kind, currency, self._shard(tenant_id, kind, currency)) for kind in kinds]
+        # The row of each: the one this unit of work holds, else one picked at random (then held, so kept).
+        slots = [(tenant_id, kind, currency, account.shard if account is not None else random.randrange(SYSTEM_SHARDS))
+                 for kind, account in zip(kinds, held, strict=True)]
         inserted = await self._create_missing(slots)
         rows = await self._session.fetch(LOCK_SYSTEMS, tenant_id, builtins.list(kinds), currency,
                                          [slot[3] for slot in slots])
@@ -128,11 +129,6 @@ class PgAccounts:
                                          [slot[1] for slot in missing], currency, [slot[3] for slot in missing],
                                          datetime.now(UTC))
         return {(tenant_id, row["kind"], currency, row["shard"]) for row in rows}
-
-    def _shard(self, tenant_id: UUID, kind: str, currency: str) -> int:
-        """The row of the system account this unit of work uses: picked at random the first time, then kept (it
-        stays locked until the unit of work ends, and a second row would only add a lock)."""
-        return self._shards.setdefault((tenant_id, kind, currency), random.randrange(SYSTEM_SHARDS))
 
     def _hold_system(self, account: Account) -> Account:
         """The row kept for the unit of work: the first one read (entities are mutable; a later read is stale)."""

@@ -8,7 +8,7 @@ import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import attrs
@@ -18,6 +18,7 @@ from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredRespons
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from core.usecases.idempotency import record_of, replay, run_idempotent
 
+T = TypeVar("T")
 Work = Callable[[UnitOfWork], Awaitable[Any]]
 Outcome = StoredResponse | BaseException
 
@@ -225,7 +226,7 @@ class PostingEngine:
         """Run one request's work in the group's unit of work (in the request's own context: its logs, its trace
         on the events it writes); its response, or its business error's, is stored for its key."""
         try:
-            result: Any = await asyncio.get_running_loop().create_task(_awaited(job.work(uow)), context=job.context)
+            result: Any = await asyncio.get_running_loop().create_task(awaited(job.work(uow)), context=job.context)
         except CoreError as error:
             if error.transient:
                 raise  # the group's transaction cannot go on: each request runs again alone
@@ -245,14 +246,22 @@ def _replayed(claim: IdempotencyRecord | IdempotencyRequestInProgress, request: 
         return error
 
 
-async def _awaited(work: Awaitable[Any]) -> Any:
+async def awaited(work: Awaitable[T]) -> T:
+    """`work` as a coroutine (what `create_task` takes), to run a job's work in the job's own context."""
     return await work
 
 
-def _settle(job: _Job, outcome: Outcome) -> None:
-    if job.done.done():  # cannot happen: a job is settled once; kept so a bug answers one request, not all
+def settle(done: asyncio.Future[Any], outcome: Any) -> None:
+    """Answer a waiting job with its result, or its error raised. A future already done is left alone: here it
+    cannot be (a job is settled once; kept so a bug answers one request, not all); for a worker's shared unit of
+    work it is a waiter that stopped waiting (cancelled), whose result is dropped."""
+    if done.done():
         return
     if isinstance(outcome, BaseException):
-        job.done.set_exception(outcome)
+        done.set_exception(outcome)
     else:
-        job.done.set_result(outcome)
+        done.set_result(outcome)
+
+
+def _settle(job: _Job, outcome: Outcome) -> None:
+    settle(job.done, outcome)

@@ -13,6 +13,7 @@ from uuid import UUID
 import attrs
 
 from core.ports import UnitOfWork, UnitOfWorkFactory
+from core.usecases.group_commit import awaited, settle
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -91,7 +92,7 @@ class SharedUnits(Generic[C]):
                 await asyncio.gather(*(self._alone(job) for job in group))
                 return
             for job, result in zip(group, results, strict=True):
-                _settle(job, result)
+                settle(job.done, result)
         except BaseException:  # cancelled (the process stopping): nobody waits for ever
             for job in group:
                 job.done.cancel()
@@ -107,25 +108,13 @@ class SharedUnits(Generic[C]):
         try:
             result = await asyncio.get_running_loop().create_task(alone(), context=job.context)
         except Exception as error:
-            _settle(job, error)
+            settle(job.done, error)
         else:
-            _settle(job, result)
+            settle(job.done, result)
 
     async def _together(self, group: list[_Job[C]]) -> list[Any]:
         loop = asyncio.get_running_loop()
         async with self._uow_factory(optimistic=self._optimistic) as uow:
             await self._prepare(uow, group[0].tenant_id, [job.claim for job in group])
-            return [await loop.create_task(_awaited(job.work(uow)), context=job.context) for job in group]
+            return [await loop.create_task(awaited(job.work(uow)), context=job.context) for job in group]
 
-
-async def _awaited(work: Awaitable[T]) -> T:
-    return await work
-
-
-def _settle(job: _Job[Any], outcome: Any) -> None:
-    if job.done.done():  # the task stopped waiting (cancelled): its result is dropped
-        return
-    if isinstance(outcome, BaseException):
-        job.done.set_exception(outcome)
-    else:
-        job.done.set_result(outcome)
