@@ -1,27 +1,75 @@
-"""The Stripe and PayPal clients on an httpx MockTransport: what they send, and how answers map onto the port."""
+"""The Stripe and PayPal clients on a recording transport: what they send, and how answers map onto the port.
+
+`AiohttpTransport` itself, on real sockets, is tested in `test_provider_transport.py`."""
 
 from __future__ import annotations
 
 import json
+import json as _json
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import uuid4
 
-import httpx
+import attrs
 import pytest
+from multidict import CIMultiDict
+from yarl import URL
 
 from adapters.providers.paypal import PayPalProvider
 from adapters.providers.stripe import StripeProvider
+from adapters.providers.transport import SendFailed
 from core.providers import ChargeRequest, ProviderDeclined, ProviderResult, ProviderUnavailable, RefundRequest
 
-Handler = Callable[[httpx.Request], httpx.Response]
 SECRET = "sk_secret_123"
 
 
-def client_for(handler: Handler) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+@attrs.frozen
+class Sent:
+    """A request as the transport received it."""
+
+    method: str
+    url: URL
+    headers: CIMultiDict[str]
+    content: bytes
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(self.url.query)
+
+
+Answer = tuple[int, bytes]
+Handler = Callable[[Sent], Answer]
+
+
+def answer(status: int, *, json: Any = None, content: bytes | None = None) -> Answer:
+    return status, content if content is not None else (b"" if json is None else _json.dumps(json).encode())
+
+
+class RecordingTransport:
+    """The `HttpTransport` port answering through `handler` (which may raise `SendFailed`), as a context manager."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler, self.closed = handler, False
+
+    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
+                   within: float) -> Answer:
+        assert within > 0
+        return self._handler(Sent(method, URL(url, encoded=True), CIMultiDict(headers), body or b""))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    async def __aenter__(self) -> RecordingTransport:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+
+def client_for(handler: Handler) -> RecordingTransport:
+    return RecordingTransport(handler)
 
 
 def charge(amount: int = 1_050, currency: str = "EUR", description: str | None = "order 7") -> ChargeRequest:
@@ -35,14 +83,14 @@ def refund(amount: int = 300, currency: str = "EUR", reference: str = "pi_1/x") 
 
 
 async def test_stripe_sends_a_form_encoded_confirmed_payment_intent() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Answer:
         seen.append(request)
-        return httpx.Response(200, json={"id": "pi_123", "object": "payment_intent", "status": "succeeded"})
+        return answer(200, json={"id": "pi_123", "object": "payment_intent", "status": "succeeded"})
 
     async with client_for(handler) as client:
-        provider = StripeProvider("http://stripe.test/base/", SECRET, client=client)
+        provider = StripeProvider("http://stripe.test/base/", SECRET, transport=client)
         request = charge()
         assert await provider.charge(request) == ProviderResult("pi_123")
 
@@ -57,18 +105,18 @@ async def test_stripe_sends_a_form_encoded_confirmed_payment_intent() -> None:
 
 
 async def test_stripe_ids_override_caller_metadata_of_the_same_name() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Answer:
         seen.append(request)
-        return httpx.Response(200, json={"id": "x_1", "status": "succeeded"})
+        return answer(200, json={"id": "x_1", "status": "succeeded"})
 
     paid = ChargeRequest(payment_id=uuid4(), amount=1, currency="USD", description=None,
                          metadata={"payment_id": "spoofed"})
     back = RefundRequest(refund_id=uuid4(), payment_id=paid.payment_id, charge_reference="x_1", amount=1,
                          currency="USD", reason=None, metadata={"refund_id": "spoofed"})
     async with client_for(handler) as client:
-        provider = StripeProvider("http://stripe.test", SECRET, client=client)
+        provider = StripeProvider("http://stripe.test", SECRET, transport=client)
         await provider.charge(paid)
         await provider.refund(back)
 
@@ -78,15 +126,15 @@ async def test_stripe_ids_override_caller_metadata_of_the_same_name() -> None:
 
 
 async def test_stripe_sends_a_refund_of_the_payment_intent_keyed_by_the_refund_id() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Answer:
         seen.append(request)
-        return httpx.Response(200, json={"id": "re_9", "object": "refund", "status": "succeeded"})
+        return answer(200, json={"id": "re_9", "object": "refund", "status": "succeeded"})
 
     async with client_for(handler) as client:
         request = refund()
-        assert await StripeProvider("http://stripe.test", SECRET, client=client).refund(request) == ProviderResult(
+        assert await StripeProvider("http://stripe.test", SECRET, transport=client).refund(request) == ProviderResult(
             "re_9")
 
     [sent] = seen
@@ -100,15 +148,15 @@ async def test_stripe_sends_a_refund_of_the_payment_intent_keyed_by_the_refund_i
 @pytest.mark.parametrize(("amount", "currency", "value"), [(1_050, "USD", "10.50"), (1_234, "JPY", "1234"),
                                                            (1_234, "KWD", "1.234"), (5, "EUR", "0.05")])
 async def test_paypal_sends_a_captured_order_with_a_decimal_amount(amount: int, currency: str, value: str) -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Answer:
         seen.append(request)
-        return httpx.Response(201, json={"id": "5O190127TN364715T", "status": "COMPLETED"})
+        return answer(201, json={"id": "5O190127TN364715T", "status": "COMPLETED"})
 
     async with client_for(handler) as client:
         request = charge(amount, currency, description=None)
-        assert await PayPalProvider("http://paypal.test", SECRET, client=client).charge(request) == ProviderResult(
+        assert await PayPalProvider("http://paypal.test", SECRET, transport=client).charge(request) == ProviderResult(
             "5O190127TN364715T")
 
     [sent] = seen
@@ -123,18 +171,18 @@ async def test_paypal_sends_a_captured_order_with_a_decimal_amount(amount: int, 
 
 
 async def test_paypal_refunds_the_capture_with_the_refund_id_as_request_id() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Answer:
         seen.append(request)
-        return httpx.Response(201, json={"id": "1JU08902781691411", "status": "COMPLETED"})
+        return answer(201, json={"id": "1JU08902781691411", "status": "COMPLETED"})
 
     async with client_for(handler) as client:
         request = refund(1_000, "USD", reference="CAP/1")
-        assert (await PayPalProvider("http://paypal.test", SECRET, client=client).refund(request)).reference
+        assert (await PayPalProvider("http://paypal.test", SECRET, transport=client).refund(request)).reference
 
     [sent] = seen
-    assert sent.url.raw_path == b"/v2/payments/captures/CAP%2F1/refund"
+    assert sent.url.raw_path == "/v2/payments/captures/CAP%2F1/refund"
     assert sent.headers["paypal-request-id"] == str(request.refund_id)
     assert json.loads(sent.content) == {"amount": {"value": "10.00", "currency_code": "USD"},
                                         "invoice_id": str(request.refund_id), "note_to_payer": "damaged",
@@ -173,9 +221,9 @@ ANSWERS: list[tuple[str, int, Any, type[Exception], str]] = [
 ]
 
 
-def provider_for(name: str, client: httpx.AsyncClient) -> StripeProvider | PayPalProvider:
+def provider_for(name: str, client: RecordingTransport) -> StripeProvider | PayPalProvider:
     kind = StripeProvider if name == "stripe" else PayPalProvider
-    return kind(f"http://{name}.test", SECRET, client=client)
+    return kind(f"http://{name}.test", SECRET, transport=client)
 
 
 @pytest.mark.parametrize(("name", "status", "body", "raised", "reason"), ANSWERS)
@@ -183,7 +231,7 @@ async def test_answers_map_onto_declined_or_unavailable(
     name: str, status: int, body: Any, raised: type[Exception], reason: str,
 ) -> None:
     content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    async with client_for(lambda _: httpx.Response(status, content=content)) as client:
+    async with client_for(lambda _: answer(status, content=content)) as client:
         provider = provider_for(name, client)
         with pytest.raises(raised) as error:
             await provider.charge(charge())
@@ -208,7 +256,7 @@ AMBIGUOUS_BY_STATUS = {401: False, 403: False, 408: False, 409: True, 425: False
 async def test_unavailable_statuses_say_whether_the_request_may_have_been_processed(
     name: str, status: int, ambiguous: bool,
 ) -> None:
-    async with client_for(lambda _: httpx.Response(status, json={"error": {"message": "x"}})) as client:
+    async with client_for(lambda _: answer(status, json={"error": {"message": "x"}})) as client:
         provider = provider_for(name, client)
         for call in every_call(provider):
             with pytest.raises(ProviderUnavailable) as error:
@@ -219,7 +267,7 @@ async def test_unavailable_statuses_say_whether_the_request_may_have_been_proces
 @pytest.mark.parametrize("name", ["stripe", "paypal"])
 @pytest.mark.parametrize("status", [401, 403])
 async def test_a_refused_api_key_is_transient_not_a_decline(name: str, status: int) -> None:
-    async with client_for(lambda _: httpx.Response(status, json={"error": {"message": "Invalid API Key"}})) as client:
+    async with client_for(lambda _: answer(status, json={"error": {"message": "Invalid API Key"}})) as client:
         with pytest.raises(ProviderUnavailable, match="refused our API key") as error:
             await provider_for(name, client).charge(charge(currency="USD"))
     assert error.value.ambiguous is False and not isinstance(error.value, ProviderDeclined)
@@ -228,7 +276,7 @@ async def test_a_refused_api_key_is_transient_not_a_decline(name: str, status: i
 @pytest.mark.parametrize("name", ["stripe", "paypal"])
 @pytest.mark.parametrize("body", ["not json", "[1]", "[" * 100_000])
 async def test_an_unparseable_body_is_ambiguous(name: str, body: str) -> None:
-    async with client_for(lambda _: httpx.Response(200, content=body.encode())) as client:
+    async with client_for(lambda _: answer(200, content=body.encode())) as client:
         provider = provider_for(name, client)
         for call in every_call(provider):
             with pytest.raises(ProviderUnavailable, match="unparseable") as error:
@@ -237,23 +285,24 @@ async def test_an_unparseable_body_is_ambiguous(name: str, body: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["stripe", "paypal"])
-@pytest.mark.parametrize(("failure", "ambiguous"), [
-    (httpx.ConnectError, False), (httpx.ConnectTimeout, False), (httpx.PoolTimeout, False),
-    (httpx.ReadTimeout, True), (httpx.WriteTimeout, True), (httpx.ReadError, True), (httpx.WriteError, True),
-    (httpx.RemoteProtocolError, True),
+@pytest.mark.parametrize(("failure", "ambiguous", "reason"), [
+    (SendFailed("ConnectError: refused", sent=False), False, "unreachable (ConnectError: refused)"),
+    (SendFailed("ConnectTimeout", sent=False), False, "unreachable (ConnectTimeout)"),
+    (SendFailed("timeout", sent=True, timed_out=True), True, "did not answer within 10 s"),
+    (SendFailed("ServerDisconnectedError", sent=True), True, "unreachable (ServerDisconnectedError)"),
+    (SendFailed("ClientPayloadError", sent=True), True, "unreachable (ClientPayloadError)"),
 ])
-async def test_transport_failures_are_unavailable(
-    name: str, failure: type[httpx.TransportError], ambiguous: bool,
-) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise failure("boom", request=request)
+async def test_transport_failures_are_unavailable(name: str, failure: SendFailed, ambiguous: bool,
+                                                  reason: str) -> None:
+    def handler(request: Sent) -> Answer:
+        raise failure
 
     async with client_for(handler) as client:
         provider = provider_for(name, client)
         for call in every_call(provider):
             with pytest.raises(ProviderUnavailable) as error:
                 await call()
-            assert SECRET not in error.value.reason
+            assert SECRET not in error.value.reason and reason in error.value.reason
             assert error.value.ambiguous is ambiguous, error.value.reason
 
 
@@ -275,15 +324,15 @@ async def test_a_refused_connection_is_unavailable(kind: type[StripeProvider | P
 # --- lookups ---------------------------------------------------------------------------------------
 
 
-def answering(body: Any, seen: list[httpx.Request]) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
+def answering(body: Any, seen: list[Sent]) -> Handler:
+    def handler(request: Sent) -> Answer:
         seen.append(request)
-        return httpx.Response(200, json=body)
+        return answer(200, json=body)
     return handler
 
 
 async def test_stripe_finds_a_charge_by_searching_its_payment_id_metadata() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
     request = charge()
     ours = {"payment_id": str(request.payment_id)}
     body = {"object": "search_result", "data": [
@@ -291,53 +340,53 @@ async def test_stripe_finds_a_charge_by_searching_its_payment_id_metadata() -> N
         {"id": "pi_someone_else", "status": "succeeded", "metadata": {"payment_id": "other"}},
         {"id": "pi_ok", "status": "succeeded", "metadata": ours}]}
     async with client_for(answering(body, seen)) as client:
-        provider = StripeProvider("http://stripe.test/base/", SECRET, client=client)
+        provider = StripeProvider("http://stripe.test/base/", SECRET, transport=client)
         assert await provider.find_charge(request) == ProviderResult("pi_ok")
 
     [sent] = seen
     assert (sent.method, sent.url.path) == ("GET", "/base/v1/payment_intents/search")
-    assert dict(sent.url.params) == {"query": f"metadata['payment_id']:'{request.payment_id}'"}
+    assert sent.params == {"query": f"metadata['payment_id']:'{request.payment_id}'"}
     assert sent.headers["authorization"] == f"Bearer {SECRET}" and "idempotency-key" not in sent.headers
     assert sent.content == b""
 
 
 async def test_stripe_finds_a_refund_by_searching_its_refund_id_metadata() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
     request = refund()
     body = {"object": "search_result",
             "data": [{"id": "re_1", "status": "pending", "metadata": {"refund_id": str(request.refund_id)}}]}
     async with client_for(answering(body, seen)) as client:
-        assert await StripeProvider("http://stripe.test", SECRET, client=client).find_refund(request) == (
+        assert await StripeProvider("http://stripe.test", SECRET, transport=client).find_refund(request) == (
             ProviderResult("re_1"))
 
     [sent] = seen
     assert (sent.method, sent.url.path) == ("GET", "/v1/refunds/search")
-    assert dict(sent.url.params) == {"query": f"metadata['refund_id']:'{request.refund_id}'"}
+    assert sent.params == {"query": f"metadata['refund_id']:'{request.refund_id}'"}
 
 
 async def test_paypal_finds_an_order_by_reference_id_and_a_refund_by_invoice_id() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
     paid, back = charge(), refund()
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Answer:
         seen.append(request)
         if request.url.path == "/v2/checkout/orders":
-            return httpx.Response(200, json={"orders": [
+            return answer(200, json={"orders": [
                 {"id": "O_DECLINED", "status": "DECLINED",
                  "purchase_units": [{"reference_id": str(paid.payment_id)}]},
                 {"id": "O_OK", "status": "COMPLETED", "purchase_units": [{"reference_id": str(paid.payment_id)}]}]})
-        return httpx.Response(200, json={"refunds": [
+        return answer(200, json={"refunds": [
             {"id": "R_OK", "status": "COMPLETED", "invoice_id": str(back.refund_id)}]})
 
     async with client_for(handler) as client:
-        provider = PayPalProvider("http://paypal.test", SECRET, client=client)
+        provider = PayPalProvider("http://paypal.test", SECRET, transport=client)
         assert await provider.find_charge(paid) == ProviderResult("O_OK")
         assert await provider.find_refund(back) == ProviderResult("R_OK")
 
     orders, refunds = seen
-    assert (orders.method, orders.url.path, dict(orders.url.params)) == (
+    assert (orders.method, orders.url.path, orders.params) == (
         "GET", "/v2/checkout/orders", {"reference_id": str(paid.payment_id)})
-    assert (refunds.method, refunds.url.path, dict(refunds.url.params)) == (
+    assert (refunds.method, refunds.url.path, refunds.params) == (
         "GET", "/v2/payments/refunds", {"invoice_id": str(back.refund_id)})
     for sent in seen:
         assert sent.headers["authorization"] == f"Bearer {SECRET}" and "paypal-request-id" not in sent.headers
@@ -358,8 +407,8 @@ async def test_nothing_found_or_only_failures_or_someone_elses_is_none(name: str
         refunds = {"refunds": [{"id": "R1", "status": "CANCELLED", "invoice_id": str(back.refund_id)}]}
         empty = {"orders": [], "refunds": []}
     for charges_body, refunds_body in ((charges, refunds), (empty, empty)):
-        def handler(request: httpx.Request, c: Any = charges_body, r: Any = refunds_body) -> httpx.Response:
-            return httpx.Response(200, json=c if "refund" not in request.url.path else r)
+        def handler(request: Sent, c: Any = charges_body, r: Any = refunds_body) -> Answer:
+            return answer(200, json=c if "refund" not in request.url.path else r)
 
         async with client_for(handler) as client:
             provider = provider_for(name, client)
@@ -379,7 +428,7 @@ async def test_nothing_found_or_only_failures_or_someone_elses_is_none(name: str
 async def test_a_lookup_that_cannot_tell_is_unavailable(name: str, body: Any, reason: str) -> None:
     paid = charge()
     content = json.dumps(body).replace("{id}", str(paid.payment_id)).encode()
-    async with client_for(lambda _: httpx.Response(200, content=content)) as client:
+    async with client_for(lambda _: answer(200, content=content)) as client:
         with pytest.raises(ProviderUnavailable, match=reason):
             await provider_for(name, client).find_charge(paid)
 
@@ -387,40 +436,42 @@ async def test_a_lookup_that_cannot_tell_is_unavailable(name: str, body: Any, re
 @pytest.mark.parametrize("name", ["stripe", "paypal"])
 @pytest.mark.parametrize("status", [400, 404, 422])
 async def test_a_refused_lookup_is_unavailable_never_declined(name: str, status: int) -> None:
-    async with client_for(lambda _: httpx.Response(status, json={"error": {"message": "bad query"}})) as client:
+    async with client_for(lambda _: answer(status, json={"error": {"message": "bad query"}})) as client:
         with pytest.raises(ProviderUnavailable, match=f"HTTP {status}") as error:
             await provider_for(name, client).find_charge(charge())
     assert not isinstance(error.value, ProviderDeclined) and error.value.ambiguous is False
 
 
 async def test_paypal_declines_a_currency_it_cannot_format_without_calling() -> None:
-    calls: list[httpx.Request] = []
+    calls: list[Sent] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Answer:
         calls.append(request)
-        return httpx.Response(500)
+        return answer(500)
 
     async with client_for(handler) as client:
         with pytest.raises(ProviderDeclined, match="XTS"):
-            await PayPalProvider("http://paypal.test", SECRET, client=client).charge(charge(currency="XTS"))
+            await PayPalProvider("http://paypal.test", SECRET, transport=client).charge(charge(currency="XTS"))
     assert calls == []
 
 
 @pytest.mark.parametrize("kind", [StripeProvider, PayPalProvider])
-async def test_aclose_closes_only_a_client_the_provider_made(kind: type[StripeProvider | PayPalProvider]) -> None:
-    async with httpx.AsyncClient() as shared:
-        await kind("http://x.test", SECRET, client=shared).aclose()
-        assert not shared.is_closed
+async def test_aclose_closes_only_a_transport_the_provider_made(kind: type[StripeProvider | PayPalProvider]) -> None:
+    shared = RecordingTransport(lambda _: answer(200))
+    await kind("http://x.test", SECRET, transport=shared).aclose()
+    assert not shared.closed
     owned = kind("http://x.test", SECRET)
     await owned.aclose()
-    assert owned._http._client.is_closed
+    with pytest.raises(RuntimeError, match="closed"):
+        await owned.charge(charge(currency="USD"))
 
 
-@pytest.mark.parametrize("url", ["", "stripe.test", "ftp://stripe.test", "http://"])
+@pytest.mark.parametrize("url", ["", "stripe.test", "ftp://stripe.test", "http://", "http://x.test:port",
+                                 "http://[::1"])
 def test_a_malformed_base_url_is_refused_at_construction(url: str) -> None:
-    with pytest.raises((ValueError, httpx.InvalidURL)):
+    with pytest.raises(ValueError, match="base URL"):
         StripeProvider(url, SECRET)
-    with pytest.raises((ValueError, httpx.InvalidURL)):
+    with pytest.raises(ValueError, match="base URL"):
         PayPalProvider(url, SECRET)
 
 
