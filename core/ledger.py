@@ -3,7 +3,8 @@ chained to the account's previous entry by its hash."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -173,3 +174,22 @@ class Statement:
     start: datetime
     end: datetime
     window: Window
+
+
+_ACCOUNT_ID = re.compile(r"\baccount ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b")
+
+
+def row_label(tenant_id: UUID, kind: str, currency: str, shard: int) -> str:
+    """How the audit names one row of a system account: `row 3 of tenant <id>'s clearing USD account`."""
+    return f"row {shard} of tenant {tenant_id}'s {kind} {currency} account"
+
+
+def name_system_rows(problems: Sequence[str], labels: Mapping[str, str]) -> list[str]:
+    """The audit's `problems`, each row of a system account named by the account it belongs to (a system account is
+    `SYSTEM_SHARDS` rows, each with an id of its own that appears nowhere else): `account <row id> (row 3 of
+    tenant <id>'s clearing USD account)`. `labels` maps a system row's id to its `row_label`; user accounts are
+    one row, and their lines are left as they are."""
+    def named(found: re.Match[str]) -> str:
+        label = labels.get(found.group(1))
+        return found.group(0) if label is None else f"{found.group(0)} ({label})"
+    return [_ACCOUNT_ID.sub(named, line) for line in problems]

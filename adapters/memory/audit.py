@@ -8,7 +8,7 @@ from uuid import UUID
 
 from adapters.memory.state import StoreState
 from core.holds import HoldStatus
-from core.ledger import Entry, chain_problems
+from core.ledger import Entry, chain_problems, name_system_rows, row_label
 
 
 class InMemoryLedgerAudit:
@@ -51,4 +51,5 @@ class InMemoryLedgerAudit:
                 held[hold.source_account_id] += hold.amount
         problems += [f"account {account.id}: held {account.held} but its active holds sum to {held[account.id]}"
                      for account in self._store.accounts.values() if account.held != held[account.id]]
-        return problems
+        return name_system_rows(problems, {str(a.id): row_label(a.tenant_id, a.kind, a.currency, a.shard)
+                                           for a in self._store.accounts.values() if not a.is_user})

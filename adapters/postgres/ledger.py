@@ -13,9 +13,10 @@ from adapters.cursor import decode_cursor, encode_cursor
 from adapters.postgres.pool import translate_errors
 from adapters.postgres.rows import Fragment, insert_entities, reader
 from adapters.postgres.session import PgSession
+from core.accounts import USER
 from core.errors import FieldError, ValidationFailed
 from core.hash_chain import GENESIS
-from core.ledger import Entry, Window
+from core.ledger import Entry, Window, name_system_rows, row_label
 from core.ports import Page
 
 COLUMNS = ("id, tenant_id, account_id, posting_id, payment_id, refund_id, seq, type, amount, balance_after,"
@@ -179,4 +180,9 @@ class PgLedgerAudit:
             async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
                 for sql in AUDIT.values():
                     problems += [row[0] for row in await conn.fetch(sql)]
-        return problems
+                if not problems:
+                    return []
+                rows = await conn.fetch("SELECT id, tenant_id, kind, currency, shard FROM accounts WHERE kind <> $1",
+                                        USER)
+        return name_system_rows(problems, {str(r["id"]): row_label(r["tenant_id"], r["kind"], r["currency"], r["shard"])
+                                           for r in rows})

@@ -44,3 +44,24 @@ async def test_drift_names_an_account_whose_balance_or_version_left_its_entries(
         await probe.shift(a.id, **{field: -delta for field, delta in change.items()})
     assert any(str(a.id) in line for line in problems)
     assert await audit.drift() == []
+
+
+async def test_drift_of_a_system_account_row_names_the_account_it_belongs_to(
+    uow_factory, clock, tenant, audit, probe,
+) -> None:
+    async with uow_factory() as uow:
+        row = await uow.accounts.lock_system(tenant.id, CLEARING, "USD")
+    user = await open_account(uow_factory, clock, tenant.id, 100)
+    await probe.shift(row.id, balance=5)
+    await probe.shift(user.id, balance=5)
+    try:
+        problems = await audit.drift()
+    finally:
+        await probe.shift(row.id, balance=-5)
+        await probe.shift(user.id, balance=-5)
+    [system_line] = [line for line in problems if str(row.id) in line]
+    assert system_line.startswith(
+        f"account {row.id} (row {row.shard} of tenant {tenant.id}'s {CLEARING} USD account): balance ")
+    [user_line] = [line for line in problems if str(user.id) in line and "balance" in line]
+    assert user_line.startswith(f"account {user.id}: ")  # a user account is one row: named by its id alone
+    assert await audit.drift() == []
