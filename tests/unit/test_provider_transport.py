@@ -169,3 +169,23 @@ async def test_a_closed_transport_refuses_to_send() -> None:
     await transport.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await transport.send("GET", "http://127.0.0.1:9/x", {}, None, 1.0)
+
+
+async def test_a_proxy_from_the_environment_carries_requests_unless_no_proxy_names_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    through_proxy: list[bytes] = []
+    direct: list[bytes] = []
+    async with server(answering(200, b"{}", through_proxy)) as (proxy, _), \
+            server(answering(200, b"{}", direct)) as (provider, _):
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", "localhost")
+        transport = AiohttpTransport()
+        try:
+            assert await transport.send("GET", "http://provider.invalid/v1/x?a=1", {}, None, 5.0) == (200, b"{}")
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+            assert await transport.send("GET", f"{provider}/v1/y", {}, None, 5.0) == (200, b"{}")
+        finally:
+            await transport.aclose()
+    assert [r.split(b"\r\n")[0] for r in through_proxy] == [b"GET http://provider.invalid/v1/x?a=1 HTTP/1.1"]
+    assert [r.split(b"\r\n")[0] for r in direct] == [b"GET /v1/y HTTP/1.1"]
