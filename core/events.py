@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -54,12 +54,35 @@ CATALOGUE = (
 )
 
 
+ALL_EVENTS = "*"
+
+
+def hears(events: Collection[str], event_type: str) -> bool:
+    """Whether a subscription naming `events` is sent an event of `event_type` (`*`: every event of the catalogue;
+    events outside it are never sent)."""
+    return event_type in CATALOGUE and (event_type in events or ALL_EVENTS in events)
+
+
+@attrs.frozen(kw_only=True)
+class Listener:
+    """An enabled webhook subscription as the fan-out sees it: which events of its tenant it hears."""
+
+    id: UUID
+    tenant_id: UUID
+    events: tuple[str, ...]
+
+    def hears(self, event_type: str) -> bool:
+        return hears(self.events, event_type)
+
+
 @attrs.define
 class ClaimedBatch:
-    """Outbox messages a relay holds; `mark_published` before the claim ends records them as sent."""
+    """Outbox messages a relay holds; `mark_published` before the claim ends records them as sent. `listeners`, when
+    the claim was asked for them, are the enabled webhook subscriptions of the messages' tenants, read with them."""
 
     messages: Sequence[OutboxMessage]
     published: bool = False
+    listeners: Sequence[Listener] | None = None
 
     def mark_published(self) -> None:
         self.published = True

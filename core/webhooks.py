@@ -6,7 +6,7 @@ import enum
 import json
 import random
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -15,29 +15,10 @@ import attrs
 
 from core.commands import Command
 from core.errors import FieldError, ValidationFailed
-from core.events import CATALOGUE
+from core.events import ALL_EVENTS, CATALOGUE, hears
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
-ALL_EVENTS = "*"
 MAX_DESCRIPTION_LENGTH = 1000
-
-
-def hears(events: Collection[str], event_type: str) -> bool:
-    """Whether a subscription naming `events` is sent an event of `event_type` (`*`: every event of the catalogue;
-    events outside it are never sent)."""
-    return event_type in CATALOGUE and (event_type in events or ALL_EVENTS in events)
-
-
-@attrs.frozen(kw_only=True)
-class Listener:
-    """An enabled subscription as the fan-out sees it: which events of its tenant it hears."""
-
-    id: UUID
-    tenant_id: UUID
-    events: tuple[str, ...]
-
-    def hears(self, event_type: str) -> bool:
-        return hears(self.events, event_type)
 
 
 class DeliveryStatus(enum.StrEnum):

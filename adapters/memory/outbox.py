@@ -10,6 +10,7 @@ from uuid import UUID
 
 from adapters.memory.pending import Pending
 from adapters.memory.state import StoreState
+from adapters.memory.webhooks import enabled_listeners
 from core.events import ClaimedBatch, OutboxMessage, work_for
 from core.webhooks import DeliveryRef, delivery_batches
 from core.work import PAYMENT, REFUND, WorkItem
@@ -32,9 +33,11 @@ class InMemoryOutboxFeed:
         self._claimed: set[UUID] = set()
 
     @asynccontextmanager
-    async def claim(self, limit: int) -> AsyncIterator[ClaimedBatch]:
+    async def claim(self, limit: int, *, listeners: bool = False) -> AsyncIterator[ClaimedBatch]:
         pending = [m for m in self._store.outbox if m.id not in self.published and m.id not in self._claimed]
         claim = ClaimedBatch(sorted(pending, key=lambda m: (m.created_at, m.id))[:limit])
+        if listeners:
+            claim.listeners = enabled_listeners(self._store, {m.tenant_id for m in claim.messages})
         ids = {m.id for m in claim.messages}
         self._claimed |= ids
         try:

@@ -16,9 +16,10 @@ import attrs
 from adapters.memory.paging import time_id_page
 from adapters.memory.state import MemorySession, StoreState
 from adapters.memory.table import Table
+from core.events import Listener
 from core.ports import Page
 from core.webhook_destinations import refused_addresses
-from core.webhooks import Delivery, DeliveryRef, Listener, SendResult, Subscription
+from core.webhooks import Delivery, DeliveryRef, SendResult, Subscription
 
 
 class MemoryWebhooks:
@@ -46,9 +47,7 @@ class MemoryWebhooks:
                        if s.tenant_id == tenant_id and s.matches(event_type)), key=lambda s: s.id)
 
     async def listeners(self, tenant_ids: Collection[UUID]) -> builtins.list[Listener]:
-        return sorted((Listener(id=s.id, tenant_id=s.tenant_id, events=s.events)
-                       for s in self._store.subscriptions.values() if s.tenant_id in tenant_ids and s.enabled),
-                      key=lambda s: s.id)
+        return enabled_listeners(self._store, tenant_ids)
 
     async def lock_deliveries(self, keys: Collection[tuple[UUID, UUID]]) -> builtins.list[Delivery]:
         locked = []
@@ -164,3 +163,10 @@ class FixedResolver:
             return [str(ipaddress.ip_address(host.strip("[]")))]
         except ValueError:
             return []
+
+
+def enabled_listeners(store: StoreState, tenant_ids: Collection[UUID]) -> builtins.list[Listener]:
+    """The enabled subscriptions of `tenant_ids`, in id order (as PostgreSQL's `listeners`)."""
+    return sorted((Listener(id=s.id, tenant_id=s.tenant_id, events=s.events)
+                   for s in store.subscriptions.values() if s.tenant_id in tenant_ids and s.enabled),
+                  key=lambda s: s.id)

@@ -21,8 +21,9 @@ from adapters.postgres.rows import Fragment, Value, fields, reader, write_pendin
 from adapters.postgres.sealed_secrets import key_errors, open_secret, seal_secret
 from adapters.postgres.session import PgSession
 from adapters.postgres.table import Table
+from core.events import Listener
 from core.ports import Page
-from core.webhooks import Delivery, DeliveryRef, Listener, PreviousSecret, Subscription
+from core.webhooks import Delivery, DeliveryRef, PreviousSecret, Subscription
 
 SUB_COLUMNS = "id, tenant_id, url, events, description, enabled, secret, previous_secrets, created_at, updated_at"
 GET = f"SELECT {SUB_COLUMNS} FROM webhook_subscriptions WHERE tenant_id = $1 AND id = $2"

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 from uuid import UUID
 
-from core.events import OutboxMessage
+from core.events import Listener, OutboxMessage
 from core.ports.paging import Page
 
 
@@ -24,6 +24,11 @@ class ClaimedOutbox(Protocol):
     @property
     def messages(self) -> Sequence[OutboxMessage]: ...
 
+    @property
+    def listeners(self) -> Sequence[Listener] | None:
+        """The enabled webhook subscriptions of the messages' tenants when the claim was asked for them, else None."""
+        ...
+
     def mark_published(self) -> None:
         """Record the batch as published when the claim ends without error."""
         ...
@@ -34,10 +39,12 @@ class OutboxFeed(Protocol):
 
     `claim(limit)` is an async context manager holding up to `limit` rows that no
     concurrent claim can see (rows a crashed claimer held become visible again);
-    rows marked published are never claimed again.
+    rows marked published are never claimed again. With `listeners`, the batch also
+    carries the enabled webhook subscriptions of its messages' tenants, read as of
+    the claim (the relay's fan-out needs no read of its own).
     """
 
-    def claim(self, limit: int) -> AbstractAsyncContextManager[ClaimedOutbox]: ...
+    def claim(self, limit: int, *, listeners: bool = False) -> AbstractAsyncContextManager[ClaimedOutbox]: ...
 
 
 class Events(Protocol):

@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from core.events import Listener
 from core.ports.paging import Page
-from core.webhooks import Delivery, DeliveryRef, Listener, SendResult, Subscription
+from core.webhooks import Delivery, DeliveryRef, SendResult, Subscription
 
 
 class Webhooks(Protocol):

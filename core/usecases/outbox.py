@@ -24,19 +24,19 @@ async def relay_outbox(
     claim: a crash in between publishes it again (at least once; consumers
     deduplicate on the message id, the fan-out on the event and subscription).
     Given an `audience`, the relay fans the batch out to webhook subscriptions
-    itself and enqueues the deliveries, so an event needs no task of its own
+    (read by the claim's own statement) itself and enqueues the deliveries, so an event needs no task of its own
     (only the work it starts); without one, each event gets a `dispatch_event`
     task. Given `metrics`, the batch's final payments are counted once the
     claim has committed: a committed claim is never published again, so each
     event counts once with nothing kept per event (a crash between the commit
     and the count loses those samples; metrics never hold up the relay).
     """
-    async with outbox.claim(batch) as claimed:
+    async with outbox.claim(batch, listeners=audience is not None) as claimed:
         if claimed.messages:
             if audience is None:
                 await queue.publish_events(claimed.messages)
             else:
-                refs = await fan_out_events(claimed.messages, audience=audience)
+                refs = await fan_out_events(claimed.messages, audience=audience, listeners=claimed.listeners)
                 await queue.publish_events(claimed.messages, dispatch=False)
                 await queue.enqueue_deliveries(refs)
             claimed.mark_published()

@@ -12,14 +12,13 @@ import attrs
 
 from core.clock import timestamp
 from core.commands import Command
-from core.events import CATALOGUE, OutboxMessage
+from core.events import CATALOGUE, Listener, OutboxMessage
 from core.ids import new_id
 from core.ports import Clock, DueDeliveries, TaskQueue, UnitOfWorkFactory
 from core.webhooks import (
     Delivery,
     DeliveryPolicy,
     DeliveryRef,
-    Listener,
     Subscription,
     webhook_body,
 )
@@ -64,13 +63,18 @@ class Audience:
     policy: DeliveryPolicy
 
 
-async def fan_out_events(messages: Sequence[OutboxMessage], *, audience: Audience) -> list[DeliveryRef]:
+async def fan_out_events(messages: Sequence[OutboxMessage], *, audience: Audience,
+                         listeners: Sequence[Listener] | None = None) -> list[DeliveryRef]:
     """`fan_out_event` for a batch of committed events, as the relay publishes them: the subscriptions of their
     tenants read once (a subscription committed before this read hears them, as it would hear them in
     `dispatch_event`), and every event's deliveries written in one transaction (an event fanned out before gets
-    none again); the new ones, held for the lease (the caller enqueues them; the scheduler sends any it lost)."""
-    async with audience.uow_factory(read_only=True) as uow:  # most tenants have no subscription: no transaction
-        subscriptions = await uow.webhooks.listeners({m.tenant_id for m in messages})
+    none again); the new ones, held for the lease (the caller enqueues them; the scheduler sends any it lost).
+    `listeners`, when given, are those subscriptions as the claim read them, in the statement that claimed the
+    events (any subscription committed before an event is visible to a read that sees the event)."""
+    subscriptions = listeners
+    if subscriptions is None:
+        async with audience.uow_factory(read_only=True) as uow:  # most tenants have no subscription: no transaction
+            subscriptions = await uow.webhooks.listeners({m.tenant_id for m in messages})
     if not subscriptions:
         return []
     now = audience.clock.now()

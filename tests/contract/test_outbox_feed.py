@@ -214,6 +214,50 @@ async def test_the_relay_fans_events_out_itself_once_and_still_starts_the_work(b
     assert await fan_out_events(list(messages.values()), audience=audience) == []
 
 
+async def test_a_claim_asked_for_listeners_carries_its_tenants_enabled_subscriptions(backend: Backend) -> None:
+    now = datetime.now(UTC)
+    subscribed: dict[str, list[Any]] = {}
+    async with backend.uow_factory() as uow:
+        heard, silent, quiet = [await uow.tenants.get_or_create(f"listeners-{secrets.token_hex(4)}", now)
+                                for _ in range(3)]
+        for name, tenant, events, enabled in (("heard", heard, ("*",), True), ("heard", heard, ("hold.created",), True),
+                                              ("off", heard, ("*",), False), ("silent", silent, ("*",), True)):
+            subscription = Subscription(id=new_id(), tenant_id=tenant.id, url="https://example.com/hook",
+                                        events=events, description=None, enabled=enabled, secret="whsec_x",
+                                        created_at=now, updated_at=now)
+            uow.webhooks.add(subscription)
+            subscribed.setdefault(name, []).append(subscription)
+        for tenant in (heard, quiet):  # `silent` has a subscription and no event in the claim
+            uow.outbox.add(OutboxMessage.new(tenant_id=tenant.id, topic="account.created", aggregate_id=new_id(),
+                                             payload={}, correlation_id=None, at=now))
+    ours = {heard.id, silent.id, quiet.id}
+    async with backend.feed.claim(100) as claimed:
+        assert claimed.listeners is None  # not asked
+    async with backend.feed.claim(100, listeners=True) as claimed:
+        assert claimed.listeners is not None
+        claimed_tenants = {m.tenant_id for m in claimed.messages}
+        assert {heard.id, quiet.id} <= claimed_tenants
+        assert all(listener.tenant_id in claimed_tenants for listener in claimed.listeners)
+        assert [(s.id, s.events) for s in claimed.listeners if s.tenant_id in ours] == sorted(
+            (s.id, s.events) for s in subscribed["heard"])
+        assert [s.id for s in claimed.listeners] == sorted(s.id for s in claimed.listeners)
+        claimed.mark_published()
+
+
+async def test_the_relays_fan_out_reads_no_subscriptions_apart_from_its_claim(backend: Backend) -> None:
+    await add_messages(backend, 2)
+
+    def no_reads(*, read_only: bool = False) -> Any:  # writing deliveries (other tests' tenants may listen) is fine
+        assert not read_only, "the fan-out read the subscriptions apart from its claim"
+        return backend.uow_factory()
+
+    queue = InMemoryTaskQueue()
+    audience = Audience(uow_factory=no_reads, clock=SystemClock(), policy=DeliveryPolicy())  # type: ignore[arg-type]
+    while await relay_outbox(outbox=backend.feed, queue=queue, audience=audience, batch=100):
+        pass
+    assert queue.deliveries == []
+
+
 async def test_on_postgresql_a_claim_is_one_statement_in_its_transaction(services: Services) -> None:
     """The claim marks the rows it takes in the statement that takes them (issue 12): BEGIN, UPDATE … RETURNING,
     COMMIT once they are published; rolled back, they are not. They come back in the order they were written."""
@@ -239,6 +283,10 @@ async def test_on_postgresql_a_claim_is_one_statement_in_its_transaction(service
     async with feed.claim(10) as claimed:
         assert claimed.messages == []
     assert sent == ["BEGIN", "UPDATE", "COMMIT"] * 2
+    sent.clear()
+    async with feed.claim(10, listeners=True) as claimed:  # the subscriptions come in the same statement
+        assert claimed.messages == [] and claimed.listeners == []
+    assert sent == ["BEGIN", "WITH", "COMMIT"]
     rows = await services.pool.fetch(
         "SELECT attempts FROM outbox WHERE id = ANY($1::uuid[]) AND published_at IS NOT NULL", list(ids))
     assert [row["attempts"] for row in rows] == [1, 1, 1]

@@ -34,11 +34,11 @@ class FailingFirst:
         self.claims = 0
 
     @asynccontextmanager
-    async def claim(self, limit: int) -> AsyncIterator[ClaimedBatch]:
+    async def claim(self, limit: int, *, listeners: bool = False) -> AsyncIterator[ClaimedBatch]:
         self.claims += 1
         if self._errors:
             raise self._errors.pop(0)
-        async with self._feed.claim(limit) as batch:
+        async with self._feed.claim(limit, listeners=listeners) as batch:
             yield batch
 
 
