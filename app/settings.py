@@ -113,7 +113,8 @@ class MockSettings:
 
 @attrs.frozen(kw_only=True)
 class WorkerSettings:
-    concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))  # messages in flight per process
+    # messages in flight per process: 16 keeps a 50 ms provider from idling the CPU (docs/benchmarks.md, issue 12)
+    concurrency: int = attrs.field(default=16, validator=attrs.validators.ge(1))
     housekeeping_interval: float = _duration(60.0, positive=True)
     # how often every worker looks for holds past their expiry (one indexed query when none is due)
     hold_sweep_interval: float = _duration(5.0, positive=True)

@@ -1059,7 +1059,7 @@ def machine_facts(args: argparse.Namespace) -> dict[str, str]:
     return {"cpus": str(os.cpu_count()), "cpu": model, "commit": commit + (" (modified)" if dirty else ""),
             "postgres": facts["postgres"], "synchronous_commit": facts["synchronous_commit"], "fsync": facts["fsync"],
             "shared_buffers": facts["shared_buffers"], "redis": redis_version(args.redis_url),
-            "worker_concurrency": str(args.worker_concurrency or "8 (default)")}
+            "worker_concurrency": str(args.worker_concurrency or "16 (default)")}
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -1112,7 +1112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latencies", default="0,50", help="mock provider latencies, ms, comma-separated")
     parser.add_argument("--workers", default="1,2", help="worker process counts, comma-separated")
     parser.add_argument("--worker-concurrency", type=int, default=0,
-                        help="PAYMENTS_WORKER_CONCURRENCY (default: the product's, 8)")
+                        help="PAYMENTS_WORKER_CONCURRENCY (default: the product's, 16)")
     parser.add_argument("--accounts", type=int, default=200, help="funded source accounts (default: %(default)s)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load first")
     parser.add_argument("--drain-timeout", type=float, default=60.0,

@@ -197,12 +197,13 @@ def test_payment_worker_and_provider_settings() -> None:
     assert defaults.provider_url("paypal") == "http://127.0.0.1:8090/paypal"
     settings = load_settings({"PAYMENTS_MOCK_PORT": "9999", "PAYMENTS_PROVIDERS_PAYPAL_URL": "https://pp.example",
                               "PAYMENTS_PAYMENT_BREAKER_FAILURE_RATE": "0.75", "PAYMENTS_MOCK_LATENCY": "50ms",
-                              "PAYMENTS_WORKER_CONCURRENCY": "16", "PAYMENTS_WORKER_HOLD_SWEEP_INTERVAL": "250ms"})
+                              "PAYMENTS_WORKER_CONCURRENCY": "24", "PAYMENTS_WORKER_HOLD_SWEEP_INTERVAL": "250ms"})
     assert settings.provider_url("stripe") == "http://127.0.0.1:9999/stripe"
     assert settings.provider_url("paypal") == "https://pp.example"
     assert (settings.payment.breaker_failure_rate, settings.mock.latency, settings.worker.concurrency) == (
-        0.75, 0.05, 16)
+        0.75, 0.05, 24)
     w = defaults.worker
+    assert w.concurrency == 16
     assert (w.housekeeping_interval, w.hold_sweep_interval, settings.worker.hold_sweep_interval) == (60.0, 5.0, 0.25)
 
 
