@@ -78,12 +78,14 @@ def cmd_serve(settings: Settings, endpoints: Endpoints, *, workers: int | None =
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    from payments.connections import DrainingProtocol
+
     tls = checked_tls(settings)
     workers = workers or settings.server.workers
     if workers == 1:
         app = AppLoader(factory=partial(api_app, settings, endpoints.database_url, endpoints.redis_url)).load()
         app.prepare(host=settings.server.host, port=settings.server.port, workers=1, access_log=False, motd=False,
-                    single_process=True, ssl=tls)
+                    single_process=True, ssl=tls, protocol=DrainingProtocol)
         Sanic.serve_single(primary=app)
         return 0
     from app.http.metrics import MULTIPROCESS_DIR
@@ -97,7 +99,7 @@ def cmd_serve(settings: Settings, endpoints: Endpoints, *, workers: int | None =
         loader = AppLoader(factory=partial(api_app, settings, endpoints.database_url, endpoints.redis_url))
         app = loader.load()
         app.prepare(host=settings.server.host, port=settings.server.port, workers=workers, access_log=False,
-                    motd=False, ssl=tls)
+                    motd=False, ssl=tls, protocol=DrainingProtocol)
         Sanic.serve(primary=app, app_loader=loader)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -114,6 +114,12 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, seconds: float
         raise AssertionError(f"not within {seconds}s: {what}") from None
 
 
+async def _blocked_by(connection: asyncpg.Connection) -> bool:
+    """Some other session waits for a lock `connection` holds."""
+    return bool(await connection.fetchval(
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", connection.get_server_pid()))
+
+
 def _refuses_connections(base_url: str) -> bool:
     try:
         httpx.get(f"{base_url}/health/live", timeout=1)
@@ -199,6 +205,45 @@ async def test_a_second_signal_stops_the_api_at_once_and_the_cut_request_leaves_
         stored = await held.holder.fetchval("SELECT count(*) FROM idempotency_keys WHERE key = $1",
                                             held.idempotency_key)
         assert stored == 0  # the transaction the API had open was rolled back with its connection
+
+
+async def test_sigterm_answers_the_connections_it_accepted_and_closes_the_idle_ones(
+    database_url: str, redis_url: str, tmp_path: Path,
+) -> None:
+    """A connection accepted before SIGTERM whose request comes during the drain is answered (`Connection:
+    close`), not closed unanswered as idle; a keep-alive connection idle between requests is closed at once; one
+    that never sends is closed after `FIRST_REQUEST_GRACE` (5 s), well within the 60 s grace."""
+    base_url, api = start_api(database_url, redis_url, tmp_path / "api.log", PAYMENTS_SERVER_SHUTDOWN_TIMEOUT="60s")
+    port = int(base_url.rsplit(":", 1)[1])
+    try:
+        fresh, silent, used = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        # `used` is answered, so the two connected before it were accepted (the kernel hands them over in order)
+        assert (await _exchange(*used)).startswith(b"HTTP/1.1 200 ")
+        assert api.popen is not None
+        api.popen.send_signal(signal.SIGTERM)
+        await _until(lambda: asyncio.to_thread(_refuses_connections, base_url), "the listener closes")
+        assert await asyncio.wait_for(used[0].read(), 10) == b""  # idle between two requests: closed
+        answer = await _exchange(*fresh)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in answer.lower(), answer
+        assert await asyncio.wait_for(fresh[0].read(), 10) == b""
+        assert await asyncio.wait_for(silent[0].read(), 30) == b""
+        assert await asyncio.to_thread(api.popen.wait, 30) == 0
+        clean_exit(api)
+    finally:
+        api.stop(signal.SIGKILL)
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """`GET /health/live` on a raw connection: the answer's head and body, or b"" if the server closed it."""
+    writer.write(b"GET /health/live HTTP/1.1\r\nHost: payments\r\n\r\n")
+    await writer.drain()
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    except asyncio.IncompleteReadError as closed:
+        return closed.partial
+    length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                  if line.startswith(b"content-length:"))
+    return head + await asyncio.wait_for(reader.readexactly(length), 10)
 
 
 async def test_a_second_signal_stops_the_worker_at_once_and_its_message_is_finished_by_another(
