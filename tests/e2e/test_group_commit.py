@@ -85,3 +85,51 @@ async def test_transfers_waiting_together_share_a_transaction_each_with_its_own_
         assert [Decimal(await balance(client, account)) for account in rich] == [94, 105, 101, 100]
         assert (await balance(client, poor), await balance(client, sink)) == ("1.00", "2.00")
         assert await services.audit.drift() == []
+
+
+async def test_external_payments_waiting_together_share_a_transaction_each_with_its_own_answer(
+    database_url: str, redis_url: str, services: Services, tmp_path: Path
+) -> None:
+    """POST /payments (external) goes through the group commit as transfers do: the queued creations go as one
+    transaction; a refusal (insufficient funds, an unknown account, another currency) changes nothing and is
+    stored for its own key; every creation moves its amount to clearing."""
+    async with api(database_url, redis_url, services, tmp_path / "api.log",
+                   PAYMENTS_DATABASE_GROUP_TRANSACTIONS="1", PAYMENTS_DATABASE_ACQUIRE_TIMEOUT="30s") as client:
+        def body(source: str, amount: str, currency: str = "USD") -> dict[str, str]:
+            return {"payment_type": "external_payment", "source_account_id": source, "amount": amount,
+                    "currency": currency, "provider": "stripe"}
+
+        blocked = (await open_account(client, "10.00"))["id"]
+        rich = [(await open_account(client, "100.00"))["id"] for _ in range(4)]
+        poor = (await open_account(client, "1.00"))["id"]
+        before = await group_sizes(client)
+        with row_locks(database_url, [blocked]) as blocker:
+            first = asyncio.create_task(client.post(f"{API}/payments", json=body(blocked, "2.00"),
+                                                    headers={"Idempotency-Key": key()}))
+            await until_backends(database_url, blocker, waiting=1, idle=0)
+            requests = [body(rich[n % 4], f"{n + 1}.00") for n in range(8)] + [
+                body(poor, "5.00"), body("00000000-0000-7000-8000-000000000000", "1.00"), body(rich[0], "1.00", "EUR")]
+            keys = [key() for _ in requests]
+            queued = [asyncio.create_task(client.post(f"{API}/payments", json=each, headers={"Idempotency-Key": k}))
+                      for each, k in zip(requests, keys, strict=True)]
+            await asyncio.sleep(0.5)
+            assert not any(task.done() for task in [first, *queued])  # queued behind the one transaction
+        assert (await first).status_code == 202
+        answers = [await task for task in queued]
+
+        assert [answer.status_code for answer in answers[:8]] == [202] * 8
+        assert {answer.json()["status"] for answer in answers[:8]} <= {"pending", "processing", "completed"}
+        assert_problem(answers[8], "insufficient_funds", 422)
+        assert answers[9].status_code == 404
+        assert answers[10].status_code == 422  # the account holds USD
+        transactions, sizes = await group_sizes(client)
+        assert sizes - before[1] >= transactions - before[0] + 10, "the queued creations did not go together"
+        for each, k, answer in zip(requests, keys, answers, strict=True):  # each stored for its own key
+            again = await client.post(f"{API}/payments", json=each, headers={"Idempotency-Key": k})
+            assert (again.status_code, again.content) == (answer.status_code, answer.content)
+            assert again.headers["Idempotent-Replayed"] == "true"
+
+        paid = [sum(n + 1 for n in range(8) if n % 4 == account) for account in range(4)]
+        assert [Decimal(await balance(client, account)) for account in rich] == [100 - p for p in paid]
+        assert (await balance(client, poor), await balance(client, blocked)) == ("1.00", "8.00")
+        assert await services.audit.drift() == []

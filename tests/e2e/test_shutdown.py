@@ -77,12 +77,25 @@ async def test_sigterm_drains_the_api_and_the_worker(admin_database_url: str, tm
                 if term.is_set():
                     sent_after_term += 1
 
+        holder = await asyncpg.connect(stack.database_url)
         async with fresh:
             tasks = [asyncio.create_task(load(source)) for source in sources]
             await asyncio.sleep(1.0)
+            # Requests surely in flight at SIGTERM: the next one on the first source waits on a row lock held here
+            # until the listener has closed. (Grouped requests are answered together, so their clients send again
+            # together: left alone, the signal may come while none of them has been accepted yet.)
+            lock = holder.transaction()
+            await lock.start()
+            await holder.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", UUID(sources[0]))
+            await _until(lambda: _blocked_by(holder), "a request waits on the lock")
             term.set()
-            code = await asyncio.to_thread(stack.api.stop, signal.SIGTERM, 60)
+            assert stack.api.popen is not None
+            stack.api.popen.send_signal(signal.SIGTERM)
+            await _until(lambda: asyncio.to_thread(_refuses_connections, stack.base_url), "the listener closes")
+            await lock.rollback()
+            code = await asyncio.to_thread(stack.api.popen.wait, 60)
             await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        await holder.close()
         assert code == 0, stack.api.output()[-3000:]
         clean_exit(stack.api)
         # A connection still in the kernel's accept queue when the listener closes is reset: the application

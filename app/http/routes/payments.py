@@ -93,9 +93,11 @@ async def create_payment(request: Request, body: PaymentRequest) -> HTTPResponse
             raise ValidationFailed([FieldError("destination_account_id", "is required for an internal transfer")])
         return await _transfer(request, transfer_command(request, body))
     cmd, clock = external_command(request, body), services(request).clock
+    # grouped: creations waiting together share one transaction (the group commit), as transfers do; a refused
+    # creation changes nothing (every check runs before the posting)
     return await write(request, lambda uow: create_external_payment(cmd, uow=uow, clock=clock), payment_view,
                        status=lambda _: HTTPStatus.ACCEPTED,  # pending until the provider answers
-                       lock_accounts=cmd.locked_accounts)
+                       lock_accounts=cmd.locked_accounts, grouped=True)
 
 
 def external_command(request: Request, body: PaymentRequest) -> CreateExternalPayment:
