@@ -46,9 +46,6 @@ class MemoryWebhooks:
         return sorted((copy.deepcopy(s) for s in self._store.subscriptions.values()
                        if s.tenant_id == tenant_id and s.matches(event_type)), key=lambda s: s.id)
 
-    async def listeners(self, tenant_ids: Collection[UUID]) -> builtins.list[Listener]:
-        return enabled_listeners(self._store, tenant_ids)
-
     async def lock_deliveries(self, keys: Collection[tuple[UUID, UUID]]) -> builtins.list[Delivery]:
         locked = []
         for tenant_id, delivery_id in sorted(set(keys), key=lambda key: key[1]):  # ascending ids, as PostgreSQL

@@ -21,7 +21,6 @@ from adapters.postgres.rows import Fragment, Value, fields, reader, write_pendin
 from adapters.postgres.sealed_secrets import key_errors, open_secret, seal_secret
 from adapters.postgres.session import PgSession
 from adapters.postgres.table import Table
-from core.events import Listener
 from core.ports import Page
 from core.webhooks import Delivery, DeliveryRef, PreviousSecret, Subscription
 
@@ -32,8 +31,6 @@ LIST = f"""SELECT {SUB_COLUMNS} FROM webhook_subscriptions WHERE tenant_id = $1
 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid)) ORDER BY created_at DESC, id DESC LIMIT $4"""
 LISTENING = f"""SELECT {SUB_COLUMNS} FROM webhook_subscriptions
 WHERE tenant_id = $1 AND enabled AND events && ARRAY[$2, '*']::text[] ORDER BY id"""
-LISTENERS = """SELECT id, tenant_id, events FROM webhook_subscriptions WHERE tenant_id = ANY($1::uuid[]) AND enabled
-ORDER BY id"""
 DELETE = "DELETE FROM webhook_subscriptions WHERE id = $1"
 _SUB_UPDATED = (("id", "uuid"), ("url", "text"), ("events", "text[]"), ("description", "text"),
                 ("enabled", "boolean"), ("secret", "text"), ("previous_secrets", "jsonb"),
@@ -124,10 +121,6 @@ class PgWebhooks:
     async def listening(self, tenant_id: UUID, event_type: str) -> builtins.list[Subscription]:
         return [s for s in await self._session.read_all(LISTENING, self._read, tenant_id, event_type)
                 if s.matches(event_type)]
-
-    async def listeners(self, tenant_ids: Collection[UUID]) -> builtins.list[Listener]:
-        rows = await self._session.fetch(LISTENERS, list(tenant_ids))
-        return [Listener(id=row["id"], tenant_id=row["tenant_id"], events=tuple(row["events"])) for row in rows]
 
     async def lock_deliveries(self, keys: Collection[tuple[UUID, UUID]]) -> builtins.list[Delivery]:
         if not keys:

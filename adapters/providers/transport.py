@@ -139,7 +139,7 @@ class AiohttpTransport:
 
 
 class ProviderHttp:
-    """Talks to one provider's base URL with its bearer key; owns the client it made.
+    """Talks to one provider's base URL with its bearer key, through an `HttpTransport`.
 
     Every failure worth repeating raises `ProviderUnavailable` with `ambiguous` saying
     whether the provider may have processed the request: False when it certainly did

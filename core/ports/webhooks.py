@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from core.events import Listener
 from core.ports.paging import Page
 from core.webhooks import Delivery, DeliveryRef, SendResult, Subscription
 
@@ -39,10 +38,6 @@ class Webhooks(Protocol):
 
     async def listening(self, tenant_id: UUID, event_type: str) -> builtins.list[Subscription]:
         """The tenant's enabled subscriptions that hear `event_type`."""
-        ...
-
-    async def listeners(self, tenant_ids: Collection[UUID]) -> builtins.list[Listener]:
-        """The enabled subscriptions of `tenant_ids`, by id (their secrets are neither read nor opened)."""
         ...
 
     async def fan_out(self, deliveries: builtins.list[Delivery]) -> builtins.list[DeliveryRef]:

@@ -36,6 +36,8 @@ async def relay_outbox(
             if audience is None:
                 await queue.publish_events(claimed.messages)
             else:
+                if claimed.listeners is None:  # asked for: a feed that ignored it would drop every webhook
+                    raise RuntimeError("the outbox claim returned no listeners although asked for them")
                 refs = await fan_out_events(claimed.messages, audience=audience, listeners=claimed.listeners)
                 await queue.publish_events(claimed.messages, dispatch=False)
                 await queue.enqueue_deliveries(refs)

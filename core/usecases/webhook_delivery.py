@@ -64,17 +64,14 @@ class Audience:
 
 
 async def fan_out_events(messages: Sequence[OutboxMessage], *, audience: Audience,
-                         listeners: Sequence[Listener] | None = None) -> list[DeliveryRef]:
-    """`fan_out_event` for a batch of committed events, as the relay publishes them: the subscriptions of their
-    tenants read once (a subscription committed before this read hears them, as it would hear them in
-    `dispatch_event`), and every event's deliveries written in one transaction (an event fanned out before gets
-    none again); the new ones, held for the lease (the caller enqueues them; the scheduler sends any it lost).
-    `listeners`, when given, are those subscriptions as the claim read them, in the statement that claimed the
-    events (any subscription committed before an event is visible to a read that sees the event)."""
+                         listeners: Sequence[Listener]) -> list[DeliveryRef]:
+    """`fan_out_event` for a batch of committed events, as the relay publishes them: `listeners` are the enabled
+    subscriptions of their tenants as the claim read them, in the statement that claimed the events (a
+    subscription committed before an event is visible to a read that sees the event, so it hears the event as
+    it would in `dispatch_event`); every event's deliveries are written in one transaction (an event fanned out
+    before gets none again); the new ones, held for the lease (the caller enqueues them; the scheduler sends
+    any it lost)."""
     subscriptions = listeners
-    if subscriptions is None:
-        async with audience.uow_factory(read_only=True) as uow:  # most tenants have no subscription: no transaction
-            subscriptions = await uow.webhooks.listeners({m.tenant_id for m in messages})
     if not subscriptions:
         return []
     now = audience.clock.now()

@@ -18,7 +18,7 @@ from adapters.memory.outbox import InMemoryOutboxFeed, InMemoryTaskQueue
 from adapters.postgres.outbox_feed import PgOutboxFeed
 from app.bootstrap import Services
 from core.clock import SystemClock
-from core.events import OutboxMessage
+from core.events import Listener, OutboxMessage
 from core.idempotency import IdempotencyRecord, IdempotentRequest, StoredResponse
 from core.ids import new_id
 from core.usecases.outbox import housekeep, reap_idempotency_keys, relay_outbox
@@ -184,11 +184,15 @@ async def test_the_relay_fans_events_out_itself_once_and_still_starts_the_work(b
     async with backend.uow_factory() as uow:
         heard, everything, quiet = [await uow.tenants.get_or_create(f"audience-{secrets.token_hex(4)}", now)
                                     for _ in range(3)]
+        listening = []
         for tenant, events, enabled in ((heard, ("account.created",), True), (heard, ("*",), True),
                                         (everything, ("*",), True), (quiet, ("*",), False)):
-            uow.webhooks.add(Subscription(id=new_id(), tenant_id=tenant.id, url="https://example.com/hook",
-                                          events=events, description=None, enabled=enabled, secret="whsec_x",
-                                          created_at=now, updated_at=now))
+            subscription = Subscription(id=new_id(), tenant_id=tenant.id, url="https://example.com/hook",
+                                        events=events, description=None, enabled=enabled, secret="whsec_x",
+                                        created_at=now, updated_at=now)
+            uow.webhooks.add(subscription)
+            if enabled:
+                listening.append(Listener(id=subscription.id, tenant_id=tenant.id, events=events))
         external = {"payment_type": "external_payment"}
         messages = {(tenant.id, topic): OutboxMessage.new(tenant_id=tenant.id, topic=topic, aggregate_id=new_id(),
                                                           payload=payload, correlation_id=f"{n}:{topic}", at=now)
@@ -211,7 +215,7 @@ async def test_the_relay_fans_events_out_itself_once_and_still_starts_the_work(b
     assert {item.target_id for item, _ in queue.work} == worked
     assert await backend.published({m.id for m in messages.values()}) == {m.id for m in messages.values()}
     # published again (a relay that crashed before its claim committed): no delivery is written twice
-    assert await fan_out_events(list(messages.values()), audience=audience) == []
+    assert await fan_out_events(list(messages.values()), audience=audience, listeners=listening) == []
 
 
 async def test_a_claim_asked_for_listeners_carries_its_tenants_enabled_subscriptions(backend: Backend) -> None:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import json as _json
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -43,8 +42,9 @@ Answer = tuple[int, bytes]
 Handler = Callable[[Sent], Answer]
 
 
-def answer(status: int, *, json: Any = None, content: bytes | None = None) -> Answer:
-    return status, content if content is not None else (b"" if json is None else _json.dumps(json).encode())
+def answer(status: int, *, body: Any = None, content: bytes | None = None) -> Answer:
+    """`status` with `content`, or `body` as JSON, or nothing."""
+    return status, content if content is not None else (b"" if body is None else json.dumps(body).encode())
 
 
 class RecordingTransport:
@@ -87,7 +87,7 @@ async def test_stripe_sends_a_form_encoded_confirmed_payment_intent() -> None:
 
     def handler(request: Sent) -> Answer:
         seen.append(request)
-        return answer(200, json={"id": "pi_123", "object": "payment_intent", "status": "succeeded"})
+        return answer(200, body={"id": "pi_123", "object": "payment_intent", "status": "succeeded"})
 
     async with client_for(handler) as client:
         provider = StripeProvider("http://stripe.test/base/", SECRET, transport=client)
@@ -109,7 +109,7 @@ async def test_stripe_ids_override_caller_metadata_of_the_same_name() -> None:
 
     def handler(request: Sent) -> Answer:
         seen.append(request)
-        return answer(200, json={"id": "x_1", "status": "succeeded"})
+        return answer(200, body={"id": "x_1", "status": "succeeded"})
 
     paid = ChargeRequest(payment_id=uuid4(), amount=1, currency="USD", description=None,
                          metadata={"payment_id": "spoofed"})
@@ -130,7 +130,7 @@ async def test_stripe_sends_a_refund_of_the_payment_intent_keyed_by_the_refund_i
 
     def handler(request: Sent) -> Answer:
         seen.append(request)
-        return answer(200, json={"id": "re_9", "object": "refund", "status": "succeeded"})
+        return answer(200, body={"id": "re_9", "object": "refund", "status": "succeeded"})
 
     async with client_for(handler) as client:
         request = refund()
@@ -152,7 +152,7 @@ async def test_paypal_sends_a_captured_order_with_a_decimal_amount(amount: int, 
 
     def handler(request: Sent) -> Answer:
         seen.append(request)
-        return answer(201, json={"id": "5O190127TN364715T", "status": "COMPLETED"})
+        return answer(201, body={"id": "5O190127TN364715T", "status": "COMPLETED"})
 
     async with client_for(handler) as client:
         request = charge(amount, currency, description=None)
@@ -175,7 +175,7 @@ async def test_paypal_refunds_the_capture_with_the_refund_id_as_request_id() -> 
 
     def handler(request: Sent) -> Answer:
         seen.append(request)
-        return answer(201, json={"id": "1JU08902781691411", "status": "COMPLETED"})
+        return answer(201, body={"id": "1JU08902781691411", "status": "COMPLETED"})
 
     async with client_for(handler) as client:
         request = refund(1_000, "USD", reference="CAP/1")
@@ -256,7 +256,7 @@ AMBIGUOUS_BY_STATUS = {401: False, 403: False, 408: False, 409: True, 425: False
 async def test_unavailable_statuses_say_whether_the_request_may_have_been_processed(
     name: str, status: int, ambiguous: bool,
 ) -> None:
-    async with client_for(lambda _: answer(status, json={"error": {"message": "x"}})) as client:
+    async with client_for(lambda _: answer(status, body={"error": {"message": "x"}})) as client:
         provider = provider_for(name, client)
         for call in every_call(provider):
             with pytest.raises(ProviderUnavailable) as error:
@@ -267,7 +267,7 @@ async def test_unavailable_statuses_say_whether_the_request_may_have_been_proces
 @pytest.mark.parametrize("name", ["stripe", "paypal"])
 @pytest.mark.parametrize("status", [401, 403])
 async def test_a_refused_api_key_is_transient_not_a_decline(name: str, status: int) -> None:
-    async with client_for(lambda _: answer(status, json={"error": {"message": "Invalid API Key"}})) as client:
+    async with client_for(lambda _: answer(status, body={"error": {"message": "Invalid API Key"}})) as client:
         with pytest.raises(ProviderUnavailable, match="refused our API key") as error:
             await provider_for(name, client).charge(charge(currency="USD"))
     assert error.value.ambiguous is False and not isinstance(error.value, ProviderDeclined)
@@ -327,7 +327,7 @@ async def test_a_refused_connection_is_unavailable(kind: type[StripeProvider | P
 def answering(body: Any, seen: list[Sent]) -> Handler:
     def handler(request: Sent) -> Answer:
         seen.append(request)
-        return answer(200, json=body)
+        return answer(200, body=body)
     return handler
 
 
@@ -371,11 +371,11 @@ async def test_paypal_finds_an_order_by_reference_id_and_a_refund_by_invoice_id(
     def handler(request: Sent) -> Answer:
         seen.append(request)
         if request.url.path == "/v2/checkout/orders":
-            return answer(200, json={"orders": [
+            return answer(200, body={"orders": [
                 {"id": "O_DECLINED", "status": "DECLINED",
                  "purchase_units": [{"reference_id": str(paid.payment_id)}]},
                 {"id": "O_OK", "status": "COMPLETED", "purchase_units": [{"reference_id": str(paid.payment_id)}]}]})
-        return answer(200, json={"refunds": [
+        return answer(200, body={"refunds": [
             {"id": "R_OK", "status": "COMPLETED", "invoice_id": str(back.refund_id)}]})
 
     async with client_for(handler) as client:
@@ -408,7 +408,7 @@ async def test_nothing_found_or_only_failures_or_someone_elses_is_none(name: str
         empty = {"orders": [], "refunds": []}
     for charges_body, refunds_body in ((charges, refunds), (empty, empty)):
         def handler(request: Sent, c: Any = charges_body, r: Any = refunds_body) -> Answer:
-            return answer(200, json=c if "refund" not in request.url.path else r)
+            return answer(200, body=c if "refund" not in request.url.path else r)
 
         async with client_for(handler) as client:
             provider = provider_for(name, client)
@@ -436,7 +436,7 @@ async def test_a_lookup_that_cannot_tell_is_unavailable(name: str, body: Any, re
 @pytest.mark.parametrize("name", ["stripe", "paypal"])
 @pytest.mark.parametrize("status", [400, 404, 422])
 async def test_a_refused_lookup_is_unavailable_never_declined(name: str, status: int) -> None:
-    async with client_for(lambda _: answer(status, json={"error": {"message": "bad query"}})) as client:
+    async with client_for(lambda _: answer(status, body={"error": {"message": "bad query"}})) as client:
         with pytest.raises(ProviderUnavailable, match=f"HTTP {status}") as error:
             await provider_for(name, client).find_charge(charge())
     assert not isinstance(error.value, ProviderDeclined) and error.value.ambiguous is False
