@@ -28,7 +28,7 @@ from adapters.postgres.health import check_migrations, ping_database
 from adapters.postgres.in_flight import PgInFlight
 from adapters.postgres.lease import PgLease
 from adapters.postgres.ledger import PgLedgerAudit
-from adapters.postgres.notifications import PgNotifications
+from adapters.postgres.notifications import RELAY_LEAD, PgNotifications
 from adapters.postgres.outbox_feed import PgOutboxFeed
 from adapters.postgres.pool import create_pool
 from adapters.postgres.replica import PgReads, PgReplica
@@ -274,7 +274,8 @@ async def bootstrap(settings: Settings, database_url: str, redis_url: str, *, ro
         turns=LocalLocks(TURNS_PER_ACCOUNT), locks=RedisLocks(client), rate_limiter=limiter, resolver=SystemResolver(),
         metrics=metrics,
         audit=PgLedgerAudit(pool), outbox_feed=PgOutboxFeed(pool),
-        outbox_notifications=PgNotifications(database_url, "outbox"), lease=PgLease(pool), in_flight=PgInFlight(pool),
+        outbox_notifications=PgNotifications(database_url, "outbox", lead=RELAY_LEAD), lease=PgLease(pool),
+        in_flight=PgInFlight(pool),
         due_deliveries=PgDueDeliveries(pool), secret_box=box, sealed_secrets=PgSealedSecrets(pool, box),
         queue=DramatiqTaskQueue(own_broker),
         providers=_providers(settings, metrics, client),

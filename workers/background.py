@@ -67,7 +67,9 @@ async def relay_forever(services: Services, policy: DeliveryPolicy, stop: asynci
             await first(stop, seconds=episode.failed(error))
             continue
         episode.succeeded()
-        await first(notified.event, stop, seconds=POLL_INTERVAL)
+        # One relay of all the workers' leads and answers notifications; the others poll, in case it cannot keep up
+        # or is gone (they try to lead on each round: a stopped leader's lock ends with its connection).
+        await first(*((notified.event, stop) if notified.leading else (stop,)), seconds=POLL_INTERVAL)
 
 
 async def first(*events: asyncio.Event, seconds: float) -> None:

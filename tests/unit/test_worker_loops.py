@@ -45,8 +45,9 @@ class FailingFirst:
 class Notifications:
     """LISTEN that always works (the real one is exercised by the e2e suites)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, leading: bool = True) -> None:
         self.event = asyncio.Event()
+        self.leading = leading
 
     async def listen(self) -> None:
         return None
@@ -117,6 +118,30 @@ async def test_a_wake_up_claims_until_a_batch_comes_back_short_and_not_once_more
         await _until(lambda: len(inner.published) == RELAY_BATCH + 8)
         await asyncio.sleep(0.1)
         assert feed.claims == 3  # a full batch, then the short rest
+    finally:
+        stop.set()
+        await asyncio.wait_for(relay, 10)
+
+
+async def test_a_relay_that_does_not_lead_ignores_notifications_and_polls() -> None:
+    store, tenant_id, now = InMemoryStore(), new_id(), datetime.now(UTC)
+    inner = InMemoryOutboxFeed(store)
+    feed, notifications = FailingFirst(inner, []), Notifications(leading=False)
+    services: Any = SimpleNamespace(outbox_notifications=notifications, outbox_feed=feed, queue=InMemoryTaskQueue(),
+                                    uow_factory=store, clock=InMemoryClock(), metrics=None)
+    stop = asyncio.Event()
+    relay = asyncio.create_task(relay_forever(services, DeliveryPolicy(), stop))
+    try:
+        await _until(lambda: feed.claims == 1)  # the first round claims (nothing yet)
+        async with store() as uow:
+            uow.outbox.add(OutboxMessage.new(tenant_id=tenant_id, topic="account.created", aggregate_id=new_id(),
+                                             payload={}, correlation_id=None, at=now))
+        started = asyncio.get_running_loop().time()
+        notifications.event.set()  # another relay leads and answers it
+        await asyncio.sleep(0.3)
+        assert feed.claims == 1 and inner.published == set()
+        await _until(lambda: len(inner.published) == 1)  # the poll, a second after the first round
+        assert asyncio.get_running_loop().time() - started > 0.5
     finally:
         stop.set()
         await asyncio.wait_for(relay, 10)
