@@ -71,13 +71,12 @@ async def fan_out_events(messages: Sequence[OutboxMessage], *, audience: Audienc
     it would in `dispatch_event`); every event's deliveries are written in one transaction (an event fanned out
     before gets none again); the new ones, held for the lease (the caller enqueues them; the scheduler sends
     any it lost)."""
-    subscriptions = listeners
-    if not subscriptions:
+    if not listeners:
         return []
     now = audience.clock.now()
     deliveries = []
     for message in messages:
-        listening = [s for s in subscriptions if s.tenant_id == message.tenant_id and s.hears(message.topic)]
+        listening = [s for s in listeners if s.tenant_id == message.tenant_id and s.hears(message.topic)]
         if listening:
             cmd = FanOut(tenant_id=message.tenant_id, event_id=message.id, event_type=message.topic,
                          created_at=timestamp(message.created_at) or "", data={"object": message.payload},
