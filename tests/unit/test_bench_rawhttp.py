@@ -1,0 +1,111 @@
+"""bench/rawhttp.py, the payments benchmark's HTTP client: what it sends, what it reads, when it reuses a
+connection. A client that misread an answer or mixed two answers up would make the benchmark count wrongly."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(scope="module")
+def rawhttp() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_rawhttp", ROOT / "bench" / "rawhttp.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Server:
+    """Answers each request with its own method, path, headers and body as JSON; `close_after` requests on a
+    connection, it says `Connection: close` and closes; `chunked` answers chunked."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.close_after = 0
+        self.chunked = False
+        self.port = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")
+                headers = dict(line.split(": ", 1) for line in lines[1:] if line)
+                body = await reader.readexactly(int(headers.get("Content-Length", "0")))
+                served += 1
+                last = served == self.close_after
+                answer = json.dumps({"request": lines[0], "headers": headers, "body": body.decode()}).encode()
+                framing = (b"Transfer-Encoding: chunked\r\n" if self.chunked
+                           else b"Content-Length: %d\r\n" % len(answer))
+                writer.write(b"HTTP/1.1 201 Created\r\n" + framing + (b"Connection: close\r\n" if last else b"")
+                             + b"\r\n" + answer)
+                await writer.drain()
+                if last:
+                    break
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    serving = Server()
+    listener = await asyncio.start_server(serving.handle, "127.0.0.1", 0)
+    serving.port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield serving
+
+
+async def test_posts_json_with_the_fixed_and_the_given_headers_over_one_kept_connection(
+        rawhttp: ModuleType, server: Server) -> None:
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}", headers={"Authorization": "Bearer k"}) as http:
+        answers = [await http.post("/api/v1/payments", json={"n": n}, headers={"Idempotency-Key": f"key-{n}"})
+                   for n in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 201] and server.connections == 1
+    for n, answer in enumerate(answers):
+        seen = answer.json()
+        assert seen["request"] == "POST /api/v1/payments HTTP/1.1"
+        assert seen["headers"]["Authorization"] == "Bearer k" and seen["headers"]["Idempotency-Key"] == f"key-{n}"
+        assert seen["headers"]["Content-Type"] == "application/json"
+        assert json.loads(seen["body"]) == {"n": n} and answer.text == answer.content.decode()
+
+
+async def test_concurrent_requests_get_their_own_connections_and_answers(rawhttp: ModuleType,
+                                                                        server: Server) -> None:
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
+        answers = await asyncio.gather(*(http.post("/p", json={"n": n}) for n in range(5)))
+        assert [json.loads(a.json()["body"])["n"] for a in answers] == list(range(5))
+        assert server.connections == 5
+        await asyncio.gather(*(http.post("/p", json={}) for _ in range(5)))  # the five idle ones, reused
+    assert server.connections == 5
+
+
+async def test_a_connection_the_server_closes_is_not_reused(rawhttp: ModuleType, server: Server) -> None:
+    server.close_after = 1
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
+        for _ in range(3):
+            assert (await http.post("/p", json={})).status_code == 201
+    assert server.connections == 3
+
+
+async def test_an_answer_it_cannot_frame_is_an_error_not_a_misread(rawhttp: ModuleType, server: Server) -> None:
+    server.chunked = True
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
+        with pytest.raises(ValueError, match="chunked"):
+            await http.post("/p", json={})
+    with pytest.raises(ValueError, match="plain http"):
+        rawhttp.RawHttp("https://127.0.0.1:1")
