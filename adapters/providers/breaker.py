@@ -23,6 +23,9 @@ from core.providers import (
 )
 from core.reconciliation import Settled
 
+#: Seconds a process trusts its last read of a shared circuit (`BreakerProvider`).
+SHARED_REFRESH = 0.25
+
 P = ParamSpec("P")
 T = TypeVar("T")
 R = TypeVar("R")
@@ -187,6 +190,10 @@ class BreakerProvider:
     breaker that is closed here refuses as if open (its process's window never saw the failures). Once the shared
     circuit's time is up every process may call again (the one that opened it sends its probe); the first to
     open again re-opens it for all.
+
+    A read of the shared circuit is trusted for `shared_refresh` seconds (`SHARED_REFRESH`): a breaker learns
+    that another process opened or closed the circuit at most that late, and its process reads Redis a few times
+    a second, not once a call (one Redis round trip of about five a payment; issue 12).
     """
 
     def __init__(
@@ -198,6 +205,7 @@ class BreakerProvider:
         recovery_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedCircuit | None = None,
+        shared_refresh: float = SHARED_REFRESH,
     ) -> None:
         self.name: str = inner.name
         self._inner = inner
@@ -207,6 +215,8 @@ class BreakerProvider:
         )
         self._recovery, self._clock, self._shared = recovery_timeout, clock, shared
         self._shared_open_until = 0.0  # on `clock`: the shared circuit as last read, while this breaker is closed
+        self._shared_refresh = shared_refresh
+        self._shared_read_until = float("-inf")  # on `clock`: until when that read is trusted
 
     @property
     def state(self) -> str:
@@ -250,9 +260,11 @@ class BreakerProvider:
 
     async def _call(self, method: Callable[[R], Awaitable[T]], request: R) -> T:
         if self._shared is not None and self._breaker.state == STATE_CLOSED:
-            remaining = await self._shared.open_for()
-            self._shared_open_until = self._clock() + remaining if remaining > 0 else 0.0
-            if remaining > 0:
+            if (now := self._clock()) >= self._shared_read_until:
+                remaining = await self._shared.open_for()
+                self._shared_open_until = now + remaining if remaining > 0 else 0.0
+                self._shared_read_until = now + self._shared_refresh
+            if (remaining := self._shared_open_until - now) > 0:
                 raise CircuitOpen(f"circuit open for provider {self.name} (opened by another process)",
                                   retry_after=remaining)
         generation = self._breaker.generation
@@ -271,5 +283,7 @@ class BreakerProvider:
         assert self._shared is not None
         if self._breaker.state == STATE_CLOSED:
             await self._shared.close()
+            self._shared_open_until = 0.0  # closed by this process: trusted as read now
+            self._shared_read_until = self._clock() + self._shared_refresh
         else:
             await self._shared.trip(self._recovery)

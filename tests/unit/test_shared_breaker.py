@@ -7,7 +7,7 @@ import contextlib
 import pytest
 
 from adapters.memory.circuit import InMemoryCircuit
-from adapters.providers.breaker import BreakerProvider
+from adapters.providers.breaker import SHARED_REFRESH, BreakerProvider
 from core.providers import CircuitOpen, ProviderResult, ProviderUnavailable
 from tests.fakes import FakeMonotonic
 from tests.unit.test_breaker import RECOVERY, ScriptedProvider, charge_request
@@ -62,6 +62,46 @@ async def test_a_breaker_opening_on_its_own_window_opens_the_shared_circuit_whoe
     for _ in range(3):
         await second.call("down")
     assert second.breaker.state == "open" and await circuit.open_for() == RECOVERY
+    clock.advance(SHARED_REFRESH)  # the first's last read of the shared circuit (closed) is no longer trusted
     with pytest.raises(CircuitOpen):
         await first.breaker.charge(charge_request())
     assert first.inner.calls == 1
+
+
+class CountingCircuit(InMemoryCircuit):
+    """An in-memory circuit that counts the reads (each a Redis round trip in production)."""
+
+    reads = 0
+
+    async def open_for(self) -> float:
+        self.reads += 1
+        return await super().open_for()
+
+
+async def test_a_read_of_the_shared_circuit_is_trusted_for_the_refresh_then_read_again() -> None:
+    clock = FakeMonotonic()
+    circuit = CountingCircuit(clock)
+    first, second = Process(clock, circuit), Process(clock, circuit)
+    for _ in range(3):
+        await first.call("ok")
+    assert circuit.reads == 1 and first.inner.calls == 3  # one read served three calls
+    for _ in range(4):
+        await second.call("down")  # the second's window opens it, and the shared circuit (one read: its first)
+    assert circuit.reads == 2
+    await first.call("ok")  # read closed a moment ago: the provider is still called
+    assert first.inner.calls == 4 and circuit.reads == 2
+    clock.advance(SHARED_REFRESH)
+    with pytest.raises(CircuitOpen):  # read again: open
+        await first.breaker.charge(charge_request())
+    assert first.inner.calls == 4 and circuit.reads == 3
+    clock.advance(SHARED_REFRESH / 2)
+    with pytest.raises(CircuitOpen):  # an open read is trusted too, the refusal's wait counted from it
+        await first.breaker.charge(charge_request())
+    assert circuit.reads == 3
+    clock.advance(RECOVERY)
+    await second.call("ok")  # its probe (its own breaker is half open: no read) closes it, for everyone
+    assert second.breaker.state == "closed" and circuit.reads == 3
+    await second.call("ok")  # closed by itself just now: trusted without a read
+    assert circuit.reads == 3
+    assert await first.breaker.charge(charge_request()) == ProviderResult("ref-5")  # its read is stale: read
+    assert circuit.reads == 4
