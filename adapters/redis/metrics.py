@@ -2,13 +2,16 @@
 deliveries; the API reads them back as Prometheus families when `/metrics` is scraped.
 
 Every writer is one round trip and never raises: metrics must not fail a payment. A Redis error is logged
-at debug level and the sample is lost.
+at debug level and the sample is lost. Provider calls and breaker states are written behind: summed in memory
+and written together `flush_delay` seconds after the first of them (one round trip for a worker's calls of that
+moment, not one a call: issue 12); `aclose` writes what is left, and a worker killed loses at most that moment's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -39,10 +42,16 @@ class RedisMetrics:
     and the scrape's each go to one node.
     """
 
-    def __init__(self, client: AsyncRedis, *, prefix: str = "payments:{metrics}:", timeout: float = 0.5) -> None:
+    def __init__(self, client: AsyncRedis, *, prefix: str = "payments:{metrics}:", timeout: float = 0.5,
+                 flush_delay: float = 0.1) -> None:
         self._redis = client
         self._prefix = prefix
         self._timeout = timeout
+        self._flush_delay = flush_delay
+        self._counts: Counter[tuple[str, str]] = Counter()  # (hash, field): increment, not yet written
+        self._seconds: dict[str, float] = {}  # provider call series: seconds to add, not yet written
+        self._breakers: dict[str, int] = {}  # provider: the latest breaker state, not yet written
+        self._flusher: asyncio.Task[None] | None = None
 
     def _key(self, name: str) -> str:
         return self._prefix + name
@@ -50,21 +59,53 @@ class RedisMetrics:
     async def provider_call(
         self, provider: str, operation: str, outcome: str, seconds: float, *, breaker: str | None = None,
     ) -> None:
-        """One provider call's outcome and latency; `breaker` (a state) is reported in the same round trip."""
+        """One provider call's outcome and latency, and `breaker` (a state): written behind (`flush`)."""
         series = _SEP.join((provider, operation, outcome))
         bucket = bisect.bisect_left(LATENCY_BUCKETS, seconds)  # index len(LATENCY_BUCKETS) is +Inf
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hincrby(self._key("provider_calls"), series, 1)
-        pipe.hincrbyfloat(self._key("provider_call_seconds"), series, seconds)
-        pipe.hincrby(self._key("provider_call_buckets"), f"{series}{_SEP}{bucket}", 1)
+        self._counts["provider_calls", series] += 1
+        self._counts["provider_call_buckets", f"{series}{_SEP}{bucket}"] += 1
+        self._seconds[series] = self._seconds.get(series, 0.0) + seconds
         if breaker is not None:
-            pipe.hset(self._key("breaker_state"), provider, BREAKER_STATES.get(breaker, 0))
-        await self._quietly(pipe.execute(), "provider call")
+            self._breakers[provider] = BREAKER_STATES.get(breaker, 0)
+        self._flush_soon()
 
     async def breaker_state(self, provider: str, state: str) -> None:
-        """The provider's breaker state as this worker sees it: `closed`, `half_open` or `open`."""
-        await self._quietly(self._redis.hset(self._key("breaker_state"), provider, BREAKER_STATES.get(state, 0)),
-                            "breaker state")
+        """The provider's breaker state as this worker sees it: `closed`, `half_open` or `open` (written behind)."""
+        self._breakers[provider] = BREAKER_STATES.get(state, 0)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later(), name="metrics flush")
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(self._flush_delay)
+        finally:
+            self._flusher = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write the provider calls and breaker states recorded since the last flush, in one round trip."""
+        counts, seconds, breakers = self._counts, self._seconds, self._breakers
+        if not (counts or breakers):
+            return
+        self._counts, self._seconds, self._breakers = Counter(), {}, {}
+        pipe = self._redis.pipeline(transaction=False)
+        for (name, field), increment in counts.items():
+            pipe.hincrby(self._key(name), field, increment)
+        for series, total in seconds.items():
+            pipe.hincrbyfloat(self._key("provider_call_seconds"), series, total)
+        for provider, state in breakers.items():
+            pipe.hset(self._key("breaker_state"), provider, state)
+        await self._quietly(pipe.execute(), "batch of provider calls")
+
+    async def aclose(self) -> None:
+        """Write what is still held (a worker stopping: at most `flush_delay` more); its owner closes the client."""
+        if (flusher := self._flusher) is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        await self.flush()
 
     async def published(self, messages: Sequence[OutboxMessage]) -> None:
         """The `EventMetrics` port: the final payments among the relay's committed batch, in one round trip. The

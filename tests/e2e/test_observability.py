@@ -114,7 +114,9 @@ async def test_metrics_of_the_api_and_of_the_worker(admin_database_url: str, tmp
         deadline = asyncio.get_running_loop().time() + 30
         while not (_value(samples := _scrape(api), "payments", "payments_total", type="external_payment",
                           status="completed")
-                   and _value(samples, "webhook_deliveries", "webhook_deliveries_total", outcome="succeeded")):
+                   and _value(samples, "webhook_deliveries", "webhook_deliveries_total", outcome="succeeded")
+                   and _value(samples, "provider_calls", "provider_calls_total", provider="stripe",
+                              operation="charge", outcome="succeeded")):  # written behind, 0.1 s after the call
             assert asyncio.get_running_loop().time() < deadline, f"payments_total never counted the payment: " \
                 f"{samples.get('payments')}"
             await asyncio.sleep(0.1)

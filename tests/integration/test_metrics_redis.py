@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -60,6 +61,7 @@ async def test_round_trip(client: aioredis.Redis) -> None:
         await metrics.webhook_deliveries(["retrying"])
         await metrics.webhook_deliveries(["succeeded", "failed", "succeeded", "retrying"])  # a batch's, one pipeline
         await metrics.webhook_deliveries([])
+        await metrics.aclose()  # the provider calls and breaker states are written behind: write them now
 
         parsed = _parse(await metrics.families(["stripe", "paypal", "adyen"]))
     finally:
@@ -94,9 +96,43 @@ async def test_writers_never_raise_and_the_reader_keeps_every_family_when_redis_
         await metrics.published([_event("payment.completed", {"payment_type": "external_payment"})])
         await metrics.webhook_deliveries(["failed"])
         await metrics.webhook_deliveries(["failed", "succeeded"])
+        await metrics.aclose()
         parsed = _parse(await metrics.families(["stripe", "paypal"]))
     finally:
         await down.aclose()
     assert set(parsed) == {"provider_calls", "provider_call_duration_seconds", "circuit_breaker_state", "payments",
                            "webhook_deliveries"}
     assert {s[1]["provider"]: s[2] for s in parsed["circuit_breaker_state"]} == {"stripe": 0, "paypal": 0}
+
+
+async def test_provider_calls_are_written_behind_together_a_moment_after_the_first(client: aioredis.Redis) -> None:
+    prefix = f"test:metrics:{secrets.token_hex(4)}:"
+    metrics = RedisMetrics(client, prefix=prefix, flush_delay=0.3)
+    sent: list[int] = []
+    execute = client.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        sent.append(1)
+        return execute(*args, **kwargs)
+
+    client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    try:
+        for _ in range(5):
+            await metrics.provider_call("stripe", "charge", "succeeded", 0.02, breaker="closed")
+        await metrics.provider_call("stripe", "charge", "declined", 0.5, breaker="half_open")
+        assert not await client.exists(f"{prefix}provider_calls") and sent == []  # held for the moment
+        await asyncio.sleep(0.6)
+        assert sent == [1]  # written by itself, once, for the six calls
+        assert await client.hgetall(f"{prefix}provider_calls") == {b"stripe|charge|succeeded": b"5",
+                                                                   b"stripe|charge|declined": b"1"}
+        seconds = float(await client.hget(f"{prefix}provider_call_seconds", "stripe|charge|succeeded") or 0)
+        assert seconds == pytest.approx(0.1)
+        assert int(await client.hget(f"{prefix}breaker_state", "stripe") or -1) == 1  # the latest state
+        await metrics.provider_call("paypal", "charge", "succeeded", 0.01)
+        await metrics.aclose()  # a stopping worker writes what it holds, at once
+        assert sent == [1, 1] and await client.hget(f"{prefix}provider_calls", "paypal|charge|succeeded") == b"1"
+    finally:
+        client.pipeline = execute  # type: ignore[method-assign]
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)

@@ -72,6 +72,7 @@ async def test_the_adapters_run_on_a_cluster(client: AsyncRedis, cluster: Cluste
                           correlation_id=None, created_at=datetime.now(UTC))
     await metrics.published([event, event])
     await metrics.provider_call("stripe", "charge", "succeeded", 0.02, breaker="closed")
+    await metrics.aclose()  # written behind: now
     families = {family.name: family for family in await metrics.families(["stripe"])}
     assert [s.value for s in families["payments"].samples if s.name == "payments_total"] == [2.0]
     assert [s.value for s in families["provider_calls"].samples if s.name == "provider_calls_total"] == [1.0]
