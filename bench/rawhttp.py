@@ -5,8 +5,8 @@ flight: 62 % of the generator's samples, `_assign_requests_to_connections` and `
 and the generator shares the machine's two cores with what it measures. This client does only what the
 benchmarks need, as bench/aioload.py does for the transfer load: one request at a time per connection, idle
 connections reused, `Content-Length` bodies (the API sends no other kind to these requests), and the same
-`post(path, json=..., headers=...)` call and answer (`status_code`, `json()`, `text`) as httpx's, so
-`payments.send` takes either.
+`post(path, json=..., headers=...)` and `request(method, path, json=..., headers=...)` calls and answer
+(`status_code`, `json()`, `text`) as httpx's, so `payments.send` and the soak take either.
 
     async with RawHttp("http://127.0.0.1:8000", headers={"Authorization": "Bearer ..."}) as http:
         answer = await http.post("/api/v1/payments", json={...}, headers={"Idempotency-Key": "..."})
@@ -60,9 +60,15 @@ class RawHttp:
             writer.close()
 
     async def post(self, path: str, *, json: Any = None, headers: dict[str, str] | None = None) -> RawAnswer:
-        body = jsonlib.dumps(json, separators=(",", ":")).encode()
+        return await self.request("POST", path, json=json, headers=headers)
+
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      headers: dict[str, str] | None = None) -> RawAnswer:
+        """`method path` with `json` as its body (none if None), on an idle connection or a new one."""
+        body = b"" if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
         extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-        request = (f"POST {path} HTTP/1.1\r\n{self._head}{extra}Content-Type: application/json\r\n"
+        typed = "Content-Type: application/json\r\n" if json is not None else ""
+        request = (f"{method} {path} HTTP/1.1\r\n{self._head}{extra}{typed}"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         reader, writer = self._idle.pop() if self._idle else await asyncio.open_connection(self._host, self._port)
         try:

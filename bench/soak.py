@@ -267,13 +267,9 @@ async def one(http: Any, load: Load, op: str) -> None:
 
 async def closed_loop(load: Load, clients: int, seconds: float) -> float:
     """Answered requests per second with `clients` clients sending the mix back to back."""
-    import httpx
-
     load.started = time.monotonic()
     deadline = load.started + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=load.base_url, timeout=30, trust_env=False, limits=limits,
-                                 headers={"Authorization": f"Bearer {load.key}"}) as http:
+    async with pay.RawHttp(load.base_url, timeout=30, headers={"Authorization": f"Bearer {load.key}"}) as http:
         async def client() -> None:
             while time.monotonic() < deadline:
                 await one(http, load, load.pick())
@@ -285,11 +281,7 @@ async def closed_loop(load: Load, clients: int, seconds: float) -> float:
 async def open_loop(load: Load, rate: float, seconds: float, max_outstanding: int,
                     on_tick: Any, tick_seconds: float) -> None:
     """The mix at `rate` requests/s for `seconds`, on schedule; `on_tick(elapsed)` every `tick_seconds`."""
-    import httpx
-
-    limits = httpx.Limits(max_connections=max_outstanding, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=load.base_url, timeout=30, trust_env=False, limits=limits,
-                                 headers={"Authorization": f"Bearer {load.key}"}) as http:
+    async with pay.RawHttp(load.base_url, timeout=30, headers={"Authorization": f"Bearer {load.key}"}) as http:
         load.started = time.monotonic()
         outstanding: set[asyncio.Task[None]] = set()
         sent = 0

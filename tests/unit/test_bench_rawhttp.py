@@ -84,6 +84,13 @@ async def test_posts_json_with_the_fixed_and_the_given_headers_over_one_kept_con
         assert json.loads(seen["body"]) == {"n": n} and answer.text == answer.content.decode()
 
 
+async def test_any_method_and_no_body(rawhttp: ModuleType, server: Server) -> None:
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
+        seen = (await http.request("GET", "/api/v1/payments/1")).json()
+    assert seen["request"] == "GET /api/v1/payments/1 HTTP/1.1" and seen["body"] == ""
+    assert seen["headers"]["Content-Length"] == "0" and "Content-Type" not in seen["headers"]
+
+
 async def test_concurrent_requests_get_their_own_connections_and_answers(rawhttp: ModuleType,
                                                                         server: Server) -> None:
     async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
