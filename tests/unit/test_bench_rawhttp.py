@@ -4,26 +4,20 @@ connection. A client that misread an answer or mixed two answers up would make t
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench_modules import load_bench
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture(scope="module")
 def rawhttp() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_rawhttp", ROOT / "bench" / "rawhttp.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("rawhttp")
 
 
 class Server:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pytest
 
@@ -29,10 +30,15 @@ class Process:
             await self.breaker.charge(charge_request())
 
 
-async def test_one_breaker_opening_opens_the_others_and_its_probe_closes_them() -> None:
+def two_processes(circuit: type[InMemoryCircuit] = InMemoryCircuit) -> tuple[FakeMonotonic, Any, Process, Process]:
+    """A clock, a circuit on it, and two processes sharing both."""
     clock = FakeMonotonic()
-    circuit = InMemoryCircuit(clock)
-    first, second = Process(clock, circuit), Process(clock, circuit)
+    shared = circuit(clock)
+    return clock, shared, Process(clock, shared), Process(clock, shared)
+
+
+async def test_one_breaker_opening_opens_the_others_and_its_probe_closes_them() -> None:
+    clock, _, first, second = two_processes()
     for _ in range(4):
         await first.call("down")
     assert first.breaker.state == "open"
@@ -53,9 +59,7 @@ async def test_one_breaker_opening_opens_the_others_and_its_probe_closes_them() 
 
 
 async def test_a_breaker_opening_on_its_own_window_opens_the_shared_circuit_whoever_opened_it_before() -> None:
-    clock = FakeMonotonic()
-    circuit = InMemoryCircuit(clock)
-    first, second = Process(clock, circuit), Process(clock, circuit)
+    clock, circuit, first, second = two_processes()
     await first.call("down")
     await second.call("down")
     assert await circuit.open_for() == 0  # neither window is full yet
@@ -79,9 +83,7 @@ class CountingCircuit(InMemoryCircuit):
 
 
 async def test_a_read_of_the_shared_circuit_is_trusted_for_the_refresh_then_read_again() -> None:
-    clock = FakeMonotonic()
-    circuit = CountingCircuit(clock)
-    first, second = Process(clock, circuit), Process(clock, circuit)
+    clock, circuit, first, second = two_processes(CountingCircuit)
     for _ in range(3):
         await first.call("ok")
     assert circuit.reads == 1 and first.inner.calls == 3  # one read served three calls

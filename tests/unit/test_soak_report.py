@@ -3,34 +3,22 @@ summary: docs/benchmarks.md quotes their verdicts, so a wrong baseline or a miss
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up while they are built
-    spec.loader.exec_module(module)
-    return module
+from tests.bench_modules import load_bench
 
 
 @pytest.fixture(scope="module")
 def soak() -> ModuleType:
-    return load("bench_soak", ROOT / "bench" / "soak.py")
+    return load_bench("soak")
 
 
 @pytest.fixture(scope="module")
 def run() -> ModuleType:
-    return load("bench_run_mixed", ROOT / "bench" / "run.py")
+    return load_bench("run", "bench_run_mixed")
 
 
 def test_growth_ignores_the_warm_up_and_compares_medians_of_the_first_and_last_samples(soak: ModuleType) -> None:
