@@ -4,9 +4,10 @@ httpx spends most of a benchmark generator's CPU in its connection pool (a profi
 flight: 62 % of the generator's samples, `_assign_requests_to_connections` and `has_expired` on every request),
 and the generator shares the machine's two cores with what it measures. This client does only what the
 benchmarks need, as bench/aioload.py does for the transfer load: one request at a time per connection, idle
-connections reused, `Content-Length` bodies (the API sends no other kind to these requests), and the same
-`post(path, json=..., headers=...)` and `request(method, path, json=..., headers=...)` calls and answer
-(`status_code`, `json()`, `text`) as httpx's, so `payments.send` and the soak take either.
+connections reused (one the server closed meanwhile is dropped, or the request sent again on a fresh one if
+the close is seen only as no answer), `Content-Length` bodies (the API sends no other kind to these requests),
+and the same `post(path, json=..., headers=...)` and `request(method, path, json=..., headers=...)` calls and
+answer (`status_code`, `json()`, `text`) as httpx's, so `payments.send` and the soak take either.
 
     async with RawHttp("http://127.0.0.1:8000", headers={"Authorization": "Bearer ..."}) as http:
         answer = await http.post("/api/v1/payments", json={...}, headers={"Idempotency-Key": "..."})
@@ -70,7 +71,22 @@ class RawHttp:
         typed = "Content-Type: application/json\r\n" if json is not None else ""
         request = (f"{method} {path} HTTP/1.1\r\n{self._head}{extra}{typed}"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-        reader, writer = self._idle.pop() if self._idle else await asyncio.open_connection(self._host, self._port)
+        while self._idle:
+            reader, writer = self._idle.pop()
+            if not reader.at_eof():
+                try:
+                    return await self._exchange(reader, writer, request)
+                except (asyncio.IncompleteReadError, ConnectionError) as error:
+                    if isinstance(error, asyncio.IncompleteReadError) and error.partial:
+                        raise
+                    # The server closed this idle connection as it was reused, before any answer (as httpx
+                    # does, the request goes once more on a fresh one; it carries its Idempotency-Key).
+                    break
+            writer.close()  # closed by the server while it was idle
+        return await self._exchange(*await asyncio.open_connection(self._host, self._port), request)
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        request: bytes) -> RawAnswer:
         try:
             writer.write(request)
             answer, keep = await asyncio.wait_for(_read_answer(reader), timeout=self._timeout)

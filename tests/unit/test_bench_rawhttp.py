@@ -28,6 +28,8 @@ class Server:
         self.connections = 0
         self.close_after = 0
         self.chunked = False
+        self.silent_close_after = 0  # answers this many on a connection, then closes it unannounced
+        self.drop_request = 0  # the request of this number on a connection is read, then the connection closed
         self.port = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -40,6 +42,8 @@ class Server:
                 headers = dict(line.split(": ", 1) for line in lines[1:] if line)
                 body = await reader.readexactly(int(headers.get("Content-Length", "0")))
                 served += 1
+                if served == self.drop_request:
+                    break
                 last = served == self.close_after
                 answer = json.dumps({"request": lines[0], "headers": headers, "body": body.decode()}).encode()
                 framing = (b"Transfer-Encoding: chunked\r\n" if self.chunked
@@ -47,7 +51,7 @@ class Server:
                 writer.write(b"HTTP/1.1 201 Created\r\n" + framing + (b"Connection: close\r\n" if last else b"")
                              + b"\r\n" + answer)
                 await writer.drain()
-                if last:
+                if last or served == self.silent_close_after:
                     break
         except asyncio.IncompleteReadError:
             pass
@@ -100,6 +104,30 @@ async def test_a_connection_the_server_closes_is_not_reused(rawhttp: ModuleType,
     async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
         for _ in range(3):
             assert (await http.post("/p", json={})).status_code == 201
+    assert server.connections == 3
+
+
+async def test_an_idle_connection_the_server_closed_is_not_used(rawhttp: ModuleType, server: Server) -> None:
+    server.silent_close_after = 1  # as a keep-alive timeout does, without a word
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
+        for _ in range(3):
+            assert (await http.post("/p", json={})).status_code == 201
+            await asyncio.sleep(0.05)  # the close reaches the client
+    assert server.connections == 3
+
+
+async def test_a_reused_connection_closed_before_any_answer_sends_again_once_on_a_fresh_one(
+        rawhttp: ModuleType, server: Server) -> None:
+    server.drop_request = 2  # the second request on a connection meets the server's close
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
+        assert (await http.post("/p", json={"n": 1})).status_code == 201
+        again = await http.post("/p", json={"n": 2})
+        assert again.status_code == 201 and json.loads(again.json()["body"]) == {"n": 2}
+        assert server.connections == 2
+    server.drop_request = 1
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
+        with pytest.raises(asyncio.IncompleteReadError):  # a fresh connection that fails is an error: no retry
+            await http.post("/p", json={"n": 3})
     assert server.connections == 3
 
 
