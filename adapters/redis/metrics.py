@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -51,7 +50,9 @@ class RedisMetrics:
         self._counts: Counter[tuple[str, str]] = Counter()  # (hash, field): increment, not yet written
         self._seconds: dict[str, float] = {}  # provider call series: seconds to add, not yet written
         self._breakers: dict[str, int] = {}  # provider: the latest breaker state, not yet written
-        self._flusher: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None  # the flush scheduled, while it waits for its moment
+        self._flushes: set[asyncio.Task[None]] = set()  # every flush task not yet done (held until it is)
+        self._writing = asyncio.Lock()
 
     def _key(self, name: str) -> str:
         return self._prefix + name
@@ -77,34 +78,40 @@ class RedisMetrics:
     def _flush_soon(self) -> None:
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_later(), name="metrics flush")
+            self._flushes.add(self._flusher)
+            self._flusher.add_done_callback(self._flushes.discard)
 
     async def _flush_later(self) -> None:
-        try:
-            await asyncio.sleep(self._flush_delay)
-        finally:
-            self._flusher = None
+        await asyncio.sleep(self._flush_delay)
+        self._flusher = None  # what is recorded from now on schedules the next flush
         await self.flush()
 
     async def flush(self) -> None:
-        """Write the provider calls and breaker states recorded since the last flush, in one round trip."""
-        counts, seconds, breakers = self._counts, self._seconds, self._breakers
-        if not (counts or breakers):
-            return
-        self._counts, self._seconds, self._breakers = Counter(), {}, {}
-        pipe = self._redis.pipeline(transaction=False)
-        for (name, field), increment in counts.items():
-            pipe.hincrby(self._key(name), field, increment)
-        for series, total in seconds.items():
-            pipe.hincrbyfloat(self._key("provider_call_seconds"), series, total)
-        for provider, state in breakers.items():
-            pipe.hset(self._key("breaker_state"), provider, state)
-        await self._quietly(pipe.execute(), "batch of provider calls")
+        """Write the provider calls and breaker states recorded since the last flush, in one round trip. One
+        flush at a time, each taking what was recorded until it starts, so a breaker state never overtakes a
+        newer one."""
+        async with self._writing:
+            counts, seconds, breakers = self._counts, self._seconds, self._breakers
+            if not (counts or breakers):
+                return
+            self._counts, self._seconds, self._breakers = Counter(), {}, {}
+            pipe = self._redis.pipeline(transaction=False)
+            for (name, field), increment in counts.items():
+                pipe.hincrby(self._key(name), field, increment)
+            for series, total in seconds.items():
+                pipe.hincrbyfloat(self._key("provider_call_seconds"), series, total)
+            for provider, state in breakers.items():
+                pipe.hset(self._key("breaker_state"), provider, state)
+            await self._quietly(pipe.execute(), "batch of provider calls")
 
     async def aclose(self) -> None:
-        """Write what is still held (a worker stopping: at most `flush_delay` more); its owner closes the client."""
-        if (flusher := self._flusher) is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+        """Write what is still held, now (a worker stopping), after any write under way; its owner then closes
+        the client. Cancelling the caller cancels this wait, not the writes."""
+        if (sleeping := self._flusher) is not None:
+            self._flusher = None
+            sleeping.cancel()  # its samples are written below, without waiting out the delay
+        if self._flushes:
+            await asyncio.wait(set(self._flushes))
         await self.flush()
 
     async def published(self, messages: Sequence[OutboxMessage]) -> None:

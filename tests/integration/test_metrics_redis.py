@@ -136,3 +136,35 @@ async def test_provider_calls_are_written_behind_together_a_moment_after_the_fir
         keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
         if keys:
             await client.delete(*keys)
+
+
+async def test_closing_waits_for_a_write_under_way_and_a_cancelled_close_is_cancelled(client: aioredis.Redis) -> None:
+    prefix = f"test:metrics:{secrets.token_hex(4)}:"
+    metrics = RedisMetrics(client, prefix=prefix, flush_delay=0.05)
+    pipeline = client.pipeline
+
+    def slow_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def slowly() -> Any:
+            await asyncio.sleep(0.3)  # within the writers' 0.5 s timeout
+            return await execute()
+
+        pipe.execute = slowly  # type: ignore[method-assign]
+        return pipe
+
+    client.pipeline = slow_pipeline  # type: ignore[method-assign]
+    try:
+        await metrics.provider_call("stripe", "charge", "succeeded", 0.02)
+        await asyncio.sleep(0.2)  # the flush is writing now (slowly)
+        with pytest.raises(TimeoutError):  # a close that times out is not swallowed, nor is the write lost
+            async with asyncio.timeout(0.05):
+                await metrics.aclose()
+        await metrics.aclose()  # waits for the write under way
+        assert await client.hget(f"{prefix}provider_calls", "stripe|charge|succeeded") == b"1"
+    finally:
+        client.pipeline = pipeline  # type: ignore[method-assign]
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
