@@ -261,9 +261,9 @@ class BreakerProvider:
     async def _call(self, method: Callable[[R], Awaitable[T]], request: R) -> T:
         if self._shared is not None and self._breaker.state == STATE_CLOSED:
             if (now := self._clock()) >= self._shared_read_until:
+                self._shared_read_until = now + self._shared_refresh  # the calls meanwhile use the last read
                 remaining = await self._shared.open_for()
                 self._shared_open_until = now + remaining if remaining > 0 else 0.0
-                self._shared_read_until = now + self._shared_refresh
             if (remaining := self._shared_open_until - now) > 0:
                 raise CircuitOpen(f"circuit open for provider {self.name} (opened by another process)",
                                   retry_after=remaining)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -79,6 +80,7 @@ class CountingCircuit(InMemoryCircuit):
 
     async def open_for(self) -> float:
         self.reads += 1
+        await asyncio.sleep(0)  # a round trip: other calls run meanwhile
         return await super().open_for()
 
 
@@ -107,3 +109,6 @@ async def test_a_read_of_the_shared_circuit_is_trusted_for_the_refresh_then_read
     assert circuit.reads == 3
     assert await first.breaker.charge(charge_request()) == ProviderResult("ref-5")  # its read is stale: read
     assert circuit.reads == 4
+    clock.advance(SHARED_REFRESH)
+    await asyncio.gather(*(first.call("ok") for _ in range(3)))  # calls that meet a stale read share one read
+    assert circuit.reads == 5 and first.inner.calls == 8
