@@ -76,10 +76,8 @@ class RawHttp:
             if not reader.at_eof():
                 try:
                     return await self._exchange(reader, writer, request)
-                except (asyncio.IncompleteReadError, ConnectionError) as error:
-                    if isinstance(error, asyncio.IncompleteReadError) and error.partial:
-                        raise
-                    # The server closed this idle connection as it was reused, before any answer (as httpx
+                except Unanswered:
+                    # The server closed this idle connection as it was reused, before a byte of answer (as httpx
                     # does, the request goes once more on a fresh one; it carries its Idempotency-Key).
                     break
             writer.close()  # closed by the server while it was idle
@@ -100,19 +98,34 @@ class RawHttp:
         return answer
 
 
+class Unanswered(ConnectionError):
+    """The connection closed before a byte of the answer arrived."""
+
+
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[RawAnswer, bool]:
     """The answer on `reader`, and whether its connection may carry the next request."""
-    head = await reader.readuntil(b"\r\n\r\n")
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError) as error:
+        if isinstance(error, asyncio.IncompleteReadError) and error.partial:
+            raise
+        raise Unanswered(f"the connection closed before any answer: {error!r}") from error
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
-    length, keep = 0, lines[0].startswith(b"HTTP/1.1")
+    length: int | None = None
+    keep = lines[0].startswith(b"HTTP/1.1")
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name, value = name.strip().lower(), value.strip().lower()
         if name == b"content-length":
             length = int(value)
         elif name == b"connection":
-            keep = value == b"keep-alive" or (keep and value != b"close")
+            options = {option.strip() for option in value.split(b",")}
+            keep = b"close" not in options and (keep or b"keep-alive" in options)
         elif name == b"transfer-encoding" and value != b"identity":
             raise ValueError(f"RawHttp reads Content-Length answers only, not {value.decode()!r}")
+    if length is None:
+        if not (status < 200 or status in (204, 304)):  # these have no body; any other needs its length here
+            raise ValueError(f"RawHttp reads Content-Length answers only; this {status} has none")
+        length = 0
     return RawAnswer(status, await reader.readexactly(length) if length else b""), keep

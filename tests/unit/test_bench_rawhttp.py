@@ -26,8 +26,9 @@ class Server:
 
     def __init__(self) -> None:
         self.connections = 0
+        self.requests = 0
         self.close_after = 0
-        self.chunked = False
+        self.framing = "length"  # or "chunked"; "none": no framing header; "cut": a length, then a close
         self.silent_close_after = 0  # answers this many on a connection, then closes it unannounced
         self.drop_request = 0  # the request of this number on a connection is read, then the connection closed
         self.port = 0
@@ -42,14 +43,18 @@ class Server:
                 headers = dict(line.split(": ", 1) for line in lines[1:] if line)
                 body = await reader.readexactly(int(headers.get("Content-Length", "0")))
                 served += 1
+                self.requests += 1
                 if served == self.drop_request:
                     break
                 last = served == self.close_after
                 answer = json.dumps({"request": lines[0], "headers": headers, "body": body.decode()}).encode()
-                framing = (b"Transfer-Encoding: chunked\r\n" if self.chunked
-                           else b"Content-Length: %d\r\n" % len(answer))
+                framing = {"chunked": b"Transfer-Encoding: chunked\r\n", "none": b""}.get(
+                    self.framing, b"Content-Length: %d\r\n" % len(answer))
                 writer.write(b"HTTP/1.1 201 Created\r\n" + framing + (b"Connection: close\r\n" if last else b"")
-                             + b"\r\n" + answer)
+                             + b"\r\n")
+                if self.framing == "cut":
+                    break
+                writer.write(answer)
                 await writer.drain()
                 if last or served == self.silent_close_after:
                     break
@@ -107,13 +112,13 @@ async def test_a_connection_the_server_closes_is_not_reused(rawhttp: ModuleType,
     assert server.connections == 3
 
 
-async def test_an_idle_connection_the_server_closed_is_not_used(rawhttp: ModuleType, server: Server) -> None:
+async def test_an_idle_connection_the_server_closed_costs_no_error(rawhttp: ModuleType, server: Server) -> None:
     server.silent_close_after = 1  # as a keep-alive timeout does, without a word
     async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
         for _ in range(3):
             assert (await http.post("/p", json={})).status_code == 201
             await asyncio.sleep(0.05)  # the close reaches the client
-    assert server.connections == 3
+    assert server.connections == 3 and server.requests == 3
 
 
 async def test_a_reused_connection_closed_before_any_answer_sends_again_once_on_a_fresh_one(
@@ -126,15 +131,43 @@ async def test_a_reused_connection_closed_before_any_answer_sends_again_once_on_
         assert server.connections == 2
     server.drop_request = 1
     async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
-        with pytest.raises(asyncio.IncompleteReadError):  # a fresh connection that fails is an error: no retry
+        with pytest.raises(rawhttp.Unanswered):  # a fresh connection that fails is an error: no retry
             await http.post("/p", json={"n": 3})
-    assert server.connections == 3
+    assert server.connections == 3 and server.requests == 4  # two answered, two dropped
+
+
+async def test_an_answer_cut_after_its_head_is_an_error_not_sent_again(rawhttp: ModuleType, server: Server) -> None:
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
+        assert (await http.post("/p", json={})).status_code == 201
+        server.framing = "cut"
+        with pytest.raises(asyncio.IncompleteReadError):  # on the reused connection, yet the answer had begun
+            await http.post("/p", json={})
+    assert server.requests == 2
+
+
+@pytest.mark.parametrize(("status_line", "connection", "keep"), [
+    ("HTTP/1.1 201 Created", "", True), ("HTTP/1.1 201 Created", "close", False),
+    ("HTTP/1.1 201 Created", "keep-alive, close", False), ("HTTP/1.1 201 Created", "Keep-Alive", True),
+    ("HTTP/1.0 200 OK", "", False), ("HTTP/1.0 200 OK", "keep-alive", True),
+])
+async def test_whether_a_connection_is_kept(rawhttp: ModuleType, status_line: str, connection: str,
+                                            keep: bool) -> None:
+    reader = asyncio.StreamReader()
+    header = f"Connection: {connection}\r\n" if connection else ""
+    reader.feed_data(f"{status_line}\r\nContent-Length: 2\r\n{header}\r\n{{}}".encode())
+    reader.feed_eof()
+    answer, kept = await rawhttp._read_answer(reader)
+    assert (answer.status_code, answer.json(), kept) == (int(status_line.split()[1]), {}, keep)
 
 
 async def test_an_answer_it_cannot_frame_is_an_error_not_a_misread(rawhttp: ModuleType, server: Server) -> None:
-    server.chunked = True
+    server.framing = "chunked"
     async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
         with pytest.raises(ValueError, match="chunked"):
+            await http.post("/p", json={})
+    server.framing = "none"
+    async with rawhttp.RawHttp(f"http://127.0.0.1:{server.port}") as http:
+        with pytest.raises(ValueError, match="201 has none"):
             await http.post("/p", json={})
     with pytest.raises(ValueError, match="plain http"):
         rawhttp.RawHttp("https://127.0.0.1:1")
