@@ -225,7 +225,7 @@ class Services:
         """Close every connection, on the loop that opened them, and the broker if bootstrap made it."""
         closers: list[Callable[[], Any]] = [self.webhook_sender.aclose,
                                             *(each.aclose for each in self.providers.values()),  # type: ignore[attr-defined]
-                                            self.outbox_notifications.aclose,
+                                            self.metrics.aclose, self.outbox_notifications.aclose,
                                             *([self.replica.aclose] if self.replica else []),
                                             self.pool.close, self.redis.aclose]
         for close in closers:

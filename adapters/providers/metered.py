@@ -62,7 +62,6 @@ class MeteredProvider:
     async def aclose(self) -> None:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-        await self._metrics.aclose()  # the calls' samples still held (shared by the providers: twice is harmless)
         await self.inner.aclose()
 
     async def _call(self, operation: str, method: Callable[[R], Awaitable[T]], request: R) -> T:
