@@ -47,7 +47,7 @@ type: $(STAMP)
 	$(BIN)/mypy
 
 test: lint type
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit tests/contract
