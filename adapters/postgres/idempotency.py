@@ -13,7 +13,7 @@ import asyncpg
 
 from adapters.crypto import SecretBox
 from adapters.postgres.accounts import COLUMNS as ACCOUNT_COLUMNS
-from adapters.postgres.rows import UNNEST_FROM, Fragment, insert_arrays, insert_rows
+from adapters.postgres.rows import Fragment, insert_arrays
 from adapters.postgres.sealed_secrets import key_errors, response_context
 from adapters.postgres.session import PgSession
 from core.errors import IdempotencyRequestInProgress
@@ -123,14 +123,13 @@ class PgIdempotencyKeys:
         self._new.append(record)
 
     def flush(self) -> list[Fragment]:
-        """The records added, as one multi-row insert (a group commit adds one per request)."""
+        """The records added, as one insert (a group commit adds one per request)."""
         if not self._new:
             return []
         rows = [(r.request.tenant_id, r.request.key, r.request.fingerprint, r.response.status, *self._stored(r),
                  r.created_at, r.expires_at) for r in self._new]
-        if len(rows) >= UNNEST_FROM:  # one array per column: one prepared statement whatever the group's size
-            return [insert_arrays("idempotency_keys", KEY_COLUMNS, KEY_TYPES, rows)]
-        return [insert_rows("idempotency_keys", KEY_COLUMNS, rows)]
+        # one array per column: one prepared statement whatever the group's size
+        return [insert_arrays("idempotency_keys", KEY_COLUMNS, KEY_TYPES, rows)]
 
     def _stored(self, record: IdempotencyRecord) -> tuple[bytes, bool]:
         """The response body as stored, and whether it is sealed: sealed when it shows a signing secret."""

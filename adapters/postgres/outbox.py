@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from adapters.postgres.rows import UNNEST_FROM, Fragment, insert_arrays, insert_rows
+from adapters.postgres.rows import Fragment, insert_arrays
 from adapters.telemetry import trace_carrier
 from core.events import OutboxMessage
 
 COLUMNS = "id, tenant_id, topic, aggregate_id, payload, correlation_id, created_at, trace_context"
-#: The SQL types of COLUMNS, for many messages written as one array per column (a batch's).
+#: The SQL types of COLUMNS: the messages are written as one array per column.
 TYPES = ("uuid", "uuid", "text", "uuid", "jsonb", "text", "timestamptz", "jsonb")
 
 
@@ -27,6 +27,4 @@ class PgOutbox:
             return []
         rows = [(x.id, x.tenant_id, x.topic, x.aggregate_id, x.payload, x.correlation_id, x.created_at, carrier)
                 for x, carrier in self._new]
-        if len(rows) >= UNNEST_FROM:
-            return [insert_arrays("outbox", COLUMNS, TYPES, rows)]
-        return [insert_rows("outbox", COLUMNS, rows)]
+        return [insert_arrays("outbox", COLUMNS, TYPES, rows)]

@@ -1,9 +1,11 @@
-"""Rows and entities: records read into entities, and the multi-row VALUES statements composed into the
-one write of a unit of work.
+"""Rows and entities: records read into entities, and the statements composed into the one write of a unit
+of work.
 
-Columns are named as the fields of the entity they hold. Scalars encode cheaper in asyncpg than one array
-per column (`unnest`), and the handful of rows a unit of work writes makes the statement text vary little;
-each text is built once per shape.
+Columns are named as the fields of the entity they hold. A table whose columns' SQL types are given writes
+its rows as one array per column (`unnest`), whatever their number: the text of the write does not depend on
+how many rows a group commits, so the composed statements of a busy process are a handful of shapes, each
+prepared once. (With one multi-row `VALUES` per row count, the product of the counts of each table made dozens
+of shapes per connection: a prepare for each new one, and megabytes of cached plans in every backend.)
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def _update_sql(table: str, typed: Typed, count: int) -> str:
 
 
 def update_rows(table: str, typed: Typed, rows: Sequence[Sequence[Any]]) -> Fragment:
-    """Set columns by key (the first of `typed`, as (name, SQL type) pairs) for each row."""
+    """Set columns by key (the first of `typed`, as (name, SQL type) pairs) for each row, as multi-row `VALUES`
+    (one text per row count: the benchmark's raw floor; the unit of work updates with `update_entities`)."""
     return _update_sql(table, typed, len(rows)), [value for row in rows for value in row]
 
 
@@ -92,13 +95,20 @@ def _same(column: Sequence[Any], kind: str) -> bool:
     return kind != "json" and all(v is first or (type(v) is first_type and v == first) for v in column)
 
 
+#: From this many rows on (a batch's), a column whose value every row shares goes once; below, never, so that a
+#: group commit's small writes keep one shape whatever their values.
+FOLD_FROM = 32
+
+
 def insert_arrays(table: str, columns: str, types: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> Fragment:
     """`INSERT INTO table (columns) SELECT ... FROM unnest(...)`: one array per column, of the SQL `types`, but for
     a column whose value every row shares (a batch's tenant, instant, currency, correlation id, trace context,
-    empty metadata): that value goes once, as a scalar. Fewer values to encode (asyncpg checks and encodes each
-    element of an array one by one; a `jsonb` one is `json.dumps`ed each time) and fewer arrays to unnest."""
+    empty metadata): that value goes once, as a scalar, from `FOLD_FROM` rows on. Fewer values to encode (asyncpg
+    checks and encodes each element of an array one by one; a `jsonb` one is `json.dumps`ed each time) and fewer
+    arrays to unnest."""
     cols = list(zip(*rows, strict=True))
-    constant = tuple(_same(column, kind) for column, kind in zip(cols, types, strict=True))
+    fold = len(rows) >= FOLD_FROM
+    constant = tuple(fold and _same(column, kind) for column, kind in zip(cols, types, strict=True))
     if all(constant):  # unnest needs an array: keep the first column's
         constant = (False, *constant[1:])
     args = [column[0] if fixed else list(column) for column, fixed in zip(cols, constant, strict=True)]
@@ -109,22 +119,19 @@ def insert_entities(table: str, columns: str, entities: Collection[Any], value: 
                     types: tuple[str, ...] | None = None) -> list[Fragment]:
     """The insert of `entities` (none: no statement), each column's value read by `value(entity, name)`.
 
-    Given the columns' SQL `types`, as many rows as `UNNEST_FROM` or more go as one array per column: a
-    batch's hundreds of rows are then a short statement asyncpg prepares once, not one of thousands of
-    parameters (too long for its statement cache, so parsed and planned again every time).
+    Given the columns' SQL `types`, the rows go as one array per column: one short statement, prepared once,
+    whether a group writes one row or a batch thousands (as `VALUES`, those would be thousands of parameters,
+    too long for asyncpg's statement cache, so parsed and planned again every time). Without them (tables
+    written one row at a time, off the hot paths), as multi-row `VALUES`.
     """
     names = fields(columns)
     rows = [[value(e, name) for name in names] for e in entities]
-    if types is not None and len(rows) >= UNNEST_FROM:
+    if not rows:
+        return []
+    if types is not None:
         return [insert_arrays(table, columns, types, rows)]
     step = MAX_PARAMETERS // len(names)
     return [insert_rows(table, columns, rows[start:start + step]) for start in range(0, len(rows), step)]
-
-
-#: From this many rows on, an update sends one array per column (`unnest`): its text no longer depends on
-#: the row count, so a batch's many accounts (a count that varies from batch to batch) reuse one prepared
-#: statement instead of preparing a new one each time.
-UNNEST_FROM = 9
 
 
 @functools.lru_cache(maxsize=32)
@@ -137,11 +144,15 @@ def _update_arrays_sql(table: str, typed: Typed) -> str:
 
 
 def update_entities(table: str, typed: Typed, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
-    """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them."""
+    """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them; one
+    array per column, so that the statement's text does not depend on how many rows it updates. A table with a
+    column that is an array itself (a webhook subscription's events: unnest would flatten it) takes `VALUES`."""
     rows = [[value(e, name) for name, _ in typed] for e in entities]
-    if len(rows) >= UNNEST_FROM:
-        return [(_update_arrays_sql(table, typed), [list(column) for column in zip(*rows, strict=True)])]
-    return [update_rows(table, typed, rows)] if rows else []
+    if not rows:
+        return []
+    if any(kind.endswith("]") for _, kind in typed):
+        return [update_rows(table, typed, rows)]
+    return [(_update_arrays_sql(table, typed), [list(column) for column in zip(*rows, strict=True)])]
 
 
 def write_pending(

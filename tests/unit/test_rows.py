@@ -1,11 +1,18 @@
 """adapters.postgres.rows: the one write of a unit of work, split only where asyncpg's parameter limit
-requires it, and large updates sent as one array per column (a statement text that does not vary)."""
+requires it, and typed writes sent as one array per column (a statement text that does not vary)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from adapters.postgres.rows import MAX_PARAMETERS, UNNEST_FROM, insert_entities, statements, update_entities
+from adapters.postgres.rows import (
+    FOLD_FROM,
+    MAX_PARAMETERS,
+    insert_arrays,
+    insert_entities,
+    statements,
+    update_entities,
+)
 
 TYPED = (("id", "uuid"), ("balance", "bigint"))
 
@@ -29,26 +36,46 @@ def test_a_write_beyond_the_parameter_limit_is_split_in_order() -> None:
     assert written[-1][0].endswith("w1 AS (UPDATE u SET x = $24469)\nSELECT 1")
 
 
-def test_many_updated_rows_go_as_one_array_per_column() -> None:
-    few = update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n * 10) for n in range(UNNEST_FROM - 1)])
-    assert "VALUES" in few[0][0] and len(few[0][1]) == 2 * (UNNEST_FROM - 1)
+def test_updated_rows_go_as_one_array_per_column_whatever_their_number() -> None:
+    [(one, args)] = update_entities("accounts", TYPED, [SimpleNamespace(id=1, balance=10)])
+    assert args == [[1], [10]]
     [(sql, args)] = update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n * 10) for n in range(50)])
-    assert sql == ("UPDATE accounts t SET balance = v.balance FROM unnest($1::uuid[], $2::bigint[]) AS v(id, balance) "
-                   "WHERE t.id = v.id")
+    assert sql == one == ("UPDATE accounts t SET balance = v.balance FROM unnest($1::uuid[], $2::bigint[]) "
+                          "AS v(id, balance) WHERE t.id = v.id")
     assert args == [list(range(50)), [n * 10 for n in range(50)]]
     assert update_entities("accounts", TYPED, []) == []
+    nested = (("id", "uuid"), ("events", "text[]"))  # unnest would flatten an array of arrays: VALUES
+    subs = [SimpleNamespace(id=1, events=["a"]), SimpleNamespace(id=2, events=[])]
+    [(sql, args)] = update_entities("subs", nested, subs)
+    assert "VALUES ($1::uuid, $2::text[]), ($3, $4)" in sql and args == [1, ["a"], 2, []]
 
 
-def test_a_column_every_row_shares_goes_once_as_a_scalar() -> None:
-    from adapters.postgres.rows import insert_arrays
+def test_a_group_commit_writes_one_statement_text_whatever_its_size() -> None:
+    """The composed write of 1 to FOLD_FROM - 1 rows a table is one text: one prepare per shape of work, not one per
+    combination of row counts (each a plan cached in every backend)."""
+    def write(count: int) -> str:
+        rows = [SimpleNamespace(id=n, tenant="t1", meta={}) for n in range(count)]
+        fragments = [*insert_entities("t", "id, tenant, meta", rows, types=("uuid", "text", "jsonb")),
+                     *update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n) for n in range(count + 1)])]
+        [(sql, args)] = statements(fragments)
+        assert args[:3] == [list(range(count)), ["t1"] * count, [{}] * count]  # shared values are not folded
+        return sql
 
-    rows = [(n, "t1", {"a": 1}, {"b": n % 2}, {"c": 1}) for n in range(UNNEST_FROM)]
+    assert {write(count) for count in range(1, FOLD_FROM)} == {write(1)}
+    assert "VALUES" not in write(1)
+
+
+def test_from_fold_from_rows_a_column_every_row_shares_goes_once_as_a_scalar() -> None:
+    rows = [(n, "t1", {"a": 1}, {"b": n % 2}, {"c": 1}) for n in range(FOLD_FROM)]
     sql, args = insert_arrays("t", "id, tenant, meta, data, raw", ("uuid", "text", "jsonb", "jsonb", "json"), rows)
     assert sql == ("INSERT INTO t (id, tenant, meta, data, raw) SELECT u.c0, $2::text, $3::jsonb, u.c3, u.c4 "
                    "FROM unnest($1::uuid[], $4::jsonb[], $5::json[]) AS u(c0, c3, c4)")
-    assert args == [list(range(UNNEST_FROM)), "t1", {"a": 1}, [{"b": n % 2} for n in range(UNNEST_FROM)],
-                    [{"c": 1}] * UNNEST_FROM]  # json keeps its text as given: never folded
-    mixed = [(1, 0), (1, False)]  # equal values of another type are not the same value
-    assert insert_arrays("t", "a, b", ("bigint", "bigint"), mixed)[1] == [1, [0, False]]
-    assert insert_arrays("t", "a, b", ("bigint", "bigint"), [(1, 2)] * 3) == (
-        "INSERT INTO t (a, b) SELECT u.c0, $2::bigint FROM unnest($1::bigint[]) AS u(c0)", [[1, 1, 1], 2])
+    assert args == [list(range(FOLD_FROM)), "t1", {"a": 1}, [{"b": n % 2} for n in range(FOLD_FROM)],
+                    [{"c": 1}] * FOLD_FROM]  # json keeps its text as given: never folded
+    mixed = [(1, 0), (1, False)] * (FOLD_FROM // 2)  # equal values of another type are not the same value
+    assert insert_arrays("t", "a, b", ("bigint", "bigint"), mixed)[1] == [1, [0, False] * (FOLD_FROM // 2)]
+    assert insert_arrays("t", "a, b", ("bigint", "bigint"), [(1, 2)] * FOLD_FROM) == (
+        "INSERT INTO t (a, b) SELECT u.c0, $2::bigint FROM unnest($1::bigint[]) AS u(c0)", [[1] * FOLD_FROM, 2])
+    assert insert_arrays("t", "a, b", ("bigint", "bigint"), [(1, 2)] * (FOLD_FROM - 1)) == (
+        "INSERT INTO t (a, b) SELECT u.c0, u.c1 FROM unnest($1::bigint[], $2::bigint[]) AS u(c0, c1)",
+        [[1] * (FOLD_FROM - 1), [2] * (FOLD_FROM - 1)])
