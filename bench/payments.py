@@ -755,14 +755,15 @@ def raw_sql() -> dict[str, Any]:
     from core.hash_chain import entry_hash
     from core.idempotency import IdempotentRequest
 
-    return {"entry_hash": entry_hash, "shards": SYSTEM_SHARDS, "insert_rows": rows.insert_rows,
-            "update_rows": rows.update_rows, "compose": rows.compose,
+    return {"entry_hash": entry_hash, "shards": SYSTEM_SHARDS, "insert_arrays": rows.insert_arrays,
+            "update_entities": rows.update_entities, "compose": rows.compose,
             "lock_id": lambda tenant, key, fp: idempotency.lock_id(IdempotentRequest(tenant_id=tenant, key=key,
                                                                                        fingerprint=fp)),
             "claim": idempotency.CLAIM, "lock_accounts": accounts.LOCK, "lock_systems": accounts.LOCK_SYSTEMS,
-            "lock_payment": payments.LOCK, "update_payment": payments.UPDATE, "payment_columns": payments.COLUMNS,
-            "event_columns": payments.EVENT_COLUMNS, "entry_columns": ledger.COLUMNS,
-            "outbox_columns": outbox.COLUMNS, "insert_key": idempotency.INSERT_KEY}
+            "lock_payment": payments.LOCK, "update_payment": payments.UPDATE,
+            "payments": (payments.COLUMNS, payments.TYPES), "events": (payments.EVENT_COLUMNS, payments.EVENT_TYPES),
+            "entries": (ledger.COLUMNS, ledger.TYPES), "outbox": (outbox.COLUMNS, outbox.TYPES),
+            "keys": (idempotency.KEY_COLUMNS, idempotency.KEY_TYPES)}
 
 
 def payment_view(pid: uuid.UUID, source: uuid.UUID, provider: str, status: str, at: datetime,
@@ -786,12 +787,23 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
     updates, payment, event, two entries, outbox, idempotency record), COMMIT. Transaction 2 (worker
     `_begin`): lock the payment, UPDATE it to processing with its event and outbox row. Transaction 3
     (worker `_finish`): lock the payment, clearing and settlement, one composed write. 16 round trips."""
-    insert_rows, update_rows, compose = q["insert_rows"], q["update_rows"], q["compose"]
+    compose = q["compose"]
+
+    def insert(table: str, what: str, rows: list[Any]) -> tuple[str, list[Any]]:
+        """As the unit of work writes a table: one array per column."""
+        return q["insert_arrays"](table, *q[what], rows)
+
+    def update_accounts(rows: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+        [fragment] = q["update_entities"]("accounts", updated, [dict(zip(names, row, strict=True)) for row in rows],
+                                          dict.get)
+        return fragment
+
     key = uuid.uuid4().hex
     pid, now = uuid.uuid4(), datetime.now(UTC)
     correlation = uuid.uuid4().hex
     updated = (("id", "uuid"), ("balance", "bigint"), ("version", "bigint"), ("updated_at", "timestamptz"),
                ("last_entry_hash", "bytea"))
+    names = [name for name, _ in updated]
 
     def leg(row: Any, posting: uuid.UUID, amount: int, at: datetime) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         """The account's update and its entry, the entry chained from the account's last hash as core.ledger
@@ -814,16 +826,17 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
         (src_update, src_entry), (clearing_update, clearing_entry) = (
             leg(src, posting, -AMOUNT, now), leg(clearing, posting, AMOUNT, now))
         sql, params = compose([
-            update_rows("accounts", updated, [src_update, clearing_update]),
-            insert_rows("payments", q["payment_columns"], [[
+            update_accounts([src_update, clearing_update]),
+            insert("payments", "payments", [[
                 pid, tenant, "external_payment", "pending", source, None, AMOUNT, "USD", provider, None, 0, None, None,
                 None, {}, 0, 0, None, correlation, now, now, None]]),
-            insert_rows("payment_events", q["event_columns"], [[
+            insert("payment_events", "events", [[
                 uuid.uuid4(), tenant, pid, 0, "payment.created", snapshot("pending", now, False), correlation, now]]),
-            insert_rows("account_transactions", q["entry_columns"], [src_entry, clearing_entry]),
-            insert_rows("outbox", q["outbox_columns"], [
+            insert("account_transactions", "entries", [src_entry, clearing_entry]),
+            insert("outbox", "outbox", [
                 (uuid.uuid4(), tenant, "payment.created", pid, view, correlation, now, {})]),
-            (q["insert_key"], [tenant, key, fingerprint, 202, body, False, now, now + timedelta(hours=24)]),
+            insert("idempotency_keys", "keys",
+                   [(tenant, key, fingerprint, 202, body, False, now, now + timedelta(hours=24))]),
         ])
         await conn.execute(sql, *params)
     now = datetime.now(UTC)
@@ -831,10 +844,10 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
         await conn.fetchrow(q["lock_payment"], tenant, pid)
         sql, params = compose([
             (q["update_payment"], [[v] for v in (pid, 0, "processing", None, 0, None, 1, 0, None, now, None, None)]),
-            insert_rows("payment_events", q["event_columns"], [[
+            insert("payment_events", "events", [[
                 uuid.uuid4(), tenant, pid, 1, "payment.processing", snapshot("processing", now, False), correlation,
                 now]]),
-            insert_rows("outbox", q["outbox_columns"], [
+            insert("outbox", "outbox", [
                 (uuid.uuid4(), tenant, "payment.processing", pid,
                  payment_view(pid, source, provider, "processing", now, None), correlation, now, {})]),
         ])
@@ -848,13 +861,13 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
         (clearing_update, clearing_entry), (settled_update, settled_entry) = (
             leg(clearing, posting, -AMOUNT, now), leg(settled, posting, AMOUNT, now))
         sql, params = compose([
-            update_rows("accounts", updated, [clearing_update, settled_update]),
+            update_accounts([clearing_update, settled_update]),
             (q["update_payment"], [[v] for v in (pid, 1, "completed", "pi_raw", 0, None, 2, 1, None, now, now, None)]),
-            insert_rows("payment_events", q["event_columns"], [[
+            insert("payment_events", "events", [[
                 uuid.uuid4(), tenant, pid, 2, "payment.completed", snapshot("completed", now, True), correlation,
                 now]]),
-            insert_rows("account_transactions", q["entry_columns"], [clearing_entry, settled_entry]),
-            insert_rows("outbox", q["outbox_columns"], [
+            insert("account_transactions", "entries", [clearing_entry, settled_entry]),
+            insert("outbox", "outbox", [
                 (uuid.uuid4(), tenant, "payment.completed", pid,
                  payment_view(pid, source, provider, "completed", now, now), correlation, now, {})]),
         ])

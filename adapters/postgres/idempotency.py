@@ -57,8 +57,6 @@ DELETE_EXPIRED = "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2
 
 KEY_COLUMNS = "tenant_id, key, fingerprint, status_code, response_body, response_sealed, created_at, expires_at"
 KEY_TYPES = ("uuid", "text", "bytea", "integer", "bytea", "boolean", "timestamptz", "timestamptz")
-#: One record's insert, as `flush` writes a lone record (bench/payments.py replays it raw).
-INSERT_KEY = f"INSERT INTO idempotency_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 
 
 def lock_id(request: IdempotentRequest) -> int:

@@ -10,9 +10,11 @@ of shapes per connection: a prepare for each new one, and megabytes of cached pl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import asyncpg
@@ -70,7 +72,7 @@ def _update_sql(table: str, typed: Typed, count: int) -> str:
 
 def update_rows(table: str, typed: Typed, rows: Sequence[Sequence[Any]]) -> Fragment:
     """Set columns by key (the first of `typed`, as (name, SQL type) pairs) for each row, as multi-row `VALUES`
-    (one text per row count: the benchmark's raw floor; the unit of work updates with `update_entities`)."""
+    (one text per row count: `update_entities` takes it only for rows `unnest` would flatten)."""
     return _update_sql(table, typed, len(rows)), [value for row in rows for value in row]
 
 
@@ -95,19 +97,39 @@ def _same(column: Sequence[Any], kind: str) -> bool:
     return kind != "json" and all(v is first or (type(v) is first_type and v == first) for v in column)
 
 
-#: From this many rows on (a batch's), a column whose value every row shares goes once; below, never, so that a
-#: group commit's small writes keep one shape whatever their values.
-FOLD_FROM = 32
+_FOLD: ContextVar[bool] = ContextVar("fold", default=False)
+
+
+@contextlib.contextmanager
+def folding(on: bool) -> Iterator[None]:
+    """Within it, `insert_arrays` sends a column every row shares once (`on`: the unit of work composing a
+    batch's write, hundreds of rows sharing their tenant, instant and currency). Outside, never: a group commit's
+    write then keeps one text whatever values its requests carry."""
+    token = _FOLD.set(on)
+    try:
+        yield
+    finally:
+        _FOLD.reset(token)
+
+
+def _nested(types: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
+    """Whether a column holds arrays (SQL `text[]`, or a JSON array in a `json`/`jsonb` column, which asyncpg would
+    encode as a dimension of the array): `unnest` would flatten them, so those rows go as `VALUES`."""
+    return any(kind.endswith("]") or (kind in ("json", "jsonb") and any(isinstance(row[c], list | tuple)
+                                                                          for row in rows))
+               for c, kind in enumerate(types))
 
 
 def insert_arrays(table: str, columns: str, types: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> Fragment:
     """`INSERT INTO table (columns) SELECT ... FROM unnest(...)`: one array per column, of the SQL `types`, but for
     a column whose value every row shares (a batch's tenant, instant, currency, correlation id, trace context,
-    empty metadata): that value goes once, as a scalar, from `FOLD_FROM` rows on. Fewer values to encode (asyncpg
-    checks and encodes each element of an array one by one; a `jsonb` one is `json.dumps`ed each time) and fewer
-    arrays to unnest."""
+    empty metadata): that value goes once, as a scalar, in a batch's write (`folding`). Fewer values to encode
+    (asyncpg checks and encodes each element of an array one by one; a `jsonb` one is `json.dumps`ed each time)
+    and fewer arrays to unnest. Rows with a column of arrays (`_nested`) go as `VALUES`."""
+    if _nested(types, rows):
+        return insert_rows(table, columns, rows)
     cols = list(zip(*rows, strict=True))
-    fold = len(rows) >= FOLD_FROM
+    fold = _FOLD.get()
     constant = tuple(fold and _same(column, kind) for column, kind in zip(cols, types, strict=True))
     if all(constant):  # unnest needs an array: keep the first column's
         constant = (False, *constant[1:])
@@ -145,12 +167,12 @@ def _update_arrays_sql(table: str, typed: Typed) -> str:
 
 def update_entities(table: str, typed: Typed, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
     """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them; one
-    array per column, so that the statement's text does not depend on how many rows it updates. A table with a
-    column that is an array itself (a webhook subscription's events: unnest would flatten it) takes `VALUES`."""
+    array per column, so that the statement's text does not depend on how many rows it updates. Rows with a
+    column of arrays (a webhook subscription's events, its previous secrets: `_nested`) go as `VALUES`."""
     rows = [[value(e, name) for name, _ in typed] for e in entities]
     if not rows:
         return []
-    if any(kind.endswith("]") for _, kind in typed):
+    if _nested([kind for _, kind in typed], rows):
         return [update_rows(table, typed, rows)]
     return [(_update_arrays_sql(table, typed), [list(column) for column in zip(*rows, strict=True)])]
 

@@ -29,7 +29,7 @@ from adapters.postgres.payments import PgPayments
 from adapters.postgres.pool import translate_errors
 from adapters.postgres.reconciliations import PgReconciliations
 from adapters.postgres.refunds import PgRefunds
-from adapters.postgres.rows import statements
+from adapters.postgres.rows import folding, statements
 from adapters.postgres.session import PgSession
 from adapters.postgres.tenants import PgTenants
 from adapters.postgres.webhooks import PgWebhooks
@@ -149,12 +149,14 @@ class PgUnitOfWork:
     async def _commit(self) -> None:
         """Write everything buffered in one statement (a few for the largest batches), then COMMIT. Without a
         transaction (optimistic), one statement commits by itself, and several get a transaction of their own."""
-        fragments = [
-            *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(), *self.refunds.flush(),
-            *self.holds.flush(),
-            *self.ledger.flush(), *self.outbox.flush(), *self.idempotency.flush(), *self.dead_letters.flush(),
-            *self.webhooks.flush(), *self.reconciliations.flush(), *self.batches.flush(),
-        ]
+        batches = self.batches.flush()
+        with folding(bool(batches)):  # a batch's hundreds of rows: their shared values go once
+            fragments = [
+                *self.tenants.flush(), *self.accounts.flush(), *self.payments.flush(), *self.refunds.flush(),
+                *self.holds.flush(),
+                *self.ledger.flush(), *self.outbox.flush(), *self.idempotency.flush(), *self.dead_letters.flush(),
+                *self.webhooks.flush(), *self.reconciliations.flush(), *batches,
+            ]
         try:
             with translate_errors():
                 writes = statements(fragments)

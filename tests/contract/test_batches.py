@@ -64,7 +64,7 @@ async def test_a_batch_added_in_a_unit_of_work_that_rolls_back_is_not_stored(uow
 
 
 async def test_a_thousand_transfer_batch_commits_whole(uow_factory, clock, audit, probe, tenant) -> None:
-    # 12 accounts, updated with one array per column; 1,000 legs, past rows.FOLD_FROM
+    # 12 accounts, updated with one array per column; 1,000 legs, their shared values folded (rows.folding)
     accounts = [(await open_account(uow_factory, clock, tenant.id, 100_000, user_id=f"u{i}")).id for i in range(12)]
     rng = random.Random(7)
     legs = [(s, d, rng.randint(1, 50)) for s, d in (rng.sample(accounts, 2) for _ in range(1_000))]

@@ -166,6 +166,50 @@ async def test_saving_a_stale_read_is_a_concurrency_conflict(uow_factory, clock,
     assert [e.type for e in events] == ["payment.created", "payment.cancelled"]
 
 
+async def test_many_payments_saved_in_one_unit_of_work_each_get_their_own_change(uow_factory, clock, tenant) -> None:
+    account = await open_account(uow_factory, clock, tenant.id)
+    made = [payment(tenant.id, account.id, at=T1) for _ in range(3)]
+    for one in made:
+        await add(uow_factory, one)
+    async with uow_factory() as uow:
+        locked = [await uow.payments.lock(tenant.id, one.id) for one in made]
+        locked[0].transition(PaymentStatus.PROCESSING, T1 + timedelta(seconds=1))
+        locked[1].transition(PaymentStatus.PROCESSING, T1 + timedelta(seconds=1))
+        locked[1].complete("pi_2", T1 + timedelta(seconds=2))
+        locked[2].attempts = 4
+        locked[2].transition(PaymentStatus.CANCELLED, T1 + timedelta(seconds=3))
+        for one in locked:
+            uow.payments.save(one)
+    async with uow_factory() as uow:
+        stored = [await uow.payments.get(tenant.id, one.id) for one in made]
+    assert [(p.status, p.version, p.attempts, p.provider_reference, p.updated_at) for p in stored] == [
+        (PaymentStatus.PROCESSING, 1, 0, None, T1 + timedelta(seconds=1)),
+        (PaymentStatus.COMPLETED, 2, 0, "pi_2", T1 + timedelta(seconds=2)),
+        (PaymentStatus.CANCELLED, 1, 4, None, T1 + timedelta(seconds=3))]
+
+
+async def test_a_stale_payment_saved_beside_a_fresh_one_fails_both(uow_factory, clock, tenant) -> None:
+    account = await open_account(uow_factory, clock, tenant.id)
+    fresh, contested = payment(tenant.id, account.id, at=T1), payment(tenant.id, account.id, at=T1)
+    await add(uow_factory, fresh)
+    await add(uow_factory, contested)
+    with pytest.raises(ConcurrencyConflict):
+        async with uow_factory() as first:
+            mine = await first.payments.lock(tenant.id, fresh.id)
+            stale = await first.payments.get(tenant.id, contested.id)  # read, not locked
+            async with uow_factory() as second:
+                winner = await second.payments.get(tenant.id, contested.id)
+                winner.transition(PaymentStatus.CANCELLED, T1 + timedelta(seconds=1))
+                second.payments.save(winner)
+            for one in (mine, stale):
+                one.transition(PaymentStatus.PROCESSING, T1 + timedelta(seconds=2))
+                first.payments.save(one)
+    async with uow_factory() as uow:
+        assert (await uow.payments.get(tenant.id, fresh.id)).status == PaymentStatus.PENDING  # all or nothing
+        assert (await uow.payments.get(tenant.id, contested.id)).status == PaymentStatus.CANCELLED
+        assert [e.type for e in await uow.payments.events(tenant.id, fresh.id)] == ["payment.created"]
+
+
 async def test_lock_holds_off_a_second_writer_until_the_first_ends(
     uow_factory, clock, tenant, backend, services,
 ) -> None:

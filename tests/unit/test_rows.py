@@ -6,8 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from adapters.postgres.rows import (
-    FOLD_FROM,
     MAX_PARAMETERS,
+    folding,
     insert_arrays,
     insert_entities,
     statements,
@@ -50,32 +50,44 @@ def test_updated_rows_go_as_one_array_per_column_whatever_their_number() -> None
     assert "VALUES ($1::uuid, $2::text[]), ($3, $4)" in sql and args == [1, ["a"], 2, []]
 
 
-def test_a_group_commit_writes_one_statement_text_whatever_its_size() -> None:
-    """The composed write of 1 to FOLD_FROM - 1 rows a table is one text: one prepare per shape of work, not one per
-    combination of row counts (each a plan cached in every backend)."""
-    def write(count: int) -> str:
-        rows = [SimpleNamespace(id=n, tenant="t1", meta={}) for n in range(count)]
+def test_a_group_commit_writes_one_statement_text_whatever_its_size_and_values() -> None:
+    """The composed write of any number of rows a table is one text, whatever values they share: one prepare per
+    kind of work, not one per combination of row counts and shared columns (each a plan cached in every backend)."""
+    def write(count: int, tenants: int = 1) -> str:
+        rows = [SimpleNamespace(id=n, tenant=f"t{n % tenants}", meta={}) for n in range(count)]
         fragments = [*insert_entities("t", "id, tenant, meta", rows, types=("uuid", "text", "jsonb")),
                      *update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n) for n in range(count + 1)])]
         [(sql, args)] = statements(fragments)
-        assert args[:3] == [list(range(count)), ["t1"] * count, [{}] * count]  # shared values are not folded
+        assert args[:3] == [list(range(count)), [f"t{n % tenants}" for n in range(count)], [{}] * count]
         return sql
 
-    assert {write(count) for count in range(1, FOLD_FROM)} == {write(1)}
+    texts = {write(count, tenants) for count in (1, 2, 7, 9, 31, 32, 64, 200) for tenants in (1, 2)}
+    assert texts == {write(1)}
     assert "VALUES" not in write(1)
 
 
-def test_from_fold_from_rows_a_column_every_row_shares_goes_once_as_a_scalar() -> None:
-    rows = [(n, "t1", {"a": 1}, {"b": n % 2}, {"c": 1}) for n in range(FOLD_FROM)]
-    sql, args = insert_arrays("t", "id, tenant, meta, data, raw", ("uuid", "text", "jsonb", "jsonb", "json"), rows)
+def test_in_a_batch_s_write_a_column_every_row_shares_goes_once_as_a_scalar() -> None:
+    rows = [(n, "t1", {"a": 1}, {"b": n % 2}, {"c": 1}) for n in range(3)]
+    with folding(True):
+        sql, args = insert_arrays("t", "id, tenant, meta, data, raw", ("uuid", "text", "jsonb", "jsonb", "json"), rows)
+        mixed = insert_arrays("t", "a, b", ("bigint", "bigint"), [(1, 0), (1, False)])
+        same = insert_arrays("t", "a, b", ("bigint", "bigint"), [(1, 2)] * 3)
     assert sql == ("INSERT INTO t (id, tenant, meta, data, raw) SELECT u.c0, $2::text, $3::jsonb, u.c3, u.c4 "
                    "FROM unnest($1::uuid[], $4::jsonb[], $5::json[]) AS u(c0, c3, c4)")
-    assert args == [list(range(FOLD_FROM)), "t1", {"a": 1}, [{"b": n % 2} for n in range(FOLD_FROM)],
-                    [{"c": 1}] * FOLD_FROM]  # json keeps its text as given: never folded
-    mixed = [(1, 0), (1, False)] * (FOLD_FROM // 2)  # equal values of another type are not the same value
-    assert insert_arrays("t", "a, b", ("bigint", "bigint"), mixed)[1] == [1, [0, False] * (FOLD_FROM // 2)]
-    assert insert_arrays("t", "a, b", ("bigint", "bigint"), [(1, 2)] * FOLD_FROM) == (
-        "INSERT INTO t (a, b) SELECT u.c0, $2::bigint FROM unnest($1::bigint[]) AS u(c0)", [[1] * FOLD_FROM, 2])
-    assert insert_arrays("t", "a, b", ("bigint", "bigint"), [(1, 2)] * (FOLD_FROM - 1)) == (
+    assert args == [[0, 1, 2], "t1", {"a": 1}, [{"b": 0}, {"b": 1}, {"b": 0}],
+                    [{"c": 1}] * 3]  # json keeps its text as given: never folded
+    assert mixed[1] == [1, [0, False]]  # equal values of another type are not the same value
+    assert same == ("INSERT INTO t (a, b) SELECT u.c0, $2::bigint FROM unnest($1::bigint[]) AS u(c0)", [[1, 1, 1], 2])
+    assert insert_arrays("t", "a, b", ("bigint", "bigint"), [(1, 2)] * 300) == (  # outside a batch: never
         "INSERT INTO t (a, b) SELECT u.c0, u.c1 FROM unnest($1::bigint[], $2::bigint[]) AS u(c0, c1)",
-        [[1] * (FOLD_FROM - 1), [2] * (FOLD_FROM - 1)])
+        [[1] * 300, [2] * 300])
+
+
+def test_rows_with_a_json_array_in_a_jsonb_column_go_as_values_not_flattened() -> None:
+    """asyncpg would take a list inside a `jsonb[]` array for a dimension of it: `[{"x": 1}]` stored as `{"x": 1}`."""
+    rows = [(1, [{"x": 1}]), (2, {"y": 2})]
+    sql, args = insert_arrays("t", "id, secrets", ("uuid", "jsonb"), rows)
+    assert sql == "INSERT INTO t (id, secrets) VALUES ($1, $2), ($3, $4)" and args == [1, [{"x": 1}], 2, {"y": 2}]
+    [(sql, args)] = update_entities("t", (("id", "uuid"), ("secrets", "jsonb")),
+                                    [SimpleNamespace(id=1, secrets=[]), SimpleNamespace(id=2, secrets={})])
+    assert "VALUES ($1::uuid, $2::jsonb), ($3, $4)" in sql and args == [1, [], 2, {}]
