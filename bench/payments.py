@@ -843,7 +843,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
     async with conn.transaction():
         await conn.fetchrow(q["lock_payment"], tenant, pid)
         sql, params = compose([
-            (q["update_payment"], [[v] for v in (pid, 0, "processing", None, 0, None, 1, 0, None, now, None, None)]),
+            (q["update_payment"], [pid, 0, "processing", None, 0, None, 1, 0, None, now, None, None]),
             insert("payment_events", "events", [[
                 uuid.uuid4(), tenant, pid, 1, "payment.processing", snapshot("processing", now, False), correlation,
                 now]]),
@@ -862,7 +862,7 @@ async def raw_payment(conn: Any, q: dict[str, Any], tenant: uuid.UUID, source: u
             leg(clearing, posting, -AMOUNT, now), leg(settled, posting, AMOUNT, now))
         sql, params = compose([
             update_accounts([clearing_update, settled_update]),
-            (q["update_payment"], [[v] for v in (pid, 1, "completed", "pi_raw", 0, None, 2, 1, None, now, now, None)]),
+            (q["update_payment"], [pid, 1, "completed", "pi_raw", 0, None, 2, 1, None, now, now, None]),
             insert("payment_events", "events", [[
                 uuid.uuid4(), tenant, pid, 2, "payment.completed", snapshot("completed", now, True), correlation,
                 now]]),

@@ -35,19 +35,17 @@ ORDER BY created_at DESC, id DESC LIMIT $10"""
 #: `<> '{}'` repeats so that the planner may use it; transfers without metadata never enter the index.
 LIST_BY_METADATA = LIST.replace("\nORDER BY", "\n  AND metadata <> '{}'::jsonb AND metadata @> $11::jsonb\nORDER BY")
 
-# The version check: a row is written only if nobody wrote it since it was read. Every change
+# The version check: the row is written only if nobody wrote it since it was read. Every change
 # records an event whose sequence is the new version, so a lost race also collides on the
 # (payment_id, sequence) key, which the unit of work reports as a ConcurrencyConflict.
-# All the payments a unit of work changed, in one statement: one array per column, one text whatever their number.
-UPDATE = """UPDATE payments t SET status = v.status, provider_reference = v.provider_reference,
-    refunded_amount = v.refunded_amount, failure_reason = v.failure_reason, version = v.version,
-    attempts = v.attempts, next_attempt_at = v.next_attempt_at, updated_at = v.updated_at,
-    completed_at = v.completed_at, failure_code = v.failure_code
-FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[],
-            $8::integer[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::text[])
-    AS v(id, stored_version, status, provider_reference, refunded_amount, failure_reason, version, attempts,
-         next_attempt_at, updated_at, completed_at, failure_code)
-WHERE t.id = v.id AND t.version = v.stored_version"""
+# One statement a payment, by primary key: its plan probes the index whatever the table's size was when it was
+# made (a join to `VALUES` or `unnest` hash-joins a scan of the table when planned while it was small, and keeps
+# doing so as it grows: 25 ms to update 1 payment of 10,000, measured).
+UPDATE = """UPDATE payments SET status = $3, provider_reference = $4, refunded_amount = $5, failure_reason = $6,
+    version = $7, attempts = $8, next_attempt_at = $9, updated_at = $10, completed_at = $11, failure_code = $12
+WHERE id = $1 AND version = $2"""
+#: A padding statement: NULL matches no payment.
+_NOTHING = [None] * 12
 
 #: The SQL types of COLUMNS, for many rows written as one array per column.
 TYPES = ("uuid", "uuid", "text", "text", "uuid", "uuid", "bigint", "text", "text", "text", "bigint", "text", "text",
@@ -97,9 +95,12 @@ class PgPayments:
         new, dirty = self._pending.new.values(), self._pending.dirty.values()
         if any(not p.events for p in dirty):
             raise ValueError("every change of a payment records an event (its version check)")
-        rows = [(p.id, p.stored_version, p.status, p.provider_reference, p.refunded_amount, p.failure_reason,
-                 p.version, p.attempts, p.next_attempt_at, p.updated_at, p.completed_at, p.failure_code) for p in dirty]
-        updates = [(UPDATE, [list(column) for column in zip(*rows, strict=True)])] if rows else []
+        updates: builtins.list[Fragment] = [
+            (UPDATE, [p.id, p.stored_version, p.status, p.provider_reference, p.refunded_amount, p.failure_reason,
+                      p.version, p.attempts, p.next_attempt_at, p.updated_at, p.completed_at, p.failure_code])
+            for p in dirty]
+        if updates:  # padded up to a power of two: a worker group's write is one of a handful of texts
+            updates += [(UPDATE, _NOTHING)] * ((1 << (len(updates) - 1).bit_length()) - len(updates))
         events = [event for payment in self._pending.changed() for event in payment.events]
         return [*insert_entities("payments", COLUMNS, new, types=TYPES), *updates,
                 *insert_entities("payment_events", EVENT_COLUMNS, events, types=EVENT_TYPES)]

@@ -1,11 +1,12 @@
 """Rows and entities: records read into entities, and the statements composed into the one write of a unit
 of work.
 
-Columns are named as the fields of the entity they hold. A table whose columns' SQL types are given writes
-its rows as one array per column (`unnest`), whatever their number: the text of the write does not depend on
-how many rows a group commits, so the composed statements of a busy process are a handful of shapes, each
-prepared once. (With one multi-row `VALUES` per row count, the product of the counts of each table made dozens
-of shapes per connection: a prepare for each new one, and megabytes of cached plans in every backend.)
+Columns are named as the fields of the entity they hold. A table whose columns' SQL types are given inserts
+its rows as one array per column (`unnest`), whatever their number, and updates them as `VALUES` padded to a
+power of two (`update_rows`): the text of the write hardly depends on how many rows a group commits, so the
+composed statements of a busy process are a handful of shapes, each prepared once. (With one multi-row `VALUES`
+per row count and one `UPDATE` per payment, the product of the counts of each table made dozens of shapes per
+connection: a prepare for each new one, and megabytes of cached plans in every backend.)
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def insert_rows(table: str, columns: str, rows: Sequence[Sequence[Any]]) -> Frag
     return _insert_sql(table, columns, width, len(rows)), [value for row in rows for value in row]
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=64)
 def _update_sql(table: str, typed: Typed, count: int) -> str:
     width = len(typed)
     first = "(" + ", ".join(f"${c + 1}::{kind}" for c, (_, kind) in enumerate(typed)) + ")"
@@ -71,9 +72,14 @@ def _update_sql(table: str, typed: Typed, count: int) -> str:
 
 
 def update_rows(table: str, typed: Typed, rows: Sequence[Sequence[Any]]) -> Fragment:
-    """Set columns by key (the first of `typed`, as (name, SQL type) pairs) for each row, as multi-row `VALUES`
-    (one text per row count: `update_entities` takes it only for rows `unnest` would flatten)."""
-    return _update_sql(table, typed, len(rows)), [value for row in rows for value in row]
+    """Set columns by key (the first of `typed`, as (name, SQL type) pairs) for each row, as multi-row `VALUES`.
+
+    The row count is padded up to a power of two with rows of NULLs, which match nothing: a handful of texts per
+    table. `VALUES` tells the planner how many rows there are; with `unnest` it guesses 10.
+    """
+    width, count = len(typed), 1 << (len(rows) - 1).bit_length()
+    values = [value for row in rows for value in row] + [None] * (width * (count - len(rows)))
+    return _update_sql(table, typed, count), values
 
 
 @functools.lru_cache(maxsize=64)
@@ -166,15 +172,19 @@ def _update_arrays_sql(table: str, typed: Typed) -> str:
 
 
 def update_entities(table: str, typed: Typed, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
-    """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them; one
-    array per column, so that the statement's text does not depend on how many rows it updates. Rows with a
-    column of arrays (a webhook subscription's events, its previous secrets: `_nested`) go as `VALUES`."""
+    """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them: as
+    `update_rows`, but from `UNNEST_FROM` rows on (a batch's accounts), one array per column."""
     rows = [[value(e, name) for name, _ in typed] for e in entities]
     if not rows:
         return []
-    if _nested([kind for _, kind in typed], rows):
+    if len(rows) < UNNEST_FROM or _nested([kind for _, kind in typed], rows):
         return [update_rows(table, typed, rows)]
     return [(_update_arrays_sql(table, typed), [list(column) for column in zip(*rows, strict=True)])]
+
+
+#: From this many rows on, an update sends one array per column: more than a group commit's (64 transfers, 128
+#: accounts), so only a batch's many accounts, one text whatever their number.
+UNNEST_FROM = 129
 
 
 def write_pending(

@@ -36,34 +36,44 @@ def test_a_write_beyond_the_parameter_limit_is_split_in_order() -> None:
     assert written[-1][0].endswith("w1 AS (UPDATE u SET x = $24469)\nSELECT 1")
 
 
-def test_updated_rows_go_as_one_array_per_column_whatever_their_number() -> None:
+def test_updated_rows_go_as_values_padded_to_a_power_of_two_and_as_arrays_beyond_a_group() -> None:
+    """`VALUES` with its row count known (the planner probes the key's index for each row), padded with rows of
+    NULLs that match nothing, so that a group's update has one of a handful of texts."""
     [(one, args)] = update_entities("accounts", TYPED, [SimpleNamespace(id=1, balance=10)])
-    assert args == [[1], [10]]
-    [(sql, args)] = update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n * 10) for n in range(50)])
-    assert sql == one == ("UPDATE accounts t SET balance = v.balance FROM unnest($1::uuid[], $2::bigint[]) "
-                          "AS v(id, balance) WHERE t.id = v.id")
-    assert args == [list(range(50)), [n * 10 for n in range(50)]]
+    assert one == ("UPDATE accounts t SET balance = v.balance FROM (VALUES ($1::uuid, $2::bigint)) AS v(id, balance) "
+                   "WHERE t.id = v.id") and args == [1, 10]
+    [(three, args)] = update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n * 10) for n in range(3)])
+    assert three.endswith("FROM (VALUES ($1::uuid, $2::bigint), ($3, $4), ($5, $6), ($7, $8)) AS v(id, balance) "
+                          "WHERE t.id = v.id")
+    assert args == [0, 0, 1, 10, 2, 20, None, None]
+    texts = {update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n)] * n)[0][0] for n in range(1, 129)}
+    assert len(texts) == 8  # 1, 2, 4, ... 128
+    [(sql, args)] = update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n * 10) for n in range(129)])
+    assert sql == ("UPDATE accounts t SET balance = v.balance FROM unnest($1::uuid[], $2::bigint[]) AS v(id, balance) "
+                   "WHERE t.id = v.id")
+    assert args == [list(range(129)), [n * 10 for n in range(129)]]
     assert update_entities("accounts", TYPED, []) == []
     nested = (("id", "uuid"), ("events", "text[]"))  # unnest would flatten an array of arrays: VALUES
-    subs = [SimpleNamespace(id=1, events=["a"]), SimpleNamespace(id=2, events=[])]
+    subs = [SimpleNamespace(id=n, events=["a"]) for n in range(130)]
     [(sql, args)] = update_entities("subs", nested, subs)
-    assert "VALUES ($1::uuid, $2::text[]), ($3, $4)" in sql and args == [1, ["a"], 2, []]
+    assert "VALUES ($1::uuid, $2::text[]), ($3, $4)" in sql and args[:4] == [0, ["a"], 1, ["a"]]
 
 
-def test_a_group_commit_writes_one_statement_text_whatever_its_size_and_values() -> None:
-    """The composed write of any number of rows a table is one text, whatever values they share: one prepare per
-    kind of work, not one per combination of row counts and shared columns (each a plan cached in every backend)."""
+def test_a_group_commit_writes_one_of_a_handful_of_texts_whatever_its_size_and_values() -> None:
+    """The composed write of a group is one of a few texts (a power of two of updated rows), whatever values its
+    rows share: one prepare per kind of work and size class, not one per combination of row counts and shared
+    columns (each a plan cached in every backend)."""
     def write(count: int, tenants: int = 1) -> str:
         rows = [SimpleNamespace(id=n, tenant=f"t{n % tenants}", meta={}) for n in range(count)]
         fragments = [*insert_entities("t", "id, tenant, meta", rows, types=("uuid", "text", "jsonb")),
-                     *update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n) for n in range(count + 1)])]
+                     *update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n) for n in range(4)])]
         [(sql, args)] = statements(fragments)
         assert args[:3] == [list(range(count)), [f"t{n % tenants}" for n in range(count)], [{}] * count]
         return sql
 
     texts = {write(count, tenants) for count in (1, 2, 7, 9, 31, 32, 64, 200) for tenants in (1, 2)}
     assert texts == {write(1)}
-    assert "VALUES" not in write(1)
+    assert "INSERT INTO t (id, tenant, meta) VALUES" not in write(1)
 
 
 def test_in_a_batch_s_write_a_column_every_row_shares_goes_once_as_a_scalar() -> None:
