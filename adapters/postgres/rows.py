@@ -173,7 +173,7 @@ def _update_arrays_sql(table: str, typed: Typed) -> str:
 
 def update_entities(table: str, typed: Typed, entities: Collection[Any], value: Value = getattr) -> list[Fragment]:
     """The update of `entities` by key (none: no statement), values read as `insert_entities` reads them: as
-    `update_rows`, but from `UNNEST_FROM` rows on (a batch's accounts), one array per column."""
+    `update_rows` (1, 2, 4 or 8 rows), but from `UNNEST_FROM` rows on, one array per column."""
     rows = [[value(e, name) for name, _ in typed] for e in entities]
     if not rows:
         return []
@@ -182,9 +182,9 @@ def update_entities(table: str, typed: Typed, entities: Collection[Any], value: 
     return [(_update_arrays_sql(table, typed), [list(column) for column in zip(*rows, strict=True)])]
 
 
-#: From this many rows on, an update sends one array per column: more than a group commit's (64 transfers, 128
-#: accounts), so only a batch's many accounts, one text whatever their number.
-UNNEST_FROM = 129
+#: From this many rows on, an update sends one array per column, one text whatever their number (a transfer
+#: group's accounts, a batch's): cheaper for PostgreSQL than as many `VALUES` rows (measured on transfers).
+UNNEST_FROM = 9
 
 
 def write_pending(

@@ -46,12 +46,12 @@ def test_updated_rows_go_as_values_padded_to_a_power_of_two_and_as_arrays_beyond
     assert three.endswith("FROM (VALUES ($1::uuid, $2::bigint), ($3, $4), ($5, $6), ($7, $8)) AS v(id, balance) "
                           "WHERE t.id = v.id")
     assert args == [0, 0, 1, 10, 2, 20, None, None]
-    texts = {update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n)] * n)[0][0] for n in range(1, 129)}
-    assert len(texts) == 8  # 1, 2, 4, ... 128
-    [(sql, args)] = update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n * 10) for n in range(129)])
+    texts = {update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n)] * n)[0][0] for n in range(1, 200)}
+    assert len(texts) == 5  # 1, 2, 4 and 8 rows, then arrays
+    [(sql, args)] = update_entities("accounts", TYPED, [SimpleNamespace(id=n, balance=n * 10) for n in range(9)])
     assert sql == ("UPDATE accounts t SET balance = v.balance FROM unnest($1::uuid[], $2::bigint[]) AS v(id, balance) "
                    "WHERE t.id = v.id")
-    assert args == [list(range(129)), [n * 10 for n in range(129)]]
+    assert args == [list(range(9)), [n * 10 for n in range(9)]]
     assert update_entities("accounts", TYPED, []) == []
     nested = (("id", "uuid"), ("events", "text[]"))  # unnest would flatten an array of arrays: VALUES
     subs = [SimpleNamespace(id=n, events=["a"]) for n in range(130)]
