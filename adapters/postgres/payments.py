@@ -6,7 +6,7 @@ import builtins
 from uuid import UUID
 
 from adapters.postgres.paging import time_id_page
-from adapters.postgres.rows import Fragment, insert_entities, reader
+from adapters.postgres.rows import Fragment, insert_entities, padded, reader
 from adapters.postgres.session import PgSession
 from adapters.postgres.table import Table
 from core.payments import Payment, PaymentEvent
@@ -100,7 +100,7 @@ class PgPayments:
                       p.version, p.attempts, p.next_attempt_at, p.updated_at, p.completed_at, p.failure_code])
             for p in dirty]
         if updates:  # padded up to a power of two: a worker group's write is one of a handful of texts
-            updates += [(UPDATE, _NOTHING)] * ((1 << (len(updates) - 1).bit_length()) - len(updates))
+            updates += [(UPDATE, _NOTHING)] * (padded(len(updates)) - len(updates))
         events = [event for payment in self._pending.changed() for event in payment.events]
         return [*insert_entities("payments", COLUMNS, new, types=TYPES), *updates,
                 *insert_entities("payment_events", EVENT_COLUMNS, events, types=EVENT_TYPES)]

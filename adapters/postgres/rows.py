@@ -3,10 +3,11 @@ of work.
 
 Columns are named as the fields of the entity they hold. A table whose columns' SQL types are given inserts
 its rows as one array per column (`unnest`), whatever their number, and updates them as `VALUES` padded to a
-power of two (`update_rows`): the text of the write hardly depends on how many rows a group commits, so the
-composed statements of a busy process are a handful of shapes, each prepared once. (With one multi-row `VALUES`
-per row count and one `UPDATE` per payment, the product of the counts of each table made dozens of shapes per
-connection: a prepare for each new one, and megabytes of cached plans in every backend.)
+power of two below `UNNEST_FROM` rows (`update_rows`), as arrays from there: the text of the write hardly
+depends on how many rows a group commits, so the composed statements of a busy process are a handful of shapes,
+each prepared once. (With one multi-row `VALUES` per row count and one `UPDATE` per payment, the product of the
+counts of each table made dozens of shapes per connection: a prepare for each new one, and megabytes of cached
+plans in every backend.)
 """
 
 from __future__ import annotations
@@ -71,13 +72,18 @@ def _update_sql(table: str, typed: Typed, count: int) -> str:
             f"AS v({', '.join(names)}) WHERE t.{names[0]} = v.{names[0]}")
 
 
+def padded(count: int) -> int:
+    """`count` (at least 1) rounded up to a power of two: how many rows or statements a padded write sends."""
+    return 1 << (count - 1).bit_length()
+
+
 def update_rows(table: str, typed: Typed, rows: Sequence[Sequence[Any]]) -> Fragment:
     """Set columns by key (the first of `typed`, as (name, SQL type) pairs) for each row, as multi-row `VALUES`.
 
     The row count is padded up to a power of two with rows of NULLs, which match nothing: a handful of texts per
     table. `VALUES` tells the planner how many rows there are; with `unnest` it guesses 10.
     """
-    width, count = len(typed), 1 << (len(rows) - 1).bit_length()
+    width, count = len(typed), padded(len(rows))
     values = [value for row in rows for value in row] + [None] * (width * (count - len(rows)))
     return _update_sql(table, typed, count), values
 
