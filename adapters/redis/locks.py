@@ -1,11 +1,19 @@
-"""The `Locks` port in Redis: SET NX PX with an owner token, compare-and-act Lua scripts to extend and release."""
+"""The `Locks` port in Redis: SET NX PX with an owner token, compare-and-act Lua scripts to extend and release.
+
+Acquires and releases asked for in the same turn of the event loop go to Redis together, in one pipeline (one
+round trip, one write; issue 12): a worker's payment attempts that a shared unit of work completes together
+release their locks together, and those whose messages arrive together take them together."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
+from typing import Any
 
-from redis.exceptions import RedisError
+import attrs
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
 
 from adapters.redis.connect import AsyncRedis
 from core.errors import Unavailable
@@ -36,6 +44,16 @@ def _milliseconds(ttl_seconds: float) -> int:
     return max(1, math.ceil(ttl_seconds * 1000))
 
 
+@attrs.frozen
+class _Call:
+    """An acquire (`ttl_ms` set) or a release waiting for its turn's round trip."""
+
+    key: str
+    token: str
+    ttl_ms: int | None
+    done: asyncio.Future[Any]
+
+
 class RedisLocks:
     """Cross-process locks (the `Locks` port) as Redis keys `prefix{name}` holding the owner's random token.
 
@@ -44,6 +62,11 @@ class RedisLocks:
 
     Check and act happen in one Lua script, so an owner whose lock expired and was
     taken by someone else can neither extend nor release the new owner's lock.
+
+    Acquires and releases of one turn of the event loop share a pipeline (not a transaction: each command keeps
+    its own answer, and a command's failure is its caller's `Unavailable` alone). Not on a Redis Cluster, whose
+    locks live on several nodes: there each call is its own round trip, so a node that is down fails only the
+    locks it serves.
     """
 
     def __init__(self, client: AsyncRedis, prefix: str = "payments:lock:") -> None:
@@ -52,6 +75,9 @@ class RedisLocks:
         # AsyncScript runs EVALSHA and falls back to loading the script when Redis lost it (NOSCRIPT).
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
+        self._together = isinstance(client, aioredis.Redis)
+        self._turn: list[_Call] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     def key(self, name: str) -> str:
         """The Redis key of lock `name`: `prefix{name}`."""
@@ -59,11 +85,7 @@ class RedisLocks:
 
     async def acquire(self, name: str, ttl_seconds: float) -> str | None:
         token = secrets.token_hex(16)
-        ttl_ms = _milliseconds(ttl_seconds)
-        try:
-            taken = await self._client.set(self.key(name), token, nx=True, px=ttl_ms)
-        except _REDIS_FAILURES as error:
-            raise Unavailable(f"lock store unavailable: {error}") from error
+        taken = await self._call(self.key(name), token, _milliseconds(ttl_seconds))
         return token if taken else None
 
     async def extend(self, name: str, token: str, ttl_seconds: float) -> bool:
@@ -75,8 +97,73 @@ class RedisLocks:
         return int(extended) == 1
 
     async def release(self, name: str, token: str) -> bool:
+        return int(await self._call(self.key(name), token, None)) == 1
+
+    async def _call(self, key: str, token: str, ttl_ms: int | None) -> Any:
+        if not self._together:
+            try:
+                return await self._one(key, token, ttl_ms)
+            except _REDIS_FAILURES as error:
+                raise Unavailable(f"lock store unavailable: {error}") from error
+        loop = asyncio.get_running_loop()
+        call = _Call(key, token, ttl_ms, loop.create_future())
+        self._turn.append(call)
+        if len(self._turn) == 1:  # the turn's first call: send them all once this turn's ready callbacks have run
+            loop.call_soon(self._send_turn)
+        return await call.done
+
+    def _send_turn(self) -> None:
+        calls, self._turn = self._turn, []
+        task = asyncio.get_running_loop().create_task(self._send(calls))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, calls: list[_Call]) -> None:
         try:
-            deleted = await self._release(keys=[self.key(name)], args=[token])
+            if len(calls) == 1:
+                answers: list[Any] = [await self._one(calls[0].key, calls[0].token, calls[0].ttl_ms)]
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for call in calls:
+                    if call.ttl_ms is None:
+                        pipe.evalsha(self._release.sha, 1, call.key, call.token)
+                    else:
+                        pipe.set(call.key, call.token, nx=True, px=call.ttl_ms)
+                answers = await pipe.execute(raise_on_error=False)
         except _REDIS_FAILURES as error:
-            raise Unavailable(f"lock store unavailable: {error}") from error
-        return int(deleted) == 1
+            answers = [error] * len(calls)
+        except BaseException as error:  # cancelled (the loop closing) or a bug: no caller waits for ever
+            for call in calls:
+                if call.done.done():
+                    continue
+                if isinstance(error, asyncio.CancelledError):
+                    call.done.cancel()
+                else:
+                    call.done.set_exception(error)
+            raise
+        for call, answer in zip(calls, answers, strict=True):
+            # NOSCRIPT: Redis lost the release script (restarted, flushed); the call alone loads it again
+            _settle(call.done, await self._again(call) if isinstance(answer, NoScriptError) else answer)
+
+    async def _again(self, call: _Call) -> Any:
+        try:
+            return await self._one(call.key, call.token, call.ttl_ms)
+        except _REDIS_FAILURES as error:
+            return error
+
+    async def _one(self, key: str, token: str, ttl_ms: int | None) -> Any:
+        if ttl_ms is None:
+            return await self._release(keys=[key], args=[token])
+        return await self._client.set(key, token, nx=True, px=ttl_ms)
+
+
+def _settle(done: asyncio.Future[Any], answer: Any) -> None:
+    """A call's answer, or `Unavailable` for a Redis failure; nothing for a caller that stopped waiting."""
+    if done.done():
+        return
+    if isinstance(answer, BaseException):
+        unavailable = Unavailable(f"lock store unavailable: {answer}")
+        unavailable.__cause__ = answer
+        done.set_exception(unavailable)
+    else:
+        done.set_result(answer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -173,4 +174,84 @@ async def test_redis_keys_carry_the_prefix(redis_url: str) -> None:
         assert 0 < await client.pttl(prefix + "{job}") <= LONG * 1000
     finally:
         await client.delete(prefix + "{job}")
+        await client.aclose()
+
+
+async def test_calls_of_one_turn_each_keep_their_own_answer(locks_backend) -> None:
+    """Acquires and releases asked for together (Redis sends them in one pipeline) answer as if asked alone."""
+    locks = locks_backend.locks
+    held = await locks.acquire("held", LONG)
+    mine = await locks.acquire("mine", LONG)
+    assert held is not None and mine is not None
+    answers = await asyncio.gather(
+        locks.acquire("held", LONG), locks.acquire("free", LONG), locks.release("mine", mine),
+        locks.release("held", "not-the-token"), locks.release("never-taken", "token"), locks.acquire("free", LONG))
+    assert answers[0] is None
+    assert (answers[1] is None) != (answers[5] is None)  # one of the two acquires of "free" in the turn wins
+    assert list(answers[2:5]) == [True, False, False]
+    assert await locks.acquire("mine", LONG) is not None  # released within the turn
+    assert await locks.release("held", held)
+
+
+class CountingRedis(aioredis.Redis):
+    """A client that counts its round trips: single commands and pipelines sent."""
+
+    round_trips = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.round_trips += 1
+        return await super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        execute = pipe.execute
+
+        async def counted(raise_on_error: bool = True) -> Any:
+            self.round_trips += 1
+            return await execute(raise_on_error=raise_on_error)
+        pipe.execute = counted  # type: ignore[method-assign]
+        return pipe
+
+
+async def test_redis_sends_the_calls_of_one_turn_in_one_round_trip(redis_url: str) -> None:
+    client = CountingRedis.from_url(redis_url)
+    prefix = f"test:lock:{secrets.token_hex(6)}:"
+    locks = RedisLocks(client, prefix=prefix)
+    try:
+        tokens = await asyncio.gather(*(locks.acquire(f"job-{index}", LONG) for index in range(20)))
+        assert all(tokens) and client.round_trips == 1
+        released = await asyncio.gather(*(locks.release(f"job-{index}", token)
+                                          for index, token in enumerate(tokens) if token))
+        assert released == [True] * 20 and client.round_trips == 2
+        assert await locks.acquire("alone", LONG) and client.round_trips == 3  # a lone call: no pipeline
+    finally:
+        await client.delete(*[key async for key in client.scan_iter(match=prefix + "*")], prefix)
+        await client.aclose()
+
+
+async def test_a_turn_finds_the_release_script_again_after_redis_lost_it(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    prefix = f"test:lock:{secrets.token_hex(6)}:"
+    locks = RedisLocks(client, prefix=prefix)
+    try:
+        first, second = await asyncio.gather(locks.acquire("a", LONG), locks.acquire("b", LONG))
+        assert first is not None and second is not None
+        await client.script_flush()  # as a restarted Redis: the pipeline's EVALSHA answers NOSCRIPT
+        released_a, released_b, third = await asyncio.gather(locks.release("a", first), locks.release("b", second),
+                                                             locks.acquire("c", LONG))
+        assert released_a and released_b and third is not None
+        assert await locks.acquire("a", LONG) is not None and await locks.acquire("b", LONG) is not None
+    finally:
+        await client.delete(*[key async for key in client.scan_iter(match=prefix + "*")], prefix)
+        await client.aclose()
+
+
+async def test_redis_down_fails_every_call_of_a_turn_with_unavailable() -> None:
+    client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    locks = RedisLocks(client)
+    try:
+        answers = await asyncio.gather(locks.acquire("a", LONG), locks.release("b", "token"),
+                                       locks.acquire("c", LONG), return_exceptions=True)
+        assert [type(answer) for answer in answers] == [Unavailable] * 3
+    finally:
         await client.aclose()
