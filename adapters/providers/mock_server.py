@@ -81,6 +81,10 @@ def create_mock_app(
 def serve_mock(host: str, port: int, latency: float, failure_rate: float) -> None:
     """Serve the mock on host:port in this one process until interrupted (SIGINT or SIGTERM)."""
     app = create_mock_app(latency=latency, failure_rate=failure_rate)
+    # The one app of this process: Sanic may rewrite its request path to skip the signals nobody listens to, which
+    # `create_mock_app` turns off for apps that share a process with others (tests). Sanic dispatching every
+    # request's lifecycle signals was a fifth of the mock's CPU under bench/payments.py (docs/benchmarks.md).
+    app.config.TOUCHUP = True
 
     @app.after_server_start
     async def announce(app: Sanic[Any, Any]) -> None:
