@@ -1,4 +1,4 @@
-"""The `Locks` port in Redis: SET NX PX with an owner token, compare-and-act Lua scripts to extend and release.
+"""The `Locks` port in Redis: compare-and-act Lua scripts over a key holding the owner's token.
 
 Acquires and releases asked for in the same turn of the event loop go to Redis together, in one pipeline (one
 round trip, one write; issue 12): a worker's payment attempts that a shared unit of work completes together
@@ -7,16 +7,31 @@ release their locks together, and those whose messages arrive together take them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
 from typing import Any
 
 import attrs
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from adapters.redis.connect import AsyncRedis
 from core.errors import Unavailable
+
+# KEYS[1] lock; ARGV: token, ttl in ms. SET NX PX that also answers 1 to the token already holding the key, so a
+# pipeline redis-py sends again after a lost connection does not find its own lock busy.
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  return 1
+end
+if holder then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 
 # KEYS[1] lock; ARGV: token, ttl in ms. Touches the key only while the token still owns it.
 _EXTEND = """
@@ -64,19 +79,22 @@ class RedisLocks:
     taken by someone else can neither extend nor release the new owner's lock.
 
     Acquires and releases of one turn of the event loop share a pipeline (not a transaction: each command keeps
-    its own answer, and a command's failure is its caller's `Unavailable` alone). Not on a Redis Cluster, whose
-    locks live on several nodes: there each call is its own round trip, so a node that is down fails only the
-    locks it serves.
+    its own answer, and a command's failure is its caller's `Unavailable` alone), in the order they were asked.
+    The pipeline sends the scripts' text (`EVAL`), so a Redis that lost its script cache (restarted, failed over)
+    answers every one of them in order. Not on a Redis Cluster, whose locks live on several nodes: there each call
+    is its own round trip, so a node that is down fails only the locks it serves.
     """
 
     def __init__(self, client: AsyncRedis, prefix: str = "payments:lock:") -> None:
         self._client = client
         self._prefix = prefix
         # AsyncScript runs EVALSHA and falls back to loading the script when Redis lost it (NOSCRIPT).
+        self._acquire = client.register_script(_ACQUIRE)
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
         self._together = isinstance(client, aioredis.Redis)
         self._turn: list[_Call] = []
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
     def key(self, name: str) -> str:
@@ -86,7 +104,7 @@ class RedisLocks:
     async def acquire(self, name: str, ttl_seconds: float) -> str | None:
         token = secrets.token_hex(16)
         taken = await self._call(self.key(name), token, _milliseconds(ttl_seconds))
-        return token if taken else None
+        return token if int(taken) == 1 else None
 
     async def extend(self, name: str, token: str, ttl_seconds: float) -> bool:
         ttl_ms = _milliseconds(ttl_seconds)
@@ -107,63 +125,71 @@ class RedisLocks:
                 raise Unavailable(f"lock store unavailable: {error}") from error
         loop = asyncio.get_running_loop()
         call = _Call(key, token, ttl_ms, loop.create_future())
-        self._turn.append(call)
-        if len(self._turn) == 1:  # the turn's first call: send them all once this turn's ready callbacks have run
-            loop.call_soon(self._send_turn)
+        if self._turn and self._turn_loop is loop:
+            self._turn.append(call)
+        else:  # a new turn: sent once the ready callbacks of this one have run (and asked for theirs)
+            self._turn, self._turn_loop = [call], loop
+            loop.call_soon(self._send_turn, self._turn)
         return await call.done
 
-    def _send_turn(self) -> None:
-        calls, self._turn = self._turn, []
+    def _send_turn(self, calls: list[_Call]) -> None:
+        if self._turn is calls:
+            self._turn = []
         task = asyncio.get_running_loop().create_task(self._send(calls))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: `_send` gave it to every caller already
 
     async def _send(self, calls: list[_Call]) -> None:
+        waiting = [call for call in calls if not call.done.done()]  # a caller that stopped waiting asks nothing
         try:
-            if len(calls) == 1:
-                answers: list[Any] = [await self._one(calls[0].key, calls[0].token, calls[0].ttl_ms)]
-            else:
+            if len(waiting) == 1:
+                only = waiting[0]
+                answers: list[Any] = [await self._one(only.key, only.token, only.ttl_ms)]
+            elif waiting:
                 pipe = self._client.pipeline(transaction=False)
-                for call in calls:
+                for call in waiting:
                     if call.ttl_ms is None:
-                        pipe.evalsha(self._release.sha, 1, call.key, call.token)
+                        pipe.eval(_RELEASE, 1, call.key, call.token)
                     else:
-                        pipe.set(call.key, call.token, nx=True, px=call.ttl_ms)
+                        pipe.eval(_ACQUIRE, 1, call.key, call.token, call.ttl_ms)
                 answers = await pipe.execute(raise_on_error=False)
+            else:
+                answers = []
         except _REDIS_FAILURES as error:
-            answers = [error] * len(calls)
-        except BaseException as error:  # cancelled (the loop closing) or a bug: no caller waits for ever
-            for call in calls:
-                if call.done.done():
-                    continue
-                if isinstance(error, asyncio.CancelledError):
-                    call.done.cancel()
-                else:
-                    call.done.set_exception(error)
+            answers = [error] * len(waiting)
+        except BaseException as error:  # cancelled (the process stopping) or a bug: no caller waits for ever
+            failure = Unavailable(f"lock store call abandoned: {error!r}")
+            for call in waiting:
+                _settle(call, failure)
             raise
-        for call, answer in zip(calls, answers, strict=True):
-            # NOSCRIPT: Redis lost the release script (restarted, flushed); the call alone loads it again
-            _settle(call.done, await self._again(call) if isinstance(answer, NoScriptError) else answer)
-
-    async def _again(self, call: _Call) -> Any:
-        try:
-            return await self._one(call.key, call.token, call.ttl_ms)
-        except _REDIS_FAILURES as error:
-            return error
+        # Taken for a caller that stopped waiting meanwhile: nobody holds the token, so let it go now, not at its TTL.
+        orphans = [call for call, answer in zip(waiting, answers, strict=True)
+                   if not _settle(call, answer) and call.ttl_ms is not None and answer == 1]
+        for call in orphans:
+            with contextlib.suppress(*_REDIS_FAILURES):
+                await self._one(call.key, call.token, None)
 
     async def _one(self, key: str, token: str, ttl_ms: int | None) -> Any:
         if ttl_ms is None:
             return await self._release(keys=[key], args=[token])
-        return await self._client.set(key, token, nx=True, px=ttl_ms)
+        return await self._acquire(keys=[key], args=[token, ttl_ms])
 
 
-def _settle(done: asyncio.Future[Any], answer: Any) -> None:
-    """A call's answer, or `Unavailable` for a Redis failure; nothing for a caller that stopped waiting."""
-    if done.done():
-        return
-    if isinstance(answer, BaseException):
+def _settle(call: _Call, answer: Any) -> bool:
+    """Give a call its answer (`Unavailable` for a Redis failure); False if its caller had stopped waiting."""
+    if call.done.done():
+        return False
+    if isinstance(answer, Unavailable):
+        call.done.set_exception(answer)
+    elif isinstance(answer, BaseException):
         unavailable = Unavailable(f"lock store unavailable: {answer}")
         unavailable.__cause__ = answer
-        done.set_exception(unavailable)
+        call.done.set_exception(unavailable)
     else:
-        done.set_result(answer)
+        call.done.set_result(answer)
+    return True
