@@ -72,6 +72,11 @@ def _update_sql(table: str, typed: Typed, count: int) -> str:
             f"AS v({', '.join(names)}) WHERE t.{names[0]} = v.{names[0]}")
 
 
+#: From this many rows on, an update sends one array per column, one text whatever their number (a transfer
+#: group's accounts, a batch's): cheaper for PostgreSQL than as many `VALUES` rows (measured on transfers).
+UNNEST_FROM = 9
+
+
 def padded(count: int) -> int:
     """`count` (at least 1) rounded up to a power of two: how many rows or statements a padded write sends."""
     return 1 << (count - 1).bit_length()
@@ -186,11 +191,6 @@ def update_entities(table: str, typed: Typed, entities: Collection[Any], value: 
     if len(rows) < UNNEST_FROM or _nested([kind for _, kind in typed], rows):
         return [update_rows(table, typed, rows)]
     return [(_update_arrays_sql(table, typed), [list(column) for column in zip(*rows, strict=True)])]
-
-
-#: From this many rows on, an update sends one array per column, one text whatever their number (a transfer
-#: group's accounts, a batch's): cheaper for PostgreSQL than as many `VALUES` rows (measured on transfers).
-UNNEST_FROM = 9
 
 
 def write_pending(
