@@ -11,7 +11,7 @@ heap, and `malloc_trim(0)` called into the running worker (gdb) gave 15 MiB of 9
 but kept, in the middle of the arena, where glibc's own trimming (from the top only) never reaches.
 `start_trimming` calls `malloc_trim(0)` every minute from a daemon thread, which returns such pages.
 
-`freeze_heap` is the Python collector's side of the same care: what a started process holds stays out of every
+`tune_collector` is the Python collector's side of the same care: what a started process holds stays out of every
 full collection.
 """
 
@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 M_ARENA_MAX = -8  # glibc's malloc.h
 DEFAULT_ARENAS = 2
+YOUNG_THRESHOLD = 10_000  # container objects allocated (net) between two collections of the youngest generation
 TRIM_EVERY = 60.0  # seconds; a trim is milliseconds (9 ms giving back 97 MiB: tests/unit/test_malloc.py)
 
 
@@ -84,15 +85,19 @@ def start_trimming(every: float = TRIM_EVERY, *, trim: Callable[[], bool] | None
     return thread
 
 
-def freeze_heap() -> int:
-    """Collect once, then move every object the process holds into the collector's permanent generation; how many
-    objects are frozen.
+def tune_collector() -> int:
+    """Collect once, move every object the process holds into the collector's permanent generation, and let the
+    youngest generation grow to `YOUNG_THRESHOLD` objects before it is collected; how many objects are frozen.
 
     Called once a process has started (the API after its server starts, the worker once its services are built):
     modules, the app, its adapters, 90,000-110,000 objects that live as long as the process. A full collection
-    walked all of them, 50-90 ms each in `payments serve` and `payments worker`, with the event loop stalled and
-    the row locks of any unit of work it was in held meanwhile (docs/benchmarks.md). Objects made later are
-    collected as before."""
+    walked all of them, 100-250 ms each in `payments worker` under load (50-80 ms in `payments serve`), with the
+    event loop stalled and the row locks of any unit of work it was in held meanwhile; 4-15 ms frozen. Python's
+    default young threshold (700) collected the youngest generation about 20 times a second in each process
+    under load, 0.8 ms each: at 10,000, a twentieth of the collections and about a fifth of their time
+    (docs/benchmarks.md, "The collector"). Objects made later are collected as before."""
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
     return gc.get_freeze_count()

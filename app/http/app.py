@@ -21,7 +21,7 @@ from sanic.exceptions import (
     ServiceUnavailable,
 )
 
-from adapters.malloc import freeze_heap
+from adapters.malloc import tune_collector
 from adapters.telemetry import configure_tracing, context_from, tracer
 from app.bootstrap import bootstrap
 from app.http import metrics
@@ -76,11 +76,11 @@ def create_app(settings: Settings, database_url: str, redis_url: str, *, name: s
         app.ctx.services.posting.observe = metrics.GROUP_COMMIT_REQUESTS.observe
 
     @app.after_server_start
-    async def freeze(app: Sanic[Any, Any]) -> None:
+    async def tune_gc(app: Sanic[Any, Any]) -> None:
         # A batch of a hundred transfers allocates enough to set off a full collection every few dozen batches:
         # 50-80 ms each before, under 10 after (measured in `payments serve`), paused inside the batch's unit of
         # work, its accounts locked.
-        freeze_heap()
+        tune_collector()
 
     @app.after_server_stop
     async def disconnect(app: Sanic[Any, Any]) -> None:
