@@ -40,8 +40,12 @@ async def record_charge_outcome(
             return Outcome(WorkResult.SKIPPED)
         now = deps.clock.now()
         if reference is not None and payment.status == PaymentStatus.FAILED:
-            payment.note(LATE_DETECTED, now, charge_reference=reference)
-            uow.payments.save(payment)
+            # Noted once per charge: a completion run again (its shared transaction's COMMIT outcome unknown,
+            # two deliveries overlapping) finds its first note and only asks for the (idempotent) reversal again.
+            stored = await uow.payments.events(begun.tenant_id, begun.id)
+            if not _noted([*stored, *payment.events], reference):  # and its unsaved ones: a group's earlier member
+                payment.note(LATE_DETECTED, now, charge_reference=reference)
+                uow.payments.save(payment)
             return Outcome(WorkResult.LATE, payment.status)
         if payment.status != PaymentStatus.PROCESSING:
             return Outcome(WorkResult.SKIPPED, payment.status)
@@ -67,6 +71,11 @@ async def record_charge_outcome(
         return await deps.shared.completions.run(record, tenant_id=begun.tenant_id, claim=claim)
     async with deps.uow_factory() as uow:
         return await record(uow)
+
+
+def _noted(events: Sequence[PaymentEvent], reference: str) -> bool:
+    """Whether the late charge `reference` is on record already."""
+    return any(e.type == LATE_DETECTED and e.data.get("charge_reference") == reference for e in events)
 
 
 async def _unavailable(

@@ -44,7 +44,8 @@ class SharedUnits(Generic[C]):
     Each member keeps its own result. Should the group's unit of work fail as a whole (a work raising, a conflict at
     commit, the database), nothing of it is kept and each member runs again alone, its own error its own. So a
     member's work must be safe to run twice and change nothing outside the unit of work (as any unit of work that
-    may be retried). A task that stops waiting (cancelled) does not stop its group; its result is dropped.
+    may be retried). A task that stops waiting (cancelled) does not stop its group; its result is dropped. A work
+    that cancels itself fails its group like an error, and alone its member is answered cancelled, no other.
     `observe`, when set, is told each group's size.
     """
 
@@ -107,6 +108,10 @@ class SharedUnits(Generic[C]):
                 return await job.work(uow)
         try:
             result = await asyncio.get_running_loop().create_task(alone(), context=job.context)
+        except asyncio.CancelledError:
+            if _stopping():
+                raise
+            job.done.cancel()  # the member's own work was cancelled (from within): its outcome alone
         except Exception as error:
             settle(job.done, error)
         else:
@@ -116,5 +121,24 @@ class SharedUnits(Generic[C]):
         loop = asyncio.get_running_loop()
         async with self._uow_factory(optimistic=self._optimistic) as uow:
             await self._prepare(uow, group[0].tenant_id, [job.claim for job in group])
-            return [await loop.create_task(awaited(job.work(uow)), context=job.context) for job in group]
+            results = []
+            for job in group:
+                try:
+                    results.append(await loop.create_task(awaited(job.work(uow)), context=job.context))
+                except asyncio.CancelledError:
+                    if _stopping():
+                        raise
+                    raise MemberCancelled from None  # one member's: the group fails, each runs again alone
+            return results
+
+
+class MemberCancelled(Exception):
+    """A member's work was cancelled from within (not its group): the group fails as on any member's error."""
+
+
+def _stopping() -> bool:
+    """Whether the running task itself is being cancelled (the group, or a lone job's runner: the process stopping),
+    rather than a member's work that raised `CancelledError` on its own."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
