@@ -94,7 +94,8 @@ async def record_reconciliation(
                                                                                         for b in booked})
         counts, items = match(mine, booked, grace=grace, owned=frozenset(owned))
         reconciliation.complete(counts, items, now)
-        for item in items:
+        # Payments locked in ascending ids, as a worker's group of completions locks several (no deadlock with it)
+        for item in sorted(items, key=lambda line: line.payment_id.int if line.payment_id else 0):
             if item.result == MatchResult.MISSING_IN_LEDGER and item.kind == "charge" and item.payment_id:
                 await _flag_late_charge(uow, cmd, item.payment_id, item.provider_reference, now)
             elif item.result == MatchResult.MISSING_IN_LEDGER and item.kind == "refund" and item.payment_id:

@@ -11,6 +11,7 @@ import pytest
 from adapters.memory import InMemoryStore
 from adapters.memory.lease import InMemoryLease
 from adapters.memory.providers import InMemoryProvider
+from adapters.memory.table import Table
 from core.errors import ValidationFailed
 from core.events import work_for
 from core.providers import ProviderUnavailable, RefundRequest
@@ -185,6 +186,32 @@ async def test_a_charge_for_a_failed_payment_is_flagged_and_refunded_by_the_late
     again = await reconcile(world)
     assert (again.summary[MatchResult.MATCHED], again.items) == (2, [])
     await world.check()
+
+
+async def test_late_charges_lock_their_payments_in_ascending_ids_whatever_the_reports_order(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as a worker's group of completions locks several payments (Payments.lock_all): the two cannot deadlock
+    source = await world.account(50_000)
+    failed = []
+    for _ in range(3):
+        payment = await world.pay(source.id, 1_000, metadata={"mock_outcome": "decline"})
+        assert (await world.process(payment.id)).status == "failed"
+        failed.append(payment)
+    stripe = world.providers["stripe"]
+    for payment in reversed(failed):  # charged late in descending ids: the report lists them so
+        del stripe.charges[str(payment.id)]
+        await stripe.charge(world_charge(payment.id, 1_000))
+    locked: list[UUID] = []
+    real_lock = Table.lock
+
+    async def spy(table: Table, tenant_id: UUID, row_id: UUID):  # type: ignore[no-untyped-def]
+        locked.append(row_id)
+        return await real_lock(table, tenant_id, row_id)
+
+    monkeypatch.setattr(Table, "lock", spy)
+    done = await reconcile(world)
+    assert [i.payment_id for i in done.items] == [p.id for p in reversed(failed)]  # the report's order
+    assert [row for row in locked if row in {p.id for p in failed}] == sorted(p.id for p in failed)
 
 
 async def test_a_refund_recorded_failed_that_the_provider_settled_is_posted_by_the_late_refund_path(
