@@ -90,6 +90,11 @@ class PaymentSettings:
     # how long a payment or refund waits for an open breaker (refusals are not attempts), then fails
     breaker_max_wait: float = _duration(3600.0, positive=True)
 
+    def delayed_poll_ms(self) -> int:
+        """How often at most an idle worker looks for delayed payments and refunds (their retries): half the shortest
+        delay, between 100 ms and 1 s, so a retry starts at most half its backoff late (500 ms at the defaults)."""
+        return round(min(max(self.min_backoff / 2, 0.1), 1.0) * 1000)
+
 
 @attrs.frozen(kw_only=True)
 class ProvidersSettings:

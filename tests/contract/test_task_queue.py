@@ -27,6 +27,7 @@ from adapters.dramatiq.broker import (
     DELIVER_ACTOR,
     DISPATCH_ACTOR,
     EVENTS_QUEUE,
+    SLOW_QUEUES,
     WEBHOOKS_QUEUE,
     WORK_ACTORS,
     WORK_QUEUE,
@@ -384,3 +385,52 @@ async def test_an_unreachable_broker_is_unavailable(url: str) -> None:
             await queue.enqueue_deliveries([DeliveryRef(id=new_id(), tenant_id=new_id(), attempt=0)])
     finally:
         broker.close()
+
+
+def test_idle_consumers_of_delayed_payments_and_events_poll_at_most_every_slow_poll_ms(redis_url: str) -> None:
+    """An idle Redis worker fetches from its fast queues every 100 ms at most, from `SLOW_QUEUES` every `slow_poll_ms`;
+    a delayed payment is still picked up (once its delay is over, within `slow_poll_ms`)."""
+    pool = redis.ConnectionPool.from_url(_private(redis_url, PRIVATE_DB))
+    fetches: list[str] = []
+
+    class Counting(pool.connection_class):  # type: ignore[name-defined,misc]
+        def send_command(self, *args: Any, **kwargs: Any) -> None:
+            if len(args) > 6 and args[0] in ("EVALSHA", "EVAL") and args[4] == "fetch":
+                fetches.append(args[6])
+            super().send_command(*args, **kwargs)
+
+    pool.connection_class = Counting
+    client = redis.Redis(connection_pool=pool)
+    client.flushdb()
+    with global_broker_kept():
+        broker = make_broker(client=client, slow_poll_ms=500)
+    ran: list[float] = []
+    dramatiq.actor(broker=broker, actor_name=WORK_ACTORS[PAYMENT], queue_name=WORK_QUEUE)(
+        lambda: ran.append(time.monotonic()))
+    for queue in (EVENTS_QUEUE, WEBHOOKS_QUEUE):
+        broker.declare_queue(queue)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        time.sleep(1.0)  # each idle consumer's backoff grows to its cap (5, 10, 20 ... ms, doubled at most)
+        fetches.clear()
+        time.sleep(2.0)  # at the cap, Dramatiq waits 50-100 % of it between two fetches
+        queues = broker.get_declared_queues() | broker.get_declared_delay_queues()
+        counts = {queue: fetches.count(queue) for queue in queues}
+        assert set(counts) == {*QUEUES, *(f"{q}.DQ" for q in QUEUES)}
+        for queue in SLOW_QUEUES:
+            assert counts[queue] <= 2 / 0.25 + 1, counts  # every 250-500 ms: ~5 in 2 s
+        for queue in queues - SLOW_QUEUES:
+            assert counts[queue] >= 2 / 0.1 - 2, counts  # every 50-100 ms: ~27 in 2 s
+        sent = time.monotonic()
+        broker.enqueue(dramatiq.Message(queue_name=WORK_QUEUE, actor_name=WORK_ACTORS[PAYMENT], args=(), kwargs={},
+                                        options={}), delay=200)
+        deadline = sent + 5
+        while not ran and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ran and 0.2 <= ran[0] - sent <= 0.2 + 0.5 + 0.3, (ran, sent)  # its delay, the poll, a margin
+    finally:
+        worker.stop()
+        broker.close()
+        client.flushdb()
+        client.close()

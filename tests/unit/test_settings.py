@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.configuration import load_settings, parse_duration
-from app.settings import Settings, SettingsError
+from app.settings import PaymentSettings, Settings, SettingsError
 
 
 @pytest.fixture
@@ -214,3 +214,9 @@ def test_read_replica_settings() -> None:
     assert (Settings().database.read_url, Settings().database.read_max_lag) == ("", 5.0)  # unset: primary only
     with pytest.raises(SettingsError, match="PAYMENTS_DATABASE_READ_MAX_LAG"):
         load_settings({"PAYMENTS_DATABASE_READ_MAX_LAG": "0s"})
+
+
+@pytest.mark.parametrize(("min_backoff", "poll_ms"), [(1.0, 500), (0.0, 100), (0.1, 100), (0.6, 300), (30.0, 1000)])
+def test_delayed_retries_are_polled_every_half_their_shortest_backoff_between_100_ms_and_1_s(
+        min_backoff: float, poll_ms: int) -> None:
+    assert PaymentSettings(min_backoff=min_backoff).delayed_poll_ms() == poll_ms
