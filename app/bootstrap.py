@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from functools import partial
@@ -138,8 +137,8 @@ def _make_broker(settings: Settings, redis_url: str) -> dramatiq.Broker:
     `PAYMENTS_BROKER_URL` names a broker of its own (RabbitMQ, `amqp://…`, or a Redis); otherwise the broker uses
     the Redis of PAYMENTS_REDIS_*, through the Sentinels when they are configured, so it follows a failover."""
     url = settings.broker.url
-    make = functools.partial(make_broker, replica_timeout=settings.redis.replica_ack_timeout,
-                             slow_poll_ms=settings.payment.delayed_poll_ms())
+    make = partial(make_broker, replica_timeout=settings.redis.replica_ack_timeout,
+                   slow_poll_ms=settings.payment.delayed_poll_ms())
     if url:  # a Redis of its own: its replicas are only waited for when PAYMENTS_REDIS_MIN_REPLICAS_ACK says so
         return make(url, min_replicas=max(settings.redis.min_replicas_ack, 0))
     if settings.redis.cluster:  # unreachable through load_settings; kept for settings built in code
