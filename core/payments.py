@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -230,11 +231,16 @@ def fold(events: list[PaymentEvent]) -> dict[str, Any]:
     return state
 
 
+def late_charges(events: Sequence[PaymentEvent]) -> list[str]:
+    """Charges noted as arriving after the payment failed (their references), in order, each once."""
+    detected = (e.data.get("charge_reference") for e in events if e.type == "payment.late_charge_detected")
+    return [ref for ref in dict.fromkeys(detected) if isinstance(ref, str)]
+
+
 def owed_reversals(events: list[PaymentEvent]) -> list[str]:
     """Charges that arrived after the payment failed and are not refunded yet (their references)."""
     reversed_ = {e.data.get("charge_reference") for e in events if e.type == "payment.late_charge_reversed"}
-    detected = [e.data.get("charge_reference") for e in events if e.type == "payment.late_charge_detected"]
-    return [ref for ref in dict.fromkeys(detected) if isinstance(ref, str) and ref not in reversed_]
+    return [ref for ref in late_charges(events) if ref not in reversed_]
 
 
 def ambiguous_attempts(events: list[PaymentEvent]) -> bool:

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from core.accounts import CLEARING, settlement
-from core.payments import FailureCode, Payment, PaymentEvent, PaymentStatus, ambiguous_attempts, waiting_since
+from core.payments import (
+    FailureCode,
+    Payment,
+    PaymentEvent,
+    PaymentStatus,
+    ambiguous_attempts,
+    late_charges,
+    waiting_since,
+)
 from core.ports import UnitOfWork
 from core.providers import CircuitOpen, ProviderDeclined, ProviderError, ProviderUnavailable
 from core.usecases.announcements import announce_payment
@@ -43,7 +51,7 @@ async def record_charge_outcome(
             # Noted once per charge: a completion run again (its shared transaction's COMMIT outcome unknown,
             # two deliveries overlapping) finds its first note and only asks for the (idempotent) reversal again.
             stored = await uow.payments.events(begun.tenant_id, begun.id)
-            if not _noted([*stored, *payment.events], reference):  # and its unsaved ones: a group's earlier member
+            if reference not in late_charges([*stored, *payment.events]):  # unsaved too: a group's earlier member
                 payment.note(LATE_DETECTED, now, charge_reference=reference)
                 uow.payments.save(payment)
             return Outcome(WorkResult.LATE, payment.status)
@@ -71,11 +79,6 @@ async def record_charge_outcome(
         return await deps.shared.completions.run(record, tenant_id=begun.tenant_id, claim=claim)
     async with deps.uow_factory() as uow:
         return await record(uow)
-
-
-def _noted(events: Sequence[PaymentEvent], reference: str) -> bool:
-    """Whether the late charge `reference` is on record already."""
-    return any(e.type == LATE_DETECTED and e.data.get("charge_reference") == reference for e in events)
 
 
 async def _unavailable(

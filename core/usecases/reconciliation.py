@@ -20,7 +20,7 @@ import attrs
 from core.commands import Command
 from core.errors import FieldError, ValidationFailed, found
 from core.ids import new_id
-from core.payments import PROVIDERS, PaymentStatus
+from core.payments import PROVIDERS, PaymentStatus, late_charges
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from core.providers import PaymentProvider, ProviderError
 from core.reconciliation import (
@@ -166,9 +166,7 @@ async def _flag_late_charge(
     if payment is None or payment.status != PaymentStatus.FAILED or payment.provider != cmd.provider \
             or reference is None:
         return
-    known = {e.data.get("charge_reference") for e in await uow.payments.events(cmd.tenant_id, payment_id)
-             if e.type == LATE_DETECTED}
-    if reference in known:
+    if reference in late_charges(await uow.payments.events(cmd.tenant_id, payment_id)):
         return  # already owed or refunded: the late-charge path has it
     payment.note(LATE_DETECTED, now, charge_reference=reference, detected_by="reconciliation")
     uow.payments.save(payment)
