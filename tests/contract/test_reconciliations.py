@@ -6,7 +6,9 @@ refunded), so `booked` is checked against what the ledger really holds.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -14,9 +16,12 @@ import pytest
 from adapters.memory.locks import InMemoryLocks
 from adapters.memory.providers import InMemoryProvider
 from core.money import Money
-from core.reconciliation import Item, MatchResult, Reconciliation, ReconciliationStatus
+from core.providers import ChargeRequest
+from core.reconciliation import Item, MatchResult, Reconciliation, ReconciliationStatus, Reports
 from core.usecases.external_payments import CreateExternalPayment, create_external_payment
+from core.usecases.late_charges import LATE_DETECTED
 from core.usecases.payment_attempt import process_payment
+from core.usecases.reconciliation import Reconcile, fetch_reports, run_reconciliation
 from core.usecases.refund_attempt import process_refund
 from core.usecases.refund_requests import RequestRefund, request_refund
 from core.usecases.worker_deps import Deps
@@ -152,3 +157,61 @@ async def test_tenants_and_due_name_who_settles_through_a_provider_and_is_not_re
     assert [t for t in later if t in mine] == [second.id]  # the failure is old enough to try again
     assert [t for t in other_day if t in mine] == [first.id, second.id]
     assert [t for t in paypal if t in mine] == []
+
+
+async def _waits_on_a_lock(pool: Any, deadline: float = 10.0) -> None:
+    """Until a session of this database waits for a row lock (pg_stat_activity), or fails after `deadline` s."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + deadline
+    while not await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND wait_event_type = 'Lock'"):
+        assert loop.time() < until, "nobody waited for a lock"
+        await asyncio.sleep(0.02)
+
+
+async def test_on_postgresql_reconciliation_and_a_group_of_completions_lock_payments_in_one_order(
+        services, clock) -> None:
+    """A group of completions locks its payments in one statement, in ascending ids; a reconciliation flagging late
+    charges locks its payments one by one. Half way through the group's statement (the lower id locked) the
+    reconciliation starts and must wait for that same lower id, holding nothing the group still needs: in the
+    report's order (descending here) it would hold the higher id and the two would deadlock."""
+    uow_factory = services.uow_factory
+    tenant = await new_tenant(uow_factory, clock)
+    source = await open_account(uow_factory, clock, tenant.id, 10_000)
+    stripe = InMemoryProvider("stripe", clock=clock.now)
+    deps = Deps(uow_factory=uow_factory, providers=lambda _: stripe, locks=InMemoryLocks(), clock=clock,
+                policy=RetryPolicy())
+    failed = []
+    for _ in range(2):
+        async with uow_factory() as uow:
+            payment = await create_external_payment(CreateExternalPayment(
+                tenant_id=tenant.id, source_account_id=source.id, amount=Money(1_000, "USD"), provider="stripe",
+                metadata={"mock_outcome": "decline"}), uow=uow, clock=clock)
+        outcome = await process_payment(WorkItem(kind=PAYMENT, tenant_id=tenant.id, target_id=payment.id), deps=deps)
+        assert outcome.status == "failed"
+        failed.append(payment)
+    low, high = sorted(failed, key=lambda p: p.id.int)
+    for payment in (high, low):  # the declines forgotten; both charge late, the higher id first
+        del stripe.charges[str(payment.id)]
+        await stripe.charge(ChargeRequest(payment_id=payment.id, amount=1_000, currency="USD", description=None,
+                                          metadata={}))
+    today = clock.now().date()
+    reports = await fetch_reports(stripe, today, today=today)
+    assert isinstance(reports, Reports)
+    assert [line.charge_key for line in reports.items] == [str(high.id), str(low.id)]
+    cmd = Reconcile(tenant_id=tenant.id, provider="stripe", day=today, correlation_id="req-race")
+
+    async with uow_factory() as group:
+        assert await group.payments.lock(tenant.id, low.id) is not None  # the group's statement, half way
+        reconciling = asyncio.ensure_future(run_reconciliation(cmd, reports, uow_factory=uow_factory, clock=clock,
+                                                               grace=timedelta(hours=1)))
+        await _waits_on_a_lock(services.pool)  # the reconciliation, waiting for `low`
+        locked = await asyncio.wait_for(group.payments.lock_all(tenant.id, [low.id, high.id]), 10)
+        assert set(locked) == {low.id, high.id}  # no deadlock: nothing of the group's was taken
+    done = await asyncio.wait_for(reconciling, 10)
+    assert {(item.result, item.payment_id) for item in done.items} == {
+        (MatchResult.MISSING_IN_LEDGER, low.id), (MatchResult.MISSING_IN_LEDGER, high.id)}
+    async with uow_factory(read_only=True) as uow:
+        for payment in (low, high):
+            events = [e.type for e in await uow.payments.events(tenant.id, payment.id)]
+            assert events.count(LATE_DETECTED) == 1, events
