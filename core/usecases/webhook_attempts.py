@@ -11,6 +11,7 @@ from uuid import UUID
 
 import attrs
 
+from core.patience import patiently
 from core.ports import Clock, TaskQueue, UnitOfWork, UnitOfWorkFactory, WebhookSender
 from core.signatures import sign
 from core.webhooks import Delivery, DeliveryPolicy, DeliveryRef, DeliveryStatus, SendResult, Subscription
@@ -20,6 +21,10 @@ USER_AGENT = "payments-webhooks/1"
 #: slow receiver does not hold back the record of the batch's others, nor leave them to be sent again should the
 #: worker stop meanwhile.
 RECORD_AFTER = 1.0
+#: Seconds a batch keeps trying to record the answers it got while the database is unavailable (a restart, a
+#: failover) before it leaves them to the lease: the receivers have had those POSTs, and an answer recorded late
+#: is not sent again, where one given up is sent again once the lease ends.
+RECORD_PATIENCE = 10.0
 
 
 class DeliveryResult(enum.StrEnum):
@@ -87,6 +92,7 @@ def delivery_headers(delivery: Delivery, secrets: list[str], timestamp: int) -> 
 async def deliver_webhooks(
     cmd: DeliverWebhooks, *, uow_factory: UnitOfWorkFactory, sender: WebhookSender, clock: Clock,
     policy: DeliveryPolicy, admission: Admission | None = None, record_after: float = RECORD_AFTER,
+    record_patience: float = RECORD_PATIENCE,
 ) -> Delivered:
     """Make attempt `ref.attempt + 1` of each delivery of the batch, each with its own outcome, as
     `deliver_webhook` makes one: transaction 1 claims them all (a stale or duplicate ref does nothing; one whose
@@ -96,7 +102,8 @@ async def deliver_webhooks(
     by then are recorded first, in a transaction of their own. When every slot is busy, the batch waits up to
     `admission.wait` before claiming anything, else it goes back to the queue whole; a claimed delivery that then
     waits as long for a slot has its attempt taken back in transaction 2 and goes back to the queue with the rest
-    after it."""
+    after it. While the database is unavailable, transaction 2 is tried again for up to `record_patience` seconds
+    (then `Unavailable` is raised, and the lease covers the rest)."""
     refs = _first_of_each(cmd.refs)
     if admission is not None and not await _slot_frees(admission):
         await admission.queue.enqueue_deliveries(refs, delay_seconds=admission.requeue_delay)
@@ -107,14 +114,16 @@ async def deliver_webhooks(
         done, _ = await asyncio.wait([post for _, post in posts], timeout=record_after) if posts else (set(), set())
         if done and len(done) < len(posts):  # the answers in so far are recorded without waiting for the slowest
             early = [(delivery, post.result()) for delivery, post in posts if post in done]
-            outcomes |= await _record(early, [], uow_factory=uow_factory, clock=clock, policy=policy)
+            outcomes |= await patiently(lambda: _record(early, [], uow_factory=uow_factory, clock=clock,
+                                                        policy=policy), patience=record_patience)
             posts = [(delivery, post) for delivery, post in posts if post not in done]
         sent = [(delivery, await post) for delivery, post in posts]
     except BaseException:  # cancelled (the worker stops): no POST outlives its batch; the lease covers the rest
         for _, post in posts:
             post.cancel()
         raise
-    outcomes |= await _record(sent, unsent, uow_factory=uow_factory, clock=clock, policy=policy)
+    outcomes |= await patiently(lambda: _record(sent, unsent, uow_factory=uow_factory, clock=clock, policy=policy),
+                                patience=record_patience)
     left = {delivery.id for delivery, _ in unsent}
     requeued = [ref for ref in refs if ref.id in left]
     if requeued and admission is not None:
@@ -223,7 +232,8 @@ async def _record(
     policy: DeliveryPolicy,
 ) -> dict[UUID, DeliveryOutcome]:
     """Transaction 2: every answer, and the attempts of the unsent deliveries taken back. A delivery that moved
-    on meanwhile (redelivered by hand, or taken by the scheduler after a lease that ran out) is left as it is."""
+    on meanwhile (redelivered by hand, or taken by the scheduler after a lease that ran out) is left as it is: so
+    also when this transaction, tried again, had committed before its connection was lost (SKIPPED)."""
     if not sent and not unsent:
         return {}
     attempted = {d.id: d for d, _ in [*sent, *unsent]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -13,6 +13,8 @@ import pytest
 
 from adapters.memory import InMemoryStore
 from adapters.memory.store import InMemoryUnitOfWork
+from core.errors import Unavailable
+from core.patience import patiently
 from core.signatures import verify_signature
 from core.usecases.webhook_attempts import (
     Admission,
@@ -273,3 +275,53 @@ async def test_a_delivery_named_twice_is_attempted_once_in_the_batchs_order(hook
     assert [(r, o.result) for r, o in delivered.outcomes] == [(first, DeliveryResult.SUCCEEDED),
                                                              (second, DeliveryResult.SUCCEEDED)]
     assert len(hooks.sender.sent) == 2 and hooks.delivery(first.id).attempts == 1
+
+
+def _down_for(hooks: Hooks, units: list[bool], down: set[int]) -> Callable[..., InMemoryUnitOfWork]:
+    """A unit-of-work factory whose units numbered in `down` (0 the claim) find the database unavailable."""
+    def factory(*, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> InMemoryUnitOfWork:
+        units.append(read_only)
+        if len(units) - 1 in down:
+            raise Unavailable("the database is unavailable; retry later")
+        return hooks.store(read_only=read_only, lock_accounts=lock_accounts)
+    return factory
+
+
+async def test_answers_are_recorded_once_the_database_is_back_and_not_sent_again(hooks: Hooks) -> None:
+    await hooks.subscribe()
+    (ref,) = await hooks.event()
+    units: list[bool] = []
+    delivered = await deliver_webhooks(DeliverWebhooks(refs=(ref,)), uow_factory=_down_for(hooks, units, {1, 2}),
+                                       sender=hooks.sender, clock=hooks.clock, policy=hooks.policy,
+                                       record_patience=5)
+    assert [o.result for _, o in delivered.outcomes] == [DeliveryResult.SUCCEEDED]
+    assert len(units) == 4  # the claim, the record twice refused (the database restarting), then recorded
+    assert (hooks.delivery(ref.id).status, hooks.delivery(ref.id).attempts) == ("succeeded", 1)
+    assert len(hooks.sender.sent) == 1
+
+
+async def test_a_database_down_longer_than_the_patience_leaves_the_delivery_to_its_lease(hooks: Hooks) -> None:
+    await hooks.subscribe()
+    (ref,) = await hooks.event()
+    units: list[bool] = []
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(Unavailable):
+        await deliver_webhooks(DeliverWebhooks(refs=(ref,)), uow_factory=_down_for(hooks, units, set(range(1, 99))),
+                               sender=hooks.sender, clock=hooks.clock, policy=hooks.policy, record_patience=0.5)
+    assert 0.3 <= asyncio.get_running_loop().time() - started < 3
+    assert 3 <= len(units) <= 6  # tried again after 0.1, 0.2 (and 0.4 if in time) s, then given up
+    held = hooks.delivery(ref.id)  # the attempt counted and held: the scheduler sends it again after the lease
+    assert (held.status, held.attempts, len(hooks.sender.sent)) == ("pending", 1, 1)
+    assert held.next_attempt_at == hooks.clock.current + timedelta(seconds=hooks.policy.lease)
+
+
+async def test_patiently_raises_other_errors_at_once() -> None:
+    calls: list[int] = []
+
+    async def broken() -> None:
+        calls.append(1)
+        raise ValueError("a bug, not an outage")
+
+    with pytest.raises(ValueError):
+        await patiently(broken, patience=5)
+    assert calls == [1]
