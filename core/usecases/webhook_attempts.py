@@ -232,8 +232,10 @@ async def _record(
     policy: DeliveryPolicy,
 ) -> dict[UUID, DeliveryOutcome]:
     """Transaction 2: every answer, and the attempts of the unsent deliveries taken back. A delivery that moved
-    on meanwhile (redelivered by hand, or taken by the scheduler after a lease that ran out) is left as it is: so
-    also when this transaction, tried again, had committed before its connection was lost (SKIPPED)."""
+    on meanwhile (redelivered by hand, or taken by the scheduler after a lease that ran out) is left as it is. Run
+    again after a COMMIT whose connection was lost once the server had committed, it finds the rows it wrote: a
+    success or a give-up is left as it is (SKIPPED: not counted again), a failed POST's next attempt is
+    scheduled again from now."""
     if not sent and not unsent:
         return {}
     attempted = {d.id: d for d, _ in [*sent, *unsent]}

@@ -159,13 +159,13 @@ async def test_tenants_and_due_name_who_settles_through_a_provider_and_is_not_re
     assert [t for t in paypal if t in mine] == []
 
 
-async def _waits_on_a_lock(pool: Any, deadline: float = 10.0) -> None:
-    """Until a session of this database waits for a row lock (pg_stat_activity), or fails after `deadline` s."""
+async def _waits_for(pool: Any, holder: int, deadline: float = 10.0) -> None:
+    """Until another session waits for a lock that the backend `holder` holds, or fails after `deadline` s."""
     loop = asyncio.get_running_loop()
     until = loop.time() + deadline
-    while not await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                  "AND wait_event_type = 'Lock'"):
-        assert loop.time() < until, "nobody waited for a lock"
+    while not await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                                  holder):
+        assert loop.time() < until, "nobody waited for the group's lock"
         await asyncio.sleep(0.02)
 
 
@@ -201,14 +201,20 @@ async def test_on_postgresql_reconciliation_and_a_group_of_completions_lock_paym
     assert [line.charge_key for line in reports.items] == [str(high.id), str(low.id)]
     cmd = Reconcile(tenant_id=tenant.id, provider="stripe", day=today, correlation_id="req-race")
 
-    async with uow_factory() as group:
-        assert await group.payments.lock(tenant.id, low.id) is not None  # the group's statement, half way
-        reconciling = asyncio.ensure_future(run_reconciliation(cmd, reports, uow_factory=uow_factory, clock=clock,
-                                                               grace=timedelta(hours=1)))
-        await _waits_on_a_lock(services.pool)  # the reconciliation, waiting for `low`
-        locked = await asyncio.wait_for(group.payments.lock_all(tenant.id, [low.id, high.id]), 10)
-        assert set(locked) == {low.id, high.id}  # no deadlock: nothing of the group's was taken
-    done = await asyncio.wait_for(reconciling, 10)
+    reconciling: asyncio.Future[Any] | None = None
+    try:
+        async with uow_factory() as group:
+            assert await group.payments.lock(tenant.id, low.id) is not None  # the group's statement, half way
+            reconciling = asyncio.ensure_future(run_reconciliation(cmd, reports, uow_factory=uow_factory,
+                                                                   clock=clock, grace=timedelta(hours=1)))
+            holder = group._session.conn.get_server_pid()  # type: ignore[attr-defined]
+            await _waits_for(services.pool, holder)  # the reconciliation, waiting for `low`
+            locked = await asyncio.wait_for(group.payments.lock_all(tenant.id, [low.id, high.id]), 10)
+            assert set(locked) == {low.id, high.id}  # no deadlock: nothing of the group's was taken
+        done = await asyncio.wait_for(reconciling, 10)
+    finally:
+        if reconciling is not None and not reconciling.done():
+            reconciling.cancel()
     assert {(item.result, item.payment_id) for item in done.items} == {
         (MatchResult.MISSING_IN_LEDGER, low.id), (MatchResult.MISSING_IN_LEDGER, high.id)}
     async with uow_factory(read_only=True) as uow:

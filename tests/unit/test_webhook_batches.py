@@ -308,9 +308,10 @@ async def test_a_database_down_longer_than_the_patience_leaves_the_delivery_to_i
     with pytest.raises(Unavailable):
         await deliver_webhooks(DeliverWebhooks(refs=(ref,)), uow_factory=_down_for(hooks, units, set(range(1, 99))),
                                sender=hooks.sender, clock=hooks.clock, policy=hooks.policy, record_patience=0.5)
-    assert 0.25 <= asyncio.get_running_loop().time() - started < 3  # waited 0.1 + 0.2 s
-    # the claim, then the record at once, 0.1 s later and 0.2 s after that; the next wait (0.4 s) ends past 0.5 s
-    assert len(units) == 4
+    assert 0.1 <= asyncio.get_running_loop().time() - started < 3
+    # the claim, then the record at once, 0.1 s later and (unless the machine stalled) 0.2 s after that; the next
+    # wait (0.4 s) would end past the 0.5 s
+    assert 3 <= len(units) <= 4
     held = hooks.delivery(ref.id)  # the attempt counted and held: the scheduler sends it again after the lease
     assert (held.status, held.attempts, len(hooks.sender.sent)) == ("pending", 1, 1)
     assert held.next_attempt_at == hooks.clock.current + timedelta(seconds=hooks.policy.lease)
