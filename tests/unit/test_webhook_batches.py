@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -327,3 +328,32 @@ async def test_patiently_raises_other_errors_at_once() -> None:
     with pytest.raises(ValueError):
         await patiently(broken, patience=5)
     assert calls == [1]
+
+
+async def test_a_record_that_committed_before_its_connection_was_lost_is_not_recorded_twice(hooks: Hooks) -> None:
+    await hooks.subscribe()
+    (ref,) = await hooks.event()
+    units: list[bool] = []
+
+    class CommitsThenLost:
+        def __init__(self, uow: InMemoryUnitOfWork) -> None:
+            self._uow = uow
+
+        async def __aenter__(self) -> InMemoryUnitOfWork:
+            return await self._uow.__aenter__()
+
+        async def __aexit__(self, *exc: object) -> None:
+            await self._uow.__aexit__(*exc)  # type: ignore[arg-type]
+            raise Unavailable("the database connection was lost; retry later")
+
+    def factory(*, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> Any:
+        units.append(read_only)
+        uow = hooks.store(read_only=read_only, lock_accounts=lock_accounts)
+        return CommitsThenLost(uow) if len(units) == 2 else uow
+
+    delivered = await deliver_webhooks(DeliverWebhooks(refs=(ref,)), uow_factory=factory, sender=hooks.sender,
+                                       clock=hooks.clock, policy=hooks.policy, record_patience=5)
+    # run again, the record finds its own success: left as it is, and not counted a second time
+    assert [o.result for _, o in delivered.outcomes] == [DeliveryResult.SKIPPED] and len(units) == 3
+    assert (hooks.delivery(ref.id).status, hooks.delivery(ref.id).attempts, len(hooks.sender.sent)) == (
+        "succeeded", 1, 1)
