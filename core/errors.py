@@ -119,6 +119,11 @@ class Unavailable(CoreError, code="service_unavailable", transient=True):
     """A dependency (database, Redis) is unreachable or overloaded; the request may be retried."""
 
 
+class Unreachable(Unavailable):
+    """The dependency cannot be reached at all or lost the connection (restarting, failing over), as opposed to a wait
+    that ran out under load: worth waiting a few seconds for where giving up would repeat work done outside it."""
+
+
 class ConcurrencyConflict(CoreError, code="service_unavailable", transient=True):
     """A serialization failure or deadlock aborted the transaction; the whole unit of work may be retried."""
 

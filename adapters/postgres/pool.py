@@ -8,7 +8,7 @@ from typing import Literal
 
 import asyncpg
 
-from core.errors import ConcurrencyConflict, Unavailable
+from core.errors import ConcurrencyConflict, Unavailable, Unreachable
 
 #: SQLSTATEs after which the whole transaction may simply be run again.
 RETRYABLE = {"40001", "40P01"}
@@ -42,7 +42,8 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, command_timeout
 
 
 class translate_errors:  # noqa: N801 - used as a context manager, like contextlib's helpers
-    """Turn asyncpg's serialization, deadlock and connection errors into core errors."""
+    """Turn asyncpg's serialization, deadlock and connection errors into core errors: a lost or refused connection
+    is `Unreachable`, a wait that ran out (the pool's acquire timeout, a statement timeout) `Unavailable`."""
 
     def __enter__(self) -> None:
         return None
@@ -52,14 +53,16 @@ class translate_errors:  # noqa: N801 - used as a context manager, like contextl
             return False
         if isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in RETRYABLE:
             raise ConcurrencyConflict("the transaction lost a race; retry it") from exc
-        if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.exceptions.PostgresConnectionError,
-                            asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError,
-                            asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.QueryCanceledError)):
+        if isinstance(exc, (asyncio.TimeoutError, asyncpg.exceptions.TooManyConnectionsError,
+                            asyncpg.exceptions.QueryCanceledError)):  # a wait that ran out: overloaded, or stuck
             raise Unavailable("the database is unavailable; retry later") from exc
+        if isinstance(exc, (OSError, asyncpg.exceptions.PostgresConnectionError,
+                            asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError)):
+            raise Unreachable("the database is unavailable; retry later") from exc
         if isinstance(exc, asyncpg.InterfaceError) and lost_connection(exc):
-            raise Unavailable("the database connection was lost; retry later") from exc
+            raise Unreachable("the database connection was lost; retry later") from exc
         if isinstance(exc, asyncpg.exceptions.InternalClientError):  # a connection left mid-operation by a loss
-            raise Unavailable("the database connection is broken; retry later") from exc
+            raise Unreachable("the database connection is broken; retry later") from exc
         return False
 
 

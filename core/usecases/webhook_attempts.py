@@ -21,7 +21,7 @@ USER_AGENT = "payments-webhooks/1"
 #: slow receiver does not hold back the record of the batch's others, nor leave them to be sent again should the
 #: worker stop meanwhile.
 RECORD_AFTER = 1.0
-#: Seconds a batch keeps trying to record the answers it got while the database is unavailable (a restart, a
+#: Seconds a batch keeps trying to record the answers it got while the database cannot be reached (a restart, a
 #: failover) before it leaves them to the lease: the receivers have had those POSTs, and an answer recorded late
 #: is not sent again, where one given up is sent again once the lease ends.
 RECORD_PATIENCE = 10.0
@@ -102,8 +102,8 @@ async def deliver_webhooks(
     by then are recorded first, in a transaction of their own. When every slot is busy, the batch waits up to
     `admission.wait` before claiming anything, else it goes back to the queue whole; a claimed delivery that then
     waits as long for a slot has its attempt taken back in transaction 2 and goes back to the queue with the rest
-    after it. While the database is unavailable, transaction 2 is tried again for up to `record_patience` seconds
-    (then `Unavailable` is raised, and the lease covers the rest)."""
+    after it. While the database cannot be reached (`Unreachable`), transaction 2 is tried again for up to
+    `record_patience` seconds (then the error is raised, and the lease covers the rest)."""
     refs = _first_of_each(cmd.refs)
     if admission is not None and not await _slot_frees(admission):
         await admission.queue.enqueue_deliveries(refs, delay_seconds=admission.requeue_delay)

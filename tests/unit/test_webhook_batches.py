@@ -14,7 +14,7 @@ import pytest
 
 from adapters.memory import InMemoryStore
 from adapters.memory.store import InMemoryUnitOfWork
-from core.errors import Unavailable
+from core.errors import Unavailable, Unreachable
 from core.patience import patiently
 from core.signatures import verify_signature
 from core.usecases.webhook_attempts import (
@@ -278,12 +278,14 @@ async def test_a_delivery_named_twice_is_attempted_once_in_the_batchs_order(hook
     assert len(hooks.sender.sent) == 2 and hooks.delivery(first.id).attempts == 1
 
 
-def _down_for(hooks: Hooks, units: list[bool], down: set[int]) -> Callable[..., InMemoryUnitOfWork]:
-    """A unit-of-work factory whose units numbered in `down` (0 the claim) find the database unavailable."""
+def _down_for(hooks: Hooks, units: list[bool], down: set[int], error: type[Unavailable] = Unreachable
+              ) -> Callable[..., InMemoryUnitOfWork]:
+    """A unit-of-work factory whose units numbered in `down` (0 the claim) raise `error`: by default the database
+    cannot be reached (restarting)."""
     def factory(*, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> InMemoryUnitOfWork:
         units.append(read_only)
         if len(units) - 1 in down:
-            raise Unavailable("the database is unavailable; retry later")
+            raise error("the database is unavailable; retry later")
         return hooks.store(read_only=read_only, lock_accounts=lock_accounts)
     return factory
 
@@ -306,7 +308,7 @@ async def test_a_database_down_longer_than_the_patience_leaves_the_delivery_to_i
     (ref,) = await hooks.event()
     units: list[bool] = []
     started = asyncio.get_running_loop().time()
-    with pytest.raises(Unavailable):
+    with pytest.raises(Unreachable):
         await deliver_webhooks(DeliverWebhooks(refs=(ref,)), uow_factory=_down_for(hooks, units, set(range(1, 99))),
                                sender=hooks.sender, clock=hooks.clock, policy=hooks.policy, record_patience=0.5)
     assert 0.1 <= asyncio.get_running_loop().time() - started < 3
@@ -316,6 +318,18 @@ async def test_a_database_down_longer_than_the_patience_leaves_the_delivery_to_i
     held = hooks.delivery(ref.id)  # the attempt counted and held: the scheduler sends it again after the lease
     assert (held.status, held.attempts, len(hooks.sender.sent)) == ("pending", 1, 1)
     assert held.next_attempt_at == hooks.clock.current + timedelta(seconds=hooks.policy.lease)
+
+
+async def test_a_record_that_timed_out_under_load_is_not_tried_again(hooks: Hooks) -> None:
+    # the pool's acquire timeout (Unavailable, not Unreachable): waiting more would add to the load
+    await hooks.subscribe()
+    (ref,) = await hooks.event()
+    units: list[bool] = []
+    with pytest.raises(Unavailable) as raised:
+        await deliver_webhooks(DeliverWebhooks(refs=(ref,)), uow_factory=_down_for(hooks, units, {1}, Unavailable),
+                               sender=hooks.sender, clock=hooks.clock, policy=hooks.policy, record_patience=5)
+    assert type(raised.value) is Unavailable and len(units) == 2  # the claim, the record once
+    assert (hooks.delivery(ref.id).status, hooks.delivery(ref.id).attempts) == ("pending", 1)
 
 
 async def test_patiently_raises_other_errors_at_once() -> None:
@@ -344,7 +358,7 @@ async def test_a_record_that_committed_before_its_connection_was_lost_is_not_rec
 
         async def __aexit__(self, *exc: object) -> None:
             await self._uow.__aexit__(*exc)  # type: ignore[arg-type]
-            raise Unavailable("the database connection was lost; retry later")
+            raise Unreachable("the database connection was lost; retry later")
 
     def factory(*, read_only: bool = False, lock_accounts: Collection[UUID] = ()) -> Any:
         units.append(read_only)
